@@ -1,0 +1,104 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("LANDFALL_GIT_SHA"), ")");
+
+/// Landfall lands REST API data as raw JSONL with provenance in object storage.
+#[derive(Debug, Parser)]
+#[command(name = "landfall", version = VERSION, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the config's JSON Schema (Airbyte connector-spec conventions).
+    Spec,
+    /// Parse and validate a config without network access.
+    Validate {
+        #[arg(long, env = "LANDFALL_CONFIG")]
+        config: Option<PathBuf>,
+        /// Check reference syntax only; do not resolve ${env:..} / ${file:..}.
+        #[arg(long)]
+        no_resolve: bool,
+    },
+    /// Test connectivity: one request per stream and a probe write/read/list/delete.
+    Check {
+        #[arg(long, env = "LANDFALL_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Extract and land the config's streams.
+    Run(RunArgs),
+    /// Inspect or change a stream's checkpoint.
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
+    /// Serve a sample API on loopback and land it into a local folder.
+    Demo {
+        /// Landing folder.
+        #[arg(long, default_value = "landing")]
+        landing: PathBuf,
+        /// Only serve the sample API (prints `listening on URL`) until interrupted.
+        #[arg(long)]
+        serve: bool,
+        /// Port for the sample API (0 = any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[arg(long, env = "LANDFALL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Run only these streams (repeatable); default all.
+    #[arg(long)]
+    pub stream: Vec<String>,
+    /// Use this run id (a UUID) instead of a fresh UUIDv7.
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Lower bound of an explicit window (e.g. the Airflow data interval start).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Upper bound of an explicit window.
+    #[arg(long)]
+    pub end: Option<String>,
+    /// Ignore checkpoints: read incremental streams from `incremental.start`.
+    #[arg(long)]
+    pub full_refresh: bool,
+    /// Write a JSON run summary here (Airflow XCom).
+    #[arg(long)]
+    pub xcom_output: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateAction {
+    /// Print a stream's checkpoint.
+    Show {
+        #[arg(long, env = "LANDFALL_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        stream: String,
+    },
+    /// Set a stream's checkpoint cursor (the previous one is kept as .prev).
+    Set {
+        #[arg(long, env = "LANDFALL_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        stream: String,
+        #[arg(long)]
+        value: String,
+    },
+    /// Remove a stream's checkpoint (kept as .prev) so the next run starts from `start`.
+    Reset {
+        #[arg(long, env = "LANDFALL_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        stream: String,
+    },
+}

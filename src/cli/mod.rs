@@ -1,0 +1,214 @@
+//! The command line: arguments parsed by clap, then each command run with its errors
+//! printed once and mapped to the contract's exit codes.
+
+mod args;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::config::{ConfigError, ConnectorConfig, LoadedConfig, Resolve};
+use crate::error::{Classify, ErrorCode, ErrorRecord, Exit};
+use crate::extract::{self, RunOptions};
+use crate::landing::Landing;
+use crate::state::StateStore;
+
+pub use args::{Cli, Command, StateAction};
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("landfall: cannot start the async runtime: {error}");
+            return Exit::Failure.into();
+        }
+    };
+    runtime.block_on(execute(cli)).into()
+}
+
+fn fail(message: impl std::fmt::Display, exit: Exit) -> Exit {
+    eprintln!("landfall: {}", crate::redact::scrub(&message.to_string()));
+    exit
+}
+
+fn config_path(path: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
+    path.ok_or(ConfigError::Missing)
+}
+
+fn load(path: Option<PathBuf>, resolve: Resolve) -> Result<LoadedConfig, Exit> {
+    config_path(path)
+        .and_then(|path| ConnectorConfig::load(&path, resolve))
+        .map_err(|error| fail(format_args!("invalid config: {error}"), Exit::Usage))
+}
+
+async fn execute(cli: Cli) -> Exit {
+    match cli.command {
+        Command::Spec => {
+            println!("{}", serde_json::to_string_pretty(&crate::config::spec::schema()).expect("schema serializes"));
+            Exit::Succeeded
+        }
+        Command::Validate { config, no_resolve } => {
+            let resolve = if no_resolve { Resolve::SyntaxOnly } else { Resolve::References };
+            match load(config, resolve) {
+                Ok(loaded) => {
+                    println!(
+                        "config is valid: source {} with {} stream(s)",
+                        loaded.config.source.name,
+                        loaded.config.streams.len()
+                    );
+                    Exit::Succeeded
+                }
+                Err(exit) => exit,
+            }
+        }
+        Command::Check { config } => {
+            let loaded = match load(config, Resolve::References) {
+                Ok(loaded) => loaded,
+                Err(exit) => return exit,
+            };
+            let (report, exit) = crate::check::check(&loaded).await;
+            println!("{}", crate::redact::scrub(&serde_json::to_string_pretty(&report).expect("report serializes")));
+            if let Some(step) = &report.failed_step {
+                eprintln!("landfall: check failed at step {step}");
+            }
+            exit
+        }
+        Command::Run(run) => {
+            let loaded = match load(run.config, Resolve::References) {
+                Ok(loaded) => loaded,
+                Err(exit) => {
+                    write_failed_xcom(run.xcom_output.as_deref(), "unknown", exit, ErrorCode::ConfigError, "invalid config");
+                    return exit;
+                }
+            };
+            let options = RunOptions {
+                streams: run.stream,
+                run_id: run.run_id,
+                start: run.start,
+                end: run.end,
+                full_refresh: run.full_refresh,
+                sleeper: None,
+            };
+            match extract::run(&loaded, options).await {
+                Ok(outcome) => {
+                    if let Some(path) = &run.xcom_output {
+                        let summary = crate::xcom::Summary::from_manifest(&outcome.manifest, &outcome.manifest_url, outcome.exit.code());
+                        if let Err(error) = summary.write(path) {
+                            return fail(format_args!("cannot write --xcom-output {}: {error}", path.display()), Exit::Failure);
+                        }
+                    }
+                    println!("{}", outcome.manifest_url);
+                    outcome.exit
+                }
+                Err(error) => {
+                    let exit = Exit::for_error(error.code(), error.retryable());
+                    write_failed_xcom(run.xcom_output.as_deref(), &loaded.config.source.name, exit, error.code(), &error.to_string());
+                    fail(error, exit)
+                }
+            }
+        }
+        Command::State { action } => state(action).await,
+        Command::Demo { landing, serve, port } => demo(landing, serve, port).await,
+    }
+}
+
+fn write_failed_xcom(path: Option<&Path>, source: &str, exit: Exit, code: ErrorCode, message: &str) {
+    if let Some(path) = path {
+        let record = ErrorRecord {
+            code: code.as_str().to_owned(),
+            message: crate::redact::scrub(message).into_owned(),
+            retryable: exit == Exit::Transient,
+        };
+        if let Err(error) = crate::xcom::Summary::failed(source, exit.code(), record).write(path) {
+            eprintln!("landfall: cannot write --xcom-output {}: {error}", path.display());
+        }
+    }
+}
+
+async fn state(action: StateAction) -> Exit {
+    let (config, stream) = match &action {
+        StateAction::Show { config, stream } | StateAction::Reset { config, stream } | StateAction::Set { config, stream, .. } => {
+            (config.clone(), stream.clone())
+        }
+    };
+    let loaded = match load(config, Resolve::References) {
+        Ok(loaded) => loaded,
+        Err(exit) => return exit,
+    };
+    if loaded.config.stream(&stream).is_none() {
+        return fail(format_args!("unknown stream `{stream}`"), Exit::Usage);
+    }
+    let landing = match Landing::open(&loaded.config.landing) {
+        Ok(landing) => landing,
+        Err(error) => return fail(&error, Exit::for_error(error.code(), error.retryable())),
+    };
+    let store = StateStore::new(landing, &loaded.config.source.name);
+    let operator_run = format!("operator-{}", uuid::Uuid::now_v7());
+    let result = match action {
+        StateAction::Show { .. } => store.load(&stream).await.map(|state| {
+            println!("{}", serde_json::to_string_pretty(&state).expect("state serializes"));
+        }),
+        StateAction::Set { value, .. } => store.commit(&stream, Some(&value), &operator_run).await.map(|state| {
+            println!("{}", serde_json::to_string_pretty(&state).expect("state serializes"));
+        }),
+        StateAction::Reset { .. } => store.reset(&stream).await.map(|previous| {
+            println!(
+                "state of {stream} reset; previous kept as {stream}.json.prev: {}",
+                serde_json::to_string(&previous).expect("state serializes")
+            );
+        }),
+    };
+    match result {
+        Ok(()) => Exit::Succeeded,
+        Err(error) => fail(&error, Exit::for_error(error.code(), error.retryable())),
+    }
+}
+
+async fn demo(landing: PathBuf, serve: bool, port: u16) -> Exit {
+    let api = match crate::demo::api::SampleApi::start(port).await {
+        Ok(api) => api,
+        Err(error) => return fail(format_args!("cannot start the sample API: {error}"), Exit::Failure),
+    };
+    if serve {
+        println!("listening on {}", api.url());
+        let _ = tokio::signal::ctrl_c().await;
+        api.stop().await;
+        return Exit::Succeeded;
+    }
+    let folder = crate::demo::absolute(&landing);
+    let loaded = match crate::demo::config(&api.url(), &folder) {
+        Ok(loaded) => loaded,
+        Err(error) => return fail(format_args!("demo config: {error}"), Exit::Failure),
+    };
+    let outcome = extract::run(&loaded, RunOptions::default()).await;
+    api.stop().await;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(error) => return fail(&error, Exit::for_error(error.code(), error.retryable())),
+    };
+    println!("\nLandfall demo: {} run {}", outcome.manifest.status.as_str(), outcome.manifest.run_id);
+    for stream in &outcome.manifest.streams {
+        println!(
+            "  {:<10} {:>6} records in {} part(s), {} pages, cursor_end {}",
+            stream.name,
+            stream.rows_written,
+            stream.files.len(),
+            stream.pages,
+            stream.cursor_end.as_deref().unwrap_or("-")
+        );
+    }
+    let source = &outcome.manifest.source_system;
+    println!("\nLanded under {}/{source}/", folder.display());
+    println!("Manifest:     {}", outcome.manifest_url);
+    println!("\nLook at it:");
+    println!("  find {} -type f | sort", folder.display());
+    println!("  zcat {}/{source}/customers/*/*/part-00000.jsonl.gz | head -n 2", folder.display());
+    println!("  cat {}/{source}/_manifests/*/*.json", folder.display());
+    println!("  cat {}/{source}/_state/customers.json", folder.display());
+    println!("Run it again: incremental streams resume from their checkpoints.");
+    outcome.exit
+}

@@ -1,0 +1,876 @@
+//! Connector configuration (contract §1): strict YAML parsed into typed structs, then
+//! validated without I/O.
+//!
+//! Loading happens in two passes over the parsed document. The first deserializes it as
+//! written, so that secret fields can be checked to be references, never literals. The
+//! second resolves `${env:..}` / `${file:..}` references in every string and deserializes
+//! again into the config the run uses. Unknown keys are errors that name their path.
+
+mod secret;
+pub mod spec;
+mod units;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use secret::{Secret, is_reference};
+pub use units::{ByteSize, HumanDuration};
+
+/// Errors from reading, parsing or validating a connector config.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config is not valid YAML: {0}")]
+    Yaml(String),
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("no config given: pass --config FILE or set LANDFALL_CONFIG")]
+    Missing,
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// How references in the config are treated when loading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolve {
+    /// Resolve `${env:..}` and `${file:..}` (what `run` and `check` do).
+    References,
+    /// Keep references as written; only their syntax is checked (`validate --no-resolve`).
+    SyntaxOnly,
+}
+
+/// The root of a connector config.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// Config format version; must be 1.
+    pub version: u32,
+    pub source: SourceConfig,
+    pub streams: Vec<StreamConfig>,
+    /// Where records land. Default: `file://./landing`.
+    #[serde(default)]
+    pub landing: LandingConfig,
+}
+
+/// The API and how to talk to it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `[a-z][a-z0-9_]*`; becomes `_source_system` and the landing prefix.
+    pub name: String,
+    /// Base URL every stream path is appended to.
+    pub base_url: String,
+    /// Free-form description, carried to generated dbt sources.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Becomes `_tenant`. Default: null.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Becomes `_environment`. Default: null.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// Headers sent with every request. Default: none.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Query parameters sent with every request. Default: none.
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Default: `{type: none}`.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Per-request timeout. Default: 30s.
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Allow plain `http://` to non-loopback hosts. Default: false.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+}
+
+fn default_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+
+/// Where an API key goes.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKeyLocation {
+    Header,
+    Query,
+}
+
+/// OAuth 2.0 grant used to obtain access tokens.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuth2Flow {
+    ClientCredentials,
+    RefreshToken,
+}
+
+/// `source.auth`, chosen by `type`.
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthConfig {
+    #[default]
+    None,
+    ApiKey {
+        #[serde(rename = "in", default = "default_api_key_location")]
+        location: ApiKeyLocation,
+        name: String,
+        #[serde(skip_serializing)]
+        value: Secret,
+    },
+    Bearer {
+        #[serde(skip_serializing)]
+        token: Secret,
+    },
+    Basic {
+        /// May be a reference; treated as a secret once resolved (some vendors put the API
+        /// key here).
+        #[serde(skip_serializing)]
+        username: Secret,
+        #[serde(skip_serializing, default)]
+        password: Option<Secret>,
+    },
+    #[serde(rename = "oauth2")]
+    OAuth2 {
+        flow: OAuth2Flow,
+        token_url: String,
+        client_id: String,
+        #[serde(skip_serializing)]
+        client_secret: Secret,
+        #[serde(skip_serializing, default)]
+        refresh_token: Option<Secret>,
+        #[serde(default)]
+        scopes: Vec<String>,
+    },
+    Hmac {
+        #[serde(skip_serializing)]
+        secret: Secret,
+        /// Header carrying the signature. Default: `X-Signature`.
+        #[serde(default = "default_hmac_header")]
+        header: String,
+    },
+}
+
+fn default_api_key_location() -> ApiKeyLocation {
+    ApiKeyLocation::Header
+}
+
+fn default_hmac_header() -> String {
+    "X-Signature".to_owned()
+}
+
+impl AuthConfig {
+    /// Every secret field with its key path, for the literal-secret check.
+    fn secrets(&self) -> Vec<(&'static str, &Secret)> {
+        match self {
+            AuthConfig::None => vec![],
+            AuthConfig::ApiKey { value, .. } => vec![("value", value)],
+            AuthConfig::Bearer { token } => vec![("token", token)],
+            AuthConfig::Basic { password, .. } => password.iter().map(|p| ("password", p)).collect(),
+            AuthConfig::OAuth2 {
+                client_secret,
+                refresh_token,
+                ..
+            } => {
+                let mut secrets = vec![("client_secret", client_secret)];
+                if let Some(token) = refresh_token {
+                    secrets.push(("refresh_token", token));
+                }
+                secrets
+            }
+            AuthConfig::Hmac { secret, .. } => vec![("secret", secret)],
+        }
+    }
+
+    /// The `type` value, as written in config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthConfig::None => "none",
+            AuthConfig::ApiKey { .. } => "api_key",
+            AuthConfig::Bearer { .. } => "bearer",
+            AuthConfig::Basic { .. } => "basic",
+            AuthConfig::OAuth2 { .. } => "oauth2",
+            AuthConfig::Hmac { .. } => "hmac",
+        }
+    }
+}
+
+/// `source.retry`: how failed requests are retried.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included. Default: 3.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Default: 1s.
+    #[serde(default = "default_initial_delay")]
+    pub initial_delay: HumanDuration,
+    /// Default: 30s.
+    #[serde(default = "default_max_delay")]
+    pub max_delay: HumanDuration,
+    /// Default: 2.
+    #[serde(default = "default_multiplier")]
+    pub multiplier: f64,
+    /// Total time one request may spend waiting between retries. Default: 2m.
+    #[serde(default = "default_budget")]
+    pub budget: HumanDuration,
+    /// Default: 408, 425, 429, 500, 502, 503, 504.
+    #[serde(default = "default_retry_on_status")]
+    pub retry_on_status: Vec<u16>,
+    /// Default: true.
+    #[serde(default = "default_true")]
+    pub respect_retry_after: bool,
+}
+
+fn default_max_attempts() -> u32 {
+    3
+}
+fn default_initial_delay() -> HumanDuration {
+    HumanDuration::from_secs(1)
+}
+fn default_max_delay() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_multiplier() -> f64 {
+    2.0
+}
+fn default_budget() -> HumanDuration {
+    HumanDuration::from_secs(120)
+}
+fn default_retry_on_status() -> Vec<u16> {
+    vec![408, 425, 429, 500, 502, 503, 504]
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            initial_delay: default_initial_delay(),
+            max_delay: default_max_delay(),
+            multiplier: default_multiplier(),
+            budget: default_budget(),
+            retry_on_status: default_retry_on_status(),
+            respect_retry_after: true,
+        }
+    }
+}
+
+/// `source.rate_limit`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Default: 10.
+    #[serde(default = "default_rps")]
+    pub requests_per_second: Option<f64>,
+    /// Default: unlimited.
+    #[serde(default)]
+    pub requests_per_minute: Option<f64>,
+    /// Default: unlimited.
+    #[serde(default)]
+    pub requests_per_hour: Option<f64>,
+    /// Default: 10.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    /// Requests in flight at once. Default: 4.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Slow down from rate-limit response headers. Default: true.
+    #[serde(default = "default_true")]
+    pub adaptive: bool,
+}
+
+fn default_rps() -> Option<f64> {
+    Some(10.0)
+}
+fn default_burst() -> u32 {
+    10
+}
+fn default_concurrency() -> u32 {
+    4
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_second: default_rps(),
+            requests_per_minute: None,
+            requests_per_hour: None,
+            burst: default_burst(),
+            concurrency: default_concurrency(),
+            adaptive: true,
+        }
+    }
+}
+
+/// `source.circuit_breaker`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// Consecutive failed requests that open the circuit. Default: 5.
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// Default: 30s.
+    #[serde(default = "default_cooldown")]
+    pub cooldown: HumanDuration,
+}
+
+fn default_failure_threshold() -> u32 {
+    5
+}
+fn default_cooldown() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: default_failure_threshold(),
+            cooldown: default_cooldown(),
+        }
+    }
+}
+
+/// `source.tls`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Extra CA certificate bundle (PEM). Default: none (system roots).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Client certificate (PEM) for mutual TLS. Default: none.
+    #[serde(default)]
+    pub client_cert_file: Option<String>,
+    /// Client key (PEM) for mutual TLS. Default: none.
+    #[serde(default)]
+    pub client_key_file: Option<String>,
+    /// `"1.2"` or `"1.3"`. Default: `"1.2"`.
+    #[serde(default = "default_tls_min_version")]
+    pub min_version: String,
+}
+
+fn default_tls_min_version() -> String {
+    "1.2".to_owned()
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            min_version: default_tls_min_version(),
+        }
+    }
+}
+
+/// HTTP method of a stream's requests.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    #[default]
+    Get,
+    Post,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// Where a page token (cursor, offset, page number) goes in the next request.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InjectInto {
+    #[default]
+    Query,
+    Body,
+    Header,
+}
+
+/// `streams[].pagination`, chosen by `type`.
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PaginationConfig {
+    #[default]
+    None,
+    Cursor {
+        /// JSON pointer to the next cursor in the response body.
+        cursor_path: String,
+        /// Name of the parameter that carries the cursor.
+        cursor_param: String,
+        #[serde(default)]
+        inject_into: InjectInto,
+        #[serde(default)]
+        max_pages: Option<u64>,
+    },
+    NextUrl {
+        /// JSON pointer to the next page's URL (absolute or relative) in the body.
+        next_url_path: String,
+        #[serde(default)]
+        max_pages: Option<u64>,
+    },
+    LinkHeader {
+        #[serde(default)]
+        max_pages: Option<u64>,
+    },
+    Offset {
+        /// Default: `offset`.
+        #[serde(default = "default_offset_param")]
+        offset_param: String,
+        /// Default: `limit`.
+        #[serde(default = "default_limit_param")]
+        limit_param: String,
+        /// Page size. Default: 100.
+        #[serde(default = "default_page_size")]
+        limit: u64,
+        /// JSON pointer to the total record count, if the API gives one.
+        #[serde(default)]
+        total_path: Option<String>,
+        #[serde(default)]
+        inject_into: InjectInto,
+        #[serde(default)]
+        max_pages: Option<u64>,
+    },
+    PageNumber {
+        /// Default: `page`.
+        #[serde(default = "default_page_param")]
+        page_param: String,
+        /// Default: none (the API's own page size).
+        #[serde(default)]
+        page_size_param: Option<String>,
+        /// Default: 100.
+        #[serde(default = "default_page_size")]
+        page_size: u64,
+        /// Default: 1.
+        #[serde(default = "default_start_page")]
+        start_page: u64,
+        /// JSON pointer to the total page count, if the API gives one.
+        #[serde(default)]
+        total_pages_path: Option<String>,
+        #[serde(default)]
+        inject_into: InjectInto,
+        #[serde(default)]
+        max_pages: Option<u64>,
+    },
+}
+
+fn default_offset_param() -> String {
+    "offset".to_owned()
+}
+fn default_limit_param() -> String {
+    "limit".to_owned()
+}
+fn default_page_param() -> String {
+    "page".to_owned()
+}
+fn default_page_size() -> u64 {
+    100
+}
+fn default_start_page() -> u64 {
+    1
+}
+
+impl PaginationConfig {
+    pub fn max_pages(&self) -> Option<u64> {
+        match self {
+            PaginationConfig::None => None,
+            PaginationConfig::Cursor { max_pages, .. }
+            | PaginationConfig::NextUrl { max_pages, .. }
+            | PaginationConfig::LinkHeader { max_pages }
+            | PaginationConfig::Offset { max_pages, .. }
+            | PaginationConfig::PageNumber { max_pages, .. } => *max_pages,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PaginationConfig::None => "none",
+            PaginationConfig::Cursor { .. } => "cursor",
+            PaginationConfig::NextUrl { .. } => "next_url",
+            PaginationConfig::LinkHeader { .. } => "link_header",
+            PaginationConfig::Offset { .. } => "offset",
+            PaginationConfig::PageNumber { .. } => "page_number",
+        }
+    }
+}
+
+/// `streams[].incremental`: absent means full refresh every run.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncrementalConfig {
+    /// Field in each record (JSON pointer or top-level name) holding the source's cursor.
+    pub cursor_field: String,
+    /// Request parameter that carries the lower bound.
+    pub param: String,
+    /// Request parameter that carries the upper bound of an explicit window. Default: none.
+    #[serde(default)]
+    pub end_param: Option<String>,
+    /// Lower bound of the first run.
+    pub start: String,
+    /// Re-read this far behind the checkpoint (timestamp cursors). Default: 0s.
+    #[serde(default)]
+    pub lookback: HumanDuration,
+    /// Records arrive in cursor order. Default: true.
+    #[serde(default = "default_true")]
+    pub sorted: bool,
+}
+
+/// A PII redaction rule.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactRule {
+    pub path: String,
+    pub action: RedactAction,
+    /// Fixed replacement for `mask`. Default: `***`.
+    #[serde(default)]
+    pub replacement: Option<String>,
+    /// Secret salt for `hash` (a reference).
+    #[serde(default, skip_serializing)]
+    pub salt: Option<Secret>,
+}
+
+/// What a redaction rule does.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RedactAction {
+    Drop,
+    Mask,
+    Hash,
+}
+
+/// One stream: an endpoint and how to page through it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// `[a-z][a-z0-9_]*`; becomes `_source_object` and the landing folder.
+    pub name: String,
+    /// Path appended to `source.base_url`.
+    pub path: String,
+    /// Free-form description, carried to generated dbt sources.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Default: GET.
+    #[serde(default)]
+    pub method: Method,
+    /// Query parameters of this stream (merged over `source.params`).
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Headers of this stream (merged over `source.headers`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// JSON body for POST. Default: none.
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+    /// JSON pointer to the records array; `""` means the document is the array. Default: `""`.
+    #[serde(default)]
+    pub records_path: String,
+    /// Record fields forming the primary key. Default: none.
+    #[serde(default)]
+    pub primary_key: Vec<String>,
+    /// Default: `{type: none}`.
+    #[serde(default)]
+    pub pagination: PaginationConfig,
+    #[serde(default)]
+    pub incremental: Option<IncrementalConfig>,
+    /// Fields that must be present and non-null. Default: none.
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// JSON Schema records are validated against. Default: none.
+    #[serde(default)]
+    pub schema: Option<serde_json::Value>,
+    /// Share of dead-lettered records above which the stream fails. Default: 0.01.
+    #[serde(default = "default_max_dead_letter_ratio")]
+    pub max_dead_letter_ratio: f64,
+    /// PII rules applied before anything is stored or logged. Default: none.
+    #[serde(default)]
+    pub redact: Vec<RedactRule>,
+}
+
+fn default_max_dead_letter_ratio() -> f64 {
+    0.01
+}
+
+impl StreamConfig {
+    pub fn sync_mode(&self) -> &'static str {
+        if self.incremental.is_some() {
+            "incremental"
+        } else {
+            "full_refresh"
+        }
+    }
+}
+
+/// Part compression.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    None,
+}
+
+/// `landing`: where and how parts are written.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LandingConfig {
+    /// `file://`, `memory://`, `s3://`, `az://`, `gs://`. Default: `file://./landing`.
+    #[serde(default = "default_landing_url")]
+    pub url: String,
+    /// Backend options by `object_store` config key names. Default: none.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Default: gzip.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Records per part before it is rolled. Default: 100000.
+    #[serde(default = "default_part_max_records")]
+    pub part_max_records: u64,
+    /// Uncompressed bytes per part before it is rolled. Default: 64MiB.
+    #[serde(default = "default_part_max_bytes")]
+    pub part_max_bytes: ByteSize,
+    /// Compressed bytes after which a part streams through a multipart upload, in chunks
+    /// of this size (S3 needs at least 5MiB). Default: 8MiB.
+    #[serde(default = "default_multipart_chunk")]
+    pub multipart_chunk: ByteSize,
+}
+
+fn default_multipart_chunk() -> ByteSize {
+    ByteSize(8 << 20)
+}
+
+fn default_landing_url() -> String {
+    "file://./landing".to_owned()
+}
+fn default_part_max_records() -> u64 {
+    100_000
+}
+fn default_part_max_bytes() -> ByteSize {
+    ByteSize(64 << 20)
+}
+
+impl Default for LandingConfig {
+    fn default() -> Self {
+        Self {
+            url: default_landing_url(),
+            options: BTreeMap::new(),
+            compression: Compression::Gzip,
+            part_max_records: default_part_max_records(),
+            part_max_bytes: default_part_max_bytes(),
+            multipart_chunk: default_multipart_chunk(),
+        }
+    }
+}
+
+/// A loaded, validated config plus what downstream needs to know about its source.
+#[derive(Clone, Debug)]
+pub struct LoadedConfig {
+    pub config: ConnectorConfig,
+    /// SHA-256 of the config as written (references unresolved, so no secret enters it).
+    pub config_sha256: String,
+}
+
+impl ConnectorConfig {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path, resolve: Resolve) -> Result<LoadedConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_yaml(&text, resolve, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates config text. `lookup_env` stands in for the process environment.
+    pub fn from_yaml(
+        text: &str,
+        resolve: Resolve,
+        lookup_env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<LoadedConfig, ConfigError> {
+        let mut document: serde_json::Value =
+            serde_yaml_ng::from_str(text).map_err(|error| ConfigError::Yaml(error.to_string()))?;
+        let config_sha256 = crate::hash::sha256_hex(
+            serde_json::to_string(&document)
+                .expect("a parsed document serializes")
+                .as_bytes(),
+        );
+        let as_written: ConnectorConfig = typed(document.clone())?;
+        as_written.check_secret_fields()?;
+        as_written.check_reference_syntax(&document)?;
+        let config = match resolve {
+            Resolve::SyntaxOnly => as_written,
+            Resolve::References => {
+                secret::resolve_document(&mut document, lookup_env)?;
+                typed(document)?
+            }
+        };
+        config.validate()?;
+        Ok(LoadedConfig {
+            config,
+            config_sha256,
+        })
+    }
+
+    fn check_secret_fields(&self) -> Result<(), ConfigError> {
+        const HINT: &str =
+            "secret fields must be a reference such as ${env:NAME} or ${file:/path}, not a literal value";
+        for (key, secret) in self.source.auth.secrets() {
+            if !is_reference(secret.expose()) {
+                return Err(ConfigError::invalid(format!("source.auth.{key}"), HINT));
+            }
+        }
+        for (stream_index, stream) in self.streams.iter().enumerate() {
+            for (rule_index, rule) in stream.redact.iter().enumerate() {
+                if let Some(salt) = &rule.salt
+                    && !is_reference(salt.expose())
+                {
+                    return Err(ConfigError::invalid(
+                        format!("streams.{stream_index}.redact.{rule_index}.salt"),
+                        HINT,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_reference_syntax(&self, document: &serde_json::Value) -> Result<(), ConfigError> {
+        fn walk(value: &serde_json::Value, path: &mut Vec<String>) -> Result<(), ConfigError> {
+            match value {
+                serde_json::Value::String(text) => secret::check_references(text)
+                    .map_err(|message| ConfigError::invalid(path.join("."), message)),
+                serde_json::Value::Array(items) => items.iter().enumerate().try_for_each(|(i, item)| {
+                    path.push(i.to_string());
+                    let result = walk(item, path);
+                    path.pop();
+                    result
+                }),
+                serde_json::Value::Object(map) => map.iter().try_for_each(|(key, item)| {
+                    path.push(key.clone());
+                    let result = walk(item, path);
+                    path.pop();
+                    result
+                }),
+                _ => Ok(()),
+            }
+        }
+        walk(document, &mut Vec::new())
+    }
+
+    /// The stream named `name`.
+    pub fn stream(&self, name: &str) -> Option<&StreamConfig> {
+        self.streams.iter().find(|stream| stream.name == name)
+    }
+}
+
+fn typed(document: serde_json::Value) -> Result<ConnectorConfig, ConfigError> {
+    serde_path_to_error::deserialize(document).map_err(|error| {
+        let path = error.path().to_string();
+        let path = if path == "." { "(root)".to_owned() } else { path };
+        ConfigError::invalid(path, error.into_inner().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "TOKEN").then(|| "tok-123456".to_owned())
+    }
+
+    const MINIMAL: &str = r#"
+version: 1
+source:
+  name: shop
+  base_url: https://api.example.com/v2
+  auth: {type: bearer, token: "${env:TOKEN}"}
+streams:
+  - name: orders
+    path: /orders
+    records_path: /data
+    primary_key: [id]
+    pagination: {type: cursor, cursor_path: /meta/next, cursor_param: cursor}
+"#;
+
+    #[test]
+    fn loads_minimal_config_with_defaults() {
+        let loaded = ConnectorConfig::from_yaml(MINIMAL, Resolve::References, &env).unwrap();
+        let config = loaded.config;
+        assert_eq!(config.source.retry.max_attempts, 3);
+        assert_eq!(config.landing.url, "file://./landing");
+        assert_eq!(config.landing.part_max_bytes.0, 64 << 20);
+        match &config.source.auth {
+            AuthConfig::Bearer { token } => assert_eq!(token.expose(), "tok-123456"),
+            other => panic!("unexpected auth {other:?}"),
+        }
+        assert_eq!(loaded.config_sha256.len(), 64);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_path() {
+        let text = MINIMAL.replace("  base_url:", "  retry: {max_atempts: 3}\n  base_url:");
+        let error = ConnectorConfig::from_yaml(&text, Resolve::References, &env).unwrap_err();
+        let message = error.to_string();
+        assert!(message.starts_with("source.retry"), "{message}");
+        assert!(message.contains("unknown field `max_atempts`"), "{message}");
+    }
+
+    #[test]
+    fn literal_secret_is_rejected() {
+        let text = MINIMAL.replace("\"${env:TOKEN}\"", "hunter2-literal");
+        let message = ConnectorConfig::from_yaml(&text, Resolve::References, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("source.auth.token:"), "{message}");
+        assert!(message.contains("reference"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn unset_reference_names_the_key() {
+        let text = MINIMAL.replace("${env:TOKEN}", "${env:NOPE}");
+        let message = ConnectorConfig::from_yaml(&text, Resolve::References, &env)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(message, "source.auth.token: environment variable NOPE is not set");
+        // Syntax-only validation does not need the variable.
+        ConnectorConfig::from_yaml(&text, Resolve::SyntaxOnly, &env).unwrap();
+    }
+
+    #[test]
+    fn config_hash_excludes_resolved_secrets() {
+        let a = ConnectorConfig::from_yaml(MINIMAL, Resolve::References, &env).unwrap();
+        let b = ConnectorConfig::from_yaml(MINIMAL, Resolve::References, &|_| Some("other-secret".into())).unwrap();
+        assert_eq!(a.config_sha256, b.config_sha256);
+    }
+}

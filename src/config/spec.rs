@@ -1,0 +1,382 @@
+//! `landfall spec`: the config's JSON Schema, following the Airbyte connector-spec
+//! conventions so UIs and editors can render and check it: secret fields carry
+//! `airbyte_secret: true`, every property has a unique `order` within its object, each
+//! `oneOf` is discriminated by a `type` property with a distinct `const`, and `type` is a
+//! single type or `[T, "null"]`.
+
+use serde_json::{Map, Value, json};
+
+const DURATION_PATTERN: &str = r"^([0-9]+(ns|us|ms|s|m|h|d|w)\s*)+$|^0$";
+const SIZE_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?\s*(B|KB|kB|MB|GB|KiB|MiB|GiB)?$";
+const IDENTIFIER_PATTERN: &str = "^[a-z][a-z0-9_]*$";
+const POINTER_PATTERN: &str = "^(/.*)?$";
+
+fn with(mut schema: Value, key: &str, value: Value) -> Value {
+    schema[key] = value;
+    schema
+}
+
+fn string(description: &str) -> Value {
+    json!({"type": "string", "description": description})
+}
+
+fn nullable_string(description: &str) -> Value {
+    json!({"type": ["string", "null"], "description": description})
+}
+
+fn secret(description: &str) -> Value {
+    json!({"type": "string", "description": description, "airbyte_secret": true})
+}
+
+fn integer(description: &str, default: Value) -> Value {
+    json!({"type": "integer", "minimum": 0, "description": description, "default": default})
+}
+
+fn nullable_integer(description: &str) -> Value {
+    json!({"type": ["integer", "null"], "minimum": 1, "description": description, "default": null})
+}
+
+fn number(description: &str, default: Value) -> Value {
+    json!({"type": "number", "description": description, "default": default})
+}
+
+fn boolean(description: &str, default: bool) -> Value {
+    json!({"type": "boolean", "description": description, "default": default})
+}
+
+fn duration(description: &str, default: &str) -> Value {
+    json!({"type": "string", "pattern": DURATION_PATTERN, "description": description, "default": default})
+}
+
+fn enumeration(description: &str, values: &[&str], default: &str) -> Value {
+    json!({"type": "string", "enum": values, "description": description, "default": default})
+}
+
+fn string_map(description: &str) -> Value {
+    json!({"type": "object", "description": description, "additionalProperties": {"type": "string"}, "default": {}})
+}
+
+fn scalar_map(description: &str) -> Value {
+    json!({"type": "object", "description": description, "additionalProperties": true, "default": {}})
+}
+
+fn string_list(description: &str) -> Value {
+    json!({"type": "array", "description": description, "items": {"type": "string"}, "default": []})
+}
+
+/// An object whose properties get `order` in the listed sequence.
+fn object(title: &str, required: &[&str], properties: Vec<(&str, Value)>) -> Value {
+    let mut map = Map::new();
+    for (order, (name, mut schema)) in properties.into_iter().enumerate() {
+        schema["order"] = json!(order);
+        map.insert(name.to_owned(), schema);
+    }
+    json!({
+        "type": "object",
+        "title": title,
+        "required": required,
+        "additionalProperties": false,
+        "properties": map,
+    })
+}
+
+/// A `oneOf` variant discriminated by `type: <kind>`.
+fn variant(kind: &str, title: &str, required: &[&str], properties: Vec<(&str, Value)>) -> Value {
+    let mut all = vec![("type", json!({"type": "string", "const": kind, "default": kind}))];
+    all.extend(properties);
+    let mut required_all = vec!["type"];
+    required_all.extend_from_slice(required);
+    object(title, &required_all, all)
+}
+
+fn inject_into() -> Value {
+    enumeration(
+        "Where the page token goes: a query parameter, a top-level field of the JSON body, or a header",
+        &["query", "body", "header"],
+        "query",
+    )
+}
+
+fn max_pages() -> Value {
+    nullable_integer("Stop with an error after this many pages (never a silent stop); null = unlimited")
+}
+
+fn auth() -> Value {
+    json!({
+        "title": "Authentication",
+        "description": "How requests are authenticated; secrets must be ${env:NAME} or ${file:/path} references",
+        "type": "object",
+        "default": {"type": "none"},
+        "oneOf": [
+            variant("none", "No authentication", &[], vec![]),
+            variant("api_key", "API key", &["name", "value"], vec![
+                ("in", enumeration("Send the key in a header or a query parameter", &["header", "query"], "header")),
+                ("name", string("Header or query parameter name, e.g. X-Api-Key")),
+                ("value", secret("The API key (a reference)")),
+            ]),
+            variant("bearer", "Bearer token", &["token"], vec![
+                ("token", secret("The bearer token (a reference)")),
+            ]),
+            variant("basic", "HTTP basic", &["username"], vec![
+                ("username", string("User name; may be a reference when the vendor puts the API key here")),
+                ("password", secret("Password (a reference)")),
+            ]),
+            variant("oauth2", "OAuth 2.0", &["flow", "token_url", "client_id", "client_secret"], vec![
+                ("flow", enumeration("Grant used to obtain tokens", &["client_credentials", "refresh_token"], "client_credentials")),
+                ("token_url", string("Token endpoint URL")),
+                ("client_id", string("Client id")),
+                ("client_secret", secret("Client secret (a reference)")),
+                ("refresh_token", secret("Refresh token for the refresh_token flow (a reference)")),
+                ("scopes", string_list("Scopes to request")),
+            ]),
+            variant("hmac", "HMAC request signing", &["secret"], vec![
+                ("secret", secret("Signing secret (a reference)")),
+                ("header", with(string("Header carrying the signature"), "default", json!("X-Signature"))),
+            ]),
+        ],
+    })
+}
+
+fn pagination() -> Value {
+    json!({
+        "title": "Pagination",
+        "type": "object",
+        "default": {"type": "none"},
+        "oneOf": [
+            variant("none", "Single request", &[], vec![]),
+            variant("cursor", "Cursor in the body", &["cursor_path", "cursor_param"], vec![
+                ("cursor_path", with(string("JSON pointer to the next cursor in the response body"), "pattern", json!(POINTER_PATTERN))),
+                ("cursor_param", string("Parameter that carries the cursor")),
+                ("inject_into", inject_into()),
+                ("max_pages", max_pages()),
+            ]),
+            variant("next_url", "Next URL in the body", &["next_url_path"], vec![
+                ("next_url_path", with(string("JSON pointer to the next page URL (absolute or relative)"), "pattern", json!(POINTER_PATTERN))),
+                ("max_pages", max_pages()),
+            ]),
+            variant("link_header", "RFC 8288 Link header", &[], vec![
+                ("max_pages", max_pages()),
+            ]),
+            variant("offset", "Offset and limit", &[], vec![
+                ("offset_param", with(string("Offset parameter name"), "default", json!("offset"))),
+                ("limit_param", with(string("Limit parameter name"), "default", json!("limit"))),
+                ("limit", integer("Page size", json!(100))),
+                ("total_path", nullable_string("JSON pointer to the total record count, if given")),
+                ("inject_into", inject_into()),
+                ("max_pages", max_pages()),
+            ]),
+            variant("page_number", "Page number", &[], vec![
+                ("page_param", with(string("Page parameter name"), "default", json!("page"))),
+                ("page_size_param", nullable_string("Page size parameter name, if the API takes one")),
+                ("page_size", integer("Page size", json!(100))),
+                ("start_page", integer("Number of the first page", json!(1))),
+                ("total_pages_path", nullable_string("JSON pointer to the total page count, if given")),
+                ("inject_into", inject_into()),
+                ("max_pages", max_pages()),
+            ]),
+        ],
+    })
+}
+
+fn source() -> Value {
+    object("Source", &["name", "base_url"], vec![
+        ("name", with(string("Source system name; becomes _source_system and the landing prefix"), "pattern", json!(IDENTIFIER_PATTERN))),
+        ("base_url", string("Base URL every stream path is appended to")),
+        ("description", nullable_string("Description, carried to generated dbt sources")),
+        ("tenant", nullable_string("Becomes _tenant")),
+        ("environment", nullable_string("Becomes _environment")),
+        ("headers", string_map("Headers sent with every request")),
+        ("params", scalar_map("Query parameters sent with every request")),
+        ("auth", auth()),
+        ("timeout", duration("Per-request timeout", "30s")),
+        ("retry", object("Retry", &[], vec![
+            ("max_attempts", integer("Attempts in all, the first included", json!(3))),
+            ("initial_delay", duration("Delay before the first retry", "1s")),
+            ("max_delay", duration("Longest delay between attempts", "30s")),
+            ("multiplier", number("Backoff multiplier", json!(2))),
+            ("budget", duration("Total retry wait allowed per request", "2m")),
+            ("retry_on_status", json!({"type": "array", "items": {"type": "integer"}, "description": "HTTP statuses that are retried", "default": [408, 425, 429, 500, 502, 503, 504]})),
+            ("respect_retry_after", boolean("Honour Retry-After", true)),
+        ])),
+        ("rate_limit", object("Rate limit", &[], vec![
+            ("requests_per_second", json!({"type": ["number", "null"], "description": "Token bucket rate per second", "default": 10})),
+            ("requests_per_minute", json!({"type": ["number", "null"], "description": "Token bucket rate per minute", "default": null})),
+            ("requests_per_hour", json!({"type": ["number", "null"], "description": "Token bucket rate per hour", "default": null})),
+            ("burst", integer("Bucket size", json!(10))),
+            ("concurrency", integer("Requests in flight at once", json!(4))),
+            ("adaptive", boolean("Slow down from rate-limit response headers", true)),
+        ])),
+        ("circuit_breaker", object("Circuit breaker", &[], vec![
+            ("failure_threshold", integer("Consecutive failures that open the circuit", json!(5))),
+            ("cooldown", duration("How long the circuit stays open", "30s")),
+        ])),
+        ("tls", object("TLS", &[], vec![
+            ("ca_file", nullable_string("Extra CA bundle (PEM)")),
+            ("client_cert_file", nullable_string("Client certificate for mutual TLS (PEM)")),
+            ("client_key_file", nullable_string("Client key for mutual TLS (PEM)")),
+            ("min_version", enumeration("Lowest TLS version accepted", &["1.2", "1.3"], "1.2")),
+        ])),
+        ("allow_insecure_http", boolean("Allow plain http:// to non-loopback hosts", false)),
+    ])
+}
+
+fn stream() -> Value {
+    object("Stream", &["name", "path"], vec![
+        ("name", with(string("Stream name; becomes _source_object and the landing folder"), "pattern", json!(IDENTIFIER_PATTERN))),
+        ("path", string("Path appended to source.base_url")),
+        ("description", nullable_string("Description, carried to generated dbt sources")),
+        ("method", enumeration("HTTP method", &["GET", "POST"], "GET")),
+        ("params", scalar_map("Query parameters of this stream")),
+        ("headers", string_map("Headers of this stream")),
+        ("body", json!({"type": ["object", "null"], "description": "JSON body for POST", "default": null})),
+        ("records_path", with(with(string("JSON pointer to the records array; empty = the document is the array"), "pattern", json!(POINTER_PATTERN)), "default", json!(""))),
+        ("primary_key", string_list("Record fields forming the primary key")),
+        ("pagination", pagination()),
+        ("incremental", json!({
+            "type": ["object", "null"],
+            "title": "Incremental",
+            "description": "Absent = full refresh every run",
+            "required": ["cursor_field", "param", "start"],
+            "additionalProperties": false,
+            "default": null,
+            "properties": {
+                "cursor_field": {"type": "string", "description": "Field holding the record's cursor", "order": 0},
+                "param": {"type": "string", "description": "Request parameter carrying the lower bound", "order": 1},
+                "end_param": {"type": ["string", "null"], "description": "Request parameter carrying the upper bound", "order": 2},
+                "start": {"type": "string", "description": "Lower bound of the first run", "order": 3},
+                "lookback": {"type": "string", "pattern": DURATION_PATTERN, "description": "Re-read window behind the checkpoint", "default": "0s", "order": 4},
+                "sorted": {"type": "boolean", "description": "Records arrive in cursor order", "default": true, "order": 5},
+            },
+        })),
+        ("required", string_list("Fields that must be present and non-null")),
+        ("schema", json!({"type": ["object", "null"], "description": "JSON Schema each record must satisfy", "default": null})),
+        ("max_dead_letter_ratio", number("Dead-lettered share above which the stream fails", json!(0.01))),
+        ("redact", json!({
+            "type": "array",
+            "description": "PII rules applied before anything is stored or logged",
+            "default": [],
+            "items": object("Redaction rule", &["path", "action"], vec![
+                ("path", string("JSON pointer; * matches any key or array element")),
+                ("action", enumeration("What to do with the value", &["drop", "mask", "hash"], "mask")),
+                ("replacement", nullable_string("Replacement for mask")),
+                ("salt", secret("HMAC salt for hash (a reference)")),
+            ]),
+        })),
+    ])
+}
+
+fn landing() -> Value {
+    object("Landing", &[], vec![
+        ("url", with(string("file:// | memory:// | s3:// | az:// | gs:// URL of the landing root"), "default", json!("file://./landing"))),
+        ("options", string_map("Backend options by object_store config key names")),
+        ("compression", enumeration("Part compression", &["gzip", "none"], "gzip")),
+        ("part_max_records", integer("Records per part before it rolls", json!(100_000))),
+        ("part_max_bytes", json!({"type": "string", "pattern": SIZE_PATTERN, "description": "Uncompressed bytes per part before it rolls", "default": "64MiB"})),
+        ("multipart_chunk", json!({"type": "string", "pattern": SIZE_PATTERN, "description": "Compressed bytes after which a part streams through a multipart upload, in chunks of this size", "default": "8MiB"})),
+    ])
+}
+
+/// The config's JSON Schema.
+pub fn schema() -> Value {
+    let mut root = object("Landfall connector config", &["version", "source", "streams"], vec![
+        ("version", json!({"type": "integer", "enum": [1], "description": "Config format version", "default": 1})),
+        ("source", source()),
+        ("streams", json!({"type": "array", "minItems": 1, "description": "Streams to extract", "items": stream()})),
+        ("landing", landing()),
+    ]);
+    root["$schema"] = json!("http://json-schema.org/draft-07/schema#");
+    root["$id"] = json!("https://landfall.dev/schemas/connector-config-v1.json");
+    root
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    const FORBIDDEN: &[&str] = &["anyOf", "allOf", "not", "if", "then", "else", "patternProperties"];
+
+    fn walk(schema: &Value, at: &str, errors: &mut Vec<String>) {
+        let Some(object) = schema.as_object() else { return };
+        for key in FORBIDDEN {
+            if object.contains_key(*key) {
+                errors.push(format!("{at}: uses {key}"));
+            }
+        }
+        if let Some(kind) = object.get("type") {
+            let ok = match kind {
+                Value::String(_) => true,
+                Value::Array(items) => {
+                    items.len() == 2 && items[0].is_string() && items[0] != "null" && items[1] == "null"
+                }
+                _ => false,
+            };
+            if !ok {
+                errors.push(format!("{at}: type {kind} is neither T nor [T, \"null\"]"));
+            }
+        }
+        if let Some(values) = object.get("enum").and_then(Value::as_array) {
+            let unique: HashSet<String> = values.iter().map(Value::to_string).collect();
+            if unique.len() != values.len() {
+                errors.push(format!("{at}: enum has duplicates"));
+            }
+        }
+        if let Some(properties) = object.get("properties").and_then(Value::as_object) {
+            let mut orders = HashSet::new();
+            for (name, property) in properties {
+                if let Some(order) = property.get("order")
+                    && !orders.insert(order.to_string())
+                {
+                    errors.push(format!("{at}.{name}: order {order} repeats"));
+                }
+                walk(property, &format!("{at}.{name}"), errors);
+            }
+        }
+        if let Some(variants) = object.get("oneOf").and_then(Value::as_array) {
+            let mut consts = HashSet::new();
+            for (index, variant) in variants.iter().enumerate() {
+                match variant.pointer("/properties/type/const").and_then(Value::as_str) {
+                    Some(value) if consts.insert(value.to_owned()) => {}
+                    Some(value) => errors.push(format!("{at}.oneOf.{index}: const {value} repeats")),
+                    None => errors.push(format!("{at}.oneOf.{index}: no `type` const")),
+                }
+                if !variant["required"].as_array().is_some_and(|r| r.contains(&json!("type"))) {
+                    errors.push(format!("{at}.oneOf.{index}: `type` is not required"));
+                }
+                walk(variant, &format!("{at}.oneOf.{index}"), errors);
+            }
+        }
+        if let Some(items) = object.get("items") {
+            walk(items, &format!("{at}[]"), errors);
+        }
+        if let Some(additional) = object.get("additionalProperties") {
+            walk(additional, &format!("{at}.*"), errors);
+        }
+    }
+
+    #[test]
+    fn spec_follows_airbyte_conventions() {
+        let mut errors = Vec::new();
+        walk(&schema(), "$", &mut errors);
+        assert!(errors.is_empty(), "{errors:#?}");
+    }
+
+    #[test]
+    fn the_walker_catches_violations() {
+        let bad = json!({"type": ["string", "integer"], "properties": {
+            "a": {"type": "string", "order": 0}, "b": {"anyOf": [], "order": 0}}});
+        let mut errors = Vec::new();
+        walk(&bad, "$", &mut errors);
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+    }
+
+    #[test]
+    fn secret_fields_are_marked() {
+        let schema = schema();
+        let auth = &schema["properties"]["source"]["properties"]["auth"]["oneOf"];
+        let bearer = auth.as_array().unwrap().iter().find(|v| v["properties"]["type"]["const"] == "bearer").unwrap();
+        assert_eq!(bearer["properties"]["token"]["airbyte_secret"], true);
+        let salt = &schema["properties"]["streams"]["items"]["properties"]["redact"]["items"]["properties"]["salt"];
+        assert_eq!(salt["airbyte_secret"], true);
+    }
+}

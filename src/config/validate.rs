@@ -1,0 +1,346 @@
+//! Semantic validation of a parsed config, without I/O.
+
+use std::collections::HashSet;
+
+use url::Url;
+
+use super::{
+    AuthConfig, ConfigError, ConnectorConfig, InjectInto, Method, PaginationConfig, StreamConfig,
+};
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+        && name.len() <= 64
+}
+
+fn check_pointer(path: &str, pointer: &str) -> Result<(), ConfigError> {
+    if pointer.is_empty() || pointer.starts_with('/') {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            path,
+            format!("`{pointer}` is not a JSON pointer: it must be empty or start with `/`"),
+        ))
+    }
+}
+
+fn check_field(path: &str, field: &str) -> Result<(), ConfigError> {
+    if field.is_empty() {
+        return Err(ConfigError::invalid(path, "must not be empty"));
+    }
+    Ok(())
+}
+
+fn non_empty(path: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        Err(ConfigError::invalid(path, "must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether `url` points at this machine (plain HTTP is always allowed there).
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        None => false,
+    }
+}
+
+impl ConnectorConfig {
+    /// Checks everything that can be checked without I/O.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.version != 1 {
+            return Err(ConfigError::invalid(
+                "version",
+                format!("unsupported config version {}; this landfall reads version 1", self.version),
+            ));
+        }
+        let source = &self.source;
+        if !is_identifier(&source.name) {
+            return Err(ConfigError::invalid(
+                "source.name",
+                format!("`{}` must match [a-z][a-z0-9_]* (at most 64 characters)", source.name),
+            ));
+        }
+        let base = Url::parse(&source.base_url).map_err(|error| {
+            ConfigError::invalid("source.base_url", format!("`{}` is not a URL: {error}", source.base_url))
+        })?;
+        match base.scheme() {
+            "https" => {}
+            "http" if source.allow_insecure_http || is_loopback(&base) => {}
+            "http" => {
+                return Err(ConfigError::invalid(
+                    "source.base_url",
+                    "plain http:// is refused; use https:// or set source.allow_insecure_http: true",
+                ));
+            }
+            other => {
+                return Err(ConfigError::invalid(
+                    "source.base_url",
+                    format!("unsupported scheme `{other}`; use https://"),
+                ));
+            }
+        }
+        if source.timeout.0.is_zero() {
+            return Err(ConfigError::invalid("source.timeout", "must be greater than zero"));
+        }
+        self.validate_auth()?;
+        let retry = &source.retry;
+        if retry.max_attempts == 0 {
+            return Err(ConfigError::invalid("source.retry.max_attempts", "must be at least 1"));
+        }
+        if retry.multiplier < 1.0 || !retry.multiplier.is_finite() {
+            return Err(ConfigError::invalid("source.retry.multiplier", "must be a number >= 1"));
+        }
+        if retry.max_delay < retry.initial_delay {
+            return Err(ConfigError::invalid("source.retry.max_delay", "must be >= initial_delay"));
+        }
+        let rate = &source.rate_limit;
+        for (key, value) in [
+            ("requests_per_second", rate.requests_per_second),
+            ("requests_per_minute", rate.requests_per_minute),
+            ("requests_per_hour", rate.requests_per_hour),
+        ] {
+            if let Some(value) = value
+                && (value <= 0.0 || !value.is_finite())
+            {
+                return Err(ConfigError::invalid(format!("source.rate_limit.{key}"), "must be a positive number or null"));
+            }
+        }
+        if rate.concurrency == 0 {
+            return Err(ConfigError::invalid("source.rate_limit.concurrency", "must be at least 1"));
+        }
+        if rate.burst == 0 {
+            return Err(ConfigError::invalid("source.rate_limit.burst", "must be at least 1"));
+        }
+        if source.circuit_breaker.failure_threshold == 0 {
+            return Err(ConfigError::invalid("source.circuit_breaker.failure_threshold", "must be at least 1"));
+        }
+        if !matches!(source.tls.min_version.as_str(), "1.2" | "1.3") {
+            return Err(ConfigError::invalid("source.tls.min_version", "must be \"1.2\" or \"1.3\""));
+        }
+        if source.tls.client_cert_file.is_some() != source.tls.client_key_file.is_some() {
+            return Err(ConfigError::invalid(
+                "source.tls",
+                "client_cert_file and client_key_file must be given together",
+            ));
+        }
+        for (key, value) in &source.params {
+            check_param_value(&format!("source.params.{key}"), value)?;
+        }
+
+        if self.streams.is_empty() {
+            return Err(ConfigError::invalid("streams", "at least one stream is required"));
+        }
+        let mut names = HashSet::new();
+        for (index, stream) in self.streams.iter().enumerate() {
+            let at = format!("streams.{index}");
+            if !names.insert(stream.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("{at}.name"),
+                    format!("stream `{}` is defined twice", stream.name),
+                ));
+            }
+            validate_stream(&at, stream)?;
+        }
+
+        let landing = &self.landing;
+        non_empty("landing.url", &landing.url)?;
+        if landing.part_max_records == 0 {
+            return Err(ConfigError::invalid("landing.part_max_records", "must be at least 1"));
+        }
+        if landing.part_max_bytes.0 < 1024 {
+            return Err(ConfigError::invalid("landing.part_max_bytes", "must be at least 1KiB"));
+        }
+        if landing.multipart_chunk.0 < 1024 {
+            return Err(ConfigError::invalid("landing.multipart_chunk", "must be at least 1KiB"));
+        }
+        crate::landing::store::check_url(&landing.url)
+            .map_err(|message| ConfigError::invalid("landing.url", message))?;
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        match &self.source.auth {
+            AuthConfig::None | AuthConfig::Bearer { .. } | AuthConfig::Basic { .. } => Ok(()),
+            AuthConfig::ApiKey { name, .. } => non_empty("source.auth.name", name),
+            AuthConfig::OAuth2 { token_url, client_id, .. } => {
+                non_empty("source.auth.client_id", client_id)?;
+                Url::parse(token_url).map(|_| ()).map_err(|error| {
+                    ConfigError::invalid("source.auth.token_url", format!("`{token_url}` is not a URL: {error}"))
+                })
+            }
+            AuthConfig::Hmac { header, .. } => non_empty("source.auth.header", header),
+        }
+    }
+}
+
+fn check_param_value(path: &str, value: &serde_json::Value) -> Result<(), ConfigError> {
+    match value {
+        serde_json::Value::Array(_) | serde_json::Value::Object(_) => Err(ConfigError::invalid(
+            path,
+            "query parameters must be strings, numbers, booleans or null",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
+    if !is_identifier(&stream.name) {
+        return Err(ConfigError::invalid(
+            format!("{at}.name"),
+            format!("`{}` must match [a-z][a-z0-9_]* (at most 64 characters)", stream.name),
+        ));
+    }
+    if !stream.path.starts_with('/') && !stream.path.is_empty() {
+        return Err(ConfigError::invalid(format!("{at}.path"), "must start with `/`"));
+    }
+    check_pointer(&format!("{at}.records_path"), &stream.records_path)?;
+    for (key, value) in &stream.params {
+        check_param_value(&format!("{at}.params.{key}"), value)?;
+    }
+    if stream.body.is_some() && stream.method == Method::Get {
+        return Err(ConfigError::invalid(format!("{at}.body"), "a body needs method: POST"));
+    }
+    for (index, field) in stream.primary_key.iter().enumerate() {
+        check_field(&format!("{at}.primary_key.{index}"), field)?;
+    }
+    for (index, field) in stream.required.iter().enumerate() {
+        check_field(&format!("{at}.required.{index}"), field)?;
+    }
+    if !(0.0..=1.0).contains(&stream.max_dead_letter_ratio) {
+        return Err(ConfigError::invalid(
+            format!("{at}.max_dead_letter_ratio"),
+            "must be between 0 and 1",
+        ));
+    }
+    let pagination_at = format!("{at}.pagination");
+    let body_needed = |inject: InjectInto| -> Result<(), ConfigError> {
+        if inject == InjectInto::Body && stream.method != Method::Post {
+            return Err(ConfigError::invalid(
+                format!("{pagination_at}.inject_into"),
+                "inject_into: body needs method: POST",
+            ));
+        }
+        Ok(())
+    };
+    match &stream.pagination {
+        PaginationConfig::None | PaginationConfig::LinkHeader { .. } => {}
+        PaginationConfig::Cursor {
+            cursor_path,
+            cursor_param,
+            inject_into,
+            ..
+        } => {
+            check_pointer(&format!("{pagination_at}.cursor_path"), cursor_path)?;
+            non_empty(&format!("{pagination_at}.cursor_param"), cursor_param)?;
+            body_needed(*inject_into)?;
+        }
+        PaginationConfig::NextUrl { next_url_path, .. } => {
+            check_pointer(&format!("{pagination_at}.next_url_path"), next_url_path)?;
+        }
+        PaginationConfig::Offset {
+            offset_param,
+            limit_param,
+            limit,
+            total_path,
+            inject_into,
+            ..
+        } => {
+            non_empty(&format!("{pagination_at}.offset_param"), offset_param)?;
+            non_empty(&format!("{pagination_at}.limit_param"), limit_param)?;
+            if *limit == 0 {
+                return Err(ConfigError::invalid(format!("{pagination_at}.limit"), "must be at least 1"));
+            }
+            if let Some(total_path) = total_path {
+                check_pointer(&format!("{pagination_at}.total_path"), total_path)?;
+            }
+            body_needed(*inject_into)?;
+        }
+        PaginationConfig::PageNumber {
+            page_param,
+            page_size,
+            total_pages_path,
+            inject_into,
+            ..
+        } => {
+            non_empty(&format!("{pagination_at}.page_param"), page_param)?;
+            if *page_size == 0 {
+                return Err(ConfigError::invalid(format!("{pagination_at}.page_size"), "must be at least 1"));
+            }
+            if let Some(total_pages_path) = total_pages_path {
+                check_pointer(&format!("{pagination_at}.total_pages_path"), total_pages_path)?;
+            }
+            body_needed(*inject_into)?;
+        }
+    }
+    if stream.pagination.max_pages() == Some(0) {
+        return Err(ConfigError::invalid(format!("{pagination_at}.max_pages"), "must be at least 1 or null"));
+    }
+    if let Some(incremental) = &stream.incremental {
+        let inc_at = format!("{at}.incremental");
+        check_field(&format!("{inc_at}.cursor_field"), &incremental.cursor_field)?;
+        non_empty(&format!("{inc_at}.param"), &incremental.param)?;
+        non_empty(&format!("{inc_at}.start"), &incremental.start)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Resolve;
+
+    fn load(text: &str) -> Result<ConnectorConfig, ConfigError> {
+        ConnectorConfig::from_yaml(text, Resolve::References, &|_| None).map(|loaded| loaded.config)
+    }
+
+    fn config_with_stream(stream: &str) -> String {
+        format!(
+            "version: 1\nsource: {{name: shop, base_url: 'https://api.test'}}\nstreams:\n  - {stream}\n"
+        )
+    }
+
+    #[test]
+    fn rejects_bad_names_and_pointers() {
+        let message = load(&config_with_stream("{name: Orders, path: /o}")).unwrap_err().to_string();
+        assert!(message.starts_with("streams.0.name:"), "{message}");
+        let message = load(&config_with_stream("{name: o, path: /o, records_path: data}"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("streams.0.records_path:"), "{message}");
+    }
+
+    #[test]
+    fn refuses_plain_http_except_loopback() {
+        let text = "version: 1\nsource: {name: s, base_url: 'http://api.test'}\nstreams: [{name: o, path: /o}]\n";
+        let message = load(text).unwrap_err().to_string();
+        assert!(message.contains("allow_insecure_http"), "{message}");
+        load(&text.replace("api.test", "127.0.0.1:9")).unwrap();
+        load(&text.replace("}\nstreams", ", allow_insecure_http: true}\nstreams")).unwrap();
+    }
+
+    #[test]
+    fn body_injection_needs_post() {
+        let message = load(&config_with_stream(
+            "{name: o, path: /o, pagination: {type: cursor, cursor_path: /n, cursor_param: c, inject_into: body}}",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(message.starts_with("streams.0.pagination.inject_into:"), "{message}");
+    }
+
+    #[test]
+    fn unknown_pagination_type_lists_the_choices() {
+        let message = load(&config_with_stream("{name: o, path: /o, pagination: {type: sideways}}"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("streams.0.pagination:"), "{message}");
+        assert!(message.contains("link_header"), "{message}");
+    }
+}

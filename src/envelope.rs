@@ -1,0 +1,131 @@
+//! The record envelope (contract §3): one JSON object per line, provenance first, then the
+//! record exactly as the source sent it.
+//!
+//! `_raw` is a JSON string whose value is the record's bytes as received (so a line stays
+//! one line even when the source pretty-prints), and `_payload_sha256` is the SHA-256 of
+//! those bytes.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// What every line of one stream's run has in common.
+#[derive(Debug, Clone)]
+pub struct EnvelopeTemplate {
+    /// `{"_source_system":..,"_source_object":..,` pre-rendered.
+    head: String,
+    /// `"_run_id":..,"_connector_version":..,"_tenant":..,"_environment":..,` pre-rendered.
+    run_fields: String,
+}
+
+/// What the lines of one page have in common.
+#[derive(Debug, Clone)]
+pub struct PageFields {
+    /// `"_source_endpoint":"GET /path",` pre-rendered.
+    endpoint: String,
+    /// `"_extracted_at":"..",` pre-rendered.
+    extracted_at: String,
+    page: u64,
+}
+
+fn json_string(value: &str) -> String {
+    serde_json::to_string(value).expect("strings serialize")
+}
+
+fn json_optional(value: Option<&str>) -> String {
+    value.map_or_else(|| "null".to_owned(), json_string)
+}
+
+fn field<T: Serialize + ?Sized>(name: &str, value: &T) -> String {
+    format!("\"{name}\":{},", serde_json::to_string(value).expect("fields serialize"))
+}
+
+impl EnvelopeTemplate {
+    pub fn new(source: &str, stream: &str, run_id: &str, tenant: Option<&str>, environment: Option<&str>) -> Self {
+        Self {
+            head: format!("{{{}{}", field("_source_system", source), field("_source_object", stream)),
+            run_fields: format!(
+                "{}{}\"_tenant\":{},\"_environment\":{},",
+                field("_run_id", run_id),
+                field("_connector_version", crate::VERSION),
+                json_optional(tenant),
+                json_optional(environment),
+            ),
+        }
+    }
+}
+
+impl PageFields {
+    /// `endpoint` is the method and path (query without secrets); `extracted_at` when the
+    /// page arrived.
+    pub fn new(endpoint: &str, extracted_at: &str, page: u64) -> Self {
+        Self {
+            endpoint: field("_source_endpoint", endpoint),
+            extracted_at: field("_extracted_at", extracted_at),
+            page,
+        }
+    }
+}
+
+/// Appends one envelope line (ending in `\n`) to `out`.
+pub fn write_line(
+    out: &mut Vec<u8>,
+    template: &EnvelopeTemplate,
+    page: &PageFields,
+    record_id: Option<&str>,
+    updated_at: Option<&str>,
+    loaded_at: &str,
+    raw: &str,
+) {
+    let sha = Sha256::digest(raw.as_bytes());
+    let mut hex_buf = [0u8; 64];
+    hex::encode_to_slice(sha, &mut hex_buf).expect("64 hex digits fit");
+    out.extend_from_slice(template.head.as_bytes());
+    out.extend_from_slice(page.endpoint.as_bytes());
+    out.extend_from_slice(b"\"_source_record_id\":");
+    out.extend_from_slice(json_optional(record_id).as_bytes());
+    out.extend_from_slice(b",\"_source_updated_at\":");
+    out.extend_from_slice(json_optional(updated_at).as_bytes());
+    out.push(b',');
+    out.extend_from_slice(page.extracted_at.as_bytes());
+    out.extend_from_slice(b"\"_loaded_at\":\"");
+    out.extend_from_slice(loaded_at.as_bytes());
+    out.extend_from_slice(b"\",");
+    out.extend_from_slice(template.run_fields.as_bytes());
+    out.extend_from_slice(b"\"_payload_sha256\":\"");
+    out.extend_from_slice(&hex_buf);
+    out.extend_from_slice(b"\",\"_page\":");
+    out.extend_from_slice(page.page.to_string().as_bytes());
+    out.extend_from_slice(b",\"_raw\":");
+    serde_json::to_writer(&mut *out, raw).expect("writing to a Vec cannot fail");
+    out.extend_from_slice(b"}\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_is_valid_json_with_every_field_in_order() {
+        let template = EnvelopeTemplate::new("shop", "orders", "run-1", Some("acme"), None);
+        let page = PageFields::new("GET /orders?limit=5", "2026-01-01T00:00:00.000001Z", 3);
+        let raw = "{\"id\": 1,\n \"n\":\"caf\\u00e9\"}";
+        let mut out = Vec::new();
+        write_line(&mut out, &template, &page, Some("1"), None, "2026-01-01T00:00:00.000002Z", raw);
+        assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1, "one line");
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "_source_system", "_source_object", "_source_endpoint", "_source_record_id",
+                "_source_updated_at", "_extracted_at", "_loaded_at", "_run_id", "_connector_version",
+                "_tenant", "_environment", "_payload_sha256", "_page", "_raw"
+            ]
+        );
+        assert_eq!(value["_raw"].as_str().unwrap(), raw);
+        assert_eq!(value["_payload_sha256"], crate::hash::sha256_hex(raw.as_bytes()));
+        assert_eq!(value["_tenant"], "acme");
+        assert!(value["_environment"].is_null());
+        assert_eq!(value["_page"], 3);
+    }
+}

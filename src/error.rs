@@ -1,0 +1,133 @@
+//! The error taxonomy shared by every stage: stable codes that the manifest, the logs and
+//! the runbooks use, and the mapping of errors to exit codes (contract §6).
+
+use std::fmt;
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+/// Stable error codes. Runbooks refer to them by name; never rename one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    NetworkError,
+    Timeout,
+    AuthFailed,
+    RateLimit,
+    InvalidRequest,
+    ServerError,
+    ParsingError,
+    ValidationError,
+    Cancelled,
+    Unsupported,
+    ConfigError,
+    StorageError,
+    PaginationError,
+    LeaseHeld,
+}
+
+impl ErrorCode {
+    /// Every code, for documentation and the runbook checks.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::NetworkError,
+        ErrorCode::Timeout,
+        ErrorCode::AuthFailed,
+        ErrorCode::RateLimit,
+        ErrorCode::InvalidRequest,
+        ErrorCode::ServerError,
+        ErrorCode::ParsingError,
+        ErrorCode::ValidationError,
+        ErrorCode::Cancelled,
+        ErrorCode::Unsupported,
+        ErrorCode::ConfigError,
+        ErrorCode::StorageError,
+        ErrorCode::PaginationError,
+        ErrorCode::LeaseHeld,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NetworkError => "NETWORK_ERROR",
+            ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::AuthFailed => "AUTH_FAILED",
+            ErrorCode::RateLimit => "RATE_LIMIT",
+            ErrorCode::InvalidRequest => "INVALID_REQUEST",
+            ErrorCode::ServerError => "SERVER_ERROR",
+            ErrorCode::ParsingError => "PARSING_ERROR",
+            ErrorCode::ValidationError => "VALIDATION_ERROR",
+            ErrorCode::Cancelled => "CANCELLED",
+            ErrorCode::Unsupported => "UNSUPPORTED",
+            ErrorCode::ConfigError => "CONFIG_ERROR",
+            ErrorCode::StorageError => "STORAGE_ERROR",
+            ErrorCode::PaginationError => "PAGINATION_ERROR",
+            ErrorCode::LeaseHeld => "LEASE_HELD",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Errors that carry a code and know whether retrying could help.
+pub trait Classify {
+    fn code(&self) -> ErrorCode;
+    fn retryable(&self) -> bool;
+}
+
+/// Process exit codes (contract §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Succeeded = 0,
+    Failure = 1,
+    Usage = 2,
+    Partial = 3,
+    Auth = 4,
+    Transient = 75,
+}
+
+impl Exit {
+    /// The exit code for a failure of this class.
+    pub fn for_error(code: ErrorCode, retryable: bool) -> Self {
+        match code {
+            ErrorCode::ConfigError => Exit::Usage,
+            ErrorCode::AuthFailed => Exit::Auth,
+            ErrorCode::LeaseHeld | ErrorCode::Cancelled => Exit::Transient,
+            _ if retryable => Exit::Transient,
+            _ => Exit::Failure,
+        }
+    }
+
+    /// The code as a number.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit.code())
+    }
+}
+
+/// A failure as recorded in the manifest and the XCom summary.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct ErrorRecord {
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl ErrorRecord {
+    /// Records `error` with its message scrubbed of secrets.
+    pub fn from_error<E: Classify + fmt::Display>(error: &E) -> Self {
+        Self {
+            code: error.code().as_str().to_owned(),
+            message: crate::redact::scrub(&error.to_string()).into_owned(),
+            retryable: error.retryable(),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The events catalogue: every log event Landfall emits is declared here, with a stable
+//! `event` name (documented in `docs/events.md`). Every event carries `run_id`; stream
+//! events carry `stream`; page events carry `page` and `request_id`; error events carry
+//! `code`, `stage` and `retryable`.
+
+use std::sync::Arc;
+
+use tracing::{error, info, warn};
+
+use crate::error::ErrorRecord;
+
+pub const RUN_STARTED: &str = "run_started";
+pub const RUN_FINISHED: &str = "run_finished";
+pub const STREAM_STARTED: &str = "stream_started";
+pub const STREAM_FINISHED: &str = "stream_finished";
+pub const STREAM_FAILED: &str = "stream_failed";
+pub const PAGE_FETCHED: &str = "page_fetched";
+pub const REQUEST_RETRIED: &str = "request_retried";
+pub const RATE_LIMITED: &str = "rate_limited";
+pub const PART_STORED: &str = "part_stored";
+pub const CHECKPOINT_COMMITTED: &str = "checkpoint_committed";
+pub const MANIFEST_WRITTEN: &str = "manifest_written";
+pub const LEASE_ACQUIRED: &str = "lease_acquired";
+pub const LEASE_HELD: &str = "lease_held";
+pub const CIRCUIT_OPENED: &str = "circuit_opened";
+pub const SCHEMA_DRIFT_DETECTED: &str = "schema_drift_detected";
+pub const DEAD_LETTER_STORED: &str = "dead_letter_stored";
+pub const CHECK_STEP: &str = "check_step";
+
+/// Every event name, for docs and the runbook checks.
+pub const ALL: &[&str] = &[
+    RUN_STARTED,
+    RUN_FINISHED,
+    STREAM_STARTED,
+    STREAM_FINISHED,
+    STREAM_FAILED,
+    PAGE_FETCHED,
+    REQUEST_RETRIED,
+    RATE_LIMITED,
+    PART_STORED,
+    CHECKPOINT_COMMITTED,
+    MANIFEST_WRITTEN,
+    LEASE_ACQUIRED,
+    LEASE_HELD,
+    CIRCUIT_OPENED,
+    SCHEMA_DRIFT_DETECTED,
+    DEAD_LETTER_STORED,
+    CHECK_STEP,
+];
+
+/// Emits the events of one run; holds what every event carries.
+#[derive(Clone, Debug)]
+pub struct Events {
+    run_id: Arc<str>,
+    source: Arc<str>,
+}
+
+impl Events {
+    pub fn new(run_id: &str, source: &str) -> Self {
+        Self {
+            run_id: run_id.into(),
+            source: source.into(),
+        }
+    }
+
+    pub fn run_started(&self, streams: usize, landing_url: &str) {
+        info!(event = RUN_STARTED, run_id = %self.run_id, source = %self.source, streams, landing_url, "run started");
+    }
+
+    pub fn run_finished(&self, status: &str, exit_code: u8, duration_seconds: f64, manifest: &str) {
+        info!(event = RUN_FINISHED, run_id = %self.run_id, source = %self.source, status, exit_code, duration_seconds, manifest, "run finished");
+    }
+
+    pub fn stream_started(&self, stream: &str, sync_mode: &str, cursor_start: Option<&str>) {
+        info!(event = STREAM_STARTED, run_id = %self.run_id, source = %self.source, stream, sync_mode, cursor_start, "stream started");
+    }
+
+    pub fn stream_finished(&self, stream: &str, status: &str, rows_written: u64, pages: u64, cursor_end: Option<&str>) {
+        info!(event = STREAM_FINISHED, run_id = %self.run_id, source = %self.source, stream, status, rows_written, pages, cursor_end, "stream finished");
+    }
+
+    pub fn stream_failed(&self, stream: &str, stage: &str, error: &ErrorRecord) {
+        error!(event = STREAM_FAILED, run_id = %self.run_id, source = %self.source, stream, stage, code = %error.code, retryable = error.retryable, error = %error.message, "stream failed");
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn page_fetched(&self, stream: &str, page: u64, request_id: &str, status: u16, records: usize, bytes: usize, elapsed_ms: u64) {
+        info!(event = PAGE_FETCHED, run_id = %self.run_id, source = %self.source, stream, page, request_id, status, records, bytes, elapsed_ms, "page fetched");
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn request_retried(&self, stream: &str, page: u64, request_id: &str, attempt: u32, delay_ms: u64, code: &str, error: &str) {
+        warn!(event = REQUEST_RETRIED, run_id = %self.run_id, source = %self.source, stream, page, request_id, attempt, delay_ms, code, stage = "fetch", retryable = true, error = %crate::redact::scrub(error), "retrying request");
+    }
+
+    pub fn part_stored(&self, stream: &str, path: &str, rows: u64, bytes: u64, sha256: &str) {
+        info!(event = PART_STORED, run_id = %self.run_id, source = %self.source, stream, path, rows, bytes, sha256, "part stored");
+    }
+
+    pub fn dead_letter_stored(&self, stream: &str, path: &str, rows: u64) {
+        warn!(event = DEAD_LETTER_STORED, run_id = %self.run_id, source = %self.source, stream, path, rows, "dead letters stored");
+    }
+
+    pub fn checkpoint_committed(&self, stream: &str, cursor: &str) {
+        info!(event = CHECKPOINT_COMMITTED, run_id = %self.run_id, source = %self.source, stream, cursor, "checkpoint committed");
+    }
+
+    pub fn manifest_written(&self, path: &str, status: &str) {
+        info!(event = MANIFEST_WRITTEN, run_id = %self.run_id, source = %self.source, path, status, "manifest written");
+    }
+
+    pub fn check_step(&self, step: &str, ok: bool, detail: &str) {
+        if ok {
+            info!(event = CHECK_STEP, run_id = %self.run_id, source = %self.source, step, ok, detail, "check step passed");
+        } else {
+            error!(event = CHECK_STEP, run_id = %self.run_id, source = %self.source, step, ok, detail, "check step failed");
+        }
+    }
+}

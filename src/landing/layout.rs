@@ -1,0 +1,55 @@
+//! Object names of the landing layout (contract §2). Paths are relative to the landing root.
+
+/// The folder of a stream's parts for one run.
+pub fn parts_dir(source: &str, stream: &str, date: &str, run_id: &str) -> String {
+    format!("{source}/{stream}/extracted_date={date}/run_id={run_id}")
+}
+
+/// The folder of a stream's dead letters for one run.
+pub fn dead_letter_dir(source: &str, stream: &str, date: &str, run_id: &str) -> String {
+    format!("{source}/_dead_letter/{stream}/extracted_date={date}/run_id={run_id}")
+}
+
+/// A part's file name: `part-00000.jsonl.gz`.
+pub fn part_name(index: u32, extension: &str) -> String {
+    format!("part-{index:05}{extension}")
+}
+
+/// The run manifest, written last: the commit marker.
+pub fn manifest(source: &str, date: &str, run_id: &str) -> String {
+    format!("{source}/_manifests/extracted_date={date}/{run_id}.json")
+}
+
+/// A stream's checkpoint.
+pub fn state(source: &str, stream: &str) -> String {
+    format!("{source}/_state/{stream}.json")
+}
+
+/// The previous checkpoint, kept for rollback.
+pub fn state_previous(source: &str, stream: &str) -> String {
+    format!("{source}/_state/{stream}.json.prev")
+}
+
+/// Where `check` writes its probe object.
+pub fn probe(source: &str, run_id: &str) -> String {
+    format!("{source}/_check/{run_id}.probe")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_matches_the_contract() {
+        assert_eq!(
+            format!("{}/{}", parts_dir("shop", "orders", "2026-11-21", "r1"), part_name(0, ".jsonl.gz")),
+            "shop/orders/extracted_date=2026-11-21/run_id=r1/part-00000.jsonl.gz"
+        );
+        assert_eq!(manifest("shop", "2026-11-21", "r1"), "shop/_manifests/extracted_date=2026-11-21/r1.json");
+        assert_eq!(state("shop", "orders"), "shop/_state/orders.json");
+        assert_eq!(
+            dead_letter_dir("shop", "orders", "2026-11-21", "r1"),
+            "shop/_dead_letter/orders/extracted_date=2026-11-21/run_id=r1"
+        );
+    }
+}

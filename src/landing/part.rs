@@ -1,0 +1,279 @@
+//! Part files: JSONL lines compressed as they arrive, rolled at a record or byte limit,
+//! and stored create-only. A part larger than one chunk streams through a multipart upload
+//! instead of sitting whole in memory.
+
+use std::io::Write;
+
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use object_store::{ObjectStoreExt, WriteMultipart};
+use sha2::{Digest, Sha256};
+
+use super::{Landing, LandingError, layout};
+use crate::config::Compression;
+
+/// Multipart uploads in flight per part.
+const UPLOAD_CONCURRENCY: usize = 2;
+
+/// A part that has been stored.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredPart {
+    /// Path relative to the landing root.
+    pub path: String,
+    pub rows: u64,
+    /// Size of the stored (compressed) object.
+    pub bytes: u64,
+    /// SHA-256 of the stored object.
+    pub sha256: String,
+}
+
+/// Limits of one part.
+#[derive(Clone, Copy, Debug)]
+pub struct PartLimits {
+    pub max_records: u64,
+    /// Uncompressed bytes.
+    pub max_bytes: u64,
+    /// Compressed bytes above which the part goes through a multipart upload.
+    pub multipart_chunk: usize,
+}
+
+enum Encoder {
+    Gzip(GzEncoder<Vec<u8>>),
+    Plain(Vec<u8>),
+}
+
+impl Encoder {
+    fn output(&mut self) -> &mut Vec<u8> {
+        match self {
+            Encoder::Gzip(encoder) => encoder.get_mut(),
+            Encoder::Plain(buffer) => buffer,
+        }
+    }
+}
+
+struct OpenPart {
+    relative: String,
+    encoder: Encoder,
+    rows: u64,
+    raw_bytes: u64,
+    stored_bytes: u64,
+    hasher: Sha256,
+    upload: Option<WriteMultipart>,
+}
+
+/// Writes a sequence of parts into one folder.
+pub struct PartWriter {
+    landing: Landing,
+    dir: String,
+    compression: Compression,
+    limits: PartLimits,
+    next_index: u32,
+    open: Option<OpenPart>,
+}
+
+impl PartWriter {
+    pub fn new(landing: Landing, dir: String, compression: Compression, limits: PartLimits) -> Self {
+        Self {
+            landing,
+            dir,
+            compression,
+            limits,
+            next_index: 0,
+            open: None,
+        }
+    }
+
+    fn extension(&self) -> &'static str {
+        match self.compression {
+            Compression::Gzip => ".jsonl.gz",
+            Compression::None => ".jsonl",
+        }
+    }
+
+    /// Appends one line (which must end with `\n`).
+    pub fn append(&mut self, line: &[u8]) -> Result<(), LandingError> {
+        if self.open.is_none() {
+            let relative = format!("{}/{}", self.dir, layout::part_name(self.next_index, self.extension()));
+            self.next_index += 1;
+            let encoder = match self.compression {
+                Compression::Gzip => Encoder::Gzip(GzEncoder::new(Vec::with_capacity(64 << 10), flate2::Compression::default())),
+                Compression::None => Encoder::Plain(Vec::with_capacity(64 << 10)),
+            };
+            self.open = Some(OpenPart {
+                relative,
+                encoder,
+                rows: 0,
+                raw_bytes: 0,
+                stored_bytes: 0,
+                hasher: Sha256::new(),
+                upload: None,
+            });
+        }
+        let part = self.open.as_mut().expect("a part is open");
+        let written = match &mut part.encoder {
+            Encoder::Gzip(encoder) => encoder.write_all(line),
+            Encoder::Plain(buffer) => {
+                buffer.extend_from_slice(line);
+                Ok(())
+            }
+        };
+        written.map_err(|error| LandingError::Encode {
+            path: part.relative.clone(),
+            message: error.to_string(),
+        })?;
+        part.rows += 1;
+        part.raw_bytes += line.len() as u64;
+        Ok(())
+    }
+
+    /// Whether the open part reached a limit and should be finished.
+    pub fn is_full(&self) -> bool {
+        self.open
+            .as_ref()
+            .is_some_and(|part| part.rows >= self.limits.max_records || part.raw_bytes >= self.limits.max_bytes)
+    }
+
+    /// Rows in the open part.
+    pub fn open_rows(&self) -> u64 {
+        self.open.as_ref().map_or(0, |part| part.rows)
+    }
+
+    /// Ships compressed output to a multipart upload once a chunk has accumulated, so
+    /// memory stays bounded by the chunk size.
+    pub async fn flush_chunk(&mut self) -> Result<(), LandingError> {
+        let chunk = self.limits.multipart_chunk;
+        let Some(part) = self.open.as_mut() else { return Ok(()) };
+        if part.encoder.output().len() < chunk {
+            return Ok(());
+        }
+        if part.upload.is_none() {
+            // Multipart uploads cannot be create-only on every store: refuse to start one
+            // over an existing object.
+            if self.landing.exists(&part.relative).await? {
+                return Err(LandingError::AlreadyExists {
+                    path: part.relative.clone(),
+                });
+            }
+            let upload = self
+                .landing
+                .store()
+                .put_multipart(&self.landing.path(&part.relative))
+                .await
+                .map_err(|error| LandingError::from_store(&part.relative, error))?;
+            part.upload = Some(WriteMultipart::new_with_chunk_size(upload, chunk));
+        }
+        let bytes = std::mem::take(part.encoder.output());
+        part.hasher.update(&bytes);
+        part.stored_bytes += bytes.len() as u64;
+        let upload = part.upload.as_mut().expect("upload started above");
+        upload.put(Bytes::from(bytes));
+        upload
+            .wait_for_capacity(UPLOAD_CONCURRENCY)
+            .await
+            .map_err(|error| LandingError::from_store(&part.relative, error))
+    }
+
+    /// Finishes and stores the open part, if any.
+    pub async fn finish(&mut self) -> Result<Option<StoredPart>, LandingError> {
+        let Some(mut part) = self.open.take() else { return Ok(None) };
+        let tail = match part.encoder {
+            Encoder::Gzip(encoder) => encoder.finish().map_err(|error| LandingError::Encode {
+                path: part.relative.clone(),
+                message: error.to_string(),
+            })?,
+            Encoder::Plain(buffer) => buffer,
+        };
+        part.hasher.update(&tail);
+        part.stored_bytes += tail.len() as u64;
+        let stored = StoredPart {
+            path: part.relative.clone(),
+            rows: part.rows,
+            bytes: part.stored_bytes,
+            sha256: hex::encode(part.hasher.finalize()),
+        };
+        match part.upload {
+            None => self.landing.put_new(&part.relative, Bytes::from(tail)).await?,
+            Some(mut upload) => {
+                upload.put(Bytes::from(tail));
+                upload
+                    .finish()
+                    .await
+                    .map_err(|error| LandingError::from_store(&part.relative, error))?;
+            }
+        }
+        Ok(Some(stored))
+    }
+
+    /// Abandons the open part: an unfinished multipart upload is aborted, so a failed run
+    /// leaves no orphaned upload behind.
+    pub async fn abort(&mut self) {
+        if let Some(part) = self.open.take()
+            && let Some(upload) = part.upload
+            && let Err(error) = upload.abort().await
+        {
+            tracing::warn!(path = %part.relative, %error, "aborting a multipart upload failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LandingConfig;
+    use std::io::Read;
+
+    fn memory() -> Landing {
+        Landing::open(&LandingConfig {
+            url: "memory://".into(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn gunzip(bytes: &[u8]) -> String {
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(bytes).read_to_string(&mut text).unwrap();
+        text
+    }
+
+    #[tokio::test]
+    async fn multipart_parts_round_trip_and_hash() {
+        let landing = memory();
+        let limits = PartLimits {
+            max_records: u64::MAX,
+            max_bytes: u64::MAX,
+            multipart_chunk: 1024,
+        };
+        let mut writer = PartWriter::new(landing.clone(), "s/t".into(), Compression::Gzip, limits);
+        let mut expected = String::new();
+        for index in 0..5000 {
+            // Random-ish content so compression cannot shrink it below a chunk.
+            let line = format!("{{\"i\":{index},\"h\":\"{}\"}}\n", crate::hash::sha256_hex(&index.to_be_bytes()[..]));
+            expected.push_str(&line);
+            writer.append(line.as_bytes()).unwrap();
+            writer.flush_chunk().await.unwrap();
+        }
+        let stored = writer.finish().await.unwrap().unwrap();
+        let bytes = landing.get(&stored.path).await.unwrap().unwrap();
+        assert_eq!(stored.rows, 5000);
+        assert_eq!(stored.bytes, bytes.len() as u64);
+        assert_eq!(stored.sha256, crate::hash::sha256_hex(&bytes));
+        assert_eq!(gunzip(&bytes), expected);
+    }
+
+    #[tokio::test]
+    async fn parts_are_create_only() {
+        let landing = memory();
+        let limits = PartLimits {
+            max_records: 10,
+            max_bytes: u64::MAX,
+            multipart_chunk: 1 << 20,
+        };
+        landing.put_new("s/t/part-00000.jsonl", Bytes::from_static(b"x\n")).await.unwrap();
+        let mut writer = PartWriter::new(landing.clone(), "s/t".into(), Compression::None, limits);
+        writer.append(b"{}\n").unwrap();
+        let error = writer.finish().await.unwrap_err();
+        assert!(matches!(error, LandingError::AlreadyExists { .. }), "{error}");
+        assert_eq!(landing.get("s/t/part-00000.jsonl").await.unwrap().unwrap(), Bytes::from_static(b"x\n"));
+    }
+}

@@ -1,0 +1,35 @@
+//! Landfall: a lean declarative REST API extractor that lands raw records as JSONL in object
+//! storage, with provenance on every record, a run manifest as the commit marker and
+//! checkpoints that make any crash resumable.
+//!
+//! The pipeline, by module: [`config`] (parse and validate), [`http`] (requests, auth,
+//! retries), [`pagination`], [`records`] (byte-exact record extraction), [`envelope`]
+//! (provenance), [`landing`] (object storage layout and parts), [`state`] (checkpoints),
+//! [`manifest`], and [`extract`] which drives a run. [`cli`] is the binary's edge.
+
+pub mod check;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod cursor;
+pub mod demo;
+pub mod envelope;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod hash;
+pub mod http;
+pub mod landing;
+pub mod logging;
+pub mod manifest;
+pub mod pagination;
+pub mod records;
+pub mod redact;
+pub mod state;
+pub mod xcom;
+
+/// The connector version, as written into every record and manifest.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git commit this binary was built from.
+pub const GIT_SHA: &str = env!("LANDFALL_GIT_SHA");

@@ -1,0 +1,100 @@
+//! The run manifest (contract §4): written last, it is the commit marker of a run.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorRecord;
+use crate::landing::part::StoredPart;
+
+/// Version of the manifest format.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Status of a run or a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Succeeded,
+    Partial,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Succeeded => "succeeded",
+            Status::Partial => "partial",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The connector that wrote a manifest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Connector {
+    pub name: String,
+    pub version: String,
+    pub git_sha: String,
+}
+
+/// One stream's account of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamReport {
+    pub name: String,
+    pub sync_mode: String,
+    pub endpoint: String,
+    pub cursor_start: Option<String>,
+    pub cursor_end: Option<String>,
+    pub pages: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub duplicate_rows: u64,
+    pub dead_letter_rows: u64,
+    pub bytes_written: u64,
+    pub lag_seconds: Option<f64>,
+    pub status: Status,
+    pub error: Option<ErrorRecord>,
+    pub files: Vec<StoredPart>,
+}
+
+/// The run manifest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub manifest_version: u32,
+    pub run_id: String,
+    pub source_system: String,
+    pub tenant: Option<String>,
+    pub environment: Option<String>,
+    pub landing_url: String,
+    pub connector: Connector,
+    pub config_sha256: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_seconds: f64,
+    pub status: Status,
+    pub streams: Vec<StreamReport>,
+}
+
+impl Manifest {
+    /// One compact JSON line, so the manifests also read as NDJSON.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).expect("a manifest serializes");
+        line.push(b'\n');
+        line
+    }
+}
+
+/// The run status that follows from its streams' statuses.
+pub fn run_status(streams: &[StreamReport]) -> Status {
+    if streams.iter().any(|stream| stream.status == Status::Cancelled) {
+        Status::Cancelled
+    } else if streams.iter().any(|stream| stream.status == Status::Failed) {
+        Status::Failed
+    } else if streams.iter().any(|stream| stream.status == Status::Partial) {
+        Status::Partial
+    } else {
+        Status::Succeeded
+    }
+}

@@ -1,0 +1,290 @@
+//! Pagination: from one page's response, the token of the next page, or the end.
+//!
+//! A cursor or next URL that repeats is an error (it would loop forever), and so is
+//! reaching `max_pages` while the API still has more: never a silent stop.
+
+use std::collections::HashSet;
+
+use reqwest::header::HeaderMap;
+use serde_json::value::RawValue;
+use url::Url;
+
+use crate::config::PaginationConfig;
+use crate::error::{Classify, ErrorCode};
+use crate::records;
+
+/// What selects a page in a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PageToken {
+    /// The first request of a stream that has no token of its own.
+    Initial,
+    Cursor(String),
+    /// A complete URL to fetch as is (next_url, link_header).
+    Url(Url),
+    Offset(u64),
+    Page(u64),
+}
+
+/// Why pagination could not continue.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
+pub enum PaginationError {
+    #[error("the API returned cursor `{0}` again after page {1}; stopping instead of looping forever")]
+    RepeatedCursor(String, u64),
+    #[error("the API returned next URL `{0}` again after page {1}; stopping instead of looping forever")]
+    RepeatedUrl(String, u64),
+    #[error("reached max_pages ({0}) while the API still had more pages; raise max_pages or narrow the request")]
+    MaxPages(u64),
+    #[error("next page URL `{0}` is not a valid URL: {1}")]
+    InvalidUrl(String, String),
+    #[error("next page URL `{0}` leaves the source's origin {1}; refusing to send credentials there")]
+    ForeignOrigin(String, String),
+    #[error("{0}")]
+    Body(String),
+}
+
+impl Classify for PaginationError {
+    fn code(&self) -> ErrorCode {
+        ErrorCode::PaginationError
+    }
+
+    fn retryable(&self) -> bool {
+        false
+    }
+}
+
+/// What the paginator needs to know about a fetched page.
+pub struct PageView<'a> {
+    pub url: &'a Url,
+    pub headers: &'a HeaderMap,
+    pub document: Option<&'a RawValue>,
+    pub records: usize,
+}
+
+/// Walks a stream's pages.
+#[derive(Debug)]
+pub struct Paginator {
+    config: PaginationConfig,
+    origin: url::Origin,
+    pages: u64,
+    seen: HashSet<String>,
+}
+
+impl Paginator {
+    pub fn new(config: &PaginationConfig, base_url: &Url) -> Self {
+        Self {
+            config: config.clone(),
+            origin: base_url.origin(),
+            pages: 0,
+            seen: HashSet::new(),
+        }
+    }
+
+    /// The token of the first page.
+    pub fn first(&self) -> PageToken {
+        match &self.config {
+            PaginationConfig::Offset { .. } => PageToken::Offset(0),
+            PaginationConfig::PageNumber { start_page, .. } => PageToken::Page(*start_page),
+            _ => PageToken::Initial,
+        }
+    }
+
+    /// Pages seen so far.
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    /// Records one fetched page and returns the next page's token, or `None` at the end.
+    pub fn next(&mut self, current: &PageToken, page: &PageView<'_>) -> Result<Option<PageToken>, PaginationError> {
+        self.pages += 1;
+        let next = self.next_token(current, page)?;
+        if next.is_some()
+            && let Some(max_pages) = self.config.max_pages()
+            && self.pages >= max_pages
+        {
+            return Err(PaginationError::MaxPages(max_pages));
+        }
+        Ok(next)
+    }
+
+    fn next_token(&mut self, current: &PageToken, page: &PageView<'_>) -> Result<Option<PageToken>, PaginationError> {
+        let pointer_text = |pointer: &str| -> Result<Option<String>, PaginationError> {
+            let Some(document) = page.document else { return Ok(None) };
+            let found = records::lookup(document, pointer).map_err(PaginationError::Body)?;
+            Ok(found.and_then(records::scalar_text).filter(|text| !text.is_empty()))
+        };
+        match &self.config {
+            PaginationConfig::None => Ok(None),
+            PaginationConfig::Cursor { cursor_path, .. } => {
+                let Some(cursor) = pointer_text(cursor_path)? else { return Ok(None) };
+                if !self.seen.insert(cursor.clone()) || *current == PageToken::Cursor(cursor.clone()) {
+                    return Err(PaginationError::RepeatedCursor(cursor, self.pages));
+                }
+                Ok(Some(PageToken::Cursor(cursor)))
+            }
+            PaginationConfig::NextUrl { next_url_path, .. } => match pointer_text(next_url_path)? {
+                Some(next) => self.follow(page.url, &next).map(Some),
+                None => Ok(None),
+            },
+            PaginationConfig::LinkHeader { .. } => {
+                let next = page
+                    .headers
+                    .get_all(reqwest::header::LINK)
+                    .iter()
+                    .filter_map(|value| value.to_str().ok())
+                    .find_map(next_link);
+                match next {
+                    Some(next) => self.follow(page.url, &next).map(Some),
+                    None => Ok(None),
+                }
+            }
+            PaginationConfig::Offset { limit, total_path, .. } => {
+                let PageToken::Offset(offset) = current else { return Ok(None) };
+                let next = offset + page.records as u64;
+                if page.records == 0 || (page.records as u64) < *limit {
+                    return Ok(None);
+                }
+                if let Some(total_path) = total_path
+                    && let Some(total) = pointer_text(total_path)?.and_then(|text| text.parse::<u64>().ok())
+                    && next >= total
+                {
+                    return Ok(None);
+                }
+                Ok(Some(PageToken::Offset(next)))
+            }
+            PaginationConfig::PageNumber {
+                page_size,
+                page_size_param,
+                total_pages_path,
+                ..
+            } => {
+                let PageToken::Page(number) = current else { return Ok(None) };
+                if page.records == 0 {
+                    return Ok(None);
+                }
+                // A short page ends the stream only when we asked for the page size; an API's
+                // own size is unknown, so there only an empty page (or the total) ends it.
+                if page_size_param.is_some() && (page.records as u64) < *page_size {
+                    return Ok(None);
+                }
+                if let Some(total_pages_path) = total_pages_path
+                    && let Some(total) = pointer_text(total_pages_path)?.and_then(|text| text.parse::<u64>().ok())
+                    && *number >= total
+                {
+                    return Ok(None);
+                }
+                Ok(Some(PageToken::Page(number + 1)))
+            }
+        }
+    }
+
+    fn follow(&mut self, current: &Url, next: &str) -> Result<PageToken, PaginationError> {
+        let url = current
+            .join(next)
+            .map_err(|error| PaginationError::InvalidUrl(crate::redact::scrub(next).into_owned(), error.to_string()))?;
+        if url.origin() != self.origin {
+            return Err(PaginationError::ForeignOrigin(
+                crate::redact::url(&url),
+                self.origin.ascii_serialization(),
+            ));
+        }
+        if !self.seen.insert(url.as_str().to_owned()) || url == *current {
+            return Err(PaginationError::RepeatedUrl(crate::redact::url(&url), self.pages));
+        }
+        Ok(PageToken::Url(url))
+    }
+}
+
+/// The `rel="next"` target of an RFC 8288 `Link` header value.
+pub fn next_link(header: &str) -> Option<String> {
+    let mut rest = header;
+    loop {
+        let start = rest.find('<')?;
+        let end = start + rest[start..].find('>')?;
+        let target = &rest[start + 1..end];
+        let params_end = rest[end..].find('<').map(|offset| end + offset).unwrap_or(rest.len());
+        let params = &rest[end + 1..params_end];
+        let is_next = params.split(';').any(|param| {
+            let Some((name, value)) = param.split_once('=') else { return false };
+            name.trim().eq_ignore_ascii_case("rel")
+                && value
+                    .trim()
+                    .trim_matches('"')
+                    .split_ascii_whitespace()
+                    .any(|rel| rel.eq_ignore_ascii_case("next"))
+        });
+        if is_next {
+            return Some(target.to_owned());
+        }
+        rest = &rest[params_end..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_link_headers() {
+        let header = r#"<https://api.test/x?page=1>; rel="prev", <https://api.test/x?page=3>; rel="next", <https://api.test/x?page=9>; rel="last""#;
+        assert_eq!(next_link(header).as_deref(), Some("https://api.test/x?page=3"));
+        assert_eq!(next_link(r#"<https://a.test/?a=1,2>; rel="first next""#).as_deref(), Some("https://a.test/?a=1,2"));
+        assert_eq!(next_link(r#"<https://api.test/x?page=1>; rel="prev""#), None);
+        assert_eq!(next_link(""), None);
+    }
+
+    fn view<'a>(url: &'a Url, headers: &'a HeaderMap, document: Option<&'a RawValue>, records: usize) -> PageView<'a> {
+        PageView { url, headers, document, records }
+    }
+
+    #[test]
+    fn cursor_repeats_are_errors() {
+        let config: PaginationConfig =
+            serde_json::from_str(r#"{"type":"cursor","cursor_path":"/next","cursor_param":"c"}"#).unwrap();
+        let base = Url::parse("https://api.test/").unwrap();
+        let mut paginator = Paginator::new(&config, &base);
+        let headers = HeaderMap::new();
+        let body = parse(r#"{"next":"a"}"#);
+        let first = paginator.next(&PageToken::Initial, &view(&base, &headers, Some(body), 1)).unwrap();
+        assert_eq!(first, Some(PageToken::Cursor("a".into())));
+        let error = paginator.next(&first.unwrap(), &view(&base, &headers, Some(body), 1)).unwrap_err();
+        assert_eq!(error, PaginationError::RepeatedCursor("a".into(), 2));
+        let end = parse(r#"{"next":null}"#);
+        assert_eq!(paginator.next(&PageToken::Initial, &view(&base, &headers, Some(end), 0)).unwrap(), None);
+    }
+
+    fn parse(text: &'static str) -> &'static RawValue {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn max_pages_is_an_error_only_when_more_remain() {
+        let config: PaginationConfig =
+            serde_json::from_str(r#"{"type":"offset","limit":2,"max_pages":1}"#).unwrap();
+        let base = Url::parse("https://api.test/").unwrap();
+        let headers = HeaderMap::new();
+        let mut paginator = Paginator::new(&config, &base);
+        let error = paginator.next(&PageToken::Offset(0), &view(&base, &headers, None, 2)).unwrap_err();
+        assert_eq!(error, PaginationError::MaxPages(1));
+        let mut paginator = Paginator::new(&config, &base);
+        assert_eq!(paginator.next(&PageToken::Offset(0), &view(&base, &headers, None, 1)).unwrap(), None);
+    }
+
+    #[test]
+    fn next_urls_stay_on_origin() {
+        let config: PaginationConfig = serde_json::from_str(r#"{"type":"next_url","next_url_path":"/next"}"#).unwrap();
+        let base = Url::parse("https://api.test/v1/items").unwrap();
+        let headers = HeaderMap::new();
+        let mut paginator = Paginator::new(&config, &base);
+        let relative = parse(r#"{"next":"items?page=2"}"#);
+        assert_eq!(
+            paginator.next(&PageToken::Initial, &view(&base, &headers, Some(relative), 1)).unwrap(),
+            Some(PageToken::Url(Url::parse("https://api.test/v1/items?page=2").unwrap()))
+        );
+        let foreign = parse(r#"{"next":"https://evil.test/steal"}"#);
+        assert!(matches!(
+            paginator.next(&PageToken::Initial, &view(&base, &headers, Some(foreign), 1)),
+            Err(PaginationError::ForeignOrigin(..))
+        ));
+    }
+}

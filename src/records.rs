@@ -1,0 +1,300 @@
+//! Finding records and fields in a response without re-encoding anything: every record is
+//! a byte range of the body exactly as the source sent it.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// Why a page's records could not be read.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RecordsError {
+    #[error("response is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("records_path `{0}` is not in the response")]
+    PathMissing(String),
+    #[error("records_path `{pointer}` points at {found}, not an array")]
+    NotAnArray { pointer: String, found: &'static str },
+}
+
+/// The kind of JSON value a raw text holds, from its first byte.
+pub fn kind(raw: &str) -> &'static str {
+    match raw.as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+/// Parses `body` as JSON, checking that it is valid.
+pub fn parse(body: &[u8]) -> Result<&RawValue, RecordsError> {
+    let text = std::str::from_utf8(body).map_err(|error| RecordsError::NotJson(error.to_string()))?;
+    serde_json::from_str::<&RawValue>(text).map_err(|error| RecordsError::NotJson(error.to_string()))
+}
+
+/// The records at `records_path` of a parsed document, borrowed from its text.
+pub fn records_at<'a>(document: &'a RawValue, records_path: &str) -> Result<Vec<&'a RawValue>, RecordsError> {
+    let array = lookup(document, records_path)
+        .map_err(RecordsError::NotJson)?
+        .ok_or_else(|| RecordsError::PathMissing(records_path.to_owned()))?;
+    serde_json::from_str(array.get()).map_err(|_| RecordsError::NotAnArray {
+        pointer: records_path.to_owned(),
+        found: kind(array.get()),
+    })
+}
+
+/// The byte range of `raw` within `body`, which it must borrow from.
+pub fn range_in(body: &[u8], raw: &RawValue) -> Range<usize> {
+    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+    debug_assert!(start + raw.get().len() <= body.len());
+    start..start + raw.get().len()
+}
+
+/// The byte ranges (within `body`) of the records at `records_path`.
+pub fn record_ranges(body: &[u8], records_path: &str) -> Result<Vec<Range<usize>>, RecordsError> {
+    let document = parse(body)?;
+    Ok(records_at(document, records_path)?
+        .into_iter()
+        .map(|item| range_in(body, item))
+        .collect())
+}
+
+/// Resolves a JSON pointer (RFC 6901) against raw JSON. `Ok(None)` when a step is missing.
+pub fn lookup<'a>(mut value: &'a RawValue, pointer: &str) -> Result<Option<&'a RawValue>, String> {
+    if pointer.is_empty() {
+        return Ok(Some(value));
+    }
+    let Some(tokens) = pointer.strip_prefix('/') else {
+        return Err(format!("`{pointer}` is not a JSON pointer"));
+    };
+    for token in tokens.split('/') {
+        let token: Cow<'_, str> = if token.contains('~') {
+            Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
+        } else {
+            Cow::Borrowed(token)
+        };
+        let mut deserializer = serde_json::Deserializer::from_str(value.get());
+        let next = match value.get().as_bytes().first() {
+            Some(b'{') => FindKey(&token).deserialize(&mut deserializer),
+            Some(b'[') => match token.parse::<usize>() {
+                Ok(index) => FindIndex(index).deserialize(&mut deserializer),
+                Err(_) => return Ok(None),
+            },
+            _ => return Ok(None),
+        }
+        .map_err(|error| error.to_string())?;
+        match next {
+            Some(found) => value = found,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(value))
+}
+
+/// Looks up a record field given as a JSON pointer (`/a/b`) or a top-level name (`id`).
+pub fn field<'a>(record: &'a RawValue, field: &str) -> Option<&'a RawValue> {
+    if field.starts_with('/') {
+        lookup(record, field).ok().flatten()
+    } else {
+        let mut deserializer = serde_json::Deserializer::from_str(record.get());
+        if record.get().starts_with('{') {
+            FindKey(field).deserialize(&mut deserializer).ok().flatten()
+        } else {
+            None
+        }
+    }
+}
+
+/// The text of a scalar: strings unescaped, numbers and booleans as written; `None` for
+/// null, objects and arrays.
+pub fn scalar_text(raw: &RawValue) -> Option<String> {
+    let text = raw.get();
+    match text.as_bytes().first()? {
+        b'"' => serde_json::from_str::<String>(text).ok(),
+        b'n' | b'{' | b'[' => None,
+        _ => Some(text.to_owned()),
+    }
+}
+
+/// A record's primary key as a string: the value's text for one field, JSON array text for
+/// several. `None` when a key field is missing or null.
+pub fn primary_key_text(record: &RawValue, primary_key: &[String]) -> Option<String> {
+    match primary_key {
+        [] => None,
+        [single] => scalar_text(field(record, single)?),
+        many => {
+            let mut text = String::from("[");
+            for (index, name) in many.iter().enumerate() {
+                let value = field(record, name)?;
+                if value.get() == "null" {
+                    return None;
+                }
+                if index > 0 {
+                    text.push(',');
+                }
+                text.push_str(value.get());
+            }
+            text.push(']');
+            Some(text)
+        }
+    }
+}
+
+/// A map key that borrows from the input when it can.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(value)))
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(value.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, value: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(value)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Finds one key of an object, skipping the other values without allocating them.
+struct FindKey<'k>(&'k str);
+
+impl<'de> DeserializeSeed<'de> for FindKey<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FindKey<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            if found.is_none() && key.0 == self.0 {
+                found = Some(map.next_value::<&'de RawValue>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Finds one element of an array.
+struct FindIndex(usize);
+
+impl<'de> DeserializeSeed<'de> for FindIndex {
+    type Value = Option<&'de RawValue>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FindIndex {
+    type Value = Option<&'de RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut index = 0;
+        let mut found = None;
+        while found.is_none() {
+            if index == self.0 {
+                found = seq.next_element::<&'de RawValue>()?;
+                if found.is_none() {
+                    return Ok(None);
+                }
+            } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                return Ok(None);
+            }
+            index += 1;
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &str = r#"{"meta": {"next": "c2", "a/b": 1, "t~x": 2},
+ "data": [ {"id": 1,  "name":"caf\u00e9", "big": 123456789012345678901234567890},
+   {"id":"x2","nested":{"k":[10,20]}} ]}"#;
+
+    #[test]
+    fn ranges_are_exact_bytes() {
+        let ranges = record_ranges(BODY.as_bytes(), "/data").unwrap();
+        assert_eq!(ranges.len(), 2);
+        assert_eq!(
+            &BODY[ranges[0].clone()],
+            r#"{"id": 1,  "name":"caf\u00e9", "big": 123456789012345678901234567890}"#
+        );
+        assert_eq!(&BODY[ranges[1].clone()], r#"{"id":"x2","nested":{"k":[10,20]}}"#);
+    }
+
+    #[test]
+    fn document_as_array_and_errors() {
+        assert_eq!(record_ranges(b"[1, 2]", "").unwrap().len(), 2);
+        assert_eq!(
+            record_ranges(BODY.as_bytes(), "/missing"),
+            Err(RecordsError::PathMissing("/missing".into()))
+        );
+        assert!(matches!(
+            record_ranges(BODY.as_bytes(), "/meta"),
+            Err(RecordsError::NotAnArray { found: "an object", .. })
+        ));
+        assert!(matches!(record_ranges(b"{\"data\": [1,", "/data"), Err(RecordsError::NotJson(_))));
+    }
+
+    #[test]
+    fn pointers_with_escapes_and_indexes() {
+        let document = parse(BODY.as_bytes()).unwrap();
+        assert_eq!(lookup(document, "/meta/next").unwrap().unwrap().get(), "\"c2\"");
+        assert_eq!(lookup(document, "/meta/a~1b").unwrap().unwrap().get(), "1");
+        assert_eq!(lookup(document, "/meta/t~0x").unwrap().unwrap().get(), "2");
+        assert_eq!(lookup(document, "/data/1/nested/k/1").unwrap().unwrap().get(), "20");
+        assert!(lookup(document, "/data/5").unwrap().is_none());
+    }
+
+    #[test]
+    fn keys_and_scalars() {
+        let document = parse(BODY.as_bytes()).unwrap();
+        let first = lookup(document, "/data/0").unwrap().unwrap();
+        assert_eq!(primary_key_text(first, &["id".into()]).as_deref(), Some("1"));
+        assert_eq!(
+            primary_key_text(first, &["big".into()]).as_deref(),
+            Some("123456789012345678901234567890")
+        );
+        assert_eq!(scalar_text(field(first, "name").unwrap()).as_deref(), Some("café"));
+        assert_eq!(
+            primary_key_text(first, &["id".into(), "name".into()]).as_deref(),
+            Some(r#"[1,"caf\u00e9"]"#)
+        );
+        assert_eq!(primary_key_text(first, &["nope".into()]), None);
+    }
+}

@@ -1,0 +1,111 @@
+//! The secret-hygiene layer: every secret resolved from a config is registered here, and
+//! every log line, error message, manifest and URL that may carry one is scrubbed through
+//! [`scrub`] before it leaves the process.
+
+use std::borrow::Cow;
+use std::sync::RwLock;
+
+use url::Url;
+
+/// What a scrubbed secret is replaced with.
+pub const MASK: &str = "***";
+
+/// Query parameter names whose values are always masked in URLs that are logged or stored.
+const SENSITIVE_QUERY_NAMES: &[&str] = &[
+    "api_key",
+    "apikey",
+    "access_token",
+    "token",
+    "key",
+    "secret",
+    "client_secret",
+    "password",
+    "signature",
+    "sig",
+    "app_id",
+    "refresh_token",
+];
+
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Registers a secret value so that [`scrub`] masks it wherever it appears.
+///
+/// Values shorter than four characters are not registered: masking them would garble
+/// ordinary text without protecting anything meaningful.
+pub fn register(secret: &str) {
+    if secret.len() < 4 {
+        return;
+    }
+    let mut secrets = SECRETS.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !secrets.iter().any(|known| known == secret) {
+        secrets.push(secret.to_owned());
+        // Longest first, so a secret that contains another is masked whole.
+        secrets.sort_by_key(|known| std::cmp::Reverse(known.len()));
+    }
+}
+
+/// Masks every registered secret in `text`.
+pub fn scrub(text: &str) -> Cow<'_, str> {
+    let secrets = SECRETS.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !secrets.iter().any(|secret| text.contains(secret.as_str())) {
+        return Cow::Borrowed(text);
+    }
+    let mut owned = text.to_owned();
+    for secret in secrets.iter() {
+        if owned.contains(secret.as_str()) {
+            owned = owned.replace(secret.as_str(), MASK);
+        }
+    }
+    Cow::Owned(owned)
+}
+
+/// Renders a URL for logs and stored metadata: user info removed, the values of sensitive
+/// or secret-bearing query parameters masked, and registered secrets scrubbed.
+pub fn url(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    if shown.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let sensitive = SENSITIVE_QUERY_NAMES
+                    .iter()
+                    .any(|candidate| name.eq_ignore_ascii_case(candidate))
+                    || scrub(&value) != value;
+                let value = if sensitive { MASK.to_owned() } else { value.into_owned() };
+                (name.into_owned(), value)
+            })
+            .collect();
+        shown.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    scrub(shown.as_str()).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrubs_registered_secrets() {
+        register("s3cr3t-value-for-redact-test");
+        assert_eq!(
+            scrub("header was s3cr3t-value-for-redact-test!"),
+            "header was ***!"
+        );
+        assert!(matches!(scrub("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn masks_sensitive_query_parameters() {
+        let shown = url(&Url::parse("https://u:p@api.test/x?api_key=abc123&limit=5").unwrap());
+        assert_eq!(shown, "https://api.test/x?api_key=***&limit=5");
+    }
+
+    #[test]
+    fn masks_query_values_that_are_registered_secrets() {
+        register("registered-query-secret-42");
+        let shown = url(&Url::parse("https://api.test/x?custom=registered-query-secret-42").unwrap());
+        assert_eq!(shown, "https://api.test/x?custom=***");
+    }
+}
