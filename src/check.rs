@@ -43,7 +43,12 @@ impl Recorder {
     fn pass(&mut self, step: impl Into<String>, detail: impl Into<String>) {
         let (step, detail) = (step.into(), detail.into());
         self.events.check_step(&step, true, &detail);
-        self.steps.push(Step { step, ok: true, detail, error: None });
+        self.steps.push(Step {
+            step,
+            ok: true,
+            detail,
+            error: None,
+        });
     }
 
     fn fail<E: Classify + std::fmt::Display>(&mut self, step: impl Into<String>, error: &E) {
@@ -108,7 +113,11 @@ pub async fn check(loaded: &LoadedConfig) -> (Report, Exit) {
         Err(error) => recorder.fail("landing_open", &error),
     }
 
-    let failed_step = recorder.steps.iter().find(|step| !step.ok).map(|step| step.step.clone());
+    let failed_step = recorder
+        .steps
+        .iter()
+        .find(|step| !step.ok)
+        .map(|step| step.step.clone());
     let report = Report {
         ok: failed_step.is_none(),
         source: config.source.name.clone(),
@@ -118,7 +127,12 @@ pub async fn check(loaded: &LoadedConfig) -> (Report, Exit) {
     (report, recorder.exit)
 }
 
-async fn check_stream(recorder: &mut Recorder, client: &HttpClient, loaded: &LoadedConfig, stream: &crate::config::StreamConfig) {
+async fn check_stream(
+    recorder: &mut Recorder,
+    client: &HttpClient,
+    loaded: &LoadedConfig,
+    stream: &crate::config::StreamConfig,
+) {
     let step = format!("stream:{}", stream.name);
     let builder = match RequestBuilder::new(&loaded.config, stream) {
         Ok(builder) => builder,
@@ -133,16 +147,35 @@ async fn check_stream(recorder: &mut Recorder, client: &HttpClient, loaded: &Loa
     };
     let token = Paginator::new(&stream.pagination, builder.base_url()).first();
     let spec = builder.build(&token, &bounds);
-    let response = match client.send(&spec, RequestContext { stream: &stream.name, page: 1 }).await {
+    let response = match client
+        .send(
+            &spec,
+            RequestContext {
+                stream: &stream.name,
+                page: 1,
+            },
+        )
+        .await
+    {
         Ok(response) => response,
         Err(error) => return recorder.fail(step, &error),
     };
     match records::record_ranges(&response.body, &stream.records_path) {
         Ok(ranges) => recorder.pass(
             step,
-            format!("HTTP {} with {} records on the first page", response.status, ranges.len()),
+            format!(
+                "HTTP {} with {} records on the first page",
+                response.status,
+                ranges.len()
+            ),
         ),
-        Err(error) => recorder.fail(step, &StepFailure(ErrorCode::ParsingError, format!("request {}: {error}", response.request_id))),
+        Err(error) => recorder.fail(
+            step,
+            &StepFailure(
+                ErrorCode::ParsingError,
+                format!("request {}: {error}", response.request_id),
+            ),
+        ),
     }
 }
 
@@ -155,13 +188,19 @@ async fn check_landing(recorder: &mut Recorder, landing: &Landing, source: &str,
     recorder.pass("landing_write", landing.url_of(&probe));
     match landing.get(&probe).await {
         Ok(Some(bytes)) if bytes == payload => recorder.pass("landing_read", "probe read back intact"),
-        Ok(_) => recorder.fail("landing_read", &StepFailure(ErrorCode::StorageError, "probe read back differs".into())),
+        Ok(_) => recorder.fail(
+            "landing_read",
+            &StepFailure(ErrorCode::StorageError, "probe read back differs".into()),
+        ),
         Err(error) => recorder.fail("landing_read", &error),
     }
     let prefix = format!("{source}/_check");
     match landing.list(&prefix).await {
         Ok(paths) if paths.contains(&probe) => recorder.pass("landing_list", "probe listed"),
-        Ok(_) => recorder.fail("landing_list", &StepFailure(ErrorCode::StorageError, "probe missing from listing".into())),
+        Ok(_) => recorder.fail(
+            "landing_list",
+            &StepFailure(ErrorCode::StorageError, "probe missing from listing".into()),
+        ),
         Err(error) => recorder.fail("landing_list", &error),
     }
     match landing.delete(&probe).await {

@@ -58,7 +58,10 @@ mod tests {
     #[test]
     fn compares_by_kind() {
         assert_eq!(compare("9", "10"), Ordering::Less);
-        assert_eq!(compare("2024-01-01T10:00:00+02:00", "2024-01-01T09:00:00Z"), Ordering::Less);
+        assert_eq!(
+            compare("2024-01-01T10:00:00+02:00", "2024-01-01T09:00:00Z"),
+            Ordering::Less
+        );
         assert_eq!(compare("b", "a"), Ordering::Greater);
         assert_eq!(max(Some("10".into()), "9").as_deref(), Some("10"));
         assert_eq!(max(None, "9").as_deref(), Some("9"));
@@ -66,7 +69,10 @@ mod tests {
 
     #[test]
     fn steps_back() {
-        assert_eq!(minus("2024-01-02T00:00:00Z", Duration::from_secs(3600)), "2024-01-01T23:00:00Z");
+        assert_eq!(
+            minus("2024-01-02T00:00:00Z", Duration::from_secs(3600)),
+            "2024-01-01T23:00:00Z"
+        );
         assert_eq!(minus("1000", Duration::from_secs(60)), "940");
         assert_eq!(minus("opaque", Duration::from_secs(60)), "opaque");
     }

@@ -36,13 +36,20 @@ fn json_optional(value: Option<&str>) -> String {
 }
 
 fn field<T: Serialize + ?Sized>(name: &str, value: &T) -> String {
-    format!("\"{name}\":{},", serde_json::to_string(value).expect("fields serialize"))
+    format!(
+        "\"{name}\":{},",
+        serde_json::to_string(value).expect("fields serialize")
+    )
 }
 
 impl EnvelopeTemplate {
     pub fn new(source: &str, stream: &str, run_id: &str, tenant: Option<&str>, environment: Option<&str>) -> Self {
         Self {
-            head: format!("{{{}{}", field("_source_system", source), field("_source_object", stream)),
+            head: format!(
+                "{{{}{}",
+                field("_source_system", source),
+                field("_source_object", stream)
+            ),
             run_fields: format!(
                 "{}{}\"_tenant\":{},\"_environment\":{},",
                 field("_run_id", run_id),
@@ -110,16 +117,35 @@ mod tests {
         let page = PageFields::new("GET /orders?limit=5", "2026-01-01T00:00:00.000001Z", 3);
         let raw = "{\"id\": 1,\n \"n\":\"caf\\u00e9\"}";
         let mut out = Vec::new();
-        write_line(&mut out, &template, &page, Some("1"), None, "2026-01-01T00:00:00.000002Z", raw);
+        write_line(
+            &mut out,
+            &template,
+            &page,
+            Some("1"),
+            None,
+            "2026-01-01T00:00:00.000002Z",
+            raw,
+        );
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1, "one line");
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
             keys,
             [
-                "_source_system", "_source_object", "_source_endpoint", "_source_record_id",
-                "_source_updated_at", "_extracted_at", "_loaded_at", "_run_id", "_connector_version",
-                "_tenant", "_environment", "_payload_sha256", "_page", "_raw"
+                "_source_system",
+                "_source_object",
+                "_source_endpoint",
+                "_source_record_id",
+                "_source_updated_at",
+                "_extracted_at",
+                "_loaded_at",
+                "_run_id",
+                "_connector_version",
+                "_tenant",
+                "_environment",
+                "_payload_sha256",
+                "_page",
+                "_raw"
             ]
         );
         assert_eq!(value["_raw"].as_str().unwrap(), raw);

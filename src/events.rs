@@ -84,12 +84,30 @@ impl Events {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn page_fetched(&self, stream: &str, page: u64, request_id: &str, status: u16, records: usize, bytes: usize, elapsed_ms: u64) {
+    pub fn page_fetched(
+        &self,
+        stream: &str,
+        page: u64,
+        request_id: &str,
+        status: u16,
+        records: usize,
+        bytes: usize,
+        elapsed_ms: u64,
+    ) {
         info!(event = PAGE_FETCHED, run_id = %self.run_id, source = %self.source, stream, page, request_id, status, records, bytes, elapsed_ms, "page fetched");
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn request_retried(&self, stream: &str, page: u64, request_id: &str, attempt: u32, delay_ms: u64, code: &str, error: &str) {
+    pub fn request_retried(
+        &self,
+        stream: &str,
+        page: u64,
+        request_id: &str,
+        attempt: u32,
+        delay_ms: u64,
+        code: &str,
+        error: &str,
+    ) {
         warn!(event = REQUEST_RETRIED, run_id = %self.run_id, source = %self.source, stream, page, request_id, attempt, delay_ms, code, stage = "fetch", retryable = true, error = %crate::redact::scrub(error), "retrying request");
     }
 

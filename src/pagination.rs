@@ -116,7 +116,9 @@ impl Paginator {
         match &self.config {
             PaginationConfig::None => Ok(None),
             PaginationConfig::Cursor { cursor_path, .. } => {
-                let Some(cursor) = pointer_text(cursor_path)? else { return Ok(None) };
+                let Some(cursor) = pointer_text(cursor_path)? else {
+                    return Ok(None);
+                };
                 if !self.seen.insert(cursor.clone()) || *current == PageToken::Cursor(cursor.clone()) {
                     return Err(PaginationError::RepeatedCursor(cursor, self.pages));
                 }
@@ -139,7 +141,9 @@ impl Paginator {
                 }
             }
             PaginationConfig::Offset { limit, total_path, .. } => {
-                let PageToken::Offset(offset) = current else { return Ok(None) };
+                let PageToken::Offset(offset) = current else {
+                    return Ok(None);
+                };
                 let next = offset + page.records as u64;
                 if page.records == 0 || (page.records as u64) < *limit {
                     return Ok(None);
@@ -158,7 +162,9 @@ impl Paginator {
                 total_pages_path,
                 ..
             } => {
-                let PageToken::Page(number) = current else { return Ok(None) };
+                let PageToken::Page(number) = current else {
+                    return Ok(None);
+                };
                 if page.records == 0 {
                     return Ok(None);
                 }
@@ -203,9 +209,11 @@ pub fn next_link(header: &str) -> Option<String> {
         let end = start + rest[start..].find('>')?;
         let target = &rest[start + 1..end];
         let params_end = rest[end..].find('<').map(|offset| end + offset).unwrap_or(rest.len());
-        let params = &rest[end + 1..params_end];
+        let params = rest[end + 1..params_end].trim().trim_end_matches(',');
         let is_next = params.split(';').any(|param| {
-            let Some((name, value)) = param.split_once('=') else { return false };
+            let Some((name, value)) = param.split_once('=') else {
+                return false;
+            };
             name.trim().eq_ignore_ascii_case("rel")
                 && value
                     .trim()
@@ -228,13 +236,21 @@ mod tests {
     fn parses_link_headers() {
         let header = r#"<https://api.test/x?page=1>; rel="prev", <https://api.test/x?page=3>; rel="next", <https://api.test/x?page=9>; rel="last""#;
         assert_eq!(next_link(header).as_deref(), Some("https://api.test/x?page=3"));
-        assert_eq!(next_link(r#"<https://a.test/?a=1,2>; rel="first next""#).as_deref(), Some("https://a.test/?a=1,2"));
+        assert_eq!(
+            next_link(r#"<https://a.test/?a=1,2>; rel="first next""#).as_deref(),
+            Some("https://a.test/?a=1,2")
+        );
         assert_eq!(next_link(r#"<https://api.test/x?page=1>; rel="prev""#), None);
         assert_eq!(next_link(""), None);
     }
 
     fn view<'a>(url: &'a Url, headers: &'a HeaderMap, document: Option<&'a RawValue>, records: usize) -> PageView<'a> {
-        PageView { url, headers, document, records }
+        PageView {
+            url,
+            headers,
+            document,
+            records,
+        }
     }
 
     #[test]
@@ -245,12 +261,21 @@ mod tests {
         let mut paginator = Paginator::new(&config, &base);
         let headers = HeaderMap::new();
         let body = parse(r#"{"next":"a"}"#);
-        let first = paginator.next(&PageToken::Initial, &view(&base, &headers, Some(body), 1)).unwrap();
+        let first = paginator
+            .next(&PageToken::Initial, &view(&base, &headers, Some(body), 1))
+            .unwrap();
         assert_eq!(first, Some(PageToken::Cursor("a".into())));
-        let error = paginator.next(&first.unwrap(), &view(&base, &headers, Some(body), 1)).unwrap_err();
+        let error = paginator
+            .next(&first.unwrap(), &view(&base, &headers, Some(body), 1))
+            .unwrap_err();
         assert_eq!(error, PaginationError::RepeatedCursor("a".into(), 2));
         let end = parse(r#"{"next":null}"#);
-        assert_eq!(paginator.next(&PageToken::Initial, &view(&base, &headers, Some(end), 0)).unwrap(), None);
+        assert_eq!(
+            paginator
+                .next(&PageToken::Initial, &view(&base, &headers, Some(end), 0))
+                .unwrap(),
+            None
+        );
     }
 
     fn parse(text: &'static str) -> &'static RawValue {
@@ -259,15 +284,21 @@ mod tests {
 
     #[test]
     fn max_pages_is_an_error_only_when_more_remain() {
-        let config: PaginationConfig =
-            serde_json::from_str(r#"{"type":"offset","limit":2,"max_pages":1}"#).unwrap();
+        let config: PaginationConfig = serde_json::from_str(r#"{"type":"offset","limit":2,"max_pages":1}"#).unwrap();
         let base = Url::parse("https://api.test/").unwrap();
         let headers = HeaderMap::new();
         let mut paginator = Paginator::new(&config, &base);
-        let error = paginator.next(&PageToken::Offset(0), &view(&base, &headers, None, 2)).unwrap_err();
+        let error = paginator
+            .next(&PageToken::Offset(0), &view(&base, &headers, None, 2))
+            .unwrap_err();
         assert_eq!(error, PaginationError::MaxPages(1));
         let mut paginator = Paginator::new(&config, &base);
-        assert_eq!(paginator.next(&PageToken::Offset(0), &view(&base, &headers, None, 1)).unwrap(), None);
+        assert_eq!(
+            paginator
+                .next(&PageToken::Offset(0), &view(&base, &headers, None, 1))
+                .unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -278,7 +309,9 @@ mod tests {
         let mut paginator = Paginator::new(&config, &base);
         let relative = parse(r#"{"next":"items?page=2"}"#);
         assert_eq!(
-            paginator.next(&PageToken::Initial, &view(&base, &headers, Some(relative), 1)).unwrap(),
+            paginator
+                .next(&PageToken::Initial, &view(&base, &headers, Some(relative), 1))
+                .unwrap(),
             Some(PageToken::Url(Url::parse("https://api.test/v1/items?page=2").unwrap()))
         );
         let foreign = parse(r#"{"next":"https://evil.test/steal"}"#);

@@ -268,7 +268,10 @@ mod tests {
             record_ranges(BODY.as_bytes(), "/meta"),
             Err(RecordsError::NotAnArray { found: "an object", .. })
         ));
-        assert!(matches!(record_ranges(b"{\"data\": [1,", "/data"), Err(RecordsError::NotJson(_))));
+        assert!(matches!(
+            record_ranges(b"{\"data\": [1,", "/data"),
+            Err(RecordsError::NotJson(_))
+        ));
     }
 
     #[test]

@@ -89,10 +89,7 @@ mod tests {
     #[test]
     fn scrubs_registered_secrets() {
         register("s3cr3t-value-for-redact-test");
-        assert_eq!(
-            scrub("header was s3cr3t-value-for-redact-test!"),
-            "header was ***!"
-        );
+        assert_eq!(scrub("header was s3cr3t-value-for-redact-test!"), "header was ***!");
         assert!(matches!(scrub("nothing here"), Cow::Borrowed(_)));
     }
 

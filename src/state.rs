@@ -65,7 +65,9 @@ impl StateStore {
     /// The current checkpoint of `stream`, if any.
     pub async fn load(&self, stream: &str) -> Result<Option<StreamState>, StateError> {
         let path = layout::state(&self.source, stream);
-        let Some(bytes) = self.landing.get(&path).await? else { return Ok(None) };
+        let Some(bytes) = self.landing.get(&path).await? else {
+            return Ok(None);
+        };
         serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|error| StateError::Corrupt {

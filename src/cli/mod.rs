@@ -48,11 +48,18 @@ fn load(path: Option<PathBuf>, resolve: Resolve) -> Result<LoadedConfig, Exit> {
 async fn execute(cli: Cli) -> Exit {
     match cli.command {
         Command::Spec => {
-            println!("{}", serde_json::to_string_pretty(&crate::config::spec::schema()).expect("schema serializes"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::config::spec::schema()).expect("schema serializes")
+            );
             Exit::Succeeded
         }
         Command::Validate { config, no_resolve } => {
-            let resolve = if no_resolve { Resolve::SyntaxOnly } else { Resolve::References };
+            let resolve = if no_resolve {
+                Resolve::SyntaxOnly
+            } else {
+                Resolve::References
+            };
             match load(config, resolve) {
                 Ok(loaded) => {
                     println!(
@@ -71,7 +78,10 @@ async fn execute(cli: Cli) -> Exit {
                 Err(exit) => return exit,
             };
             let (report, exit) = crate::check::check(&loaded).await;
-            println!("{}", crate::redact::scrub(&serde_json::to_string_pretty(&report).expect("report serializes")));
+            println!(
+                "{}",
+                crate::redact::scrub(&serde_json::to_string_pretty(&report).expect("report serializes"))
+            );
             if let Some(step) = &report.failed_step {
                 eprintln!("landfall: check failed at step {step}");
             }
@@ -81,7 +91,13 @@ async fn execute(cli: Cli) -> Exit {
             let loaded = match load(run.config, Resolve::References) {
                 Ok(loaded) => loaded,
                 Err(exit) => {
-                    write_failed_xcom(run.xcom_output.as_deref(), "unknown", exit, ErrorCode::ConfigError, "invalid config");
+                    write_failed_xcom(
+                        run.xcom_output.as_deref(),
+                        "unknown",
+                        exit,
+                        ErrorCode::ConfigError,
+                        "invalid config",
+                    );
                     return exit;
                 }
             };
@@ -96,9 +112,16 @@ async fn execute(cli: Cli) -> Exit {
             match extract::run(&loaded, options).await {
                 Ok(outcome) => {
                     if let Some(path) = &run.xcom_output {
-                        let summary = crate::xcom::Summary::from_manifest(&outcome.manifest, &outcome.manifest_url, outcome.exit.code());
+                        let summary = crate::xcom::Summary::from_manifest(
+                            &outcome.manifest,
+                            &outcome.manifest_url,
+                            outcome.exit.code(),
+                        );
                         if let Err(error) = summary.write(path) {
-                            return fail(format_args!("cannot write --xcom-output {}: {error}", path.display()), Exit::Failure);
+                            return fail(
+                                format_args!("cannot write --xcom-output {}: {error}", path.display()),
+                                Exit::Failure,
+                            );
                         }
                     }
                     println!("{}", outcome.manifest_url);
@@ -106,7 +129,13 @@ async fn execute(cli: Cli) -> Exit {
                 }
                 Err(error) => {
                     let exit = Exit::for_error(error.code(), error.retryable());
-                    write_failed_xcom(run.xcom_output.as_deref(), &loaded.config.source.name, exit, error.code(), &error.to_string());
+                    write_failed_xcom(
+                        run.xcom_output.as_deref(),
+                        &loaded.config.source.name,
+                        exit,
+                        error.code(),
+                        &error.to_string(),
+                    );
                     fail(error, exit)
                 }
             }
@@ -131,9 +160,9 @@ fn write_failed_xcom(path: Option<&Path>, source: &str, exit: Exit, code: ErrorC
 
 async fn state(action: StateAction) -> Exit {
     let (config, stream) = match &action {
-        StateAction::Show { config, stream } | StateAction::Reset { config, stream } | StateAction::Set { config, stream, .. } => {
-            (config.clone(), stream.clone())
-        }
+        StateAction::Show { config, stream }
+        | StateAction::Reset { config, stream }
+        | StateAction::Set { config, stream, .. } => (config.clone(), stream.clone()),
     };
     let loaded = match load(config, Resolve::References) {
         Ok(loaded) => loaded,
@@ -190,7 +219,11 @@ async fn demo(landing: PathBuf, serve: bool, port: u16) -> Exit {
         Ok(outcome) => outcome,
         Err(error) => return fail(&error, Exit::for_error(error.code(), error.retryable())),
     };
-    println!("\nLandfall demo: {} run {}", outcome.manifest.status.as_str(), outcome.manifest.run_id);
+    println!(
+        "\nLandfall demo: {} run {}",
+        outcome.manifest.status.as_str(),
+        outcome.manifest.run_id
+    );
     for stream in &outcome.manifest.streams {
         println!(
             "  {:<10} {:>6} records in {} part(s), {} pages, cursor_end {}",
@@ -206,7 +239,10 @@ async fn demo(landing: PathBuf, serve: bool, port: u16) -> Exit {
     println!("Manifest:     {}", outcome.manifest_url);
     println!("\nLook at it:");
     println!("  find {} -type f | sort", folder.display());
-    println!("  zcat {}/{source}/customers/*/*/part-00000.jsonl.gz | head -n 2", folder.display());
+    println!(
+        "  zcat {}/{source}/customers/*/*/part-00000.jsonl.gz | head -n 2",
+        folder.display()
+    );
     println!("  cat {}/{source}/_manifests/*/*.json", folder.display());
     println!("  cat {}/{source}/_state/customers.json", folder.display());
     println!("Run it again: incremental streams resume from their checkpoints.");

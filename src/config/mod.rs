@@ -24,10 +24,7 @@ pub use units::{ByteSize, HumanDuration};
 #[non_exhaustive]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("config is not valid YAML: {0}")]
     Yaml(String),
     #[error("{path}: {message}")]
@@ -734,10 +731,7 @@ impl ConnectorConfig {
             }
         };
         config.validate()?;
-        Ok(LoadedConfig {
-            config,
-            config_sha256,
-        })
+        Ok(LoadedConfig { config, config_sha256 })
     }
 
     fn check_secret_fields(&self) -> Result<(), ConfigError> {
@@ -754,7 +748,7 @@ impl ConnectorConfig {
                     && !is_reference(salt.expose())
                 {
                     return Err(ConfigError::invalid(
-                        format!("streams.{stream_index}.redact.{rule_index}.salt"),
+                        format!("streams[{stream_index}].redact[{rule_index}].salt"),
                         HINT,
                     ));
                 }
@@ -767,9 +761,9 @@ impl ConnectorConfig {
         fn walk(value: &serde_json::Value, path: &mut Vec<String>) -> Result<(), ConfigError> {
             match value {
                 serde_json::Value::String(text) => secret::check_references(text)
-                    .map_err(|message| ConfigError::invalid(path.join("."), message)),
+                    .map_err(|message| ConfigError::invalid(secret::render_path(path), message)),
                 serde_json::Value::Array(items) => items.iter().enumerate().try_for_each(|(i, item)| {
-                    path.push(i.to_string());
+                    path.push(format!("[{i}]"));
                     let result = walk(item, path);
                     path.pop();
                     result

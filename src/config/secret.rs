@@ -8,9 +8,8 @@ use serde::{Deserialize, Deserializer};
 
 use super::ConfigError;
 
-static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\$\$\{|\$\{(env|file):([^}]*)\}").expect("reference pattern is valid")
-});
+static REFERENCE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\$\$\{|\$\{(env|file):([^}]*)\}").expect("reference pattern is valid"));
 
 /// A secret from the config: resolved from a reference, registered with the redaction
 /// layer, and never printed by `Debug`.
@@ -75,10 +74,7 @@ pub fn check_references(text: &str) -> Result<(), String> {
 }
 
 /// Resolves every reference in `text`. `$${` stands for a literal `${`.
-pub fn resolve_references(
-    text: &str,
-    lookup_env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, String> {
+pub fn resolve_references(text: &str, lookup_env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     check_references(text)?;
     let mut error = None;
     let resolved = REFERENCE.replace_all(text, |captures: &regex::Captures<'_>| {
@@ -113,6 +109,21 @@ pub fn resolve_references(
     }
 }
 
+/// Config sections whose resolved references are registered as secrets.
+const SENSITIVE_SECTIONS: &[&str] = &["headers", "params", "auth", "body"];
+
+/// Renders key segments as `a.b[0].c`.
+pub(crate) fn render_path(segments: &[String]) -> String {
+    let mut text = String::new();
+    for segment in segments {
+        if !segment.starts_with('[') && !text.is_empty() {
+            text.push('.');
+        }
+        text.push_str(segment);
+    }
+    text
+}
+
 /// Walks a parsed config document and resolves references in every string, naming the key
 /// path of the first one that fails.
 pub fn resolve_document(
@@ -127,13 +138,21 @@ pub fn resolve_document(
         match value {
             serde_json::Value::String(text) if text.contains("${") => {
                 *text = resolve_references(text, lookup_env).map_err(|message| ConfigError::Invalid {
-                    path: path.join("."),
+                    path: render_path(path),
                     message,
                 })?;
+                // Values resolved into headers, query parameters or auth are credentials
+                // often enough that they are treated as secrets wherever they appear.
+                if path
+                    .iter()
+                    .any(|segment| SENSITIVE_SECTIONS.contains(&segment.as_str()))
+                {
+                    crate::redact::register(text);
+                }
             }
             serde_json::Value::Array(items) => {
                 for (index, item) in items.iter_mut().enumerate() {
-                    path.push(index.to_string());
+                    path.push(format!("[{index}]"));
                     walk(item, path, lookup_env)?;
                     path.pop();
                 }

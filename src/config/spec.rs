@@ -179,111 +179,253 @@ fn pagination() -> Value {
 }
 
 fn source() -> Value {
-    object("Source", &["name", "base_url"], vec![
-        ("name", with(string("Source system name; becomes _source_system and the landing prefix"), "pattern", json!(IDENTIFIER_PATTERN))),
-        ("base_url", string("Base URL every stream path is appended to")),
-        ("description", nullable_string("Description, carried to generated dbt sources")),
-        ("tenant", nullable_string("Becomes _tenant")),
-        ("environment", nullable_string("Becomes _environment")),
-        ("headers", string_map("Headers sent with every request")),
-        ("params", scalar_map("Query parameters sent with every request")),
-        ("auth", auth()),
-        ("timeout", duration("Per-request timeout", "30s")),
-        ("retry", object("Retry", &[], vec![
-            ("max_attempts", integer("Attempts in all, the first included", json!(3))),
-            ("initial_delay", duration("Delay before the first retry", "1s")),
-            ("max_delay", duration("Longest delay between attempts", "30s")),
-            ("multiplier", number("Backoff multiplier", json!(2))),
-            ("budget", duration("Total retry wait allowed per request", "2m")),
-            ("retry_on_status", json!({"type": "array", "items": {"type": "integer"}, "description": "HTTP statuses that are retried", "default": [408, 425, 429, 500, 502, 503, 504]})),
-            ("respect_retry_after", boolean("Honour Retry-After", true)),
-        ])),
-        ("rate_limit", object("Rate limit", &[], vec![
-            ("requests_per_second", json!({"type": ["number", "null"], "description": "Token bucket rate per second", "default": 10})),
-            ("requests_per_minute", json!({"type": ["number", "null"], "description": "Token bucket rate per minute", "default": null})),
-            ("requests_per_hour", json!({"type": ["number", "null"], "description": "Token bucket rate per hour", "default": null})),
-            ("burst", integer("Bucket size", json!(10))),
-            ("concurrency", integer("Requests in flight at once", json!(4))),
-            ("adaptive", boolean("Slow down from rate-limit response headers", true)),
-        ])),
-        ("circuit_breaker", object("Circuit breaker", &[], vec![
-            ("failure_threshold", integer("Consecutive failures that open the circuit", json!(5))),
-            ("cooldown", duration("How long the circuit stays open", "30s")),
-        ])),
-        ("tls", object("TLS", &[], vec![
-            ("ca_file", nullable_string("Extra CA bundle (PEM)")),
-            ("client_cert_file", nullable_string("Client certificate for mutual TLS (PEM)")),
-            ("client_key_file", nullable_string("Client key for mutual TLS (PEM)")),
-            ("min_version", enumeration("Lowest TLS version accepted", &["1.2", "1.3"], "1.2")),
-        ])),
-        ("allow_insecure_http", boolean("Allow plain http:// to non-loopback hosts", false)),
-    ])
+    object(
+        "Source",
+        &["name", "base_url"],
+        vec![
+            (
+                "name",
+                with(
+                    string("Source system name; becomes _source_system and the landing prefix"),
+                    "pattern",
+                    json!(IDENTIFIER_PATTERN),
+                ),
+            ),
+            ("base_url", string("Base URL every stream path is appended to")),
+            (
+                "description",
+                nullable_string("Description, carried to generated dbt sources"),
+            ),
+            ("tenant", nullable_string("Becomes _tenant")),
+            ("environment", nullable_string("Becomes _environment")),
+            ("headers", string_map("Headers sent with every request")),
+            ("params", scalar_map("Query parameters sent with every request")),
+            ("auth", auth()),
+            ("timeout", duration("Per-request timeout", "30s")),
+            (
+                "retry",
+                object(
+                    "Retry",
+                    &[],
+                    vec![
+                        ("max_attempts", integer("Attempts in all, the first included", json!(3))),
+                        ("initial_delay", duration("Delay before the first retry", "1s")),
+                        ("max_delay", duration("Longest delay between attempts", "30s")),
+                        ("multiplier", number("Backoff multiplier", json!(2))),
+                        ("budget", duration("Total retry wait allowed per request", "2m")),
+                        (
+                            "retry_on_status",
+                            json!({"type": "array", "items": {"type": "integer"}, "description": "HTTP statuses that are retried", "default": [408, 425, 429, 500, 502, 503, 504]}),
+                        ),
+                        ("respect_retry_after", boolean("Honour Retry-After", true)),
+                    ],
+                ),
+            ),
+            (
+                "rate_limit",
+                object(
+                    "Rate limit",
+                    &[],
+                    vec![
+                        (
+                            "requests_per_second",
+                            json!({"type": ["number", "null"], "description": "Token bucket rate per second", "default": 10}),
+                        ),
+                        (
+                            "requests_per_minute",
+                            json!({"type": ["number", "null"], "description": "Token bucket rate per minute", "default": null}),
+                        ),
+                        (
+                            "requests_per_hour",
+                            json!({"type": ["number", "null"], "description": "Token bucket rate per hour", "default": null}),
+                        ),
+                        ("burst", integer("Bucket size", json!(10))),
+                        ("concurrency", integer("Requests in flight at once", json!(4))),
+                        ("adaptive", boolean("Slow down from rate-limit response headers", true)),
+                    ],
+                ),
+            ),
+            (
+                "circuit_breaker",
+                object(
+                    "Circuit breaker",
+                    &[],
+                    vec![
+                        (
+                            "failure_threshold",
+                            integer("Consecutive failures that open the circuit", json!(5)),
+                        ),
+                        ("cooldown", duration("How long the circuit stays open", "30s")),
+                    ],
+                ),
+            ),
+            (
+                "tls",
+                object(
+                    "TLS",
+                    &[],
+                    vec![
+                        ("ca_file", nullable_string("Extra CA bundle (PEM)")),
+                        (
+                            "client_cert_file",
+                            nullable_string("Client certificate for mutual TLS (PEM)"),
+                        ),
+                        ("client_key_file", nullable_string("Client key for mutual TLS (PEM)")),
+                        (
+                            "min_version",
+                            enumeration("Lowest TLS version accepted", &["1.2", "1.3"], "1.2"),
+                        ),
+                    ],
+                ),
+            ),
+            (
+                "allow_insecure_http",
+                boolean("Allow plain http:// to non-loopback hosts", false),
+            ),
+        ],
+    )
 }
 
 fn stream() -> Value {
-    object("Stream", &["name", "path"], vec![
-        ("name", with(string("Stream name; becomes _source_object and the landing folder"), "pattern", json!(IDENTIFIER_PATTERN))),
-        ("path", string("Path appended to source.base_url")),
-        ("description", nullable_string("Description, carried to generated dbt sources")),
-        ("method", enumeration("HTTP method", &["GET", "POST"], "GET")),
-        ("params", scalar_map("Query parameters of this stream")),
-        ("headers", string_map("Headers of this stream")),
-        ("body", json!({"type": ["object", "null"], "description": "JSON body for POST", "default": null})),
-        ("records_path", with(with(string("JSON pointer to the records array; empty = the document is the array"), "pattern", json!(POINTER_PATTERN)), "default", json!(""))),
-        ("primary_key", string_list("Record fields forming the primary key")),
-        ("pagination", pagination()),
-        ("incremental", json!({
-            "type": ["object", "null"],
-            "title": "Incremental",
-            "description": "Absent = full refresh every run",
-            "required": ["cursor_field", "param", "start"],
-            "additionalProperties": false,
-            "default": null,
-            "properties": {
-                "cursor_field": {"type": "string", "description": "Field holding the record's cursor", "order": 0},
-                "param": {"type": "string", "description": "Request parameter carrying the lower bound", "order": 1},
-                "end_param": {"type": ["string", "null"], "description": "Request parameter carrying the upper bound", "order": 2},
-                "start": {"type": "string", "description": "Lower bound of the first run", "order": 3},
-                "lookback": {"type": "string", "pattern": DURATION_PATTERN, "description": "Re-read window behind the checkpoint", "default": "0s", "order": 4},
-                "sorted": {"type": "boolean", "description": "Records arrive in cursor order", "default": true, "order": 5},
-            },
-        })),
-        ("required", string_list("Fields that must be present and non-null")),
-        ("schema", json!({"type": ["object", "null"], "description": "JSON Schema each record must satisfy", "default": null})),
-        ("max_dead_letter_ratio", number("Dead-lettered share above which the stream fails", json!(0.01))),
-        ("redact", json!({
-            "type": "array",
-            "description": "PII rules applied before anything is stored or logged",
-            "default": [],
-            "items": object("Redaction rule", &["path", "action"], vec![
-                ("path", string("JSON pointer; * matches any key or array element")),
-                ("action", enumeration("What to do with the value", &["drop", "mask", "hash"], "mask")),
-                ("replacement", nullable_string("Replacement for mask")),
-                ("salt", secret("HMAC salt for hash (a reference)")),
-            ]),
-        })),
-    ])
+    object(
+        "Stream",
+        &["name", "path"],
+        vec![
+            (
+                "name",
+                with(
+                    string("Stream name; becomes _source_object and the landing folder"),
+                    "pattern",
+                    json!(IDENTIFIER_PATTERN),
+                ),
+            ),
+            ("path", string("Path appended to source.base_url")),
+            (
+                "description",
+                nullable_string("Description, carried to generated dbt sources"),
+            ),
+            ("method", enumeration("HTTP method", &["GET", "POST"], "GET")),
+            ("params", scalar_map("Query parameters of this stream")),
+            ("headers", string_map("Headers of this stream")),
+            (
+                "body",
+                json!({"type": ["object", "null"], "description": "JSON body for POST", "default": null}),
+            ),
+            (
+                "records_path",
+                with(
+                    with(
+                        string("JSON pointer to the records array; empty = the document is the array"),
+                        "pattern",
+                        json!(POINTER_PATTERN),
+                    ),
+                    "default",
+                    json!(""),
+                ),
+            ),
+            ("primary_key", string_list("Record fields forming the primary key")),
+            ("pagination", pagination()),
+            (
+                "incremental",
+                json!({
+                    "type": ["object", "null"],
+                    "title": "Incremental",
+                    "description": "Absent = full refresh every run",
+                    "required": ["cursor_field", "param", "start"],
+                    "additionalProperties": false,
+                    "default": null,
+                    "properties": {
+                        "cursor_field": {"type": "string", "description": "Field holding the record's cursor", "order": 0},
+                        "param": {"type": "string", "description": "Request parameter carrying the lower bound", "order": 1},
+                        "end_param": {"type": ["string", "null"], "description": "Request parameter carrying the upper bound", "order": 2},
+                        "start": {"type": "string", "description": "Lower bound of the first run", "order": 3},
+                        "lookback": {"type": "string", "pattern": DURATION_PATTERN, "description": "Re-read window behind the checkpoint", "default": "0s", "order": 4},
+                        "sorted": {"type": "boolean", "description": "Records arrive in cursor order", "default": true, "order": 5},
+                    },
+                }),
+            ),
+            ("required", string_list("Fields that must be present and non-null")),
+            (
+                "schema",
+                json!({"type": ["object", "null"], "description": "JSON Schema each record must satisfy", "default": null}),
+            ),
+            (
+                "max_dead_letter_ratio",
+                number("Dead-lettered share above which the stream fails", json!(0.01)),
+            ),
+            (
+                "redact",
+                json!({
+                    "type": "array",
+                    "description": "PII rules applied before anything is stored or logged",
+                    "default": [],
+                    "items": object("Redaction rule", &["path", "action"], vec![
+                        ("path", string("JSON pointer; * matches any key or array element")),
+                        ("action", enumeration("What to do with the value", &["drop", "mask", "hash"], "mask")),
+                        ("replacement", nullable_string("Replacement for mask")),
+                        ("salt", secret("HMAC salt for hash (a reference)")),
+                    ]),
+                }),
+            ),
+        ],
+    )
 }
 
 fn landing() -> Value {
-    object("Landing", &[], vec![
-        ("url", with(string("file:// | memory:// | s3:// | az:// | gs:// URL of the landing root"), "default", json!("file://./landing"))),
-        ("options", string_map("Backend options by object_store config key names")),
-        ("compression", enumeration("Part compression", &["gzip", "none"], "gzip")),
-        ("part_max_records", integer("Records per part before it rolls", json!(100_000))),
-        ("part_max_bytes", json!({"type": "string", "pattern": SIZE_PATTERN, "description": "Uncompressed bytes per part before it rolls", "default": "64MiB"})),
-        ("multipart_chunk", json!({"type": "string", "pattern": SIZE_PATTERN, "description": "Compressed bytes after which a part streams through a multipart upload, in chunks of this size", "default": "8MiB"})),
-    ])
+    object(
+        "Landing",
+        &[],
+        vec![
+            (
+                "url",
+                with(
+                    string("file:// | memory:// | s3:// | az:// | gs:// URL of the landing root"),
+                    "default",
+                    json!("file://./landing"),
+                ),
+            ),
+            (
+                "options",
+                string_map("Backend options by object_store config key names"),
+            ),
+            (
+                "compression",
+                enumeration("Part compression", &["gzip", "none"], "gzip"),
+            ),
+            (
+                "part_max_records",
+                integer("Records per part before it rolls", json!(100_000)),
+            ),
+            (
+                "part_max_bytes",
+                json!({"type": "string", "pattern": SIZE_PATTERN, "description": "Uncompressed bytes per part before it rolls", "default": "64MiB"}),
+            ),
+            (
+                "multipart_chunk",
+                json!({"type": "string", "pattern": SIZE_PATTERN, "description": "Compressed bytes after which a part streams through a multipart upload, in chunks of this size", "default": "8MiB"}),
+            ),
+        ],
+    )
 }
 
 /// The config's JSON Schema.
 pub fn schema() -> Value {
-    let mut root = object("Landfall connector config", &["version", "source", "streams"], vec![
-        ("version", json!({"type": "integer", "enum": [1], "description": "Config format version", "default": 1})),
-        ("source", source()),
-        ("streams", json!({"type": "array", "minItems": 1, "description": "Streams to extract", "items": stream()})),
-        ("landing", landing()),
-    ]);
+    let mut root = object(
+        "Landfall connector config",
+        &["version", "source", "streams"],
+        vec![
+            (
+                "version",
+                json!({"type": "integer", "enum": [1], "description": "Config format version", "default": 1}),
+            ),
+            ("source", source()),
+            (
+                "streams",
+                json!({"type": "array", "minItems": 1, "description": "Streams to extract", "items": stream()}),
+            ),
+            ("landing", landing()),
+        ],
+    );
     root["$schema"] = json!("http://json-schema.org/draft-07/schema#");
     root["$id"] = json!("https://landfall.dev/schemas/connector-config-v1.json");
     root
@@ -340,7 +482,10 @@ mod tests {
                     Some(value) => errors.push(format!("{at}.oneOf.{index}: const {value} repeats")),
                     None => errors.push(format!("{at}.oneOf.{index}: no `type` const")),
                 }
-                if !variant["required"].as_array().is_some_and(|r| r.contains(&json!("type"))) {
+                if !variant["required"]
+                    .as_array()
+                    .is_some_and(|r| r.contains(&json!("type")))
+                {
                     errors.push(format!("{at}.oneOf.{index}: `type` is not required"));
                 }
                 walk(variant, &format!("{at}.oneOf.{index}"), errors);
@@ -374,7 +519,12 @@ mod tests {
     fn secret_fields_are_marked() {
         let schema = schema();
         let auth = &schema["properties"]["source"]["properties"]["auth"]["oneOf"];
-        let bearer = auth.as_array().unwrap().iter().find(|v| v["properties"]["type"]["const"] == "bearer").unwrap();
+        let bearer = auth
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["properties"]["type"]["const"] == "bearer")
+            .unwrap();
         assert_eq!(bearer["properties"]["token"]["airbyte_secret"], true);
         let salt = &schema["properties"]["streams"]["items"]["properties"]["redact"]["items"]["properties"]["salt"];
         assert_eq!(salt["airbyte_secret"], true);

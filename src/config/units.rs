@@ -81,7 +81,11 @@ impl FromStr for ByteSize {
             "KiB" => 1 << 10,
             "MiB" => 1 << 20,
             "GiB" => 1 << 30,
-            other => return Err(format!("invalid size unit `{other}` in `{text}`; use B, KB, MB, GB, KiB, MiB or GiB")),
+            other => {
+                return Err(format!(
+                    "invalid size unit `{other}` in `{text}`; use B, KB, MB, GB, KiB, MiB or GiB"
+                ));
+            }
         };
         Ok(Self((number * multiplier as f64) as u64))
     }

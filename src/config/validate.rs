@@ -4,9 +4,7 @@ use std::collections::HashSet;
 
 use url::Url;
 
-use super::{
-    AuthConfig, ConfigError, ConnectorConfig, InjectInto, Method, PaginationConfig, StreamConfig,
-};
+use super::{AuthConfig, ConfigError, ConnectorConfig, InjectInto, Method, PaginationConfig, StreamConfig};
 
 fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
@@ -41,6 +39,11 @@ fn non_empty(path: &str, value: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Whether a value still holds an unresolved reference (only with `validate --no-resolve`).
+fn has_reference(value: &str) -> bool {
+    value.contains("${")
+}
+
 /// Whether `url` points at this machine (plain HTTP is always allowed there).
 pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
@@ -57,7 +60,10 @@ impl ConnectorConfig {
         if self.version != 1 {
             return Err(ConfigError::invalid(
                 "version",
-                format!("unsupported config version {}; this landfall reads version 1", self.version),
+                format!(
+                    "unsupported config version {}; this landfall reads version 1",
+                    self.version
+                ),
             ));
         }
         let source = &self.source;
@@ -67,24 +73,8 @@ impl ConnectorConfig {
                 format!("`{}` must match [a-z][a-z0-9_]* (at most 64 characters)", source.name),
             ));
         }
-        let base = Url::parse(&source.base_url).map_err(|error| {
-            ConfigError::invalid("source.base_url", format!("`{}` is not a URL: {error}", source.base_url))
-        })?;
-        match base.scheme() {
-            "https" => {}
-            "http" if source.allow_insecure_http || is_loopback(&base) => {}
-            "http" => {
-                return Err(ConfigError::invalid(
-                    "source.base_url",
-                    "plain http:// is refused; use https:// or set source.allow_insecure_http: true",
-                ));
-            }
-            other => {
-                return Err(ConfigError::invalid(
-                    "source.base_url",
-                    format!("unsupported scheme `{other}`; use https://"),
-                ));
-            }
+        if !has_reference(&source.base_url) {
+            self.validate_base_url()?;
         }
         if source.timeout.0.is_zero() {
             return Err(ConfigError::invalid("source.timeout", "must be greater than zero"));
@@ -98,7 +88,10 @@ impl ConnectorConfig {
             return Err(ConfigError::invalid("source.retry.multiplier", "must be a number >= 1"));
         }
         if retry.max_delay < retry.initial_delay {
-            return Err(ConfigError::invalid("source.retry.max_delay", "must be >= initial_delay"));
+            return Err(ConfigError::invalid(
+                "source.retry.max_delay",
+                "must be >= initial_delay",
+            ));
         }
         let rate = &source.rate_limit;
         for (key, value) in [
@@ -109,20 +102,32 @@ impl ConnectorConfig {
             if let Some(value) = value
                 && (value <= 0.0 || !value.is_finite())
             {
-                return Err(ConfigError::invalid(format!("source.rate_limit.{key}"), "must be a positive number or null"));
+                return Err(ConfigError::invalid(
+                    format!("source.rate_limit.{key}"),
+                    "must be a positive number or null",
+                ));
             }
         }
         if rate.concurrency == 0 {
-            return Err(ConfigError::invalid("source.rate_limit.concurrency", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "source.rate_limit.concurrency",
+                "must be at least 1",
+            ));
         }
         if rate.burst == 0 {
             return Err(ConfigError::invalid("source.rate_limit.burst", "must be at least 1"));
         }
         if source.circuit_breaker.failure_threshold == 0 {
-            return Err(ConfigError::invalid("source.circuit_breaker.failure_threshold", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "source.circuit_breaker.failure_threshold",
+                "must be at least 1",
+            ));
         }
         if !matches!(source.tls.min_version.as_str(), "1.2" | "1.3") {
-            return Err(ConfigError::invalid("source.tls.min_version", "must be \"1.2\" or \"1.3\""));
+            return Err(ConfigError::invalid(
+                "source.tls.min_version",
+                "must be \"1.2\" or \"1.3\"",
+            ));
         }
         if source.tls.client_cert_file.is_some() != source.tls.client_key_file.is_some() {
             return Err(ConfigError::invalid(
@@ -139,7 +144,7 @@ impl ConnectorConfig {
         }
         let mut names = HashSet::new();
         for (index, stream) in self.streams.iter().enumerate() {
-            let at = format!("streams.{index}");
+            let at = format!("streams[{index}]");
             if !names.insert(stream.name.as_str()) {
                 return Err(ConfigError::invalid(
                     format!("{at}.name"),
@@ -160,17 +165,46 @@ impl ConnectorConfig {
         if landing.multipart_chunk.0 < 1024 {
             return Err(ConfigError::invalid("landing.multipart_chunk", "must be at least 1KiB"));
         }
-        crate::landing::store::check_url(&landing.url)
-            .map_err(|message| ConfigError::invalid("landing.url", message))?;
+        if !has_reference(&landing.url) {
+            crate::landing::store::check_url(&landing.url)
+                .map_err(|message| ConfigError::invalid("landing.url", message))?;
+        }
         Ok(())
+    }
+
+    fn validate_base_url(&self) -> Result<(), ConfigError> {
+        let source = &self.source;
+        let base = Url::parse(&source.base_url).map_err(|error| {
+            ConfigError::invalid(
+                "source.base_url",
+                format!("`{}` is not a URL: {error}", source.base_url),
+            )
+        })?;
+        match base.scheme() {
+            "https" => Ok(()),
+            "http" if source.allow_insecure_http || is_loopback(&base) => Ok(()),
+            "http" => Err(ConfigError::invalid(
+                "source.base_url",
+                "plain http:// is refused; use https:// or set source.allow_insecure_http: true",
+            )),
+            other => Err(ConfigError::invalid(
+                "source.base_url",
+                format!("unsupported scheme `{other}`; use https://"),
+            )),
+        }
     }
 
     fn validate_auth(&self) -> Result<(), ConfigError> {
         match &self.source.auth {
             AuthConfig::None | AuthConfig::Bearer { .. } | AuthConfig::Basic { .. } => Ok(()),
             AuthConfig::ApiKey { name, .. } => non_empty("source.auth.name", name),
-            AuthConfig::OAuth2 { token_url, client_id, .. } => {
+            AuthConfig::OAuth2 {
+                token_url, client_id, ..
+            } => {
                 non_empty("source.auth.client_id", client_id)?;
+                if has_reference(token_url) {
+                    return Ok(());
+                }
                 Url::parse(token_url).map(|_| ()).map_err(|error| {
                     ConfigError::invalid("source.auth.token_url", format!("`{token_url}` is not a URL: {error}"))
                 })
@@ -208,10 +242,10 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
         return Err(ConfigError::invalid(format!("{at}.body"), "a body needs method: POST"));
     }
     for (index, field) in stream.primary_key.iter().enumerate() {
-        check_field(&format!("{at}.primary_key.{index}"), field)?;
+        check_field(&format!("{at}.primary_key[{index}]"), field)?;
     }
     for (index, field) in stream.required.iter().enumerate() {
-        check_field(&format!("{at}.required.{index}"), field)?;
+        check_field(&format!("{at}.required[{index}]"), field)?;
     }
     if !(0.0..=1.0).contains(&stream.max_dead_letter_ratio) {
         return Err(ConfigError::invalid(
@@ -255,7 +289,10 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
             non_empty(&format!("{pagination_at}.offset_param"), offset_param)?;
             non_empty(&format!("{pagination_at}.limit_param"), limit_param)?;
             if *limit == 0 {
-                return Err(ConfigError::invalid(format!("{pagination_at}.limit"), "must be at least 1"));
+                return Err(ConfigError::invalid(
+                    format!("{pagination_at}.limit"),
+                    "must be at least 1",
+                ));
             }
             if let Some(total_path) = total_path {
                 check_pointer(&format!("{pagination_at}.total_path"), total_path)?;
@@ -271,7 +308,10 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
         } => {
             non_empty(&format!("{pagination_at}.page_param"), page_param)?;
             if *page_size == 0 {
-                return Err(ConfigError::invalid(format!("{pagination_at}.page_size"), "must be at least 1"));
+                return Err(ConfigError::invalid(
+                    format!("{pagination_at}.page_size"),
+                    "must be at least 1",
+                ));
             }
             if let Some(total_pages_path) = total_pages_path {
                 check_pointer(&format!("{pagination_at}.total_pages_path"), total_pages_path)?;
@@ -280,7 +320,10 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
         }
     }
     if stream.pagination.max_pages() == Some(0) {
-        return Err(ConfigError::invalid(format!("{pagination_at}.max_pages"), "must be at least 1 or null"));
+        return Err(ConfigError::invalid(
+            format!("{pagination_at}.max_pages"),
+            "must be at least 1 or null",
+        ));
     }
     if let Some(incremental) = &stream.incremental {
         let inc_at = format!("{at}.incremental");
@@ -301,19 +344,19 @@ mod tests {
     }
 
     fn config_with_stream(stream: &str) -> String {
-        format!(
-            "version: 1\nsource: {{name: shop, base_url: 'https://api.test'}}\nstreams:\n  - {stream}\n"
-        )
+        format!("version: 1\nsource: {{name: shop, base_url: 'https://api.test'}}\nstreams:\n  - {stream}\n")
     }
 
     #[test]
     fn rejects_bad_names_and_pointers() {
-        let message = load(&config_with_stream("{name: Orders, path: /o}")).unwrap_err().to_string();
-        assert!(message.starts_with("streams.0.name:"), "{message}");
+        let message = load(&config_with_stream("{name: Orders, path: /o}"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("streams[0].name:"), "{message}");
         let message = load(&config_with_stream("{name: o, path: /o, records_path: data}"))
             .unwrap_err()
             .to_string();
-        assert!(message.starts_with("streams.0.records_path:"), "{message}");
+        assert!(message.starts_with("streams[0].records_path:"), "{message}");
     }
 
     #[test]
@@ -332,7 +375,7 @@ mod tests {
         ))
         .unwrap_err()
         .to_string();
-        assert!(message.starts_with("streams.0.pagination.inject_into:"), "{message}");
+        assert!(message.starts_with("streams[0].pagination.inject_into:"), "{message}");
     }
 
     #[test]
@@ -340,7 +383,7 @@ mod tests {
         let message = load(&config_with_stream("{name: o, path: /o, pagination: {type: sideways}}"))
             .unwrap_err()
             .to_string();
-        assert!(message.starts_with("streams.0.pagination:"), "{message}");
+        assert!(message.starts_with("streams[0].pagination.type:"), "{message}");
         assert!(message.contains("link_header"), "{message}");
     }
 }

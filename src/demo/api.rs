@@ -23,7 +23,9 @@ const COUNTRIES: &[&str] = &["DE", "FR", "NL", "US", "GB", "JP", "BR"];
 const STATUSES: &[&str] = &["pending", "paid", "shipped", "refunded"];
 
 fn epoch() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2024-03-01T00:00:00Z").expect("valid").with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2024-03-01T00:00:00Z")
+        .expect("valid")
+        .with_timezone(&Utc)
 }
 
 fn stamp(at: DateTime<Utc>) -> String {
@@ -85,7 +87,11 @@ fn authorized(headers: &HeaderMap) -> bool {
 }
 
 fn unauthorized() -> Response {
-    (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "missing or wrong bearer token"}))).into_response()
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(json!({"error": "missing or wrong bearer token"})),
+    )
+        .into_response()
 }
 
 /// Customers: `{"data": [...], "meta": {"next_cursor": ..}}`, the cursor being the last id.
@@ -110,12 +116,20 @@ async fn customers(headers: HeaderMap, Query(query): Query<HashMap<String, Strin
         }
     }
     let more = last.is_some_and(|id| id < CUSTOMERS);
-    let next = if more { json!(last.map(|id| id.to_string())) } else { Value::Null };
+    let next = if more {
+        json!(last.map(|id| id.to_string()))
+    } else {
+        Value::Null
+    };
     axum::Json(json!({"data": data, "meta": {"next_cursor": next}})).into_response()
 }
 
 /// Orders: a bare JSON array, the next page in an RFC 8288 `Link` header.
-async fn orders(State(base): State<String>, headers: HeaderMap, Query(query): Query<HashMap<String, String>>) -> Response {
+async fn orders(
+    State(base): State<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     if !authorized(&headers) {
         return unauthorized();
     }

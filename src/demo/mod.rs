@@ -25,6 +25,8 @@ pub fn absolute(folder: &Path) -> PathBuf {
     if folder.is_absolute() {
         folder.to_owned()
     } else {
-        std::env::current_dir().map(|cwd| cwd.join(folder)).unwrap_or_else(|_| folder.to_owned())
+        std::env::current_dir()
+            .map(|cwd| cwd.join(folder))
+            .unwrap_or_else(|_| folder.to_owned())
     }
 }

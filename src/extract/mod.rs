@@ -81,7 +81,11 @@ pub fn exit_for(manifest: &Manifest) -> Exit {
         Status::Partial => Exit::Partial,
         Status::Cancelled => Exit::Transient,
         Status::Failed => {
-            let errors: Vec<_> = manifest.streams.iter().filter_map(|stream| stream.error.as_ref()).collect();
+            let errors: Vec<_> = manifest
+                .streams
+                .iter()
+                .filter_map(|stream| stream.error.as_ref())
+                .collect();
             if errors.iter().any(|error| error.code == ErrorCode::AuthFailed.as_str()) {
                 Exit::Auth
             } else if !errors.is_empty() && errors.iter().all(|error| error.retryable) {
@@ -105,11 +109,23 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
     let selected: Vec<_> = if options.streams.is_empty() {
         config.streams.clone()
     } else {
-        let known = || config.streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+        let known = || {
+            config
+                .streams
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         options
             .streams
             .iter()
-            .map(|name| config.stream(name).cloned().ok_or_else(|| RunError::UnknownStream(name.clone(), known())))
+            .map(|name| {
+                config
+                    .stream(name)
+                    .cloned()
+                    .ok_or_else(|| RunError::UnknownStream(name.clone(), known()))
+            })
             .collect::<Result<_, _>>()?
     };
     let started = Utc::now();
@@ -170,7 +186,12 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
     let manifest_url = landing.url_of(&manifest_path);
     events.manifest_written(&manifest_url, manifest.status.as_str());
     let exit = exit_for(&manifest);
-    events.run_finished(manifest.status.as_str(), exit.code(), manifest.duration_seconds, &manifest_url);
+    events.run_finished(
+        manifest.status.as_str(),
+        exit.code(),
+        manifest.duration_seconds,
+        &manifest_url,
+    );
     Ok(RunOutcome {
         manifest,
         manifest_url,

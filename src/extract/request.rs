@@ -85,7 +85,14 @@ impl RequestBuilder {
         // next-URL already carries them.
         if follow_url.is_none() {
             for (name, value) in bounds.lower.iter().chain(bounds.upper.iter()) {
-                place(self.bounds_target(), name, serde_json::Value::String(value.clone()), &mut query, &mut headers, &mut body);
+                place(
+                    self.bounds_target(),
+                    name,
+                    serde_json::Value::String(value.clone()),
+                    &mut query,
+                    &mut headers,
+                    &mut body,
+                );
             }
         }
         for (target, name, value) in self.token_fields(token) {
@@ -107,13 +114,28 @@ impl RequestBuilder {
     }
 
     fn bounds_target(&self) -> InjectInto {
-        if self.method == Method::Post { InjectInto::Body } else { InjectInto::Query }
+        if self.method == Method::Post {
+            InjectInto::Body
+        } else {
+            InjectInto::Query
+        }
     }
 
     fn token_fields(&self, token: &PageToken) -> Vec<(InjectInto, String, serde_json::Value)> {
         match (&self.pagination, token) {
-            (PaginationConfig::Cursor { cursor_param, inject_into, .. }, PageToken::Cursor(cursor)) => {
-                vec![(*inject_into, cursor_param.clone(), serde_json::Value::String(cursor.clone()))]
+            (
+                PaginationConfig::Cursor {
+                    cursor_param,
+                    inject_into,
+                    ..
+                },
+                PageToken::Cursor(cursor),
+            ) => {
+                vec![(
+                    *inject_into,
+                    cursor_param.clone(),
+                    serde_json::Value::String(cursor.clone()),
+                )]
             }
             (
                 PaginationConfig::Offset {
@@ -194,13 +216,17 @@ mod tests {
         let text = format!(
             "version: 1\nsource: {{name: s, base_url: 'https://api.test/v2/', params: {{api_version: 3, drop: null}}}}\nstreams:\n  - {stream}\n"
         );
-        let config = ConnectorConfig::from_yaml(&text, Resolve::References, &|_| None).unwrap().config;
+        let config = ConnectorConfig::from_yaml(&text, Resolve::References, &|_| None)
+            .unwrap()
+            .config;
         RequestBuilder::new(&config, &config.streams[0]).unwrap()
     }
 
     #[test]
     fn cursor_in_query_with_bounds() {
-        let builder = builder("{name: o, path: /orders, params: {limit: 5}, pagination: {type: cursor, cursor_path: /n, cursor_param: after}}");
+        let builder = builder(
+            "{name: o, path: /orders, params: {limit: 5}, pagination: {type: cursor, cursor_path: /n, cursor_param: after}}",
+        );
         let bounds = Bounds {
             lower: Some(("since".into(), "2024-01-01T00:00:00Z".into())),
             upper: None,
@@ -215,7 +241,9 @@ mod tests {
 
     #[test]
     fn offset_in_body_for_post() {
-        let builder = builder("{name: o, path: /search, method: POST, body: {filter: x}, pagination: {type: offset, limit: 50, inject_into: body}}");
+        let builder = builder(
+            "{name: o, path: /search, method: POST, body: {filter: x}, pagination: {type: offset, limit: 50, inject_into: body}}",
+        );
         let spec = builder.build(&PageToken::Offset(100), &Bounds::default());
         let body: serde_json::Value = serde_json::from_slice(&spec.body.unwrap()).unwrap();
         assert_eq!(body, serde_json::json!({"filter": "x", "offset": 100, "limit": 50}));
@@ -224,7 +252,8 @@ mod tests {
 
     #[test]
     fn page_number_in_header_and_next_url_as_is() {
-        let builder = builder("{name: o, path: /p, pagination: {type: page_number, page_param: X-Page, inject_into: header}}");
+        let builder =
+            builder("{name: o, path: /p, pagination: {type: page_number, page_param: X-Page, inject_into: header}}");
         let spec = builder.build(&PageToken::Page(2), &Bounds::default());
         assert!(spec.headers.contains(&("X-Page".into(), "2".into())));
         let next = Url::parse("https://api.test/v2/p?cursor=z").unwrap();

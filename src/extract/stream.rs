@@ -223,7 +223,11 @@ impl StreamJob {
                 .stored_cursor
                 .as_deref()
                 .and_then(|cursor| cursor::lag_seconds(cursor, chrono::Utc::now())),
-            status: if error.is_some() { Status::Failed } else { Status::Succeeded },
+            status: if error.is_some() {
+                Status::Failed
+            } else {
+                Status::Succeeded
+            },
             error: error.as_ref().map(ErrorRecord::from_error),
             files: write_stats.files,
         };
@@ -276,7 +280,11 @@ impl StreamJob {
         };
         let mut paginator = Paginator::new(&self.stream.pagination, builder.base_url());
         let mut token = paginator.first();
-        let cursor_field = self.stream.incremental.as_ref().map(|incremental| incremental.cursor_field.clone());
+        let cursor_field = self
+            .stream
+            .incremental
+            .as_ref()
+            .map(|incremental| incremental.cursor_field.clone());
         loop {
             let number = stats.pages + 1;
             let spec = builder.build(&token, &bounds);
@@ -351,11 +359,20 @@ impl StreamJob {
         }
     }
 
-    async fn write(&self, mut receiver: mpsc::Receiver<FetchedPage>, checkpoint: Option<String>) -> (WriteStats, Option<StreamError>) {
+    async fn write(
+        &self,
+        mut receiver: mpsc::Receiver<FetchedPage>,
+        checkpoint: Option<String>,
+    ) -> (WriteStats, Option<StreamError>) {
         let landing_config = &self.config.landing;
         let mut writer = PartWriter::new(
             self.landing.clone(),
-            layout::parts_dir(&self.config.source.name, &self.stream.name, &self.extracted_date, &self.run_id),
+            layout::parts_dir(
+                &self.config.source.name,
+                &self.stream.name,
+                &self.extracted_date,
+                &self.run_id,
+            ),
             landing_config.compression,
             PartLimits {
                 max_records: landing_config.part_max_records,
@@ -370,7 +387,11 @@ impl StreamJob {
             self.config.source.tenant.as_deref(),
             self.config.source.environment.as_deref(),
         );
-        let sorted = self.stream.incremental.as_ref().is_some_and(|incremental| incremental.sorted);
+        let sorted = self
+            .stream
+            .incremental
+            .as_ref()
+            .is_some_and(|incremental| incremental.sorted);
         let mut stats = WriteStats::default();
         let mut open_cursor: Option<String> = None;
         let mut committed = checkpoint;
@@ -396,12 +417,14 @@ impl StreamJob {
                         open_cursor = cursor::max(open_cursor.take(), value);
                     }
                     if writer.is_full() {
-                        self.store_part(&mut writer, &mut stats, &mut open_cursor, sorted, &mut committed).await?;
+                        self.store_part(&mut writer, &mut stats, &mut open_cursor, sorted, &mut committed)
+                            .await?;
                     }
                 }
                 writer.flush_chunk().await?;
             }
-            self.store_part(&mut writer, &mut stats, &mut open_cursor, sorted, &mut committed).await
+            self.store_part(&mut writer, &mut stats, &mut open_cursor, sorted, &mut committed)
+                .await
         }
         .await;
         if result.is_err() {
@@ -418,9 +441,16 @@ impl StreamJob {
         sorted: bool,
         committed: &mut Option<String>,
     ) -> Result<(), StreamError> {
-        let Some(part) = writer.finish().await? else { return Ok(()) };
-        self.events
-            .part_stored(&self.stream.name, &self.landing.url_of(&part.path), part.rows, part.bytes, &part.sha256);
+        let Some(part) = writer.finish().await? else {
+            return Ok(());
+        };
+        self.events.part_stored(
+            &self.stream.name,
+            &self.landing.url_of(&part.path),
+            part.rows,
+            part.bytes,
+            &part.sha256,
+        );
         stats.rows_written += part.rows;
         stats.files.push(part);
         if let Some(cursor) = open_cursor.take() {
@@ -461,7 +491,9 @@ fn parse_page<'a>(
         metas.push(RecordMeta {
             range: records::range_in(body, raw),
             id: records::primary_key_text(raw, &stream.primary_key),
-            cursor: cursor_field.and_then(|field| records::field(raw, field)).and_then(records::scalar_text),
+            cursor: cursor_field
+                .and_then(|field| records::field(raw, field))
+                .and_then(records::scalar_text),
         });
     }
     Ok((metas, document))

@@ -16,9 +16,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(config: &AuthConfig) -> Self {
-        Self {
-            config: config.clone(),
-        }
+        Self { config: config.clone() }
     }
 
     /// Adds query-string credentials to `url` (api keys sent in the query).

@@ -98,10 +98,11 @@ impl HttpClient {
         };
         if let Some(ca_file) = &source.tls.ca_file {
             let pem = read("source.tls.ca_file", ca_file)?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| ClientBuildError::Invalid {
-                key: "source.tls.ca_file",
-                message: error.to_string(),
-            })?;
+            let certificates =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| ClientBuildError::Invalid {
+                    key: "source.tls.ca_file",
+                    message: error.to_string(),
+                })?;
             for certificate in certificates {
                 builder = builder.add_root_certificate(certificate);
             }
@@ -145,7 +146,9 @@ impl HttpClient {
         loop {
             attempt += 1;
             let request_id = uuid::Uuid::now_v7().to_string();
-            let outcome = self.attempt(spec, &url, &shown_url, &request_id, attempt, context).await;
+            let outcome = self
+                .attempt(spec, &url, &shown_url, &request_id, attempt, context)
+                .await;
             let (error, retry_after) = match outcome {
                 Ok(mut response) => {
                     response.attempts = attempt;
@@ -186,17 +189,18 @@ impl HttpClient {
         context: RequestContext<'_>,
     ) -> Result<Response, (HttpError, Option<Duration>)> {
         let method = spec.method.as_str();
-        let failure = |code: ErrorCode, status: Option<u16>, retryable: bool, subsystem: Subsystem, message: String| HttpError {
-            code,
-            status,
-            retryable,
-            request_id: request_id.to_owned(),
-            attempt,
-            method,
-            url: shown_url.to_owned(),
-            subsystem,
-            message,
-        };
+        let failure =
+            |code: ErrorCode, status: Option<u16>, retryable: bool, subsystem: Subsystem, message: String| HttpError {
+                code,
+                status,
+                retryable,
+                request_id: request_id.to_owned(),
+                attempt,
+                method,
+                url: shown_url.to_owned(),
+                subsystem,
+                message,
+            };
         let mut request = self.client.request(
             match spec.method {
                 Method::Get => reqwest::Method::GET,
@@ -219,12 +223,18 @@ impl HttpClient {
             );
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header(HeaderName::from_static("idempotency-key"), HeaderValue::from_str(&key[..32]).expect("hex is a valid header"))
+                .header(
+                    HeaderName::from_static("idempotency-key"),
+                    HeaderValue::from_str(&key[..32]).expect("hex is a valid header"),
+                )
                 .body(body.clone());
         }
         let response = request.send().await.map_err(|error| {
             let code = error::classify_transport(&error);
-            (failure(code, None, true, Subsystem::Transport, error::describe(&error)), None)
+            (
+                failure(code, None, true, Subsystem::Transport, error::describe(&error)),
+                None,
+            )
         })?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -248,13 +258,25 @@ impl HttpClient {
             let (code, subsystem) = error::classify_status(status);
             let retryable = self.retry.retry_on_status.contains(&status);
             return Err((
-                failure(code, Some(status), retryable, subsystem, format!("response body: {}", snippet.trim())),
+                failure(
+                    code,
+                    Some(status),
+                    retryable,
+                    subsystem,
+                    format!("response body: {}", snippet.trim()),
+                ),
                 retry_after,
             ));
         }
         let body = response.bytes().await.map_err(|error| {
             (
-                failure(ErrorCode::NetworkError, Some(status), true, Subsystem::Transport, format!("reading the body failed: {}", error::describe(&error))),
+                failure(
+                    ErrorCode::NetworkError,
+                    Some(status),
+                    true,
+                    Subsystem::Transport,
+                    format!("reading the body failed: {}", error::describe(&error)),
+                ),
                 None,
             )
         })?;

@@ -68,12 +68,7 @@ impl RetryPolicy {
 
     /// The wait before the next attempt, or `None` when no retry is left: attempts
     /// exhausted, or the wait would take the request past its retry budget.
-    pub fn next_delay(
-        &self,
-        attempt: u32,
-        waited: Duration,
-        retry_after: Option<Duration>,
-    ) -> Option<Duration> {
+    pub fn next_delay(&self, attempt: u32, waited: Duration, retry_after: Option<Duration>) -> Option<Duration> {
         if attempt >= self.max_attempts {
             return None;
         }
@@ -145,7 +140,11 @@ mod tests {
         assert!(policy.next_delay(1, Duration::ZERO, None).is_some());
         assert!(policy.next_delay(5, Duration::ZERO, None).is_none());
         // Retry-After of 3s exceeds the 2s budget.
-        assert!(policy.next_delay(1, Duration::ZERO, Some(Duration::from_secs(3))).is_none());
+        assert!(
+            policy
+                .next_delay(1, Duration::ZERO, Some(Duration::from_secs(3)))
+                .is_none()
+        );
         assert_eq!(
             policy.next_delay(1, Duration::ZERO, Some(Duration::from_secs(1))),
             Some(Duration::from_secs(1))

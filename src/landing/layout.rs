@@ -42,10 +42,17 @@ mod tests {
     #[test]
     fn layout_matches_the_contract() {
         assert_eq!(
-            format!("{}/{}", parts_dir("shop", "orders", "2026-11-21", "r1"), part_name(0, ".jsonl.gz")),
+            format!(
+                "{}/{}",
+                parts_dir("shop", "orders", "2026-11-21", "r1"),
+                part_name(0, ".jsonl.gz")
+            ),
             "shop/orders/extracted_date=2026-11-21/run_id=r1/part-00000.jsonl.gz"
         );
-        assert_eq!(manifest("shop", "2026-11-21", "r1"), "shop/_manifests/extracted_date=2026-11-21/r1.json");
+        assert_eq!(
+            manifest("shop", "2026-11-21", "r1"),
+            "shop/_manifests/extracted_date=2026-11-21/r1.json"
+        );
         assert_eq!(state("shop", "orders"), "shop/_state/orders.json");
         assert_eq!(
             dead_letter_dir("shop", "orders", "2026-11-21", "r1"),

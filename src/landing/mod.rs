@@ -26,7 +26,11 @@ pub enum LandingError {
     #[error("permission denied on {path}: {message}")]
     PermissionDenied { path: String, message: String },
     #[error("storage error on {path}: {message}")]
-    Store { path: String, message: String, retryable: bool },
+    Store {
+        path: String,
+        message: String,
+        retryable: bool,
+    },
     #[error("cannot encode {path}: {message}")]
     Encode { path: String, message: String },
 }
@@ -51,12 +55,11 @@ impl LandingError {
             object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
                 LandingError::AlreadyExists { path: path.to_owned() }
             }
-            object_store::Error::PermissionDenied { source, .. } | object_store::Error::Unauthenticated { source, .. } => {
-                LandingError::PermissionDenied {
-                    path: path.to_owned(),
-                    message: crate::redact::scrub(&source.to_string()).into_owned(),
-                }
-            }
+            object_store::Error::PermissionDenied { source, .. }
+            | object_store::Error::Unauthenticated { source, .. } => LandingError::PermissionDenied {
+                path: path.to_owned(),
+                message: crate::redact::scrub(&source.to_string()).into_owned(),
+            },
             other => {
                 let retryable = matches!(other, object_store::Error::Generic { .. });
                 LandingError::Store {

@@ -38,7 +38,7 @@ pub struct PartLimits {
 }
 
 enum Encoder {
-    Gzip(GzEncoder<Vec<u8>>),
+    Gzip(Box<GzEncoder<Vec<u8>>>),
     Plain(Vec<u8>),
 }
 
@@ -96,7 +96,10 @@ impl PartWriter {
             let relative = format!("{}/{}", self.dir, layout::part_name(self.next_index, self.extension()));
             self.next_index += 1;
             let encoder = match self.compression {
-                Compression::Gzip => Encoder::Gzip(GzEncoder::new(Vec::with_capacity(64 << 10), flate2::Compression::default())),
+                Compression::Gzip => Encoder::Gzip(Box::new(GzEncoder::new(
+                    Vec::with_capacity(64 << 10),
+                    flate2::Compression::default(),
+                ))),
                 Compression::None => Encoder::Plain(Vec::with_capacity(64 << 10)),
             };
             self.open = Some(OpenPart {
@@ -175,7 +178,9 @@ impl PartWriter {
 
     /// Finishes and stores the open part, if any.
     pub async fn finish(&mut self) -> Result<Option<StoredPart>, LandingError> {
-        let Some(mut part) = self.open.take() else { return Ok(None) };
+        let Some(mut part) = self.open.take() else {
+            return Ok(None);
+        };
         let tail = match part.encoder {
             Encoder::Gzip(encoder) => encoder.finish().map_err(|error| LandingError::Encode {
                 path: part.relative.clone(),
@@ -232,7 +237,9 @@ mod tests {
 
     fn gunzip(bytes: &[u8]) -> String {
         let mut text = String::new();
-        flate2::read::MultiGzDecoder::new(bytes).read_to_string(&mut text).unwrap();
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_string(&mut text)
+            .unwrap();
         text
     }
 
@@ -246,9 +253,12 @@ mod tests {
         };
         let mut writer = PartWriter::new(landing.clone(), "s/t".into(), Compression::Gzip, limits);
         let mut expected = String::new();
-        for index in 0..5000 {
+        for index in 0..5000u32 {
             // Random-ish content so compression cannot shrink it below a chunk.
-            let line = format!("{{\"i\":{index},\"h\":\"{}\"}}\n", crate::hash::sha256_hex(&index.to_be_bytes()[..]));
+            let line = format!(
+                "{{\"i\":{index},\"h\":\"{}\"}}\n",
+                crate::hash::sha256_hex(&index.to_be_bytes()[..])
+            );
             expected.push_str(&line);
             writer.append(line.as_bytes()).unwrap();
             writer.flush_chunk().await.unwrap();
@@ -269,11 +279,17 @@ mod tests {
             max_bytes: u64::MAX,
             multipart_chunk: 1 << 20,
         };
-        landing.put_new("s/t/part-00000.jsonl", Bytes::from_static(b"x\n")).await.unwrap();
+        landing
+            .put_new("s/t/part-00000.jsonl", Bytes::from_static(b"x\n"))
+            .await
+            .unwrap();
         let mut writer = PartWriter::new(landing.clone(), "s/t".into(), Compression::None, limits);
         writer.append(b"{}\n").unwrap();
         let error = writer.finish().await.unwrap_err();
         assert!(matches!(error, LandingError::AlreadyExists { .. }), "{error}");
-        assert_eq!(landing.get("s/t/part-00000.jsonl").await.unwrap().unwrap(), Bytes::from_static(b"x\n"));
+        assert_eq!(
+            landing.get("s/t/part-00000.jsonl").await.unwrap().unwrap(),
+            Bytes::from_static(b"x\n")
+        );
     }
 }

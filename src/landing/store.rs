@@ -35,9 +35,10 @@ pub fn parse(url: &str) -> Result<LandingUrl, String> {
     }
     let parsed = Url::parse(url).map_err(|error| format!("`{url}` is not a URL: {error}"))?;
     match ObjectStoreScheme::parse(&parsed) {
-        Ok((ObjectStoreScheme::AmazonS3 | ObjectStoreScheme::MicrosoftAzure | ObjectStoreScheme::GoogleCloudStorage, _)) => {
-            Ok(LandingUrl::Cloud(parsed))
-        }
+        Ok((
+            ObjectStoreScheme::AmazonS3 | ObjectStoreScheme::MicrosoftAzure | ObjectStoreScheme::GoogleCloudStorage,
+            _,
+        )) => Ok(LandingUrl::Cloud(parsed)),
         _ => Err(format!(
             "unsupported landing URL `{url}`; use file://, memory://, s3://, az:// (or abfss://, https://ACCOUNT.blob.core.windows.net/) or gs://"
         )),
@@ -69,8 +70,9 @@ pub fn open(
         }
         LandingUrl::Memory => Ok((Arc::new(InMemory::new()), Path::default())),
         LandingUrl::Cloud(parsed) => {
-            let (store, root) = object_store::parse_url_opts(&parsed, options.iter().map(|(k, v)| (k.as_str(), v.clone())))
-                .map_err(|error| invalid(error.to_string()))?;
+            let (store, root) =
+                object_store::parse_url_opts(&parsed, options.iter().map(|(k, v)| (k.as_str(), v.clone())))
+                    .map_err(|error| invalid(error.to_string()))?;
             Ok((Arc::from(store), root))
         }
     }

@@ -1,0 +1,421 @@
+//! The binary's commands, exit codes, logs and secret hygiene.
+
+mod common;
+
+use common::{Workspace, events, landfall, one_stream, run, stderr, stdout};
+use serde_json::{Value, json};
+use wiremock::matchers::{header, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+#[tokio::test]
+async fn unknown_key_is_named_with_its_path() {
+    let ws = Workspace::new();
+    let config = ws.config(
+        "version: 1\nsource:\n  name: shop\n  base_url: https://api.test\n  retry: {max_atempts: 3}\nstreams: [{name: s, path: /s}]\n",
+    );
+    let output = landfall(&["validate", "--config", config.to_str().unwrap()], &[]).await;
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(
+        message.contains("source.retry.max_atempts: unknown field `max_atempts`, expected one of"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn literal_secret_is_rejected_without_echoing_it() {
+    let ws = Workspace::new();
+    let config = ws.config(
+        "version: 1\nsource:\n  name: shop\n  base_url: https://api.test\n  auth: {type: api_key, name: X-Key, value: sk_live_literal_123}\nstreams: [{name: s, path: /s}]\n",
+    );
+    let output = landfall(&["validate", "--config", config.to_str().unwrap()], &[]).await;
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(
+        message.contains("source.auth.value: secret fields must be a reference"),
+        "{message}"
+    );
+    assert!(!message.contains("sk_live_literal_123"), "{message}");
+}
+
+#[tokio::test]
+async fn validate_resolves_references_unless_told_not_to() {
+    let ws = Workspace::new();
+    let config = ws.config(
+        "version: 1\nsource:\n  name: shop\n  base_url: https://api.test\n  auth: {type: bearer, token: '${env:LANDFALL_TEST_UNSET_TOKEN}'}\nstreams: [{name: s, path: /s}]\n",
+    );
+    let path = config.to_str().unwrap();
+    let output = landfall(&["validate", "--config", path], &[]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("source.auth.token: environment variable LANDFALL_TEST_UNSET_TOKEN is not set"));
+    let output = landfall(&["validate", "--no-resolve", "--config", path], &[]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // LANDFALL_CONFIG stands in for --config.
+    let output = landfall(
+        &["validate"],
+        &[("LANDFALL_CONFIG", path), ("LANDFALL_TEST_UNSET_TOKEN", "x-token")],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = landfall(&["validate"], &[]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("LANDFALL_CONFIG"));
+}
+
+#[tokio::test]
+async fn example_configs_validate() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config-examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "yaml") {
+            let output = landfall(&["validate", "--no-resolve", "--config", path.to_str().unwrap()], &[]).await;
+            assert!(output.status.success(), "{}: {}", path.display(), stderr(&output));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1);
+}
+
+#[tokio::test]
+async fn spec_is_a_json_schema_with_secret_markers() {
+    let output = landfall(&["spec"], &[]).await;
+    assert!(output.status.success());
+    let schema: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(schema["type"], "object");
+    let text = stdout(&output);
+    assert!(text.contains("\"airbyte_secret\": true"));
+    for forbidden in ["\"anyOf\"", "\"allOf\"", "\"patternProperties\"", "\"if\""] {
+        assert!(!text.contains(forbidden), "{forbidden}");
+    }
+}
+
+#[tokio::test]
+async fn version_names_the_commit() {
+    let output = landfall(&["--version"], &[]).await;
+    let text = stdout(&output);
+    assert!(
+        text.starts_with(&format!("landfall {} (git ", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+}
+
+fn items_mock(token: &str) -> Mock {
+    Mock::given(path("/items"))
+        .and(header("authorization", format!("Bearer {token}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [{"id": 1}, {"id": 2}]})))
+}
+
+const SECRET: &str = "tok-9f8e7d6c5b4a";
+
+fn bearer_config(ws: &Workspace, base: &str) -> std::path::PathBuf {
+    ws.config(
+        &one_stream(
+            base,
+            "{name: items, path: /items, records_path: /data, primary_key: [id]}",
+        )
+        .replace(
+            "  name: shop\n",
+            "  name: shop\n  auth: {type: bearer, token: '${env:LANDFALL_TEST_TOKEN}'}\n",
+        ),
+    )
+}
+
+#[tokio::test]
+async fn check_reports_each_step() {
+    let server = MockServer::start().await;
+    items_mock(SECRET).mount(&server).await;
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(401))
+        .with_priority(10)
+        .mount(&server)
+        .await;
+    let ws = Workspace::new();
+    let config = bearer_config(&ws, &server.uri());
+    let output = landfall(
+        &["check", "--config", config.to_str().unwrap()],
+        &[("LANDFALL_TEST_TOKEN", SECRET)],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "config",
+            "http_client",
+            "stream:items",
+            "landing_write",
+            "landing_read",
+            "landing_list",
+            "landing_delete"
+        ]
+    );
+    // The probe is gone.
+    assert!(common::files_under(&ws.landing().join("shop/_check")).is_empty());
+
+    // A wrong token fails the stream step with the auth exit code.
+    let output = landfall(
+        &["check", "--config", config.to_str().unwrap()],
+        &[("LANDFALL_TEST_TOKEN", "wrong-token-1234")],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["failed_step"], "stream:items");
+    assert!(stderr(&output).contains("check failed at step stream:items"));
+}
+
+#[tokio::test]
+async fn auth_failure_exits_4_and_writes_a_failed_manifest() {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(401))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let ws = Workspace::new();
+    let config = bearer_config(&ws, &server.uri());
+    let xcom = ws.dir.path().join("xcom/return.json");
+    let output = landfall(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--xcom-output",
+            xcom.to_str().unwrap(),
+        ],
+        &[("LANDFALL_TEST_TOKEN", SECRET)],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    let manifest = &ws.manifests("shop")[0];
+    assert_eq!(manifest["status"], "failed");
+    assert_eq!(manifest["streams"][0]["error"]["code"], "AUTH_FAILED");
+    let summary: Value = serde_json::from_slice(&std::fs::read(&xcom).unwrap()).unwrap();
+    assert_eq!(summary["status"], "failed");
+    assert_eq!(summary["exit_code"], 4);
+    assert_eq!(summary["streams"]["items"]["error_code"], "AUTH_FAILED");
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_land_once() {
+    let server = MockServer::start().await;
+    items_mock(SECRET).mount(&server).await;
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "0"))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let ws = Workspace::new();
+    let config = bearer_config(&ws, &server.uri());
+    let xcom = ws.dir.path().join("return.json");
+    let output = landfall(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--xcom-output",
+            xcom.to_str().unwrap(),
+        ],
+        &[("LANDFALL_TEST_TOKEN", SECRET)],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let stream = &ws.manifests("shop")[0]["streams"][0];
+    assert_eq!(stream["requests"], 3);
+    assert_eq!(stream["retries"], 2);
+    assert_eq!(stream["rows_written"], 2);
+    assert_eq!(ws.lines("shop", "items").len(), 2);
+    let retried: Vec<Value> = events(&output)
+        .into_iter()
+        .filter(|e| e["event"] == "request_retried")
+        .collect();
+    assert_eq!(retried.len(), 2);
+    assert_eq!(retried[0]["code"], "SERVER_ERROR");
+    let summary: Value = serde_json::from_slice(&std::fs::read(&xcom).unwrap()).unwrap();
+    assert_eq!(summary["status"], "succeeded");
+    assert_eq!(summary["streams"]["items"]["rows_written"], 2);
+    assert!(summary["manifest_path"].as_str().unwrap().starts_with("file://"));
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried() {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(400))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let ws = Workspace::new();
+    let config = ws.config(&one_stream(&server.uri(), "{name: items, path: /items}"));
+    let output = run(&config, &[]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        ws.manifests("shop")[0]["streams"][0]["error"]["code"],
+        "INVALID_REQUEST"
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_exit_75() {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(502))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let ws = Workspace::new();
+    let config = ws.config(&one_stream(&server.uri(), "{name: items, path: /items}"));
+    let output = run(&config, &[]).await;
+    assert_eq!(output.status.code(), Some(75), "{}", stderr(&output));
+}
+
+#[tokio::test]
+async fn malformed_page_names_stream_page_and_request() {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(b"{\"data\": [{\"id\": 1},".to_vec(), "application/json")
+                .insert_header("x-request-id", "req-abc-123"),
+        )
+        .mount(&server)
+        .await;
+    let ws = Workspace::new();
+    let config = ws.config(&one_stream(
+        &server.uri(),
+        "{name: items, path: /items, records_path: /data}",
+    ));
+    let output = run(&config, &[]).await;
+    assert_ne!(output.status.code(), Some(0));
+    let failed = events(&output)
+        .into_iter()
+        .find(|e| e["event"] == "stream_failed")
+        .expect("stream_failed event");
+    assert_eq!(failed["stream"], "items");
+    assert_eq!(failed["code"], "PARSING_ERROR");
+    let message = failed["error"].as_str().unwrap();
+    assert!(
+        message.contains("page 1") && message.contains("GET /items") && message.contains("req-abc-123"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn secrets_appear_nowhere() {
+    let server = MockServer::start().await;
+    // The vendor echoes the credentials back in an error body.
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(500).set_body_string(format!("bad token {SECRET} and key qk-5e5e5e5e5e")))
+        .mount(&server)
+        .await;
+    let ws = Workspace::new();
+    let config = ws.config(
+        &one_stream(&server.uri(), "{name: items, path: /items}")
+            .replace("  name: shop\n", "  name: shop\n  auth: {type: api_key, in: query, name: api_key, value: '${env:LANDFALL_TEST_KEY}'}\n  headers: {X-Token: '${env:LANDFALL_TEST_TOKEN}'}\n"),
+    );
+    let xcom = ws.dir.path().join("return.json");
+    let output = landfall(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--xcom-output",
+            xcom.to_str().unwrap(),
+        ],
+        &[("LANDFALL_TEST_TOKEN", SECRET), ("LANDFALL_TEST_KEY", "qk-5e5e5e5e5e")],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(75));
+    let mut haystacks = vec![
+        stderr(&output),
+        stdout(&output),
+        std::fs::read_to_string(&xcom).unwrap(),
+    ];
+    for file in common::files_under(&ws.landing()) {
+        haystacks.push(String::from_utf8_lossy(&std::fs::read(file).unwrap()).into_owned());
+    }
+    for text in &haystacks {
+        assert!(!text.contains(SECRET), "token leaked: {text}");
+        assert!(!text.contains("qk-5e5e5e5e5e"), "api key leaked: {text}");
+    }
+    assert!(stderr(&output).contains("api_key=***"), "{}", stderr(&output));
+}
+
+#[tokio::test]
+async fn every_log_event_carries_the_run_and_page_context() {
+    let server = MockServer::start().await;
+    items_mock(SECRET).mount(&server).await;
+    let ws = Workspace::new();
+    let config = bearer_config(&ws, &server.uri());
+    let output = landfall(
+        &["run", "--config", config.to_str().unwrap()],
+        &[("LANDFALL_TEST_TOKEN", SECRET)],
+    )
+    .await;
+    assert!(output.status.success());
+    let events = events(&output);
+    let run_id = ws.manifests("shop")[0]["run_id"].as_str().unwrap().to_owned();
+    assert!(events.len() >= 6);
+    for event in &events {
+        assert_eq!(event["run_id"], run_id.as_str(), "{event}");
+        assert!(
+            landfall::events::ALL.contains(&event["event"].as_str().unwrap()),
+            "{event}"
+        );
+    }
+    let page = events.iter().find(|e| e["event"] == "page_fetched").unwrap();
+    assert_eq!(page["stream"], "items");
+    assert_eq!(page["page"], 1);
+    assert!(page["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+}
+
+#[tokio::test]
+async fn demo_lands_the_sample_api_and_resumes_from_checkpoints() {
+    let ws = Workspace::new();
+    let landing = ws.landing();
+    let output = landfall(&["demo", "--landing", landing.to_str().unwrap()], &[]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("Manifest:"));
+    let manifest = &ws.manifests("demo")[0];
+    assert_eq!(manifest["status"], "succeeded");
+    for (stream, count) in landfall::demo::api::expected_counts() {
+        let report = manifest["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == stream)
+            .unwrap();
+        assert_eq!(report["rows_written"], count, "{stream}");
+        assert_eq!(ws.lines("demo", stream).len() as u64, count, "{stream}");
+    }
+    let checkpoint = ws.state("demo", "customers").unwrap()["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The second run starts at the checkpoint (inclusive), so only the boundary record of
+    // each incremental stream comes back.
+    let output = landfall(&["demo", "--landing", landing.to_str().unwrap()], &[]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let manifests = ws.manifests("demo");
+    assert_eq!(manifests.len(), 2);
+    let second = manifests.iter().find(|m| m["run_id"] != manifest["run_id"]).unwrap();
+    let customers = second["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "customers")
+        .unwrap();
+    assert_eq!(customers["cursor_start"], checkpoint.as_str());
+    assert_eq!(customers["rows_written"], 1);
+}

@@ -1,0 +1,147 @@
+//! Helpers shared by the binary's integration tests: configs in temp folders, running the
+//! real `landfall` binary, and reading back what it landed.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+
+/// A temp folder holding a config and its landing zone.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn landing(&self) -> PathBuf {
+        self.dir.path().join("landing")
+    }
+
+    /// Writes `config.yaml`; `{landing}` in the text becomes this workspace's landing URL.
+    pub fn config(&self, text: &str) -> PathBuf {
+        let path = self.dir.path().join("config.yaml");
+        let text = text.replace("{landing}", &format!("file://{}", self.landing().display()));
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// Every landed part line of `stream`, parsed, in file order.
+    pub fn lines(&self, source: &str, stream: &str) -> Vec<Value> {
+        self.part_files(source, stream)
+            .iter()
+            .flat_map(|path| read_part(path))
+            .collect()
+    }
+
+    /// Part files of `stream`, sorted.
+    pub fn part_files(&self, source: &str, stream: &str) -> Vec<PathBuf> {
+        let mut files = files_under(&self.landing().join(source).join(stream));
+        files.retain(|path| path.to_string_lossy().contains("part-"));
+        files.sort();
+        files
+    }
+
+    /// The manifests of `source`, parsed.
+    pub fn manifests(&self, source: &str) -> Vec<Value> {
+        let mut files = files_under(&self.landing().join(source).join("_manifests"));
+        files.sort();
+        files
+            .iter()
+            .map(|path| serde_json::from_slice(&std::fs::read(path).unwrap()).expect("manifest is JSON"))
+            .collect()
+    }
+
+    pub fn state(&self, source: &str, stream: &str) -> Option<Value> {
+        let path = self
+            .landing()
+            .join(source)
+            .join("_state")
+            .join(format!("{stream}.json"));
+        std::fs::read(path)
+            .ok()
+            .map(|bytes| serde_json::from_slice(&bytes).unwrap())
+    }
+}
+
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Decompresses (when `.gz`) and parses every line of a part.
+pub fn read_part(path: &Path) -> Vec<Value> {
+    let bytes = std::fs::read(path).expect("read part");
+    let text = if path.extension().is_some_and(|ext| ext == "gz") {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_string(&mut text)
+            .expect("valid gzip");
+        text
+    } else {
+        String::from_utf8(bytes).expect("utf-8")
+    };
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("line is JSON"))
+        .collect()
+}
+
+/// Runs the real binary with JSON logs.
+pub async fn landfall(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_landfall"));
+    command
+        .args(args)
+        .env("LANDFALL_LOG_FORMAT", "json")
+        .env_remove("LANDFALL_CONFIG");
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    command.output().await.expect("landfall runs")
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The JSON log events in stderr.
+pub fn events(output: &Output) -> Vec<Value> {
+    stderr(output)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .collect()
+}
+
+/// Runs `landfall run --config <config>` with extra args.
+pub async fn run(config: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run", "--config", config.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    landfall(&args, &[]).await
+}
+
+/// A config for one stream against `base_url`, landing into the workspace.
+pub fn one_stream(base_url: &str, stream: &str) -> String {
+    format!(
+        "version: 1\nsource:\n  name: shop\n  base_url: {base_url}\n  retry: {{max_attempts: 3, initial_delay: 10ms, max_delay: 50ms}}\nstreams:\n  - {stream}\nlanding:\n  url: {{landing}}\n"
+    )
+}
