@@ -73,25 +73,37 @@ impl PageFields {
     }
 }
 
+/// What differs from record to record.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordFields<'a> {
+    pub record_id: Option<&'a str>,
+    pub updated_at: Option<&'a str>,
+    /// The parent's key, for child streams only (`_parent_key`).
+    pub parent_key: Option<&'a str>,
+    /// Hex SHA-256 of `raw`.
+    pub sha256: &'a str,
+}
+
+/// Hex SHA-256 of a record's bytes, as `_payload_sha256` carries it.
+pub fn payload_sha256(raw: &str) -> String {
+    hex::encode(Sha256::digest(raw.as_bytes()))
+}
+
 /// Appends one envelope line (ending in `\n`) to `out`.
 pub fn write_line(
     out: &mut Vec<u8>,
     template: &EnvelopeTemplate,
     page: &PageFields,
-    record_id: Option<&str>,
-    updated_at: Option<&str>,
+    record: RecordFields<'_>,
     loaded_at: &str,
     raw: &str,
 ) {
-    let sha = Sha256::digest(raw.as_bytes());
-    let mut hex_buf = [0u8; 64];
-    hex::encode_to_slice(sha, &mut hex_buf).expect("64 hex digits fit");
     out.extend_from_slice(template.head.as_bytes());
     out.extend_from_slice(page.endpoint.as_bytes());
     out.extend_from_slice(b"\"_source_record_id\":");
-    out.extend_from_slice(json_optional(record_id).as_bytes());
+    out.extend_from_slice(json_optional(record.record_id).as_bytes());
     out.extend_from_slice(b",\"_source_updated_at\":");
-    out.extend_from_slice(json_optional(updated_at).as_bytes());
+    out.extend_from_slice(json_optional(record.updated_at).as_bytes());
     out.push(b',');
     out.extend_from_slice(page.extracted_at.as_bytes());
     out.extend_from_slice(b"\"_loaded_at\":\"");
@@ -99,9 +111,13 @@ pub fn write_line(
     out.extend_from_slice(b"\",");
     out.extend_from_slice(template.run_fields.as_bytes());
     out.extend_from_slice(b"\"_payload_sha256\":\"");
-    out.extend_from_slice(&hex_buf);
+    out.extend_from_slice(record.sha256.as_bytes());
     out.extend_from_slice(b"\",\"_page\":");
     out.extend_from_slice(page.page.to_string().as_bytes());
+    if let Some(parent_key) = record.parent_key {
+        out.extend_from_slice(b",\"_parent_key\":");
+        out.extend_from_slice(json_string(parent_key).as_bytes());
+    }
     out.extend_from_slice(b",\"_raw\":");
     serde_json::to_writer(&mut *out, raw).expect("writing to a Vec cannot fail");
     out.extend_from_slice(b"}\n");
@@ -117,15 +133,14 @@ mod tests {
         let page = PageFields::new("GET /orders?limit=5", "2026-01-01T00:00:00.000001Z", 3);
         let raw = "{\"id\": 1,\n \"n\":\"caf\\u00e9\"}";
         let mut out = Vec::new();
-        write_line(
-            &mut out,
-            &template,
-            &page,
-            Some("1"),
-            None,
-            "2026-01-01T00:00:00.000002Z",
-            raw,
-        );
+        let sha = payload_sha256(raw);
+        let record = RecordFields {
+            record_id: Some("1"),
+            updated_at: None,
+            parent_key: None,
+            sha256: &sha,
+        };
+        write_line(&mut out, &template, &page, record, "2026-01-01T00:00:00.000002Z", raw);
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1, "one line");
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();

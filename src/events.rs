@@ -26,6 +26,7 @@ pub const CIRCUIT_OPENED: &str = "circuit_opened";
 pub const SCHEMA_DRIFT_DETECTED: &str = "schema_drift_detected";
 pub const DEAD_LETTER_STORED: &str = "dead_letter_stored";
 pub const CHECK_STEP: &str = "check_step";
+pub const RUN_CANCELLED: &str = "run_cancelled";
 
 /// Every event name, for docs and the runbook checks.
 pub const ALL: &[&str] = &[
@@ -46,6 +47,7 @@ pub const ALL: &[&str] = &[
     SCHEMA_DRIFT_DETECTED,
     DEAD_LETTER_STORED,
     CHECK_STEP,
+    RUN_CANCELLED,
 ];
 
 /// Emits the events of one run; holds what every event carries.
@@ -125,6 +127,18 @@ impl Events {
 
     pub fn manifest_written(&self, path: &str, status: &str) {
         info!(event = MANIFEST_WRITTEN, run_id = %self.run_id, source = %self.source, path, status, "manifest written");
+    }
+
+    pub fn lease_acquired(&self, stream: &str, expires_at: &str) {
+        info!(event = LEASE_ACQUIRED, run_id = %self.run_id, source = %self.source, stream, expires_at, "lease acquired");
+    }
+
+    pub fn lease_held(&self, stream: &str, holder: &str, expires_at: &str) {
+        warn!(event = LEASE_HELD, run_id = %self.run_id, source = %self.source, stream, holder, expires_at, code = "LEASE_HELD", stage = "lease", retryable = true, "lease held by another run");
+    }
+
+    pub fn run_cancelled(&self, signal: &str, grace_seconds: f64) {
+        warn!(event = RUN_CANCELLED, run_id = %self.run_id, source = %self.source, signal, grace_seconds, "stopping: storing what was read, then writing the manifest");
     }
 
     pub fn check_step(&self, step: &str, ok: bool, detail: &str) {

@@ -20,6 +20,7 @@ pub mod extract;
 pub mod hash;
 pub mod http;
 pub mod landing;
+pub mod lease;
 pub mod logging;
 pub mod manifest;
 pub mod pagination;

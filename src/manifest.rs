@@ -51,6 +51,9 @@ pub struct StreamReport {
     pub rows_read: u64,
     pub rows_written: u64,
     pub duplicate_rows: u64,
+    /// Records dropped by `client_side_filter` as outside the window.
+    #[serde(default)]
+    pub filtered_rows: u64,
     pub dead_letter_rows: u64,
     pub bytes_written: u64,
     pub lag_seconds: Option<f64>,

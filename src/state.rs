@@ -20,7 +20,22 @@ pub struct StreamState {
     /// The run that wrote this checkpoint.
     pub run_id: String,
     pub updated_at: String,
+    /// Stored records at the top of the cursor range (within `lookback` of the cursor,
+    /// at most [`MAX_RECENT`]), so a re-read can tell an unchanged record from a new version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<SeenRecord>,
 }
+
+/// A stored record remembered by its key, cursor and payload hash.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SeenRecord {
+    pub id: String,
+    pub cursor: String,
+    pub sha256: String,
+}
+
+/// The most records a checkpoint remembers.
+pub const MAX_RECENT: usize = 10_000;
 
 /// Errors reading or writing state.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +92,13 @@ impl StateStore {
     }
 
     /// Replaces the checkpoint of `stream`, keeping the previous one as `.prev`.
-    pub async fn commit(&self, stream: &str, cursor: Option<&str>, run_id: &str) -> Result<StreamState, StateError> {
+    pub async fn commit(
+        &self,
+        stream: &str,
+        cursor: Option<&str>,
+        recent: Vec<SeenRecord>,
+        run_id: &str,
+    ) -> Result<StreamState, StateError> {
         let path = layout::state(&self.source, stream);
         if let Some(previous) = self.landing.get(&path).await? {
             self.landing
@@ -90,6 +111,7 @@ impl StateStore {
             cursor: cursor.map(str::to_owned),
             run_id: run_id.to_owned(),
             updated_at: crate::clock::now_rfc3339(),
+            recent,
         };
         let mut bytes = serde_json::to_vec_pretty(&state).expect("state serializes");
         bytes.push(b'\n');

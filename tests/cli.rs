@@ -404,7 +404,7 @@ async fn demo_lands_the_sample_api_and_resumes_from_checkpoints() {
         .to_owned();
 
     // The second run starts at the checkpoint (inclusive), so only the boundary record of
-    // each incremental stream comes back.
+    // each incremental stream comes back, unchanged: a duplicate, not landed again.
     let output = landfall(&["demo", "--landing", landing.to_str().unwrap()], &[]).await;
     assert!(output.status.success(), "{}", stderr(&output));
     let manifests = ws.manifests("demo");
@@ -417,5 +417,8 @@ async fn demo_lands_the_sample_api_and_resumes_from_checkpoints() {
         .find(|s| s["name"] == "customers")
         .unwrap();
     assert_eq!(customers["cursor_start"], checkpoint.as_str());
-    assert_eq!(customers["rows_written"], 1);
+    assert_eq!(customers["rows_read"], 1);
+    assert_eq!(customers["duplicate_rows"], 1);
+    assert_eq!(customers["rows_written"], 0);
+    assert_eq!(customers["cursor_end"], checkpoint.as_str());
 }

@@ -74,6 +74,12 @@ pub struct RunArgs {
     /// Write a JSON run summary here (Airflow XCom).
     #[arg(long)]
     pub xcom_output: Option<PathBuf>,
+    /// After SIGTERM/SIGINT, how long to spend storing what was read before exiting.
+    #[arg(long, default_value = "20s")]
+    pub grace_period: crate::config::HumanDuration,
+    /// Lifetime of a stream's single-writer lease; renewed every third of it.
+    #[arg(long, default_value = "5m")]
+    pub lease_ttl: crate::config::HumanDuration,
 }
 
 #[derive(Debug, Subcommand)]

@@ -101,13 +101,19 @@ async fn execute(cli: Cli) -> Exit {
                     return exit;
                 }
             };
+            let run_id = run.run_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let events = crate::events::Events::new(&run_id, &loaded.config.source.name);
+            tokio::spawn(stop_on_signal(cancel.clone(), run.grace_period.0, events));
             let options = RunOptions {
                 streams: run.stream,
-                run_id: run.run_id,
+                run_id: Some(run_id),
                 start: run.start,
                 end: run.end,
                 full_refresh: run.full_refresh,
                 sleeper: None,
+                cancel,
+                lease_ttl: Some(run.lease_ttl.0),
             };
             match extract::run(&loaded, options).await {
                 Ok(outcome) => {
@@ -143,6 +149,25 @@ async fn execute(cli: Cli) -> Exit {
         Command::State { action } => state(action).await,
         Command::Demo { landing, serve, port } => demo(landing, serve, port).await,
     }
+}
+
+/// On SIGTERM or SIGINT: cancel the run so it stores what it read and writes its manifest;
+/// if that takes longer than the grace period, exit anyway (exit 75: safe to retry, the
+/// checkpoint never passed unstored data).
+async fn stop_on_signal(cancel: tokio_util::sync::CancellationToken, grace: std::time::Duration, events: crate::events::Events) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return;
+    };
+    let name = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    events.run_cancelled(name, grace.as_secs_f64());
+    cancel.cancel();
+    tokio::time::sleep(grace).await;
+    eprintln!("landfall: grace period of {grace:?} after {name} elapsed; exiting before the run finished");
+    std::process::exit(i32::from(Exit::Transient.code()));
 }
 
 fn write_failed_xcom(path: Option<&Path>, source: &str, exit: Exit, code: ErrorCode, message: &str) {
@@ -181,7 +206,7 @@ async fn state(action: StateAction) -> Exit {
         StateAction::Show { .. } => store.load(&stream).await.map(|state| {
             println!("{}", serde_json::to_string_pretty(&state).expect("state serializes"));
         }),
-        StateAction::Set { value, .. } => store.commit(&stream, Some(&value), &operator_run).await.map(|state| {
+        StateAction::Set { value, .. } => store.commit(&stream, Some(&value), Vec::new(), &operator_run).await.map(|state| {
             println!("{}", serde_json::to_string_pretty(&state).expect("state serializes"));
         }),
         StateAction::Reset { .. } => store.reset(&stream).await.map(|previous| {

@@ -541,6 +541,32 @@ pub struct IncrementalConfig {
     /// Records arrive in cursor order. Default: true.
     #[serde(default = "default_true")]
     pub sorted: bool,
+    /// Slice a long window into sub-windows of this length, each checkpointed when it
+    /// completes (timestamp cursors; needs `end_param` or `client_side_filter`). Default: none.
+    #[serde(default)]
+    pub step: Option<HumanDuration>,
+    /// Drop records outside the window on the client, for APIs that cannot filter.
+    /// Default: false.
+    #[serde(default)]
+    pub client_side_filter: bool,
+}
+
+/// `streams[].parent`: a child stream makes its requests once per record of its parent.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParentConfig {
+    /// The parent stream's name; it runs first in the same run.
+    pub stream: String,
+    /// Parent record fields (top-level names or JSON pointers) available as
+    /// `{parent.<name>}` in the child's path and params; `/a/b` becomes `{parent.a.b}`.
+    pub fields: Vec<String>,
+}
+
+impl ParentConfig {
+    /// The placeholder name of a parent field: `id` for `id`, `a.b` for `/a/b`.
+    pub fn placeholder(field: &str) -> String {
+        field.trim_start_matches('/').replace('/', ".")
+    }
 }
 
 /// A PII redaction rule.
@@ -612,6 +638,9 @@ pub struct StreamConfig {
     /// PII rules applied before anything is stored or logged. Default: none.
     #[serde(default)]
     pub redact: Vec<RedactRule>,
+    /// Makes this a child stream of another. Default: none.
+    #[serde(default)]
+    pub parent: Option<ParentConfig>,
 }
 
 fn default_max_dead_letter_ratio() -> f64 {

@@ -341,6 +341,8 @@ fn stream() -> Value {
                         "start": {"type": "string", "description": "Lower bound of the first run", "order": 3},
                         "lookback": {"type": "string", "pattern": DURATION_PATTERN, "description": "Re-read window behind the checkpoint", "default": "0s", "order": 4},
                         "sorted": {"type": "boolean", "description": "Records arrive in cursor order", "default": true, "order": 5},
+                "step": {"type": ["string", "null"], "pattern": DURATION_PATTERN, "description": "Slice long windows into sub-windows of this length, each checkpointed on completion", "default": null, "order": 6},
+                "client_side_filter": {"type": "boolean", "description": "Drop records outside the window on the client", "default": false, "order": 7},
                     },
                 }),
             ),

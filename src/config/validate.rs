@@ -154,6 +154,8 @@ impl ConnectorConfig {
             validate_stream(&at, stream)?;
         }
 
+        self.validate_parents()?;
+
         let landing = &self.landing;
         non_empty("landing.url", &landing.url)?;
         if landing.part_max_records == 0 {
@@ -192,6 +194,40 @@ impl ConnectorConfig {
                 format!("unsupported scheme `{other}`; use https://"),
             )),
         }
+    }
+
+    fn validate_parents(&self) -> Result<(), ConfigError> {
+        for (index, stream) in self.streams.iter().enumerate() {
+            let Some(parent) = &stream.parent else { continue };
+            let at = format!("streams[{index}].parent");
+            let Some(parent_stream) = self.stream(&parent.stream) else {
+                return Err(ConfigError::invalid(
+                    format!("{at}.stream"),
+                    format!("no stream named `{}`", parent.stream),
+                ));
+            };
+            if parent_stream.parent.is_some() || parent.stream == stream.name {
+                return Err(ConfigError::invalid(
+                    format!("{at}.stream"),
+                    "a parent must be a top-level stream (one level of nesting)",
+                ));
+            }
+            if parent.fields.is_empty() {
+                return Err(ConfigError::invalid(format!("{at}.fields"), "name at least one parent field"));
+            }
+            let mentioned = |name: &str| {
+                let placeholder = format!("{{parent.{}}}", crate::config::ParentConfig::placeholder(name));
+                stream.path.contains(&placeholder)
+                    || stream.params.values().any(|v| v.as_str().is_some_and(|v| v.contains(&placeholder)))
+            };
+            if !parent.fields.iter().any(|field| mentioned(field)) {
+                return Err(ConfigError::invalid(
+                    format!("streams[{index}].path"),
+                    "a child stream must use a parent field, e.g. /orders/{parent.id}/lines",
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn validate_auth(&self) -> Result<(), ConfigError> {
@@ -330,6 +366,17 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
         check_field(&format!("{inc_at}.cursor_field"), &incremental.cursor_field)?;
         non_empty(&format!("{inc_at}.param"), &incremental.param)?;
         non_empty(&format!("{inc_at}.start"), &incremental.start)?;
+        if let Some(step) = incremental.step {
+            if step.0.is_zero() {
+                return Err(ConfigError::invalid(format!("{inc_at}.step"), "must be greater than zero"));
+            }
+            if incremental.end_param.is_none() && !incremental.client_side_filter {
+                return Err(ConfigError::invalid(
+                    format!("{inc_at}.step"),
+                    "sub-windows need an upper bound: set end_param, or client_side_filter: true",
+                ));
+            }
+        }
     }
     Ok(())
 }

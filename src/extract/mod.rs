@@ -3,20 +3,25 @@
 
 pub mod request;
 mod stream;
+pub mod windows;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
+use tokio_util::sync::CancellationToken;
 
-pub use stream::StreamError;
+pub use stream::{ParentKey, StreamError};
 
 use crate::config::LoadedConfig;
 use crate::error::{Classify, ErrorCode, Exit};
 use crate::events::Events;
 use crate::http::{ClientBuildError, HttpClient, Sleeper};
 use crate::landing::{Landing, LandingError, layout};
-use crate::manifest::{self, Connector, Manifest, Status};
+use crate::lease::{Lease, LeaseError};
+use crate::manifest::{self, Connector, Manifest, Status, StreamReport};
 use crate::state::StateStore;
 
 /// What `landfall run` was asked to do.
@@ -34,7 +39,15 @@ pub struct RunOptions {
     pub full_refresh: bool,
     /// Replaces the retry sleeper (tests).
     pub sleeper: Option<Arc<dyn Sleeper>>,
+    /// Cancelled on SIGTERM / SIGINT: stop fetching, store what was read, write the
+    /// manifest with status `cancelled`.
+    pub cancel: CancellationToken,
+    /// How long a stream lease lives without renewal. Default: 5 minutes.
+    pub lease_ttl: Option<Duration>,
 }
+
+/// Default lease lifetime; renewed every third of it.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(300);
 
 /// Errors that stop a run before any stream starts.
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +60,15 @@ pub enum RunError {
     Client(#[from] ClientBuildError),
     #[error(transparent)]
     Landing(#[from] LandingError),
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
 }
 
 impl Classify for RunError {
     fn code(&self) -> ErrorCode {
         match self {
             RunError::Landing(error) => error.code(),
+            RunError::Lease(error) => error.code(),
             _ => ErrorCode::ConfigError,
         }
     }
@@ -60,6 +76,7 @@ impl Classify for RunError {
     fn retryable(&self) -> bool {
         match self {
             RunError::Landing(error) => error.retryable(),
+            RunError::Lease(error) => error.retryable(),
             _ => false,
         }
     }
@@ -97,6 +114,54 @@ pub fn exit_for(manifest: &Manifest) -> Exit {
     }
 }
 
+/// The streams to run, in order: parents before their children, and a selected child
+/// brings its parent along.
+fn select_streams(config: &crate::config::ConnectorConfig, names: &[String]) -> Result<Vec<crate::config::StreamConfig>, RunError> {
+    let known = || config.streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+    let mut wanted: Vec<&str> = Vec::new();
+    if names.is_empty() {
+        wanted.extend(config.streams.iter().map(|s| s.name.as_str()));
+    } else {
+        for name in names {
+            let stream = config.stream(name).ok_or_else(|| RunError::UnknownStream(name.clone(), known()))?;
+            if let Some(parent) = &stream.parent {
+                wanted.push(parent.stream.as_str());
+            }
+            wanted.push(stream.name.as_str());
+        }
+    }
+    let parents = config.streams.iter().filter(|s| s.parent.is_none() && wanted.contains(&s.name.as_str()));
+    let children = config.streams.iter().filter(|s| s.parent.is_some() && wanted.contains(&s.name.as_str()));
+    Ok(parents.chain(children).cloned().collect())
+}
+
+fn not_started(stream: &crate::config::StreamConfig, status: Status) -> StreamReport {
+    StreamReport {
+        name: stream.name.clone(),
+        sync_mode: stream.sync_mode().to_owned(),
+        endpoint: String::new(),
+        cursor_start: None,
+        cursor_end: None,
+        pages: 0,
+        requests: 0,
+        retries: 0,
+        rows_read: 0,
+        rows_written: 0,
+        duplicate_rows: 0,
+        filtered_rows: 0,
+        dead_letter_rows: 0,
+        bytes_written: 0,
+        lag_seconds: None,
+        status,
+        error: Some(crate::error::ErrorRecord {
+            code: ErrorCode::Cancelled.as_str().to_owned(),
+            message: "not started: the run was stopped first".to_owned(),
+            retryable: true,
+        }),
+        files: vec![],
+    }
+}
+
 /// Runs the extraction described by `loaded`.
 pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcome, RunError> {
     let config = Arc::new(loaded.config.clone());
@@ -106,28 +171,7 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
             .to_string(),
         None => uuid::Uuid::now_v7().to_string(),
     };
-    let selected: Vec<_> = if options.streams.is_empty() {
-        config.streams.clone()
-    } else {
-        let known = || {
-            config
-                .streams
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        options
-            .streams
-            .iter()
-            .map(|name| {
-                config
-                    .stream(name)
-                    .cloned()
-                    .ok_or_else(|| RunError::UnknownStream(name.clone(), known()))
-            })
-            .collect::<Result<_, _>>()?
-    };
+    let selected = select_streams(&config, &options.streams)?;
     let started = Utc::now();
     let extracted_date = started.format("%Y-%m-%d").to_string();
     let events = Events::new(&run_id, &config.source.name);
@@ -137,10 +181,42 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
         client = client.with_sleeper(sleeper.clone());
     }
     let state = StateStore::new(landing.clone(), &config.source.name);
+
+    // Every stream's lease first: a run either owns all its streams or touches nothing.
+    let ttl = options.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL);
+    let mut leases = Vec::with_capacity(selected.len());
+    for stream in &selected {
+        match Lease::acquire(&landing, &config.source.name, &stream.name, &run_id, ttl, &events, options.cancel.clone()).await {
+            Ok(lease) => leases.push(lease),
+            Err(error) => {
+                for lease in leases {
+                    lease.release().await;
+                }
+                return Err(error.into());
+            }
+        }
+    }
     events.run_started(selected.len(), landing.url());
 
+    let children_fields: HashMap<&str, Vec<String>> = selected
+        .iter()
+        .filter_map(|stream| stream.parent.as_ref())
+        .fold(HashMap::new(), |mut fields, parent| {
+            fields.entry(parent.stream.as_str()).or_insert_with(Vec::new).extend(parent.fields.iter().cloned());
+            fields
+        });
+    let mut parent_keys: HashMap<String, Arc<Vec<ParentKey>>> = HashMap::new();
     let mut reports = Vec::with_capacity(selected.len());
-    for stream in selected {
+    for stream in selected.iter().cloned() {
+        if options.cancel.is_cancelled() {
+            reports.push(not_started(&stream, Status::Cancelled));
+            continue;
+        }
+        let parents = stream
+            .parent
+            .as_ref()
+            .map(|parent| parent_keys.get(&parent.stream).cloned().unwrap_or_default());
+        let collect_parent_fields = children_fields.get(stream.name.as_str()).cloned();
         let job = stream::StreamJob {
             config: config.clone(),
             stream,
@@ -153,8 +229,16 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
             window_start: options.start.clone(),
             window_end: options.end.clone(),
             full_refresh: options.full_refresh,
+            cancel: options.cancel.clone(),
+            parents,
+            collect_parent_fields,
         };
-        reports.push(job.run().await);
+        let name = job.stream.name.clone();
+        let outcome = job.run().await;
+        if children_fields.contains_key(name.as_str()) {
+            parent_keys.insert(name, Arc::new(outcome.parent_keys));
+        }
+        reports.push(outcome.report);
     }
 
     let finished = Utc::now();
@@ -178,7 +262,11 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
         streams: reports,
     };
     let manifest_path = layout::manifest(&config.source.name, &extracted_date, &run_id);
-    if let Err(error) = landing.put_new(&manifest_path, Bytes::from(manifest.to_line())).await {
+    let written = landing.put_new(&manifest_path, Bytes::from(manifest.to_line())).await;
+    for lease in leases {
+        lease.release().await;
+    }
+    if let Err(error) = written {
         // Without its manifest the run is not committed: say so and fail.
         manifest.status = Status::Failed;
         return Err(RunError::Landing(error));

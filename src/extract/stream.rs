@@ -1,17 +1,23 @@
-//! One stream's extraction: a fetcher that pages through the API and a writer that lands
-//! the records, joined by a bounded channel so fetching and writing overlap while memory
-//! stays flat. The checkpoint moves only after the part holding its records is stored.
+//! One stream's extraction: a fetcher that pages through the API window by window (and
+//! parent by parent for child streams), and a writer that lands the records, joined by a
+//! bounded channel so fetching and writing overlap while memory stays flat.
+//!
+//! The checkpoint moves only after the part holding its records is stored: after every
+//! part for sorted streams, after every completed window otherwise.
 
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::request::{self, Bounds, RequestBuilder};
-use crate::config::{ConnectorConfig, StreamConfig};
+use super::windows::{self, Window, WindowError};
+use crate::config::{ConnectorConfig, ParentConfig, StreamConfig};
 use crate::cursor;
-use crate::envelope::{self, EnvelopeTemplate, PageFields};
+use crate::envelope::{self, EnvelopeTemplate, PageFields, RecordFields};
 use crate::error::{Classify, ErrorCode, ErrorRecord};
 use crate::events::Events;
 use crate::http::{HttpClient, HttpError, RequestContext};
@@ -20,7 +26,7 @@ use crate::landing::{Landing, LandingError, layout};
 use crate::manifest::{Status, StreamReport};
 use crate::pagination::{PageView, PaginationError, Paginator};
 use crate::records;
-use crate::state::{StateError, StateStore};
+use crate::state::{MAX_RECENT, SeenRecord, StateError, StateStore};
 
 /// Pages buffered between fetcher and writer.
 const PAGE_BUFFER: usize = 4;
@@ -43,19 +49,26 @@ pub enum StreamError {
     Landing(#[from] LandingError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Window(#[from] WindowError),
     #[error("invalid stream URL: {0}")]
     Url(#[from] url::ParseError),
+    #[error("stopped by a termination signal; what was read is stored")]
+    Cancelled,
+    #[error("fetcher task failed: {0}")]
+    Task(String),
 }
 
 impl StreamError {
     /// The stage the stream failed in.
     pub fn stage(&self) -> &'static str {
         match self {
-            StreamError::Http(_) | StreamError::Url(_) => "fetch",
+            StreamError::Http(_) | StreamError::Url(_) | StreamError::Cancelled | StreamError::Task(_) => "fetch",
             StreamError::Records { .. } => "parse",
             StreamError::Pagination(_) => "paginate",
             StreamError::Landing(_) => "store",
             StreamError::State(_) => "checkpoint",
+            StreamError::Window(_) => "plan",
         }
     }
 }
@@ -68,20 +81,38 @@ impl Classify for StreamError {
             StreamError::Pagination(error) => error.code(),
             StreamError::Landing(error) => error.code(),
             StreamError::State(error) => error.code(),
-            StreamError::Url(_) => ErrorCode::ConfigError,
+            StreamError::Window(_) | StreamError::Url(_) => ErrorCode::ConfigError,
+            StreamError::Cancelled => ErrorCode::Cancelled,
+            StreamError::Task(_) => ErrorCode::Unsupported,
         }
     }
 
     fn retryable(&self) -> bool {
         match self {
             StreamError::Http(error) => error.retryable(),
-            StreamError::Records { .. } => true,
+            StreamError::Records { .. } | StreamError::Cancelled => true,
             StreamError::Pagination(error) => error.retryable(),
             StreamError::Landing(error) => error.retryable(),
             StreamError::State(error) => error.retryable(),
-            StreamError::Url(_) => false,
+            StreamError::Window(_) | StreamError::Url(_) | StreamError::Task(_) => false,
         }
     }
+}
+
+/// A parent record as its children see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParentKey {
+    /// `_parent_key` of the children: the value's text, or JSON array text for several.
+    pub key: String,
+    /// `(placeholder, value)` pairs for `{parent.<placeholder>}`.
+    pub values: Vec<(String, String)>,
+}
+
+/// What a stream's run produced.
+pub struct StreamOutcome {
+    pub report: StreamReport,
+    /// The records a child stream iterates over (only when `collect_parent_fields` was set).
+    pub parent_keys: Vec<ParentKey>,
 }
 
 /// Everything a stream's extraction needs.
@@ -99,6 +130,16 @@ pub struct StreamJob {
     pub window_start: Option<String>,
     pub window_end: Option<String>,
     pub full_refresh: bool,
+    pub cancel: CancellationToken,
+    /// The parent records of a child stream.
+    pub parents: Option<Arc<Vec<ParentKey>>>,
+    /// Set on a parent stream: the fields its children need.
+    pub collect_parent_fields: Option<Vec<String>>,
+}
+
+enum Item {
+    Page(FetchedPage),
+    WindowDone(Window),
 }
 
 /// A fetched page on its way to the writer.
@@ -108,12 +149,14 @@ struct FetchedPage {
     extracted_at: String,
     body: Bytes,
     records: Vec<RecordMeta>,
+    parent_key: Option<String>,
 }
 
 struct RecordMeta {
     range: Range<usize>,
     id: Option<String>,
     cursor: Option<String>,
+    parent: Option<ParentKey>,
 }
 
 #[derive(Default)]
@@ -122,6 +165,7 @@ struct FetchStats {
     requests: u64,
     retries: u64,
     rows_read: u64,
+    filtered_rows: u64,
     endpoint: String,
 }
 
@@ -129,105 +173,126 @@ struct FetchStats {
 struct WriteStats {
     files: Vec<StoredPart>,
     rows_written: u64,
+    duplicate_rows: u64,
     /// Largest cursor among stored records.
     stored_cursor: Option<String>,
+    parent_keys: Vec<ParentKey>,
+}
+
+/// Where the writer stands on checkpoints.
+struct Checkpoint {
+    /// The checkpoint when the run started.
+    at_start: Option<String>,
+    /// Stored records remembered by the checkpoint the run started from.
+    known: HashMap<(String, String), String>,
+    /// The last committed checkpoint.
+    committed: Option<String>,
+    /// Records of the open part, remembered once it is stored.
+    open: Vec<SeenRecord>,
+    /// Stored records near the top of the cursor range.
+    tail: VecDeque<SeenRecord>,
+    open_cursor: Option<String>,
 }
 
 impl StreamJob {
-    /// Runs the stream to completion or failure and reports what happened.
-    pub async fn run(self) -> StreamReport {
+    fn incremental_sorted(&self) -> bool {
+        // A child stream's records arrive parent by parent, never in global cursor order.
+        self.stream.incremental.as_ref().is_some_and(|incremental| incremental.sorted) && self.stream.parent.is_none()
+    }
+
+    /// Runs the stream to completion, failure or cancellation and reports what happened.
+    pub async fn run(self) -> StreamOutcome {
         let incremental = self.stream.incremental.clone();
-        let checkpoint = match &incremental {
+        let state = match &incremental {
             Some(_) => match self.state.load(&self.stream.name).await {
-                Ok(state) => state.and_then(|state| state.cursor),
+                Ok(state) => state,
                 Err(error) => return self.failed_before_start(StreamError::State(error)),
             },
             None => None,
         };
+        let checkpoint = state.as_ref().and_then(|state| state.cursor.clone());
         let cursor_start = incremental.as_ref().map(|incremental| {
-            if let Some(start) = &self.window_start {
-                start.clone()
-            } else if let (Some(checkpoint), false) = (&checkpoint, self.full_refresh) {
-                cursor::minus(checkpoint, incremental.lookback.0)
-            } else {
-                incremental.start.clone()
-            }
+            windows::lower_bound(
+                incremental,
+                self.window_start.as_deref(),
+                checkpoint.as_deref(),
+                self.full_refresh,
+            )
         });
-        let bounds = Bounds {
-            lower: incremental
-                .as_ref()
-                .zip(cursor_start.clone())
-                .map(|(incremental, value)| (incremental.param.clone(), value)),
-            upper: incremental.as_ref().and_then(|incremental| {
-                let end = self.window_end.clone()?;
-                match &incremental.end_param {
-                    Some(param) => Some((param.clone(), end)),
-                    None => {
-                        tracing::warn!(stream = %self.stream.name, "--end given but the stream has no incremental.end_param; the upper bound is not sent");
-                        None
-                    }
-                }
-            }),
+        let planned = match (&incremental, &cursor_start) {
+            (Some(incremental), Some(lower)) => {
+                windows::plan(incremental, lower, self.window_end.as_deref(), chrono::Utc::now())
+            }
+            _ => Ok(vec![Window { lower: None, upper: None }]),
         };
-        self.events
-            .stream_started(&self.stream.name, self.stream.sync_mode(), cursor_start.as_deref());
+        let planned = match planned {
+            Ok(planned) => planned,
+            Err(error) => return self.failed_before_start(error.into()),
+        };
+        if self.window_end.is_some()
+            && incremental
+                .as_ref()
+                .is_some_and(|incremental| incremental.end_param.is_none() && !incremental.client_side_filter)
+        {
+            tracing::warn!(stream = %self.stream.name, "--end given but the stream has neither incremental.end_param nor client_side_filter; the upper bound is not applied");
+        }
+        self.events.stream_started(&self.stream.name, self.stream.sync_mode(), cursor_start.as_deref());
 
         let builder = match RequestBuilder::new(&self.config, &self.stream) {
             Ok(builder) => builder,
             Err(error) => return self.failed_before_start(StreamError::Url(error)),
         };
+        let endpoint = request::endpoint(self.stream.method, builder.base_url());
         let (sender, receiver) = mpsc::channel(PAGE_BUFFER);
-        let fetcher = tokio::spawn(self.clone().fetch(builder, bounds, sender));
-        let (write_stats, write_error) = self.write(receiver, checkpoint.clone()).await;
+        let fetcher = tokio::spawn(self.clone().fetch(planned, sender));
+        let mut checkpoint_state = Checkpoint {
+            at_start: if self.full_refresh { None } else { checkpoint.clone() },
+            known: state
+                .map(|state| {
+                    state
+                        .recent
+                        .into_iter()
+                        .map(|seen| ((seen.id, seen.cursor), seen.sha256))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            committed: checkpoint.clone(),
+            open: Vec::new(),
+            tail: VecDeque::new(),
+            open_cursor: None,
+        };
+        let (write_stats, write_error) = self.write(receiver, &mut checkpoint_state).await;
         let (fetch_stats, fetch_error) = match fetcher.await {
             Ok(result) => result,
-            Err(join_error) => (
-                FetchStats::default(),
-                Some(StreamError::Landing(LandingError::Encode {
-                    path: self.stream.name.clone(),
-                    message: format!("fetcher task failed: {join_error}"),
-                })),
-            ),
+            Err(join_error) => (FetchStats::default(), Some(StreamError::Task(join_error.to_string()))),
         };
         // A writer failure explains a fetcher stopped by the closed channel, so it wins.
         let error = write_error.or(fetch_error);
-        let sorted = incremental.as_ref().is_some_and(|incremental| incremental.sorted);
-        let mut error = error;
-        if error.is_none() && incremental.is_some() && !sorted {
-            // Unsorted streams checkpoint only once everything is stored.
-            if let Some(cursor) = &write_stats.stored_cursor
-                && let Err(state_error) = self.commit_checkpoint(checkpoint.as_deref(), cursor).await
-            {
-                error = Some(state_error.into());
-            }
-        }
-        let cursor_end = match &error {
-            Some(_) if !sorted => checkpoint.clone(),
-            _ => write_stats.stored_cursor.clone().or(checkpoint.clone()),
+        let status = match &error {
+            None => Status::Succeeded,
+            Some(StreamError::Cancelled) => Status::Cancelled,
+            Some(_) => Status::Failed,
         };
         let report = StreamReport {
             name: self.stream.name.clone(),
             sync_mode: self.stream.sync_mode().to_owned(),
-            endpoint: fetch_stats.endpoint.clone(),
+            endpoint: if fetch_stats.endpoint.is_empty() { endpoint } else { fetch_stats.endpoint.clone() },
             cursor_start,
-            cursor_end: cursor_end.clone(),
+            cursor_end: checkpoint_state.committed.clone(),
             pages: fetch_stats.pages,
             requests: fetch_stats.requests,
             retries: fetch_stats.retries,
             rows_read: fetch_stats.rows_read,
             rows_written: write_stats.rows_written,
-            duplicate_rows: 0,
+            duplicate_rows: write_stats.duplicate_rows,
+            filtered_rows: fetch_stats.filtered_rows,
             dead_letter_rows: 0,
             bytes_written: write_stats.files.iter().map(|file| file.bytes).sum(),
             lag_seconds: write_stats
                 .stored_cursor
                 .as_deref()
                 .and_then(|cursor| cursor::lag_seconds(cursor, chrono::Utc::now())),
-            status: if error.is_some() {
-                Status::Failed
-            } else {
-                Status::Succeeded
-            },
+            status,
             error: error.as_ref().map(ErrorRecord::from_error),
             files: write_stats.files,
         };
@@ -238,74 +303,132 @@ impl StreamJob {
                 report.status.as_str(),
                 report.rows_written,
                 report.pages,
-                cursor_end.as_deref(),
+                report.cursor_end.as_deref(),
             ),
         }
-        report
-    }
-
-    fn failed_before_start(&self, error: StreamError) -> StreamReport {
-        let record = ErrorRecord::from_error(&error);
-        self.events.stream_failed(&self.stream.name, error.stage(), &record);
-        StreamReport {
-            name: self.stream.name.clone(),
-            sync_mode: self.stream.sync_mode().to_owned(),
-            endpoint: String::new(),
-            cursor_start: None,
-            cursor_end: None,
-            pages: 0,
-            requests: 0,
-            retries: 0,
-            rows_read: 0,
-            rows_written: 0,
-            duplicate_rows: 0,
-            dead_letter_rows: 0,
-            bytes_written: 0,
-            lag_seconds: None,
-            status: Status::Failed,
-            error: Some(record),
-            files: vec![],
+        StreamOutcome {
+            report,
+            parent_keys: write_stats.parent_keys,
         }
     }
 
-    async fn fetch(
-        self,
-        builder: RequestBuilder,
-        bounds: Bounds,
-        sender: mpsc::Sender<FetchedPage>,
-    ) -> (FetchStats, Option<StreamError>) {
-        let mut stats = FetchStats {
-            endpoint: request::endpoint(self.stream.method, builder.base_url()),
-            ..Default::default()
+    fn failed_before_start(&self, error: StreamError) -> StreamOutcome {
+        let record = ErrorRecord::from_error(&error);
+        self.events.stream_failed(&self.stream.name, error.stage(), &record);
+        StreamOutcome {
+            report: StreamReport {
+                name: self.stream.name.clone(),
+                sync_mode: self.stream.sync_mode().to_owned(),
+                endpoint: String::new(),
+                cursor_start: None,
+                cursor_end: None,
+                pages: 0,
+                requests: 0,
+                retries: 0,
+                rows_read: 0,
+                rows_written: 0,
+                duplicate_rows: 0,
+                filtered_rows: 0,
+                dead_letter_rows: 0,
+                bytes_written: 0,
+                lag_seconds: None,
+                status: if matches!(error, StreamError::Cancelled) { Status::Cancelled } else { Status::Failed },
+                error: Some(record),
+                files: vec![],
+            },
+            parent_keys: vec![],
+        }
+    }
+
+    /// The request builders of the stream: one, or one per parent record.
+    fn builders(&self) -> Result<Vec<(Option<ParentKey>, RequestBuilder)>, url::ParseError> {
+        match &self.parents {
+            None => Ok(vec![(None, RequestBuilder::new(&self.config, &self.stream)?)]),
+            Some(parents) => parents
+                .iter()
+                .map(|parent| {
+                    let stream = interpolate(&self.stream, &parent.values);
+                    Ok((Some(parent.clone()), RequestBuilder::new(&self.config, &stream)?))
+                })
+                .collect(),
+        }
+    }
+
+    async fn fetch(self, planned: Vec<Window>, sender: mpsc::Sender<Item>) -> (FetchStats, Option<StreamError>) {
+        let mut stats = FetchStats::default();
+        let builders = match self.builders() {
+            Ok(builders) => builders,
+            Err(error) => return (stats, Some(error.into())),
         };
+        let incremental = self.stream.incremental.clone();
+        for window in planned {
+            let bounds = Bounds {
+                lower: incremental
+                    .as_ref()
+                    .zip(window.lower.clone())
+                    .map(|(incremental, value)| (incremental.param.clone(), value)),
+                upper: incremental.as_ref().and_then(|incremental| {
+                    Some((incremental.end_param.clone()?, window.upper.clone()?))
+                }),
+            };
+            let filter = incremental.as_ref().is_some_and(|incremental| incremental.client_side_filter);
+            for (parent, builder) in &builders {
+                if let Err(error) = self.fetch_pages(builder, &bounds, parent.as_ref(), filter.then_some(&window), &sender, &mut stats).await {
+                    return (stats, error);
+                }
+            }
+            if sender.send(Item::WindowDone(window)).await.is_err() {
+                return (stats, None);
+            }
+        }
+        (stats, None)
+    }
+
+    /// Pages through one request sequence. `Err(None)` means the writer went away.
+    async fn fetch_pages(
+        &self,
+        builder: &RequestBuilder,
+        bounds: &Bounds,
+        parent: Option<&ParentKey>,
+        filter: Option<&Window>,
+        sender: &mpsc::Sender<Item>,
+        stats: &mut FetchStats,
+    ) -> Result<(), Option<StreamError>> {
+        if stats.endpoint.is_empty() {
+            stats.endpoint = request::endpoint(self.stream.method, builder.base_url());
+        }
         let mut paginator = Paginator::new(&self.stream.pagination, builder.base_url());
         let mut token = paginator.first();
-        let cursor_field = self
-            .stream
-            .incremental
-            .as_ref()
-            .map(|incremental| incremental.cursor_field.clone());
+        let cursor_field = self.stream.incremental.as_ref().map(|incremental| incremental.cursor_field.clone());
         loop {
+            if self.cancel.is_cancelled() {
+                return Err(Some(StreamError::Cancelled));
+            }
             let number = stats.pages + 1;
-            let spec = builder.build(&token, &bounds);
+            let spec = builder.build(&token, bounds);
             let endpoint = request::endpoint(spec.method, &spec.url);
             let context = RequestContext {
                 stream: &self.stream.name,
                 page: number,
             };
-            let response = match self.client.send(&spec, context).await {
+            let response = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Err(Some(StreamError::Cancelled)),
+                response = self.client.send(&spec, context) => response,
+            };
+            let response = match response {
                 Ok(response) => response,
                 Err(error) => {
                     stats.requests += u64::from(error.attempt);
                     stats.retries += u64::from(error.attempt.saturating_sub(1));
-                    return (stats, Some(error.into()));
+                    return Err(Some(error.into()));
                 }
             };
             stats.requests += u64::from(response.attempts);
             stats.retries += u64::from(response.attempts - 1);
             let extracted_at = crate::clock::now_rfc3339();
-            let parsed = parse_page(&response.body, &self.stream, cursor_field.as_deref());
-            let (records, next) = match parsed {
+            let collect = self.collect_parent_fields.as_deref();
+            let (mut records, next) = match parse_page(&response.body, &self.stream, cursor_field.as_deref(), collect) {
                 Ok((records, document)) => {
                     let view = PageView {
                         url: &spec.url,
@@ -317,19 +440,21 @@ impl StreamJob {
                     (records, next)
                 }
                 Err(source) => {
-                    return (
-                        stats,
-                        Some(StreamError::Records {
-                            page: number,
-                            endpoint,
-                            request_id: response.request_id,
-                            source,
-                        }),
-                    );
+                    return Err(Some(StreamError::Records {
+                        page: number,
+                        endpoint,
+                        request_id: response.request_id,
+                        source,
+                    }));
                 }
             };
             stats.pages = number;
             stats.rows_read += records.len() as u64;
+            if let Some(window) = filter {
+                let before = records.len();
+                records.retain(|record| record.cursor.as_deref().is_none_or(|value| windows::contains(window, value)));
+                stats.filtered_rows += (before - records.len()) as u64;
+            }
             self.events.page_fetched(
                 &self.stream.name,
                 number,
@@ -345,34 +470,26 @@ impl StreamJob {
                 extracted_at,
                 body: response.body,
                 records,
+                parent_key: parent.map(|parent| parent.key.clone()),
             };
             // The page is handed over before a pagination error is reported: what was read
             // is landed either way.
-            if sender.send(page).await.is_err() {
-                return (stats, None);
+            if sender.send(Item::Page(page)).await.is_err() {
+                return Err(None);
             }
             match next {
                 Ok(Some(next)) => token = next,
-                Ok(None) => return (stats, None),
-                Err(error) => return (stats, Some(error.into())),
+                Ok(None) => return Ok(()),
+                Err(error) => return Err(Some(error.into())),
             }
         }
     }
 
-    async fn write(
-        &self,
-        mut receiver: mpsc::Receiver<FetchedPage>,
-        checkpoint: Option<String>,
-    ) -> (WriteStats, Option<StreamError>) {
+    async fn write(&self, mut receiver: mpsc::Receiver<Item>, checkpoint: &mut Checkpoint) -> (WriteStats, Option<StreamError>) {
         let landing_config = &self.config.landing;
         let mut writer = PartWriter::new(
             self.landing.clone(),
-            layout::parts_dir(
-                &self.config.source.name,
-                &self.stream.name,
-                &self.extracted_date,
-                &self.run_id,
-            ),
+            layout::parts_dir(&self.config.source.name, &self.stream.name, &self.extracted_date, &self.run_id),
             landing_config.compression,
             PartLimits {
                 max_records: landing_config.part_max_records,
@@ -387,44 +504,56 @@ impl StreamJob {
             self.config.source.tenant.as_deref(),
             self.config.source.environment.as_deref(),
         );
-        let sorted = self
-            .stream
-            .incremental
-            .as_ref()
-            .is_some_and(|incremental| incremental.sorted);
         let mut stats = WriteStats::default();
-        let mut open_cursor: Option<String> = None;
-        let mut committed = checkpoint;
         let mut line = Vec::with_capacity(4096);
         let result: Result<(), StreamError> = async {
-            while let Some(page) = receiver.recv().await {
+            while let Some(item) = receiver.recv().await {
+                let page = match item {
+                    Item::Page(page) => page,
+                    Item::WindowDone(window) => {
+                        self.store_part(&mut writer, &mut stats, checkpoint).await?;
+                        self.window_done(&window, &stats, checkpoint).await?;
+                        continue;
+                    }
+                };
                 let body = std::str::from_utf8(&page.body).expect("pages are checked to be UTF-8 when parsed");
                 let fields = PageFields::new(&page.endpoint, &page.extracted_at, page.number);
-                for record in &page.records {
+                for record in page.records {
+                    let raw = &body[record.range.clone()];
+                    let sha256 = envelope::payload_sha256(raw);
+                    if checkpoint.is_known_duplicate(&record, &sha256) {
+                        stats.duplicate_rows += 1;
+                        continue;
+                    }
                     line.clear();
-                    let loaded_at = crate::clock::now_rfc3339();
-                    envelope::write_line(
-                        &mut line,
-                        &template,
-                        &fields,
-                        record.id.as_deref(),
-                        record.cursor.as_deref(),
-                        &loaded_at,
-                        &body[record.range.clone()],
-                    );
+                    let fields_of_record = RecordFields {
+                        record_id: record.id.as_deref(),
+                        updated_at: record.cursor.as_deref(),
+                        parent_key: page.parent_key.as_deref(),
+                        sha256: &sha256,
+                    };
+                    envelope::write_line(&mut line, &template, &fields, fields_of_record, &crate::clock::now_rfc3339(), raw);
                     writer.append(&line)?;
                     if let Some(value) = &record.cursor {
-                        open_cursor = cursor::max(open_cursor.take(), value);
+                        checkpoint.open_cursor = cursor::max(checkpoint.open_cursor.take(), value);
+                        if let Some(id) = &record.id {
+                            checkpoint.open.push(SeenRecord {
+                                id: id.clone(),
+                                cursor: value.clone(),
+                                sha256,
+                            });
+                        }
+                    }
+                    if let Some(parent) = record.parent {
+                        stats.parent_keys.push(parent);
                     }
                     if writer.is_full() {
-                        self.store_part(&mut writer, &mut stats, &mut open_cursor, sorted, &mut committed)
-                            .await?;
+                        self.store_part(&mut writer, &mut stats, checkpoint).await?;
                     }
                 }
                 writer.flush_chunk().await?;
             }
-            self.store_part(&mut writer, &mut stats, &mut open_cursor, sorted, &mut committed)
-                .await
+            self.store_part(&mut writer, &mut stats, checkpoint).await
         }
         .await;
         if result.is_err() {
@@ -437,45 +566,96 @@ impl StreamJob {
         &self,
         writer: &mut PartWriter,
         stats: &mut WriteStats,
-        open_cursor: &mut Option<String>,
-        sorted: bool,
-        committed: &mut Option<String>,
+        checkpoint: &mut Checkpoint,
     ) -> Result<(), StreamError> {
-        let Some(part) = writer.finish().await? else {
-            return Ok(());
-        };
-        self.events.part_stored(
-            &self.stream.name,
-            &self.landing.url_of(&part.path),
-            part.rows,
-            part.bytes,
-            &part.sha256,
-        );
+        let Some(part) = writer.finish().await? else { return Ok(()) };
+        self.events
+            .part_stored(&self.stream.name, &self.landing.url_of(&part.path), part.rows, part.bytes, &part.sha256);
         stats.rows_written += part.rows;
         stats.files.push(part);
-        if let Some(cursor) = open_cursor.take() {
+        if let Some(cursor) = checkpoint.open_cursor.take() {
             stats.stored_cursor = cursor::max(stats.stored_cursor.take(), &cursor);
         }
-        if sorted
-            && self.stream.incremental.is_some()
+        checkpoint.tail.extend(checkpoint.open.drain(..));
+        while checkpoint.tail.len() > MAX_RECENT {
+            checkpoint.tail.pop_front();
+        }
+        if self.incremental_sorted()
             && let Some(cursor) = stats.stored_cursor.clone()
         {
-            self.commit_checkpoint(committed.as_deref(), &cursor).await?;
-            *committed = cursor::max(committed.take(), &cursor);
+            self.commit(checkpoint, &cursor).await?;
+        }
+        Ok(())
+    }
+
+    /// A window's data is stored: its end becomes the checkpoint when it is in the past
+    /// (nothing before it remains unread), else the largest stored cursor.
+    async fn window_done(&self, window: &Window, stats: &WriteStats, checkpoint: &mut Checkpoint) -> Result<(), StreamError> {
+        if self.stream.incremental.is_none() {
+            return Ok(());
+        }
+        let now = crate::clock::now_rfc3339();
+        let mut candidate = stats.stored_cursor.clone();
+        if let Some(upper) = &window.upper
+            && cursor::compare(upper, &now).is_le()
+        {
+            candidate = cursor::max(candidate, upper);
+        }
+        if let Some(candidate) = candidate {
+            self.commit(checkpoint, &candidate).await?;
         }
         Ok(())
     }
 
     /// Moves the checkpoint forward to `cursor`; never backwards (a backfill window that
     /// ends before the checkpoint leaves it alone).
-    async fn commit_checkpoint(&self, current: Option<&str>, cursor: &str) -> Result<(), StateError> {
-        if current.is_some_and(|current| cursor::compare(current, cursor) != std::cmp::Ordering::Less) {
+    async fn commit(&self, checkpoint: &mut Checkpoint, cursor: &str) -> Result<(), StateError> {
+        if checkpoint
+            .committed
+            .as_deref()
+            .is_some_and(|current| cursor::compare(current, cursor).is_ge())
+        {
             return Ok(());
         }
-        self.state.commit(&self.stream.name, Some(cursor), &self.run_id).await?;
+        let lookback = self.stream.incremental.as_ref().map(|incremental| incremental.lookback.0).unwrap_or_default();
+        let floor = cursor::minus(cursor, lookback);
+        checkpoint.tail.retain(|seen| cursor::compare(&seen.cursor, &floor).is_ge());
+        let recent: Vec<SeenRecord> = checkpoint.tail.iter().cloned().collect();
+        self.state.commit(&self.stream.name, Some(cursor), recent, &self.run_id).await?;
+        checkpoint.committed = Some(cursor.to_owned());
         self.events.checkpoint_committed(&self.stream.name, cursor);
         Ok(())
     }
+}
+
+impl Checkpoint {
+    /// A record at or below the starting checkpoint that was stored before with the same
+    /// payload: counted as a duplicate and not landed again.
+    fn is_known_duplicate(&self, record: &RecordMeta, sha256: &str) -> bool {
+        let (Some(at_start), Some(id), Some(value)) = (&self.at_start, &record.id, &record.cursor) else {
+            return false;
+        };
+        cursor::compare(value, at_start).is_le()
+            && self.known.get(&(id.clone(), value.clone())).is_some_and(|known| known == sha256)
+    }
+}
+
+/// The child stream with `{parent.<name>}` replaced in its path and params.
+fn interpolate(stream: &StreamConfig, values: &[(String, String)]) -> StreamConfig {
+    let mut stream = stream.clone();
+    for (name, value) in values {
+        let placeholder = format!("{{parent.{name}}}");
+        let encoded = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string();
+        stream.path = stream.path.replace(&placeholder, &encoded);
+        for param in stream.params.values_mut() {
+            if let serde_json::Value::String(text) = param
+                && text.contains(&placeholder)
+            {
+                *text = text.replace(&placeholder, value);
+            }
+        }
+    }
+    stream
 }
 
 /// Finds the records of a page and what the writer needs of each.
@@ -483,17 +663,29 @@ fn parse_page<'a>(
     body: &'a Bytes,
     stream: &StreamConfig,
     cursor_field: Option<&str>,
+    parent_fields: Option<&[String]>,
 ) -> Result<(Vec<RecordMeta>, &'a serde_json::value::RawValue), records::RecordsError> {
     let document = records::parse(body)?;
     let items = records::records_at(document, &stream.records_path)?;
     let mut metas = Vec::with_capacity(items.len());
     for raw in items {
+        let parent = parent_fields.and_then(|fields| {
+            let values: Option<Vec<(String, String)>> = fields
+                .iter()
+                .map(|field| Some((ParentConfig::placeholder(field), records::scalar_text(records::field(raw, field)?)?)))
+                .collect();
+            let values = values?;
+            let key = match values.as_slice() {
+                [(_, single)] => single.clone(),
+                _ => serde_json::to_string(&values.iter().map(|(_, v)| v).collect::<Vec<_>>()).expect("strings serialize"),
+            };
+            Some(ParentKey { key, values })
+        });
         metas.push(RecordMeta {
             range: records::range_in(body, raw),
             id: records::primary_key_text(raw, &stream.primary_key),
-            cursor: cursor_field
-                .and_then(|field| records::field(raw, field))
-                .and_then(records::scalar_text),
+            cursor: cursor_field.and_then(|field| records::field(raw, field)).and_then(records::scalar_text),
+            parent,
         });
     }
     Ok((metas, document))

@@ -30,6 +30,11 @@ pub fn state_previous(source: &str, stream: &str) -> String {
     format!("{source}/_state/{stream}.json.prev")
 }
 
+/// A stream's single-writer lease.
+pub fn lease(source: &str, stream: &str) -> String {
+    format!("{source}/_state/{stream}.lock")
+}
+
 /// Where `check` writes its probe object.
 pub fn probe(source: &str, run_id: &str) -> String {
     format!("{source}/_check/{run_id}.probe")
