@@ -70,7 +70,9 @@ fn record(run_id: &str, stream: &str, acquired_at: &str, ttl: Duration) -> Lease
         run_id: run_id.to_owned(),
         stream: stream.to_owned(),
         acquired_at: acquired_at.to_owned(),
-        expires_at: crate::clock::rfc3339_micros(now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)),
+        expires_at: crate::clock::rfc3339_micros(
+            now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
+        ),
     }
 }
 
@@ -122,15 +124,18 @@ impl Lease {
                     // runs taking over at once only one wins.
                     _ => {
                         landing.delete(&path).await?;
-                        landing.put_new(&path, encode(&mine)).await.map_err(|error| match error {
-                            LandingError::AlreadyExists { .. } => LeaseError::Held {
-                                stream: stream.to_owned(),
-                                holder: "another run".to_owned(),
-                                path: landing.url_of(&path),
-                                expires_at: "unknown".to_owned(),
-                            },
-                            other => other.into(),
-                        })?;
+                        landing
+                            .put_new(&path, encode(&mine))
+                            .await
+                            .map_err(|error| match error {
+                                LandingError::AlreadyExists { .. } => LeaseError::Held {
+                                    stream: stream.to_owned(),
+                                    holder: "another run".to_owned(),
+                                    path: landing.url_of(&path),
+                                    expires_at: "unknown".to_owned(),
+                                },
+                                other => other.into(),
+                            })?;
                     }
                 }
             }

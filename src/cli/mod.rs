@@ -154,9 +154,14 @@ async fn execute(cli: Cli) -> Exit {
 /// On SIGTERM or SIGINT: cancel the run so it stores what it read and writes its manifest;
 /// if that takes longer than the grace period, exit anyway (exit 75: safe to retry, the
 /// checkpoint never passed unstored data).
-async fn stop_on_signal(cancel: tokio_util::sync::CancellationToken, grace: std::time::Duration, events: crate::events::Events) {
+async fn stop_on_signal(
+    cancel: tokio_util::sync::CancellationToken,
+    grace: std::time::Duration,
+    events: crate::events::Events,
+) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         return;
     };
     let name = tokio::select! {
@@ -206,9 +211,12 @@ async fn state(action: StateAction) -> Exit {
         StateAction::Show { .. } => store.load(&stream).await.map(|state| {
             println!("{}", serde_json::to_string_pretty(&state).expect("state serializes"));
         }),
-        StateAction::Set { value, .. } => store.commit(&stream, Some(&value), Vec::new(), &operator_run).await.map(|state| {
-            println!("{}", serde_json::to_string_pretty(&state).expect("state serializes"));
-        }),
+        StateAction::Set { value, .. } => store
+            .commit(&stream, Some(&value), Vec::new(), &operator_run)
+            .await
+            .map(|state| {
+                println!("{}", serde_json::to_string_pretty(&state).expect("state serializes"));
+            }),
         StateAction::Reset { .. } => store.reset(&stream).await.map(|previous| {
             println!(
                 "state of {stream} reset; previous kept as {stream}.json.prev: {}",

@@ -213,12 +213,18 @@ impl ConnectorConfig {
                 ));
             }
             if parent.fields.is_empty() {
-                return Err(ConfigError::invalid(format!("{at}.fields"), "name at least one parent field"));
+                return Err(ConfigError::invalid(
+                    format!("{at}.fields"),
+                    "name at least one parent field",
+                ));
             }
             let mentioned = |name: &str| {
                 let placeholder = format!("{{parent.{}}}", crate::config::ParentConfig::placeholder(name));
                 stream.path.contains(&placeholder)
-                    || stream.params.values().any(|v| v.as_str().is_some_and(|v| v.contains(&placeholder)))
+                    || stream
+                        .params
+                        .values()
+                        .any(|v| v.as_str().is_some_and(|v| v.contains(&placeholder)))
             };
             if !parent.fields.iter().any(|field| mentioned(field)) {
                 return Err(ConfigError::invalid(
@@ -368,7 +374,10 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
         non_empty(&format!("{inc_at}.start"), &incremental.start)?;
         if let Some(step) = incremental.step {
             if step.0.is_zero() {
-                return Err(ConfigError::invalid(format!("{inc_at}.step"), "must be greater than zero"));
+                return Err(ConfigError::invalid(
+                    format!("{inc_at}.step"),
+                    "must be greater than zero",
+                ));
             }
             if incremental.end_param.is_none() && !incremental.client_side_filter {
                 return Err(ConfigError::invalid(

@@ -116,22 +116,40 @@ pub fn exit_for(manifest: &Manifest) -> Exit {
 
 /// The streams to run, in order: parents before their children, and a selected child
 /// brings its parent along.
-fn select_streams(config: &crate::config::ConnectorConfig, names: &[String]) -> Result<Vec<crate::config::StreamConfig>, RunError> {
-    let known = || config.streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+fn select_streams(
+    config: &crate::config::ConnectorConfig,
+    names: &[String],
+) -> Result<Vec<crate::config::StreamConfig>, RunError> {
+    let known = || {
+        config
+            .streams
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut wanted: Vec<&str> = Vec::new();
     if names.is_empty() {
         wanted.extend(config.streams.iter().map(|s| s.name.as_str()));
     } else {
         for name in names {
-            let stream = config.stream(name).ok_or_else(|| RunError::UnknownStream(name.clone(), known()))?;
+            let stream = config
+                .stream(name)
+                .ok_or_else(|| RunError::UnknownStream(name.clone(), known()))?;
             if let Some(parent) = &stream.parent {
                 wanted.push(parent.stream.as_str());
             }
             wanted.push(stream.name.as_str());
         }
     }
-    let parents = config.streams.iter().filter(|s| s.parent.is_none() && wanted.contains(&s.name.as_str()));
-    let children = config.streams.iter().filter(|s| s.parent.is_some() && wanted.contains(&s.name.as_str()));
+    let parents = config
+        .streams
+        .iter()
+        .filter(|s| s.parent.is_none() && wanted.contains(&s.name.as_str()));
+    let children = config
+        .streams
+        .iter()
+        .filter(|s| s.parent.is_some() && wanted.contains(&s.name.as_str()));
     Ok(parents.chain(children).cloned().collect())
 }
 
@@ -186,7 +204,17 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
     let ttl = options.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL);
     let mut leases = Vec::with_capacity(selected.len());
     for stream in &selected {
-        match Lease::acquire(&landing, &config.source.name, &stream.name, &run_id, ttl, &events, options.cancel.clone()).await {
+        match Lease::acquire(
+            &landing,
+            &config.source.name,
+            &stream.name,
+            &run_id,
+            ttl,
+            &events,
+            options.cancel.clone(),
+        )
+        .await
+        {
             Ok(lease) => leases.push(lease),
             Err(error) => {
                 for lease in leases {
@@ -198,13 +226,17 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
     }
     events.run_started(selected.len(), landing.url());
 
-    let children_fields: HashMap<&str, Vec<String>> = selected
-        .iter()
-        .filter_map(|stream| stream.parent.as_ref())
-        .fold(HashMap::new(), |mut fields, parent| {
-            fields.entry(parent.stream.as_str()).or_insert_with(Vec::new).extend(parent.fields.iter().cloned());
-            fields
-        });
+    let children_fields: HashMap<&str, Vec<String>> =
+        selected
+            .iter()
+            .filter_map(|stream| stream.parent.as_ref())
+            .fold(HashMap::new(), |mut fields, parent| {
+                fields
+                    .entry(parent.stream.as_str())
+                    .or_insert_with(Vec::new)
+                    .extend(parent.fields.iter().cloned());
+                fields
+            });
     let mut parent_keys: HashMap<String, Arc<Vec<ParentKey>>> = HashMap::new();
     let mut reports = Vec::with_capacity(selected.len());
     for stream in selected.iter().cloned() {

@@ -197,7 +197,11 @@ struct Checkpoint {
 impl StreamJob {
     fn incremental_sorted(&self) -> bool {
         // A child stream's records arrive parent by parent, never in global cursor order.
-        self.stream.incremental.as_ref().is_some_and(|incremental| incremental.sorted) && self.stream.parent.is_none()
+        self.stream
+            .incremental
+            .as_ref()
+            .is_some_and(|incremental| incremental.sorted)
+            && self.stream.parent.is_none()
     }
 
     /// Runs the stream to completion, failure or cancellation and reports what happened.
@@ -223,7 +227,10 @@ impl StreamJob {
             (Some(incremental), Some(lower)) => {
                 windows::plan(incremental, lower, self.window_end.as_deref(), chrono::Utc::now())
             }
-            _ => Ok(vec![Window { lower: None, upper: None }]),
+            _ => Ok(vec![Window {
+                lower: None,
+                upper: None,
+            }]),
         };
         let planned = match planned {
             Ok(planned) => planned,
@@ -236,7 +243,8 @@ impl StreamJob {
         {
             tracing::warn!(stream = %self.stream.name, "--end given but the stream has neither incremental.end_param nor client_side_filter; the upper bound is not applied");
         }
-        self.events.stream_started(&self.stream.name, self.stream.sync_mode(), cursor_start.as_deref());
+        self.events
+            .stream_started(&self.stream.name, self.stream.sync_mode(), cursor_start.as_deref());
 
         let builder = match RequestBuilder::new(&self.config, &self.stream) {
             Ok(builder) => builder,
@@ -276,7 +284,11 @@ impl StreamJob {
         let report = StreamReport {
             name: self.stream.name.clone(),
             sync_mode: self.stream.sync_mode().to_owned(),
-            endpoint: if fetch_stats.endpoint.is_empty() { endpoint } else { fetch_stats.endpoint.clone() },
+            endpoint: if fetch_stats.endpoint.is_empty() {
+                endpoint
+            } else {
+                fetch_stats.endpoint.clone()
+            },
             cursor_start,
             cursor_end: checkpoint_state.committed.clone(),
             pages: fetch_stats.pages,
@@ -332,7 +344,11 @@ impl StreamJob {
                 dead_letter_rows: 0,
                 bytes_written: 0,
                 lag_seconds: None,
-                status: if matches!(error, StreamError::Cancelled) { Status::Cancelled } else { Status::Failed },
+                status: if matches!(error, StreamError::Cancelled) {
+                    Status::Cancelled
+                } else {
+                    Status::Failed
+                },
                 error: Some(record),
                 files: vec![],
             },
@@ -367,13 +383,25 @@ impl StreamJob {
                     .as_ref()
                     .zip(window.lower.clone())
                     .map(|(incremental, value)| (incremental.param.clone(), value)),
-                upper: incremental.as_ref().and_then(|incremental| {
-                    Some((incremental.end_param.clone()?, window.upper.clone()?))
-                }),
+                upper: incremental
+                    .as_ref()
+                    .and_then(|incremental| Some((incremental.end_param.clone()?, window.upper.clone()?))),
             };
-            let filter = incremental.as_ref().is_some_and(|incremental| incremental.client_side_filter);
+            let filter = incremental
+                .as_ref()
+                .is_some_and(|incremental| incremental.client_side_filter);
             for (parent, builder) in &builders {
-                if let Err(error) = self.fetch_pages(builder, &bounds, parent.as_ref(), filter.then_some(&window), &sender, &mut stats).await {
+                if let Err(error) = self
+                    .fetch_pages(
+                        builder,
+                        &bounds,
+                        parent.as_ref(),
+                        filter.then_some(&window),
+                        &sender,
+                        &mut stats,
+                    )
+                    .await
+                {
                     return (stats, error);
                 }
             }
@@ -399,7 +427,11 @@ impl StreamJob {
         }
         let mut paginator = Paginator::new(&self.stream.pagination, builder.base_url());
         let mut token = paginator.first();
-        let cursor_field = self.stream.incremental.as_ref().map(|incremental| incremental.cursor_field.clone());
+        let cursor_field = self
+            .stream
+            .incremental
+            .as_ref()
+            .map(|incremental| incremental.cursor_field.clone());
         loop {
             if self.cancel.is_cancelled() {
                 return Err(Some(StreamError::Cancelled));
@@ -452,7 +484,12 @@ impl StreamJob {
             stats.rows_read += records.len() as u64;
             if let Some(window) = filter {
                 let before = records.len();
-                records.retain(|record| record.cursor.as_deref().is_none_or(|value| windows::contains(window, value)));
+                records.retain(|record| {
+                    record
+                        .cursor
+                        .as_deref()
+                        .is_none_or(|value| windows::contains(window, value))
+                });
                 stats.filtered_rows += (before - records.len()) as u64;
             }
             self.events.page_fetched(
@@ -485,11 +522,20 @@ impl StreamJob {
         }
     }
 
-    async fn write(&self, mut receiver: mpsc::Receiver<Item>, checkpoint: &mut Checkpoint) -> (WriteStats, Option<StreamError>) {
+    async fn write(
+        &self,
+        mut receiver: mpsc::Receiver<Item>,
+        checkpoint: &mut Checkpoint,
+    ) -> (WriteStats, Option<StreamError>) {
         let landing_config = &self.config.landing;
         let mut writer = PartWriter::new(
             self.landing.clone(),
-            layout::parts_dir(&self.config.source.name, &self.stream.name, &self.extracted_date, &self.run_id),
+            layout::parts_dir(
+                &self.config.source.name,
+                &self.stream.name,
+                &self.extracted_date,
+                &self.run_id,
+            ),
             landing_config.compression,
             PartLimits {
                 max_records: landing_config.part_max_records,
@@ -532,7 +578,14 @@ impl StreamJob {
                         parent_key: page.parent_key.as_deref(),
                         sha256: &sha256,
                     };
-                    envelope::write_line(&mut line, &template, &fields, fields_of_record, &crate::clock::now_rfc3339(), raw);
+                    envelope::write_line(
+                        &mut line,
+                        &template,
+                        &fields,
+                        fields_of_record,
+                        &crate::clock::now_rfc3339(),
+                        raw,
+                    );
                     writer.append(&line)?;
                     if let Some(value) = &record.cursor {
                         checkpoint.open_cursor = cursor::max(checkpoint.open_cursor.take(), value);
@@ -568,9 +621,16 @@ impl StreamJob {
         stats: &mut WriteStats,
         checkpoint: &mut Checkpoint,
     ) -> Result<(), StreamError> {
-        let Some(part) = writer.finish().await? else { return Ok(()) };
-        self.events
-            .part_stored(&self.stream.name, &self.landing.url_of(&part.path), part.rows, part.bytes, &part.sha256);
+        let Some(part) = writer.finish().await? else {
+            return Ok(());
+        };
+        self.events.part_stored(
+            &self.stream.name,
+            &self.landing.url_of(&part.path),
+            part.rows,
+            part.bytes,
+            &part.sha256,
+        );
         stats.rows_written += part.rows;
         stats.files.push(part);
         if let Some(cursor) = checkpoint.open_cursor.take() {
@@ -590,7 +650,12 @@ impl StreamJob {
 
     /// A window's data is stored: its end becomes the checkpoint when it is in the past
     /// (nothing before it remains unread), else the largest stored cursor.
-    async fn window_done(&self, window: &Window, stats: &WriteStats, checkpoint: &mut Checkpoint) -> Result<(), StreamError> {
+    async fn window_done(
+        &self,
+        window: &Window,
+        stats: &WriteStats,
+        checkpoint: &mut Checkpoint,
+    ) -> Result<(), StreamError> {
         if self.stream.incremental.is_none() {
             return Ok(());
         }
@@ -617,11 +682,20 @@ impl StreamJob {
         {
             return Ok(());
         }
-        let lookback = self.stream.incremental.as_ref().map(|incremental| incremental.lookback.0).unwrap_or_default();
+        let lookback = self
+            .stream
+            .incremental
+            .as_ref()
+            .map(|incremental| incremental.lookback.0)
+            .unwrap_or_default();
         let floor = cursor::minus(cursor, lookback);
-        checkpoint.tail.retain(|seen| cursor::compare(&seen.cursor, &floor).is_ge());
+        checkpoint
+            .tail
+            .retain(|seen| cursor::compare(&seen.cursor, &floor).is_ge());
         let recent: Vec<SeenRecord> = checkpoint.tail.iter().cloned().collect();
-        self.state.commit(&self.stream.name, Some(cursor), recent, &self.run_id).await?;
+        self.state
+            .commit(&self.stream.name, Some(cursor), recent, &self.run_id)
+            .await?;
         checkpoint.committed = Some(cursor.to_owned());
         self.events.checkpoint_committed(&self.stream.name, cursor);
         Ok(())
@@ -636,7 +710,10 @@ impl Checkpoint {
             return false;
         };
         cursor::compare(value, at_start).is_le()
-            && self.known.get(&(id.clone(), value.clone())).is_some_and(|known| known == sha256)
+            && self
+                .known
+                .get(&(id.clone(), value.clone()))
+                .is_some_and(|known| known == sha256)
     }
 }
 
@@ -672,19 +749,27 @@ fn parse_page<'a>(
         let parent = parent_fields.and_then(|fields| {
             let values: Option<Vec<(String, String)>> = fields
                 .iter()
-                .map(|field| Some((ParentConfig::placeholder(field), records::scalar_text(records::field(raw, field)?)?)))
+                .map(|field| {
+                    Some((
+                        ParentConfig::placeholder(field),
+                        records::scalar_text(records::field(raw, field)?)?,
+                    ))
+                })
                 .collect();
             let values = values?;
             let key = match values.as_slice() {
                 [(_, single)] => single.clone(),
-                _ => serde_json::to_string(&values.iter().map(|(_, v)| v).collect::<Vec<_>>()).expect("strings serialize"),
+                _ => serde_json::to_string(&values.iter().map(|(_, v)| v).collect::<Vec<_>>())
+                    .expect("strings serialize"),
             };
             Some(ParentKey { key, values })
         });
         metas.push(RecordMeta {
             range: records::range_in(body, raw),
             id: records::primary_key_text(raw, &stream.primary_key),
-            cursor: cursor_field.and_then(|field| records::field(raw, field)).and_then(records::scalar_text),
+            cursor: cursor_field
+                .and_then(|field| records::field(raw, field))
+                .and_then(records::scalar_text),
             parent,
         });
     }

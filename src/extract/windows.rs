@@ -69,7 +69,11 @@ pub fn plan(
         let to = from.checked_add_signed(step).filter(|to| *to < end).unwrap_or(end);
         let last = to >= end;
         windows.push(Window {
-            lower: Some(if windows.is_empty() { lower.to_owned() } else { format(from) }),
+            lower: Some(if windows.is_empty() {
+                lower.to_owned()
+            } else {
+                format(from)
+            }),
             upper: match (last, upper) {
                 (true, Some(upper)) => Some(upper.to_owned()),
                 (true, None) => None,
@@ -89,8 +93,14 @@ pub fn plan(
 
 /// Whether `value` lies in the window `[lower, upper)`.
 pub fn contains(window: &Window, value: &str) -> bool {
-    window.lower.as_deref().is_none_or(|lower| cursor::compare(value, lower).is_ge())
-        && window.upper.as_deref().is_none_or(|upper| cursor::compare(value, upper).is_lt())
+    window
+        .lower
+        .as_deref()
+        .is_none_or(|lower| cursor::compare(value, lower).is_ge())
+        && window
+            .upper
+            .as_deref()
+            .is_none_or(|upper| cursor::compare(value, upper).is_lt())
 }
 
 #[cfg(test)]
@@ -114,9 +124,23 @@ mod tests {
     #[test]
     fn lower_bound_precedence() {
         let config = incremental(None);
-        assert_eq!(lower_bound(&config, Some("2024-05-01T00:00:00Z"), Some("2024-06-01T00:00:00Z"), false), "2024-05-01T00:00:00Z");
-        assert_eq!(lower_bound(&config, None, Some("2024-06-01T00:00:00Z"), false), "2024-05-31T23:00:00Z");
-        assert_eq!(lower_bound(&config, None, Some("2024-06-01T00:00:00Z"), true), "2024-01-01T00:00:00Z");
+        assert_eq!(
+            lower_bound(
+                &config,
+                Some("2024-05-01T00:00:00Z"),
+                Some("2024-06-01T00:00:00Z"),
+                false
+            ),
+            "2024-05-01T00:00:00Z"
+        );
+        assert_eq!(
+            lower_bound(&config, None, Some("2024-06-01T00:00:00Z"), false),
+            "2024-05-31T23:00:00Z"
+        );
+        assert_eq!(
+            lower_bound(&config, None, Some("2024-06-01T00:00:00Z"), true),
+            "2024-01-01T00:00:00Z"
+        );
         assert_eq!(lower_bound(&config, None, None, false), "2024-01-01T00:00:00Z");
     }
 
@@ -125,8 +149,10 @@ mod tests {
         let config = incremental(Some(86_400));
         let now = Utc::now();
         let windows = plan(&config, "2024-01-01T00:00:00Z", Some("2024-01-03T12:00:00Z"), now).unwrap();
-        let bounds: Vec<(Option<&str>, Option<&str>)> =
-            windows.iter().map(|w| (w.lower.as_deref(), w.upper.as_deref())).collect();
+        let bounds: Vec<(Option<&str>, Option<&str>)> = windows
+            .iter()
+            .map(|w| (w.lower.as_deref(), w.upper.as_deref()))
+            .collect();
         assert_eq!(
             bounds,
             [
@@ -135,7 +161,13 @@ mod tests {
                 (Some("2024-01-03T00:00:00Z"), Some("2024-01-03T12:00:00Z")),
             ]
         );
-        let open = plan(&config, "2024-01-01T00:00:00Z", None, timestamp("2024-01-02T06:00:00Z").unwrap()).unwrap();
+        let open = plan(
+            &config,
+            "2024-01-01T00:00:00Z",
+            None,
+            timestamp("2024-01-02T06:00:00Z").unwrap(),
+        )
+        .unwrap();
         assert_eq!(open.len(), 2);
         assert_eq!(open[1].upper, None);
         assert!(plan(&config, "12345", None, now).is_err());

@@ -2,6 +2,8 @@
 //! real `landfall` binary, and reading back what it landed.
 #![allow(dead_code)]
 
+pub mod api;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -144,4 +146,40 @@ pub fn one_stream(base_url: &str, stream: &str) -> String {
     format!(
         "version: 1\nsource:\n  name: shop\n  base_url: {base_url}\n  retry: {{max_attempts: 3, initial_delay: 10ms, max_delay: 50ms}}\nstreams:\n  - {stream}\nlanding:\n  url: {{landing}}\n"
     )
+}
+
+/// Starts `landfall run` without waiting for it (stderr captured).
+pub fn spawn_run(config: &Path, extra: &[&str]) -> tokio::process::Child {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_landfall"));
+    command
+        .args(["run", "--config", config.to_str().unwrap()])
+        .args(extra)
+        .env("LANDFALL_LOG_FORMAT", "json")
+        .env_remove("LANDFALL_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command.spawn().expect("landfall starts")
+}
+
+/// Sends a signal (e.g. "TERM") to a child process.
+pub fn signal(child: &tokio::process::Child, name: &str) {
+    let pid = child.id().expect("child is running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([format!("-{name}"), pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits until `predicate` holds, polling every 10 ms, at most `timeout`.
+pub async fn wait_until(timeout: std::time::Duration, mut predicate: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if predicate() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    predicate()
 }
