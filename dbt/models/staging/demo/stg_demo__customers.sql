@@ -1,0 +1,1 @@
+{{ landfall_staging('demo', 'customers') }}

@@ -1,0 +1,27 @@
+{#
+  Applied to a source's _manifests table. Fails on every file a manifest lists (any
+  status) that cannot be read under the landing root: a lost or misplaced part.
+  Manifest paths are relative to the landing root; landed rows carry their full path.
+#}
+{% test landfall_manifest_files_exist(model, source_name, streams, file_column='filename') %}
+with manifest_files as (
+    {{ landfall.landfall_manifest_files(model) }}
+),
+
+landed_files as (
+    {%- for stream in streams %}
+    select distinct '{{ stream }}' as stream_name, {{ file_column }} as landed_file
+    from {{ source(source_name, stream) }}
+    {{ 'union all' if not loop.last }}
+    {%- endfor %}
+)
+
+select m.run_id, m.run_status, m.stream_name, m.path
+from manifest_files as m
+where not exists (
+    select 1
+    from landed_files as l
+    where l.stream_name = m.stream_name
+      and right(l.landed_file, length(m.path) + 1) = '/' || m.path
+)
+{% endtest %}

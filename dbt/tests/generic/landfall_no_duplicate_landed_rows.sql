@@ -1,0 +1,19 @@
+{#
+  Fails when the same record version was landed more than once by one run: the same
+  (_run_id, _page, _source_record_id, _payload_sha256) in more than one row. A part file
+  copied or written twice shows up here; a re-extraction after a crash does not (it has a
+  new _run_id), and staging removes those duplicates by primary key and cursor.
+#}
+{% test landfall_no_duplicate_landed_rows(model, file_column='filename') %}
+select
+    _run_id,
+    _page,
+    _source_record_id,
+    _payload_sha256,
+    count(*) as copies,
+    min({{ file_column }}) as first_file,
+    max({{ file_column }}) as last_file
+from {{ model }}
+group by _run_id, _page, _source_record_id, _payload_sha256
+having count(*) > 1
+{% endtest %}
