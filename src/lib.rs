@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod cursor;
+pub mod dbt;
 pub mod demo;
 pub mod envelope;
 pub mod error;

@@ -38,6 +38,14 @@ pub enum Command {
         #[command(subcommand)]
         action: StateAction,
     },
+    /// Write the dbt sources file of a config (to stdout, or DIR/<source>.yml).
+    DbtSources {
+        #[arg(long, env = "LANDFALL_CONFIG")]
+        config: Option<PathBuf>,
+        /// Folder to write `<source>.yml` into (e.g. dbt/models/sources).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Serve a sample API on loopback and land it into a local folder.
     Demo {
         /// Landing folder.

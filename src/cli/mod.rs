@@ -147,6 +147,29 @@ async fn execute(cli: Cli) -> Exit {
             }
         }
         Command::State { action } => state(action).await,
+        Command::DbtSources { config, out } => {
+            let loaded = match load(config, Resolve::SyntaxOnly) {
+                Ok(loaded) => loaded,
+                Err(exit) => return exit,
+            };
+            let text = crate::dbt::render_sources(&loaded.config);
+            match out {
+                None => {
+                    print!("{text}");
+                    Exit::Succeeded
+                }
+                Some(folder) => {
+                    let path = folder.join(format!("{}.yml", loaded.config.source.name));
+                    match std::fs::create_dir_all(&folder).and_then(|()| std::fs::write(&path, text)) {
+                        Ok(()) => {
+                            println!("{}", path.display());
+                            Exit::Succeeded
+                        }
+                        Err(error) => fail(format_args!("cannot write {}: {error}", path.display()), Exit::Failure),
+                    }
+                }
+            }
+        }
         Command::Demo { landing, serve, port } => demo(landing, serve, port).await,
     }
 }

@@ -641,6 +641,54 @@ pub struct StreamConfig {
     /// Makes this a child stream of another. Default: none.
     #[serde(default)]
     pub parent: Option<ParentConfig>,
+    /// Typed columns the dbt staging model parses out of `_raw`, in order:
+    /// `{name: string|integer|number|boolean|timestamp|date|json}`. Default: derived from
+    /// `schema.properties`, else none.
+    #[serde(default)]
+    pub columns: serde_json::Map<String, serde_json::Value>,
+    /// How the source marks a deleted record, for `is_deleted` / `deleted_at` in staging.
+    /// Default: none.
+    #[serde(default)]
+    pub delete_marker: Option<DeleteMarker>,
+    /// dbt source freshness of this stream; `null` disables it. Default: warn after 26h,
+    /// error after 50h.
+    #[serde(default, deserialize_with = "present")]
+    pub freshness: Option<Option<Freshness>>,
+}
+
+/// `streams[].delete_marker`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteMarker {
+    /// The field that marks a deletion (a deletion timestamp, or a flag with `value`).
+    pub field: String,
+    /// The value of `field` that means deleted; absent = any non-null value. Default: none.
+    #[serde(default)]
+    pub value: Option<serde_json::Value>,
+}
+
+/// `streams[].freshness`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Freshness {
+    /// Default: none (no warning).
+    #[serde(default)]
+    pub warn_after: Option<HumanDuration>,
+    /// Default: none (no error).
+    #[serde(default)]
+    pub error_after: Option<HumanDuration>,
+}
+
+/// The column types `streams[].columns` accepts.
+pub const COLUMN_TYPES: &[&str] = &["string", "integer", "number", "boolean", "timestamp", "date", "json"];
+
+/// Tells a key that is present (even as `null`) from one that is absent.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 fn default_max_dead_letter_ratio() -> f64 {

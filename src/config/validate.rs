@@ -289,6 +289,20 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
     for (index, field) in stream.required.iter().enumerate() {
         check_field(&format!("{at}.required[{index}]"), field)?;
     }
+    for (name, kind) in &stream.columns {
+        if !kind
+            .as_str()
+            .is_some_and(|kind| crate::config::COLUMN_TYPES.contains(&kind))
+        {
+            return Err(ConfigError::invalid(
+                format!("{at}.columns.{name}"),
+                format!("type must be one of {}", crate::config::COLUMN_TYPES.join(", ")),
+            ));
+        }
+    }
+    if let Some(marker) = &stream.delete_marker {
+        check_field(&format!("{at}.delete_marker.field"), &marker.field)?;
+    }
     if !(0.0..=1.0).contains(&stream.max_dead_letter_ratio) {
         return Err(ConfigError::invalid(
             format!("{at}.max_dead_letter_ratio"),
