@@ -82,6 +82,10 @@ pub struct RecordFields<'a> {
     pub parent_key: Option<&'a str>,
     /// Hex SHA-256 of `raw`.
     pub sha256: &'a str,
+    /// Redaction rules applied (`_redacted`), for streams that have rules.
+    pub redacted: Option<&'a [&'a str]>,
+    /// Why the record is a dead letter (`_error`), in dead-letter parts only.
+    pub error: Option<&'a crate::quality::validate::Violation>,
 }
 
 /// Hex SHA-256 of a record's bytes, as `_payload_sha256` carries it.
@@ -118,6 +122,14 @@ pub fn write_line(
         out.extend_from_slice(b",\"_parent_key\":");
         out.extend_from_slice(json_string(parent_key).as_bytes());
     }
+    if let Some(redacted) = record.redacted {
+        out.extend_from_slice(b",\"_redacted\":");
+        serde_json::to_writer(&mut *out, redacted).expect("writing to a Vec cannot fail");
+    }
+    if let Some(error) = record.error {
+        out.extend_from_slice(b",\"_error\":");
+        serde_json::to_writer(&mut *out, error).expect("writing to a Vec cannot fail");
+    }
     out.extend_from_slice(b",\"_raw\":");
     serde_json::to_writer(&mut *out, raw).expect("writing to a Vec cannot fail");
     out.extend_from_slice(b"}\n");
@@ -139,6 +151,8 @@ mod tests {
             updated_at: None,
             parent_key: None,
             sha256: &sha,
+            redacted: None,
+            error: None,
         };
         write_line(&mut out, &template, &page, record, "2026-01-01T00:00:00.000002Z", raw);
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1, "one line");

@@ -121,6 +121,18 @@ impl Events {
         warn!(event = DEAD_LETTER_STORED, run_id = %self.run_id, source = %self.source, stream, path, rows, "dead letters stored");
     }
 
+    pub fn schema_drift_detected(
+        &self,
+        stream: &str,
+        added: usize,
+        removed: usize,
+        changed: usize,
+        breaking: bool,
+        summary: &str,
+    ) {
+        warn!(event = SCHEMA_DRIFT_DETECTED, run_id = %self.run_id, source = %self.source, stream, added, removed, changed, breaking, summary, "schema drift detected");
+    }
+
     pub fn checkpoint_committed(&self, stream: &str, cursor: &str) {
         info!(event = CHECKPOINT_COMMITTED, run_id = %self.run_id, source = %self.source, stream, cursor, "checkpoint committed");
     }

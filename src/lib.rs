@@ -25,6 +25,7 @@ pub mod lease;
 pub mod logging;
 pub mod manifest;
 pub mod pagination;
+pub mod quality;
 pub mod records;
 pub mod redact;
 pub mod state;

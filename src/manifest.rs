@@ -60,6 +60,12 @@ pub struct StreamReport {
     pub status: Status,
     pub error: Option<ErrorRecord>,
     pub files: Vec<StoredPart>,
+    /// Dead-letter parts written by this stream in this run.
+    #[serde(default)]
+    pub dead_letter_files: Vec<StoredPart>,
+    /// Differences of this run's fields and types from the previous run's.
+    #[serde(default)]
+    pub schema_changes: Vec<crate::quality::drift::SchemaChange>,
 }
 
 /// The run manifest.

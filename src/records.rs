@@ -145,6 +145,40 @@ pub fn primary_key_text(record: &RawValue, primary_key: &[String]) -> Option<Str
     }
 }
 
+/// The members of a raw JSON object, in order.
+pub fn members(object: &RawValue) -> Vec<(String, &RawValue)> {
+    serde_json::from_str::<Members<'_>>(object.get())
+        .map(|members| members.0)
+        .unwrap_or_default()
+}
+
+/// The elements of a raw JSON array, in order.
+pub fn elements(array: &RawValue) -> Vec<&RawValue> {
+    serde_json::from_str(array.get()).unwrap_or_default()
+}
+
+struct Members<'de>(Vec<(String, &'de RawValue)>);
+
+impl<'de> de::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::new();
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    members.push((key.0.into_owned(), map.next_value::<&'de RawValue>()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
 /// A map key that borrows from the input when it can.
 struct Key<'de>(Cow<'de, str>);
 

@@ -641,6 +641,10 @@ pub struct StreamConfig {
     /// Makes this a child stream of another. Default: none.
     #[serde(default)]
     pub parent: Option<ParentConfig>,
+    /// What breaking schema drift (removed fields, changed types) does: `warn` logs and
+    /// records it, `fail` also fails the stream. Default: warn.
+    #[serde(default)]
+    pub on_breaking_drift: DriftAction,
     /// Typed columns the dbt staging model parses out of `_raw`, in order:
     /// `{name: string|integer|number|boolean|timestamp|date|json}`. Default: derived from
     /// `schema.properties`, else none.
@@ -654,6 +658,15 @@ pub struct StreamConfig {
     /// error after 50h.
     #[serde(default, deserialize_with = "present")]
     pub freshness: Option<Option<Freshness>>,
+}
+
+/// `streams[].on_breaking_drift`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftAction {
+    #[default]
+    Warn,
+    Fail,
 }
 
 /// `streams[].delete_marker`.

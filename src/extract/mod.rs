@@ -177,6 +177,8 @@ fn not_started(stream: &crate::config::StreamConfig, status: Status) -> StreamRe
             retryable: true,
         }),
         files: vec![],
+        dead_letter_files: vec![],
+        schema_changes: vec![],
     }
 }
 

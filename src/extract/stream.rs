@@ -25,6 +25,10 @@ use crate::landing::part::{PartLimits, PartWriter, StoredPart};
 use crate::landing::{Landing, LandingError, layout};
 use crate::manifest::{Status, StreamReport};
 use crate::pagination::{PageView, PaginationError, Paginator};
+use crate::quality::dedupe::RunDeduper;
+use crate::quality::drift::{self, SchemaChange, SchemaTracker};
+use crate::quality::pii::Redactor;
+use crate::quality::validate::{RecordValidator, ValidatorError, Violation};
 use crate::records;
 use crate::state::{MAX_RECENT, SeenRecord, StateError, StateStore};
 
@@ -55,6 +59,15 @@ pub enum StreamError {
     Url(#[from] url::ParseError),
     #[error("stopped by a termination signal; what was read is stored")]
     Cancelled,
+    #[error(transparent)]
+    Validator(#[from] ValidatorError),
+    #[error(
+        "{dead} of {read} records ({ratio:.4}) went to dead letters, above max_dead_letter_ratio {max}; \
+         see the stream's _dead_letter/ folder"
+    )]
+    DeadLetterRatio { dead: u64, read: u64, ratio: f64, max: f64 },
+    #[error("breaking schema drift with on_breaking_drift: fail: {0}")]
+    SchemaDrift(String),
     #[error("fetcher task failed: {0}")]
     Task(String),
 }
@@ -68,7 +81,8 @@ impl StreamError {
             StreamError::Pagination(_) => "paginate",
             StreamError::Landing(_) => "store",
             StreamError::State(_) => "checkpoint",
-            StreamError::Window(_) => "plan",
+            StreamError::Window(_) | StreamError::Validator(_) => "plan",
+            StreamError::DeadLetterRatio { .. } | StreamError::SchemaDrift(_) => "validate",
         }
     }
 }
@@ -81,8 +95,9 @@ impl Classify for StreamError {
             StreamError::Pagination(error) => error.code(),
             StreamError::Landing(error) => error.code(),
             StreamError::State(error) => error.code(),
-            StreamError::Window(_) | StreamError::Url(_) => ErrorCode::ConfigError,
+            StreamError::Window(_) | StreamError::Url(_) | StreamError::Validator(_) => ErrorCode::ConfigError,
             StreamError::Cancelled => ErrorCode::Cancelled,
+            StreamError::DeadLetterRatio { .. } | StreamError::SchemaDrift(_) => ErrorCode::ValidationError,
             StreamError::Task(_) => ErrorCode::Unsupported,
         }
     }
@@ -94,7 +109,12 @@ impl Classify for StreamError {
             StreamError::Pagination(error) => error.retryable(),
             StreamError::Landing(error) => error.retryable(),
             StreamError::State(error) => error.retryable(),
-            StreamError::Window(_) | StreamError::Url(_) | StreamError::Task(_) => false,
+            StreamError::Window(_)
+            | StreamError::Url(_)
+            | StreamError::Task(_)
+            | StreamError::Validator(_)
+            | StreamError::DeadLetterRatio { .. }
+            | StreamError::SchemaDrift(_) => false,
         }
     }
 }
@@ -137,9 +157,28 @@ pub struct StreamJob {
     pub collect_parent_fields: Option<Vec<String>>,
 }
 
+/// One run through a stream's pages: a request builder, its bounds, the parent it belongs
+/// to, and the window records are filtered to (with `client_side_filter`).
+struct PageSequence<'a> {
+    builder: &'a RequestBuilder,
+    bounds: &'a Bounds,
+    parent: Option<&'a ParentKey>,
+    filter: Option<&'a Window>,
+}
+
 enum Item {
     Page(FetchedPage),
     WindowDone(Window),
+    /// A response that never parsed, after retries: its body goes to the dead letters.
+    DeadPage(DeadPage),
+}
+
+struct DeadPage {
+    number: u64,
+    endpoint: String,
+    extracted_at: String,
+    body: Bytes,
+    error: Violation,
 }
 
 /// A fetched page on its way to the writer.
@@ -157,6 +196,8 @@ struct RecordMeta {
     id: Option<String>,
     cursor: Option<String>,
     parent: Option<ParentKey>,
+    /// Set when the record fails validation: it goes to the dead letters.
+    violation: Option<Violation>,
 }
 
 #[derive(Default)]
@@ -167,11 +208,14 @@ struct FetchStats {
     rows_read: u64,
     filtered_rows: u64,
     endpoint: String,
+    schema: SchemaTracker,
 }
 
 #[derive(Default)]
 struct WriteStats {
     files: Vec<StoredPart>,
+    dead_letter_files: Vec<StoredPart>,
+    dead_letter_rows: u64,
     rows_written: u64,
     duplicate_rows: u64,
     /// Largest cursor among stored records.
@@ -251,8 +295,12 @@ impl StreamJob {
             Err(error) => return self.failed_before_start(StreamError::Url(error)),
         };
         let endpoint = request::endpoint(self.stream.method, builder.base_url());
+        let validator = match RecordValidator::new(&self.stream) {
+            Ok(validator) => Arc::new(validator),
+            Err(error) => return self.failed_before_start(error.into()),
+        };
         let (sender, receiver) = mpsc::channel(PAGE_BUFFER);
-        let fetcher = tokio::spawn(self.clone().fetch(planned, sender));
+        let fetcher = tokio::spawn(self.clone().fetch(planned, sender, validator));
         let mut checkpoint_state = Checkpoint {
             at_start: if self.full_refresh { None } else { checkpoint.clone() },
             known: state
@@ -275,7 +323,22 @@ impl StreamJob {
             Err(join_error) => (FetchStats::default(), Some(StreamError::Task(join_error.to_string()))),
         };
         // A writer failure explains a fetcher stopped by the closed channel, so it wins.
-        let error = write_error.or(fetch_error);
+        let mut error = write_error.or(fetch_error);
+        let mut schema_changes = Vec::new();
+        if error.is_none() {
+            error = self
+                .check_dead_letter_ratio(fetch_stats.rows_read, write_stats.dead_letter_rows)
+                .err();
+        }
+        if error.is_none() {
+            match self.schema_drift(&fetch_stats.schema).await {
+                Ok((changes, drift_error)) => {
+                    schema_changes = changes;
+                    error = drift_error;
+                }
+                Err(state_error) => error = Some(state_error.into()),
+            }
+        }
         let status = match &error {
             None => Status::Succeeded,
             Some(StreamError::Cancelled) => Status::Cancelled,
@@ -298,7 +361,7 @@ impl StreamJob {
             rows_written: write_stats.rows_written,
             duplicate_rows: write_stats.duplicate_rows,
             filtered_rows: fetch_stats.filtered_rows,
-            dead_letter_rows: 0,
+            dead_letter_rows: write_stats.dead_letter_rows,
             bytes_written: write_stats.files.iter().map(|file| file.bytes).sum(),
             lag_seconds: write_stats
                 .stored_cursor
@@ -307,6 +370,8 @@ impl StreamJob {
             status,
             error: error.as_ref().map(ErrorRecord::from_error),
             files: write_stats.files,
+            dead_letter_files: write_stats.dead_letter_files,
+            schema_changes,
         };
         match (&error, &report.error) {
             (Some(error), Some(record)) => self.events.stream_failed(&self.stream.name, error.stage(), record),
@@ -351,6 +416,8 @@ impl StreamJob {
                 },
                 error: Some(record),
                 files: vec![],
+                dead_letter_files: vec![],
+                schema_changes: vec![],
             },
             parent_keys: vec![],
         }
@@ -370,7 +437,12 @@ impl StreamJob {
         }
     }
 
-    async fn fetch(self, planned: Vec<Window>, sender: mpsc::Sender<Item>) -> (FetchStats, Option<StreamError>) {
+    async fn fetch(
+        self,
+        planned: Vec<Window>,
+        sender: mpsc::Sender<Item>,
+        validator: Arc<RecordValidator>,
+    ) -> (FetchStats, Option<StreamError>) {
         let mut stats = FetchStats::default();
         let builders = match self.builders() {
             Ok(builders) => builders,
@@ -391,13 +463,17 @@ impl StreamJob {
                 .as_ref()
                 .is_some_and(|incremental| incremental.client_side_filter);
             for (parent, builder) in &builders {
+                let filter = filter.then_some(&window);
                 if let Err(error) = self
                     .fetch_pages(
-                        builder,
-                        &bounds,
-                        parent.as_ref(),
-                        filter.then_some(&window),
+                        PageSequence {
+                            builder,
+                            bounds: &bounds,
+                            parent: parent.as_ref(),
+                            filter,
+                        },
                         &sender,
+                        &validator,
                         &mut stats,
                     )
                     .await
@@ -415,13 +491,17 @@ impl StreamJob {
     /// Pages through one request sequence. `Err(None)` means the writer went away.
     async fn fetch_pages(
         &self,
-        builder: &RequestBuilder,
-        bounds: &Bounds,
-        parent: Option<&ParentKey>,
-        filter: Option<&Window>,
+        sequence: PageSequence<'_>,
         sender: &mpsc::Sender<Item>,
+        validator: &RecordValidator,
         stats: &mut FetchStats,
     ) -> Result<(), Option<StreamError>> {
+        let PageSequence {
+            builder,
+            bounds,
+            parent,
+            filter,
+        } = sequence;
         if stats.endpoint.is_empty() {
             stats.endpoint = request::endpoint(self.stream.method, builder.base_url());
         }
@@ -443,43 +523,84 @@ impl StreamJob {
                 stream: &self.stream.name,
                 page: number,
             };
-            let response = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return Err(Some(StreamError::Cancelled)),
-                response = self.client.send(&spec, context) => response,
-            };
-            let response = match response {
-                Ok(response) => response,
-                Err(error) => {
-                    stats.requests += u64::from(error.attempt);
-                    stats.retries += u64::from(error.attempt.saturating_sub(1));
-                    return Err(Some(error.into()));
+            // A body that does not parse may be truncated: fetch the page again, as the
+            // retry policy allows, before giving up on it.
+            let mut parse_attempt = 1;
+            let (response, mut records, next) = loop {
+                let response = tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => return Err(Some(StreamError::Cancelled)),
+                    response = self.client.send(&spec, context) => response,
+                };
+                let response = match response {
+                    Ok(response) => response,
+                    Err(error) => {
+                        stats.requests += u64::from(error.attempt);
+                        stats.retries += u64::from(error.attempt.saturating_sub(1));
+                        return Err(Some(error.into()));
+                    }
+                };
+                stats.requests += u64::from(response.attempts);
+                stats.retries += u64::from(response.attempts - 1);
+                let collect = self.collect_parent_fields.as_deref();
+                match parse_page(
+                    &response.body,
+                    &self.stream,
+                    cursor_field.as_deref(),
+                    collect,
+                    validator,
+                    &mut stats.schema,
+                ) {
+                    Ok((records, document)) => {
+                        let view = PageView {
+                            url: &spec.url,
+                            headers: &response.headers,
+                            document: Some(document),
+                            records: records.len(),
+                        };
+                        let next = paginator.next(&token, &view);
+                        break (response, records, next);
+                    }
+                    Err(source) => {
+                        let policy = self.client.retry_policy();
+                        let delay = policy.next_delay(parse_attempt, std::time::Duration::ZERO, None);
+                        if let Some(delay) = delay.filter(|_| parse_attempt < policy.max_attempts) {
+                            self.events.request_retried(
+                                &self.stream.name,
+                                number,
+                                &response.request_id,
+                                parse_attempt,
+                                delay.as_millis() as u64,
+                                ErrorCode::ParsingError.as_str(),
+                                &source.to_string(),
+                            );
+                            policy.sleeper.sleep(delay).await;
+                            stats.retries += 1;
+                            parse_attempt += 1;
+                            continue;
+                        }
+                        let dead = DeadPage {
+                            number,
+                            endpoint: endpoint.clone(),
+                            extracted_at: crate::clock::now_rfc3339(),
+                            body: response.body.clone(),
+                            error: Violation {
+                                code: "PARSING_ERROR",
+                                message: format!("request {}: {source}", response.request_id),
+                                path: self.stream.records_path.clone(),
+                            },
+                        };
+                        let _ = sender.send(Item::DeadPage(dead)).await;
+                        return Err(Some(StreamError::Records {
+                            page: number,
+                            endpoint,
+                            request_id: response.request_id,
+                            source,
+                        }));
+                    }
                 }
             };
-            stats.requests += u64::from(response.attempts);
-            stats.retries += u64::from(response.attempts - 1);
             let extracted_at = crate::clock::now_rfc3339();
-            let collect = self.collect_parent_fields.as_deref();
-            let (mut records, next) = match parse_page(&response.body, &self.stream, cursor_field.as_deref(), collect) {
-                Ok((records, document)) => {
-                    let view = PageView {
-                        url: &spec.url,
-                        headers: &response.headers,
-                        document: Some(document),
-                        records: records.len(),
-                    };
-                    let next = paginator.next(&token, &view);
-                    (records, next)
-                }
-                Err(source) => {
-                    return Err(Some(StreamError::Records {
-                        page: number,
-                        endpoint,
-                        request_id: response.request_id,
-                        source,
-                    }));
-                }
-            };
             stats.pages = number;
             stats.rows_read += records.len() as u64;
             if let Some(window) = filter {
@@ -550,6 +671,23 @@ impl StreamJob {
             self.config.source.tenant.as_deref(),
             self.config.source.environment.as_deref(),
         );
+        let mut dead_letters = PartWriter::new(
+            self.landing.clone(),
+            layout::dead_letter_dir(
+                &self.config.source.name,
+                &self.stream.name,
+                &self.extracted_date,
+                &self.run_id,
+            ),
+            landing_config.compression,
+            PartLimits {
+                max_records: landing_config.part_max_records,
+                max_bytes: landing_config.part_max_bytes.0,
+                multipart_chunk: landing_config.multipart_chunk.0 as usize,
+            },
+        );
+        let redactor = Redactor::new(&self.stream.redact);
+        let mut deduper = RunDeduper::default();
         let mut stats = WriteStats::default();
         let mut line = Vec::with_capacity(4096);
         let result: Result<(), StreamError> = async {
@@ -561,13 +699,41 @@ impl StreamJob {
                         self.window_done(&window, &stats, checkpoint).await?;
                         continue;
                     }
+                    Item::DeadPage(dead) => {
+                        self.write_dead_page(&mut dead_letters, &template, &redactor, dead, &mut stats)?;
+                        continue;
+                    }
                 };
                 let body = std::str::from_utf8(&page.body).expect("pages are checked to be UTF-8 when parsed");
                 let fields = PageFields::new(&page.endpoint, &page.extracted_at, page.number);
                 for record in page.records {
-                    let raw = &body[record.range.clone()];
-                    let sha256 = envelope::payload_sha256(raw);
-                    if checkpoint.is_known_duplicate(&record, &sha256) {
+                    let (raw, applied) = redactor.apply(&body[record.range.clone()]);
+                    let sha256 = envelope::payload_sha256(&raw);
+                    let redacted = (!redactor.is_empty()).then_some(applied.as_slice());
+                    if let Some(violation) = &record.violation {
+                        line.clear();
+                        let fields_of_record = RecordFields {
+                            record_id: record.id.as_deref(),
+                            updated_at: record.cursor.as_deref(),
+                            parent_key: page.parent_key.as_deref(),
+                            sha256: &sha256,
+                            redacted,
+                            error: Some(violation),
+                        };
+                        let loaded_at = crate::clock::now_rfc3339();
+                        envelope::write_line(&mut line, &template, &fields, fields_of_record, &loaded_at, &raw);
+                        dead_letters.append(&line)?;
+                        stats.dead_letter_rows += 1;
+                        if dead_letters.is_full() {
+                            self.store_dead_letters(&mut dead_letters, &mut stats).await?;
+                        }
+                        continue;
+                    }
+                    let repeated = record
+                        .id
+                        .as_deref()
+                        .is_some_and(|id| deduper.is_duplicate(id, record.cursor.as_deref(), &sha256));
+                    if repeated || checkpoint.is_known_duplicate(&record, &sha256) {
                         stats.duplicate_rows += 1;
                         continue;
                     }
@@ -577,15 +743,11 @@ impl StreamJob {
                         updated_at: record.cursor.as_deref(),
                         parent_key: page.parent_key.as_deref(),
                         sha256: &sha256,
+                        redacted,
+                        error: None,
                     };
-                    envelope::write_line(
-                        &mut line,
-                        &template,
-                        &fields,
-                        fields_of_record,
-                        &crate::clock::now_rfc3339(),
-                        raw,
-                    );
+                    let loaded_at = crate::clock::now_rfc3339();
+                    envelope::write_line(&mut line, &template, &fields, fields_of_record, &loaded_at, &raw);
                     writer.append(&line)?;
                     if let Some(value) = &record.cursor {
                         checkpoint.open_cursor = cursor::max(checkpoint.open_cursor.take(), value);
@@ -606,13 +768,110 @@ impl StreamJob {
                 }
                 writer.flush_chunk().await?;
             }
+            self.store_dead_letters(&mut dead_letters, &mut stats).await?;
             self.store_part(&mut writer, &mut stats, checkpoint).await
         }
         .await;
         if result.is_err() {
+            // What was read is stored where it can be; only an unfinished upload is dropped.
+            let _ = self.store_dead_letters(&mut dead_letters, &mut stats).await;
             writer.abort().await;
+            dead_letters.abort().await;
         }
         (stats, result.err())
+    }
+
+    fn write_dead_page(
+        &self,
+        dead_letters: &mut PartWriter,
+        template: &EnvelopeTemplate,
+        redactor: &Redactor,
+        dead: DeadPage,
+        stats: &mut WriteStats,
+    ) -> Result<(), StreamError> {
+        // The body cannot be redacted by pointer: a stream with redaction rules keeps only
+        // its size and hash, never the bytes.
+        let text = String::from_utf8_lossy(&dead.body);
+        let withheld = format!("<{} bytes withheld: the stream has redaction rules>", dead.body.len());
+        let raw: &str = if redactor.is_empty() { &text } else { &withheld };
+        let sha256 = crate::hash::sha256_hex(&dead.body);
+        let fields = PageFields::new(&dead.endpoint, &dead.extracted_at, dead.number);
+        let record = RecordFields {
+            record_id: None,
+            updated_at: None,
+            parent_key: None,
+            sha256: &sha256,
+            redacted: None,
+            error: Some(&dead.error),
+        };
+        let mut line = Vec::with_capacity(raw.len() + 512);
+        envelope::write_line(&mut line, template, &fields, record, &crate::clock::now_rfc3339(), raw);
+        dead_letters.append(&line)?;
+        stats.dead_letter_rows += 1;
+        Ok(())
+    }
+
+    async fn store_dead_letters(
+        &self,
+        dead_letters: &mut PartWriter,
+        stats: &mut WriteStats,
+    ) -> Result<(), StreamError> {
+        if let Some(part) = dead_letters.finish().await? {
+            self.events
+                .dead_letter_stored(&self.stream.name, &self.landing.url_of(&part.path), part.rows);
+            stats.dead_letter_files.push(part);
+        }
+        Ok(())
+    }
+
+    fn check_dead_letter_ratio(&self, read: u64, dead: u64) -> Result<(), StreamError> {
+        if read == 0 || dead == 0 {
+            return Ok(());
+        }
+        let ratio = dead as f64 / read as f64;
+        let max = self.stream.max_dead_letter_ratio;
+        if ratio > max {
+            return Err(StreamError::DeadLetterRatio { dead, read, ratio, max });
+        }
+        Ok(())
+    }
+
+    /// Compares this run's fields with the stored schema, records the drift, and fails the
+    /// stream on breaking drift when configured to (leaving the stored schema as it was, so
+    /// the next run fails too until the change is accepted).
+    async fn schema_drift(
+        &self,
+        tracker: &SchemaTracker,
+    ) -> Result<(Vec<SchemaChange>, Option<StreamError>), StateError> {
+        let path = layout::schema_state(&self.config.source.name, &self.stream.name);
+        let previous: Option<drift::SchemaState> = match self.landing.get(&path).await? {
+            Some(bytes) => serde_json::from_slice(&bytes).ok(),
+            None => None,
+        };
+        let (changes, next) = drift::compare(previous.as_ref(), tracker, &self.stream.name, &self.run_id);
+        let breaking: Vec<&SchemaChange> = changes.iter().filter(|change| change.breaking).collect();
+        if !changes.is_empty() {
+            let summary: Vec<String> = changes.iter().map(|c| format!("{} {}", c.change, c.path)).collect();
+            let count = |kind: &str| changes.iter().filter(|c| c.change == kind).count();
+            self.events.schema_drift_detected(
+                &self.stream.name,
+                count("added"),
+                count("removed"),
+                changes.len() - count("added") - count("removed"),
+                !breaking.is_empty(),
+                &summary.join(", "),
+            );
+        }
+        if !breaking.is_empty() && self.stream.on_breaking_drift == crate::config::DriftAction::Fail {
+            let summary: Vec<String> = breaking.iter().map(|c| format!("{} {}", c.change, c.path)).collect();
+            return Ok((changes, Some(StreamError::SchemaDrift(summary.join(", ")))));
+        }
+        if tracker.records > 0 {
+            let mut bytes = serde_json::to_vec_pretty(&next).expect("schema state serializes");
+            bytes.push(b'\n');
+            self.landing.put_replace(&path, Bytes::from(bytes)).await?;
+        }
+        Ok((changes, None))
     }
 
     async fn store_part(
@@ -741,11 +1000,14 @@ fn parse_page<'a>(
     stream: &StreamConfig,
     cursor_field: Option<&str>,
     parent_fields: Option<&[String]>,
+    validator: &RecordValidator,
+    schema: &mut SchemaTracker,
 ) -> Result<(Vec<RecordMeta>, &'a serde_json::value::RawValue), records::RecordsError> {
     let document = records::parse(body)?;
     let items = records::records_at(document, &stream.records_path)?;
     let mut metas = Vec::with_capacity(items.len());
     for raw in items {
+        schema.observe(raw);
         let parent = parent_fields.and_then(|fields| {
             let values: Option<Vec<(String, String)>> = fields
                 .iter()
@@ -771,6 +1033,7 @@ fn parse_page<'a>(
                 .and_then(|field| records::field(raw, field))
                 .and_then(records::scalar_text),
             parent,
+            violation: validator.check(raw),
         });
     }
     Ok((metas, document))

@@ -129,6 +129,11 @@ impl HttpClient {
         })
     }
 
+    /// The retry policy (also used to re-fetch a page that did not parse).
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
     /// Replaces the retry sleeper (tests).
     pub fn with_sleeper(mut self, sleeper: std::sync::Arc<dyn Sleeper>) -> Self {
         self.retry.sleeper = sleeper;

@@ -30,6 +30,11 @@ pub fn state_previous(source: &str, stream: &str) -> String {
     format!("{source}/_state/{stream}.json.prev")
 }
 
+/// The field paths and types a stream has carried (schema drift).
+pub fn schema_state(source: &str, stream: &str) -> String {
+    format!("{source}/_state/{stream}.schema.json")
+}
+
 /// A stream's single-writer lease.
 pub fn lease(source: &str, stream: &str) -> String {
     format!("{source}/_state/{stream}.lock")

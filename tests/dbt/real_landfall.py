@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import signal
 import subprocess
 import warnings
@@ -74,8 +75,8 @@ def land_with_landfall(binary: Path, landing_dir: Path, workdir: Path, runs: int
 def generate_sources(binary: Path, out_dir: Path) -> bool:
     """Writes out_dir/demo.yml with `landfall dbt-sources`; False (reference kept) when the
     command is not implemented yet."""
-    scratch = out_dir.parent / "_generated_sources"
-    scratch.mkdir(exist_ok=True)
+    # Outside the dbt project: dbt would read a second copy of the sources from models/.
+    scratch = Path(tempfile.mkdtemp(prefix="landfall-dbt-sources-"))
     proc = subprocess.run(
         [str(binary), "dbt-sources", "--config", str(DEMO_CONFIG), "--out", str(scratch)],
         capture_output=True,
@@ -90,4 +91,5 @@ def generate_sources(binary: Path, out_dir: Path) -> bool:
         )
         return False
     shutil.copy(generated, out_dir / "demo.yml")
+    shutil.rmtree(scratch, ignore_errors=True)
     return True

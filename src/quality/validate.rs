@@ -1,0 +1,178 @@
+//! Per-record validation: the primary key and `required` fields present and non-null, and
+//! an optional JSON Schema. A record that fails goes to the dead letters with the reason.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::config::StreamConfig;
+use crate::records;
+
+/// Why a record was dead-lettered (`_error` in the dead-letter envelope).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Violation {
+    pub code: &'static str,
+    pub message: String,
+    /// JSON pointer of the offending value.
+    pub path: String,
+}
+
+/// Errors preparing a stream's validator.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidatorError {
+    #[error("cannot read the JSON Schema of stream `{stream}` from {path}: {message}")]
+    SchemaFile {
+        stream: String,
+        path: String,
+        message: String,
+    },
+    #[error("the JSON Schema of stream `{stream}` is invalid: {message}")]
+    Schema { stream: String, message: String },
+}
+
+/// Checks records of one stream.
+pub struct RecordValidator {
+    primary_key: Vec<String>,
+    required: Vec<String>,
+    schema: Option<jsonschema::Validator>,
+}
+
+fn pointer_of(field: &str) -> String {
+    if field.starts_with('/') {
+        field.to_owned()
+    } else {
+        format!("/{field}")
+    }
+}
+
+impl RecordValidator {
+    /// Compiles the stream's rules; a `schema: {file: PATH}` is read here.
+    pub fn new(stream: &StreamConfig) -> Result<Self, ValidatorError> {
+        let schema = match &stream.schema {
+            None => None,
+            Some(schema) => {
+                let document = match schema
+                    .as_object()
+                    .and_then(|object| object.get("file"))
+                    .and_then(|file| file.as_str())
+                {
+                    Some(path) if schema.as_object().is_some_and(|object| object.len() == 1) => {
+                        let text = std::fs::read_to_string(path).map_err(|error| ValidatorError::SchemaFile {
+                            stream: stream.name.clone(),
+                            path: path.to_owned(),
+                            message: error.to_string(),
+                        })?;
+                        serde_json::from_str(&text).map_err(|error| ValidatorError::SchemaFile {
+                            stream: stream.name.clone(),
+                            path: path.to_owned(),
+                            message: error.to_string(),
+                        })?
+                    }
+                    _ => schema.clone(),
+                };
+                Some(
+                    jsonschema::validator_for(&document).map_err(|error| ValidatorError::Schema {
+                        stream: stream.name.clone(),
+                        message: error.to_string(),
+                    })?,
+                )
+            }
+        };
+        Ok(Self {
+            primary_key: stream.primary_key.clone(),
+            required: stream.required.clone(),
+            schema,
+        })
+    }
+
+    /// The first rule `record` breaks, if any.
+    pub fn check(&self, record: &RawValue) -> Option<Violation> {
+        for (kind, fields) in [
+            ("primary key field", &self.primary_key),
+            ("required field", &self.required),
+        ] {
+            for field in fields {
+                let missing = match records::field(record, field) {
+                    None => Some("missing"),
+                    Some(value) if value.get() == "null" => Some("null"),
+                    Some(_) => None,
+                };
+                if let Some(missing) = missing {
+                    return Some(Violation {
+                        code: "VALIDATION_ERROR",
+                        message: format!("{kind} `{field}` is {missing}"),
+                        path: pointer_of(field),
+                    });
+                }
+            }
+        }
+        let schema = self.schema.as_ref()?;
+        let instance: serde_json::Value = match serde_json::from_str(record.get()) {
+            Ok(instance) => instance,
+            Err(error) => {
+                return Some(Violation {
+                    code: "PARSING_ERROR",
+                    message: error.to_string(),
+                    path: String::new(),
+                });
+            }
+        };
+        schema.validate(&instance).err().map(|error| Violation {
+            code: "VALIDATION_ERROR",
+            message: format!("does not match the stream's JSON Schema: {error}"),
+            path: error.instance_path().as_str().to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(extra: &str) -> StreamConfig {
+        serde_json::from_str(&format!(
+            r#"{{"name": "s", "path": "/s", "primary_key": ["id"]{extra}}}"#
+        ))
+        .unwrap()
+    }
+
+    fn raw(text: &str) -> &RawValue {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn primary_key_and_required_fields() {
+        let validator = RecordValidator::new(&stream(r#", "required": ["/customer/email"]"#)).unwrap();
+        assert_eq!(validator.check(raw(r#"{"id": 1, "customer": {"email": "e"}}"#)), None);
+        let violation = validator.check(raw(r#"{"id": null}"#)).unwrap();
+        assert_eq!(
+            (violation.message.as_str(), violation.path.as_str()),
+            ("primary key field `id` is null", "/id")
+        );
+        let violation = validator.check(raw(r#"{"id": 2, "customer": {}}"#)).unwrap();
+        assert_eq!(violation.path, "/customer/email");
+        assert!(violation.message.contains("missing"));
+    }
+
+    #[test]
+    fn json_schema_violations_name_the_path() {
+        let validator = RecordValidator::new(&stream(
+            r#", "schema": {"type": "object", "properties": {"amount": {"type": "number"}}}"#,
+        ))
+        .unwrap();
+        assert_eq!(validator.check(raw(r#"{"id": 1, "amount": 2.5}"#)), None);
+        let violation = validator.check(raw(r#"{"id": 1, "amount": "2.5"}"#)).unwrap();
+        assert_eq!(violation.path, "/amount");
+        assert_eq!(violation.code, "VALIDATION_ERROR");
+    }
+
+    #[test]
+    fn schema_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schema.json");
+        std::fs::write(&path, r#"{"required": ["name"]}"#).unwrap();
+        let validator =
+            RecordValidator::new(&stream(&format!(r#", "schema": {{"file": "{}"}}"#, path.display()))).unwrap();
+        assert!(validator.check(raw(r#"{"id": 1}"#)).is_some());
+        assert!(RecordValidator::new(&stream(r#", "schema": {"file": "/nonexistent.json"}"#)).is_err());
+    }
+}
