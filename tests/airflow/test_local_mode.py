@@ -1,0 +1,118 @@
+"""Local mode under `airflow dags test`, with a stand-in for the landfall binary.
+
+These runs check the DAG's wiring (arguments, data interval, working directory, XCom, exit
+codes as Airflow itself handles them) independently of the real binary; test_e2e_demo.py
+runs the real one against the sample API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from airflow_helpers import return_values, task_instances
+from conftest import FIXTURES, airflow_cli, demo_config
+
+
+@pytest.fixture(autouse=True)
+def _nothing_lands_in_the_working_directory():
+    before = set(os.listdir(Path.cwd()))
+    yield
+    assert not {"landing", "landfall.duckdb"} & (set(os.listdir(Path.cwd())) - before)
+
+
+@pytest.fixture
+def local_env(tmp_path: Path):
+    """Config folder, landing folder, working directory and fake binary for one DAG run."""
+
+    def make(dag_id: str, sidecar: str = "", **extra_env: str) -> tuple[dict[str, str], Path]:
+        configs = tmp_path / "configs"
+        configs.mkdir()
+        shutil.copy(demo_config(), configs / "demo.yaml")
+        (configs / "demo.airflow.yaml").write_text(f"dag_id: {dag_id}\n{sidecar}")
+        binary = tmp_path / "landfall"
+        binary.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FIXTURES / "fake_landfall.py"}" "$@"\n')
+        binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
+        (tmp_path / "work").mkdir()
+        env = {
+            "LANDFALL_AIRFLOW_MODE": "local",
+            "LANDFALL_CONFIG_DIR": str(configs),
+            "LANDFALL_BIN": str(binary),
+            "LANDFALL_WORKDIR": str(tmp_path / "work"),
+            "LANDFALL_LANDING_URL": f"file://{tmp_path / 'landing'}",
+            "FAKE_LANDFALL_LOG": str(tmp_path / "calls.jsonl"),
+            "LANDFALL_DBT_COMMAND": f'echo "dbt build --select {{select}}" > {tmp_path / "dbt.out"}',
+            **extra_env,
+        }
+        return env, tmp_path
+
+    return make
+
+
+def calls(tmp_path: Path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+
+
+def test_local_dag_runs_every_task_and_returns_the_xcom_document(local_env):
+    env, tmp_path = local_env("landfall_demo_wiring")
+    result = airflow_cli("dags", "test", "landfall_demo_wiring", "2024-05-01", env=env)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
+    states = task_instances("landfall_demo_wiring")
+    assert {task: value["state"] for task, value in states.items()} == {
+        "check": "success",
+        "extract_customers": "success",
+        "extract_orders": "success",
+        "extract_products": "success",
+        "dbt_build": "success",
+    }
+
+    invocations = calls(tmp_path)
+    config = str(Path(env["LANDFALL_CONFIG_DIR"]) / "demo.yaml")
+    assert invocations[0]["args"] == ["check", "--config", config]
+    runs = {call["args"][4]: call["args"] for call in invocations[1:]}
+    assert runs["orders"] == [
+        "run", "--config", config, "--stream", "orders",
+        # a manual run on 2024-05-01 of a @daily DAG covers the day before
+        "--start", "2024-04-30T00:00:00+00:00", "--end", "2024-05-01T00:00:00+00:00",
+        "--xcom-output", runs["orders"][-1],
+    ]  # fmt: skip
+    assert {call["cwd"] for call in invocations} == {env["LANDFALL_WORKDIR"]}
+
+    xcoms = return_values("landfall_demo_wiring")
+    for stream in ("customers", "orders", "products"):
+        document = xcoms[f"extract_{stream}"]
+        assert document["status"] == "succeeded" and document["source"] == "demo"
+        assert document["streams"][stream]["rows_written"] == 1
+    assert "check" not in xcoms
+    assert (tmp_path / "dbt.out").read_text().strip() == "dbt build --select source:demo+"
+
+
+def test_exit_codes_as_airflow_handles_them(local_env):
+    """4 fails without retry, 75 uses the retry, 3 under partial_policy succeed passes."""
+    env, tmp_path = local_env(
+        "landfall_demo_policy",
+        "retries: 1\nretry_delay: 1s\npartial_policy: succeed\n",
+        FAKE_LANDFALL_EXIT="customers:4,orders:75,products:3",
+    )
+    result = airflow_cli("dags", "test", "landfall_demo_policy", "2024-05-01", env=env)
+    assert result.returncode != 0, "a failed DAG run fails `airflow dags test`"
+
+    states = task_instances("landfall_demo_policy")
+    assert states["check"]["state"] == "success"
+    assert states["extract_customers"] == {"state": "failed", "try_number": 1}
+    assert states["extract_orders"] == {"state": "failed", "try_number": 2}
+    assert states["extract_products"]["state"] == "success"
+    assert states["dbt_build"]["state"] == "upstream_failed"
+
+    attempts = [call["args"][4] for call in calls(tmp_path) if call["args"][0] == "run"]
+    assert attempts.count("customers") == 1
+    assert attempts.count("orders") == 2
+    assert return_values("landfall_demo_policy")["extract_products"]["status"] == "partial"
+    assert not (tmp_path / "dbt.out").exists()

@@ -1,0 +1,214 @@
+"""The pods the KubernetesPodOperator tasks would create, built offline and inspected."""
+
+from __future__ import annotations
+
+import shutil
+
+import pendulum
+import pytest
+
+from conftest import FIXTURE_CONFIGS
+from landfall_airflow import discovery, factory
+
+START = pendulum.datetime(2024, 4, 30, tz="UTC")
+END = pendulum.datetime(2024, 5, 1, tz="UTC")
+
+
+@pytest.fixture
+def demo_dag(tmp_path, monkeypatch):
+    """The fixture demo connector, with an optional sidecar, as a Kubernetes-mode DAG."""
+
+    def build(sidecar: str | None = None):
+        shutil.copy(FIXTURE_CONFIGS / "demo.yaml", tmp_path / "demo.yaml")
+        if sidecar:
+            (tmp_path / "demo.airflow.yaml").write_text(sidecar)
+        monkeypatch.setenv("LANDFALL_CONFIG_DIR", str(tmp_path))
+        monkeypatch.delenv("LANDFALL_AIRFLOW_MODE", raising=False)
+        [dag] = factory.build_all_dags(lambda key: None)
+        return dag
+
+    return build
+
+
+def build_pod(task, start=START, end=END):
+    """Render the task's templates for a run with this data interval, then build its pod."""
+    task.render_template_fields({"data_interval_start": start, "data_interval_end": end, "ds": "2024-04-30"})
+    return task.build_pod_request_obj()
+
+
+def container(pod, name):
+    [found] = [item for item in pod.spec.containers if item.name == name]
+    return found
+
+
+def test_extraction_pod(demo_dag):
+    pod = build_pod(demo_dag().get_task("extract_orders"))
+    main = container(pod, "landfall")
+    assert main.image == "ghcr.io/landfall-dev/landfall:0.1.0"
+    assert main.command in (None, [])  # the image's entrypoint is the landfall binary
+    assert main.args == [
+        "run",
+        "--config",
+        "/etc/landfall/config.yaml",
+        "--stream",
+        "orders",
+        "--start",
+        "2024-04-30T00:00:00+00:00",
+        "--end",
+        "2024-05-01T00:00:00+00:00",
+        "--xcom-output",
+        "/airflow/xcom/return.json",
+    ]
+    assert pod.metadata.namespace == "landfall"
+    assert pod.spec.service_account_name == "landfall"
+    assert pod.spec.automount_service_account_token is False
+    assert pod.spec.enable_service_links is False
+    assert pod.spec.termination_grace_period_seconds == 30
+    assert pod.spec.restart_policy == "Never"
+
+    [env_from] = main.env_from
+    assert env_from.secret_ref.name == "landfall-demo"
+    env = {item.name: item.value for item in main.env}
+    assert env["HOME"] == "/tmp" and env["TMPDIR"] == "/tmp"
+
+    volumes = {volume.name: volume for volume in pod.spec.volumes}
+    assert volumes["config"].config_map.name == "landfall-demo"
+    assert volumes["config"].config_map.default_mode == 0o444
+    assert volumes["tmp"].empty_dir.size_limit == "1Gi"
+    mounts = {mount.mount_path: mount for mount in main.volume_mounts}
+    assert mounts["/etc/landfall"].name == "config" and mounts["/etc/landfall"].read_only is True
+    assert mounts["/tmp"].name == "tmp"
+    assert mounts["/airflow/xcom"].name == "xcom"
+
+    assert main.resources.requests == {"cpu": "100m", "memory": "128Mi"}
+    assert main.resources.limits == {"memory": "512Mi"}
+
+    labels = pod.metadata.labels
+    assert labels["app.kubernetes.io/name"] == "landfall"
+    assert labels["app.kubernetes.io/component"] == "extractor"
+    assert labels["landfall.dev/connector"] == "demo"
+    assert labels["landfall.dev/stream"] == "orders"
+
+
+def test_restricted_security_context_on_every_container(demo_dag):
+    pod = build_pod(demo_dag().get_task("extract_customers"))
+    pod_context = pod.spec.security_context
+    assert pod_context.run_as_non_root is True
+    assert pod_context.run_as_user == 65532
+    assert pod_context.fs_group == 65532
+    assert pod_context.seccomp_profile.type == "RuntimeDefault"
+    names = {item.name for item in pod.spec.containers}
+    assert names == {"landfall", "airflow-xcom-sidecar"}
+    for item in pod.spec.containers:
+        context = item.security_context
+        assert context is not None, item.name
+        assert context.run_as_non_root is True
+        assert isinstance(context.run_as_user, int)
+        assert context.read_only_root_filesystem is True
+        assert context.allow_privilege_escalation is False
+        assert context.privileged is False
+        assert context.capabilities.drop == ["ALL"]
+        assert context.seccomp_profile.type == "RuntimeDefault"
+
+
+def test_task_settings(demo_dag):
+    task = demo_dag().get_task("extract_orders")
+    assert task.do_xcom_push is True
+    assert str(getattr(task.on_finish_action, "value", task.on_finish_action)) == "delete_pod"
+    assert task.termination_grace_period == 30
+    assert task.base_container_name == "landfall"
+    assert task.deferrable is False
+
+
+def test_check_pod(demo_dag):
+    task = demo_dag().get_task("check")
+    assert task.do_xcom_push is False
+    pod = build_pod(task)
+    assert [item.name for item in pod.spec.containers] == ["landfall"]
+    assert container(pod, "landfall").args == ["check", "--config", "/etc/landfall/config.yaml"]
+
+
+def test_no_dbt_pod_without_a_dbt_image(demo_dag):
+    assert "dbt_build" not in demo_dag().task_ids
+
+
+def test_dbt_pod(demo_dag):
+    dag = demo_dag("dbt: {image: 'registry.example.com/analytics-dbt:1.4.0'}\n")
+    task = dag.get_task("dbt_build")
+    assert task.upstream_task_ids == {"extract_customers", "extract_orders", "extract_products"}
+    assert task.trigger_rule == "all_success"
+    assert task.pool == "default_pool"
+    pod = build_pod(task)
+    [dbt] = pod.spec.containers
+    assert dbt.name == "dbt"
+    assert dbt.image == "registry.example.com/analytics-dbt:1.4.0"
+    assert dbt.command == ["dbt"]
+    assert dbt.args == ["build", "--select", "source:demo+"]
+    env = {item.name: item.value for item in dbt.env}
+    assert env["DBT_TARGET_PATH"].startswith("/tmp/") and env["DBT_LOG_PATH"].startswith("/tmp/")
+    assert dbt.security_context.read_only_root_filesystem is True
+    assert pod.metadata.labels["app.kubernetes.io/component"] == "transformer"
+
+
+def test_run_without_data_interval_lets_landfall_use_its_state(demo_dag):
+    pod = build_pod(demo_dag().get_task("extract_orders"), start=None, end=None)
+    args = container(pod, "landfall").args
+    assert "--start" not in args and "--end" not in args
+    assert args[-2:] == ["--xcom-output", "/airflow/xcom/return.json"]
+
+
+def test_pass_data_interval_false(demo_dag):
+    pod = build_pod(demo_dag("pass_data_interval: false\n").get_task("extract_orders"))
+    assert "--start" not in container(pod, "landfall").args
+
+
+def test_settings_reach_the_pod(demo_dag):
+    dag = demo_dag(
+        """
+kubernetes:
+  namespace: data
+  image: registry.example.com/landfall
+  image_tag: 1.2.3
+  service_account: landfall-shop
+  config_map: shop-config
+  config_key: shop.yaml
+  env_from_secrets: [shop-api, shared]
+  labels: {azure.workload.identity/use: "true"}
+  resources: {requests: {cpu: 500m, memory: 1Gi}, limits: {cpu: "2", memory: 2Gi}}
+  run_as_user: 10001
+  termination_grace_period: 45
+  tolerations: [{key: dedicated, operator: Equal, value: etl, effect: NoSchedule}]
+  node_selector: {pool: etl}
+env: {RUST_LOG: info}
+dbt:
+  enabled: false
+"""
+    )
+    assert "dbt_build" not in dag.task_ids
+    pod = build_pod(dag.get_task("extract_orders"))
+    main = container(pod, "landfall")
+    assert pod.metadata.namespace == "data"
+    assert main.image == "registry.example.com/landfall:1.2.3"
+    assert pod.spec.service_account_name == "landfall-shop"
+    assert "/etc/landfall/shop.yaml" in main.args
+    assert {volume.name: volume for volume in pod.spec.volumes}["config"].config_map.name == "shop-config"
+    assert [item.secret_ref.name for item in main.env_from] == ["shop-api", "shared"]
+    assert pod.metadata.labels["azure.workload.identity/use"] == "true"
+    assert main.resources.limits == {"cpu": "2", "memory": "2Gi"}
+    assert main.security_context.run_as_user == 10001
+    assert pod.spec.termination_grace_period_seconds == 45
+    assert pod.spec.tolerations[0].key == "dedicated"
+    assert pod.spec.node_selector == {"pool": "etl"}
+    assert {item.name: item.value for item in main.env}["RUST_LOG"] == "info"
+
+
+def test_source_with_underscore_gets_dns_safe_names(tmp_path, monkeypatch):
+    (tmp_path / "web_shop.yaml").write_text("version: 1\nsource: {name: web_shop}\nstreams: [{name: line_items}]\n")
+    monkeypatch.setenv("LANDFALL_CONFIG_DIR", str(tmp_path))
+    [item], errors = discovery.discover(lambda key: None)
+    assert errors == []
+    assert item.settings["kubernetes"]["config_map"] == "landfall-web-shop"
+    [dag] = factory.build_all_dags(lambda key: None)
+    pod = build_pod(dag.get_task("extract_line_items"))
+    assert pod.metadata.name.startswith("landfall-web-shop-line-items")
+    assert any(volume.config_map and volume.config_map.name == "landfall-web-shop" for volume in pod.spec.volumes)
