@@ -108,6 +108,7 @@ async fn execute(cli: Cli) -> Exit {
                 end: run.end,
                 full_refresh: run.full_refresh,
                 sleeper: None,
+                max_duration: run.max_duration,
             };
             match extract::run(&loaded, options).await {
                 Ok(outcome) => {

@@ -34,6 +34,9 @@ pub struct RunOptions {
     pub full_refresh: bool,
     /// Replaces the retry sleeper (tests).
     pub sleeper: Option<Arc<dyn Sleeper>>,
+    /// The longest the run may take (`--max-duration`); overrides
+    /// `source.max_run_duration`. A wait that would pass it stops the stream as `partial`.
+    pub max_duration: Option<std::time::Duration>,
 }
 
 /// Errors that stop a run before any stream starts.
@@ -136,6 +139,16 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
     if let Some(sleeper) = &options.sleeper {
         client = client.with_sleeper(sleeper.clone());
     }
+    if let Some(max_duration) = options
+        .max_duration
+        .or(config.source.max_run_duration.map(|duration| duration.0))
+    {
+        client = client.with_max_duration(max_duration);
+    }
+    let client = client.with_credential_store(Arc::new(crate::credentials::LandingCredentialStore::new(
+        landing.clone(),
+        &config.source.name,
+    )));
     let state = StateStore::new(landing.clone(), &config.source.name);
     events.run_started(selected.len(), landing.url());
 

@@ -48,6 +48,12 @@ pub enum StreamError {
 }
 
 impl StreamError {
+    /// Whether the stream stopped cleanly at its last checkpoint (status `partial`) rather
+    /// than failed: a rate-limit wait would have passed the run's deadline.
+    pub fn stops_cleanly(&self) -> bool {
+        matches!(self, StreamError::Http(error) if error.stops_cleanly())
+    }
+
     /// The stage the stream failed in.
     pub fn stage(&self) -> &'static str {
         match self {
@@ -223,16 +229,18 @@ impl StreamJob {
                 .stored_cursor
                 .as_deref()
                 .and_then(|cursor| cursor::lag_seconds(cursor, chrono::Utc::now())),
-            status: if error.is_some() {
-                Status::Failed
-            } else {
-                Status::Succeeded
+            status: match &error {
+                None => Status::Succeeded,
+                Some(error) if error.stops_cleanly() => Status::Partial,
+                Some(_) => Status::Failed,
             },
             error: error.as_ref().map(ErrorRecord::from_error),
             files: write_stats.files,
         };
         match (&error, &report.error) {
-            (Some(error), Some(record)) => self.events.stream_failed(&self.stream.name, error.stage(), record),
+            (Some(error), Some(record)) if !error.stops_cleanly() => {
+                self.events.stream_failed(&self.stream.name, error.stage(), record)
+            }
             _ => self.events.stream_finished(
                 &self.stream.name,
                 report.status.as_str(),
