@@ -260,6 +260,21 @@ impl HttpClient {
                 attempt: sent,
             };
             if let Err(refusal) = self.circuit.admit(self.sleeper.now()) {
+                // A request already retrying waits out the cooldown when its attempts and
+                // budget allow, then probes; a new request fails fast.
+                let wait = refusal.retry_in;
+                let may_wait = sent > 0
+                    && !wait.is_zero()
+                    && counted < self.retry.max_attempts
+                    && waited + wait <= self.retry.budget
+                    && self
+                        .deadline
+                        .is_none_or(|deadline| self.sleeper.now() + wait <= deadline);
+                if may_wait {
+                    self.sleeper.sleep(wait).await;
+                    waited += wait;
+                    continue;
+                }
                 return Err(request.error(
                     refusal.code,
                     None,

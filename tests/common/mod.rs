@@ -2,6 +2,8 @@
 //! real `landfall` binary, and reading back what it landed.
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Output;
