@@ -245,9 +245,7 @@ async fn hmac_signature_verifies_on_the_server() {
     let wrong = base64::engine::general_purpose::STANDARD.encode(b"another-key-000000");
     let config = self::config(
         &server.uri(),
-        &format!(
-            "  auth: {{type: hmac, secret: '${{env:HMAC}}', secret_encoding: base64, header_value: 'v1={{signature}}'}}"
-        ),
+        "  auth: {type: hmac, secret: '${env:HMAC}', secret_encoding: base64, header_value: 'v1={signature}'}",
         ", method: POST",
         &[("HMAC", &wrong)],
     );
