@@ -418,6 +418,47 @@ mod tests {
     }
 
     #[test]
+    fn oauth2_and_hmac_settings_are_checked() {
+        let with_auth = |auth: &str| {
+            format!(
+                "version: 1\nsource: {{name: s, base_url: 'https://api.test', auth: {auth}}}\nstreams: [{{name: o, path: /o}}]\n"
+            )
+        };
+        let message = load(&with_auth(
+            "{type: oauth2, flow: refresh_token, token_url: 'https://auth.test/t', client_id: c, client_secret: '${env:X:-s3cr3t-x}'}",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(message.starts_with("source.auth.refresh_token:"), "{message}");
+        let message = load(&with_auth(
+            "{type: oauth2, flow: client_credentials, token_url: 'http://auth.test/t', client_id: c, client_secret: '${env:X:-s3cr3t-x}'}",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(message.starts_with("source.auth.token_url:"), "{message}");
+        let message = load(&with_auth(
+            "{type: hmac, secret: '${env:X:-s3cr3t-x}', canonical: '{verb}'}",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            message.starts_with("source.auth.canonical: unknown placeholder"),
+            "{message}"
+        );
+        let message = load(&with_auth(
+            "{type: hmac, secret: '${env:X:-not base64!}', secret_encoding: base64}",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(message.starts_with("source.auth.secret:"), "{message}");
+        assert!(!message.contains("not base64!"), "{message}");
+        load(&with_auth(
+            "{type: hmac, secret: '${env:X:-s3cr3t-x}', header_value: 'HMAC {key_id}:{signature}', key_id: k1}",
+        ))
+        .unwrap();
+    }
+
+    #[test]
     fn body_injection_needs_post() {
         let message = load(&config_with_stream(
             "{name: o, path: /o, pagination: {type: cursor, cursor_path: /n, cursor_param: c, inject_into: body}}",
