@@ -2,6 +2,8 @@
 //! stream's first page answers and parses, and the landing prefix takes a write, a read, a
 //! list and a delete.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::Serialize;
 
@@ -99,7 +101,14 @@ pub async fn check(loaded: &LoadedConfig) -> (Report, Exit) {
     recorder.pass("config", "parsed and validated; secrets resolved");
 
     match HttpClient::new(&config.source, events.clone()) {
-        Ok(client) => {
+        Ok(mut client) => {
+            // A rotated refresh token must be kept even when only `check` used it.
+            if let Ok(landing) = Landing::open(&config.landing) {
+                client = client.with_credential_store(Arc::new(crate::credentials::LandingCredentialStore::new(
+                    landing,
+                    &config.source.name,
+                )));
+            }
             recorder.pass("http_client", format!("auth {}", config.source.auth.kind()));
             for stream in &config.streams {
                 check_stream(&mut recorder, &client, loaded, stream).await;

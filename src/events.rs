@@ -27,6 +27,8 @@ pub const SCHEMA_DRIFT_DETECTED: &str = "schema_drift_detected";
 pub const DEAD_LETTER_STORED: &str = "dead_letter_stored";
 pub const CHECK_STEP: &str = "check_step";
 pub const RUN_CANCELLED: &str = "run_cancelled";
+pub const TOKEN_REFRESHED: &str = "token_refreshed";
+pub const AUTH_STATE_IGNORED: &str = "auth_state_ignored";
 
 /// Every event name, for docs and the runbook checks.
 pub const ALL: &[&str] = &[
@@ -48,6 +50,8 @@ pub const ALL: &[&str] = &[
     DEAD_LETTER_STORED,
     CHECK_STEP,
     RUN_CANCELLED,
+    TOKEN_REFRESHED,
+    AUTH_STATE_IGNORED,
 ];
 
 /// Emits the events of one run; holds what every event carries.
@@ -111,6 +115,30 @@ impl Events {
         error: &str,
     ) {
         warn!(event = REQUEST_RETRIED, run_id = %self.run_id, source = %self.source, stream, page, request_id, attempt, delay_ms, code, stage = "fetch", retryable = true, error = %crate::redact::scrub(error), "retrying request");
+    }
+
+    /// A request waits for a rate limit: `cause` is the limit (`requests_per_second`,
+    /// `requests_per_minute`, `requests_per_hour`) or the server's signal (`retry_after`,
+    /// `remaining_exhausted`, `remaining_low`; for the last, `wait_ms` is the spacing
+    /// between requests from now until the server's window resets).
+    pub fn rate_limited(&self, stream: &str, page: u64, wait_ms: u64, cause: &str, remaining: Option<u64>) {
+        warn!(event = RATE_LIMITED, run_id = %self.run_id, source = %self.source, stream, page, wait_ms, cause, remaining, "rate limited");
+    }
+
+    /// The circuit breaker opened: requests to the source fail fast for `cooldown_ms`.
+    pub fn circuit_opened(&self, stream: &str, failures: u32, cooldown_ms: u64, code: &str) {
+        error!(event = CIRCUIT_OPENED, run_id = %self.run_id, source = %self.source, stream, failures, cooldown_ms, code, stage = "fetch", retryable = true, "circuit opened");
+    }
+
+    /// An OAuth 2.0 access token was fetched; `rotated` when the server also sent a new
+    /// refresh token (kept for the rest of the run and saved for the next).
+    pub fn token_refreshed(&self, flow: &str, expires_in: Option<u64>, rotated: bool) {
+        info!(event = TOKEN_REFRESHED, run_id = %self.run_id, source = %self.source, flow, expires_in, rotated, "access token fetched");
+    }
+
+    /// A saved refresh token was not used; the config's is used instead.
+    pub fn auth_state_ignored(&self, reason: &str) {
+        warn!(event = AUTH_STATE_IGNORED, run_id = %self.run_id, source = %self.source, reason, "saved refresh token not used");
     }
 
     pub fn part_stored(&self, stream: &str, path: &str, rows: u64, bytes: u64, sha256: &str) {

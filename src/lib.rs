@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod cursor;
 pub mod dbt;
 pub mod demo;

@@ -88,6 +88,19 @@ pub struct RunArgs {
     /// Lifetime of a stream's single-writer lease; renewed every third of it.
     #[arg(long, default_value = "5m")]
     pub lease_ttl: crate::config::HumanDuration,
+    /// The longest the run may take (e.g. 50m); a rate-limit wait that would pass it stops
+    /// the stream at its last checkpoint with status partial (exit 3). Overrides
+    /// source.max_run_duration.
+    #[arg(long, value_parser = parse_duration)]
+    pub max_duration: Option<std::time::Duration>,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration = text.parse::<crate::config::HumanDuration>()?.0;
+    if duration.is_zero() {
+        return Err("must be greater than zero".to_owned());
+    }
+    Ok(duration)
 }
 
 #[derive(Debug, Subcommand)]

@@ -114,6 +114,7 @@ async fn execute(cli: Cli) -> Exit {
                 sleeper: None,
                 cancel,
                 lease_ttl: Some(run.lease_ttl.0),
+                max_duration: run.max_duration,
             };
             match extract::run(&loaded, options).await {
                 Ok(outcome) => {

@@ -104,6 +104,11 @@ pub struct SourceConfig {
     /// Allow plain `http://` to non-loopback hosts. Default: false.
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// The longest a run may take. A wait that would pass it (a rate limit, mostly) stops
+    /// the stream cleanly at its last checkpoint with status `partial`; `run
+    /// --max-duration` overrides it. Default: null (no limit).
+    #[serde(default)]
+    pub max_run_duration: Option<HumanDuration>,
 }
 
 fn default_timeout() -> HumanDuration {
@@ -154,22 +159,131 @@ pub enum AuthConfig {
     #[serde(rename = "oauth2")]
     OAuth2 {
         flow: OAuth2Flow,
+        /// The token endpoint; https unless loopback or `allow_insecure_http`.
         token_url: String,
         client_id: String,
         #[serde(skip_serializing)]
         client_secret: Secret,
+        /// Needed by the `refresh_token` flow. A rotated refresh token returned by the
+        /// server replaces it for the rest of the run and is kept (encrypted) in
+        /// `{source}/_state/_auth.json` for the next run. Default: none.
         #[serde(skip_serializing, default)]
         refresh_token: Option<Secret>,
+        /// Scopes requested, joined by spaces into `scope`. Default: none.
         #[serde(default)]
         scopes: Vec<String>,
+        /// How the client authenticates to the token endpoint. Default: `body`.
+        #[serde(default)]
+        client_auth: OAuth2ClientAuth,
+        /// Extra form fields of the token request, e.g. `audience`. Default: none.
+        #[serde(default)]
+        token_params: BTreeMap<String, String>,
+        /// A token is refreshed this long before it expires (`expires_in` minus the
+        /// margin, at most half its lifetime). Default: 60s.
+        #[serde(default = "default_refresh_margin")]
+        refresh_margin: HumanDuration,
     },
     Hmac {
         #[serde(skip_serializing)]
         secret: Secret,
+        /// How the secret is written: `raw` (its bytes), `base64` or `hex`. Default: `raw`.
+        #[serde(default)]
+        secret_encoding: HmacSecretEncoding,
         /// Header carrying the signature. Default: `X-Signature`.
         #[serde(default = "default_hmac_header")]
         header: String,
+        /// The signature header's value; `{signature}`, `{key_id}` and `{timestamp}` are
+        /// replaced. Default: `{signature}`.
+        #[serde(default = "default_hmac_header_value")]
+        header_value: String,
+        /// Key id for `{key_id}` (some vendors name the key next to the signature).
+        /// Default: none.
+        #[serde(default)]
+        key_id: Option<String>,
+        /// Default: `sha256`.
+        #[serde(default)]
+        algorithm: HmacAlgorithm,
+        /// How the signature is written: `hex` (lowercase) or `base64`. Default: `hex`.
+        #[serde(default)]
+        encoding: HmacEncoding,
+        /// The string that is signed. Placeholders: `{method}`, `{path}`, `{query}`,
+        /// `{path_and_query}`, `{host}`, `{timestamp}`, `{body_sha256}` (hex SHA-256 of the
+        /// body, of the empty string without one), `{body}`, `{key_id}`; YAML `\n` for
+        /// newlines. Default: `{method}\n{path_and_query}\n{timestamp}\n{body_sha256}`.
+        #[serde(default = "default_hmac_canonical")]
+        canonical: String,
+        /// Header that carries the timestamp; null sends none. Default: `X-Timestamp`.
+        #[serde(default = "default_hmac_timestamp_header")]
+        timestamp_header: Option<String>,
+        /// `unix` (seconds), `unix_ms` or `rfc3339`. Default: `unix`.
+        #[serde(default)]
+        timestamp_format: HmacTimestampFormat,
     },
+}
+
+/// How an OAuth 2.0 client authenticates to the token endpoint.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuth2ClientAuth {
+    /// `client_id` and `client_secret` as form fields (the default).
+    #[default]
+    Body,
+    /// HTTP basic authentication (RFC 6749 §2.3.1).
+    Basic,
+}
+
+/// How an HMAC secret is written in the config.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HmacSecretEncoding {
+    #[default]
+    Raw,
+    Base64,
+    Hex,
+}
+
+/// The hash an HMAC signature uses.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HmacAlgorithm {
+    #[default]
+    Sha256,
+    Sha512,
+}
+
+/// How an HMAC signature is written in its header.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HmacEncoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+/// How the HMAC timestamp is written.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HmacTimestampFormat {
+    /// Seconds since the Unix epoch.
+    #[default]
+    Unix,
+    /// Milliseconds since the Unix epoch.
+    UnixMs,
+    /// RFC 3339 UTC, seconds precision.
+    Rfc3339,
+}
+
+fn default_refresh_margin() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn default_hmac_header_value() -> String {
+    "{signature}".to_owned()
+}
+fn default_hmac_canonical() -> String {
+    "{method}\n{path_and_query}\n{timestamp}\n{body_sha256}".to_owned()
+}
+fn default_hmac_timestamp_header() -> Option<String> {
+    Some("X-Timestamp".to_owned())
 }
 
 fn default_api_key_location() -> ApiKeyLocation {
@@ -638,6 +752,13 @@ pub struct StreamConfig {
     /// PII rules applied before anything is stored or logged. Default: none.
     #[serde(default)]
     pub redact: Vec<RedactRule>,
+    /// Send an `Idempotency-Key` header (a hash of the stream, the page and the body) with
+    /// each POST. Default: true.
+    #[serde(default = "default_true")]
+    pub idempotency_key: bool,
+    /// When a failed POST is sent again. Default: `auto`.
+    #[serde(default)]
+    pub retry_post: RetryPost,
     /// Makes this a child stream of another. Default: none.
     #[serde(default)]
     pub parent: Option<ParentConfig>,
@@ -658,6 +779,20 @@ pub struct StreamConfig {
     /// error after 50h.
     #[serde(default, deserialize_with = "present")]
     pub freshness: Option<Option<Freshness>>,
+}
+
+/// When a failed POST may be sent again. A request that never reached the source (no
+/// connection) is always retried.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryPost {
+    /// Only when it carries an `Idempotency-Key` (the default).
+    #[default]
+    Auto,
+    /// Always: the stream declares its POST read-only (a search endpoint).
+    Safe,
+    /// Never.
+    Never,
 }
 
 /// `streams[].on_breaking_drift`.

@@ -123,15 +123,26 @@ fn auth() -> Value {
             ]),
             variant("oauth2", "OAuth 2.0", &["flow", "token_url", "client_id", "client_secret"], vec![
                 ("flow", enumeration("Grant used to obtain tokens", &["client_credentials", "refresh_token"], "client_credentials")),
-                ("token_url", string("Token endpoint URL")),
+                ("token_url", string("Token endpoint URL (https, or http to loopback or with allow_insecure_http)")),
                 ("client_id", string("Client id")),
                 ("client_secret", secret("Client secret (a reference)")),
-                ("refresh_token", secret("Refresh token for the refresh_token flow (a reference)")),
+                ("refresh_token", secret("Refresh token for the refresh_token flow (a reference); a rotated one is kept encrypted in _state/_auth.json")),
                 ("scopes", string_list("Scopes to request")),
+                ("client_auth", enumeration("How the client authenticates to the token endpoint", &["body", "basic"], "body")),
+                ("token_params", string_map("Extra form fields of the token request, e.g. audience")),
+                ("refresh_margin", duration("Refresh this long before the token expires (at most half its lifetime)", "60s")),
             ]),
             variant("hmac", "HMAC request signing", &["secret"], vec![
                 ("secret", secret("Signing secret (a reference)")),
+                ("secret_encoding", enumeration("How the secret is written", &["raw", "base64", "hex"], "raw")),
                 ("header", with(string("Header carrying the signature"), "default", json!("X-Signature"))),
+                ("header_value", with(string("Signature header value; {signature}, {key_id}, {timestamp} are replaced"), "default", json!("{signature}"))),
+                ("key_id", nullable_string("Key id for {key_id}")),
+                ("algorithm", enumeration("HMAC hash", &["sha256", "sha512"], "sha256")),
+                ("encoding", enumeration("How the signature is written", &["hex", "base64"], "hex")),
+                ("canonical", with(string("The signed string; placeholders {method} {path} {query} {path_and_query} {host} {timestamp} {body_sha256} {body} {key_id}"), "default", json!("{method}\n{path_and_query}\n{timestamp}\n{body_sha256}"))),
+                ("timestamp_header", with(nullable_string("Header carrying the timestamp; null sends none"), "default", json!("X-Timestamp"))),
+                ("timestamp_format", enumeration("How the timestamp is written", &["unix", "unix_ms", "rfc3339"], "unix")),
             ]),
         ],
     })
@@ -282,6 +293,10 @@ fn source() -> Value {
                 "allow_insecure_http",
                 boolean("Allow plain http:// to non-loopback hosts", false),
             ),
+            (
+                "max_run_duration",
+                json!({"type": ["string", "null"], "pattern": DURATION_PATTERN, "description": "Longest a run may take; a rate-limit wait that would pass it stops the stream as partial. null = no limit", "default": null}),
+            ),
         ],
     )
 }
@@ -354,6 +369,21 @@ fn stream() -> Value {
             (
                 "max_dead_letter_ratio",
                 number("Dead-lettered share above which the stream fails", json!(0.01)),
+            ),
+            (
+                "idempotency_key",
+                boolean(
+                    "Send an Idempotency-Key header (hash of stream, page and body) with each POST",
+                    true,
+                ),
+            ),
+            (
+                "retry_post",
+                enumeration(
+                    "When a failed POST is sent again: auto (only with an idempotency key), safe (always; the POST is read-only), never",
+                    &["auto", "safe", "never"],
+                    "auto",
+                ),
             ),
             (
                 "redact",

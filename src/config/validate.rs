@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use url::Url;
 
-use super::{AuthConfig, ConfigError, ConnectorConfig, InjectInto, Method, PaginationConfig, StreamConfig};
+use super::{AuthConfig, ConfigError, ConnectorConfig, InjectInto, Method, OAuth2Flow, PaginationConfig, StreamConfig};
 
 fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
@@ -78,6 +78,18 @@ impl ConnectorConfig {
         }
         if source.timeout.0.is_zero() {
             return Err(ConfigError::invalid("source.timeout", "must be greater than zero"));
+        }
+        if source.max_run_duration.is_some_and(|duration| duration.0.is_zero()) {
+            return Err(ConfigError::invalid(
+                "source.max_run_duration",
+                "must be greater than zero, or null for no limit",
+            ));
+        }
+        if source.circuit_breaker.cooldown.0.is_zero() {
+            return Err(ConfigError::invalid(
+                "source.circuit_breaker.cooldown",
+                "must be greater than zero",
+            ));
         }
         self.validate_auth()?;
         let retry = &source.retry;
@@ -241,17 +253,54 @@ impl ConnectorConfig {
             AuthConfig::None | AuthConfig::Bearer { .. } | AuthConfig::Basic { .. } => Ok(()),
             AuthConfig::ApiKey { name, .. } => non_empty("source.auth.name", name),
             AuthConfig::OAuth2 {
-                token_url, client_id, ..
+                flow,
+                token_url,
+                client_id,
+                refresh_token,
+                ..
             } => {
                 non_empty("source.auth.client_id", client_id)?;
+                if *flow == OAuth2Flow::RefreshToken && refresh_token.is_none() {
+                    return Err(ConfigError::invalid(
+                        "source.auth.refresh_token",
+                        "the refresh_token flow needs a refresh_token",
+                    ));
+                }
                 if has_reference(token_url) {
                     return Ok(());
                 }
-                Url::parse(token_url).map(|_| ()).map_err(|error| {
+                let url = Url::parse(token_url).map_err(|error| {
                     ConfigError::invalid("source.auth.token_url", format!("`{token_url}` is not a URL: {error}"))
-                })
+                })?;
+                match url.scheme() {
+                    "https" => Ok(()),
+                    "http" if self.source.allow_insecure_http || is_loopback(&url) => Ok(()),
+                    _ => Err(ConfigError::invalid(
+                        "source.auth.token_url",
+                        "the token endpoint must use https:// (plain http only to loopback or with source.allow_insecure_http)",
+                    )),
+                }
             }
-            AuthConfig::Hmac { header, .. } => non_empty("source.auth.header", header),
+            AuthConfig::Hmac {
+                header,
+                header_value,
+                canonical,
+                secret,
+                secret_encoding,
+                ..
+            } => {
+                non_empty("source.auth.header", header)?;
+                non_empty("source.auth.canonical", canonical)?;
+                crate::http::auth::check_template(canonical, crate::http::auth::CANONICAL_PLACEHOLDERS)
+                    .map_err(|message| ConfigError::invalid("source.auth.canonical", message))?;
+                crate::http::auth::check_template(header_value, crate::http::auth::HEADER_PLACEHOLDERS)
+                    .map_err(|message| ConfigError::invalid("source.auth.header_value", message))?;
+                if !has_reference(secret.expose()) {
+                    crate::http::auth::decode_hmac_secret(secret.expose(), *secret_encoding)
+                        .map_err(|message| ConfigError::invalid("source.auth.secret", message))?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -436,6 +485,47 @@ mod tests {
         assert!(message.contains("allow_insecure_http"), "{message}");
         load(&text.replace("api.test", "127.0.0.1:9")).unwrap();
         load(&text.replace("}\nstreams", ", allow_insecure_http: true}\nstreams")).unwrap();
+    }
+
+    #[test]
+    fn oauth2_and_hmac_settings_are_checked() {
+        let with_auth = |auth: &str| {
+            format!(
+                "version: 1\nsource: {{name: s, base_url: 'https://api.test', auth: {auth}}}\nstreams: [{{name: o, path: /o}}]\n"
+            )
+        };
+        let message = load(&with_auth(
+            "{type: oauth2, flow: refresh_token, token_url: 'https://auth.test/t', client_id: c, client_secret: '${env:X:-s3cr3t-x}'}",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(message.starts_with("source.auth.refresh_token:"), "{message}");
+        let message = load(&with_auth(
+            "{type: oauth2, flow: client_credentials, token_url: 'http://auth.test/t', client_id: c, client_secret: '${env:X:-s3cr3t-x}'}",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(message.starts_with("source.auth.token_url:"), "{message}");
+        let message = load(&with_auth(
+            "{type: hmac, secret: '${env:X:-s3cr3t-x}', canonical: '{verb}'}",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            message.starts_with("source.auth.canonical: unknown placeholder"),
+            "{message}"
+        );
+        let message = load(&with_auth(
+            "{type: hmac, secret: '${env:X:-not base64!}', secret_encoding: base64}",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(message.starts_with("source.auth.secret:"), "{message}");
+        assert!(!message.contains("not base64!"), "{message}");
+        load(&with_auth(
+            "{type: hmac, secret: '${env:X:-s3cr3t-x}', header_value: 'HMAC {key_id}:{signature}', key_id: k1}",
+        ))
+        .unwrap();
     }
 
     #[test]

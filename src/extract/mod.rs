@@ -44,6 +44,9 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// How long a stream lease lives without renewal. Default: 5 minutes.
     pub lease_ttl: Option<Duration>,
+    /// The longest the run may take (`--max-duration`); overrides
+    /// `source.max_run_duration`. A wait that would pass it stops the stream as `partial`.
+    pub max_duration: Option<std::time::Duration>,
 }
 
 /// Default lease lifetime; renewed every third of it.
@@ -200,6 +203,16 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
     if let Some(sleeper) = &options.sleeper {
         client = client.with_sleeper(sleeper.clone());
     }
+    if let Some(max_duration) = options
+        .max_duration
+        .or(config.source.max_run_duration.map(|duration| duration.0))
+    {
+        client = client.with_max_duration(max_duration);
+    }
+    let client = client.with_credential_store(Arc::new(crate::credentials::LandingCredentialStore::new(
+        landing.clone(),
+        &config.source.name,
+    )));
     let state = StateStore::new(landing.clone(), &config.source.name);
 
     // Every stream's lease first: a run either owns all its streams or touches nothing.

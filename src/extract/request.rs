@@ -4,7 +4,7 @@
 use url::Url;
 
 use crate::config::{ConnectorConfig, InjectInto, Method, PaginationConfig, StreamConfig};
-use crate::http::RequestSpec;
+use crate::http::{PostPolicy, RequestSpec};
 use crate::pagination::PageToken;
 
 /// The incremental window of a request.
@@ -25,6 +25,7 @@ pub struct RequestBuilder {
     headers: Vec<(String, String)>,
     body: Option<serde_json::Value>,
     pagination: PaginationConfig,
+    post: PostPolicy,
 }
 
 fn param_text(value: &serde_json::Value) -> Option<String> {
@@ -58,6 +59,10 @@ impl RequestBuilder {
             headers,
             body: stream.body.clone(),
             pagination: stream.pagination.clone(),
+            post: PostPolicy {
+                idempotency_key: stream.idempotency_key,
+                retry: stream.retry_post,
+            },
         })
     }
 
@@ -110,6 +115,7 @@ impl RequestBuilder {
             url,
             headers,
             body: body.map(|body| serde_json::to_vec(&body).expect("JSON serializes")),
+            post: self.post,
         }
     }
 

@@ -73,6 +73,12 @@ pub enum StreamError {
 }
 
 impl StreamError {
+    /// Whether the stream stopped cleanly at its last checkpoint (status `partial`) rather
+    /// than failed: a rate-limit wait would have passed the run's deadline.
+    pub fn stops_cleanly(&self) -> bool {
+        matches!(self, StreamError::Http(error) if error.stops_cleanly())
+    }
+
     /// The stage the stream failed in.
     pub fn stage(&self) -> &'static str {
         match self {
@@ -339,11 +345,6 @@ impl StreamJob {
                 Err(state_error) => error = Some(state_error.into()),
             }
         }
-        let status = match &error {
-            None => Status::Succeeded,
-            Some(StreamError::Cancelled) => Status::Cancelled,
-            Some(_) => Status::Failed,
-        };
         let report = StreamReport {
             name: self.stream.name.clone(),
             sync_mode: self.stream.sync_mode().to_owned(),
@@ -367,14 +368,21 @@ impl StreamJob {
                 .stored_cursor
                 .as_deref()
                 .and_then(|cursor| cursor::lag_seconds(cursor, chrono::Utc::now())),
-            status,
+            status: match &error {
+                None => Status::Succeeded,
+                Some(StreamError::Cancelled) => Status::Cancelled,
+                Some(error) if error.stops_cleanly() => Status::Partial,
+                Some(_) => Status::Failed,
+            },
             error: error.as_ref().map(ErrorRecord::from_error),
             files: write_stats.files,
             dead_letter_files: write_stats.dead_letter_files,
             schema_changes,
         };
         match (&error, &report.error) {
-            (Some(error), Some(record)) => self.events.stream_failed(&self.stream.name, error.stage(), record),
+            (Some(error), Some(record)) if !error.stops_cleanly() => {
+                self.events.stream_failed(&self.stream.name, error.stage(), record)
+            }
             _ => self.events.stream_finished(
                 &self.stream.name,
                 report.status.as_str(),
@@ -574,7 +582,7 @@ impl StreamJob {
                                 ErrorCode::ParsingError.as_str(),
                                 &source.to_string(),
                             );
-                            policy.sleeper.sleep(delay).await;
+                            self.client.sleeper().sleep(delay).await;
                             stats.retries += 1;
                             parse_attempt += 1;
                             continue;

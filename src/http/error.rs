@@ -7,13 +7,18 @@ use crate::error::{Classify, ErrorCode};
 /// The part of the HTTP stack an error came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subsystem {
+    /// Connecting, TLS, sending and receiving.
     Transport,
+    /// Credentials: applying them, fetching or refreshing tokens, keeping rotated ones.
     Auth,
+    /// The rate limiter and the circuit breaker.
     RateLimit,
+    /// Reading a response that is not what was expected (a token endpoint's JSON).
     Deserialize,
 }
 
 impl Subsystem {
+    /// The name used in logs: `transport`, `auth`, `rate_limit`, `deserialize`.
     pub fn as_str(self) -> &'static str {
         match self {
             Subsystem::Transport => "transport",
@@ -24,19 +29,91 @@ impl Subsystem {
     }
 }
 
-/// A failed request, after any retries.
+/// What happened to a request that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    /// No connection could be made: the request never reached the source, so it is safe to
+    /// send again whatever its method.
+    Connect,
+    /// The connection failed after the request may have been sent (reset, timeout, TLS).
+    Transport,
+    /// The source answered with a status that is not a success.
+    Status,
+    /// The response body could not be read.
+    Body,
+    /// Credentials could not be obtained, applied or kept.
+    Credentials,
+    /// The circuit breaker is open: the request was not sent.
+    CircuitOpen,
+    /// Waiting (for a rate limit, mostly) would pass the run's deadline: the stream stops
+    /// cleanly at its last checkpoint with status `partial`.
+    RunDeadline,
+}
+
+/// A failed request, after any retries. It carries everything the manifest and the logs
+/// say about a failure; the URL is redacted and the message is scrubbed when displayed.
 #[derive(Clone, Debug)]
 pub struct HttpError {
+    /// The stable error code (`NETWORK_ERROR`, `AUTH_FAILED`, `RATE_LIMIT`, ...).
     pub code: ErrorCode,
+    /// The response status, when the source answered.
     pub status: Option<u16>,
+    /// Whether sending the request again later could succeed.
     pub retryable: bool,
+    /// The source's request id (from a request-id response header) or the `X-Request-Id`
+    /// Landfall sent.
     pub request_id: String,
+    /// Attempts sent to the source, the failed one included (0 when none was sent).
     pub attempt: u32,
     pub method: &'static str,
     /// The URL with secrets masked.
     pub url: String,
     pub subsystem: Subsystem,
+    pub reason: Reason,
     pub message: String,
+}
+
+impl HttpError {
+    /// Whether this failure stops the stream cleanly (status `partial`) instead of failing it.
+    pub fn stops_cleanly(&self) -> bool {
+        self.reason == Reason::RunDeadline
+    }
+}
+
+/// What every error of one attempt shares: the request it concerns.
+#[derive(Clone, Debug)]
+pub(crate) struct ErrorContext {
+    pub method: &'static str,
+    pub url: String,
+    pub request_id: String,
+    pub attempt: u32,
+}
+
+impl ErrorContext {
+    /// An error about this request.
+    pub fn error(
+        &self,
+        code: ErrorCode,
+        status: Option<u16>,
+        retryable: bool,
+        subsystem: Subsystem,
+        reason: Reason,
+        message: impl Into<String>,
+    ) -> HttpError {
+        HttpError {
+            code,
+            status,
+            retryable,
+            request_id: self.request_id.clone(),
+            attempt: self.attempt,
+            method: self.method,
+            url: self.url.clone(),
+            subsystem,
+            reason,
+            message: message.into(),
+        }
+    }
 }
 
 impl fmt::Display for HttpError {
@@ -79,13 +156,19 @@ pub fn classify_status(status: u16) -> (ErrorCode, Subsystem) {
     }
 }
 
-/// The code of a transport failure (no response).
-pub fn classify_transport(error: &reqwest::Error) -> ErrorCode {
-    if error.is_timeout() {
+/// The code of a transport failure (no response), and whether the request never left.
+pub fn classify_transport(error: &reqwest::Error) -> (ErrorCode, Reason) {
+    let code = if error.is_timeout() {
         ErrorCode::Timeout
     } else {
         ErrorCode::NetworkError
-    }
+    };
+    let reason = if error.is_connect() {
+        Reason::Connect
+    } else {
+        Reason::Transport
+    };
+    (code, reason)
 }
 
 /// Describes a transport error with its causes, which reqwest hides behind `source()`.

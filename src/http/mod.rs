@@ -1,30 +1,74 @@
-//! The HTTP client every request to a source goes through: TLS, timeouts, auth, request
-//! ids and retries.
+//! The HTTP client every request to a source goes through.
+//!
+//! One request runs through the layers in this order, each in its own file:
+//! the circuit breaker ([`circuit`]) may refuse it; the rate limiter ([`rate_limit`]) gives
+//! it a concurrency slot and makes it wait its turn; the credentials ([`auth`]) are applied;
+//! the attempt is sent; its response teaches the adaptive rate limiter and the breaker; and
+//! a failure goes to the retry policy ([`retry`]), the one place that decides whether and
+//! when to send it again. Every wait goes through the injectable [`Sleeper`], and no wait
+//! may pass the run's deadline: a rate-limit wait that would is turned into a clean stop
+//! ([`HttpError::stops_cleanly`]).
+//!
+//! Transport: rustls with the source's extra CA, client certificate and minimum version;
+//! gzip, deflate and brotli responses; proxies from `HTTPS_PROXY`, `HTTP_PROXY`,
+//! `ALL_PROXY` and `NO_PROXY` (reqwest reads them); pooled connections reused across
+//! requests; `User-Agent: landfall/<version>` and an `X-Request-Id` on every request.
 
-mod auth;
+pub mod auth;
+pub mod circuit;
 pub mod error;
+pub mod rate_limit;
 pub mod retry;
+mod sleep;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
-pub use auth::Authenticator;
-pub use error::{HttpError, Subsystem};
-pub use retry::{RetryPolicy, Sleeper, TokioSleeper};
+pub use auth::{Authenticator, CredentialStore, CredentialStoreError};
+pub use error::{HttpError, Reason, Subsystem};
+pub use retry::{Decision, RetryPolicy};
+pub use sleep::{Sleeper, TokioSleeper, VirtualClock};
 
-use crate::config::{Method, SourceConfig};
+use crate::config::{Method, RetryPost, SourceConfig};
 use crate::error::ErrorCode;
 use crate::events::Events;
+use auth::{AuthEnv, SignedParts};
+use circuit::{CircuitBreaker, Outcome};
+use error::ErrorContext;
+use rate_limit::{RateLimiter, Signal};
 
 /// Response headers that carry a server-side request id, in order of preference.
 const REQUEST_ID_HEADERS: &[&str] = &["x-request-id", "request-id", "x-amzn-requestid", "x-correlation-id"];
 
+/// Local rate-limit waits at least this long are logged as `rate_limited`.
+const LOGGED_LOCAL_WAIT: Duration = Duration::from_secs(1);
+
 /// The `User-Agent` Landfall sends.
 pub fn user_agent() -> String {
     format!("landfall/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// How a stream's POST requests may be repeated (`streams[].idempotency_key` and
+/// `retry_post`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PostPolicy {
+    /// Send an `Idempotency-Key` header. Default: true.
+    pub idempotency_key: bool,
+    /// When a failed POST is sent again. Default: `auto`.
+    pub retry: RetryPost,
+}
+
+impl Default for PostPolicy {
+    fn default() -> Self {
+        Self {
+            idempotency_key: true,
+            retry: RetryPost::Auto,
+        }
+    }
 }
 
 /// One request to send (before auth is applied).
@@ -34,6 +78,8 @@ pub struct RequestSpec {
     pub url: Url,
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
+    /// How a POST may be repeated; ignored for GET.
+    pub post: PostPolicy,
 }
 
 /// A successful response, fully read.
@@ -43,7 +89,7 @@ pub struct Response {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub request_id: String,
-    /// Attempts made, the successful one included.
+    /// Attempts sent, the successful one included.
     pub attempts: u32,
     pub elapsed: Duration,
 }
@@ -55,16 +101,22 @@ pub struct RequestContext<'a> {
     pub page: u64,
 }
 
-/// Sends requests to one source.
+/// Sends requests to one source. Clones share the rate limiter, the circuit breaker, the
+/// token cache and the connection pool.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     client: reqwest::Client,
     auth: Authenticator,
     retry: RetryPolicy,
+    limiter: Arc<RateLimiter>,
+    circuit: Arc<CircuitBreaker>,
+    sleeper: Arc<dyn Sleeper>,
+    /// No wait may end past this instant (on the sleeper's clock).
+    deadline: Option<Instant>,
     events: Events,
 }
 
-/// Errors building the client (bad TLS material).
+/// Errors building the client (bad TLS material, unusable credentials).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientBuildError {
     #[error("cannot read {key} {path}: {source}")]
@@ -77,6 +129,23 @@ pub enum ClientBuildError {
     Invalid { key: &'static str, message: String },
 }
 
+/// A failed attempt, with what the retry decision and the rate limiter need.
+struct Failure {
+    error: HttpError,
+    retry_after: Option<Duration>,
+    headers: Option<HeaderMap>,
+}
+
+impl From<HttpError> for Failure {
+    fn from(error: HttpError) -> Self {
+        Self {
+            error,
+            retry_after: None,
+            headers: None,
+        }
+    }
+}
+
 impl HttpClient {
     /// Builds the client for `source`. Reads TLS files; makes no request.
     pub fn new(source: &SourceConfig, events: Events) -> Result<Self, ClientBuildError> {
@@ -85,6 +154,7 @@ impl HttpClient {
             .timeout(source.timeout.0)
             .connect_timeout(source.timeout.0.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(source.rate_limit.concurrency.max(1) as usize)
             .tls_version_min(match source.tls.min_version.as_str() {
                 "1.3" => reqwest::tls::Version::TLS_1_3,
                 _ => reqwest::tls::Version::TLS_1_2,
@@ -121,10 +191,21 @@ impl HttpClient {
             key: "source",
             message: error::describe(&error),
         })?;
+        let auth = Authenticator::new(&source.auth, &source.name).map_err(|message| ClientBuildError::Invalid {
+            key: "source.auth",
+            message,
+        })?;
         Ok(Self {
             client,
-            auth: Authenticator::new(&source.auth),
+            auth,
             retry: RetryPolicy::from_config(&source.retry),
+            limiter: Arc::new(RateLimiter::new(&source.rate_limit)),
+            circuit: Arc::new(CircuitBreaker::new(
+                source.circuit_breaker.failure_threshold,
+                source.circuit_breaker.cooldown.0,
+            )),
+            sleeper: Arc::new(TokioSleeper),
+            deadline: None,
             events,
         })
     }
@@ -134,9 +215,27 @@ impl HttpClient {
         &self.retry
     }
 
-    /// Replaces the retry sleeper (tests).
-    pub fn with_sleeper(mut self, sleeper: std::sync::Arc<dyn Sleeper>) -> Self {
-        self.retry.sleeper = sleeper;
+    /// The sleeper every wait of this client goes through.
+    pub fn sleeper(&self) -> &Arc<dyn Sleeper> {
+        &self.sleeper
+    }
+
+    /// Replaces the sleeper and its clock (tests). Call before [`Self::with_max_duration`].
+    pub fn with_sleeper(mut self, sleeper: Arc<dyn Sleeper>) -> Self {
+        self.sleeper = sleeper;
+        self
+    }
+
+    /// Sets the run's deadline `max_duration` from now on the sleeper's clock: a wait that
+    /// would pass it stops the request with a clean-stop error instead.
+    pub fn with_max_duration(mut self, max_duration: Duration) -> Self {
+        self.deadline = Some(self.sleeper.now() + max_duration);
+        self
+    }
+
+    /// Gives the client a place to keep rotated credentials for the next run.
+    pub fn with_credential_store(self, store: Arc<dyn CredentialStore>) -> Self {
+        self.auth.set_credential_store(store);
         self
     }
 
@@ -146,41 +245,222 @@ impl HttpClient {
         let mut url = spec.url.clone();
         self.auth.apply_to_url(&mut url);
         let shown_url = crate::redact::url(&url);
+        let method = spec.method.as_str();
+        let idempotency_key = match (spec.method, &spec.body) {
+            (Method::Post, Some(body)) if spec.post.idempotency_key => Some(idempotency_key(context, body)),
+            _ => None,
+        };
+        let replayable = match spec.method {
+            Method::Get => true,
+            Method::Post => match spec.post.retry {
+                RetryPost::Auto => idempotency_key.is_some(),
+                RetryPost::Safe => true,
+                RetryPost::Never => false,
+            },
+        };
         let mut waited = Duration::ZERO;
-        let mut attempt = 0;
+        let mut sent = 0u32;
+        let mut counted = 0u32;
+        let mut refreshed = false;
         loop {
-            attempt += 1;
-            let request_id = uuid::Uuid::now_v7().to_string();
-            let outcome = self
-                .attempt(spec, &url, &shown_url, &request_id, attempt, context)
-                .await;
-            let (error, retry_after) = match outcome {
+            let mut request = ErrorContext {
+                method,
+                url: shown_url.clone(),
+                request_id: uuid::Uuid::now_v7().to_string(),
+                attempt: sent,
+            };
+            if let Err(refusal) = self.circuit.admit(self.sleeper.now()) {
+                // A request already retrying waits out the cooldown when its attempts and
+                // budget allow, then probes; a new request fails fast.
+                let wait = refusal.retry_in;
+                let may_wait = sent > 0
+                    && !wait.is_zero()
+                    && counted < self.retry.max_attempts
+                    && waited + wait <= self.retry.budget
+                    && self
+                        .deadline
+                        .is_none_or(|deadline| self.sleeper.now() + wait <= deadline);
+                if may_wait {
+                    self.sleeper.sleep(wait).await;
+                    waited += wait;
+                    continue;
+                }
+                return Err(request.error(
+                    refusal.code,
+                    None,
+                    true,
+                    Subsystem::RateLimit,
+                    Reason::CircuitOpen,
+                    format!(
+                        "circuit open after repeated failures of the source; request not sent (next probe in {} s)",
+                        refusal.retry_in.as_secs()
+                    ),
+                ));
+            }
+            let permit = self.limiter.permit().await;
+            if let Err(stop) = self.wait_for_rate_limit(&request, context).await {
+                // Release a half-open probe slot this request may hold.
+                self.circuit.record(Outcome::Neutral, self.sleeper.now());
+                return Err(stop);
+            }
+            sent += 1;
+            counted += 1;
+            request.attempt = sent;
+            let outcome = self.attempt(spec, &url, idempotency_key.as_deref(), &request).await;
+            drop(permit);
+            let failure = match outcome {
                 Ok(mut response) => {
-                    response.attempts = attempt;
+                    self.circuit.record(Outcome::Healthy, self.sleeper.now());
+                    self.observe(response.status, &response.headers, context);
+                    response.attempts = sent;
                     response.elapsed = started.elapsed();
                     return Ok(response);
                 }
                 Err(failure) => failure,
             };
-            // POST is retried only because every POST carries an idempotency key.
-            let retry_allowed = error.retryable;
-            let delay = retry_allowed
-                .then(|| self.retry.next_delay(attempt, waited, retry_after))
-                .flatten();
-            let Some(delay) = delay else {
-                return Err(error);
+            let Failure {
+                error,
+                retry_after,
+                headers,
+            } = failure;
+            if let (Some(headers), Some(status)) = (&headers, error.status) {
+                self.observe(status, headers, context);
+            }
+            if let Some(opened) = self.circuit.record(health(&error), self.sleeper.now()) {
+                self.events.circuit_opened(
+                    context.stream,
+                    opened.failures,
+                    opened.cooldown.as_millis() as u64,
+                    error.code.as_str(),
+                );
+            }
+            if matches!(error.status, Some(401 | 403)) && self.auth.refreshes() && !refreshed {
+                // The token may have been revoked or expired early: one more try with a new
+                // one, outside the retry count. A second refusal is final.
+                refreshed = true;
+                counted -= 1;
+                self.auth.invalidate().await;
+                continue;
+            }
+            if error.code == ErrorCode::RateLimit && error.retryable {
+                let wanted = retry_after
+                    .filter(|_| self.retry.respect_retry_after)
+                    .unwrap_or_else(|| self.retry.base_delay(counted.saturating_sub(1)).mul_f64(0.5));
+                self.check_deadline(wanted, &error)?;
+            }
+            let delay = match self.retry.decide(&error, replayable, counted, waited, retry_after) {
+                Decision::Retry(delay) => delay,
+                Decision::GiveUp => return Err(error),
             };
+            if self
+                .deadline
+                .is_some_and(|deadline| self.sleeper.now() + delay > deadline)
+            {
+                return Err(error);
+            }
             self.events.request_retried(
                 context.stream,
                 context.page,
                 &error.request_id,
-                attempt,
+                sent,
                 delay.as_millis() as u64,
                 error.code.as_str(),
                 &error.to_string(),
             );
-            self.retry.sleeper.sleep(delay).await;
+            self.sleeper.sleep(delay).await;
             waited += delay;
+        }
+    }
+
+    /// Fails with a clean-stop error when waiting `wait` for a rate limit would pass the
+    /// run's deadline.
+    fn check_deadline(&self, wait: Duration, error: &HttpError) -> Result<(), HttpError> {
+        let Some(deadline) = self.deadline else {
+            return Ok(());
+        };
+        let now = self.sleeper.now();
+        if now + wait <= deadline {
+            return Ok(());
+        }
+        Err(HttpError {
+            code: ErrorCode::RateLimit,
+            retryable: false,
+            subsystem: Subsystem::RateLimit,
+            reason: Reason::RunDeadline,
+            message: format!(
+                "rate limited: waiting {} s would pass the run deadline ({} s left); stopped at the last checkpoint",
+                wait.as_secs(),
+                deadline.saturating_duration_since(now).as_secs()
+            ),
+            ..error.clone()
+        })
+    }
+
+    /// Waits for the request's turn under the rate limits (and stops at the run deadline).
+    async fn wait_for_rate_limit(&self, request: &ErrorContext, context: RequestContext<'_>) -> Result<(), HttpError> {
+        let now = self.sleeper.now();
+        if let Some(deadline) = self.deadline
+            && now >= deadline
+        {
+            return Err(request.error(
+                ErrorCode::Timeout,
+                None,
+                false,
+                Subsystem::RateLimit,
+                Reason::RunDeadline,
+                "the run reached its maximum duration (run --max-duration or source.max_run_duration); stopped at the last checkpoint",
+            ));
+        }
+        let reservation = self.limiter.reserve(now);
+        if reservation.wait.is_zero() {
+            return Ok(());
+        }
+        let cause = reservation.cause.expect("a wait has a cause");
+        let pending = request.error(
+            ErrorCode::RateLimit,
+            None,
+            false,
+            Subsystem::RateLimit,
+            Reason::RunDeadline,
+            String::new(),
+        );
+        self.check_deadline(reservation.wait, &pending)?;
+        if !cause.from_server() && reservation.wait >= LOGGED_LOCAL_WAIT {
+            self.events.rate_limited(
+                context.stream,
+                context.page,
+                reservation.wait.as_millis() as u64,
+                cause.as_str(),
+                None,
+            );
+        }
+        self.sleeper.sleep(reservation.wait).await;
+        Ok(())
+    }
+
+    /// Lets the adaptive rate limiter learn from a response, and logs what it decides.
+    fn observe(&self, status: u16, headers: &HeaderMap, context: RequestContext<'_>) {
+        match self
+            .limiter
+            .observe(status, headers, self.sleeper.now(), SystemTime::now())
+        {
+            Some(Signal::Paused { wait, cause }) => self.events.rate_limited(
+                context.stream,
+                context.page,
+                wait.as_millis() as u64,
+                cause.as_str(),
+                None,
+            ),
+            Some(Signal::Paced {
+                interval, remaining, ..
+            }) => self.events.rate_limited(
+                context.stream,
+                context.page,
+                interval.as_millis() as u64,
+                rate_limit::Cause::RemainingLow.as_str(),
+                Some(remaining),
+            ),
+            None => {}
         }
     }
 
@@ -188,25 +468,11 @@ impl HttpClient {
         &self,
         spec: &RequestSpec,
         url: &Url,
-        shown_url: &str,
-        request_id: &str,
-        attempt: u32,
-        context: RequestContext<'_>,
-    ) -> Result<Response, (HttpError, Option<Duration>)> {
+        idempotency_key: Option<&str>,
+        request: &ErrorContext,
+    ) -> Result<Response, Failure> {
         let method = spec.method.as_str();
-        let failure =
-            |code: ErrorCode, status: Option<u16>, retryable: bool, subsystem: Subsystem, message: String| HttpError {
-                code,
-                status,
-                retryable,
-                request_id: request_id.to_owned(),
-                attempt,
-                method,
-                url: shown_url.to_owned(),
-                subsystem,
-                message,
-            };
-        let mut request = self.client.request(
+        let mut builder = self.client.request(
             match spec.method {
                 Method::Get => reqwest::Method::GET,
                 Method::Post => reqwest::Method::POST,
@@ -214,44 +480,55 @@ impl HttpClient {
             url.clone(),
         );
         for (name, value) in &spec.headers {
-            request = request.header(name.as_str(), value.as_str());
+            builder = builder.header(name.as_str(), value.as_str());
         }
-        request = request.header("x-request-id", request_id);
-        for (name, value) in self.auth.headers(method, shown_url).map_err(|error| (error, None))? {
-            request = request.header(name, value);
+        builder = builder.header("x-request-id", request.request_id.as_str());
+        let parts = SignedParts {
+            method,
+            url,
+            body: spec.body.as_deref(),
+        };
+        let env = AuthEnv {
+            http: &self.client,
+            now: self.sleeper.now(),
+            wall: SystemTime::now(),
+            events: &self.events,
+        };
+        for (name, value) in self.auth.headers(&parts, request, &env).await? {
+            builder = builder.header(name, value);
         }
         if let Some(body) = &spec.body {
-            let key = crate::hash::sha256_hex(
-                [context.stream.as_bytes(), &context.page.to_be_bytes(), body.as_slice()]
-                    .concat()
-                    .as_slice(),
-            );
-            request = request
+            builder = builder
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header(
-                    HeaderName::from_static("idempotency-key"),
-                    HeaderValue::from_str(&key[..32]).expect("hex is a valid header"),
-                )
                 .body(body.clone());
         }
-        let response = request.send().await.map_err(|error| {
-            let code = error::classify_transport(&error);
-            (
-                failure(code, None, true, Subsystem::Transport, error::describe(&error)),
+        if let Some(key) = idempotency_key {
+            builder = builder.header(
+                HeaderName::from_static("idempotency-key"),
+                HeaderValue::from_str(key).expect("hex is a valid header"),
+            );
+        }
+        let response = builder.send().await.map_err(|failure| {
+            let (code, reason) = error::classify_transport(&failure);
+            request.error(
+                code,
                 None,
+                true,
+                Subsystem::Transport,
+                reason,
+                error::describe(&failure),
             )
         })?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let request_id = REQUEST_ID_HEADERS
-            .iter()
-            .find_map(|name| headers.get(*name).and_then(|value| value.to_str().ok()))
-            .filter(|value| !value.is_empty())
-            .unwrap_or(request_id)
-            .to_owned();
-        let failure = |code, status, retryable, subsystem, message| HttpError {
-            request_id: request_id.clone(),
-            ..failure(code, status, retryable, subsystem, message)
+        let request = ErrorContext {
+            request_id: REQUEST_ID_HEADERS
+                .iter()
+                .find_map(|name| headers.get(*name).and_then(|value| value.to_str().ok()))
+                .filter(|value| !value.is_empty())
+                .unwrap_or(&request.request_id)
+                .to_owned(),
+            ..request.clone()
         };
         if !(200..300).contains(&status) {
             let retry_after = headers
@@ -261,37 +538,55 @@ impl HttpClient {
             let snippet = response.text().await.unwrap_or_default();
             let snippet: String = snippet.chars().take(300).collect();
             let (code, subsystem) = error::classify_status(status);
-            let retryable = self.retry.retry_on_status.contains(&status);
-            return Err((
-                failure(
+            return Err(Failure {
+                error: request.error(
                     code,
                     Some(status),
-                    retryable,
+                    self.retry.retries_status(status),
                     subsystem,
+                    Reason::Status,
                     format!("response body: {}", snippet.trim()),
                 ),
                 retry_after,
-            ));
+                headers: Some(headers),
+            });
         }
-        let body = response.bytes().await.map_err(|error| {
-            (
-                failure(
-                    ErrorCode::NetworkError,
-                    Some(status),
-                    true,
-                    Subsystem::Transport,
-                    format!("reading the body failed: {}", error::describe(&error)),
-                ),
-                None,
+        let body = response.bytes().await.map_err(|failure| {
+            request.error(
+                ErrorCode::NetworkError,
+                Some(status),
+                true,
+                Subsystem::Transport,
+                Reason::Body,
+                format!("reading the body failed: {}", error::describe(&failure)),
             )
         })?;
         Ok(Response {
             status,
             headers,
             body,
-            request_id,
-            attempts: attempt,
+            request_id: request.request_id,
+            attempts: 0,
             elapsed: Duration::ZERO,
         })
     }
+}
+
+/// What a failure says about the source's health, for the circuit breaker.
+fn health(error: &HttpError) -> Outcome {
+    match (error.reason, error.status) {
+        (Reason::Connect | Reason::Transport | Reason::Body, _) => Outcome::Failed(error.code),
+        (Reason::Status, Some(status)) if status >= 500 || status == 408 => Outcome::Failed(error.code),
+        _ => Outcome::Neutral,
+    }
+}
+
+/// The `Idempotency-Key` of a POST: the same for every attempt of one page's request.
+fn idempotency_key(context: RequestContext<'_>, body: &[u8]) -> String {
+    let key = crate::hash::sha256_hex(
+        [context.stream.as_bytes(), &context.page.to_be_bytes(), body]
+            .concat()
+            .as_slice(),
+    );
+    key[..32].to_owned()
 }

@@ -1,44 +1,43 @@
 //! When and how long to wait before retrying a request: decided here and nowhere else.
+//! The client asks [`RetryPolicy::decide`] after every failed attempt.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
 use rand::Rng;
 
+use super::error::{HttpError, Reason};
 use crate::config::RetryConfig;
 
-/// Waits between attempts; injectable so tests run without real waiting.
-#[async_trait]
-pub trait Sleeper: Send + Sync + std::fmt::Debug {
-    async fn sleep(&self, duration: Duration);
-}
+pub use super::sleep::{Sleeper, TokioSleeper, VirtualClock};
 
-/// Sleeps on the tokio timer.
-#[derive(Debug, Default)]
-pub struct TokioSleeper;
-
-#[async_trait]
-impl Sleeper for TokioSleeper {
-    async fn sleep(&self, duration: Duration) {
-        tokio::time::sleep(duration).await;
-    }
-}
-
-/// The retry policy of a source.
+/// The retry policy of a source (`source.retry`).
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
+    /// Attempts in all, the first included.
     pub max_attempts: u32,
     pub initial_delay: Duration,
     pub max_delay: Duration,
     pub multiplier: f64,
+    /// The total wait one request may spend between its attempts.
     pub budget: Duration,
+    /// Statuses that are retried; every other status fails at once.
     pub retry_on_status: Vec<u16>,
+    /// Whether `Retry-After` replaces the computed backoff.
     pub respect_retry_after: bool,
-    pub sleeper: Arc<dyn Sleeper>,
+}
+
+/// What the policy says after a failed attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Wait this long, then send the request again.
+    Retry(Duration),
+    /// The failure is final: it is not retryable, the request may not be replayed, or the
+    /// attempts or the budget are spent.
+    GiveUp,
 }
 
 impl RetryPolicy {
+    /// The policy of `source.retry`.
     pub fn from_config(config: &RetryConfig) -> Self {
         Self {
             max_attempts: config.max_attempts,
@@ -48,7 +47,37 @@ impl RetryPolicy {
             budget: config.budget.0,
             retry_on_status: config.retry_on_status.clone(),
             respect_retry_after: config.respect_retry_after,
-            sleeper: Arc::new(TokioSleeper),
+        }
+    }
+
+    /// Whether a response status is retried.
+    pub fn retries_status(&self, status: u16) -> bool {
+        self.retry_on_status.contains(&status)
+    }
+
+    /// Decides what follows attempt number `attempt` (from 1), which failed with `failure`.
+    ///
+    /// `replayable` says whether the request may be sent twice (a GET, or a POST with an
+    /// idempotency key or declared safe). A request that never reached the source (no
+    /// connection, or its credentials could not be fetched) is retried even when it is not
+    /// replayable. `waited` is what the
+    /// request has waited between attempts so far; `retry_after` is the server's
+    /// `Retry-After`, if it sent one.
+    pub fn decide(
+        &self,
+        failure: &HttpError,
+        replayable: bool,
+        attempt: u32,
+        waited: Duration,
+        retry_after: Option<Duration>,
+    ) -> Decision {
+        let never_sent = matches!(failure.reason, Reason::Connect | Reason::Credentials);
+        if !failure.retryable || !(replayable || never_sent) {
+            return Decision::GiveUp;
+        }
+        match self.next_delay(attempt, waited, retry_after) {
+            Some(delay) => Decision::Retry(delay),
+            None => Decision::GiveUp,
         }
     }
 

@@ -40,6 +40,12 @@ pub fn lease(source: &str, stream: &str) -> String {
     format!("{source}/_state/{stream}.lock")
 }
 
+/// Credentials kept between runs (a rotated OAuth 2.0 refresh token, encrypted). Stream
+/// names cannot start with `_`, so it never collides with a checkpoint.
+pub fn auth_state(source: &str) -> String {
+    format!("{source}/_state/_auth.json")
+}
+
 /// Where `check` writes its probe object.
 pub fn probe(source: &str, run_id: &str) -> String {
     format!("{source}/_check/{run_id}.probe")

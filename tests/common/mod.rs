@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod servers;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

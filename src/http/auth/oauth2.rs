@@ -1,0 +1,489 @@
+//! OAuth 2.0 access tokens (`client_credentials` and `refresh_token` grants): fetched
+//! lazily, cached, refreshed before they expire and once more on a 401 or 403.
+//!
+//! Many vendors rotate refresh tokens: each refresh answers with a new one and revokes the
+//! old. The new token is used for the rest of the run and saved at once through the
+//! [`CredentialStore`], so the next run starts from it. It is saved encrypted
+//! (XChaCha20-Poly1305) under a key derived from the client secret and the source name:
+//! whoever reads the landing zone's `_state/` without the client secret learns nothing,
+//! and a changed client secret makes the saved token unreadable (the config's is used).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use url::Url;
+
+use super::{AuthEnv, CredentialStore};
+use crate::config::{AuthConfig, OAuth2ClientAuth, OAuth2Flow, Secret};
+use crate::error::ErrorCode;
+use crate::http::error::{self, ErrorContext, HttpError, Reason, Subsystem};
+
+/// Version of the saved credential document.
+const AUTH_STATE_VERSION: u32 = 1;
+
+/// An access token and when to stop using it.
+struct AccessToken {
+    value: String,
+    /// When to fetch a new one; `None` when the server gave no lifetime (then only a 401
+    /// or 403 replaces it).
+    refresh_at: Option<std::time::Instant>,
+}
+
+#[derive(Default)]
+struct TokenState {
+    access: Option<AccessToken>,
+    /// The refresh token in use (the config's, the saved one, or a rotated one).
+    refresh_token: Option<String>,
+    /// Whether the saved refresh token has been looked up.
+    restored: bool,
+    /// A saved-credentials document not stored yet (the store failed).
+    unsaved: Option<Vec<u8>>,
+}
+
+/// The token endpoint's answer (RFC 6749 §5.1).
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default, deserialize_with = "lenient_seconds")]
+    expires_in: Option<f64>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// `expires_in` as a number or, as some vendors send it, a string.
+fn lenient_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(deserializer)?;
+    Ok(match value {
+        Some(serde_json::Value::Number(number)) => number.as_f64(),
+        Some(serde_json::Value::String(text)) => text.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+/// The saved-credentials document (`{source}/_state/_auth.json`).
+#[derive(Serialize, Deserialize)]
+struct AuthState {
+    auth_state_version: u32,
+    /// Fingerprint (keyed HMAC, not the token) of the config's refresh token this chain of
+    /// rotations started from: a new token in the config wins over the saved one.
+    origin: String,
+    /// `base64(nonce || ciphertext)` of the current refresh token.
+    refresh_token_sealed: String,
+    updated_at: String,
+}
+
+/// The OAuth 2.0 client of one source.
+pub(crate) struct OAuth2 {
+    flow: OAuth2Flow,
+    token_url: String,
+    client_id: String,
+    client_secret: Secret,
+    config_refresh_token: Option<Secret>,
+    scopes: Vec<String>,
+    client_auth: OAuth2ClientAuth,
+    token_params: BTreeMap<String, String>,
+    margin: Duration,
+    /// Key of the saved-credentials encryption and fingerprints.
+    state_key: [u8; 32],
+    source: String,
+    store: OnceLock<Arc<dyn CredentialStore>>,
+    state: tokio::sync::Mutex<TokenState>,
+}
+
+impl std::fmt::Debug for OAuth2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth2")
+            .field("flow", &self.flow)
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn keyed_hash(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    for part in parts {
+        mac.update(part);
+        mac.update(&[0]);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+impl OAuth2 {
+    pub fn new(config: &AuthConfig, source: &str) -> Result<Self, String> {
+        let AuthConfig::OAuth2 {
+            flow,
+            token_url,
+            client_id,
+            client_secret,
+            refresh_token,
+            scopes,
+            client_auth,
+            token_params,
+            refresh_margin,
+        } = config
+        else {
+            unreachable!("OAuth2::new is called with an oauth2 config")
+        };
+        Url::parse(token_url).map_err(|error| format!("source.auth.token_url is not a URL: {error}"))?;
+        let state_key = keyed_hash(
+            client_secret.expose().as_bytes(),
+            &[b"landfall/auth-state/v1", source.as_bytes(), client_id.as_bytes()],
+        );
+        Ok(Self {
+            flow: *flow,
+            token_url: token_url.clone(),
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+            config_refresh_token: refresh_token.clone(),
+            scopes: scopes.clone(),
+            client_auth: *client_auth,
+            token_params: token_params.clone(),
+            margin: refresh_margin.0,
+            state_key,
+            source: source.to_owned(),
+            store: OnceLock::new(),
+            state: tokio::sync::Mutex::new(TokenState::default()),
+        })
+    }
+
+    pub fn set_store(&self, store: Arc<dyn CredentialStore>) {
+        let _ = self.store.set(store);
+    }
+
+    pub async fn invalidate(&self) {
+        self.state.lock().await.access = None;
+    }
+
+    /// A valid access token: the cached one, or a new one from the token endpoint.
+    pub async fn access_token(&self, env: &AuthEnv<'_>, request: &ErrorContext) -> Result<String, HttpError> {
+        let mut state = self.state.lock().await;
+        let context = ErrorContext {
+            method: "POST",
+            url: crate::redact::url(&Url::parse(&self.token_url).expect("checked when built")),
+            ..request.clone()
+        };
+        self.save_unsaved(&mut state, &context).await?;
+        if let Some(token) = &state.access
+            && token.refresh_at.is_none_or(|at| env.now < at)
+        {
+            return Ok(token.value.clone());
+        }
+        if self.flow == OAuth2Flow::RefreshToken && !state.restored {
+            self.restore(&mut state, env, &context).await?;
+        }
+        let response = self.request_token(&state, env, &context).await?;
+        crate::redact::register(&response.access_token);
+        let lifetime = response
+            .expires_in
+            .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
+            .map(Duration::from_secs_f64);
+        state.access = Some(AccessToken {
+            value: response.access_token.clone(),
+            refresh_at: lifetime.map(|lifetime| env.now + lifetime - self.margin.min(lifetime / 2)),
+        });
+        let rotated = match response.refresh_token {
+            Some(new) if self.flow == OAuth2Flow::RefreshToken && state.refresh_token.as_ref() != Some(&new) => {
+                crate::redact::register(&new);
+                state.unsaved = Some(self.seal(&new));
+                state.refresh_token = Some(new);
+                true
+            }
+            _ => false,
+        };
+        env.events.token_refreshed(
+            flow_name(self.flow),
+            lifetime.map(|lifetime| lifetime.as_secs()),
+            rotated,
+        );
+        self.save_unsaved(&mut state, &context).await?;
+        Ok(response.access_token)
+    }
+
+    /// Stores a pending saved-credentials document; a failure is retryable and keeps it
+    /// pending, so the next attempt tries again (the run cannot go on without it: the old
+    /// refresh token is already revoked).
+    async fn save_unsaved(&self, state: &mut TokenState, context: &ErrorContext) -> Result<(), HttpError> {
+        let (Some(document), Some(store)) = (state.unsaved.clone(), self.store.get()) else {
+            state.unsaved = None;
+            return Ok(());
+        };
+        match store.save(document).await {
+            Ok(()) => {
+                state.unsaved = None;
+                Ok(())
+            }
+            Err(error) => Err(context.error(
+                ErrorCode::StorageError,
+                None,
+                error.retryable,
+                Subsystem::Auth,
+                Reason::Credentials,
+                format!("cannot save the rotated refresh token: {error}"),
+            )),
+        }
+    }
+
+    /// Picks the refresh token to start from: the saved one when it descends from the
+    /// config's, else the config's.
+    async fn restore(
+        &self,
+        state: &mut TokenState,
+        env: &AuthEnv<'_>,
+        context: &ErrorContext,
+    ) -> Result<(), HttpError> {
+        let configured = self
+            .config_refresh_token
+            .as_ref()
+            .map(|token| token.expose().to_owned());
+        state.refresh_token = configured.clone();
+        if let Some(store) = self.store.get() {
+            let document = store.load().await.map_err(|error| {
+                context.error(
+                    ErrorCode::StorageError,
+                    None,
+                    error.retryable,
+                    Subsystem::Auth,
+                    Reason::Credentials,
+                    format!("cannot read the saved refresh token: {error}"),
+                )
+            })?;
+            if let Some(document) = document {
+                match self.unseal(&document, configured.as_deref().unwrap_or_default()) {
+                    Ok(token) => {
+                        crate::redact::register(&token);
+                        state.refresh_token = Some(token);
+                    }
+                    Err(reason) => env.events.auth_state_ignored(reason),
+                }
+            }
+        }
+        state.restored = true;
+        Ok(())
+    }
+
+    fn origin(&self, configured: &str) -> String {
+        hex::encode(keyed_hash(&self.state_key, &[b"origin", configured.as_bytes()]))
+    }
+
+    fn aad(&self, origin: &str) -> Vec<u8> {
+        [self.source.as_bytes(), b"\0", origin.as_bytes()].concat()
+    }
+
+    /// The saved-credentials document for `refresh_token`.
+    fn seal(&self, refresh_token: &str) -> Vec<u8> {
+        let configured = self
+            .config_refresh_token
+            .as_ref()
+            .map(|token| token.expose())
+            .unwrap_or_default();
+        let origin = self.origin(configured);
+        let cipher = XChaCha20Poly1305::new_from_slice(&self.state_key).expect("the key is 32 bytes");
+        let mut nonce = [0u8; 24];
+        rand::rng().fill_bytes(&mut nonce);
+        let sealed = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: refresh_token.as_bytes(),
+                    aad: &self.aad(&origin),
+                },
+            )
+            .expect("encryption does not fail");
+        let document = AuthState {
+            auth_state_version: AUTH_STATE_VERSION,
+            origin,
+            refresh_token_sealed: base64::engine::general_purpose::STANDARD
+                .encode([nonce.as_slice(), &sealed].concat()),
+            updated_at: crate::clock::now_rfc3339(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&document).expect("auth state serializes");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// The refresh token in a saved document, or why it is not used.
+    fn unseal(&self, document: &[u8], configured: &str) -> Result<String, &'static str> {
+        let state: AuthState = serde_json::from_slice(document).map_err(|_| "the saved auth state is not valid")?;
+        if state.auth_state_version != AUTH_STATE_VERSION {
+            return Err("the saved auth state has an unknown version");
+        }
+        if state.origin != self.origin(configured) {
+            return Err(
+                "the saved refresh token does not descend from the config's (a new refresh token or client secret was configured)",
+            );
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&state.refresh_token_sealed)
+            .map_err(|_| "the saved auth state is not valid")?;
+        if bytes.len() < 24 {
+            return Err("the saved auth state is not valid");
+        }
+        let (nonce, sealed) = bytes.split_at(24);
+        let cipher = XChaCha20Poly1305::new_from_slice(&self.state_key).expect("the key is 32 bytes");
+        let plain = cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &self.aad(&state.origin),
+                },
+            )
+            .map_err(|_| "the saved refresh token cannot be decrypted (was the client secret changed?)")?;
+        String::from_utf8(plain).map_err(|_| "the saved auth state is not valid")
+    }
+
+    async fn request_token(
+        &self,
+        state: &TokenState,
+        env: &AuthEnv<'_>,
+        context: &ErrorContext,
+    ) -> Result<TokenResponse, HttpError> {
+        let body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", flow_name(self.flow));
+            if self.flow == OAuth2Flow::RefreshToken {
+                form.append_pair("refresh_token", state.refresh_token.as_deref().unwrap_or_default());
+            }
+            if !self.scopes.is_empty() {
+                form.append_pair("scope", &self.scopes.join(" "));
+            }
+            for (name, value) in &self.token_params {
+                form.append_pair(name, value);
+            }
+            if self.client_auth == OAuth2ClientAuth::Body {
+                form.append_pair("client_id", &self.client_id);
+                form.append_pair("client_secret", self.client_secret.expose());
+            }
+            form.finish()
+        };
+        let mut request = env
+            .http
+            .post(&self.token_url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("x-request-id", uuid::Uuid::now_v7().to_string());
+        if self.client_auth == OAuth2ClientAuth::Basic {
+            let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+            let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                encode(&self.client_id),
+                encode(self.client_secret.expose())
+            ));
+            crate::redact::register(&credentials);
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Basic {credentials}"))
+                .expect("base64 is a valid header");
+            value.set_sensitive(true);
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
+        let response = request.body(body).send().await.map_err(|failure| {
+            let (code, _) = error::classify_transport(&failure);
+            context.error(
+                code,
+                None,
+                true,
+                Subsystem::Auth,
+                Reason::Credentials,
+                format!("token request failed: {}", error::describe(&failure)),
+            )
+        })?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|failure| {
+            context.error(
+                ErrorCode::NetworkError,
+                Some(status),
+                true,
+                Subsystem::Auth,
+                Reason::Credentials,
+                format!("reading the token response failed: {}", error::describe(&failure)),
+            )
+        })?;
+        if !(200..300).contains(&status) {
+            let transient = matches!(status, 408 | 425 | 429 | 500..=599);
+            let code = if transient {
+                error::classify_status(status).0
+            } else {
+                ErrorCode::AuthFailed
+            };
+            let detail: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+            return Err(context.error(
+                code,
+                Some(status),
+                transient,
+                Subsystem::Auth,
+                Reason::Credentials,
+                format!(
+                    "the token endpoint refused the {} grant: {}",
+                    flow_name(self.flow),
+                    detail.trim()
+                ),
+            ));
+        }
+        serde_json::from_slice::<TokenResponse>(&body).map_err(|failure| {
+            context.error(
+                ErrorCode::ParsingError,
+                Some(status),
+                false,
+                Subsystem::Deserialize,
+                Reason::Credentials,
+                format!("the token response is not an OAuth 2.0 token: {failure}"),
+            )
+        })
+    }
+}
+
+fn flow_name(flow: OAuth2Flow) -> &'static str {
+    match flow {
+        OAuth2Flow::ClientCredentials => "client_credentials",
+        OAuth2Flow::RefreshToken => "refresh_token",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oauth(secret: &str, refresh: &str) -> OAuth2 {
+        OAuth2::new(
+            &AuthConfig::OAuth2 {
+                flow: OAuth2Flow::RefreshToken,
+                token_url: "https://auth.test/token".into(),
+                client_id: "client".into(),
+                client_secret: Secret::new(secret),
+                refresh_token: Some(Secret::new(refresh)),
+                scopes: vec![],
+                client_auth: OAuth2ClientAuth::Body,
+                token_params: BTreeMap::new(),
+                refresh_margin: crate::config::HumanDuration::from_secs(60),
+            },
+            "shop",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn saved_token_round_trips_and_hides_the_token() {
+        let oauth = oauth("client-secret-1", "rt-config-1");
+        let document = oauth.seal("rt-rotated-2");
+        assert!(!String::from_utf8_lossy(&document).contains("rt-rotated-2"));
+        assert_eq!(oauth.unseal(&document, "rt-config-1").unwrap(), "rt-rotated-2");
+    }
+
+    #[test]
+    fn saved_token_is_ignored_for_a_new_config_token_or_client_secret() {
+        let document = oauth("client-secret-1", "rt-config-1").seal("rt-rotated-2");
+        let new_config_token = oauth("client-secret-1", "rt-config-NEW");
+        let error = new_config_token.unseal(&document, "rt-config-NEW").unwrap_err();
+        assert!(error.contains("does not descend"), "{error}");
+        let new_secret = oauth("client-secret-NEW", "rt-config-1");
+        assert!(new_secret.unseal(&document, "rt-config-1").is_err());
+    }
+}

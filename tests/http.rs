@@ -1,0 +1,937 @@
+//! The HTTP client against loopback servers: auth strategies, retries, rate limits, the
+//! circuit breaker and the transport. Waits run on a virtual clock unless a test measures
+//! real time.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use base64::Engine;
+use landfall::config::{ConnectorConfig, Method, Resolve};
+use landfall::error::ErrorCode;
+use landfall::events::Events;
+use landfall::http::{
+    CredentialStore, CredentialStoreError, HttpClient, HttpError, PostPolicy, Reason, RequestContext, RequestSpec,
+    Response, VirtualClock,
+};
+use serde_json::json;
+use wiremock::matchers::{body_string_contains, header, method, path, query_param};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const CONTEXT: RequestContext<'static> = RequestContext {
+    stream: "items",
+    page: 1,
+};
+
+/// A config with `source_extra` (YAML lines, two-space indented under `source`) and one
+/// stream `stream_extra` (flow mapping entries), with references resolved from `env`.
+fn config(base: &str, source_extra: &str, stream_extra: &str, env: &[(&str, &str)]) -> ConnectorConfig {
+    let text = format!(
+        "version: 1\nsource:\n  name: shop\n  base_url: {base}\n{source_extra}\nstreams:\n  - {{name: items, path: /items{stream_extra}}}\n"
+    );
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    ConnectorConfig::from_yaml(&text, Resolve::References, &|name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap_or_else(|error| panic!("{error}\n{text}"))
+    .config
+}
+
+fn client_for(config: &ConnectorConfig) -> (HttpClient, Arc<VirtualClock>) {
+    let clock = VirtualClock::new();
+    let client = HttpClient::new(&config.source, Events::new("test-run", "shop"))
+        .unwrap()
+        .with_sleeper(clock.clone());
+    (client, clock)
+}
+
+fn get(config: &ConnectorConfig) -> RequestSpec {
+    let url = format!("{}/items", config.source.base_url);
+    RequestSpec {
+        method: Method::Get,
+        url: url::Url::parse(&url).unwrap(),
+        headers: vec![],
+        body: None,
+        post: PostPolicy::default(),
+    }
+}
+
+fn post(config: &ConnectorConfig) -> RequestSpec {
+    let stream = &config.streams[0];
+    RequestSpec {
+        method: Method::Post,
+        body: Some(br#"{"q":"x"}"#.to_vec()),
+        post: PostPolicy {
+            idempotency_key: stream.idempotency_key,
+            retry: stream.retry_post,
+        },
+        ..get(config)
+    }
+}
+
+async fn send(client: &HttpClient, spec: &RequestSpec) -> Result<Response, HttpError> {
+    client.send(spec, CONTEXT).await
+}
+
+fn ok() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"data": [{"id": 1}]}))
+}
+
+async fn requests_to(server: &MockServer, route: &str) -> Vec<Request> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|request| request.url.path() == route)
+        .collect()
+}
+
+/// Answers 401 unless the request matches.
+async fn guarded(server: &MockServer, guard: Mock) {
+    guard.mount(server).await;
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(401))
+        .with_priority(10)
+        .mount(server)
+        .await;
+}
+
+// ---- auth -------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn api_key_in_a_header_bearer_and_basic_are_sent() {
+    let server = MockServer::start().await;
+    guarded(
+        &server,
+        Mock::given(path("/items"))
+            .and(header("x-api-key", "hk-1f2e3d4c5b"))
+            .respond_with(ok()),
+    )
+    .await;
+    let config = self::config(
+        &server.uri(),
+        "  auth: {type: api_key, in: header, name: X-Api-Key, value: '${env:KEY}'}",
+        "",
+        &[("KEY", "hk-1f2e3d4c5b")],
+    );
+    send(&client_for(&config).0, &get(&config)).await.unwrap();
+
+    let server = MockServer::start().await;
+    guarded(
+        &server,
+        Mock::given(path("/items"))
+            .and(header("authorization", "Bearer bt-9a8b7c6d"))
+            .respond_with(ok()),
+    )
+    .await;
+    let config = self::config(
+        &server.uri(),
+        "  auth: {type: bearer, token: '${env:TOKEN}'}",
+        "",
+        &[("TOKEN", "bt-9a8b7c6d")],
+    );
+    send(&client_for(&config).0, &get(&config)).await.unwrap();
+
+    let server = MockServer::start().await;
+    let expected = base64::engine::general_purpose::STANDARD.encode("bot:pw-5566aabb");
+    guarded(
+        &server,
+        Mock::given(path("/items"))
+            .and(header("authorization", format!("Basic {expected}").as_str()))
+            .respond_with(ok()),
+    )
+    .await;
+    let config = self::config(
+        &server.uri(),
+        "  auth: {type: basic, username: bot, password: '${env:PASS}'}",
+        "",
+        &[("PASS", "pw-5566aabb")],
+    );
+    send(&client_for(&config).0, &get(&config)).await.unwrap();
+}
+
+#[tokio::test]
+async fn api_key_in_the_query_is_sent_and_masked_in_errors() {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .and(query_param("api_key", "qk-77aa88bb99"))
+        .respond_with(ResponseTemplate::new(400).set_body_string("bad request for key qk-77aa88bb99"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let config = self::config(
+        &server.uri(),
+        "  auth: {type: api_key, in: query, name: api_key, value: '${env:KEY}'}",
+        "",
+        &[("KEY", "qk-77aa88bb99")],
+    );
+    let error = send(&client_for(&config).0, &get(&config)).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::InvalidRequest);
+    assert!(error.url.contains("api_key=***"), "{}", error.url);
+    let shown = error.to_string();
+    assert!(!shown.contains("qk-77aa88bb99"), "{shown}");
+}
+
+/// Verifies `X-Signature: v1=<hex hmac-sha256>` over `METHOD\npath?query\nts\nsha256(body)`.
+struct SignatureCheck {
+    key: Vec<u8>,
+}
+
+impl Respond for SignatureCheck {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        use hmac::Mac;
+        use sha2::Digest;
+        let header = |name: &str| {
+            request
+                .headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let timestamp = header("x-timestamp");
+        let canonical = format!(
+            "{}\n{}?{}\n{}\n{}",
+            request.method,
+            request.url.path(),
+            request.url.query().unwrap_or_default(),
+            timestamp,
+            hex::encode(sha2::Sha256::digest(&request.body))
+        );
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.key).unwrap();
+        mac.update(canonical.as_bytes());
+        let expected = format!("v1={}", hex::encode(mac.finalize().into_bytes()));
+        let fresh = timestamp.parse::<u64>().is_ok_and(|ts| {
+            ts.abs_diff(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs(),
+            ) < 60
+        });
+        if header("x-signature") == expected && fresh {
+            ok()
+        } else {
+            ResponseTemplate::new(401)
+        }
+    }
+}
+
+#[tokio::test]
+async fn hmac_signature_verifies_on_the_server() {
+    let server = MockServer::start().await;
+    let key = b"hmac-key-0123456789".to_vec();
+    Mock::given(path("/items"))
+        .respond_with(SignatureCheck { key: key.clone() })
+        .mount(&server)
+        .await;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&key);
+    let config = self::config(
+        &server.uri(),
+        "  auth:\n    type: hmac\n    secret: '${env:HMAC}'\n    secret_encoding: base64\n    header_value: 'v1={signature}'\n    canonical: \"{method}\\n{path_and_query}\\n{timestamp}\\n{body_sha256}\"",
+        ", method: POST, params: {limit: 5}",
+        &[("HMAC", &encoded)],
+    );
+    let (client, _) = client_for(&config);
+    let mut spec = post(&config);
+    spec.url.set_query(Some("limit=5"));
+    send(&client, &spec).await.unwrap();
+    // A wrong key is refused.
+    let wrong = base64::engine::general_purpose::STANDARD.encode(b"another-key-000000");
+    let config = self::config(
+        &server.uri(),
+        "  auth: {type: hmac, secret: '${env:HMAC}', secret_encoding: base64, header_value: 'v1={signature}'}",
+        ", method: POST",
+        &[("HMAC", &wrong)],
+    );
+    let error = send(&client_for(&config).0, &post(&config)).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::AuthFailed);
+}
+
+/// A token endpoint and resource server: tokens `at-N` are issued in order; the resource
+/// accepts those in `valid`.
+#[derive(Clone, Default)]
+struct OAuthServer {
+    issued: Arc<AtomicUsize>,
+    valid: Arc<Mutex<HashSet<String>>>,
+    /// The refresh token the endpoint accepts now (refresh_token flow); rotated per use.
+    refresh: Arc<Mutex<Option<String>>>,
+    expires_in: u64,
+    /// Tokens issued from now on are not accepted by the resource.
+    broken: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Respond for OAuthServer {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        if request.url.path() == "/token" {
+            let form: Vec<(String, String)> = url::form_urlencoded::parse(&request.body).into_owned().collect();
+            let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            if field("client_secret").as_deref() != Some("cs-0a1b2c3d4e") {
+                return ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client"}));
+            }
+            let mut answer = json!({"token_type": "bearer", "expires_in": self.expires_in});
+            if field("grant_type").as_deref() == Some("refresh_token") {
+                let mut current = self.refresh.lock().unwrap();
+                if field("refresh_token") != *current {
+                    return ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"}));
+                }
+                let n = self.issued.load(Ordering::SeqCst) + 2;
+                let rotated = format!("rt-rotated-{n}-f00d");
+                answer["refresh_token"] = json!(rotated);
+                *current = Some(rotated);
+            }
+            let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+            let token = format!("at-{n}-c0ffee");
+            if !self.broken.load(Ordering::SeqCst) {
+                self.valid.lock().unwrap().insert(token.clone());
+            }
+            answer["access_token"] = json!(token);
+            return ResponseTemplate::new(200).set_body_json(answer);
+        }
+        let presented = request
+            .headers
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or_default()
+            .to_owned();
+        if self.valid.lock().unwrap().contains(&presented) {
+            ok()
+        } else {
+            ResponseTemplate::new(401)
+        }
+    }
+}
+
+fn oauth_config(base: &str, flow: &str, refresh: Option<&str>) -> ConnectorConfig {
+    let refresh_line = if refresh.is_some() {
+        ", refresh_token: '${env:RT}'"
+    } else {
+        ""
+    };
+    config(
+        base,
+        &format!(
+            "  auth: {{type: oauth2, flow: {flow}, token_url: '{base}/token', client_id: shop-client, client_secret: '${{env:CS}}', scopes: [read, write]{refresh_line}}}\n  retry: {{max_attempts: 1}}"
+        ),
+        "",
+        &[("CS", "cs-0a1b2c3d4e"), ("RT", refresh.unwrap_or_default())],
+    )
+}
+
+#[tokio::test]
+async fn oauth2_client_credentials_lazy_cached_refreshed_before_expiry_and_on_401() {
+    let server = MockServer::start().await;
+    let oauth = OAuthServer {
+        expires_in: 120,
+        ..Default::default()
+    };
+    Mock::given(wiremock::matchers::any())
+        .respond_with(oauth.clone())
+        .mount(&server)
+        .await;
+    let config = oauth_config(&server.uri(), "client_credentials", None);
+    let (client, clock) = client_for(&config);
+    // Lazy: building the client fetches nothing.
+    assert!(requests_to(&server, "/token").await.is_empty());
+    for _ in 0..3 {
+        send(&client, &get(&config)).await.unwrap();
+    }
+    let tokens = requests_to(&server, "/token").await;
+    assert_eq!(tokens.len(), 1, "the token is cached");
+    let form = String::from_utf8_lossy(&tokens[0].body).into_owned();
+    assert!(form.contains("grant_type=client_credentials"), "{form}");
+    assert!(
+        form.contains("scope=read+write") && form.contains("client_id=shop-client"),
+        "{form}"
+    );
+
+    // 120 s lifetime minus the 60 s margin: at 59 s the cached token is still used, at 61 s
+    // a new one is fetched before the old one expires.
+    clock.advance(Duration::from_secs(59));
+    send(&client, &get(&config)).await.unwrap();
+    assert_eq!(requests_to(&server, "/token").await.len(), 1);
+    clock.advance(Duration::from_secs(2));
+    send(&client, &get(&config)).await.unwrap();
+    assert_eq!(requests_to(&server, "/token").await.len(), 2);
+
+    // The server revokes the token early: one 401, one refresh, success.
+    oauth.valid.lock().unwrap().clear();
+    let response = send(&client, &get(&config)).await.unwrap();
+    assert_eq!(response.attempts, 2);
+    assert_eq!(requests_to(&server, "/token").await.len(), 3);
+
+    // A 401 that survives the refresh fails with AUTH_FAILED, without further retries.
+    oauth.valid.lock().unwrap().clear();
+    oauth.broken.store(true, Ordering::SeqCst);
+    let before = requests_to(&server, "/items").await.len();
+    let error = send(&client, &get(&config)).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::AuthFailed);
+    assert_eq!(error.status, Some(401));
+    assert!(!error.retryable);
+    assert_eq!(requests_to(&server, "/items").await.len() - before, 2);
+}
+
+#[tokio::test]
+async fn oauth2_token_endpoint_refusal_is_auth_failed() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(OAuthServer::default())
+        .mount(&server)
+        .await;
+    let mut config = oauth_config(&server.uri(), "client_credentials", None);
+    if let landfall::config::AuthConfig::OAuth2 { client_secret, .. } = &mut config.source.auth {
+        *client_secret = landfall::config::Secret::new("cs-wrong-999999");
+    }
+    let error = send(&client_for(&config).0, &get(&config)).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::AuthFailed);
+    assert_eq!(error.subsystem.as_str(), "auth");
+    assert!(requests_to(&server, "/items").await.is_empty());
+}
+
+/// A credential store in memory, standing in for the landing zone.
+#[derive(Debug, Default)]
+struct MemoryStore(Mutex<Option<Vec<u8>>>);
+
+#[async_trait]
+impl CredentialStore for MemoryStore {
+    async fn load(&self) -> Result<Option<Vec<u8>>, CredentialStoreError> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+    async fn save(&self, document: Vec<u8>) -> Result<(), CredentialStoreError> {
+        *self.0.lock().unwrap() = Some(document);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn oauth2_rotated_refresh_token_is_used_and_carried_to_the_next_run() {
+    let server = MockServer::start().await;
+    let oauth = OAuthServer {
+        expires_in: 120,
+        refresh: Arc::new(Mutex::new(Some("rt-initial-1234".into()))),
+        ..Default::default()
+    };
+    Mock::given(wiremock::matchers::any())
+        .respond_with(oauth.clone())
+        .mount(&server)
+        .await;
+    let config = oauth_config(&server.uri(), "refresh_token", Some("rt-initial-1234"));
+    let store = Arc::new(MemoryStore::default());
+
+    // Run 1: the config's token is used and rotated; a second refresh uses the rotated one.
+    let (client, clock) = client_for(&config);
+    let client = client.with_credential_store(store.clone());
+    send(&client, &get(&config)).await.unwrap();
+    clock.advance(Duration::from_secs(61));
+    send(&client, &get(&config)).await.unwrap();
+    let forms: Vec<String> = requests_to(&server, "/token")
+        .await
+        .iter()
+        .map(|request| String::from_utf8_lossy(&request.body).into_owned())
+        .collect();
+    assert!(forms[0].contains("refresh_token=rt-initial-1234"), "{forms:?}");
+    assert!(forms[1].contains("refresh_token=rt-rotated-2-f00d"), "{forms:?}");
+    let current = oauth.refresh.lock().unwrap().clone().unwrap();
+    let saved = String::from_utf8(store.0.lock().unwrap().clone().unwrap()).unwrap();
+    assert!(
+        !saved.contains(&current) && !saved.contains("rt-"),
+        "the saved token is encrypted: {saved}"
+    );
+
+    // Run 2, same config: the initial token is revoked, the saved rotated one works.
+    let (next_run, _) = client_for(&config);
+    let next_run = next_run.with_credential_store(store.clone());
+    send(&next_run, &get(&config)).await.unwrap();
+    let last = requests_to(&server, "/token").await.pop().unwrap();
+    assert!(String::from_utf8_lossy(&last.body).contains(&format!("refresh_token={current}")));
+
+    // Without the kept token, the config's (revoked) one fails for good.
+    let (forgetful, _) = client_for(&config);
+    let error = send(&forgetful, &get(&config)).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::AuthFailed);
+}
+
+// ---- retries ----------------------------------------------------------------------------
+
+fn retry_config(base: &str, retry: &str, stream_extra: &str) -> ConnectorConfig {
+    config(base, &format!("  retry: {retry}"), stream_extra, &[])
+}
+
+#[tokio::test]
+async fn retry_after_in_seconds_and_as_an_http_date_is_honoured() {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "7"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(20));
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", date.as_str()))
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(path("/items"))
+        .respond_with(ok())
+        .with_priority(3)
+        .mount(&server)
+        .await;
+    let config = retry_config(&server.uri(), "{max_attempts: 3, budget: 1m}", "");
+    let (client, clock) = client_for(&config);
+    let response = send(&client, &get(&config)).await.unwrap();
+    assert_eq!(response.attempts, 3);
+    let sleeps = clock.sleeps();
+    assert_eq!(sleeps[0], Duration::from_secs(7));
+    assert!(
+        sleeps[1] >= Duration::from_secs(18) && sleeps[1] <= Duration::from_secs(20),
+        "{sleeps:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_budget_cuts_retries_short() {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "2"))
+        .mount(&server)
+        .await;
+    let config = retry_config(&server.uri(), "{max_attempts: 10, budget: 5s}", "");
+    let (client, clock) = client_for(&config);
+    let error = send(&client, &get(&config)).await.unwrap_err();
+    // 2 s + 2 s fit in 5 s; a third wait would not.
+    assert_eq!(clock.sleeps(), vec![Duration::from_secs(2); 2]);
+    assert_eq!(error.attempt, 3);
+    assert_eq!(error.code, ErrorCode::ServerError);
+    assert!(error.retryable);
+    assert_eq!(requests_to(&server, "/items").await.len(), 3);
+}
+
+#[tokio::test]
+async fn client_errors_are_never_retried() {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(400))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let config = retry_config(&server.uri(), "{max_attempts: 5}", "");
+    let (client, clock) = client_for(&config);
+    let error = send(&client, &get(&config)).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::InvalidRequest);
+    assert!(!error.retryable);
+    assert!(clock.sleeps().is_empty());
+}
+
+#[tokio::test]
+async fn backoff_jitter_stays_within_half_to_full_delay() {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(5)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/items"))
+        .respond_with(ok())
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let config = retry_config(
+        &server.uri(),
+        "{max_attempts: 6, initial_delay: 100ms, multiplier: 2, max_delay: 1s, budget: 1m}\n  circuit_breaker: {failure_threshold: 10}",
+        "",
+    );
+    let (client, clock) = client_for(&config);
+    send(&client, &get(&config)).await.unwrap();
+    let bases = [100, 200, 400, 800, 1000].map(Duration::from_millis);
+    let sleeps = clock.sleeps();
+    assert_eq!(sleeps.len(), 5);
+    for (sleep, base) in sleeps.iter().zip(bases) {
+        assert!(
+            *sleep >= base / 2 && *sleep < base,
+            "{sleep:?} not in [{:?}, {base:?})",
+            base / 2
+        );
+    }
+}
+
+#[tokio::test]
+async fn post_is_retried_only_with_an_idempotency_key_or_when_declared_safe() {
+    async fn attempts(stream_extra: &str) -> (usize, Vec<Option<String>>) {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(503))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(ok())
+            .with_priority(2)
+            .mount(&server)
+            .await;
+        let config = retry_config(
+            &server.uri(),
+            "{max_attempts: 3, initial_delay: 10ms, max_delay: 10ms}",
+            &format!(", method: POST{stream_extra}"),
+        );
+        let _ = send(&client_for(&config).0, &post(&config)).await;
+        let requests = requests_to(&server, "/items").await;
+        let keys = requests
+            .iter()
+            .map(|request| {
+                request
+                    .headers
+                    .get("idempotency-key")
+                    .map(|value| value.to_str().unwrap().to_owned())
+            })
+            .collect();
+        (requests.len(), keys)
+    }
+    // Default: a key, so the POST is retried, with the same key both times.
+    let (count, keys) = attempts("").await;
+    assert_eq!(count, 2);
+    assert!(keys[0].is_some() && keys[0] == keys[1], "{keys:?}");
+    // No key: not retried.
+    let (count, keys) = attempts(", idempotency_key: false").await;
+    assert_eq!((count, keys), (1, vec![None]));
+    // No key but declared safe: retried.
+    let (count, keys) = attempts(", idempotency_key: false, retry_post: safe").await;
+    assert_eq!((count, keys), (2, vec![None, None]));
+    // A key but never: not retried.
+    assert_eq!(attempts(", retry_post: never").await.0, 1);
+}
+
+// ---- circuit breaker ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn circuit_opens_fails_fast_then_recovers_through_one_probe() {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/items"))
+        .respond_with(ok())
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let config = self::config(
+        &server.uri(),
+        "  retry: {max_attempts: 1}\n  circuit_breaker: {failure_threshold: 3, cooldown: 30s}",
+        "",
+        &[],
+    );
+    let (client, clock) = client_for(&config);
+    for _ in 0..3 {
+        assert_eq!(send(&client, &get(&config)).await.unwrap_err().reason, Reason::Status);
+    }
+    // Open: fails fast, nothing sent.
+    let error = send(&client, &get(&config)).await.unwrap_err();
+    assert_eq!(error.reason, Reason::CircuitOpen);
+    assert_eq!(error.code, ErrorCode::ServerError);
+    assert!(error.retryable);
+    assert_eq!(error.attempt, 0);
+    assert_eq!(requests_to(&server, "/items").await.len(), 3);
+    // Still open just before the cooldown ends.
+    clock.advance(Duration::from_secs(29));
+    assert_eq!(
+        send(&client, &get(&config)).await.unwrap_err().reason,
+        Reason::CircuitOpen
+    );
+    // Half-open: one probe goes through, succeeds and closes the circuit.
+    clock.advance(Duration::from_secs(1));
+    send(&client, &get(&config)).await.unwrap();
+    send(&client, &get(&config)).await.unwrap();
+    assert_eq!(requests_to(&server, "/items").await.len(), 5);
+}
+
+#[tokio::test]
+async fn a_retrying_request_waits_out_the_cooldown_and_probes() {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "1"))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/items"))
+        .respond_with(ok())
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let config = self::config(
+        &server.uri(),
+        "  retry: {max_attempts: 5, budget: 1m}\n  circuit_breaker: {failure_threshold: 2, cooldown: 20s}",
+        "",
+        &[],
+    );
+    let (client, clock) = client_for(&config);
+    let response = send(&client, &get(&config)).await.unwrap();
+    // 503, wait 1 s, 503 (opens the circuit), wait 1 s, refused: wait the other 19 s, probe.
+    assert_eq!(response.attempts, 3);
+    assert_eq!(clock.sleeps(), [1, 1, 19].map(Duration::from_secs));
+}
+
+// ---- rate limiting ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn rate_limit_is_held_within_ten_percent_in_real_time() {
+    let server = MockServer::start().await;
+    Mock::given(path("/items")).respond_with(ok()).mount(&server).await;
+    let config = self::config(
+        &server.uri(),
+        "  rate_limit: {requests_per_second: 20, burst: 1, adaptive: false}",
+        "",
+        &[],
+    );
+    let client = HttpClient::new(&config.source, Events::new("test-run", "shop")).unwrap();
+    let spec = get(&config);
+    let started = Instant::now();
+    // Three senders keep requests waiting, so request latency does not slow the rate.
+    let senders: Vec<_> = (0..3)
+        .map(|_| {
+            let (client, spec) = (client.clone(), spec.clone());
+            tokio::spawn(async move {
+                for _ in 0..17 {
+                    client.send(&spec, CONTEXT).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    // 51 requests: the first at once, then 50 intervals of 50 ms.
+    let took = started.elapsed().as_secs_f64();
+    assert!((took - 2.5).abs() <= 0.25, "51 requests at 20/s took {took:.3} s");
+    assert_eq!(requests_to(&server, "/items").await.len(), 51);
+}
+
+#[tokio::test]
+async fn concurrency_cap_holds_independent_of_the_rate() {
+    let server = common::servers::CountingServer::start(None, Duration::from_millis(100)).await;
+    let config = self::config(
+        &server.url(),
+        "  rate_limit: {requests_per_second: 1000, burst: 100, concurrency: 2}",
+        "",
+        &[],
+    );
+    let client = HttpClient::new(&config.source, Events::new("test-run", "shop")).unwrap();
+    let spec = get(&config);
+    let sends: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, spec) = (client.clone(), spec.clone());
+            tokio::spawn(async move { client.send(&spec, CONTEXT).await.map(|_| ()) })
+        })
+        .collect();
+    for send in sends {
+        send.await.unwrap().unwrap();
+    }
+    assert_eq!(server.counts.requests.load(Ordering::SeqCst), 8);
+    assert_eq!(server.counts.max_in_flight.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn adaptive_mode_slows_down_from_headers_before_any_429() {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(
+            ok().insert_header("X-RateLimit-Remaining", "0")
+                .insert_header("X-RateLimit-Reset", "5"),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/items"))
+        .respond_with(
+            ok().insert_header("RateLimit-Limit", "100")
+                .insert_header("RateLimit-Remaining", "2")
+                .insert_header("RateLimit-Reset", "10"),
+        )
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(path("/items"))
+        .respond_with(ok())
+        .with_priority(3)
+        .mount(&server)
+        .await;
+    let config = self::config(&server.uri(), "  rate_limit: {adaptive: true}", "", &[]);
+    let (client, clock) = client_for(&config);
+    // Nothing left: the next request waits for the reset.
+    send(&client, &get(&config)).await.unwrap();
+    send(&client, &get(&config)).await.unwrap();
+    assert_eq!(clock.sleeps(), vec![Duration::from_secs(5)]);
+    // Two left in 10 s: requests are spread 5 s apart.
+    clock.clear_sleeps();
+    send(&client, &get(&config)).await.unwrap();
+    send(&client, &get(&config)).await.unwrap();
+    assert_eq!(clock.sleeps(), vec![Duration::from_secs(5)]);
+    // Without adaptive mode the headers are ignored.
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(
+            ok().insert_header("X-RateLimit-Remaining", "0")
+                .insert_header("X-RateLimit-Reset", "5"),
+        )
+        .mount(&server)
+        .await;
+    let config = self::config(&server.uri(), "  rate_limit: {adaptive: false}", "", &[]);
+    let (client, clock) = client_for(&config);
+    send(&client, &get(&config)).await.unwrap();
+    send(&client, &get(&config)).await.unwrap();
+    assert!(clock.sleeps().is_empty());
+}
+
+#[tokio::test]
+async fn a_wait_past_the_run_deadline_stops_cleanly() {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "3600"))
+        .mount(&server)
+        .await;
+    let config = self::config(&server.uri(), "  retry: {budget: 2h}", "", &[]);
+    let (client, clock) = client_for(&config);
+    let client = client.with_max_duration(Duration::from_secs(600));
+    let error = send(&client, &get(&config)).await.unwrap_err();
+    assert!(error.stops_cleanly(), "{error}");
+    assert_eq!(error.code, ErrorCode::RateLimit);
+    assert!(!error.retryable);
+    assert!(clock.sleeps().is_empty(), "no wait was started");
+    assert_eq!(requests_to(&server, "/items").await.len(), 1);
+
+    // The same for the local limiter: one request an hour, 10 minutes left.
+    let server = MockServer::start().await;
+    Mock::given(path("/items")).respond_with(ok()).mount(&server).await;
+    let config = self::config(
+        &server.uri(),
+        "  rate_limit: {requests_per_second: null, requests_per_hour: 1, burst: 1}",
+        "",
+        &[],
+    );
+    let (client, _) = client_for(&config);
+    let client = client.with_max_duration(Duration::from_secs(600));
+    send(&client, &get(&config)).await.unwrap();
+    let error = send(&client, &get(&config)).await.unwrap_err();
+    assert!(error.stops_cleanly() && error.code == ErrorCode::RateLimit, "{error}");
+}
+
+// ---- transport ----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn gzip_and_brotli_responses_are_decoded() {
+    let plain = br#"{"data":[{"id":1,"name":"compressed"}]}"#;
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gzip, plain).unwrap();
+    let gzip = gzip.finish().unwrap();
+    let mut brotli = Vec::new();
+    {
+        let mut writer = brotli::CompressorWriter::new(&mut brotli, 4096, 5, 22);
+        std::io::Write::write_all(&mut writer, plain).unwrap();
+    }
+    for (encoding, body) in [("gzip", gzip), ("br", brotli)] {
+        let server = MockServer::start().await;
+        Mock::given(path("/items"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("content-encoding", encoding)
+                    .set_body_raw(body, "application/json"),
+            )
+            .mount(&server)
+            .await;
+        let config = self::config(&server.uri(), "", "", &[]);
+        let response = send(&client_for(&config).0, &get(&config)).await.unwrap();
+        assert_eq!(&response.body[..], plain, "{encoding}");
+        let request = &requests_to(&server, "/items").await[0];
+        let accepted = request.headers.get("accept-encoding").unwrap().to_str().unwrap();
+        assert!(accepted.contains("gzip") && accepted.contains("br"), "{accepted}");
+    }
+}
+
+#[tokio::test]
+async fn requests_carry_user_agent_and_request_id_and_errors_name_it() {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .and(header("user-agent", format!("landfall/{}", landfall::VERSION).as_str()))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    let config = self::config(&server.uri(), "", "", &[]);
+    let error = send(&client_for(&config).0, &get(&config)).await.unwrap_err();
+    let sent = requests_to(&server, "/items").await[0]
+        .headers
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(error.request_id, sent);
+    assert_eq!((error.method, error.status, error.attempt), ("GET", Some(404), 1));
+    assert_eq!(error.subsystem.as_str(), "transport");
+    // The server's request id wins when it sends one.
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(ok().insert_header("x-request-id", "srv-req-42"))
+        .mount(&server)
+        .await;
+    let config = self::config(&server.uri(), "", "", &[]);
+    let response = send(&client_for(&config).0, &get(&config)).await.unwrap();
+    assert_eq!(response.request_id, "srv-req-42");
+}
+
+#[tokio::test]
+async fn connections_are_reused() {
+    let server = common::servers::CountingServer::start(None, Duration::ZERO).await;
+    let config = self::config(&server.url(), "", "", &[]);
+    let (client, _) = client_for(&config);
+    for _ in 0..5 {
+        send(&client, &get(&config)).await.unwrap();
+    }
+    assert_eq!(server.counts.requests.load(Ordering::SeqCst), 5);
+    assert_eq!(server.counts.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_a_retryable_network_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let config = retry_config(
+        &base,
+        "{max_attempts: 2, initial_delay: 10ms, max_delay: 10ms}",
+        ", method: POST, idempotency_key: false",
+    );
+    let (client, clock) = client_for(&config);
+    let error = send(&client, &post(&config)).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::NetworkError);
+    assert_eq!(error.reason, Reason::Connect);
+    // Never sent, so even a POST without a key is retried.
+    assert_eq!(error.attempt, 2);
+    assert_eq!(clock.sleeps().len(), 1);
+}
+
+#[tokio::test]
+async fn post_body_reaches_the_server_as_built() {
+    // The POST body reaches the server as built.
+    let server = MockServer::start().await;
+    Mock::given(body_string_contains("\"q\":\"x\""))
+        .respond_with(ok())
+        .expect(1)
+        .mount(&server)
+        .await;
+    let config = self::config(&server.uri(), "", ", method: POST", &[]);
+    send(&client_for(&config).0, &post(&config)).await.unwrap();
+}
