@@ -68,11 +68,20 @@ fn product(index: u64) -> Value {
     })
 }
 
-fn since(query: &HashMap<String, String>) -> Option<DateTime<Utc>> {
+fn time_param(query: &HashMap<String, String>, name: &str) -> Option<DateTime<Utc>> {
     query
-        .get("updated_since")
+        .get(name)
         .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// Whether `updated` lies in `[updated_since, updated_until)`.
+fn in_window(query: &HashMap<String, String>, updated: &str) -> bool {
+    let updated = DateTime::parse_from_rfc3339(updated)
+        .expect("valid")
+        .with_timezone(&Utc);
+    time_param(query, "updated_since").is_none_or(|since| updated >= since)
+        && time_param(query, "updated_until").is_none_or(|until| updated < until)
 }
 
 fn number(query: &HashMap<String, String>, name: &str, default: u64) -> u64 {
@@ -101,12 +110,11 @@ async fn customers(headers: HeaderMap, Query(query): Query<HashMap<String, Strin
     }
     let limit = number(&query, "limit", 100).clamp(1, 1000);
     let after = number(&query, "cursor", 0);
-    let since = since(&query);
     let mut data = Vec::new();
     let mut last = None;
     for id in (after + 1)..=CUSTOMERS {
         let (updated, record) = customer(id);
-        if since.is_some_and(|since| DateTime::parse_from_rfc3339(&updated).expect("valid") < since) {
+        if !in_window(&query, &updated) {
             continue;
         }
         data.push(record);
@@ -135,10 +143,9 @@ async fn orders(
     }
     let per_page = number(&query, "per_page", 100).clamp(1, 1000);
     let page = number(&query, "page", 1).max(1);
-    let since = since(&query);
     let matching: Vec<Value> = (1..=ORDERS)
         .map(order)
-        .filter(|(updated, _)| since.is_none_or(|since| DateTime::parse_from_rfc3339(updated).expect("valid") >= since))
+        .filter(|(updated, _)| in_window(&query, updated))
         .map(|(_, record)| record)
         .collect();
     let start = ((page - 1) * per_page) as usize;

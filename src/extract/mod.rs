@@ -309,7 +309,9 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
         streams: reports,
     };
     let manifest_path = layout::manifest(&config.source.name, &extracted_date, &run_id);
-    let written = landing.put_new(&manifest_path, Bytes::from(manifest.to_line())).await;
+    // Through the redaction layer like every log line: no registered secret is stored.
+    let line = crate::redact::scrub(&String::from_utf8(manifest.to_line()).expect("JSON is UTF-8")).into_owned();
+    let written = landing.put_new(&manifest_path, Bytes::from(line)).await;
     for lease in leases {
         lease.release().await;
     }

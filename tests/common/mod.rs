@@ -16,11 +16,26 @@ pub struct Workspace {
     pub dir: tempfile::TempDir,
 }
 
+/// With `LANDFALL_TEST_ARTIFACTS` set, workspaces and run logs are kept there (not deleted)
+/// so the suite's secret scan can grep everything the tests produced.
+fn artifacts_dir() -> Option<PathBuf> {
+    std::env::var_os("LANDFALL_TEST_ARTIFACTS").map(PathBuf::from)
+}
+
 impl Workspace {
     pub fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
+        let dir = match artifacts_dir() {
+            Some(root) => {
+                std::fs::create_dir_all(&root).expect("artifacts dir");
+                tempfile::Builder::new()
+                    .prefix("ws-")
+                    .disable_cleanup(true)
+                    .tempdir_in(root)
+                    .expect("temp dir")
+            }
+            None => tempfile::tempdir().expect("temp dir"),
+        };
+        Self { dir }
     }
 
     pub fn landing(&self) -> PathBuf {
@@ -116,7 +131,21 @@ pub async fn landfall(args: &[&str], envs: &[(&str, &str)]) -> Output {
     for (name, value) in envs {
         command.env(name, value);
     }
-    command.output().await.expect("landfall runs")
+    let output = command.output().await.expect("landfall runs");
+    keep_log(args, &output);
+    output
+}
+
+/// Keeps a run's output under the artifacts dir, for the secret scan.
+pub fn keep_log(args: &[&str], output: &Output) {
+    if let Some(root) = artifacts_dir() {
+        let logs = root.join("logs");
+        std::fs::create_dir_all(&logs).expect("logs dir");
+        let mut text = format!("$ landfall {}\n", args.join(" "));
+        text.push_str(&String::from_utf8_lossy(&output.stdout));
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        std::fs::write(logs.join(format!("{}.log", uuid::Uuid::now_v7())), text).expect("write log");
+    }
 }
 
 pub fn stderr(output: &Output) -> String {
