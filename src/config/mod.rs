@@ -657,9 +657,63 @@ pub struct LandingConfig {
     #[serde(default = "default_part_max_bytes")]
     pub part_max_bytes: ByteSize,
     /// Compressed bytes after which a part streams through a multipart upload, in chunks
-    /// of this size (S3 needs at least 5MiB). Default: 8MiB.
+    /// of this size (S3 and GCS need at least 5MiB). Default: 8MiB.
     #[serde(default = "default_multipart_chunk")]
     pub multipart_chunk: ByteSize,
+    /// How failed storage requests are retried. Default: see [`StorageRetryConfig`].
+    #[serde(default)]
+    pub retry: StorageRetryConfig,
+    /// A run aborts the unfinished multipart uploads that earlier runs left under
+    /// `{source}/_tmp/` once they are older than this (a killed run cannot abort its own).
+    /// Default: 24h.
+    #[serde(default = "default_stale_upload_after")]
+    pub stale_upload_after: HumanDuration,
+}
+
+/// `landing.retry`: how storage requests that fail with a 5xx, 429, 408, a timeout or a
+/// connection error are retried (exponential backoff with jitter, by `object_store`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageRetryConfig {
+    /// Retries per request after the first attempt; 0 disables retries. Default: 10.
+    #[serde(default = "default_storage_max_retries")]
+    pub max_retries: u32,
+    /// The first backoff. Default: 100ms.
+    #[serde(default = "default_storage_initial_backoff")]
+    pub initial_backoff: HumanDuration,
+    /// The longest backoff. Default: 15s.
+    #[serde(default = "default_storage_max_backoff")]
+    pub max_backoff: HumanDuration,
+    /// No retry starts later than this after a request's first attempt. Default: 3m.
+    #[serde(default = "default_storage_budget")]
+    pub budget: HumanDuration,
+}
+
+fn default_storage_max_retries() -> u32 {
+    10
+}
+fn default_storage_initial_backoff() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_millis(100))
+}
+fn default_storage_max_backoff() -> HumanDuration {
+    HumanDuration::from_secs(15)
+}
+fn default_storage_budget() -> HumanDuration {
+    HumanDuration::from_secs(180)
+}
+fn default_stale_upload_after() -> HumanDuration {
+    HumanDuration::from_secs(24 * 3600)
+}
+
+impl Default for StorageRetryConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: default_storage_max_retries(),
+            initial_backoff: default_storage_initial_backoff(),
+            max_backoff: default_storage_max_backoff(),
+            budget: default_storage_budget(),
+        }
+    }
 }
 
 fn default_multipart_chunk() -> ByteSize {
@@ -685,6 +739,8 @@ impl Default for LandingConfig {
             part_max_records: default_part_max_records(),
             part_max_bytes: default_part_max_bytes(),
             multipart_chunk: default_multipart_chunk(),
+            retry: StorageRetryConfig::default(),
+            stale_upload_after: default_stale_upload_after(),
         }
     }
 }

@@ -402,7 +402,33 @@ fn landing() -> Value {
             ),
             (
                 "multipart_chunk",
-                json!({"type": "string", "pattern": SIZE_PATTERN, "description": "Compressed bytes after which a part streams through a multipart upload, in chunks of this size", "default": "8MiB"}),
+                json!({"type": "string", "pattern": SIZE_PATTERN, "description": "Compressed bytes after which a part streams through a multipart upload, in chunks of this size (at least 5MiB on S3 and GCS)", "default": "8MiB"}),
+            ),
+            (
+                "retry",
+                object(
+                    "Storage retries",
+                    &[],
+                    vec![
+                        (
+                            "max_retries",
+                            integer("Retries per storage request after the first attempt", json!(10)),
+                        ),
+                        ("initial_backoff", duration("First backoff", "100ms")),
+                        ("max_backoff", duration("Longest backoff", "15s")),
+                        (
+                            "budget",
+                            duration("No retry starts later than this after the first attempt", "3m"),
+                        ),
+                    ],
+                ),
+            ),
+            (
+                "stale_upload_after",
+                duration(
+                    "Unfinished multipart uploads left by earlier runs are aborted once older than this",
+                    "24h",
+                ),
             ),
         ],
     )

@@ -131,13 +131,20 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
     let started = Utc::now();
     let extracted_date = started.format("%Y-%m-%d").to_string();
     let events = Events::new(&run_id, &config.source.name);
-    let landing = Landing::open(&config.landing)?;
+    let landing = Landing::open(&config.landing)?.with_events(events.clone());
     let mut client = HttpClient::new(&config.source, events.clone())?;
     if let Some(sleeper) = &options.sleeper {
         client = client.with_sleeper(sleeper.clone());
     }
     let state = StateStore::new(landing.clone(), &config.source.name);
     events.run_started(selected.len(), landing.url());
+    clean_stale_uploads(
+        &landing,
+        &config.source.name,
+        config.landing.stale_upload_after.0,
+        &run_id,
+    )
+    .await?;
 
     let mut reports = Vec::with_capacity(selected.len());
     for stream in selected {
@@ -197,4 +204,27 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
         manifest_url,
         exit,
     })
+}
+
+/// Aborts the multipart uploads that killed runs left behind (they could not abort their
+/// own). A permission error stops the run, as any later write would; other failures are
+/// logged and left for the next run or the bucket's lifecycle rule.
+async fn clean_stale_uploads(
+    landing: &Landing,
+    source: &str,
+    older_than: std::time::Duration,
+    run_id: &str,
+) -> Result<(), RunError> {
+    match crate::landing::upload::clean_stale(landing, source, older_than, run_id).await {
+        Ok(_) => Ok(()),
+        Err(error @ LandingError::PermissionDenied { .. }) => Err(RunError::Landing(error)),
+        Err(error) => {
+            landing.events().upload_aborted(
+                &landing.url_of(&layout::staging_root(source)),
+                "cleaning stale uploads failed",
+                Some(&error.to_string()),
+            );
+            Ok(())
+        }
+    }
 }

@@ -15,7 +15,7 @@ use crate::envelope::{self, EnvelopeTemplate, PageFields};
 use crate::error::{Classify, ErrorCode, ErrorRecord};
 use crate::events::Events;
 use crate::http::{HttpClient, HttpError, RequestContext};
-use crate::landing::part::{PartLimits, PartWriter, StoredPart};
+use crate::landing::part::{PartDirs, PartLimits, PartWriter, StoredPart};
 use crate::landing::{Landing, LandingError, layout};
 use crate::manifest::{Status, StreamReport};
 use crate::pagination::{PageView, PaginationError, Paginator};
@@ -367,12 +367,16 @@ impl StreamJob {
         let landing_config = &self.config.landing;
         let mut writer = PartWriter::new(
             self.landing.clone(),
-            layout::parts_dir(
-                &self.config.source.name,
-                &self.stream.name,
-                &self.extracted_date,
-                &self.run_id,
-            ),
+            PartDirs {
+                dir: layout::parts_dir(
+                    &self.config.source.name,
+                    &self.stream.name,
+                    &self.extracted_date,
+                    &self.run_id,
+                ),
+                staging_dir: layout::staging_dir(&self.config.source.name, &self.run_id, &self.stream.name),
+                run_id: self.run_id.clone(),
+            },
             landing_config.compression,
             PartLimits {
                 max_records: landing_config.part_max_records,
