@@ -117,8 +117,10 @@ impl Events {
         warn!(event = REQUEST_RETRIED, run_id = %self.run_id, source = %self.source, stream, page, request_id, attempt, delay_ms, code, stage = "fetch", retryable = true, error = %crate::redact::scrub(error), "retrying request");
     }
 
-    pub fn part_stored(&self, stream: &str, path: &str, rows: u64, bytes: u64, sha256: &str) {
-        info!(event = PART_STORED, run_id = %self.run_id, source = %self.source, stream, path, rows, bytes, sha256, "part stored");
+    /// `upload` is `single` (one create-only put) or `multipart` (staged, then published
+    /// with a create-only copy).
+    pub fn part_stored(&self, stream: &str, path: &str, rows: u64, bytes: u64, sha256: &str, upload: &str) {
+        info!(event = PART_STORED, run_id = %self.run_id, source = %self.source, stream, path, rows, bytes, sha256, upload, "part stored");
     }
 
     pub fn dead_letter_stored(&self, stream: &str, path: &str, rows: u64) {

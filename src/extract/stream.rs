@@ -454,6 +454,7 @@ impl StreamJob {
             part.rows,
             part.bytes,
             &part.sha256,
+            if part.multipart { "multipart" } else { "single" },
         );
         stats.rows_written += part.rows;
         stats.files.push(part);

@@ -227,8 +227,9 @@ impl Landing {
             }
             Err(error) => {
                 let error = self.site(relative, Operation::Write).error(error);
+                // A failed read leaves the conflict standing: refusing is the safe answer.
                 if matches!(error, LandingError::AlreadyExists { .. })
-                    && let Some((existing, version)) = self.get_versioned(relative).await?
+                    && let Ok(Some((existing, version))) = self.get_versioned(relative).await
                     && existing == bytes
                 {
                     return Ok(version);
@@ -351,8 +352,8 @@ impl Landing {
     }
 
     async fn already_copied(&self, to: &str, expected_sha256: &str) -> Result<(), LandingError> {
-        match self.get(to).await? {
-            Some(bytes) if crate::hash::sha256_hex(&bytes) == expected_sha256 => Ok(()),
+        match self.get(to).await {
+            Ok(Some(bytes)) if crate::hash::sha256_hex(&bytes) == expected_sha256 => Ok(()),
             _ => Err(LandingError::AlreadyExists {
                 path: to.to_owned(),
                 url: self.url_of(to),

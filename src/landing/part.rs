@@ -22,6 +22,9 @@ pub struct StoredPart {
     pub bytes: u64,
     /// SHA-256 of the stored object.
     pub sha256: String,
+    /// Whether the part went through a staged multipart upload (not in the manifest).
+    #[serde(skip)]
+    pub multipart: bool,
 }
 
 /// Limits of one part.
@@ -205,6 +208,7 @@ impl PartWriter {
             rows: part.rows,
             bytes: part.stored_bytes,
             sha256: hex::encode(part.hasher.finalize()),
+            multipart: part.upload.is_some(),
         };
         match part.upload {
             None => {
