@@ -181,6 +181,16 @@ impl Target {
         targets
     }
 
+    /// Removes what a test wrote to a live bucket (emulators and temp folders need nothing).
+    async fn cleanup(&self) {
+        if self.kind == Kind::Gcs && env("LANDFALL_GCS_LIVE_BUCKET").is_some() && !self.prefix.is_empty() {
+            let landing = self.landing();
+            for path in landing.list("").await.unwrap_or_default() {
+                let _ = landing.delete(&path).await;
+            }
+        }
+    }
+
     fn config(&self) -> LandingConfig {
         LandingConfig {
             url: self.url.clone(),
@@ -402,6 +412,7 @@ async fn full_extraction(target: &Target) {
 async fn a_full_extraction_lands_in_every_store() {
     for target in Target::writable("full") {
         full_extraction(&target).await;
+        target.cleanup().await;
     }
 }
 
@@ -499,6 +510,7 @@ async fn multipart_rolling(target: &Target) {
 async fn parts_roll_through_staged_multipart_uploads() {
     for target in Target::writable("multipart") {
         multipart_rolling(&target).await;
+        target.cleanup().await;
     }
 }
 
@@ -605,6 +617,7 @@ async fn create_only(target: &Target) {
 async fn parts_are_create_only_in_every_store() {
     for target in Target::writable("create-only") {
         create_only(&target).await;
+        target.cleanup().await;
     }
 }
 
@@ -731,6 +744,7 @@ async fn checkpoints_and_conditional_updates_work_in_every_store() {
     for target in Target::writable("state") {
         conditional_primitives(&target).await;
         checkpoint_resumes(&target).await;
+        target.cleanup().await;
     }
 }
 
@@ -919,6 +933,7 @@ async fn sigkill_and_resume(target: &Target) {
 async fn a_run_killed_mid_upload_leaves_no_partial_part_and_resumes() {
     for target in Target::writable("sigkill") {
         sigkill_and_resume(&target).await;
+        target.cleanup().await;
     }
 }
 
@@ -973,6 +988,7 @@ async fn check_passes(target: &Target) {
 async fn check_proves_write_read_list_delete_on_every_store() {
     for target in Target::writable("check") {
         check_passes(&target).await;
+        target.cleanup().await;
     }
 }
 
@@ -1336,6 +1352,9 @@ struct GcsXml {
     taken: Option<&'static str>,
     /// Answer every PUT with 403 and GCS's permission message.
     deny: bool,
+    /// Set by a server-side copy: the copied object then answers HEAD with this size.
+    copied: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    copied_size: usize,
 }
 
 impl Respond for GcsXml {
@@ -1352,7 +1371,12 @@ impl Respond for GcsXml {
             ("PUT", q) if q.is_empty() && self.taken.is_some_and(|name| object.ends_with(name)) => {
                 ResponseTemplate::new(412).set_body_string("<Error><Code>PreconditionFailed</Code></Error>")
             }
-            ("PUT", "") => generation,
+            ("PUT", "") => {
+                if request.headers.contains_key("x-goog-copy-source") {
+                    self.copied.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                generation
+            }
             ("POST", "uploads=") => ResponseTemplate::new(200).set_body_string(
                 "<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>upload-7</UploadId></InitiateMultipartUploadResult>",
             ),
@@ -1363,6 +1387,9 @@ impl Respond for GcsXml {
                     "<CompleteMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><ETag>\"done\"</ETag></CompleteMultipartUploadResult>",
                 ),
             ("DELETE", _) => ResponseTemplate::new(204),
+            ("HEAD", _) if self.copied.load(std::sync::atomic::Ordering::SeqCst) => generation
+                .insert_header("Last-Modified", "Tue, 01 Oct 2024 00:00:00 GMT")
+                .set_body_bytes(vec![0; self.copied_size]),
             ("HEAD", _) => ResponseTemplate::new(404),
             ("GET", _) => generation
                 .insert_header("Last-Modified", "Tue, 01 Oct 2024 00:00:00 GMT")
@@ -1418,7 +1445,7 @@ async fn gcs_requests_carry_the_generation_preconditions() {
     Mock::given(wiremock::matchers::any())
         .respond_with(GcsXml {
             taken: Some("shop/taken.json"),
-            deny: false,
+            ..Default::default()
         })
         .mount(&server)
         .await;
@@ -1465,8 +1492,12 @@ async fn gcs_requests_carry_the_generation_preconditions() {
     // A staged multipart part: initiate, parts, complete under _tmp/, then a create-only
     // server-side copy to the final name, then the staging is deleted.
     server.reset().await;
+    let part_size = (6 << 20) + 3;
     Mock::given(wiremock::matchers::any())
-        .respond_with(GcsXml::default())
+        .respond_with(GcsXml {
+            copied_size: part_size,
+            ..Default::default()
+        })
         .mount(&server)
         .await;
     let dirs = PartDirs {
@@ -1481,7 +1512,8 @@ async fn gcs_requests_carry_the_generation_preconditions() {
     }
     writer.flush_chunk().await.unwrap();
     writer.append(b"{}\n").unwrap();
-    writer.finish().await.unwrap().unwrap();
+    let stored = writer.finish().await.unwrap().unwrap();
+    assert_eq!(stored.bytes, part_size as u64);
     let shape: Vec<String> = server
         .received_requests()
         .await
@@ -1516,6 +1548,7 @@ async fn gcs_requests_carry_the_generation_preconditions() {
             format!("PUT {staged}?partNumber=2&uploadId=upload-7"),
             format!("POST {staged}?uploadId=upload-7"),
             "PUT /bucket/prefix/shop/big/part-00000.jsonl x-goog-if-generation-match: 0 x-goog-copy-source: bucket/prefix/shop/_tmp/r1/big/part-00000.jsonl.partial".to_owned(),
+            "HEAD /bucket/prefix/shop/big/part-00000.jsonl".to_owned(),
             format!("DELETE {staged}"),
             "DELETE /bucket/prefix/shop/_tmp/r1/big/part-00000.jsonl.upload.json".to_owned(),
         ],
@@ -1528,8 +1561,8 @@ async fn gcs_permission_errors_exit_4_and_name_the_permission() {
     let server = MockServer::start().await;
     Mock::given(wiremock::matchers::any())
         .respond_with(GcsXml {
-            taken: None,
             deny: true,
+            ..Default::default()
         })
         .mount(&server)
         .await;

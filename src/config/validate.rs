@@ -182,6 +182,13 @@ impl ConnectorConfig {
                 }
                 other => ConfigError::invalid("landing.url", other.to_string()),
             })?;
+            // A staged part is published by one server-side copy, which S3 caps at 5 GiB.
+            if parsed.backend() == Backend::S3 && landing.part_max_bytes.0 > 5 << 30 {
+                return Err(ConfigError::invalid(
+                    "landing.part_max_bytes",
+                    "S3 publishes a part with one server-side copy, at most 5GiB",
+                ));
+            }
             // S3 and GCS refuse multipart parts under 5 MiB (all but the last).
             if matches!(parsed.backend(), Backend::S3 | Backend::Gcs) && landing.multipart_chunk.0 < 5 << 20 {
                 return Err(ConfigError::invalid(

@@ -144,7 +144,7 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
         config.landing.stale_upload_after.0,
         &run_id,
     )
-    .await?;
+    .await;
 
     let mut reports = Vec::with_capacity(selected.len());
     for stream in selected {
@@ -207,24 +207,15 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
 }
 
 /// Aborts the multipart uploads that killed runs left behind (they could not abort their
-/// own). A permission error stops the run, as any later write would; other failures are
-/// logged and left for the next run or the bucket's lifecycle rule.
-async fn clean_stale_uploads(
-    landing: &Landing,
-    source: &str,
-    older_than: std::time::Duration,
-    run_id: &str,
-) -> Result<(), RunError> {
-    match crate::landing::upload::clean_stale(landing, source, older_than, run_id).await {
-        Ok(_) => Ok(()),
-        Err(error @ LandingError::PermissionDenied { .. }) => Err(RunError::Landing(error)),
-        Err(error) => {
-            landing.events().upload_aborted(
-                &landing.url_of(&layout::staging_root(source)),
-                "cleaning stale uploads failed",
-                Some(&error.to_string()),
-            );
-            Ok(())
-        }
+/// own). Best effort: a failure (a missing delete or abort permission, say) is logged and
+/// left for the next run or the bucket's lifecycle rule; it never fails the run, which does
+/// not need those permissions to land data.
+async fn clean_stale_uploads(landing: &Landing, source: &str, older_than: std::time::Duration, run_id: &str) {
+    if let Err(error) = crate::landing::upload::clean_stale(landing, source, older_than, run_id).await {
+        landing.events().upload_aborted(
+            &landing.url_of(&layout::staging_root(source)),
+            "cleaning stale uploads failed",
+            Some(&error.to_string()),
+        );
     }
 }

@@ -221,7 +221,7 @@ impl PartWriter {
                     upload.abort("uploading the last chunk failed").await;
                     return Err(error);
                 }
-                upload.finish(&stored.sha256).await?;
+                upload.finish(&stored.sha256, stored.bytes).await?;
             }
         }
         Ok(Some(stored))

@@ -26,6 +26,8 @@ use super::{Landing, LandingError, Operation, layout};
 
 /// Part uploads in flight per staged part.
 const UPLOAD_CONCURRENCY: usize = 2;
+/// How long a published part may take to show its full size.
+const PUBLISH_WAIT: Duration = Duration::from_secs(120);
 
 /// What a marker records about a staged upload.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -183,7 +185,7 @@ impl StagedUpload {
 
     /// Completes the upload and publishes it create-only as the target; the staged object
     /// and the marker are then deleted. On failure everything staged is aborted.
-    pub async fn finish(mut self, sha256: &str) -> Result<(), LandingError> {
+    pub async fn finish(mut self, sha256: &str, size: u64) -> Result<(), LandingError> {
         if let Err(error) = self.complete().await {
             self.abort("completing the upload failed").await;
             return Err(error);
@@ -192,6 +194,8 @@ impl StagedUpload {
             self.abort("publishing the staged part failed").await;
             return Err(error);
         }
+        // On failure the staged object stays: its marker lets a later run clean it up.
+        self.published(size).await?;
         for relative in [&self.staged, &self.marker] {
             if let Err(error) = self.landing.delete(relative).await {
                 // The part is published; a leftover costs storage only, and a later run
@@ -204,6 +208,35 @@ impl StagedUpload {
             }
         }
         Ok(())
+    }
+
+    /// Waits until the published part has its full size: an Azure copy may finish after the
+    /// request returns, and the staged source must outlive it.
+    async fn published(&self, size: u64) -> Result<(), LandingError> {
+        let mut delay = Duration::from_millis(100);
+        let deadline = tokio::time::Instant::now() + PUBLISH_WAIT;
+        loop {
+            match self.landing.head(&self.target).await? {
+                Some((found, _)) if found == size => return Ok(()),
+                found if tokio::time::Instant::now() >= deadline => {
+                    return Err(LandingError::Store {
+                        path: self.target.clone(),
+                        url: self.landing.url_of(&self.target),
+                        operation: Operation::Write,
+                        message: format!(
+                            "the published part has {} bytes, not {size}, {} s after its copy",
+                            found.map_or("no".to_owned(), |(found, _)| found.to_string()),
+                            PUBLISH_WAIT.as_secs()
+                        ),
+                        retryable: true,
+                    });
+                }
+                _ => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 
     async fn complete(&mut self) -> Result<(), LandingError> {
@@ -330,7 +363,8 @@ pub async fn find_stale(
 }
 
 /// Aborts the uploads other runs left under `{source}/_tmp/` that are older than
-/// `older_than`, and deletes their staged objects and markers. Returns what was cleaned.
+/// `older_than`, and deletes their staged objects and markers. Every upload is tried; the
+/// first failure is returned after the others, with what was cleaned logged as it goes.
 pub async fn clean_stale(
     landing: &Landing,
     source: &str,
@@ -338,20 +372,38 @@ pub async fn clean_stale(
     current_run: &str,
 ) -> Result<Vec<StaleUpload>, LandingError> {
     let stale = find_stale(landing, source, older_than, Some(current_run)).await?;
-    for upload in &stale {
-        if let Some(marker) = &upload.marker {
-            if let (Some(id), Some(store)) = (&marker.upload_id, landing.multipart()) {
-                match store.abort_multipart(&landing.path(&marker.staged), id).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(error) => return Err(landing.site(&marker.staged, Operation::Abort).error(error)),
-                }
+    let mut cleaned = Vec::with_capacity(stale.len());
+    let mut first_error = None;
+    for upload in stale {
+        match clean_one(landing, &upload).await {
+            Ok(()) => {
+                landing.events().stale_upload_cleaned(
+                    &landing.url_of(&upload.path),
+                    &upload.run_id,
+                    upload.age.as_secs(),
+                );
+                cleaned.push(upload);
             }
-            landing.delete(&marker.staged).await?;
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
         }
-        landing.delete(&upload.path).await?;
-        landing
-            .events()
-            .stale_upload_cleaned(&landing.url_of(&upload.path), &upload.run_id, upload.age.as_secs());
     }
-    Ok(stale)
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(cleaned),
+    }
+}
+
+async fn clean_one(landing: &Landing, upload: &StaleUpload) -> Result<(), LandingError> {
+    if let Some(marker) = &upload.marker {
+        if let (Some(id), Some(store)) = (&marker.upload_id, landing.multipart()) {
+            match store.abort_multipart(&landing.path(&marker.staged), id).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(landing.site(&marker.staged, Operation::Abort).error(error)),
+            }
+        }
+        landing.delete(&marker.staged).await?;
+    }
+    landing.delete(&upload.path).await
 }
