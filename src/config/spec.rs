@@ -386,7 +386,9 @@ fn landing() -> Value {
             ),
             (
                 "options",
-                string_map("Backend options by object_store config key names"),
+                string_map(
+                    "Backend options by object_store config key names; credentials are refused (they come from the environment)",
+                ),
             ),
             (
                 "compression",

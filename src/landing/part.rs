@@ -302,6 +302,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_aborted_part_leaves_nothing_behind() {
+        let landing = memory();
+        let limits = PartLimits {
+            max_records: u64::MAX,
+            max_bytes: u64::MAX,
+            multipart_chunk: 1024,
+        };
+        let mut writer = PartWriter::new(landing.clone(), dirs(), Compression::None, limits);
+        for _ in 0..64 {
+            writer.append(format!("{}\n", "z".repeat(63)).as_bytes()).unwrap();
+        }
+        writer.flush_chunk().await.unwrap();
+        assert_eq!(
+            landing.list("s/_tmp").await.unwrap(),
+            ["s/_tmp/r/t/part-00000.jsonl.upload.json"],
+            "the open upload is recorded"
+        );
+        writer.abort().await;
+        assert!(
+            landing.list("s").await.unwrap().is_empty(),
+            "no part, no staging, no marker"
+        );
+    }
+
+    #[tokio::test]
     async fn parts_are_create_only() {
         let landing = memory();
         let limits = PartLimits {

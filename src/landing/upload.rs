@@ -407,3 +407,69 @@ async fn clean_one(landing: &Landing, upload: &StaleUpload) -> Result<(), Landin
     }
     landing.delete(&upload.path).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LandingConfig;
+
+    fn memory() -> Landing {
+        Landing::open(&LandingConfig {
+            url: "memory://".into(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    async fn killed_upload(landing: &Landing, run_id: &str) -> String {
+        let staging = layout::staging_dir("shop", run_id, "orders");
+        let upload = StagedUpload::begin(
+            landing,
+            "shop/orders/part-00000.jsonl",
+            &layout::staged_part(&staging, "part-00000.jsonl"),
+            &layout::upload_marker(&staging, "part-00000.jsonl"),
+            run_id,
+        )
+        .await
+        .unwrap();
+        // A killed process runs no abort: drop the upload without one.
+        drop(upload);
+        layout::upload_marker(&staging, "part-00000.jsonl")
+    }
+
+    #[tokio::test]
+    async fn stale_uploads_are_cleaned_only_when_old_enough_and_never_the_current_run() {
+        let landing = memory();
+        let marker = killed_upload(&landing, "r1").await;
+        let recorded: UploadMarker = serde_json::from_slice(&landing.get(&marker).await.unwrap().unwrap()).unwrap();
+        assert_eq!(recorded.run_id, "r1");
+        assert!(recorded.upload_id.is_some());
+
+        let young = clean_stale(&landing, "shop", Duration::from_secs(3600), "r2")
+            .await
+            .unwrap();
+        assert!(young.is_empty(), "a young upload may belong to a live run");
+        let own = clean_stale(&landing, "shop", Duration::ZERO, "r1").await.unwrap();
+        assert!(own.is_empty(), "a run never cleans its own uploads");
+        assert!(landing.exists(&marker).await.unwrap());
+
+        let cleaned = clean_stale(&landing, "shop", Duration::ZERO, "r2").await.unwrap();
+        assert_eq!(cleaned.len(), 1);
+        assert_eq!(cleaned[0].run_id, "r1");
+        assert!(landing.list("shop/_tmp").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_staged_object_without_its_marker_is_cleaned_too() {
+        let landing = memory();
+        landing
+            .put_new("shop/_tmp/r1/orders/part-00000.jsonl.partial", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        let stale = find_stale(&landing, "shop", Duration::ZERO, None).await.unwrap();
+        assert_eq!(stale.len(), 1);
+        assert!(stale[0].marker.is_none());
+        clean_stale(&landing, "shop", Duration::ZERO, "r2").await.unwrap();
+        assert!(landing.list("shop/_tmp").await.unwrap().is_empty());
+    }
+}
