@@ -644,8 +644,9 @@ pub struct LandingConfig {
     /// `file://`, `memory://`, `s3://`, `az://`, `gs://`. Default: `file://./landing`.
     #[serde(default = "default_landing_url")]
     pub url: String,
-    /// Backend options by `object_store` config key names. Default: none.
-    #[serde(default)]
+    /// Backend options by `object_store` config key names; scalar values (`true`, `30`)
+    /// are taken as their text. Credentials are refused. Default: none.
+    #[serde(default, deserialize_with = "scalar_text_map")]
     pub options: BTreeMap<String, String>,
     /// Default: gzip.
     #[serde(default)]
@@ -714,6 +715,22 @@ impl Default for StorageRetryConfig {
             budget: default_storage_budget(),
         }
     }
+}
+
+/// A map whose values are strings, booleans or numbers, each kept as its text, so that
+/// `allow_http: true` reads as `object_store` expects it.
+fn scalar_text_map<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, serde_json::Value>::deserialize(deserializer)?;
+    raw.into_iter()
+        .map(|(key, value)| match value {
+            serde_json::Value::String(text) => Ok((key, text)),
+            serde_json::Value::Bool(flag) => Ok((key, flag.to_string())),
+            serde_json::Value::Number(number) => Ok((key, number.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "`{key}` must be a string, a boolean or a number, not {other}"
+            ))),
+        })
+        .collect()
 }
 
 fn default_multipart_chunk() -> ByteSize {
@@ -884,6 +901,34 @@ streams:
             other => panic!("unexpected auth {other:?}"),
         }
         assert_eq!(loaded.config_sha256.len(), 64);
+    }
+
+    #[test]
+    fn landing_options_take_scalars_as_text_and_check_keys() {
+        let text = format!(
+            "{MINIMAL}landing:\n  url: s3://bucket/prefix\n  options: {{endpoint: 'http://127.0.0.1:9000', allow_http: true, virtual_hosted_style_request: false, timeout: 30s, pool_max_idle_per_host: 4}}\n"
+        );
+        let loaded = ConnectorConfig::from_yaml(&text, Resolve::References, &env).unwrap();
+        let options = &loaded.config.landing.options;
+        assert_eq!(options["allow_http"], "true");
+        assert_eq!(options["virtual_hosted_style_request"], "false");
+        assert_eq!(options["pool_max_idle_per_host"], "4");
+        let nested = text.replace("allow_http: true", "allow_http: [true]");
+        let message = ConnectorConfig::from_yaml(&nested, Resolve::References, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("`allow_http` must be a string, a boolean or a number"),
+            "{message}"
+        );
+        let credential = text.replace("allow_http: true", "access_key_id: AKIA0000");
+        let message = ConnectorConfig::from_yaml(&credential, Resolve::References, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("landing.options.access_key_id: credentials are not read from the config file"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -386,8 +386,8 @@ fn landing() -> Value {
             ),
             (
                 "options",
-                string_map(
-                    "Backend options by object_store config key names; credentials are refused (they come from the environment)",
+                scalar_map(
+                    "Backend options by object_store config key names (scalar values); credentials are refused (they come from the environment)",
                 ),
             ),
             (
