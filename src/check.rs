@@ -118,7 +118,17 @@ pub async fn check(loaded: &LoadedConfig) -> (Report, Exit) {
     }
 
     match Landing::open(&config.landing) {
-        Ok(landing) => check_landing(&mut recorder, &landing, &config.source.name, &check_id).await,
+        Ok(landing) => {
+            let landing = landing.with_events(events.clone());
+            check_landing(&mut recorder, &landing, &config.source.name, &check_id).await;
+            report_staging(
+                &mut recorder,
+                &landing,
+                &config.source.name,
+                config.landing.stale_upload_after.0,
+            )
+            .await;
+        }
         Err(error) => recorder.fail("landing_open", &error),
     }
 
@@ -215,5 +225,31 @@ async fn check_landing(recorder: &mut Recorder, landing: &Landing, source: &str,
     match landing.delete(&probe).await {
         Ok(()) => recorder.pass("landing_delete", "probe deleted"),
         Err(error) => recorder.fail("landing_delete", &error),
+    }
+}
+
+/// Reports unfinished uploads under `{source}/_tmp/` (left by killed runs); the next run
+/// aborts those older than `landing.stale_upload_after`. Not a failure: a run in progress
+/// has uploads there too.
+async fn report_staging(recorder: &mut Recorder, landing: &Landing, source: &str, stale_after: std::time::Duration) {
+    let root = layout::staging_root(source);
+    match crate::landing::upload::find_stale(landing, source, std::time::Duration::ZERO, None).await {
+        Ok(uploads) if uploads.is_empty() => {
+            recorder.pass("landing_staging", format!("no unfinished uploads under {root}/"))
+        }
+        Ok(uploads) => {
+            let stale = uploads.iter().filter(|upload| upload.age >= stale_after).count();
+            let runs: std::collections::BTreeSet<&str> = uploads.iter().map(|upload| upload.run_id.as_str()).collect();
+            recorder.pass(
+                "landing_staging",
+                format!(
+                    "{} unfinished upload(s) under {root}/ from run(s) {}; {stale} older than {} will be aborted by the next run",
+                    uploads.len(),
+                    runs.into_iter().collect::<Vec<_>>().join(", "),
+                    humantime::format_duration(stale_after)
+                ),
+            )
+        }
+        Err(error) => recorder.fail("landing_staging", &error),
     }
 }

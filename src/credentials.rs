@@ -47,6 +47,7 @@ impl CredentialStore for LandingCredentialStore {
         self.landing
             .put_replace(&self.path, Bytes::from(document))
             .await
+            .map(|_| ())
             .map_err(store_error)
     }
 }

@@ -29,6 +29,9 @@ pub const CHECK_STEP: &str = "check_step";
 pub const RUN_CANCELLED: &str = "run_cancelled";
 pub const TOKEN_REFRESHED: &str = "token_refreshed";
 pub const AUTH_STATE_IGNORED: &str = "auth_state_ignored";
+pub const UPLOAD_ABORTED: &str = "upload_aborted";
+pub const STALE_UPLOAD_CLEANED: &str = "stale_upload_cleaned";
+pub const CONDITIONAL_WRITE_UNAVAILABLE: &str = "conditional_write_unavailable";
 
 /// Every event name, for docs and the runbook checks.
 pub const ALL: &[&str] = &[
@@ -52,6 +55,9 @@ pub const ALL: &[&str] = &[
     RUN_CANCELLED,
     TOKEN_REFRESHED,
     AUTH_STATE_IGNORED,
+    UPLOAD_ABORTED,
+    STALE_UPLOAD_CLEANED,
+    CONDITIONAL_WRITE_UNAVAILABLE,
 ];
 
 /// Emits the events of one run; holds what every event carries.
@@ -141,8 +147,10 @@ impl Events {
         warn!(event = AUTH_STATE_IGNORED, run_id = %self.run_id, source = %self.source, reason, "saved refresh token not used");
     }
 
-    pub fn part_stored(&self, stream: &str, path: &str, rows: u64, bytes: u64, sha256: &str) {
-        info!(event = PART_STORED, run_id = %self.run_id, source = %self.source, stream, path, rows, bytes, sha256, "part stored");
+    /// `upload` is `single` (one create-only put) or `multipart` (staged, then published
+    /// with a create-only copy).
+    pub fn part_stored(&self, stream: &str, path: &str, rows: u64, bytes: u64, sha256: &str, upload: &str) {
+        info!(event = PART_STORED, run_id = %self.run_id, source = %self.source, stream, path, rows, bytes, sha256, upload, "part stored");
     }
 
     pub fn dead_letter_stored(&self, stream: &str, path: &str, rows: u64) {
@@ -187,5 +195,22 @@ impl Events {
         } else {
             error!(event = CHECK_STEP, run_id = %self.run_id, source = %self.source, step, ok, detail, "check step failed");
         }
+    }
+
+    /// A multipart upload was abandoned and aborted (a part or the completion failed, or
+    /// the stream stopped); `error` is set when the abort itself failed.
+    pub fn upload_aborted(&self, path: &str, reason: &str, error: Option<&str>) {
+        warn!(event = UPLOAD_ABORTED, run_id = %self.run_id, source = %self.source, path, reason, abort_error = error, stage = "store", "multipart upload aborted");
+    }
+
+    /// An unfinished upload left by an earlier run was cleaned up.
+    pub fn stale_upload_cleaned(&self, path: &str, upload_run_id: &str, age_seconds: u64) {
+        info!(event = STALE_UPLOAD_CLEANED, run_id = %self.run_id, source = %self.source, path, upload_run_id, age_seconds, "stale upload cleaned");
+    }
+
+    /// The store cannot write create-only: Landfall checks that the name is free, then
+    /// writes, which leaves a small race window (docs/credentials.md, conditional writes).
+    pub fn conditional_write_unavailable(&self, url: &str, operation: &str) {
+        warn!(event = CONDITIONAL_WRITE_UNAVAILABLE, run_id = %self.run_id, source = %self.source, url, operation, "the store cannot write create-only; falling back to check-then-write");
     }
 }

@@ -11,12 +11,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Classify, ErrorCode};
 use crate::events::Events;
-use crate::landing::{Landing, LandingError, layout};
+use crate::landing::{Landing, LandingError, ObjectVersion, layout};
 
 /// What a lease object holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LeaseRecord {
     pub run_id: String,
+    /// Unique per acquisition, so two holders never write identical bytes.
+    #[serde(default)]
+    pub nonce: String,
     pub stream: String,
     pub acquired_at: String,
     pub expires_at: String,
@@ -64,10 +67,11 @@ pub struct Lease {
     renewer: tokio::task::JoinHandle<()>,
 }
 
-fn record(run_id: &str, stream: &str, acquired_at: &str, ttl: Duration) -> LeaseRecord {
+fn record(run_id: &str, nonce: &str, stream: &str, acquired_at: &str, ttl: Duration) -> LeaseRecord {
     let now = Utc::now();
     LeaseRecord {
         run_id: run_id.to_owned(),
+        nonce: nonce.to_owned(),
         stream: stream.to_owned(),
         acquired_at: acquired_at.to_owned(),
         expires_at: crate::clock::rfc3339_micros(
@@ -81,10 +85,18 @@ fn encode(record: &LeaseRecord) -> Bytes {
 }
 
 async fn read(landing: &Landing, path: &str) -> Result<Option<LeaseRecord>, LandingError> {
+    Ok(read_versioned(landing, path).await?.and_then(|(record, _)| record))
+}
+
+/// The lease object and its version; the record is `None` when it does not parse.
+async fn read_versioned(
+    landing: &Landing,
+    path: &str,
+) -> Result<Option<(Option<LeaseRecord>, ObjectVersion)>, LandingError> {
     Ok(landing
-        .get(path)
+        .get_versioned(path)
         .await?
-        .and_then(|bytes| serde_json::from_slice::<LeaseRecord>(&bytes).ok()))
+        .map(|(bytes, version)| (serde_json::from_slice::<LeaseRecord>(&bytes).ok(), version)))
 }
 
 fn expired(record: &LeaseRecord) -> bool {
@@ -105,48 +117,48 @@ impl Lease {
     ) -> Result<Self, LeaseError> {
         let path = layout::lease(source, stream);
         let acquired_at = crate::clock::now_rfc3339();
-        let mine = record(run_id, stream, &acquired_at, ttl);
-        match landing.put_new(&path, encode(&mine)).await {
-            Ok(()) => {}
-            Err(LandingError::AlreadyExists { .. }) => {
-                let current = read(landing, &path).await?;
-                match current {
-                    Some(current) if !expired(&current) => {
-                        events.lease_held(stream, &current.run_id, &current.expires_at);
-                        return Err(LeaseError::Held {
-                            stream: stream.to_owned(),
-                            holder: current.run_id,
-                            path: landing.url_of(&path),
-                            expires_at: current.expires_at,
-                        });
-                    }
-                    // Expired (or unreadable): take it over. Create-only again, so of two
-                    // runs taking over at once only one wins.
-                    _ => {
-                        landing.delete(&path).await?;
-                        landing
-                            .put_new(&path, encode(&mine))
-                            .await
-                            .map_err(|error| match error {
-                                LandingError::AlreadyExists { .. } => LeaseError::Held {
-                                    stream: stream.to_owned(),
-                                    holder: "another run".to_owned(),
-                                    path: landing.url_of(&path),
-                                    expires_at: "unknown".to_owned(),
-                                },
-                                other => other.into(),
-                            })?;
-                    }
+        let nonce = uuid::Uuid::now_v7().to_string();
+        let mine = record(run_id, &nonce, stream, &acquired_at, ttl);
+        let held = |holder: String, expires_at: String| LeaseError::Held {
+            stream: stream.to_owned(),
+            holder,
+            path: landing.url_of(&path),
+            expires_at,
+        };
+        let version = match landing.put_new(&path, encode(&mine)).await {
+            Ok(version) => version,
+            Err(LandingError::AlreadyExists { .. }) => match read_versioned(landing, &path).await? {
+                Some((Some(current), _)) if !expired(&current) => {
+                    events.lease_held(stream, &current.run_id, &current.expires_at);
+                    return Err(held(current.run_id, current.expires_at));
                 }
-            }
+                // Expired (or unreadable): take it over with a compare-and-swap on the
+                // version just read, so of two runs taking over at once only one wins.
+                Some((_, version)) => match landing.put_if_version(&path, encode(&mine), &version).await {
+                    Ok(version) => version,
+                    Err(LandingError::VersionMismatch { .. }) => {
+                        return Err(held("another run".to_owned(), "unknown".to_owned()));
+                    }
+                    Err(error) => return Err(error.into()),
+                },
+                // Released between our create and our read: try once more.
+                None => landing
+                    .put_new(&path, encode(&mine))
+                    .await
+                    .map_err(|error| match error {
+                        LandingError::AlreadyExists { .. } => held("another run".to_owned(), "unknown".to_owned()),
+                        other => other.into(),
+                    })?,
+            },
             Err(error) => return Err(error.into()),
-        }
+        };
         events.lease_acquired(stream, &mine.expires_at);
         let stop = CancellationToken::new();
         let renewer = tokio::spawn(renew(
             landing.clone(),
             path.clone(),
             mine,
+            version,
             ttl,
             stop.clone(),
             lost,
@@ -176,10 +188,12 @@ impl Lease {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn renew(
     landing: Landing,
     path: String,
     mut mine: LeaseRecord,
+    mut version: ObjectVersion,
     ttl: Duration,
     stop: CancellationToken,
     lost: CancellationToken,
@@ -191,20 +205,26 @@ async fn renew(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        match read(&landing, &path).await {
-            Ok(Some(current)) if current.run_id == mine.run_id => {
-                mine = record(&mine.run_id, &mine.stream, &mine.acquired_at, ttl);
-                if let Err(error) = landing.put_replace(&path, encode(&mine)).await {
-                    tracing::warn!(path = %path, %error, "renewing the lease failed; retrying");
-                }
+        let renewed = record(&mine.run_id, &mine.nonce, &mine.stream, &mine.acquired_at, ttl);
+        // Compare-and-swap on the version we wrote last: if anyone else wrote the lease, it
+        // is not ours any more.
+        match landing.put_if_version(&path, encode(&renewed), &version).await {
+            Ok(next) => {
+                version = next;
+                mine = renewed;
             }
-            Ok(other) => {
-                let holder = other.map(|record| record.run_id).unwrap_or_else(|| "nobody".to_owned());
+            Err(LandingError::VersionMismatch { .. }) => {
+                let holder = read(&landing, &path)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|record| record.run_id)
+                    .unwrap_or_else(|| "nobody".to_owned());
                 events.lease_held(&mine.stream, &holder, "lost");
                 lost.cancel();
                 return;
             }
-            Err(error) => tracing::warn!(path = %path, %error, "reading the lease failed; retrying"),
+            Err(error) => tracing::warn!(path = %path, %error, "renewing the lease failed; retrying"),
         }
     }
 }

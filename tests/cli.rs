@@ -155,7 +155,8 @@ async fn check_reports_each_step() {
             "landing_write",
             "landing_read",
             "landing_list",
-            "landing_delete"
+            "landing_delete",
+            "landing_staging"
         ]
     );
     // The probe is gone.

@@ -869,8 +869,9 @@ pub struct LandingConfig {
     /// `file://`, `memory://`, `s3://`, `az://`, `gs://`. Default: `file://./landing`.
     #[serde(default = "default_landing_url")]
     pub url: String,
-    /// Backend options by `object_store` config key names. Default: none.
-    #[serde(default)]
+    /// Backend options by `object_store` config key names; scalar values (`true`, `30`)
+    /// are taken as their text. Credentials are refused. Default: none.
+    #[serde(default, deserialize_with = "scalar_text_map")]
     pub options: BTreeMap<String, String>,
     /// Default: gzip.
     #[serde(default)]
@@ -882,9 +883,79 @@ pub struct LandingConfig {
     #[serde(default = "default_part_max_bytes")]
     pub part_max_bytes: ByteSize,
     /// Compressed bytes after which a part streams through a multipart upload, in chunks
-    /// of this size (S3 needs at least 5MiB). Default: 8MiB.
+    /// of this size (S3 and GCS need at least 5MiB). Default: 8MiB.
     #[serde(default = "default_multipart_chunk")]
     pub multipart_chunk: ByteSize,
+    /// How failed storage requests are retried. Default: see [`StorageRetryConfig`].
+    #[serde(default)]
+    pub retry: StorageRetryConfig,
+    /// A run aborts the unfinished multipart uploads that earlier runs left under
+    /// `{source}/_tmp/` once they are older than this (a killed run cannot abort its own).
+    /// Default: 24h.
+    #[serde(default = "default_stale_upload_after")]
+    pub stale_upload_after: HumanDuration,
+}
+
+/// `landing.retry`: how storage requests that fail with a 5xx, 429, 408, a timeout or a
+/// connection error are retried (exponential backoff with jitter, by `object_store`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageRetryConfig {
+    /// Retries per request after the first attempt; 0 disables retries. Default: 10.
+    #[serde(default = "default_storage_max_retries")]
+    pub max_retries: u32,
+    /// The first backoff. Default: 100ms.
+    #[serde(default = "default_storage_initial_backoff")]
+    pub initial_backoff: HumanDuration,
+    /// The longest backoff. Default: 15s.
+    #[serde(default = "default_storage_max_backoff")]
+    pub max_backoff: HumanDuration,
+    /// No retry starts later than this after a request's first attempt. Default: 3m.
+    #[serde(default = "default_storage_budget")]
+    pub budget: HumanDuration,
+}
+
+fn default_storage_max_retries() -> u32 {
+    10
+}
+fn default_storage_initial_backoff() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_millis(100))
+}
+fn default_storage_max_backoff() -> HumanDuration {
+    HumanDuration::from_secs(15)
+}
+fn default_storage_budget() -> HumanDuration {
+    HumanDuration::from_secs(180)
+}
+fn default_stale_upload_after() -> HumanDuration {
+    HumanDuration::from_secs(24 * 3600)
+}
+
+impl Default for StorageRetryConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: default_storage_max_retries(),
+            initial_backoff: default_storage_initial_backoff(),
+            max_backoff: default_storage_max_backoff(),
+            budget: default_storage_budget(),
+        }
+    }
+}
+
+/// A map whose values are strings, booleans or numbers, each kept as its text, so that
+/// `allow_http: true` reads as `object_store` expects it.
+fn scalar_text_map<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, serde_json::Value>::deserialize(deserializer)?;
+    raw.into_iter()
+        .map(|(key, value)| match value {
+            serde_json::Value::String(text) => Ok((key, text)),
+            serde_json::Value::Bool(flag) => Ok((key, flag.to_string())),
+            serde_json::Value::Number(number) => Ok((key, number.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "`{key}` must be a string, a boolean or a number, not {other}"
+            ))),
+        })
+        .collect()
 }
 
 fn default_multipart_chunk() -> ByteSize {
@@ -910,6 +981,8 @@ impl Default for LandingConfig {
             part_max_records: default_part_max_records(),
             part_max_bytes: default_part_max_bytes(),
             multipart_chunk: default_multipart_chunk(),
+            retry: StorageRetryConfig::default(),
+            stale_upload_after: default_stale_upload_after(),
         }
     }
 }
@@ -1053,6 +1126,34 @@ streams:
             other => panic!("unexpected auth {other:?}"),
         }
         assert_eq!(loaded.config_sha256.len(), 64);
+    }
+
+    #[test]
+    fn landing_options_take_scalars_as_text_and_check_keys() {
+        let text = format!(
+            "{MINIMAL}landing:\n  url: s3://bucket/prefix\n  options: {{endpoint: 'http://127.0.0.1:9000', allow_http: true, virtual_hosted_style_request: false, timeout: 30s, pool_max_idle_per_host: 4}}\n"
+        );
+        let loaded = ConnectorConfig::from_yaml(&text, Resolve::References, &env).unwrap();
+        let options = &loaded.config.landing.options;
+        assert_eq!(options["allow_http"], "true");
+        assert_eq!(options["virtual_hosted_style_request"], "false");
+        assert_eq!(options["pool_max_idle_per_host"], "4");
+        let nested = text.replace("allow_http: true", "allow_http: [true]");
+        let message = ConnectorConfig::from_yaml(&nested, Resolve::References, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("`allow_http` must be a string, a boolean or a number"),
+            "{message}"
+        );
+        let credential = text.replace("allow_http: true", "access_key_id: AKIA0000");
+        let message = ConnectorConfig::from_yaml(&credential, Resolve::References, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("landing.options.access_key_id: credentials are not read from the config file"),
+            "{message}"
+        );
     }
 
     #[test]

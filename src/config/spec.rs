@@ -418,7 +418,9 @@ fn landing() -> Value {
             ),
             (
                 "options",
-                string_map("Backend options by object_store config key names"),
+                scalar_map(
+                    "Backend options by object_store config key names (scalar values); credentials are refused (they come from the environment)",
+                ),
             ),
             (
                 "compression",
@@ -434,7 +436,33 @@ fn landing() -> Value {
             ),
             (
                 "multipart_chunk",
-                json!({"type": "string", "pattern": SIZE_PATTERN, "description": "Compressed bytes after which a part streams through a multipart upload, in chunks of this size", "default": "8MiB"}),
+                json!({"type": "string", "pattern": SIZE_PATTERN, "description": "Compressed bytes after which a part streams through a multipart upload, in chunks of this size (at least 5MiB on S3 and GCS)", "default": "8MiB"}),
+            ),
+            (
+                "retry",
+                object(
+                    "Storage retries",
+                    &[],
+                    vec![
+                        (
+                            "max_retries",
+                            integer("Retries per storage request after the first attempt", json!(10)),
+                        ),
+                        ("initial_backoff", duration("First backoff", "100ms")),
+                        ("max_backoff", duration("Longest backoff", "15s")),
+                        (
+                            "budget",
+                            duration("No retry starts later than this after the first attempt", "3m"),
+                        ),
+                    ],
+                ),
+            ),
+            (
+                "stale_upload_after",
+                duration(
+                    "Unfinished multipart uploads left by earlier runs are aborted once older than this",
+                    "24h",
+                ),
             ),
         ],
     )

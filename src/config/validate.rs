@@ -179,9 +179,37 @@ impl ConnectorConfig {
         if landing.multipart_chunk.0 < 1024 {
             return Err(ConfigError::invalid("landing.multipart_chunk", "must be at least 1KiB"));
         }
+        if landing.retry.initial_backoff.0 > landing.retry.max_backoff.0 {
+            return Err(ConfigError::invalid(
+                "landing.retry.initial_backoff",
+                "must not exceed landing.retry.max_backoff",
+            ));
+        }
         if !has_reference(&landing.url) {
-            crate::landing::store::check_url(&landing.url)
+            use crate::landing::LandingError;
+            use crate::landing::options::Backend;
+            let parsed = crate::landing::store::parse(&landing.url)
                 .map_err(|message| ConfigError::invalid("landing.url", message))?;
+            crate::landing::store::check(&landing.url, &landing.options).map_err(|error| match error {
+                LandingError::Option { key, message } => {
+                    ConfigError::invalid(format!("landing.options.{key}"), message)
+                }
+                other => ConfigError::invalid("landing.url", other.to_string()),
+            })?;
+            // A staged part is published by one server-side copy, which S3 caps at 5 GiB.
+            if parsed.backend() == Backend::S3 && landing.part_max_bytes.0 > 5 << 30 {
+                return Err(ConfigError::invalid(
+                    "landing.part_max_bytes",
+                    "S3 publishes a part with one server-side copy, at most 5GiB",
+                ));
+            }
+            // S3 and GCS refuse multipart parts under 5 MiB (all but the last).
+            if matches!(parsed.backend(), Backend::S3 | Backend::Gcs) && landing.multipart_chunk.0 < 5 << 20 {
+                return Err(ConfigError::invalid(
+                    "landing.multipart_chunk",
+                    format!("{} needs multipart chunks of at least 5MiB", parsed.backend()),
+                ));
+            }
         }
         Ok(())
     }

@@ -198,7 +198,7 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
     let started = Utc::now();
     let extracted_date = started.format("%Y-%m-%d").to_string();
     let events = Events::new(&run_id, &config.source.name);
-    let landing = Landing::open(&config.landing)?;
+    let landing = Landing::open(&config.landing)?.with_events(events.clone());
     let mut client = HttpClient::new(&config.source, events.clone())?;
     if let Some(sleeper) = &options.sleeper {
         client = client.with_sleeper(sleeper.clone());
@@ -240,6 +240,13 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
         }
     }
     events.run_started(selected.len(), landing.url());
+    clean_stale_uploads(
+        &landing,
+        &config.source.name,
+        config.landing.stale_upload_after.0,
+        &run_id,
+    )
+    .await;
 
     let children_fields: HashMap<&str, Vec<String>> =
         selected
@@ -334,4 +341,18 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
         manifest_url,
         exit,
     })
+}
+
+/// Aborts the multipart uploads that killed runs left behind (they could not abort their
+/// own). Best effort: a failure (a missing delete or abort permission, say) is logged and
+/// left for the next run or the bucket's lifecycle rule; it never fails the run, which does
+/// not need those permissions to land data.
+async fn clean_stale_uploads(landing: &Landing, source: &str, older_than: std::time::Duration, run_id: &str) {
+    if let Err(error) = crate::landing::upload::clean_stale(landing, source, older_than, run_id).await {
+        landing.events().upload_aborted(
+            &landing.url_of(&layout::staging_root(source)),
+            "cleaning stale uploads failed",
+            Some(&error.to_string()),
+        );
+    }
 }

@@ -21,7 +21,7 @@ use crate::envelope::{self, EnvelopeTemplate, PageFields, RecordFields};
 use crate::error::{Classify, ErrorCode, ErrorRecord};
 use crate::events::Events;
 use crate::http::{HttpClient, HttpError, RequestContext};
-use crate::landing::part::{PartLimits, PartWriter, StoredPart};
+use crate::landing::part::{PartDirs, PartLimits, PartWriter, StoredPart};
 use crate::landing::{Landing, LandingError, layout};
 use crate::manifest::{Status, StreamReport};
 use crate::pagination::{PageView, PaginationError, Paginator};
@@ -659,12 +659,16 @@ impl StreamJob {
         let landing_config = &self.config.landing;
         let mut writer = PartWriter::new(
             self.landing.clone(),
-            layout::parts_dir(
-                &self.config.source.name,
-                &self.stream.name,
-                &self.extracted_date,
-                &self.run_id,
-            ),
+            PartDirs {
+                dir: layout::parts_dir(
+                    &self.config.source.name,
+                    &self.stream.name,
+                    &self.extracted_date,
+                    &self.run_id,
+                ),
+                staging_dir: layout::staging_dir(&self.config.source.name, &self.run_id, &self.stream.name),
+                run_id: self.run_id.clone(),
+            },
             landing_config.compression,
             PartLimits {
                 max_records: landing_config.part_max_records,
@@ -681,12 +685,20 @@ impl StreamJob {
         );
         let mut dead_letters = PartWriter::new(
             self.landing.clone(),
-            layout::dead_letter_dir(
-                &self.config.source.name,
-                &self.stream.name,
-                &self.extracted_date,
-                &self.run_id,
-            ),
+            PartDirs {
+                dir: layout::dead_letter_dir(
+                    &self.config.source.name,
+                    &self.stream.name,
+                    &self.extracted_date,
+                    &self.run_id,
+                ),
+                staging_dir: layout::staging_dir(
+                    &self.config.source.name,
+                    &self.run_id,
+                    &format!("_dead_letter_{}", self.stream.name),
+                ),
+                run_id: self.run_id.clone(),
+            },
             landing_config.compression,
             PartLimits {
                 max_records: landing_config.part_max_records,
@@ -897,6 +909,7 @@ impl StreamJob {
             part.rows,
             part.bytes,
             &part.sha256,
+            if part.multipart { "multipart" } else { "single" },
         );
         stats.rows_written += part.rows;
         stats.files.push(part);

@@ -46,6 +46,34 @@ pub fn auth_state(source: &str) -> String {
     format!("{source}/_state/_auth.json")
 }
 
+/// Where a source's large parts are staged before they are published create-only. Nothing
+/// under it is data: downstream globs never match it, and a bucket lifecycle rule may
+/// expire it (docs/credentials.md).
+pub fn staging_root(source: &str) -> String {
+    format!("{source}/_tmp")
+}
+
+/// The staging folder of one run's stream.
+pub fn staging_dir(source: &str, run_id: &str, stream: &str) -> String {
+    format!("{source}/_tmp/{run_id}/{stream}")
+}
+
+/// The staged object of a part while its multipart upload runs.
+pub fn staged_part(staging_dir: &str, part_name: &str) -> String {
+    format!("{staging_dir}/{part_name}{STAGED_SUFFIX}")
+}
+
+/// The marker that records a staged part's multipart upload, so that a later run can abort
+/// an upload whose run was killed.
+pub fn upload_marker(staging_dir: &str, part_name: &str) -> String {
+    format!("{staging_dir}/{part_name}{MARKER_SUFFIX}")
+}
+
+/// Suffix of staged parts.
+pub const STAGED_SUFFIX: &str = ".partial";
+/// Suffix of upload markers.
+pub const MARKER_SUFFIX: &str = ".upload.json";
+
 /// Where `check` writes its probe object.
 pub fn probe(source: &str, run_id: &str) -> String {
     format!("{source}/_check/{run_id}.probe")
@@ -70,6 +98,15 @@ mod tests {
             "shop/_manifests/extracted_date=2026-11-21/r1.json"
         );
         assert_eq!(state("shop", "orders"), "shop/_state/orders.json");
+        let staging = staging_dir("shop", "r1", "orders");
+        assert_eq!(
+            staged_part(&staging, "part-00003.jsonl.gz"),
+            "shop/_tmp/r1/orders/part-00003.jsonl.gz.partial"
+        );
+        assert_eq!(
+            upload_marker(&staging, "part-00003.jsonl.gz"),
+            "shop/_tmp/r1/orders/part-00003.jsonl.gz.upload.json"
+        );
         assert_eq!(
             dead_letter_dir("shop", "orders", "2026-11-21", "r1"),
             "shop/_dead_letter/orders/extracted_date=2026-11-21/run_id=r1"

@@ -1,19 +1,16 @@
 //! Part files: JSONL lines compressed as they arrive, rolled at a record or byte limit,
-//! and stored create-only. A part larger than one chunk streams through a multipart upload
-//! instead of sitting whole in memory.
+//! and stored create-only. A part larger than one chunk streams through a staged multipart
+//! upload ([`super::upload`]) instead of sitting whole in memory.
 
 use std::io::Write;
 
 use bytes::Bytes;
 use flate2::write::GzEncoder;
-use object_store::{ObjectStoreExt, WriteMultipart};
 use sha2::{Digest, Sha256};
 
+use super::upload::StagedUpload;
 use super::{Landing, LandingError, layout};
 use crate::config::Compression;
-
-/// Multipart uploads in flight per part.
-const UPLOAD_CONCURRENCY: usize = 2;
 
 /// A part that has been stored.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -25,6 +22,9 @@ pub struct StoredPart {
     pub bytes: u64,
     /// SHA-256 of the stored object.
     pub sha256: String,
+    /// Whether the part went through a staged multipart upload (not in the manifest).
+    #[serde(skip)]
+    pub multipart: bool,
 }
 
 /// Limits of one part.
@@ -52,19 +52,31 @@ impl Encoder {
 }
 
 struct OpenPart {
+    name: String,
     relative: String,
     encoder: Encoder,
     rows: u64,
     raw_bytes: u64,
     stored_bytes: u64,
     hasher: Sha256,
-    upload: Option<WriteMultipart>,
+    upload: Option<StagedUpload>,
+}
+
+/// Where a writer's parts go.
+#[derive(Clone, Debug)]
+pub struct PartDirs {
+    /// The folder of the published parts (contract §2).
+    pub dir: String,
+    /// The folder large parts are staged in (`{source}/_tmp/{run_id}/{stream}`).
+    pub staging_dir: String,
+    /// The run, recorded in upload markers.
+    pub run_id: String,
 }
 
 /// Writes a sequence of parts into one folder.
 pub struct PartWriter {
     landing: Landing,
-    dir: String,
+    dirs: PartDirs,
     compression: Compression,
     limits: PartLimits,
     next_index: u32,
@@ -72,10 +84,10 @@ pub struct PartWriter {
 }
 
 impl PartWriter {
-    pub fn new(landing: Landing, dir: String, compression: Compression, limits: PartLimits) -> Self {
+    pub fn new(landing: Landing, dirs: PartDirs, compression: Compression, limits: PartLimits) -> Self {
         Self {
             landing,
-            dir,
+            dirs,
             compression,
             limits,
             next_index: 0,
@@ -93,7 +105,8 @@ impl PartWriter {
     /// Appends one line (which must end with `\n`).
     pub fn append(&mut self, line: &[u8]) -> Result<(), LandingError> {
         if self.open.is_none() {
-            let relative = format!("{}/{}", self.dir, layout::part_name(self.next_index, self.extension()));
+            let name = layout::part_name(self.next_index, self.extension());
+            let relative = format!("{}/{}", self.dirs.dir, name);
             self.next_index += 1;
             let encoder = match self.compression {
                 Compression::Gzip => Encoder::Gzip(Box::new(GzEncoder::new(
@@ -103,6 +116,7 @@ impl PartWriter {
                 Compression::None => Encoder::Plain(Vec::with_capacity(64 << 10)),
             };
             self.open = Some(OpenPart {
+                name,
                 relative,
                 encoder,
                 rows: 0,
@@ -142,7 +156,7 @@ impl PartWriter {
     }
 
     /// Ships compressed output to a multipart upload once a chunk has accumulated, so
-    /// memory stays bounded by the chunk size.
+    /// memory stays bounded by the chunk size (and the parts in flight).
     pub async fn flush_chunk(&mut self) -> Result<(), LandingError> {
         let chunk = self.limits.multipart_chunk;
         let Some(part) = self.open.as_mut() else { return Ok(()) };
@@ -150,30 +164,29 @@ impl PartWriter {
             return Ok(());
         }
         if part.upload.is_none() {
-            // Multipart uploads cannot be create-only on every store: refuse to start one
-            // over an existing object.
+            // Fail before uploading anything when the name is taken; the create-only
+            // publish at the end is what guarantees it.
             if self.landing.exists(&part.relative).await? {
                 return Err(LandingError::AlreadyExists {
                     path: part.relative.clone(),
+                    url: self.landing.url_of(&part.relative),
                 });
             }
-            let upload = self
-                .landing
-                .store()
-                .put_multipart(&self.landing.path(&part.relative))
-                .await
-                .map_err(|error| LandingError::from_store(&part.relative, error))?;
-            part.upload = Some(WriteMultipart::new_with_chunk_size(upload, chunk));
+            let upload = StagedUpload::begin(
+                &self.landing,
+                &part.relative,
+                &layout::staged_part(&self.dirs.staging_dir, &part.name),
+                &layout::upload_marker(&self.dirs.staging_dir, &part.name),
+                &self.dirs.run_id,
+            )
+            .await?;
+            part.upload = Some(upload);
         }
         let bytes = std::mem::take(part.encoder.output());
         part.hasher.update(&bytes);
         part.stored_bytes += bytes.len() as u64;
         let upload = part.upload.as_mut().expect("upload started above");
-        upload.put(Bytes::from(bytes));
-        upload
-            .wait_for_capacity(UPLOAD_CONCURRENCY)
-            .await
-            .map_err(|error| LandingError::from_store(&part.relative, error))
+        upload.put_part(Bytes::from(bytes)).await
     }
 
     /// Finishes and stores the open part, if any.
@@ -195,28 +208,33 @@ impl PartWriter {
             rows: part.rows,
             bytes: part.stored_bytes,
             sha256: hex::encode(part.hasher.finalize()),
+            multipart: part.upload.is_some(),
         };
         match part.upload {
-            None => self.landing.put_new(&part.relative, Bytes::from(tail)).await?,
+            None => {
+                self.landing.put_new(&part.relative, Bytes::from(tail)).await?;
+            }
             Some(mut upload) => {
-                upload.put(Bytes::from(tail));
-                upload
-                    .finish()
-                    .await
-                    .map_err(|error| LandingError::from_store(&part.relative, error))?;
+                if !tail.is_empty()
+                    && let Err(error) = upload.put_part(Bytes::from(tail)).await
+                {
+                    upload.abort("uploading the last chunk failed").await;
+                    return Err(error);
+                }
+                upload.finish(&stored.sha256, stored.bytes).await?;
             }
         }
         Ok(Some(stored))
     }
 
-    /// Abandons the open part: an unfinished multipart upload is aborted, so a failed run
-    /// leaves no orphaned upload behind.
+    /// Abandons the open part: an unfinished multipart upload is aborted and its staging
+    /// removed, so a failed run leaves no orphaned upload behind. (A killed process cannot
+    /// run this; see [`super::upload`].)
     pub async fn abort(&mut self) {
         if let Some(part) = self.open.take()
             && let Some(upload) = part.upload
-            && let Err(error) = upload.abort().await
         {
-            tracing::warn!(path = %part.relative, %error, "aborting a multipart upload failed");
+            upload.abort("the stream failed").await;
         }
     }
 }
@@ -235,6 +253,14 @@ mod tests {
         .unwrap()
     }
 
+    fn dirs() -> PartDirs {
+        PartDirs {
+            dir: "s/t".into(),
+            staging_dir: "s/_tmp/r/t".into(),
+            run_id: "r".into(),
+        }
+    }
+
     fn gunzip(bytes: &[u8]) -> String {
         let mut text = String::new();
         flate2::read::MultiGzDecoder::new(bytes)
@@ -251,7 +277,7 @@ mod tests {
             max_bytes: u64::MAX,
             multipart_chunk: 1024,
         };
-        let mut writer = PartWriter::new(landing.clone(), "s/t".into(), Compression::Gzip, limits);
+        let mut writer = PartWriter::new(landing.clone(), dirs(), Compression::Gzip, limits);
         let mut expected = String::new();
         for index in 0..5000u32 {
             // Random-ish content so compression cannot shrink it below a chunk.
@@ -269,6 +295,35 @@ mod tests {
         assert_eq!(stored.bytes, bytes.len() as u64);
         assert_eq!(stored.sha256, crate::hash::sha256_hex(&bytes));
         assert_eq!(gunzip(&bytes), expected);
+        assert!(
+            landing.list("s/_tmp").await.unwrap().is_empty(),
+            "the staged object and its marker are deleted once the part is published"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_aborted_part_leaves_nothing_behind() {
+        let landing = memory();
+        let limits = PartLimits {
+            max_records: u64::MAX,
+            max_bytes: u64::MAX,
+            multipart_chunk: 1024,
+        };
+        let mut writer = PartWriter::new(landing.clone(), dirs(), Compression::None, limits);
+        for _ in 0..64 {
+            writer.append(format!("{}\n", "z".repeat(63)).as_bytes()).unwrap();
+        }
+        writer.flush_chunk().await.unwrap();
+        assert_eq!(
+            landing.list("s/_tmp").await.unwrap(),
+            ["s/_tmp/r/t/part-00000.jsonl.upload.json"],
+            "the open upload is recorded"
+        );
+        writer.abort().await;
+        assert!(
+            landing.list("s").await.unwrap().is_empty(),
+            "no part, no staging, no marker"
+        );
     }
 
     #[tokio::test]
@@ -283,7 +338,7 @@ mod tests {
             .put_new("s/t/part-00000.jsonl", Bytes::from_static(b"x\n"))
             .await
             .unwrap();
-        let mut writer = PartWriter::new(landing.clone(), "s/t".into(), Compression::None, limits);
+        let mut writer = PartWriter::new(landing.clone(), dirs(), Compression::None, limits);
         writer.append(b"{}\n").unwrap();
         let error = writer.finish().await.unwrap_err();
         assert!(matches!(error, LandingError::AlreadyExists { .. }), "{error}");

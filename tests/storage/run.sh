@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The storage suite (tests/storage.rs) against real emulators: moto (S3), Azurite (Azure
+# Blob) and fake-gcs-server (GCS), each on a free 127.0.0.1 port, plus a second moto that
+# enforces IAM for the permission tests. Installs them on first use (tests/emulators/
+# emulators.sh), runs the suite with LANDFALL_STORAGE_REQUIRED=1 (a missing emulator fails
+# instead of skipping), and stops everything it started, by PID.
+#
+#   tests/storage/run.sh            # what `scripts/test integration` runs
+#   tests/storage/run.sh NAME       # only tests whose name contains NAME
+#
+# The opt-in live GCS profile runs too when LANDFALL_GCS_LIVE_BUCKET and GCS credentials
+# are set in the environment (README, "Storage tests").
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+started=$SECONDS
+
+# shellcheck source=../emulators/emulators.sh
+source "$root/tests/emulators/emulators.sh"
+run_dir=$(mktemp -d "${TMPDIR:-/tmp}/landfall-storage.XXXXXX")
+export LANDFALL_EMULATORS_RUN_DIR="$run_dir" LANDFALL_EMULATORS_ENV="$run_dir/env.sh"
+
+cleanup() {
+  local status=$?
+  landfall_emulators_stop
+  _landfall_emu_stop_pids moto-iam sts
+  if [[ $status -ne 0 ]]; then
+    for log in "$run_dir"/*.log; do
+      [[ -s "$log" ]] || continue
+      echo "--- $(basename "$log") (last lines)" >&2
+      tail -n 15 "$log" >&2
+    done
+  fi
+  rm -rf "$run_dir"
+  exit "$status"
+}
+trap cleanup EXIT
+
+landfall_emulators_start >/dev/null
+# shellcheck disable=SC1090
+source "$LANDFALL_EMULATORS_ENV"
+
+# A moto that enforces IAM once four set-up actions are done (bucket, user, policy, key).
+# Its readiness probe hits /moto-api/, which moto does not count as an action.
+python="$LANDFALL_EMULATORS_TOOLS/venv/bin/python"
+_landfall_emu_launch moto-iam /moto-api/ env INITIAL_NO_AUTH_ACTION_COUNT=4 \
+  "$LANDFALL_EMULATORS_TOOLS/venv/bin/moto_server" -H 127.0.0.1 -p "{PORT}"
+iam_port=$(cat "$run_dir/moto-iam.port")
+iam_env=$("$python" tests/storage/helpers.py s3-iam-setup "http://127.0.0.1:$iam_port" landfall-perm)
+eval "$iam_env"
+
+# An STS stand-in for the web identity (IRSA) test: object_store only talks to STS over
+# https, and moto cannot route the unsigned request, so a small HTTPS server answers it.
+"$python" tests/storage/helpers.py sts-server "$run_dir" >"$run_dir/sts.log" 2>&1 </dev/null &
+echo $! >"$run_dir/sts.pid"
+for ((i = 0; i < 300; i++)); do
+  [[ -s "$run_dir/sts.port" ]] && break
+  kill -0 "$(cat "$run_dir/sts.pid")" 2>/dev/null || { echo "the STS stand-in exited" >&2; exit 1; }
+  sleep 0.1
+done
+sts_port=$(cat "$run_dir/sts.port")
+export LANDFALL_TEST_STS_ENDPOINT="https://127.0.0.1:$sts_port"
+
+export LANDFALL_TEST_PYTHON="$python"
+# GCS credentials for the emulator come from the environment, as in production; the
+# emulator ignores the token.
+export GOOGLE_BEARER_TOKEN=landfall-emulator-bearer-token
+export LANDFALL_STORAGE_REQUIRED=1
+echo "storage: emulators ready in $((SECONDS - started)) s" >&2
+
+filter=()
+[[ $# -gt 0 ]] && filter=("$1")
+nice -n 10 cargo test --locked --test storage -- --test-threads 3 "${filter[@]}"
+echo "storage: suite finished in $((SECONDS - started)) s" >&2
