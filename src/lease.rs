@@ -60,6 +60,8 @@ pub struct Lease {
     landing: Landing,
     path: String,
     run_id: String,
+    stream: String,
+    events: Events,
     stop: CancellationToken,
     renewer: tokio::task::JoinHandle<()>,
 }
@@ -156,6 +158,8 @@ impl Lease {
             landing: landing.clone(),
             path,
             run_id: run_id.to_owned(),
+            stream: stream.to_owned(),
+            events: events.clone(),
             stop,
             renewer,
         })
@@ -168,7 +172,12 @@ impl Lease {
         match read(&self.landing, &self.path).await {
             Ok(Some(current)) if current.run_id == self.run_id => {
                 if let Err(error) = self.landing.delete(&self.path).await {
-                    tracing::warn!(path = %self.path, %error, "releasing the lease failed; it expires by itself");
+                    self.events.lease_release_failed(
+                        &self.stream,
+                        &self.path,
+                        error.code().as_str(),
+                        &error.to_string(),
+                    );
                 }
             }
             _ => {}
@@ -195,7 +204,7 @@ async fn renew(
             Ok(Some(current)) if current.run_id == mine.run_id => {
                 mine = record(&mine.run_id, &mine.stream, &mine.acquired_at, ttl);
                 if let Err(error) = landing.put_replace(&path, encode(&mine)).await {
-                    tracing::warn!(path = %path, %error, "renewing the lease failed; retrying");
+                    events.lease_renewal_failed(&mine.stream, &path, error.code().as_str(), &error.to_string());
                 }
             }
             Ok(other) => {
@@ -204,7 +213,7 @@ async fn renew(
                 lost.cancel();
                 return;
             }
-            Err(error) => tracing::warn!(path = %path, %error, "reading the lease failed; retrying"),
+            Err(error) => events.lease_renewal_failed(&mine.stream, &path, error.code().as_str(), &error.to_string()),
         }
     }
 }

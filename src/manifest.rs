@@ -60,6 +60,13 @@ pub struct StreamReport {
     pub status: Status,
     pub error: Option<ErrorRecord>,
     pub files: Vec<StoredPart>,
+    /// Wall-clock seconds the stream took, from its start to its last checkpoint.
+    #[serde(default)]
+    pub duration_seconds: f64,
+    /// Seconds its requests waited on rate limits (client-side limits and the server's
+    /// `Retry-After` on 429 alike).
+    #[serde(default)]
+    pub rate_limit_waits_seconds: f64,
 }
 
 /// The run manifest.

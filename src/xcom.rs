@@ -58,11 +58,13 @@ impl Summary {
         }
     }
 
-    pub fn failed(source: &str, exit_code: u8, error: ErrorRecord) -> Self {
+    /// The summary of a run that stopped before writing its manifest (invalid config, a
+    /// held lease, an unreachable landing zone, ...).
+    pub fn failed(source: &str, run_id: Option<&str>, exit_code: u8, error: ErrorRecord) -> Self {
         Self {
             status: "failed".to_owned(),
             exit_code,
-            run_id: None,
+            run_id: run_id.map(str::to_owned),
             source: source.to_owned(),
             manifest_path: None,
             streams: BTreeMap::new(),

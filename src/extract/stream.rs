@@ -12,6 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::request::{self, Bounds, RequestBuilder};
 use super::windows::{self, Window, WindowError};
@@ -241,7 +242,8 @@ impl StreamJob {
                 .as_ref()
                 .is_some_and(|incremental| incremental.end_param.is_none() && !incremental.client_side_filter)
         {
-            tracing::warn!(stream = %self.stream.name, "--end given but the stream has neither incremental.end_param nor client_side_filter; the upper bound is not applied");
+            self.events
+                .window_end_ignored(&self.stream.name, self.window_end.as_deref().unwrap_or_default());
         }
         self.events
             .stream_started(&self.stream.name, self.stream.sync_mode(), cursor_start.as_deref());
@@ -307,6 +309,8 @@ impl StreamJob {
             status,
             error: error.as_ref().map(ErrorRecord::from_error),
             files: write_stats.files,
+            duration_seconds: 0.0,
+            rate_limit_waits_seconds: 0.0,
         };
         match (&error, &report.error) {
             (Some(error), Some(record)) => self.events.stream_failed(&self.stream.name, error.stage(), record),
@@ -351,6 +355,8 @@ impl StreamJob {
                 },
                 error: Some(record),
                 files: vec![],
+                duration_seconds: 0.0,
+                rate_limit_waits_seconds: 0.0,
             },
             parent_keys: vec![],
         }
@@ -446,7 +452,8 @@ impl StreamJob {
             let response = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return Err(Some(StreamError::Cancelled)),
-                response = self.client.send(&spec, context) => response,
+                response = self.client.send(&spec, context)
+                    .instrument(crate::telemetry::fetch_span(&self.stream.name, number)) => response,
             };
             let response = match response {
                 Ok(response) => response,
@@ -460,8 +467,11 @@ impl StreamJob {
             stats.retries += u64::from(response.attempts - 1);
             let extracted_at = crate::clock::now_rfc3339();
             let collect = self.collect_parent_fields.as_deref();
+            let transform = crate::telemetry::transform_span(&self.stream.name, number).entered();
             let (mut records, next) = match parse_page(&response.body, &self.stream, cursor_field.as_deref(), collect) {
                 Ok((records, document)) => {
+                    let telemetry = self.events.telemetry();
+                    telemetry.expect(&self.stream.name, crate::progress::expected(&self.stream, document));
                     let view = PageView {
                         url: &spec.url,
                         headers: &response.headers,
@@ -492,6 +502,7 @@ impl StreamJob {
                 });
                 stats.filtered_rows += (before - records.len()) as u64;
             }
+            drop(transform);
             self.events.page_fetched(
                 &self.stream.name,
                 number,
@@ -621,7 +632,11 @@ impl StreamJob {
         stats: &mut WriteStats,
         checkpoint: &mut Checkpoint,
     ) -> Result<(), StreamError> {
-        let Some(part) = writer.finish().await? else {
+        let Some(part) = writer
+            .finish()
+            .instrument(crate::telemetry::store_span(&self.stream.name))
+            .await?
+        else {
             return Ok(());
         };
         self.events.part_stored(

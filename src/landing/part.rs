@@ -216,7 +216,8 @@ impl PartWriter {
             && let Some(upload) = part.upload
             && let Err(error) = upload.abort().await
         {
-            tracing::warn!(path = %part.relative, %error, "aborting a multipart upload failed");
+            // A debug detail: the stream's own failure is what the run reports.
+            tracing::debug!(path = %part.relative, %error, "aborting a multipart upload failed");
         }
     }
 }
