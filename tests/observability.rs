@@ -324,6 +324,19 @@ async fn events_of_a_real_run_match_the_catalogue() {
     let pages: Vec<&Value> = lines.iter().filter(|line| line["event"] == "page_fetched").collect();
     assert_eq!(pages.len(), 2);
     assert_eq!(pages[0]["request_id"], "srv-page-1", "the server's request id wins");
+
+    // `landfall check` logs its steps from the same catalogue.
+    let output = landfall(
+        &["check", "--config", config.to_str().unwrap()],
+        &[("LANDFALL_TEST_TOKEN", SECRET)],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let lines = events(&output);
+    assert_eq!(
+        check_against_catalogue(&lines),
+        BTreeSet::from(["check_step".to_owned()])
+    );
 }
 
 #[tokio::test]
@@ -810,14 +823,30 @@ async fn a_failed_run_sends_fail_with_the_error_and_an_unreachable_server_is_onl
 async fn invalid_lineage_settings_are_a_usage_error() {
     let ws = Workspace::new();
     let config = items_config(&ws, "http://127.0.0.1:9");
+    let xcom_path = ws.dir.path().join("xcom.json");
     let output = run_with(
         &config,
-        &["--openlineage-file", ws.dir.path().join("l.ndjson").to_str().unwrap()],
+        &[
+            "--openlineage-file",
+            ws.dir.path().join("l.ndjson").to_str().unwrap(),
+            "--xcom-output",
+            xcom_path.to_str().unwrap(),
+        ],
         &[("OPENLINEAGE_PARENT_ID", "airflow/dag.task/not-a-uuid")],
     )
     .await;
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("OPENLINEAGE_PARENT_ID"));
+    let summary = xcom(&xcom_path);
+    assert_eq!(
+        (&summary["status"], &summary["exit_code"]),
+        (&json!("failed"), &json!(2))
+    );
+    assert_eq!(summary["error"]["code"], "CONFIG_ERROR");
+    assert!(
+        !ws.dir.path().join("l.ndjson").exists(),
+        "no lineage without valid settings"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -937,6 +966,8 @@ async fn xcom_is_written_when_the_run_fails_before_it_starts() {
     assert_eq!(summary["error"]["code"], "LEASE_HELD");
     assert_eq!(summary["error"]["retryable"], true);
     assert!(ws.manifests("shop").is_empty());
+    let seen = check_against_catalogue(&events(&output));
+    assert!(seen.contains("lease_held"), "{seen:?}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -110,7 +110,18 @@ async fn execute(cli: Cli) -> Exit {
             let events = crate::events::Events::new(&run_id, &source).with_telemetry(telemetry.clone());
             let lineage = match lineage(&run, &loaded, &run_id, &events) {
                 Ok(lineage) => lineage,
-                Err(exit) => return exit,
+                Err(error) => {
+                    let message = format!("invalid lineage settings: {error}");
+                    write_failed_xcom(
+                        run.xcom_output.as_deref(),
+                        &source,
+                        Some(&run_id),
+                        Exit::Usage,
+                        error.code(),
+                        &message,
+                    );
+                    return fail(message, Exit::Usage);
+                }
             };
             let metrics = crate::metrics::MetricsTargets {
                 push_url: run.metrics_push_url.clone(),
@@ -239,11 +250,13 @@ fn lineage(
     loaded: &LoadedConfig,
     run_id: &str,
     events: &crate::events::Events,
-) -> Result<Option<crate::openlineage::RunLineage>, Exit> {
+) -> Result<Option<crate::openlineage::RunLineage>, crate::openlineage::LineageError> {
     let env = |name: &str| std::env::var(name).ok();
-    let config =
-        crate::openlineage::LineageConfig::from_env(run.openlineage_url.as_deref(), run.openlineage_file.clone(), &env)
-            .map_err(|error| fail(format_args!("invalid lineage settings: {error}"), Exit::Usage))?;
+    let config = crate::openlineage::LineageConfig::from_env(
+        run.openlineage_url.as_deref(),
+        run.openlineage_file.clone(),
+        &env,
+    )?;
     Ok(config
         .map(|config| crate::openlineage::RunLineage::new(config, &loaded.config, &run.stream, run_id, events.clone())))
 }
