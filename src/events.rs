@@ -1,7 +1,9 @@
 //! The events catalogue: every log event Landfall emits is declared here, with a stable
 //! `event` name (documented in `docs/events.md`). Every event carries `run_id`; stream
 //! events carry `stream`; page events carry `page` and `request_id`; error events carry
-//! `code`, `stage` and `retryable`.
+//! `code`, `stage` and `retryable`. The constants below are the names; `docs/events.md`
+//! gives each one's level, fields and meaning, and `tests/observability.rs` holds the two
+//! together. Log above `debug` only through these methods.
 
 use std::sync::Arc;
 

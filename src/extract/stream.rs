@@ -470,8 +470,8 @@ impl StreamJob {
             let transform = crate::telemetry::transform_span(&self.stream.name, number).entered();
             let (mut records, next) = match parse_page(&response.body, &self.stream, cursor_field.as_deref(), collect) {
                 Ok((records, document)) => {
-                    let telemetry = self.events.telemetry();
-                    telemetry.expect(&self.stream.name, crate::progress::expected(&self.stream, document));
+                    let total = crate::progress::expected(&self.stream, document);
+                    self.events.telemetry().expect(&self.stream.name, total);
                     let view = PageView {
                         url: &spec.url,
                         headers: &response.headers,
