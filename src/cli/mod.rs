@@ -251,6 +251,10 @@ fn lineage(
     run_id: &str,
     events: &crate::events::Events,
 ) -> Result<Option<crate::openlineage::RunLineage>, crate::openlineage::LineageError> {
+    if uuid::Uuid::parse_str(run_id).is_err() {
+        // The run stops at once on the invalid --run-id; an event needs a UUID run id.
+        return Ok(None);
+    }
     let env = |name: &str| std::env::var(name).ok();
     let config = crate::openlineage::LineageConfig::from_env(
         run.openlineage_url.as_deref(),
