@@ -74,7 +74,8 @@ def land_with_landfall(binary: Path, landing_dir: Path, workdir: Path, runs: int
 def generate_sources(binary: Path, out_dir: Path) -> bool:
     """Writes out_dir/demo.yml with `landfall dbt-sources`; False (reference kept) when the
     command is not implemented yet."""
-    scratch = out_dir.parent / "_generated_sources"
+    # Outside models/: a second demo.yml under the model paths is a duplicate source to dbt.
+    scratch = out_dir.parent.parent / "_generated_sources"
     scratch.mkdir(exist_ok=True)
     proc = subprocess.run(
         [str(binary), "dbt-sources", "--config", str(DEMO_CONFIG), "--out", str(scratch)],
