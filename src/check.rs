@@ -44,7 +44,7 @@ struct Recorder {
 impl Recorder {
     fn pass(&mut self, step: impl Into<String>, detail: impl Into<String>) {
         let (step, detail) = (step.into(), detail.into());
-        self.events.check_step(&step, true, &detail);
+        self.events.check_step(&step, &detail, None);
         self.steps.push(Step {
             step,
             ok: true,
@@ -56,7 +56,7 @@ impl Recorder {
     fn fail<E: Classify + std::fmt::Display>(&mut self, step: impl Into<String>, error: &E) {
         let step = step.into();
         let record = ErrorRecord::from_error(error);
-        self.events.check_step(&step, false, &record.message);
+        self.events.check_step(&step, &record.message, Some(&record));
         if self.exit == Exit::Succeeded {
             self.exit = Exit::for_error(error.code(), error.retryable());
         }

@@ -1,13 +1,16 @@
 //! The events catalogue: every log event Landfall emits is declared here, with a stable
 //! `event` name (documented in `docs/events.md`). Every event carries `run_id`; stream
 //! events carry `stream`; page events carry `page` and `request_id`; error events carry
-//! `code`, `stage` and `retryable`.
+//! `code`, `stage` and `retryable`. The constants below are the names; `docs/events.md`
+//! gives each one's level, fields and meaning, and `tests/observability.rs` holds the two
+//! together. Log above `debug` only through these methods.
 
 use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
 use crate::error::ErrorRecord;
+use crate::telemetry::Telemetry;
 
 pub const RUN_STARTED: &str = "run_started";
 pub const RUN_FINISHED: &str = "run_finished";
@@ -32,6 +35,13 @@ pub const AUTH_STATE_IGNORED: &str = "auth_state_ignored";
 pub const UPLOAD_ABORTED: &str = "upload_aborted";
 pub const STALE_UPLOAD_CLEANED: &str = "stale_upload_cleaned";
 pub const CONDITIONAL_WRITE_UNAVAILABLE: &str = "conditional_write_unavailable";
+pub const WINDOW_END_IGNORED: &str = "window_end_ignored";
+pub const LEASE_RENEWAL_FAILED: &str = "lease_renewal_failed";
+pub const LEASE_RELEASE_FAILED: &str = "lease_release_failed";
+pub const METRICS_EXPORTED: &str = "metrics_exported";
+pub const METRICS_EXPORT_FAILED: &str = "metrics_export_failed";
+pub const LINEAGE_EMITTED: &str = "lineage_emitted";
+pub const LINEAGE_EMIT_FAILED: &str = "lineage_emit_failed";
 
 /// Every event name, for docs and the runbook checks.
 pub const ALL: &[&str] = &[
@@ -58,13 +68,22 @@ pub const ALL: &[&str] = &[
     UPLOAD_ABORTED,
     STALE_UPLOAD_CLEANED,
     CONDITIONAL_WRITE_UNAVAILABLE,
+    WINDOW_END_IGNORED,
+    LEASE_RENEWAL_FAILED,
+    LEASE_RELEASE_FAILED,
+    METRICS_EXPORTED,
+    METRICS_EXPORT_FAILED,
+    LINEAGE_EMITTED,
+    LINEAGE_EMIT_FAILED,
 ];
 
-/// Emits the events of one run; holds what every event carries.
+/// Emits the events of one run; holds what every event carries. Like Vector's internal
+/// events, emitting also feeds the run's live [`Telemetry`] (progress, rate-limit waits).
 #[derive(Clone, Debug)]
 pub struct Events {
     run_id: Arc<str>,
     source: Arc<str>,
+    telemetry: Telemetry,
 }
 
 impl Events {
@@ -72,7 +91,19 @@ impl Events {
         Self {
             run_id: run_id.into(),
             source: source.into(),
+            telemetry: Telemetry::default(),
         }
+    }
+
+    /// These events feeding `telemetry` instead of a private one.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// The live instrumentation these events feed.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     pub fn run_started(&self, streams: usize, landing_url: &str) {
@@ -84,14 +115,22 @@ impl Events {
     }
 
     pub fn stream_started(&self, stream: &str, sync_mode: &str, cursor_start: Option<&str>) {
+        self.telemetry.stream_started(stream);
         info!(event = STREAM_STARTED, run_id = %self.run_id, source = %self.source, stream, sync_mode, cursor_start, "stream started");
     }
 
     pub fn stream_finished(&self, stream: &str, status: &str, rows_written: u64, pages: u64, cursor_end: Option<&str>) {
+        self.telemetry.stream_finished(stream, status);
         info!(event = STREAM_FINISHED, run_id = %self.run_id, source = %self.source, stream, status, rows_written, pages, cursor_end, "stream finished");
     }
 
     pub fn stream_failed(&self, stream: &str, stage: &str, error: &ErrorRecord) {
+        let status = if error.code == "CANCELLED" {
+            "cancelled"
+        } else {
+            "failed"
+        };
+        self.telemetry.stream_finished(stream, status);
         error!(event = STREAM_FAILED, run_id = %self.run_id, source = %self.source, stream, stage, code = %error.code, retryable = error.retryable, error = %error.message, "stream failed");
     }
 
@@ -106,6 +145,7 @@ impl Events {
         bytes: usize,
         elapsed_ms: u64,
     ) {
+        self.telemetry.page(stream, records);
         info!(event = PAGE_FETCHED, run_id = %self.run_id, source = %self.source, stream, page, request_id, status, records, bytes, elapsed_ms, "page fetched");
     }
 
@@ -120,6 +160,11 @@ impl Events {
         code: &str,
         error: &str,
     ) {
+        if code == "RATE_LIMIT" {
+            // A 429's backoff (or its Retry-After) is time spent on the rate limit.
+            self.telemetry
+                .rate_limit_wait(stream, std::time::Duration::from_millis(delay_ms));
+        }
         warn!(event = REQUEST_RETRIED, run_id = %self.run_id, source = %self.source, stream, page, request_id, attempt, delay_ms, code, stage = "fetch", retryable = true, error = %crate::redact::scrub(error), "retrying request");
     }
 
@@ -189,18 +234,22 @@ impl Events {
         warn!(event = RUN_CANCELLED, run_id = %self.run_id, source = %self.source, signal, grace_seconds, "stopping: storing what was read, then writing the manifest");
     }
 
-    pub fn check_step(&self, step: &str, ok: bool, detail: &str) {
-        if ok {
-            info!(event = CHECK_STEP, run_id = %self.run_id, source = %self.source, step, ok, detail, "check step passed");
-        } else {
-            error!(event = CHECK_STEP, run_id = %self.run_id, source = %self.source, step, ok, detail, "check step failed");
+    /// One step of `landfall check`; a failed step carries its error.
+    pub fn check_step(&self, step: &str, detail: &str, failure: Option<&ErrorRecord>) {
+        match failure {
+            None => {
+                info!(event = CHECK_STEP, run_id = %self.run_id, source = %self.source, step, ok = true, detail, "check step passed")
+            }
+            Some(error) => {
+                error!(event = CHECK_STEP, run_id = %self.run_id, source = %self.source, step, ok = false, detail, code = %error.code, stage = "check", retryable = error.retryable, "check step failed")
+            }
         }
     }
 
     /// A multipart upload was abandoned and aborted (a part or the completion failed, or
     /// the stream stopped); `error` is set when the abort itself failed.
     pub fn upload_aborted(&self, path: &str, reason: &str, error: Option<&str>) {
-        warn!(event = UPLOAD_ABORTED, run_id = %self.run_id, source = %self.source, path, reason, abort_error = error, stage = "store", "multipart upload aborted");
+        warn!(event = UPLOAD_ABORTED, run_id = %self.run_id, source = %self.source, path, reason, abort_error = error, code = "STORAGE_ERROR", stage = "store", retryable = true, "multipart upload aborted");
     }
 
     /// An unfinished upload left by an earlier run was cleaned up.
@@ -212,5 +261,40 @@ impl Events {
     /// writes, which leaves a small race window (docs/credentials.md, conditional writes).
     pub fn conditional_write_unavailable(&self, url: &str, operation: &str) {
         warn!(event = CONDITIONAL_WRITE_UNAVAILABLE, run_id = %self.run_id, source = %self.source, url, operation, "the store cannot write create-only; falling back to check-then-write");
+    }
+
+    /// `--end` was given, but the stream can neither send nor apply an upper bound.
+    pub fn window_end_ignored(&self, stream: &str, end: &str) {
+        warn!(event = WINDOW_END_IGNORED, run_id = %self.run_id, source = %self.source, stream, end, "--end given but the stream has neither incremental.end_param nor client_side_filter; the upper bound is not applied");
+    }
+
+    /// Renewing a stream's lease failed; the renewer tries again at its next tick.
+    pub fn lease_renewal_failed(&self, stream: &str, path: &str, code: &str, error: &str) {
+        warn!(event = LEASE_RENEWAL_FAILED, run_id = %self.run_id, source = %self.source, stream, path, code, stage = "lease", retryable = true, error = %crate::redact::scrub(error), "renewing the lease failed; retrying");
+    }
+
+    /// Removing a stream's lease at the end of the run failed; it expires by itself.
+    pub fn lease_release_failed(&self, stream: &str, path: &str, code: &str, error: &str) {
+        warn!(event = LEASE_RELEASE_FAILED, run_id = %self.run_id, source = %self.source, stream, path, code, stage = "lease", retryable = true, error = %crate::redact::scrub(error), "releasing the lease failed; it expires by itself");
+    }
+
+    /// The run's metrics went to `target` (`pushgateway` or `file`) at `destination`.
+    pub fn metrics_exported(&self, target: &str, destination: &str, series: usize) {
+        info!(event = METRICS_EXPORTED, run_id = %self.run_id, source = %self.source, target, destination = %crate::redact::scrub(destination), series, "metrics exported");
+    }
+
+    /// Exporting the metrics failed; the run's outcome is unchanged.
+    pub fn metrics_export_failed(&self, target: &str, destination: &str, code: &str, retryable: bool, error: &str) {
+        warn!(event = METRICS_EXPORT_FAILED, run_id = %self.run_id, source = %self.source, target, destination = %crate::redact::scrub(destination), code, stage = "metrics", retryable, error = %crate::redact::scrub(error), "exporting metrics failed");
+    }
+
+    /// An OpenLineage run event (`START`, `COMPLETE`, `FAIL`, `ABORT`) was sent.
+    pub fn lineage_emitted(&self, event_type: &str, transport: &str, job: &str) {
+        info!(event = LINEAGE_EMITTED, run_id = %self.run_id, source = %self.source, event_type, transport, job, "lineage event emitted");
+    }
+
+    /// Sending an OpenLineage event failed; the run's outcome is unchanged.
+    pub fn lineage_emit_failed(&self, event_type: &str, transport: &str, code: &str, retryable: bool, error: &str) {
+        warn!(event = LINEAGE_EMIT_FAILED, run_id = %self.run_id, source = %self.source, event_type, transport, code, stage = "lineage", retryable, error = %crate::redact::scrub(error), "emitting a lineage event failed");
     }
 }

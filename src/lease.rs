@@ -63,6 +63,8 @@ pub struct Lease {
     landing: Landing,
     path: String,
     run_id: String,
+    stream: String,
+    events: Events,
     stop: CancellationToken,
     renewer: tokio::task::JoinHandle<()>,
 }
@@ -168,6 +170,8 @@ impl Lease {
             landing: landing.clone(),
             path,
             run_id: run_id.to_owned(),
+            stream: stream.to_owned(),
+            events: events.clone(),
             stop,
             renewer,
         })
@@ -180,7 +184,12 @@ impl Lease {
         match read(&self.landing, &self.path).await {
             Ok(Some(current)) if current.run_id == self.run_id => {
                 if let Err(error) = self.landing.delete(&self.path).await {
-                    tracing::warn!(path = %self.path, %error, "releasing the lease failed; it expires by itself");
+                    self.events.lease_release_failed(
+                        &self.stream,
+                        &self.path,
+                        error.code().as_str(),
+                        &error.to_string(),
+                    );
                 }
             }
             _ => {}
@@ -224,7 +233,7 @@ async fn renew(
                 lost.cancel();
                 return;
             }
-            Err(error) => tracing::warn!(path = %path, %error, "renewing the lease failed; retrying"),
+            Err(error) => events.lease_renewal_failed(&mine.stream, &path, error.code().as_str(), &error.to_string()),
         }
     }
 }

@@ -25,11 +25,15 @@ pub mod landing;
 pub mod lease;
 pub mod logging;
 pub mod manifest;
+pub mod metrics;
+pub mod openlineage;
 pub mod pagination;
+pub mod progress;
 pub mod quality;
 pub mod records;
 pub mod redact;
 pub mod state;
+pub mod telemetry;
 pub mod xcom;
 
 /// The connector version, as written into every record and manifest.

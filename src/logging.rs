@@ -1,9 +1,11 @@
 //! Log setup: `tracing` events to stderr, JSON when stderr is not a terminal (or
 //! `LANDFALL_LOG_FORMAT=json`), readable text otherwise; filtered by `LANDFALL_LOG`
 //! (`info` by default, e.g. `LANDFALL_LOG=debug`). Every line passes through the
-//! redaction layer before it is written.
+//! redaction layer before it is written, and clears the progress line first
+//! ([`crate::progress`]).
 
 use std::io::{self, IsTerminal, Write};
+use std::sync::OnceLock;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -29,8 +31,19 @@ impl<'a> MakeWriter<'a> for ScrubbingStderr {
     type Writer = ScrubbingWriter<io::StderrLock<'static>>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        ScrubbingWriter(io::stderr().lock())
+        let mut stderr = io::stderr().lock();
+        crate::progress::clear_stderr_line(&mut stderr);
+        ScrubbingWriter(stderr)
     }
+}
+
+/// Whether [`init`] chose JSON logs.
+static JSON_LOGS: OnceLock<bool> = OnceLock::new();
+
+/// Whether the logs are JSON (`true` before [`init`] ran, the safe assumption for
+/// anything that draws on stderr).
+pub fn json_logs() -> bool {
+    *JSON_LOGS.get().unwrap_or(&true)
 }
 
 /// Installs the global subscriber. Safe to call once per process.
@@ -41,6 +54,7 @@ pub fn init() {
         Ok("text") => false,
         _ => !io::stderr().is_terminal(),
     };
+    let _ = JSON_LOGS.set(json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(ScrubbingStderr)

@@ -66,6 +66,13 @@ pub struct StreamReport {
     /// Differences of this run's fields and types from the previous run's.
     #[serde(default)]
     pub schema_changes: Vec<crate::quality::drift::SchemaChange>,
+    /// Wall-clock seconds the stream took, from its start to its last checkpoint.
+    #[serde(default)]
+    pub duration_seconds: f64,
+    /// Seconds its requests waited on rate limits (client-side limits and the server's
+    /// `Retry-After` on 429 alike).
+    #[serde(default)]
+    pub rate_limit_waits_seconds: f64,
 }
 
 /// The run manifest.

@@ -58,11 +58,13 @@ impl Summary {
         }
     }
 
-    pub fn failed(source: &str, exit_code: u8, error: ErrorRecord) -> Self {
+    /// The summary of a run that stopped before writing its manifest (invalid config, a
+    /// held lease, an unreachable landing zone, ...).
+    pub fn failed(source: &str, run_id: Option<&str>, exit_code: u8, error: ErrorRecord) -> Self {
         Self {
             status: "failed".to_owned(),
             exit_code,
-            run_id: None,
+            run_id: run_id.map(str::to_owned),
             source: source.to_owned(),
             manifest_path: None,
             streams: BTreeMap::new(),
@@ -77,5 +79,87 @@ impl Summary {
         }
         let text = serde_json::to_string(self).expect("summary serializes");
         std::fs::write(path, crate::redact::scrub(&text).as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Connector, Status, StreamReport};
+
+    fn stream(name: &str, status: Status, rows: u64, cursor_end: Option<&str>) -> StreamReport {
+        StreamReport {
+            name: name.to_owned(),
+            sync_mode: "incremental".to_owned(),
+            endpoint: String::new(),
+            cursor_start: None,
+            cursor_end: cursor_end.map(str::to_owned),
+            pages: 1,
+            requests: 1,
+            retries: 0,
+            rows_read: rows,
+            rows_written: rows,
+            duplicate_rows: 0,
+            filtered_rows: 0,
+            dead_letter_rows: 0,
+            bytes_written: 10,
+            lag_seconds: None,
+            status,
+            error: (status == Status::Partial).then(|| ErrorRecord {
+                code: "RATE_LIMIT".to_owned(),
+                message: "stopped at the last checkpoint".to_owned(),
+                retryable: true,
+            }),
+            files: vec![],
+            duration_seconds: 1.0,
+            rate_limit_waits_seconds: 0.0,
+            dead_letter_files: vec![],
+            schema_changes: vec![],
+        }
+    }
+
+    /// A partial run (some stream stopped early at a checkpoint) is summarised as such,
+    /// with exit code 3 and each stream's rows and cursor.
+    #[test]
+    fn a_partial_run_is_written_with_its_streams() {
+        let streams = vec![
+            stream("orders", Status::Partial, 40, Some("2024-01-02T00:00:00Z")),
+            stream("customers", Status::Succeeded, 7, None),
+        ];
+        let manifest = Manifest {
+            manifest_version: 1,
+            run_id: "0190c7a0-0000-7000-8000-000000000001".to_owned(),
+            source_system: "shop".to_owned(),
+            tenant: None,
+            environment: None,
+            landing_url: "memory://".to_owned(),
+            connector: Connector {
+                name: "landfall".to_owned(),
+                version: "0".to_owned(),
+                git_sha: "x".to_owned(),
+            },
+            config_sha256: String::new(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            duration_seconds: 1.0,
+            status: crate::manifest::run_status(&streams),
+            streams,
+        };
+        let exit = crate::extract::exit_for(&manifest);
+        let summary = Summary::from_manifest(&manifest, "memory:///shop/_manifests/x.json", exit.code());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("xcom/return.json");
+        summary.write(&path).unwrap();
+        let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(written["status"], "partial");
+        assert_eq!(written["exit_code"], 3);
+        assert_eq!(written["run_id"], "0190c7a0-0000-7000-8000-000000000001");
+        assert_eq!(written["manifest_path"], "memory:///shop/_manifests/x.json");
+        assert_eq!(written["streams"]["orders"]["status"], "partial");
+        assert_eq!(written["streams"]["orders"]["rows_written"], 40);
+        assert_eq!(written["streams"]["orders"]["cursor_end"], "2024-01-02T00:00:00Z");
+        assert_eq!(written["streams"]["orders"]["error_code"], "RATE_LIMIT");
+        assert_eq!(written["streams"]["customers"]["rows_written"], 7);
+        assert!(written["error"].is_null());
     }
 }

@@ -14,6 +14,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the `run` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the config's JSON Schema (Airbyte connector-spec conventions).
@@ -88,6 +90,25 @@ pub struct RunArgs {
     /// Lifetime of a stream's single-writer lease; renewed every third of it.
     #[arg(long, default_value = "5m")]
     pub lease_ttl: crate::config::HumanDuration,
+    /// Push the run's metrics to this Prometheus Pushgateway (e.g. http://pushgateway:9091),
+    /// one group per source and stream. A failed push is logged, never fails the run.
+    #[arg(long, env = "LANDFALL_METRICS_PUSH_URL")]
+    pub metrics_push_url: Option<url::Url>,
+    /// Write the run's metrics to this file for node exporter's textfile collector
+    /// (e.g. /var/lib/node_exporter/textfile/landfall_shop.prom), atomically.
+    #[arg(long, env = "LANDFALL_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// Send OpenLineage run events (START, COMPLETE, FAIL, ABORT) to this server:
+    /// POST {url}/api/v1/lineage.
+    #[arg(long, env = "OPENLINEAGE_URL")]
+    pub openlineage_url: Option<String>,
+    /// Append OpenLineage run events to this file, one JSON event per line.
+    #[arg(long, env = "OPENLINEAGE_FILE")]
+    pub openlineage_file: Option<PathBuf>,
+    /// Progress display on stderr: `auto` draws it when stderr is a terminal and logs are
+    /// text; `never` does not.
+    #[arg(long, value_enum, default_value = "auto", env = "LANDFALL_PROGRESS")]
+    pub progress: crate::progress::ProgressMode,
     /// The longest the run may take (e.g. 50m); a rate-limit wait that would pass it stops
     /// the stream at its last checkpoint with status partial (exit 3). Overrides
     /// source.max_run_duration.

@@ -88,12 +88,14 @@ async fn execute(cli: Cli) -> Exit {
             exit
         }
         Command::Run(run) => {
-            let loaded = match load(run.config, Resolve::References) {
+            let run_id = run.run_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+            let loaded = match load(run.config.clone(), Resolve::References) {
                 Ok(loaded) => loaded,
                 Err(exit) => {
                     write_failed_xcom(
                         run.xcom_output.as_deref(),
                         "unknown",
+                        Some(&run_id),
                         exit,
                         ErrorCode::ConfigError,
                         "invalid config",
@@ -101,13 +103,37 @@ async fn execute(cli: Cli) -> Exit {
                     return exit;
                 }
             };
-            let run_id = run.run_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+            let source = loaded.config.source.name.clone();
+            let started = std::time::Instant::now();
             let cancel = tokio_util::sync::CancellationToken::new();
-            let events = crate::events::Events::new(&run_id, &loaded.config.source.name);
-            tokio::spawn(stop_on_signal(cancel.clone(), run.grace_period.0, events));
+            let telemetry = crate::telemetry::Telemetry::for_stderr(run.progress);
+            let events = crate::events::Events::new(&run_id, &source).with_telemetry(telemetry.clone());
+            let lineage = match lineage(&run, &loaded, &run_id, &events) {
+                Ok(lineage) => lineage,
+                Err(error) => {
+                    let message = format!("invalid lineage settings: {error}");
+                    write_failed_xcom(
+                        run.xcom_output.as_deref(),
+                        &source,
+                        Some(&run_id),
+                        Exit::Usage,
+                        error.code(),
+                        &message,
+                    );
+                    return fail(message, Exit::Usage);
+                }
+            };
+            let metrics = crate::metrics::MetricsTargets {
+                push_url: run.metrics_push_url.clone(),
+                file: run.metrics_file.clone(),
+            };
+            if let Some(lineage) = &lineage {
+                lineage.start().await;
+            }
+            tokio::spawn(stop_on_signal(cancel.clone(), run.grace_period.0, events.clone()));
             let options = RunOptions {
-                streams: run.stream,
-                run_id: Some(run_id),
+                streams: run.stream.clone(),
+                run_id: Some(run_id.clone()),
                 start: run.start,
                 end: run.end,
                 full_refresh: run.full_refresh,
@@ -115,9 +141,16 @@ async fn execute(cli: Cli) -> Exit {
                 cancel,
                 lease_ttl: Some(run.lease_ttl.0),
                 max_duration: run.max_duration,
+                telemetry,
             };
             match extract::run(&loaded, options).await {
                 Ok(outcome) => {
+                    metrics
+                        .export(&crate::metrics::manifest_samples(&outcome.manifest), &events)
+                        .await;
+                    if let Some(lineage) = &lineage {
+                        lineage.finish(&outcome.manifest).await;
+                    }
                     if let Some(path) = &run.xcom_output {
                         let summary = crate::xcom::Summary::from_manifest(
                             &outcome.manifest,
@@ -136,9 +169,21 @@ async fn execute(cli: Cli) -> Exit {
                 }
                 Err(error) => {
                     let exit = Exit::for_error(error.code(), error.retryable());
+                    let record = ErrorRecord::from_error(&error);
+                    let samples = crate::metrics::run_samples(
+                        &source,
+                        "failed",
+                        started.elapsed().as_secs_f64(),
+                        chrono::Utc::now(),
+                    );
+                    metrics.export(&samples, &events).await;
+                    if let Some(lineage) = &lineage {
+                        lineage.fail(&record).await;
+                    }
                     write_failed_xcom(
                         run.xcom_output.as_deref(),
-                        &loaded.config.source.name,
+                        &source,
+                        Some(&run_id),
                         exit,
                         error.code(),
                         &error.to_string(),
@@ -199,14 +244,43 @@ async fn stop_on_signal(
     std::process::exit(i32::from(Exit::Transient.code()));
 }
 
-fn write_failed_xcom(path: Option<&Path>, source: &str, exit: Exit, code: ErrorCode, message: &str) {
+/// The run's OpenLineage emitter, when `--openlineage-url` / `--openlineage-file` (or
+/// their environment variables) ask for one. Invalid lineage settings are usage errors.
+fn lineage(
+    run: &args::RunArgs,
+    loaded: &LoadedConfig,
+    run_id: &str,
+    events: &crate::events::Events,
+) -> Result<Option<crate::openlineage::RunLineage>, crate::openlineage::LineageError> {
+    if uuid::Uuid::parse_str(run_id).is_err() {
+        // The run stops at once on the invalid --run-id; an event needs a UUID run id.
+        return Ok(None);
+    }
+    let env = |name: &str| std::env::var(name).ok();
+    let config = crate::openlineage::LineageConfig::from_env(
+        run.openlineage_url.as_deref(),
+        run.openlineage_file.clone(),
+        &env,
+    )?;
+    Ok(config
+        .map(|config| crate::openlineage::RunLineage::new(config, &loaded.config, &run.stream, run_id, events.clone())))
+}
+
+fn write_failed_xcom(
+    path: Option<&Path>,
+    source: &str,
+    run_id: Option<&str>,
+    exit: Exit,
+    code: ErrorCode,
+    message: &str,
+) {
     if let Some(path) = path {
         let record = ErrorRecord {
             code: code.as_str().to_owned(),
             message: crate::redact::scrub(message).into_owned(),
             retryable: exit == Exit::Transient,
         };
-        if let Err(error) = crate::xcom::Summary::failed(source, exit.code(), record).write(path) {
+        if let Err(error) = crate::xcom::Summary::failed(source, run_id, exit.code(), record).write(path) {
             eprintln!("landfall: cannot write --xcom-output {}: {error}", path.display());
         }
     }
@@ -270,7 +344,11 @@ async fn demo(landing: PathBuf, serve: bool, port: u16) -> Exit {
         Ok(loaded) => loaded,
         Err(error) => return fail(format_args!("demo config: {error}"), Exit::Failure),
     };
-    let outcome = extract::run(&loaded, RunOptions::default()).await;
+    let options = RunOptions {
+        telemetry: crate::telemetry::Telemetry::for_stderr(crate::progress::ProgressMode::Auto),
+        ..RunOptions::default()
+    };
+    let outcome = extract::run(&loaded, options).await;
     api.stop().await;
     let outcome = match outcome {
         Ok(outcome) => outcome,

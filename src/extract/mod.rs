@@ -47,6 +47,9 @@ pub struct RunOptions {
     /// The longest the run may take (`--max-duration`); overrides
     /// `source.max_run_duration`. A wait that would pass it stops the stream as `partial`.
     pub max_duration: Option<std::time::Duration>,
+    /// Live instrumentation the run's events feed (progress display, rate-limit waits).
+    /// Default: counters only.
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// Default lease lifetime; renewed every third of it.
@@ -182,6 +185,8 @@ fn not_started(stream: &crate::config::StreamConfig, status: Status) -> StreamRe
         files: vec![],
         dead_letter_files: vec![],
         schema_changes: vec![],
+        duration_seconds: 0.0,
+        rate_limit_waits_seconds: 0.0,
     }
 }
 
@@ -197,7 +202,7 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
     let selected = select_streams(&config, &options.streams)?;
     let started = Utc::now();
     let extracted_date = started.format("%Y-%m-%d").to_string();
-    let events = Events::new(&run_id, &config.source.name);
+    let events = Events::new(&run_id, &config.source.name).with_telemetry(options.telemetry.clone());
     let landing = Landing::open(&config.landing)?.with_events(events.clone());
     let mut client = HttpClient::new(&config.source, events.clone())?;
     if let Some(sleeper) = &options.sleeper {
@@ -288,7 +293,10 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
             collect_parent_fields,
         };
         let name = job.stream.name.clone();
-        let outcome = job.run().await;
+        let stream_started = std::time::Instant::now();
+        let mut outcome = job.run().await;
+        outcome.report.duration_seconds = stream_started.elapsed().as_secs_f64();
+        outcome.report.rate_limit_waits_seconds = events.telemetry().rate_limit_wait_seconds(&name);
         if children_fields.contains_key(name.as_str()) {
             parent_keys.insert(name, Arc::new(outcome.parent_keys));
         }

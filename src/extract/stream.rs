@@ -12,6 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::request::{self, Bounds, RequestBuilder};
 use super::windows::{self, Window, WindowError};
@@ -291,7 +292,8 @@ impl StreamJob {
                 .as_ref()
                 .is_some_and(|incremental| incremental.end_param.is_none() && !incremental.client_side_filter)
         {
-            tracing::warn!(stream = %self.stream.name, "--end given but the stream has neither incremental.end_param nor client_side_filter; the upper bound is not applied");
+            self.events
+                .window_end_ignored(&self.stream.name, self.window_end.as_deref().unwrap_or_default());
         }
         self.events
             .stream_started(&self.stream.name, self.stream.sync_mode(), cursor_start.as_deref());
@@ -378,6 +380,8 @@ impl StreamJob {
             files: write_stats.files,
             dead_letter_files: write_stats.dead_letter_files,
             schema_changes,
+            duration_seconds: 0.0,
+            rate_limit_waits_seconds: 0.0,
         };
         match (&error, &report.error) {
             (Some(error), Some(record)) if !error.stops_cleanly() => {
@@ -426,6 +430,8 @@ impl StreamJob {
                 files: vec![],
                 dead_letter_files: vec![],
                 schema_changes: vec![],
+                duration_seconds: 0.0,
+                rate_limit_waits_seconds: 0.0,
             },
             parent_keys: vec![],
         }
@@ -538,7 +544,8 @@ impl StreamJob {
                 let response = tokio::select! {
                     biased;
                     _ = self.cancel.cancelled() => return Err(Some(StreamError::Cancelled)),
-                    response = self.client.send(&spec, context) => response,
+                    response = self.client.send(&spec, context)
+                        .instrument(crate::telemetry::fetch_span(&self.stream.name, number)) => response,
                 };
                 let response = match response {
                     Ok(response) => response,
@@ -551,15 +558,21 @@ impl StreamJob {
                 stats.requests += u64::from(response.attempts);
                 stats.retries += u64::from(response.attempts - 1);
                 let collect = self.collect_parent_fields.as_deref();
-                match parse_page(
-                    &response.body,
-                    &self.stream,
-                    cursor_field.as_deref(),
-                    collect,
-                    validator,
-                    &mut stats.schema,
-                ) {
+                let parsed = {
+                    let _transform = crate::telemetry::transform_span(&self.stream.name, number).entered();
+                    parse_page(
+                        &response.body,
+                        &self.stream,
+                        cursor_field.as_deref(),
+                        collect,
+                        validator,
+                        &mut stats.schema,
+                    )
+                };
+                match parsed {
                     Ok((records, document)) => {
+                        let total = crate::progress::expected(&self.stream, document);
+                        self.events.telemetry().expect(&self.stream.name, total);
                         let view = PageView {
                             url: &spec.url,
                             headers: &response.headers,
@@ -621,6 +634,7 @@ impl StreamJob {
                 });
                 stats.filtered_rows += (before - records.len()) as u64;
             }
+
             self.events.page_fetched(
                 &self.stream.name,
                 number,
@@ -900,7 +914,11 @@ impl StreamJob {
         stats: &mut WriteStats,
         checkpoint: &mut Checkpoint,
     ) -> Result<(), StreamError> {
-        let Some(part) = writer.finish().await? else {
+        let Some(part) = writer
+            .finish()
+            .instrument(crate::telemetry::store_span(&self.stream.name))
+            .await?
+        else {
             return Ok(());
         };
         self.events.part_stored(

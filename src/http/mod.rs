@@ -435,6 +435,9 @@ impl HttpClient {
             );
         }
         self.sleeper.sleep(reservation.wait).await;
+        self.events
+            .telemetry()
+            .rate_limit_wait(context.stream, reservation.wait);
         Ok(())
     }
 
