@@ -218,6 +218,62 @@ fn assert_no_secrets(workspace: &Workspace, outputs: &[&Output], secrets: &[&str
     }
 }
 
+/// The data-type mapping of an example: every typed column a stream declares for its dbt
+/// staging model is present in the landed records and holds a JSON value of that type
+/// (null aside), so staging's casts will hold on the vendor's data.
+fn assert_columns_typed(name: &str, workspace: &Workspace) {
+    let text = std::fs::read_to_string(config_path(name)).unwrap();
+    let config = landfall::config::ConnectorConfig::from_yaml(&text, landfall::config::Resolve::SyntaxOnly, &|_| None)
+        .unwrap()
+        .config;
+    for stream in &config.streams {
+        if stream.columns.is_empty() {
+            continue;
+        }
+        let records = landed(workspace, &config.source.name, &stream.name);
+        assert!(!records.is_empty(), "{name}.{}: nothing landed", stream.name);
+        for (column, kind) in &stream.columns {
+            let kind = kind.as_str().unwrap();
+            let mut present = 0;
+            for record in &records {
+                let value = if column.starts_with('/') {
+                    record.pointer(column)
+                } else {
+                    record.get(column)
+                };
+                let Some(value) = value.filter(|value| !value.is_null()) else {
+                    continue;
+                };
+                present += 1;
+                let fits = match kind {
+                    "string" => value.is_string(),
+                    "integer" => value.is_i64() || value.is_u64(),
+                    "number" => value.is_number(),
+                    "boolean" => value.is_boolean(),
+                    "timestamp" => value
+                        .as_str()
+                        .is_some_and(|text| chrono::DateTime::parse_from_rfc3339(text).is_ok()),
+                    "date" => value
+                        .as_str()
+                        .is_some_and(|text| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok()),
+                    "json" => value.is_object() || value.is_array(),
+                    other => panic!("{name}.{}: unknown column type {other}", stream.name),
+                };
+                assert!(
+                    fits,
+                    "{name}.{}: column {column} is declared {kind} but holds {value}",
+                    stream.name
+                );
+            }
+            assert!(
+                present > 0,
+                "{name}.{}: column {column} is in no landed record (a typo in its pointer?)",
+                stream.name
+            );
+        }
+    }
+}
+
 fn event_count(output: &Output, name: &str) -> usize {
     events(output).iter().filter(|event| event["event"] == name).count()
 }
@@ -238,9 +294,11 @@ struct GitHub {
 fn github_issue(number: u64, minutes: i64, title: &str) -> Value {
     let updated =
         chrono::DateTime::parse_from_rfc3339("2024-01-02T00:00:00Z").unwrap() + chrono::Duration::minutes(minutes);
-    json!({"id": 1_000_000 + number, "number": number, "title": title, "state": "open",
+    let updated = updated.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let closed = number % 10 == 0;
+    json!({"id": 1_000_000 + number, "number": number, "title": title, "state": if closed { "closed" } else { "open" },
            "user": {"login": "octocat"}, "created_at": "2024-01-01T00:00:00Z",
-           "updated_at": updated.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "closed_at": null})
+           "updated_at": updated, "closed_at": if closed { Value::String(updated.clone()) } else { Value::Null }})
 }
 
 async fn github_list(State(api): State<Arc<GitHub>>, request: Request) -> Response {
@@ -345,6 +403,7 @@ async fn github_link_header_bearer_rate_limit_headers_and_incremental_rerun() {
 
     let first = connector("run", "github", &workspace, &envs).await;
     let manifest = succeeded(&first, &workspace, "github");
+    assert_columns_typed("github", &workspace);
     let issues = stream(&manifest, "issues");
     assert_eq!(issues["rows_written"], 250);
     assert_eq!(issues["pages"], 3, "per_page 100: pages 1, 2, 3 through rel=\"next\"");
@@ -518,6 +577,7 @@ async fn stripe_last_record_cursor_has_more_basic_auth_and_incremental_rerun() {
 
     let first = connector("run", "stripe", &workspace, &envs).await;
     let manifest = succeeded(&first, &workspace, "stripe");
+    assert_columns_typed("stripe", &workspace);
     assert_eq!(stream(&manifest, "customers")["rows_written"], 230);
     assert_eq!(stream(&manifest, "charges")["rows_written"], 50);
     let requests = api.log.on("/v1/customers");
@@ -609,18 +669,35 @@ async fn hubspot_list(State(api): State<Arc<HubSpot>>, request: Request) -> Resp
             &[],
         );
     }
-    let (total, kind) = if seen.path.ends_with("/contacts") {
-        (250, "contact")
-    } else {
-        (40, "company")
-    };
+    let total = if seen.path.ends_with("/contacts") { 250 } else { 40 };
     let after: usize = seen.param("after").and_then(|a| a.parse().ok()).unwrap_or(0);
     let limit: usize = seen.param("limit").and_then(|l| l.parse().ok()).unwrap_or(10);
+    // HubSpot answers with the requested properties (null when unset) and a few defaults.
+    let requested: Vec<String> = seen
+        .param("properties")
+        .unwrap_or("")
+        .split(',')
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect();
     let results: Vec<Value> = (after..(after + limit).min(total))
         .map(|index| {
-            json!({"id": format!("{}", 100 + index), "properties": {"email": format!("{kind}{index}@example.com"),
-                   "name": format!("{kind} {index}"), "hs_object_id": format!("{}", 100 + index)},
-                   "createdAt": "2024-01-01T00:00:00.000Z", "updatedAt": "2024-02-01T00:00:00.000Z", "archived": false})
+            let id = (100 + index).to_string();
+            let mut properties = serde_json::Map::new();
+            properties.insert("hs_object_id".into(), json!(id));
+            properties.insert("createdate".into(), json!("2024-01-01T00:00:00.000Z"));
+            for name in &requested {
+                let value = match name.as_str() {
+                    "email" => json!(format!("contact{index}@example.com")),
+                    "domain" => json!(format!("company{index}.example.com")),
+                    "industry" if index % 2 == 0 => Value::Null,
+                    "lastmodifieddate" | "hs_lastmodifieddate" => json!("2024-02-01T00:00:00.000Z"),
+                    other => json!(format!("{other} {index}")),
+                };
+                properties.insert(name.clone(), value);
+            }
+            json!({"id": id, "properties": properties, "createdAt": "2024-01-01T00:00:00.000Z",
+                   "updatedAt": "2024-02-01T00:00:00.000Z", "archived": false})
         })
         .collect();
     let mut body = json!({"results": results});
@@ -665,6 +742,7 @@ async fn hubspot_paging_after_oauth2_refresh_token_and_expired_access_token() {
 
     let run = connector("run", "hubspot", &workspace, &envs).await;
     let manifest = succeeded(&run, &workspace, "hubspot");
+    assert_columns_typed("hubspot", &workspace);
     assert_eq!(stream(&manifest, "contacts")["rows_written"], 250);
     assert_eq!(stream(&manifest, "contacts")["pages"], 3);
     assert_eq!(stream(&manifest, "companies")["rows_written"], 40);
@@ -813,6 +891,7 @@ async fn zendesk_end_time_cursor_end_of_stream_retry_after_and_incremental_rerun
 
     let first = connector("run", "zendesk", &workspace, &envs).await;
     let manifest = succeeded(&first, &workspace, "zendesk");
+    assert_columns_typed("zendesk", &workspace);
     let tickets = stream(&manifest, "tickets");
     assert_eq!(tickets["rows_written"], 2500, "{tickets:#}");
     assert_eq!(
@@ -918,6 +997,7 @@ async fn open_exchange_rates_single_document_record_and_app_id_in_the_query() {
 
     let run = connector("run", "openexchangerates", &workspace, &envs).await;
     let manifest = succeeded(&run, &workspace, "openexchangerates");
+    assert_columns_typed("openexchangerates", &workspace);
     assert_eq!(stream(&manifest, "latest_rates")["rows_written"], 1);
     assert_eq!(stream(&manifest, "currencies")["rows_written"], 1);
     let lines = workspace.lines("openexchangerates", "latest_rates");
@@ -1033,6 +1113,7 @@ async fn omnidesk_records_keyed_by_position_page_numbers_and_basic_auth() {
 
     let run = connector("run", "omnidesk", &workspace, &envs).await;
     let manifest = succeeded(&run, &workspace, "omnidesk");
+    assert_columns_typed("omnidesk", &workspace);
     let cases = stream(&manifest, "cases");
     assert_eq!(cases["rows_written"], 230, "{cases:#}");
     assert_eq!(cases["pages"], 3, "100 + 100 + 30: the short page is the last");
