@@ -115,8 +115,23 @@ impl Paginator {
         };
         match &self.config {
             PaginationConfig::None => Ok(None),
-            PaginationConfig::Cursor { cursor_path, .. } => {
-                let Some(cursor) = pointer_text(cursor_path)? else {
+            PaginationConfig::Cursor {
+                cursor_path,
+                last_record_path,
+                stop_path,
+                stop_value,
+                records_path,
+                ..
+            } => {
+                if stop_reached(page.document, stop_path.as_deref(), stop_value)? {
+                    return Ok(None);
+                }
+                let cursor = match (cursor_path, last_record_path) {
+                    (Some(cursor_path), _) => pointer_text(cursor_path)?,
+                    (None, Some(field)) => last_record_text(page.document, records_path, field)?,
+                    (None, None) => None,
+                };
+                let Some(cursor) = cursor else {
                     return Ok(None);
                 };
                 if !self.seen.insert(cursor.clone()) || *current == PageToken::Cursor(cursor.clone()) {
@@ -124,10 +139,20 @@ impl Paginator {
                 }
                 Ok(Some(PageToken::Cursor(cursor)))
             }
-            PaginationConfig::NextUrl { next_url_path, .. } => match pointer_text(next_url_path)? {
-                Some(next) => self.follow(page.url, &next).map(Some),
-                None => Ok(None),
-            },
+            PaginationConfig::NextUrl {
+                next_url_path,
+                stop_path,
+                stop_value,
+                ..
+            } => {
+                if stop_reached(page.document, stop_path.as_deref(), stop_value)? {
+                    return Ok(None);
+                }
+                match pointer_text(next_url_path)? {
+                    Some(next) => self.follow(page.url, &next).map(Some),
+                    None => Ok(None),
+                }
+            }
             PaginationConfig::LinkHeader { .. } => {
                 let next = page
                     .headers
@@ -199,6 +224,39 @@ impl Paginator {
         }
         Ok(PageToken::Url(url))
     }
+}
+
+/// Whether the value at `stop_path` in the body equals `stop_value` (the API says the
+/// stream ended). A missing value does not stop the stream.
+fn stop_reached(
+    document: Option<&RawValue>,
+    stop_path: Option<&str>,
+    stop_value: &serde_json::Value,
+) -> Result<bool, PaginationError> {
+    let (Some(document), Some(stop_path)) = (document, stop_path) else {
+        return Ok(false);
+    };
+    let Some(found) = records::lookup(document, stop_path).map_err(PaginationError::Body)? else {
+        return Ok(false);
+    };
+    Ok(serde_json::from_str::<serde_json::Value>(found.get()).is_ok_and(|value| value == *stop_value))
+}
+
+/// The text of `field` in the last record of the page; `None` on an empty page or when
+/// the field is missing, null or empty.
+fn last_record_text(
+    document: Option<&RawValue>,
+    records_path: &str,
+    field: &str,
+) -> Result<Option<String>, PaginationError> {
+    let Some(document) = document else { return Ok(None) };
+    let records =
+        records::records_at(document, records_path).map_err(|error| PaginationError::Body(error.to_string()))?;
+    Ok(records
+        .last()
+        .and_then(|record| records::field(record, field))
+        .and_then(records::scalar_text)
+        .filter(|text| !text.is_empty()))
 }
 
 /// The `rel="next"` target of an RFC 8288 `Link` header value.
@@ -280,6 +338,128 @@ mod tests {
 
     fn parse(text: &'static str) -> &'static RawValue {
         serde_json::from_str(text).unwrap()
+    }
+
+    fn cursor_config(json: &str, records_path: &str) -> PaginationConfig {
+        let mut config: PaginationConfig = serde_json::from_str(json).unwrap();
+        config.attach_records_path(records_path);
+        config
+    }
+
+    #[test]
+    fn cursor_from_the_last_record_until_has_more_is_false() {
+        // Stripe: `starting_after` is the id of the page's last object; `has_more` says
+        // whether another page exists.
+        let config = cursor_config(
+            r#"{"type":"cursor","last_record_path":"/id","cursor_param":"starting_after",
+                "stop_path":"/has_more","stop_value":false}"#,
+            "/data",
+        );
+        let base = Url::parse("https://api.test/v1/customers").unwrap();
+        let headers = HeaderMap::new();
+        let mut paginator = Paginator::new(&config, &base);
+        let first = parse(r#"{"object":"list","data":[{"id":"cus_1"},{"id":"cus_2"}],"has_more":true}"#);
+        let next = paginator
+            .next(&PageToken::Initial, &view(&base, &headers, Some(first), 2))
+            .unwrap();
+        assert_eq!(next, Some(PageToken::Cursor("cus_2".into())));
+        let last = parse(r#"{"object":"list","data":[{"id":"cus_3"}],"has_more":false}"#);
+        assert_eq!(
+            paginator
+                .next(&next.unwrap(), &view(&base, &headers, Some(last), 1))
+                .unwrap(),
+            None,
+            "has_more: false ends the stream although the page has a last record"
+        );
+    }
+
+    #[test]
+    fn cursor_from_the_last_record_ends_on_an_empty_page_and_refuses_repeats() {
+        let config = cursor_config(
+            r#"{"type":"cursor","last_record_path":"id","cursor_param":"after"}"#,
+            "",
+        );
+        let base = Url::parse("https://api.test/items").unwrap();
+        let headers = HeaderMap::new();
+        let mut paginator = Paginator::new(&config, &base);
+        let page = parse(r#"[{"id":7},{"id":9}]"#);
+        let next = paginator
+            .next(&PageToken::Initial, &view(&base, &headers, Some(page), 2))
+            .unwrap();
+        assert_eq!(next, Some(PageToken::Cursor("9".into())));
+        assert_eq!(
+            paginator.next(&next.clone().unwrap(), &view(&base, &headers, Some(page), 2)),
+            Err(PaginationError::RepeatedCursor("9".into(), 2)),
+            "an API that ignores the cursor must not loop"
+        );
+        let empty = parse("[]");
+        let mut paginator = Paginator::new(&config, &base);
+        assert_eq!(
+            paginator
+                .next(&PageToken::Initial, &view(&base, &headers, Some(empty), 0))
+                .unwrap(),
+            None
+        );
+        let not_array = parse(r#"{"id":1}"#);
+        assert!(matches!(
+            paginator.next(&PageToken::Initial, &view(&base, &headers, Some(not_array), 1)),
+            Err(PaginationError::Body(_))
+        ));
+    }
+
+    #[test]
+    fn stop_path_ends_a_body_cursor_and_a_next_url() {
+        // Zendesk incremental export: `end_time` is the next `start_time`, and
+        // `end_of_stream: true` says there is nothing after it (the cursor is still there).
+        let config = cursor_config(
+            r#"{"type":"cursor","cursor_path":"/end_time","cursor_param":"start_time","stop_path":"/end_of_stream"}"#,
+            "/tickets",
+        );
+        let base = Url::parse("https://api.test/incremental/tickets.json").unwrap();
+        let headers = HeaderMap::new();
+        let mut paginator = Paginator::new(&config, &base);
+        let more = parse(r#"{"tickets":[{"id":1}],"end_time":1700000100,"end_of_stream":false}"#);
+        let next = paginator
+            .next(&PageToken::Initial, &view(&base, &headers, Some(more), 1))
+            .unwrap();
+        assert_eq!(next, Some(PageToken::Cursor("1700000100".into())));
+        let end = parse(r#"{"tickets":[{"id":2}],"end_time":1700000200,"end_of_stream":true}"#);
+        assert_eq!(
+            paginator
+                .next(&next.unwrap(), &view(&base, &headers, Some(end), 1))
+                .unwrap(),
+            None
+        );
+        let missing = parse(r#"{"tickets":[],"end_time":1700000300}"#);
+        assert_eq!(
+            Paginator::new(&config, &base)
+                .next(&PageToken::Initial, &view(&base, &headers, Some(missing), 0))
+                .unwrap(),
+            Some(PageToken::Cursor("1700000300".into())),
+            "a missing stop value does not stop the stream"
+        );
+
+        let config: PaginationConfig =
+            serde_json::from_str(r#"{"type":"next_url","next_url_path":"/next_page","stop_path":"/end_of_stream"}"#)
+                .unwrap();
+        let mut paginator = Paginator::new(&config, &base);
+        let end =
+            parse(r#"{"next_page":"https://api.test/incremental/tickets.json?start_time=5","end_of_stream":true}"#);
+        assert_eq!(
+            paginator
+                .next(&PageToken::Initial, &view(&base, &headers, Some(end), 1))
+                .unwrap(),
+            None
+        );
+        let string_true =
+            parse(r#"{"next_page":"https://api.test/incremental/tickets.json?start_time=5","end_of_stream":"true"}"#);
+        assert!(
+            paginator
+                .next(&PageToken::Initial, &view(&base, &headers, Some(string_true), 1))
+                .unwrap()
+                .is_some(),
+            "the string \"true\" is not the JSON value true"
+        );
     }
 
     #[test]

@@ -17,6 +17,12 @@ pub enum RecordsError {
     PathMissing(String),
     #[error("records_path `{pointer}` points at {found}, not an array")]
     NotAnArray { pointer: String, found: &'static str },
+    #[error("records_path `{pointer}` points at {found}, not {expected}")]
+    WrongKind {
+        pointer: String,
+        found: &'static str,
+        expected: &'static str,
+    },
 }
 
 /// The kind of JSON value a raw text holds, from its first byte.
@@ -38,7 +44,48 @@ pub fn parse(body: &[u8]) -> Result<&RawValue, RecordsError> {
 }
 
 /// The records at `records_path` of a parsed document, borrowed from its text.
+///
+/// `records_path` is a JSON pointer to the array of records (`""`: the document is the
+/// array). Two final segments serve APIs that answer without an array, read like paths in
+/// a file system:
+///
+/// - `/*`: each entry of the object (or array) before it whose value is an object is a
+///   record, in order; other entries are skipped. Omnidesk keys records by position:
+///   `{"0": {"case": ..}, "1": {"case": ..}, "total_count": 2}` with `records_path: /*`.
+/// - `/.`: the object before it is the one record (Open Exchange Rates' `latest.json`
+///   with `records_path: /.`).
 pub fn records_at<'a>(document: &'a RawValue, records_path: &str) -> Result<Vec<&'a RawValue>, RecordsError> {
+    if let Some(parent) = records_path.strip_suffix("/*") {
+        let container = lookup_required(document, parent, records_path)?;
+        return match container.get().as_bytes().first() {
+            Some(b'{') => Ok(members(container)
+                .into_iter()
+                .map(|(_, value)| value)
+                .filter(|value| value.get().starts_with('{'))
+                .collect()),
+            Some(b'[') => Ok(elements(container)
+                .into_iter()
+                .filter(|value| value.get().starts_with('{'))
+                .collect()),
+            _ => Err(RecordsError::WrongKind {
+                pointer: records_path.to_owned(),
+                found: kind(container.get()),
+                expected: "an object or an array",
+            }),
+        };
+    }
+    if let Some(parent) = records_path.strip_suffix("/.") {
+        let record = lookup_required(document, parent, records_path)?;
+        return if record.get().starts_with('{') {
+            Ok(vec![record])
+        } else {
+            Err(RecordsError::WrongKind {
+                pointer: records_path.to_owned(),
+                found: kind(record.get()),
+                expected: "an object",
+            })
+        };
+    }
     let array = lookup(document, records_path)
         .map_err(RecordsError::NotJson)?
         .ok_or_else(|| RecordsError::PathMissing(records_path.to_owned()))?;
@@ -46,6 +93,16 @@ pub fn records_at<'a>(document: &'a RawValue, records_path: &str) -> Result<Vec<
         pointer: records_path.to_owned(),
         found: kind(array.get()),
     })
+}
+
+fn lookup_required<'a>(
+    document: &'a RawValue,
+    pointer: &str,
+    records_path: &str,
+) -> Result<&'a RawValue, RecordsError> {
+    lookup(document, pointer)
+        .map_err(RecordsError::NotJson)?
+        .ok_or_else(|| RecordsError::PathMissing(records_path.to_owned()))
 }
 
 /// The byte range of `raw` within `body`, which it must borrow from.
@@ -306,6 +363,41 @@ mod tests {
             record_ranges(b"{\"data\": [1,", "/data"),
             Err(RecordsError::NotJson(_))
         ));
+    }
+
+    #[test]
+    fn records_keyed_by_position_and_single_object_documents() {
+        // Omnidesk: records are the object-valued members; `total_count` is skipped.
+        let omnidesk = br#"{"0": {"case": {"case_id": 1}}, "1": {"case": {"case_id": 2}}, "total_count": 2}"#;
+        let ranges = record_ranges(omnidesk, "/*").unwrap();
+        let texts: Vec<&[u8]> = ranges.iter().map(|range| &omnidesk[range.clone()]).collect();
+        assert_eq!(
+            texts,
+            [&br#"{"case": {"case_id": 1}}"#[..], &br#"{"case": {"case_id": 2}}"#[..]]
+        );
+        assert_eq!(record_ranges(br#"{"total_count": 0}"#, "/*").unwrap().len(), 0);
+        assert_eq!(
+            record_ranges(br#"{"d": [{"a":1}, 2, {"b":3}]}"#, "/d/*").unwrap().len(),
+            2
+        );
+        // Open Exchange Rates: the document is the one record, byte for byte.
+        let rates = br#"{"timestamp": 1700000000, "base": "USD", "rates": {"EUR": 0.91}}"#;
+        let ranges = record_ranges(rates, "/.").unwrap();
+        assert_eq!(ranges.len(), 1);
+        assert_eq!(ranges[0], 0..rates.len());
+        assert_eq!(record_ranges(rates, "/rates/.").unwrap().len(), 1);
+        assert!(matches!(
+            record_ranges(rates, "/base/."),
+            Err(RecordsError::WrongKind { found: "a string", .. })
+        ));
+        assert!(matches!(
+            record_ranges(rates, "/timestamp/*"),
+            Err(RecordsError::WrongKind { found: "a number", .. })
+        ));
+        assert_eq!(
+            record_ranges(rates, "/missing/*"),
+            Err(RecordsError::PathMissing("/missing/*".into()))
+        );
     }
 
     #[test]

@@ -536,18 +536,42 @@ pub enum PaginationConfig {
     #[default]
     None,
     Cursor {
-        /// JSON pointer to the next cursor in the response body.
-        cursor_path: String,
+        /// JSON pointer to the next cursor in the response body. Exactly one of
+        /// `cursor_path` and `last_record_path` is set. Default: none.
+        #[serde(default)]
+        cursor_path: Option<String>,
+        /// Field of the page's last record (a JSON pointer or a top-level name) that is the
+        /// next cursor, for APIs like Stripe's `starting_after=<last id>`. Default: none.
+        #[serde(default)]
+        last_record_path: Option<String>,
         /// Name of the parameter that carries the cursor.
         cursor_param: String,
         #[serde(default)]
         inject_into: InjectInto,
+        /// JSON pointer to a value in the body that says the stream ended, compared with
+        /// `stop_value` (Zendesk `/end_of_stream`; Stripe `/has_more` with `stop_value:
+        /// false`). Default: none.
+        #[serde(default)]
+        stop_path: Option<String>,
+        /// The value at `stop_path` that ends the stream. Default: true.
+        #[serde(default = "default_stop_value")]
+        stop_value: serde_json::Value,
         #[serde(default)]
         max_pages: Option<u64>,
+        /// The stream's `records_path`, filled in when the config is loaded so that
+        /// `last_record_path` finds the last record. Not a config key.
+        #[serde(skip)]
+        records_path: String,
     },
     NextUrl {
         /// JSON pointer to the next page's URL (absolute or relative) in the body.
         next_url_path: String,
+        /// As for `cursor`: a value in the body that says the stream ended. Default: none.
+        #[serde(default)]
+        stop_path: Option<String>,
+        /// The value at `stop_path` that ends the stream. Default: true.
+        #[serde(default = "default_stop_value")]
+        stop_value: serde_json::Value,
         #[serde(default)]
         max_pages: Option<u64>,
     },
@@ -596,6 +620,9 @@ pub enum PaginationConfig {
     },
 }
 
+fn default_stop_value() -> serde_json::Value {
+    serde_json::Value::Bool(true)
+}
 fn default_offset_param() -> String {
     "offset".to_owned()
 }
@@ -621,6 +648,14 @@ impl PaginationConfig {
             | PaginationConfig::LinkHeader { max_pages }
             | PaginationConfig::Offset { max_pages, .. }
             | PaginationConfig::PageNumber { max_pages, .. } => *max_pages,
+        }
+    }
+
+    /// Tells a `cursor` pagination where the stream's records are, for
+    /// `last_record_path`; called when the config is loaded.
+    pub fn attach_records_path(&mut self, stream_records_path: &str) {
+        if let PaginationConfig::Cursor { records_path, .. } = self {
+            stream_records_path.clone_into(records_path);
         }
     }
 
@@ -1085,11 +1120,15 @@ impl ConnectorConfig {
 }
 
 fn typed(document: serde_json::Value) -> Result<ConnectorConfig, ConfigError> {
-    serde_path_to_error::deserialize(document).map_err(|error| {
+    let mut config: ConnectorConfig = serde_path_to_error::deserialize(document).map_err(|error| {
         let path = error.path().to_string();
         let path = if path == "." { "(root)".to_owned() } else { path };
         ConfigError::invalid(path, error.into_inner().to_string())
-    })
+    })?;
+    for stream in &mut config.streams {
+        stream.pagination.attach_records_path(&stream.records_path);
+    }
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -97,6 +97,16 @@ fn inject_into() -> Value {
     )
 }
 
+fn stop_path() -> Value {
+    nullable_string(
+        "JSON pointer to a body value that ends the stream when it equals stop_value (e.g. /end_of_stream, or /has_more with stop_value false)",
+    )
+}
+
+fn stop_value() -> Value {
+    json!({"description": "The JSON value at stop_path that ends the stream", "default": true})
+}
+
 fn max_pages() -> Value {
     nullable_integer("Stop with an error after this many pages (never a silent stop); null = unlimited")
 }
@@ -155,14 +165,19 @@ fn pagination() -> Value {
         "default": {"type": "none"},
         "oneOf": [
             variant("none", "Single request", &[], vec![]),
-            variant("cursor", "Cursor in the body", &["cursor_path", "cursor_param"], vec![
-                ("cursor_path", with(string("JSON pointer to the next cursor in the response body"), "pattern", json!(POINTER_PATTERN))),
+            variant("cursor", "Cursor in the body or from the last record", &["cursor_param"], vec![
+                ("cursor_path", with(nullable_string("JSON pointer to the next cursor in the response body; exactly one of cursor_path and last_record_path"), "pattern", json!(POINTER_PATTERN))),
+                ("last_record_path", nullable_string("Field of the page's last record that is the next cursor (e.g. /id for Stripe's starting_after)")),
                 ("cursor_param", string("Parameter that carries the cursor")),
                 ("inject_into", inject_into()),
+                ("stop_path", stop_path()),
+                ("stop_value", stop_value()),
                 ("max_pages", max_pages()),
             ]),
             variant("next_url", "Next URL in the body", &["next_url_path"], vec![
                 ("next_url_path", with(string("JSON pointer to the next page URL (absolute or relative)"), "pattern", json!(POINTER_PATTERN))),
+                ("stop_path", stop_path()),
+                ("stop_value", stop_value()),
                 ("max_pages", max_pages()),
             ]),
             variant("link_header", "RFC 8288 Link header", &[], vec![

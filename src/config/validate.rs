@@ -400,16 +400,38 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
         PaginationConfig::None | PaginationConfig::LinkHeader { .. } => {}
         PaginationConfig::Cursor {
             cursor_path,
+            last_record_path,
             cursor_param,
             inject_into,
+            stop_path,
             ..
         } => {
-            check_pointer(&format!("{pagination_at}.cursor_path"), cursor_path)?;
+            match (cursor_path, last_record_path) {
+                (Some(cursor_path), None) => check_pointer(&format!("{pagination_at}.cursor_path"), cursor_path)?,
+                (None, Some(field)) => check_field(&format!("{pagination_at}.last_record_path"), field)?,
+                _ => {
+                    return Err(ConfigError::invalid(
+                        pagination_at.clone(),
+                        "set exactly one of cursor_path (the cursor in the body) and last_record_path \
+                         (a field of the page's last record)",
+                    ));
+                }
+            }
             non_empty(&format!("{pagination_at}.cursor_param"), cursor_param)?;
+            if let Some(stop_path) = stop_path {
+                check_pointer(&format!("{pagination_at}.stop_path"), stop_path)?;
+            }
             body_needed(*inject_into)?;
         }
-        PaginationConfig::NextUrl { next_url_path, .. } => {
+        PaginationConfig::NextUrl {
+            next_url_path,
+            stop_path,
+            ..
+        } => {
             check_pointer(&format!("{pagination_at}.next_url_path"), next_url_path)?;
+            if let Some(stop_path) = stop_path {
+                check_pointer(&format!("{pagination_at}.stop_path"), stop_path)?;
+            }
         }
         PaginationConfig::Offset {
             offset_param,
@@ -564,6 +586,48 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(message.starts_with("streams[0].pagination.inject_into:"), "{message}");
+    }
+
+    #[test]
+    fn cursor_takes_exactly_one_source_of_the_cursor() {
+        for pagination in [
+            "{type: cursor, cursor_param: c}",
+            "{type: cursor, cursor_path: /n, last_record_path: /id, cursor_param: c}",
+        ] {
+            let message = load(&config_with_stream(&format!(
+                "{{name: o, path: /o, pagination: {pagination}}}"
+            )))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                message.starts_with("streams[0].pagination: set exactly one of cursor_path"),
+                "{message}"
+            );
+        }
+        let message = load(&config_with_stream(
+            "{name: o, path: /o, pagination: {type: cursor, last_record_path: id, cursor_param: c, stop_path: has_more}}",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(message.starts_with("streams[0].pagination.stop_path:"), "{message}");
+        let loaded = load(&config_with_stream(
+            "{name: o, path: /o, records_path: /data, pagination: {type: cursor, last_record_path: /id, cursor_param: starting_after, stop_path: /has_more, stop_value: false}}",
+        ))
+        .unwrap();
+        match &loaded.streams[0].pagination {
+            PaginationConfig::Cursor {
+                records_path,
+                stop_value,
+                ..
+            } => {
+                assert_eq!(
+                    records_path, "/data",
+                    "the loader tells the paginator where records are"
+                );
+                assert_eq!(*stop_value, serde_json::Value::Bool(false));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
