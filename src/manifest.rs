@@ -75,6 +75,36 @@ pub struct StreamReport {
     pub rate_limit_waits_seconds: f64,
 }
 
+impl StreamReport {
+    /// The report of a stream that stopped before it read anything.
+    pub fn not_run(stream: &crate::config::StreamConfig, status: Status, error: ErrorRecord) -> Self {
+        Self {
+            name: stream.name.clone(),
+            sync_mode: stream.sync_mode().to_owned(),
+            endpoint: String::new(),
+            cursor_start: None,
+            cursor_end: None,
+            pages: 0,
+            requests: 0,
+            retries: 0,
+            rows_read: 0,
+            rows_written: 0,
+            duplicate_rows: 0,
+            filtered_rows: 0,
+            dead_letter_rows: 0,
+            bytes_written: 0,
+            lag_seconds: None,
+            status,
+            error: Some(error),
+            files: vec![],
+            dead_letter_files: vec![],
+            schema_changes: vec![],
+            duration_seconds: 0.0,
+            rate_limit_waits_seconds: 0.0,
+        }
+    }
+}
+
 /// The run manifest.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {

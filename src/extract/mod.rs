@@ -160,34 +160,12 @@ fn select_streams(
 }
 
 fn not_started(stream: &crate::config::StreamConfig, status: Status) -> StreamReport {
-    StreamReport {
-        name: stream.name.clone(),
-        sync_mode: stream.sync_mode().to_owned(),
-        endpoint: String::new(),
-        cursor_start: None,
-        cursor_end: None,
-        pages: 0,
-        requests: 0,
-        retries: 0,
-        rows_read: 0,
-        rows_written: 0,
-        duplicate_rows: 0,
-        filtered_rows: 0,
-        dead_letter_rows: 0,
-        bytes_written: 0,
-        lag_seconds: None,
-        status,
-        error: Some(crate::error::ErrorRecord {
-            code: ErrorCode::Cancelled.as_str().to_owned(),
-            message: "not started: the run was stopped first".to_owned(),
-            retryable: true,
-        }),
-        files: vec![],
-        dead_letter_files: vec![],
-        schema_changes: vec![],
-        duration_seconds: 0.0,
-        rate_limit_waits_seconds: 0.0,
-    }
+    let error = crate::error::ErrorRecord {
+        code: ErrorCode::Cancelled.as_str().to_owned(),
+        message: "not started: the run was stopped first".to_owned(),
+        retryable: true,
+    };
+    StreamReport::not_run(stream, status, error)
 }
 
 /// Runs the extraction described by `loaded`.

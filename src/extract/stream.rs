@@ -404,35 +404,13 @@ impl StreamJob {
     fn failed_before_start(&self, error: StreamError) -> StreamOutcome {
         let record = ErrorRecord::from_error(&error);
         self.events.stream_failed(&self.stream.name, error.stage(), &record);
+        let status = if matches!(error, StreamError::Cancelled) {
+            Status::Cancelled
+        } else {
+            Status::Failed
+        };
         StreamOutcome {
-            report: StreamReport {
-                name: self.stream.name.clone(),
-                sync_mode: self.stream.sync_mode().to_owned(),
-                endpoint: String::new(),
-                cursor_start: None,
-                cursor_end: None,
-                pages: 0,
-                requests: 0,
-                retries: 0,
-                rows_read: 0,
-                rows_written: 0,
-                duplicate_rows: 0,
-                filtered_rows: 0,
-                dead_letter_rows: 0,
-                bytes_written: 0,
-                lag_seconds: None,
-                status: if matches!(error, StreamError::Cancelled) {
-                    Status::Cancelled
-                } else {
-                    Status::Failed
-                },
-                error: Some(record),
-                files: vec![],
-                dead_letter_files: vec![],
-                schema_changes: vec![],
-                duration_seconds: 0.0,
-                rate_limit_waits_seconds: 0.0,
-            },
+            report: StreamReport::not_run(&self.stream, status, record),
             parent_keys: vec![],
         }
     }
@@ -665,60 +643,46 @@ impl StreamJob {
         }
     }
 
+    /// A writer of parts into `dir`, large ones staged under `staging_dir`.
+    fn part_writer(&self, dir: String, staging_dir: String) -> PartWriter {
+        let landing = &self.config.landing;
+        PartWriter::new(
+            self.landing.clone(),
+            PartDirs {
+                dir,
+                staging_dir,
+                run_id: self.run_id.clone(),
+            },
+            landing.compression,
+            PartLimits {
+                max_records: landing.part_max_records,
+                max_bytes: landing.part_max_bytes.0,
+                multipart_chunk: landing.multipart_chunk.0 as usize,
+            },
+        )
+    }
+
     async fn write(
         &self,
         mut receiver: mpsc::Receiver<Item>,
         checkpoint: &mut Checkpoint,
     ) -> (WriteStats, Option<StreamError>) {
-        let landing_config = &self.config.landing;
-        let mut writer = PartWriter::new(
-            self.landing.clone(),
-            PartDirs {
-                dir: layout::parts_dir(
-                    &self.config.source.name,
-                    &self.stream.name,
-                    &self.extracted_date,
-                    &self.run_id,
-                ),
-                staging_dir: layout::staging_dir(&self.config.source.name, &self.run_id, &self.stream.name),
-                run_id: self.run_id.clone(),
-            },
-            landing_config.compression,
-            PartLimits {
-                max_records: landing_config.part_max_records,
-                max_bytes: landing_config.part_max_bytes.0,
-                multipart_chunk: landing_config.multipart_chunk.0 as usize,
-            },
+        let source = &self.config.source.name;
+        let dead_letter_staging = format!("_dead_letter_{}", self.stream.name);
+        let mut writer = self.part_writer(
+            layout::parts_dir(source, &self.stream.name, &self.extracted_date, &self.run_id),
+            layout::staging_dir(source, &self.run_id, &self.stream.name),
+        );
+        let mut dead_letters = self.part_writer(
+            layout::dead_letter_dir(source, &self.stream.name, &self.extracted_date, &self.run_id),
+            layout::staging_dir(source, &self.run_id, &dead_letter_staging),
         );
         let template = EnvelopeTemplate::new(
-            &self.config.source.name,
+            source,
             &self.stream.name,
             &self.run_id,
             self.config.source.tenant.as_deref(),
             self.config.source.environment.as_deref(),
-        );
-        let mut dead_letters = PartWriter::new(
-            self.landing.clone(),
-            PartDirs {
-                dir: layout::dead_letter_dir(
-                    &self.config.source.name,
-                    &self.stream.name,
-                    &self.extracted_date,
-                    &self.run_id,
-                ),
-                staging_dir: layout::staging_dir(
-                    &self.config.source.name,
-                    &self.run_id,
-                    &format!("_dead_letter_{}", self.stream.name),
-                ),
-                run_id: self.run_id.clone(),
-            },
-            landing_config.compression,
-            PartLimits {
-                max_records: landing_config.part_max_records,
-                max_bytes: landing_config.part_max_bytes.0,
-                multipart_chunk: landing_config.multipart_chunk.0 as usize,
-            },
         );
         let redactor = Redactor::new(&self.stream.redact);
         let mut deduper = RunDeduper::default();
