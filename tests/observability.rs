@@ -1017,10 +1017,12 @@ async fn a_terminal_shows_a_progress_line_per_stream_and_json_logs_turn_it_off()
     let ws = Workspace::new();
     let config = items_config(&ws, &api.uri());
     let screen = on_a_terminal(&config, "", &[]).await;
-    // The stream's last frame stays as its summary line.
+    // The stream's last frame stays as its summary line (earlier frames may show the same
+    // counts while the run is finishing).
     let summary = screen
         .split("\x1b[2K")
-        .find(|frame| frame.starts_with("items 5 records · 2 pages · "))
+        .filter(|frame| frame.starts_with("items 5 records · 2 pages · "))
+        .last()
         .and_then(|frame| frame.lines().next())
         .unwrap_or_else(|| panic!("no progress line: {screen:?}"));
     assert!(summary.trim_end().ends_with(" · succeeded"), "{summary:?}");
