@@ -13,6 +13,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::prefetch::Prefetcher;
 use super::request::{self, Bounds, RequestBuilder};
 use super::windows::{self, Window, WindowError};
 use crate::config::{ConnectorConfig, ParentConfig, StreamConfig};
@@ -20,11 +21,11 @@ use crate::cursor;
 use crate::envelope::{self, EnvelopeTemplate, PageFields, RecordFields};
 use crate::error::{Classify, ErrorCode, ErrorRecord};
 use crate::events::Events;
-use crate::http::{HttpClient, HttpError, RequestContext};
+use crate::http::{HttpClient, HttpError, RequestContext, Response};
 use crate::landing::part::{PartLimits, PartWriter, StoredPart};
 use crate::landing::{Landing, LandingError, layout};
 use crate::manifest::{Status, StreamReport};
-use crate::pagination::{PageView, PaginationError, Paginator};
+use crate::pagination::{PageToken, PageView, PaginationError, Paginator};
 use crate::quality::dedupe::RunDeduper;
 use crate::quality::drift::{self, SchemaChange, SchemaTracker};
 use crate::quality::pii::Redactor;
@@ -170,6 +171,8 @@ struct PageSequence<'a> {
     bounds: &'a Bounds,
     parent: Option<&'a ParentKey>,
     filter: Option<&'a Window>,
+    /// Fetches pages ahead (offset and page-number pagination with concurrency > 1).
+    prefetch: Option<&'a mut Prefetcher<Result<Response, HttpError>>>,
 }
 
 enum Item {
@@ -472,20 +475,27 @@ impl StreamJob {
                 .is_some_and(|incremental| incremental.client_side_filter);
             for (parent, builder) in &builders {
                 let filter = filter.then_some(&window);
-                if let Err(error) = self
+                let mut prefetch = Prefetcher::new(&self.stream.pagination, self.config.source.rate_limit.concurrency);
+                let fetched = self
                     .fetch_pages(
                         PageSequence {
                             builder,
                             bounds: &bounds,
                             parent: parent.as_ref(),
                             filter,
+                            prefetch: prefetch.as_mut(),
                         },
                         &sender,
                         &validator,
                         &mut stats,
                     )
-                    .await
-                {
+                    .await;
+                if let Some(prefetch) = prefetch {
+                    let discarded = prefetch.finish();
+                    stats.requests += discarded.requests;
+                    stats.retries += discarded.retries;
+                }
+                if let Err(error) = fetched {
                     return (stats, error);
                 }
             }
@@ -509,6 +519,7 @@ impl StreamJob {
             bounds,
             parent,
             filter,
+            mut prefetch,
         } = sequence;
         if stats.endpoint.is_empty() {
             stats.endpoint = request::endpoint(self.stream.method, builder.base_url());
@@ -535,10 +546,20 @@ impl StreamJob {
             // retry policy allows, before giving up on it.
             let mut parse_attempt = 1;
             let (response, mut records, next) = loop {
+                let send = async {
+                    match prefetch.as_deref_mut().filter(|_| parse_attempt == 1) {
+                        Some(prefetch) => {
+                            let launch =
+                                |token: &PageToken, ahead: u64| self.send_page(builder, bounds, token, number + ahead);
+                            prefetch.next(&token, launch).await
+                        }
+                        None => self.client.send(&spec, context).await,
+                    }
+                };
                 let response = tokio::select! {
                     biased;
                     _ = self.cancel.cancelled() => return Err(Some(StreamError::Cancelled)),
-                    response = self.client.send(&spec, context) => response,
+                    response = send => response,
                 };
                 let response = match response {
                     Ok(response) => response,
@@ -648,6 +669,26 @@ impl StreamJob {
                 Ok(None) => return Ok(()),
                 Err(error) => return Err(Some(error.into())),
             }
+        }
+    }
+
+    /// The request for the page `token` (page `number` of the stream), as a task of its own.
+    fn send_page(
+        &self,
+        builder: &RequestBuilder,
+        bounds: &Bounds,
+        token: &PageToken,
+        number: u64,
+    ) -> impl Future<Output = Result<Response, HttpError>> + Send + 'static + use<> {
+        let spec = builder.build(token, bounds);
+        let client = self.client.clone();
+        let stream = self.stream.name.clone();
+        async move {
+            let context = RequestContext {
+                stream: &stream,
+                page: number,
+            };
+            client.send(&spec, context).await
         }
     }
 
