@@ -24,7 +24,8 @@ pub struct PageFields {
     endpoint: String,
     /// `"_extracted_at":"..",` pre-rendered.
     extracted_at: String,
-    page: u64,
+    /// `_page` as text.
+    page: String,
 }
 
 fn json_string(value: &str) -> String {
@@ -68,7 +69,7 @@ impl PageFields {
         Self {
             endpoint: field("_source_endpoint", endpoint),
             extracted_at: field("_extracted_at", extracted_at),
-            page,
+            page: page.to_string(),
         }
     }
 }
@@ -93,6 +94,14 @@ pub fn payload_sha256(raw: &str) -> String {
     hex::encode(Sha256::digest(raw.as_bytes()))
 }
 
+/// Appends a JSON string, or `null`.
+fn write_optional(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        Some(value) => serde_json::to_writer(&mut *out, value).expect("writing to a Vec cannot fail"),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
 /// Appends one envelope line (ending in `\n`) to `out`.
 pub fn write_line(
     out: &mut Vec<u8>,
@@ -105,9 +114,9 @@ pub fn write_line(
     out.extend_from_slice(template.head.as_bytes());
     out.extend_from_slice(page.endpoint.as_bytes());
     out.extend_from_slice(b"\"_source_record_id\":");
-    out.extend_from_slice(json_optional(record.record_id).as_bytes());
+    write_optional(out, record.record_id);
     out.extend_from_slice(b",\"_source_updated_at\":");
-    out.extend_from_slice(json_optional(record.updated_at).as_bytes());
+    write_optional(out, record.updated_at);
     out.push(b',');
     out.extend_from_slice(page.extracted_at.as_bytes());
     out.extend_from_slice(b"\"_loaded_at\":\"");
@@ -117,10 +126,10 @@ pub fn write_line(
     out.extend_from_slice(b"\"_payload_sha256\":\"");
     out.extend_from_slice(record.sha256.as_bytes());
     out.extend_from_slice(b"\",\"_page\":");
-    out.extend_from_slice(page.page.to_string().as_bytes());
+    out.extend_from_slice(page.page.as_bytes());
     if let Some(parent_key) = record.parent_key {
         out.extend_from_slice(b",\"_parent_key\":");
-        out.extend_from_slice(json_string(parent_key).as_bytes());
+        write_optional(out, Some(parent_key));
     }
     if let Some(redacted) = record.redacted {
         out.extend_from_slice(b",\"_redacted\":");

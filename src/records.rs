@@ -135,11 +135,13 @@ pub fn lookup<'a>(mut value: &'a RawValue, pointer: &str) -> Result<Option<&'a R
         } else {
             Cow::Borrowed(token)
         };
-        let mut deserializer = serde_json::Deserializer::from_str(value.get());
         let next = match value.get().as_bytes().first() {
-            Some(b'{') => FindKey(&token).deserialize(&mut deserializer),
+            Some(b'{') => member(value, &token),
             Some(b'[') => match token.parse::<usize>() {
-                Ok(index) => FindIndex(index).deserialize(&mut deserializer),
+                Ok(index) => {
+                    let mut deserializer = serde_json::Deserializer::from_str(value.get());
+                    FindIndex(index).deserialize(&mut deserializer)
+                }
                 Err(_) => return Ok(None),
             },
             _ => return Ok(None),
@@ -157,12 +159,138 @@ pub fn lookup<'a>(mut value: &'a RawValue, pointer: &str) -> Result<Option<&'a R
 pub fn field<'a>(record: &'a RawValue, field: &str) -> Option<&'a RawValue> {
     if field.starts_with('/') {
         lookup(record, field).ok().flatten()
+    } else if record.get().starts_with('{') {
+        member(record, field).ok().flatten()
     } else {
-        let mut deserializer = serde_json::Deserializer::from_str(record.get());
-        if record.get().starts_with('{') {
-            FindKey(field).deserialize(&mut deserializer).ok().flatten()
+        None
+    }
+}
+
+/// The first member named `key` of a raw JSON object.
+///
+/// The object's text is valid JSON (every `RawValue` is), so the member is found by
+/// scanning its text and stopping there, rather than by parsing the whole object as
+/// [`FindKey`] does; this runs once or more per record. An escaped member name before the
+/// match (it might spell `key`) hands the object to [`FindKey`], which decodes names.
+fn member<'a>(object: &'a RawValue, key: &str) -> Result<Option<&'a RawValue>, serde_json::Error> {
+    match scan::member(object.get(), key) {
+        scan::Member::Found(text) => serde_json::from_str::<&RawValue>(text).map(Some),
+        scan::Member::Missing => Ok(None),
+        scan::Member::Unsure => {
+            let mut deserializer = serde_json::Deserializer::from_str(object.get());
+            FindKey(key).deserialize(&mut deserializer)
+        }
+    }
+}
+
+/// Scanning JSON text that is known to be valid: only strings and brackets need tracking.
+mod scan {
+    use memchr::memchr2;
+
+    /// What a scan for an object member found.
+    pub enum Member<'a> {
+        /// The member's value text.
+        Found(&'a str),
+        Missing,
+        /// The scan cannot tell (an escaped member name, or text it does not expect).
+        Unsure,
+    }
+
+    fn whitespace(bytes: &[u8], mut at: usize) -> usize {
+        while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            at += 1;
+        }
+        at
+    }
+
+    /// The index just past the string whose opening quote is at `at`.
+    fn string_end(bytes: &[u8], mut at: usize) -> usize {
+        at += 1;
+        while let Some(offset) = bytes.get(at..).and_then(|rest| memchr2(b'"', b'\\', rest)) {
+            at += offset;
+            if bytes[at] == b'"' {
+                return at + 1;
+            }
+            at += 2;
+        }
+        bytes.len()
+    }
+
+    /// The index just past the value that starts at `at`.
+    fn value_end(bytes: &[u8], mut at: usize) -> usize {
+        match bytes.get(at) {
+            Some(b'"') => string_end(bytes, at),
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                while let Some(byte) = bytes.get(at) {
+                    match byte {
+                        b'"' => {
+                            at = string_end(bytes, at);
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth = depth.saturating_sub(1);
+                            if depth == 0 {
+                                return at + 1;
+                            }
+                        }
+                        _ => {}
+                    }
+                    at += 1;
+                }
+                bytes.len()
+            }
+            _ => {
+                while !matches!(
+                    bytes.get(at),
+                    None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                ) {
+                    at += 1;
+                }
+                at
+            }
+        }
+    }
+
+    /// The first member named `key` (unescaped) of the object `text` (starting with `{`).
+    pub fn member<'a>(text: &'a str, key: &str) -> Member<'a> {
+        let bytes = text.as_bytes();
+        if bytes.first() != Some(&b'{') {
+            return Member::Unsure;
+        }
+        let mut at = whitespace(bytes, 1);
+        while bytes.get(at) == Some(&b'"') {
+            let name_end = string_end(bytes, at);
+            let Some(name) = bytes.get(at + 1..name_end.saturating_sub(1)) else {
+                return Member::Unsure;
+            };
+            if name.contains(&b'\\') {
+                return Member::Unsure;
+            }
+            let colon = whitespace(bytes, name_end);
+            if bytes.get(colon) != Some(&b':') {
+                return Member::Unsure;
+            }
+            let start = whitespace(bytes, colon + 1);
+            let end = value_end(bytes, start);
+            if name == key.as_bytes() {
+                return match text.get(start..end) {
+                    Some(value) if !value.is_empty() => Member::Found(value),
+                    _ => Member::Unsure,
+                };
+            }
+            at = whitespace(bytes, end);
+            match bytes.get(at) {
+                Some(b',') => at = whitespace(bytes, at + 1),
+                Some(b'}') => return Member::Missing,
+                _ => return Member::Unsure,
+            }
+        }
+        if bytes.get(at) == Some(&b'}') {
+            Member::Missing
         } else {
-            None
+            Member::Unsure
         }
     }
 }
@@ -408,6 +536,38 @@ mod tests {
         assert_eq!(lookup(document, "/meta/t~0x").unwrap().unwrap().get(), "2");
         assert_eq!(lookup(document, "/data/1/nested/k/1").unwrap().unwrap().get(), "20");
         assert!(lookup(document, "/data/5").unwrap().is_none());
+    }
+
+    /// Every field of tricky records, found by scanning, equals what parsing finds.
+    #[test]
+    fn scanned_members_match_parsed_members() {
+        let records = [
+            r#"{"id":1,"b":"x"}"#,
+            r#"{ "id" : 1 , "b" : "x" }"#,
+            "{\n  \"a\": {\"id\": 9, \"s\": \"}]\\\"{\"},\n  \"id\":\t\"q\\\"\\\\\" ,\"z\":[1,[2,{\"id\":3}]],\"n\":null}",
+            r#"{"s":"a\\","id":-1.5e3,"t":true,"f":false}"#,
+            r#"{"\u0069d":1,"id":2}"#,
+            r#"{"id":1,"id":2}"#,
+            r#"{"x":"\u00e9\"","y":[],"w":{},"id":[1,"]"]}"#,
+            r#"{}"#,
+            r#"{"only":{"id":1}}"#,
+        ];
+        for text in records {
+            let record: &RawValue = serde_json::from_str(text).unwrap();
+            for key in [
+                "id", "b", "a", "s", "z", "n", "t", "f", "x", "y", "w", "only", "missing", r"\u0069d",
+            ] {
+                let mut deserializer = serde_json::Deserializer::from_str(record.get());
+                let parsed = FindKey(key).deserialize(&mut deserializer).unwrap().map(RawValue::get);
+                assert_eq!(field(record, key).map(RawValue::get), parsed, "{key} in {text}");
+            }
+        }
+        let escaped: &RawValue = serde_json::from_str(r#"{"\u0069d":1,"id":2}"#).unwrap();
+        assert_eq!(
+            field(escaped, "id").unwrap().get(),
+            "1",
+            "an escaped name counts as spelled"
+        );
     }
 
     #[test]

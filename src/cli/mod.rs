@@ -18,6 +18,7 @@ pub use args::{Cli, Command, StateAction};
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    keep_memory_flat();
     let cli = Cli::parse();
     crate::logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -28,6 +29,20 @@ pub fn main() -> ExitCode {
         }
     };
     runtime.block_on(execute(cli)).into()
+}
+
+/// Pins glibc's mmap threshold at its default of 128 KiB. Left alone, glibc raises it to
+/// the size of every large block freed, so response bodies (fetched on one thread, freed on
+/// another after they are landed) move into its per-thread arenas and fragment them: peak
+/// memory then grows with the record count (33 MiB at 100k records, 43 MiB at 1M).
+/// Pinned, large blocks go back to the system when freed and the peak stays flat.
+fn keep_memory_flat() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; it is called before any other thread
+    // exists, and M_MMAP_THRESHOLD accepts any value up to 32 MiB.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
 }
 
 fn fail(message: impl std::fmt::Display, exit: Exit) -> Exit {

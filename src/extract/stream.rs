@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::prefetch::Prefetcher;
 use super::request::{self, Bounds, RequestBuilder};
 use super::windows::{self, Window, WindowError};
 use crate::config::{ConnectorConfig, ParentConfig, StreamConfig};
@@ -21,11 +22,11 @@ use crate::cursor;
 use crate::envelope::{self, EnvelopeTemplate, PageFields, RecordFields};
 use crate::error::{Classify, ErrorCode, ErrorRecord};
 use crate::events::Events;
-use crate::http::{HttpClient, HttpError, RequestContext};
+use crate::http::{HttpClient, HttpError, RequestContext, Response};
 use crate::landing::part::{PartDirs, PartLimits, PartWriter, StoredPart};
 use crate::landing::{Landing, LandingError, layout};
 use crate::manifest::{Status, StreamReport};
-use crate::pagination::{PageView, PaginationError, Paginator};
+use crate::pagination::{PageToken, PageView, PaginationError, Paginator};
 use crate::quality::dedupe::RunDeduper;
 use crate::quality::drift::{self, SchemaChange, SchemaTracker};
 use crate::quality::pii::Redactor;
@@ -171,6 +172,8 @@ struct PageSequence<'a> {
     bounds: &'a Bounds,
     parent: Option<&'a ParentKey>,
     filter: Option<&'a Window>,
+    /// Fetches pages ahead (offset and page-number pagination with concurrency > 1).
+    prefetch: Option<&'a mut Prefetcher<Result<Response, HttpError>>>,
 }
 
 enum Item {
@@ -456,20 +459,27 @@ impl StreamJob {
                 .is_some_and(|incremental| incremental.client_side_filter);
             for (parent, builder) in &builders {
                 let filter = filter.then_some(&window);
-                if let Err(error) = self
+                let mut prefetch = Prefetcher::new(&self.stream.pagination, self.config.source.rate_limit.concurrency);
+                let fetched = self
                     .fetch_pages(
                         PageSequence {
                             builder,
                             bounds: &bounds,
                             parent: parent.as_ref(),
                             filter,
+                            prefetch: prefetch.as_mut(),
                         },
                         &sender,
                         &validator,
                         &mut stats,
                     )
-                    .await
-                {
+                    .await;
+                if let Some(prefetch) = prefetch {
+                    let discarded = prefetch.finish();
+                    stats.requests += discarded.requests;
+                    stats.retries += discarded.retries;
+                }
+                if let Err(error) = fetched {
                     return (stats, error);
                 }
             }
@@ -493,6 +503,7 @@ impl StreamJob {
             bounds,
             parent,
             filter,
+            mut prefetch,
         } = sequence;
         if stats.endpoint.is_empty() {
             stats.endpoint = request::endpoint(self.stream.method, builder.base_url());
@@ -519,11 +530,20 @@ impl StreamJob {
             // retry policy allows, before giving up on it.
             let mut parse_attempt = 1;
             let (response, mut records, next) = loop {
+                let send = async {
+                    match prefetch.as_deref_mut().filter(|_| parse_attempt == 1) {
+                        Some(prefetch) => {
+                            let launch =
+                                |token: &PageToken, ahead: u64| self.send_page(builder, bounds, token, number + ahead);
+                            prefetch.next(&token, launch).await
+                        }
+                        None => self.client.send(&spec, context).await,
+                    }
+                };
                 let response = tokio::select! {
                     biased;
                     _ = self.cancel.cancelled() => return Err(Some(StreamError::Cancelled)),
-                    response = self.client.send(&spec, context)
-                        .instrument(crate::telemetry::fetch_span(&self.stream.name, number)) => response,
+                    response = send.instrument(crate::telemetry::fetch_span(&self.stream.name, number)) => response,
                 };
                 let response = match response {
                     Ok(response) => response,
@@ -660,6 +680,26 @@ impl StreamJob {
                 multipart_chunk: landing.multipart_chunk.0 as usize,
             },
         )
+    }
+
+    /// The request for the page `token` (page `number` of the stream), as a task of its own.
+    fn send_page(
+        &self,
+        builder: &RequestBuilder,
+        bounds: &Bounds,
+        token: &PageToken,
+        number: u64,
+    ) -> impl Future<Output = Result<Response, HttpError>> + Send + 'static + use<> {
+        let spec = builder.build(token, bounds);
+        let client = self.client.clone();
+        let stream = self.stream.name.clone();
+        async move {
+            let context = RequestContext {
+                stream: &stream,
+                page: number,
+            };
+            client.send(&spec, context).await
+        }
     }
 
     async fn write(

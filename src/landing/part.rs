@@ -102,18 +102,23 @@ impl PartWriter {
         }
     }
 
+    /// An empty output buffer that holds a multipart chunk and then some without growing:
+    /// growing a Vec copies it, and for a moment holds it twice. Capacity that is never
+    /// written costs no memory.
+    fn output_buffer(limits: &PartLimits) -> Vec<u8> {
+        Vec::with_capacity(limits.multipart_chunk + limits.multipart_chunk / 4)
+    }
+
     /// Appends one line (which must end with `\n`).
     pub fn append(&mut self, line: &[u8]) -> Result<(), LandingError> {
         if self.open.is_none() {
             let name = layout::part_name(self.next_index, self.extension());
             let relative = format!("{}/{}", self.dirs.dir, name);
             self.next_index += 1;
+            let output = Self::output_buffer(&self.limits);
             let encoder = match self.compression {
-                Compression::Gzip => Encoder::Gzip(Box::new(GzEncoder::new(
-                    Vec::with_capacity(64 << 10),
-                    flate2::Compression::default(),
-                ))),
-                Compression::None => Encoder::Plain(Vec::with_capacity(64 << 10)),
+                Compression::Gzip => Encoder::Gzip(Box::new(GzEncoder::new(output, flate2::Compression::default()))),
+                Compression::None => Encoder::Plain(output),
             };
             self.open = Some(OpenPart {
                 name,
@@ -182,7 +187,14 @@ impl PartWriter {
             .await?;
             part.upload = Some(upload);
         }
-        let bytes = std::mem::take(part.encoder.output());
+        // Whole chunks go to the upload; the rest moves to a fresh buffer, so the uploaded
+        // chunks' memory is freed as soon as they are stored.
+        let mut rest = Self::output_buffer(&self.limits);
+        let output = part.encoder.output();
+        let whole = output.len() / chunk * chunk;
+        rest.extend_from_slice(&output[whole..]);
+        output.truncate(whole);
+        let bytes = std::mem::replace(output, rest);
         part.hasher.update(&bytes);
         part.stored_bytes += bytes.len() as u64;
         let upload = part.upload.as_mut().expect("upload started above");
@@ -194,13 +206,15 @@ impl PartWriter {
         let Some(mut part) = self.open.take() else {
             return Ok(None);
         };
-        let tail = match part.encoder {
+        let mut tail = match part.encoder {
             Encoder::Gzip(encoder) => encoder.finish().map_err(|error| LandingError::Encode {
                 path: part.relative.clone(),
                 message: error.to_string(),
             })?,
             Encoder::Plain(buffer) => buffer,
         };
+        // Stored objects keep their buffer: not the unused part of it.
+        tail.shrink_to_fit();
         part.hasher.update(&tail);
         part.stored_bytes += tail.len() as u64;
         let stored = StoredPart {

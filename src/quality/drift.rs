@@ -141,7 +141,11 @@ impl<'de> Visitor<'de> for Walker<'_> {
                 continue;
             }
             self.tracker.path.push('/');
-            self.tracker.path.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            if key.contains(['~', '/']) {
+                self.tracker.path.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            } else {
+                self.tracker.path.push_str(&key);
+            }
             map.next_value_seed(Walker {
                 tracker: &mut *self.tracker,
                 depth: self.depth + 1,

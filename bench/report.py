@@ -1,0 +1,275 @@
+"""Turns bench/run's measurements into the Markdown report.
+
+Usage: python3 report.py MEASUREMENTS.tsv META.env OUT.md
+
+The generated part goes between `<!-- bench:begin -->` and `<!-- bench:end -->` in OUT.md;
+anything outside the markers (the profile and its analysis) is kept as it is.
+"""
+
+import statistics
+import sys
+from collections import defaultdict
+
+BEGIN = "<!-- bench:begin -->"
+END = "<!-- bench:end -->"
+
+RSS_LIMIT_MIB = 40
+FLAT_LIMIT = 0.10
+DLT_FACTOR = 25
+BOUND_FACTOR = 2
+
+
+def load(tsv_path):
+    rows = defaultdict(list)
+    with open(tsv_path) as tsv:
+        for line in tsv:
+            label, count, round_, wall, cpu, rss, extra = line.rstrip("\n").split("\t")
+            rows[(label, int(count))].append(
+                {
+                    "round": int(round_),
+                    "wall": float(wall),
+                    "cpu": float(cpu),
+                    "rss": int(rss) / 1024,
+                    "extra": extra,
+                }
+            )
+    return rows
+
+
+def median(runs, key):
+    return statistics.median(run[key] for run in runs)
+
+
+def fmt_rate(value):
+    return f"{value:,.0f}"
+
+
+def table(header, lines):
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(cell) for cell in line) + " |" for line in lines]
+    return "\n".join(out)
+
+
+def report(rows, meta):
+    counts = sorted({count for (label, count) in rows if label == "landfall"})
+    dlt_counts = sorted({count for (label, count) in rows if label.startswith("dlt")})
+    rounds = meta.get("rounds", "1")
+    out = []
+    out.append(
+        f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores, "
+        f"{meta['memory_gib']} GiB, {meta['kernel']}). Load average (1, 5, 15 min) "
+        f"before: {meta['load_before']}, after: {meta['load_after']}."
+    )
+    out.append("")
+    out.append(
+        f"`{meta['landfall_version']}` (git {meta['git']}, {meta['rustc']}); "
+        + (f"dlt {meta['dlt']}; " if "dlt" in meta else "")
+        + f"{meta['curl']}; {meta['gzip']}. Each figure is the median of {rounds} "
+        "alternating round(s); every run's figures are listed at the end."
+    )
+    out.append("")
+
+    # 1. The cursor stream.
+    out.append("### One cursor-paginated stream (pages of 1000, about 410 bytes per record)")
+    out.append("")
+    lines = []
+    for count in sorted(set(counts) | set(dlt_counts)):
+        for label, name in (
+            ("landfall", "Landfall"),
+            ("dlt", "dlt (defaults)"),
+            ("dlt-lean", "dlt (`max_table_nesting=0`)"),
+            ("bound", "curl + gzip bound"),
+        ):
+            runs = rows.get((label, count))
+            if not runs:
+                continue
+            wall = median(runs, "wall")
+            lines.append(
+                [
+                    f"{count:,}",
+                    name,
+                    f"{wall:.2f}",
+                    fmt_rate(count / wall),
+                    f"{median(runs, 'cpu'):.2f}",
+                    f"{median(runs, 'rss'):.1f}",
+                ]
+            )
+    out.append(table(["records", "tool", "wall s", "records/s", "CPU s", "peak RSS MiB"], lines))
+    out.append("")
+
+    # Ratios and targets.
+    lines = []
+    verdicts = []
+    for count in counts:
+        landfall = rows[("landfall", count)]
+        rate = count / median(landfall, "wall")
+        cells = [f"{count:,}"]
+        for label, name in (("dlt", "dlt"), ("dlt-lean", "dlt with max_table_nesting=0")):
+            measured = sorted(c for (l, c) in rows if l == label)
+            if not measured:
+                cells.append("(not run)")
+                continue
+            base = count if count in measured else max(measured)
+            ratio = rate / (base / median(rows[(label, base)], "wall"))
+            note = "" if base == count else f" ({name} extrapolated from its records/s at {base:,})"
+            cells.append(f"{ratio:.1f}x{note}")
+            verdicts.append(
+                (f"throughput at {count:,}: at least {DLT_FACTOR}x {name}{note}", ratio >= DLT_FACTOR, f"{ratio:.1f}x")
+            )
+        bound = rows.get(("bound", count))
+        if bound:
+            ratio = median(landfall, "wall") / median(bound, "wall")
+            cells.append(f"{ratio:.2f}x")
+            cpu_ratio = median(landfall, "cpu") / median(bound, "cpu")
+            cells.append(f"{cpu_ratio:.2f}x")
+            verdicts.append(
+                (f"time at {count:,}: within {BOUND_FACTOR}x the curl + gzip bound", ratio <= BOUND_FACTOR, f"{ratio:.2f}x")
+            )
+        else:
+            cells += ["", ""]
+        lines.append(cells)
+    out.append(
+        table(
+            [
+                "records",
+                "Landfall / dlt (records/s)",
+                "Landfall / dlt, nesting 0 (records/s)",
+                "Landfall / bound (wall time)",
+                "Landfall / bound (CPU time)",
+            ],
+            lines,
+        )
+    )
+    out.append("")
+    if counts:
+        largest = max(counts)
+        rss_largest = median(rows[("landfall", largest)], "rss")
+        verdicts.append(
+            (f"peak RSS at {largest:,}: under {RSS_LIMIT_MIB} MiB", rss_largest < RSS_LIMIT_MIB, f"{rss_largest:.1f} MiB")
+        )
+        if 100_000 in counts and largest > 100_000:
+            rss_small = median(rows[("landfall", 100_000)], "rss")
+            growth = rss_largest / rss_small - 1
+            verdicts.append(
+                (
+                    f"peak RSS flat: {largest:,} within {FLAT_LIMIT:.0%} of 100,000",
+                    growth <= FLAT_LIMIT,
+                    f"{growth:+.1%} ({rss_small:.1f} -> {rss_largest:.1f} MiB)",
+                )
+            )
+    version_ms = float(meta["version_ms"])
+    verdicts.append(("startup: `landfall --version` under 10 ms", version_ms < 10, f"{version_ms:.2f} ms"))
+    out.append(table(["target", "met", "measured"], [[name, "yes" if ok else "**no**", value] for name, ok, value in verdicts]))
+    out.append("")
+
+    # 2. Concurrency.
+    scale = sorted(
+        ((int(label.split("-n")[1]), count, runs) for (label, count), runs in rows.items() if label.startswith("offset-n")),
+    )
+    if scale:
+        count = scale[0][1]
+        base_wall = median(scale[0][2], "wall")
+        out.append(
+            f"### Offset pagination, `rate_limit.concurrency` N, {meta['latency']} added per page ({count:,} records)"
+        )
+        out.append("")
+        lines = []
+        for concurrency, count, runs in scale:
+            wall = median(runs, "wall")
+            in_flight = sorted({run["extra"].split("=")[-1] for run in runs if run["extra"]})
+            lines.append(
+                [
+                    concurrency,
+                    f"{wall:.2f}",
+                    fmt_rate(count / wall),
+                    f"{base_wall / wall:.2f}x",
+                    f"{median(runs, 'cpu'):.2f}",
+                    f"{median(runs, 'rss'):.1f}",
+                    ", ".join(in_flight),
+                ]
+            )
+        out.append(
+            table(["N", "wall s", "records/s", "speed-up vs N = 1", "CPU s", "peak RSS MiB", "API max in flight"], lines)
+        )
+        out.append("")
+
+    # 3. Other paginations.
+    others = [
+        (label, count, runs)
+        for (label, count), runs in sorted(rows.items())
+        if label in ("link_header", "offset-fast-n1", "offset-fast-n4")
+    ]
+    if others:
+        out.append("### Other paginations, no added latency")
+        out.append("")
+        names = {
+            "link_header": "link_header",
+            "offset-fast-n1": "offset, concurrency 1",
+            "offset-fast-n4": "offset, concurrency 4",
+        }
+        lines = [
+            [
+                names[label],
+                f"{count:,}",
+                f"{median(runs, 'wall'):.2f}",
+                fmt_rate(count / median(runs, "wall")),
+                f"{median(runs, 'cpu'):.2f}",
+                f"{median(runs, 'rss'):.1f}",
+            ]
+            for label, count, runs in others
+        ]
+        out.append(table(["pagination", "records", "wall s", "records/s", "CPU s", "peak RSS MiB"], lines))
+        out.append("")
+
+    # 4. Startup and size.
+    out.append("### Startup and size")
+    out.append("")
+    out.append(
+        table(
+            ["what", "measured"],
+            [
+                ["`landfall --version`, mean of 200 runs", f"{version_ms:.2f} ms"],
+                ["`landfall --version`, peak RSS", f"{int(meta['version_rss_kib']) / 1024:.1f} MiB"],
+                ["release binary (stripped, thin LTO)", f"{int(meta['binary_bytes']) / 1048576:.1f} MiB"],
+            ],
+        )
+    )
+    out.append("")
+
+    # Every run.
+    out.append("<details><summary>Every run</summary>")
+    out.append("")
+    lines = [
+        [label, f"{count:,}", run["round"], f"{run['wall']:.2f}", f"{run['cpu']:.2f}", f"{run['rss']:.1f}", run["extra"]]
+        for (label, count), runs in sorted(rows.items())
+        for run in runs
+    ]
+    out.append(table(["run", "records", "round", "wall s", "CPU s", "peak RSS MiB", "note"], lines))
+    out.append("")
+    out.append("</details>")
+    return "\n".join(out)
+
+
+def main():
+    tsv_path, meta_path, out_path = sys.argv[1:4]
+    meta = {}
+    with open(meta_path) as env:
+        for line in env:
+            key, _, value = line.rstrip("\n").partition("=")
+            meta[key] = value
+    body = BEGIN + "\n" + report(load(tsv_path), meta) + "\n" + END
+    try:
+        with open(out_path) as existing:
+            text = existing.read()
+    except FileNotFoundError:
+        text = ""
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + body + text[text.index(END) + len(END) :]
+    else:
+        text = "# Landfall benchmark results\n\nWritten by `bench/run`.\n\n" + body + "\n"
+    with open(out_path, "w") as out:
+        out.write(text)
+
+
+if __name__ == "__main__":
+    main()
