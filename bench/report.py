@@ -117,6 +117,13 @@ def report(rows, meta):
                 (f"throughput at {count:,}: at least {DLT_FACTOR}x {name}{note}", ratio >= DLT_FACTOR, f"{ratio:.1f}x")
             )
         bound = rows.get(("bound", count))
+        dlt_measured = sorted(c for (l, c) in rows if l == "dlt")
+        if bound and dlt_measured:
+            base = count if count in dlt_measured else max(dlt_measured)
+            bound_rate = count / median(bound, "wall")
+            cells.append(f"{bound_rate / (base / median(rows[('dlt', base)], 'wall')):.1f}x")
+        else:
+            cells.append("")
         if bound:
             ratio = median(landfall, "wall") / median(bound, "wall")
             cells.append(f"{ratio:.2f}x")
@@ -134,6 +141,7 @@ def report(rows, meta):
                 "records",
                 "Landfall / dlt (records/s)",
                 "Landfall / dlt, nesting 0 (records/s)",
+                "bound / dlt (records/s)",
                 "Landfall / bound (wall time)",
                 "Landfall / bound (CPU time)",
             ],
