@@ -1008,6 +1008,9 @@ impl Checkpoint {
     /// A record at or below the starting checkpoint that was stored before with the same
     /// payload: counted as a duplicate and not landed again.
     fn is_known_duplicate(&self, record: &RecordMeta, sha256: &str) -> bool {
+        if self.known.is_empty() {
+            return false;
+        }
         let (Some(at_start), Some(id), Some(value)) = (&self.at_start, &record.id, &record.cursor) else {
             return false;
         };
@@ -1069,14 +1072,15 @@ fn parse_page<'a>(
             };
             Some(ParentKey { key, values })
         });
+        let id = records::primary_key_text(raw, &stream.primary_key);
         metas.push(RecordMeta {
             range: records::range_in(body, raw),
-            id: records::primary_key_text(raw, &stream.primary_key),
+            violation: validator.check(raw, id.is_some()),
+            id,
             cursor: cursor_field
                 .and_then(|field| records::field(raw, field))
                 .and_then(records::scalar_text),
             parent,
-            violation: validator.check(raw),
         });
     }
     Ok((metas, document))

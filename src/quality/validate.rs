@@ -84,11 +84,13 @@ impl RecordValidator {
         })
     }
 
-    /// The first rule `record` breaks, if any.
-    pub fn check(&self, record: &RawValue) -> Option<Violation> {
+    /// The first rule `record` breaks, if any. `key_found` says whether the caller already
+    /// read the record's primary key: the key fields are then not looked up a second time.
+    pub fn check(&self, record: &RawValue, key_found: bool) -> Option<Violation> {
+        let key_fields: &[String] = if key_found { &[] } else { &self.primary_key };
         for (kind, fields) in [
-            ("primary key field", &self.primary_key),
-            ("required field", &self.required),
+            ("primary key field", key_fields),
+            ("required field", &self.required[..]),
         ] {
             for field in fields {
                 let missing = match records::field(record, field) {
@@ -142,13 +144,16 @@ mod tests {
     #[test]
     fn primary_key_and_required_fields() {
         let validator = RecordValidator::new(&stream(r#", "required": ["/customer/email"]"#)).unwrap();
-        assert_eq!(validator.check(raw(r#"{"id": 1, "customer": {"email": "e"}}"#)), None);
-        let violation = validator.check(raw(r#"{"id": null}"#)).unwrap();
+        assert_eq!(
+            validator.check(raw(r#"{"id": 1, "customer": {"email": "e"}}"#), true),
+            None
+        );
+        let violation = validator.check(raw(r#"{"id": null}"#), false).unwrap();
         assert_eq!(
             (violation.message.as_str(), violation.path.as_str()),
             ("primary key field `id` is null", "/id")
         );
-        let violation = validator.check(raw(r#"{"id": 2, "customer": {}}"#)).unwrap();
+        let violation = validator.check(raw(r#"{"id": 2, "customer": {}}"#), true).unwrap();
         assert_eq!(violation.path, "/customer/email");
         assert!(violation.message.contains("missing"));
     }
@@ -159,8 +164,8 @@ mod tests {
             r#", "schema": {"type": "object", "properties": {"amount": {"type": "number"}}}"#,
         ))
         .unwrap();
-        assert_eq!(validator.check(raw(r#"{"id": 1, "amount": 2.5}"#)), None);
-        let violation = validator.check(raw(r#"{"id": 1, "amount": "2.5"}"#)).unwrap();
+        assert_eq!(validator.check(raw(r#"{"id": 1, "amount": 2.5}"#), true), None);
+        let violation = validator.check(raw(r#"{"id": 1, "amount": "2.5"}"#), true).unwrap();
         assert_eq!(violation.path, "/amount");
         assert_eq!(violation.code, "VALIDATION_ERROR");
     }
@@ -172,7 +177,7 @@ mod tests {
         std::fs::write(&path, r#"{"required": ["name"]}"#).unwrap();
         let validator =
             RecordValidator::new(&stream(&format!(r#", "schema": {{"file": "{}"}}"#, path.display()))).unwrap();
-        assert!(validator.check(raw(r#"{"id": 1}"#)).is_some());
+        assert!(validator.check(raw(r#"{"id": 1}"#), true).is_some());
         assert!(RecordValidator::new(&stream(r#", "schema": {"file": "/nonexistent.json"}"#)).is_err());
     }
 }
