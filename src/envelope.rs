@@ -6,7 +6,6 @@
 //! those bytes.
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 /// What every line of one stream's run has in common.
 #[derive(Debug, Clone)]
@@ -91,7 +90,7 @@ pub struct RecordFields<'a> {
 
 /// Hex SHA-256 of a record's bytes, as `_payload_sha256` carries it.
 pub fn payload_sha256(raw: &str) -> String {
-    hex::encode(Sha256::digest(raw.as_bytes()))
+    crate::hash::sha256_hex(raw.as_bytes())
 }
 
 /// Appends a JSON string, or `null`.

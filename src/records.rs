@@ -184,7 +184,7 @@ fn member<'a>(object: &'a RawValue, key: &str) -> Result<Option<&'a RawValue>, s
 }
 
 /// Scanning JSON text that is known to be valid: only strings and brackets need tracking.
-mod scan {
+pub(crate) mod scan {
     use memchr::memchr2;
 
     /// What a scan for an object member found.
@@ -196,7 +196,7 @@ mod scan {
         Unsure,
     }
 
-    fn whitespace(bytes: &[u8], mut at: usize) -> usize {
+    pub fn whitespace(bytes: &[u8], mut at: usize) -> usize {
         while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             at += 1;
         }
@@ -204,8 +204,17 @@ mod scan {
     }
 
     /// The index just past the string whose opening quote is at `at`.
-    fn string_end(bytes: &[u8], mut at: usize) -> usize {
+    pub fn string_end(bytes: &[u8], mut at: usize) -> usize {
         at += 1;
+        // Most names and values are short: they end before a vectorised search pays off.
+        let short = bytes.len().min(at + 24);
+        while at < short {
+            match bytes[at] {
+                b'"' => return at + 1,
+                b'\\' => at += 2,
+                _ => at += 1,
+            }
+        }
         while let Some(offset) = bytes.get(at..).and_then(|rest| memchr2(b'"', b'\\', rest)) {
             at += offset;
             if bytes[at] == b'"' {
@@ -217,7 +226,7 @@ mod scan {
     }
 
     /// The index just past the value that starts at `at`.
-    fn value_end(bytes: &[u8], mut at: usize) -> usize {
+    pub fn value_end(bytes: &[u8], mut at: usize) -> usize {
         match bytes.get(at) {
             Some(b'"') => string_end(bytes, at),
             Some(b'{' | b'[') => {

@@ -53,7 +53,7 @@ async fn records_land_byte_for_byte_with_their_sha256() {
     let part = &ws.part_files("shop", "odd")[0];
     let mut text = String::new();
     std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(&std::fs::read(part).unwrap()[..]),
+        &mut flate2::read::MultiGzDecoder::new(&std::fs::read(part).unwrap()[..]),
         &mut text,
     )
     .unwrap();

@@ -270,7 +270,7 @@ async fn pii_is_redacted_before_anything_is_stored() {
         let bytes = std::fs::read(&file).unwrap();
         haystacks.push(if file.to_string_lossy().ends_with(".gz") {
             let mut text = String::new();
-            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text).unwrap();
+            std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&bytes[..]), &mut text).unwrap();
             text
         } else {
             String::from_utf8_lossy(&bytes).into_owned()

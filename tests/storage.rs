@@ -268,7 +268,9 @@ async fn landfall(args: &[&str], set: &[(&str, &str)], remove: &[&str]) -> Outpu
 fn text(bytes: &[u8]) -> String {
     let mut out = String::new();
     if bytes.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(bytes).read_to_string(&mut out).unwrap();
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_string(&mut out)
+            .unwrap();
     } else {
         out = String::from_utf8(bytes.to_vec()).unwrap();
     }
@@ -523,6 +525,7 @@ fn limits() -> PartLimits {
         max_records: u64::MAX,
         max_bytes: u64::MAX,
         multipart_chunk: 5 << 20,
+        gzip_level: 5,
     }
 }
 
@@ -562,7 +565,7 @@ async fn create_only(target: &Target) {
     let mut writer = PartWriter::new(landing.clone(), dirs, landfall::config::Compression::None, limits());
     let line = format!("{}\n", "x".repeat(1023));
     for _ in 0..(6 << 10) {
-        writer.append(line.as_bytes()).unwrap();
+        writer.append(line.as_bytes()).await.unwrap();
     }
     writer.flush_chunk().await.unwrap();
     assert_eq!(
@@ -1518,10 +1521,10 @@ async fn gcs_requests_carry_the_generation_preconditions() {
     let mut writer = PartWriter::new(landing.clone(), dirs, landfall::config::Compression::None, limits());
     let line = format!("{}\n", "y".repeat(1023));
     for _ in 0..(6 << 10) {
-        writer.append(line.as_bytes()).unwrap();
+        writer.append(line.as_bytes()).await.unwrap();
     }
     writer.flush_chunk().await.unwrap();
-    writer.append(b"{}\n").unwrap();
+    writer.append(b"{}\n").await.unwrap();
     let stored = writer.finish().await.unwrap().unwrap();
     assert_eq!(stored.bytes, part_size as u64);
     let shape: Vec<String> = server

@@ -911,6 +911,10 @@ pub struct LandingConfig {
     /// Default: gzip.
     #[serde(default)]
     pub compression: Compression,
+    /// The gzip level, 1 (fastest) to 12 (smallest), libdeflate's scale. Default: 5, which
+    /// compresses JSONL smaller than `gzip -6` does, in half the time of zlib's level 6.
+    #[serde(default)]
+    pub compression_level: Option<u8>,
     /// Records per part before it is rolled. Default: 100000.
     #[serde(default = "default_part_max_records")]
     pub part_max_records: u64,
@@ -993,6 +997,16 @@ fn scalar_text_map<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<
         .collect()
 }
 
+/// The gzip level used when `landing.compression_level` is not set.
+pub const DEFAULT_COMPRESSION_LEVEL: u8 = 5;
+
+impl LandingConfig {
+    /// The gzip level in effect.
+    pub fn gzip_level(&self) -> u8 {
+        self.compression_level.unwrap_or(DEFAULT_COMPRESSION_LEVEL)
+    }
+}
+
 fn default_multipart_chunk() -> ByteSize {
     ByteSize(8 << 20)
 }
@@ -1013,6 +1027,7 @@ impl Default for LandingConfig {
             url: default_landing_url(),
             options: BTreeMap::new(),
             compression: Compression::Gzip,
+            compression_level: None,
             part_max_records: default_part_max_records(),
             part_max_bytes: default_part_max_bytes(),
             multipart_chunk: default_multipart_chunk(),

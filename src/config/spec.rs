@@ -442,6 +442,10 @@ fn landing() -> Value {
                 enumeration("Part compression", &["gzip", "none"], "gzip"),
             ),
             (
+                "compression_level",
+                json!({"type": "integer", "minimum": 1, "maximum": 12, "description": "gzip level, 1 (fastest) to 12 (smallest), libdeflate's scale; only with compression: gzip", "default": 5}),
+            ),
+            (
                 "part_max_records",
                 integer("Records per part before it rolls", json!(100_000)),
             ),

@@ -173,6 +173,20 @@ impl ConnectorConfig {
         if landing.part_max_records == 0 {
             return Err(ConfigError::invalid("landing.part_max_records", "must be at least 1"));
         }
+        if let Some(level) = landing.compression_level {
+            if landing.compression != crate::config::Compression::Gzip {
+                return Err(ConfigError::invalid(
+                    "landing.compression_level",
+                    "applies to gzip only; remove it or set landing.compression: gzip",
+                ));
+            }
+            if !(1..=12).contains(&level) {
+                return Err(ConfigError::invalid(
+                    "landing.compression_level",
+                    format!("must be 1 (fastest) to 12 (smallest), not {level}"),
+                ));
+            }
+        }
         if landing.part_max_bytes.0 < 1024 {
             return Err(ConfigError::invalid("landing.part_max_bytes", "must be at least 1KiB"));
         }
@@ -526,6 +540,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.starts_with("streams[0].records_path:"), "{message}");
+    }
+
+    #[test]
+    fn compression_level_is_checked() {
+        let with_landing = |landing: &str| {
+            format!(
+                "version: 1\nsource: {{name: s, base_url: 'https://api.test'}}\nstreams: [{{name: o, path: /o}}]\nlanding: {landing}\n"
+            )
+        };
+        assert_eq!(
+            load(&with_landing("{url: 'memory://'}")).unwrap().landing.gzip_level(),
+            5
+        );
+        let config = load(&with_landing("{url: 'memory://', compression_level: 12}")).unwrap();
+        assert_eq!(config.landing.gzip_level(), 12);
+        for (landing, expected) in [
+            (
+                "{url: 'memory://', compression_level: 0}",
+                "landing.compression_level: must be 1 (fastest) to 12 (smallest), not 0",
+            ),
+            (
+                "{url: 'memory://', compression_level: 13}",
+                "landing.compression_level: must be 1 (fastest) to 12 (smallest), not 13",
+            ),
+            (
+                "{url: 'memory://', compression: none, compression_level: 3}",
+                "landing.compression_level: applies to gzip only",
+            ),
+        ] {
+            let message = load(&with_landing(landing)).unwrap_err().to_string();
+            assert!(message.starts_with(expected), "{landing}: {message}");
+        }
+        let message = load(&with_landing("{url: 'memory://', compression_level: fast}"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("landing.compression_level"), "{message}");
     }
 
     #[test]

@@ -678,6 +678,7 @@ impl StreamJob {
                 max_records: landing.part_max_records,
                 max_bytes: landing.part_max_bytes.0,
                 multipart_chunk: landing.multipart_chunk.0 as usize,
+                gzip_level: landing.gzip_level(),
             },
         )
     }
@@ -738,7 +739,8 @@ impl StreamJob {
                         continue;
                     }
                     Item::DeadPage(dead) => {
-                        self.write_dead_page(&mut dead_letters, &template, &redactor, dead, &mut stats)?;
+                        self.write_dead_page(&mut dead_letters, &template, &redactor, dead, &mut stats)
+                            .await?;
                         continue;
                     }
                 };
@@ -760,7 +762,7 @@ impl StreamJob {
                         };
                         let loaded_at = crate::clock::now_rfc3339();
                         envelope::write_line(&mut line, &template, &fields, fields_of_record, &loaded_at, &raw);
-                        dead_letters.append(&line)?;
+                        dead_letters.append(&line).await?;
                         stats.dead_letter_rows += 1;
                         if dead_letters.is_full() {
                             self.store_dead_letters(&mut dead_letters, &mut stats).await?;
@@ -786,7 +788,7 @@ impl StreamJob {
                     };
                     let loaded_at = crate::clock::now_rfc3339();
                     envelope::write_line(&mut line, &template, &fields, fields_of_record, &loaded_at, &raw);
-                    writer.append(&line)?;
+                    writer.append(&line).await?;
                     if let Some(value) = &record.cursor {
                         checkpoint.open_cursor = cursor::max(checkpoint.open_cursor.take(), value);
                         if let Some(id) = &record.id {
@@ -819,7 +821,7 @@ impl StreamJob {
         (stats, result.err())
     }
 
-    fn write_dead_page(
+    async fn write_dead_page(
         &self,
         dead_letters: &mut PartWriter,
         template: &EnvelopeTemplate,
@@ -844,7 +846,7 @@ impl StreamJob {
         };
         let mut line = Vec::with_capacity(raw.len() + 512);
         envelope::write_line(&mut line, template, &fields, record, &crate::clock::now_rfc3339(), raw);
-        dead_letters.append(&line)?;
+        dead_letters.append(&line).await?;
         stats.dead_letter_rows += 1;
         Ok(())
     }

@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod gcp_external_account;
+pub mod gzip;
 pub mod layout;
 mod local;
 pub mod options;

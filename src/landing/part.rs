@@ -1,12 +1,12 @@
 //! Part files: JSONL lines compressed as they arrive, rolled at a record or byte limit,
 //! and stored create-only. A part larger than one chunk streams through a staged multipart
 //! upload ([`super::upload`]) instead of sitting whole in memory.
-
-use std::io::Write;
+//! Gzip parts are compressed in blocks on other threads ([`super::gzip`]).
 
 use bytes::Bytes;
-use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
+
+use super::gzip::GzipBlocks;
 
 use super::upload::StagedUpload;
 use super::{Landing, LandingError, layout};
@@ -35,17 +35,19 @@ pub struct PartLimits {
     pub max_bytes: u64,
     /// Compressed bytes above which the part goes through a multipart upload.
     pub multipart_chunk: usize,
+    /// The gzip level (1 to 12).
+    pub gzip_level: u8,
 }
 
 enum Encoder {
-    Gzip(Box<GzEncoder<Vec<u8>>>),
+    Gzip(GzipBlocks),
     Plain(Vec<u8>),
 }
 
 impl Encoder {
     fn output(&mut self) -> &mut Vec<u8> {
         match self {
-            Encoder::Gzip(encoder) => encoder.get_mut(),
+            Encoder::Gzip(blocks) => &mut blocks.output,
             Encoder::Plain(buffer) => buffer,
         }
     }
@@ -109,15 +111,16 @@ impl PartWriter {
         Vec::with_capacity(limits.multipart_chunk + limits.multipart_chunk / 4)
     }
 
-    /// Appends one line (which must end with `\n`).
-    pub fn append(&mut self, line: &[u8]) -> Result<(), LandingError> {
+    /// Appends one line (which must end with `\n`). Waits only when the compressor is
+    /// behind.
+    pub async fn append(&mut self, line: &[u8]) -> Result<(), LandingError> {
         if self.open.is_none() {
             let name = layout::part_name(self.next_index, self.extension());
             let relative = format!("{}/{}", self.dirs.dir, name);
             self.next_index += 1;
             let output = Self::output_buffer(&self.limits);
             let encoder = match self.compression {
-                Compression::Gzip => Encoder::Gzip(Box::new(GzEncoder::new(output, flate2::Compression::default()))),
+                Compression::Gzip => Encoder::Gzip(GzipBlocks::new(output, self.limits.gzip_level)),
                 Compression::None => Encoder::Plain(output),
             };
             self.open = Some(OpenPart {
@@ -133,15 +136,15 @@ impl PartWriter {
         }
         let part = self.open.as_mut().expect("a part is open");
         let written = match &mut part.encoder {
-            Encoder::Gzip(encoder) => encoder.write_all(line),
+            Encoder::Gzip(blocks) => blocks.write(line).await,
             Encoder::Plain(buffer) => {
                 buffer.extend_from_slice(line);
                 Ok(())
             }
         };
-        written.map_err(|error| LandingError::Encode {
+        written.map_err(|message| LandingError::Encode {
             path: part.relative.clone(),
-            message: error.to_string(),
+            message,
         })?;
         part.rows += 1;
         part.raw_bytes += line.len() as u64;
@@ -165,6 +168,12 @@ impl PartWriter {
     pub async fn flush_chunk(&mut self) -> Result<(), LandingError> {
         let chunk = self.limits.multipart_chunk;
         let Some(part) = self.open.as_mut() else { return Ok(()) };
+        if let Encoder::Gzip(blocks) = &mut part.encoder {
+            blocks.collect_finished().map_err(|message| LandingError::Encode {
+                path: part.relative.clone(),
+                message,
+            })?;
+        }
         if part.encoder.output().len() < chunk {
             return Ok(());
         }
@@ -207,9 +216,9 @@ impl PartWriter {
             return Ok(None);
         };
         let mut tail = match part.encoder {
-            Encoder::Gzip(encoder) => encoder.finish().map_err(|error| LandingError::Encode {
+            Encoder::Gzip(blocks) => blocks.finish().await.map_err(|message| LandingError::Encode {
                 path: part.relative.clone(),
-                message: error.to_string(),
+                message,
             })?,
             Encoder::Plain(buffer) => buffer,
         };
@@ -221,7 +230,7 @@ impl PartWriter {
             path: part.relative.clone(),
             rows: part.rows,
             bytes: part.stored_bytes,
-            sha256: hex::encode(part.hasher.finalize()),
+            sha256: crate::hash::hex_lower(&part.hasher.finalize()),
             multipart: part.upload.is_some(),
         };
         match part.upload {
@@ -289,30 +298,93 @@ mod tests {
         let limits = PartLimits {
             max_records: u64::MAX,
             max_bytes: u64::MAX,
-            multipart_chunk: 1024,
+            multipart_chunk: 64 << 10,
+            gzip_level: 5,
         };
         let mut writer = PartWriter::new(landing.clone(), dirs(), Compression::Gzip, limits);
         let mut expected = String::new();
-        for index in 0..5000u32 {
+        // About 5 MiB of lines: several gzip blocks, several multipart chunks.
+        for index in 0..40_000u32 {
             // Random-ish content so compression cannot shrink it below a chunk.
             let line = format!(
                 "{{\"i\":{index},\"h\":\"{}\"}}\n",
-                crate::hash::sha256_hex(&index.to_be_bytes()[..])
+                crate::hash::sha256_hex(&index.to_be_bytes()[..]).repeat(2)
             );
             expected.push_str(&line);
-            writer.append(line.as_bytes()).unwrap();
-            writer.flush_chunk().await.unwrap();
+            writer.append(line.as_bytes()).await.unwrap();
+            if index % 1000 == 0 {
+                writer.flush_chunk().await.unwrap();
+            }
         }
         let stored = writer.finish().await.unwrap().unwrap();
         let bytes = landing.get(&stored.path).await.unwrap().unwrap();
-        assert_eq!(stored.rows, 5000);
+        assert!(stored.multipart, "the part went through a multipart upload");
+        assert_eq!(stored.rows, 40_000);
         assert_eq!(stored.bytes, bytes.len() as u64);
         assert_eq!(stored.sha256, crate::hash::sha256_hex(&bytes));
-        assert_eq!(gunzip(&bytes), expected);
+        assert_eq!(gunzip(&bytes), expected, "every line, in order");
         assert!(
             landing.list("s/_tmp").await.unwrap().is_empty(),
             "the staged object and its marker are deleted once the part is published"
         );
+    }
+
+    /// The members of a gzip file: each starts with the magic bytes and ends where the next
+    /// begins. Found by decoding one member at a time.
+    fn members(mut bytes: &[u8]) -> Vec<String> {
+        let mut members = Vec::new();
+        while !bytes.is_empty() {
+            assert_eq!(&bytes[..2], [0x1f, 0x8b], "a gzip member starts here");
+            let mut decoder = flate2::bufread::GzDecoder::new(bytes);
+            let mut text = String::new();
+            decoder.read_to_string(&mut text).unwrap();
+            bytes = decoder.into_inner();
+            members.push(text);
+        }
+        members
+    }
+
+    #[tokio::test]
+    async fn gzip_members_hold_whole_lines_and_do_not_depend_on_timing() {
+        let lines: Vec<String> = (0..30_000u32)
+            .map(|index| format!("{{\"i\":{index},\"pad\":\"{}\"}}\n", "p".repeat((index % 90) as usize)))
+            .collect();
+        let mut parts = Vec::new();
+        for flush_every in [1usize, 7, usize::MAX] {
+            let landing = memory();
+            let limits = PartLimits {
+                max_records: u64::MAX,
+                max_bytes: u64::MAX,
+                multipart_chunk: 8 << 20,
+                gzip_level: 5,
+            };
+            let mut writer = PartWriter::new(landing.clone(), dirs(), Compression::Gzip, limits);
+            for (index, line) in lines.iter().enumerate() {
+                writer.append(line.as_bytes()).await.unwrap();
+                if index % flush_every == 0 {
+                    // Sometimes the compressor is still busy, sometimes done.
+                    tokio::task::yield_now().await;
+                    writer.flush_chunk().await.unwrap();
+                }
+            }
+            let stored = writer.finish().await.unwrap().unwrap();
+            parts.push(landing.get(&stored.path).await.unwrap().unwrap());
+        }
+        assert!(parts.iter().all(|part| *part == parts[0]), "same lines, same bytes");
+        let members = members(&parts[0]);
+        assert!(members.len() >= 2, "{} members", members.len());
+        for member in &members[..members.len() - 1] {
+            assert!(
+                member.len() >= super::super::gzip::BLOCK,
+                "a block is cut only once full"
+            );
+            assert!(
+                member.len() < super::super::gzip::BLOCK + 200,
+                "and at the first line end after that"
+            );
+        }
+        assert!(members.iter().all(|member| member.ends_with('\n')), "whole lines only");
+        assert_eq!(members.concat(), lines.concat());
     }
 
     #[tokio::test]
@@ -322,10 +394,11 @@ mod tests {
             max_records: u64::MAX,
             max_bytes: u64::MAX,
             multipart_chunk: 1024,
+            gzip_level: 5,
         };
         let mut writer = PartWriter::new(landing.clone(), dirs(), Compression::None, limits);
         for _ in 0..64 {
-            writer.append(format!("{}\n", "z".repeat(63)).as_bytes()).unwrap();
+            writer.append(format!("{}\n", "z".repeat(63)).as_bytes()).await.unwrap();
         }
         writer.flush_chunk().await.unwrap();
         assert_eq!(
@@ -347,13 +420,14 @@ mod tests {
             max_records: 10,
             max_bytes: u64::MAX,
             multipart_chunk: 1 << 20,
+            gzip_level: 5,
         };
         landing
             .put_new("s/t/part-00000.jsonl", Bytes::from_static(b"x\n"))
             .await
             .unwrap();
         let mut writer = PartWriter::new(landing.clone(), dirs(), Compression::None, limits);
-        writer.append(b"{}\n").unwrap();
+        writer.append(b"{}\n").await.unwrap();
         let error = writer.finish().await.unwrap_err();
         assert!(matches!(error, LandingError::AlreadyExists { .. }), "{error}");
         assert_eq!(

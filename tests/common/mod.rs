@@ -109,7 +109,7 @@ pub fn read_part(path: &Path) -> Vec<Value> {
     let bytes = std::fs::read(path).expect("read part");
     let text = if path.extension().is_some_and(|ext| ext == "gz") {
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&bytes[..])
+        flate2::read::MultiGzDecoder::new(&bytes[..])
             .read_to_string(&mut text)
             .expect("valid gzip");
         text
