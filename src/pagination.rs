@@ -6,7 +6,6 @@
 use std::collections::HashSet;
 
 use reqwest::header::HeaderMap;
-use serde_json::value::RawValue;
 use url::Url;
 
 use crate::config::PaginationConfig;
@@ -57,7 +56,7 @@ impl Classify for PaginationError {
 pub struct PageView<'a> {
     pub url: &'a Url,
     pub headers: &'a HeaderMap,
-    pub document: Option<&'a RawValue>,
+    pub document: Option<records::Document<'a>>,
     pub records: usize,
 }
 
@@ -110,7 +109,7 @@ impl Paginator {
     fn next_token(&mut self, current: &PageToken, page: &PageView<'_>) -> Result<Option<PageToken>, PaginationError> {
         let pointer_text = |pointer: &str| -> Result<Option<String>, PaginationError> {
             let Some(document) = page.document else { return Ok(None) };
-            let found = records::lookup(document, pointer).map_err(PaginationError::Body)?;
+            let found = document.lookup(pointer).map_err(PaginationError::Body)?;
             Ok(found.and_then(records::scalar_text).filter(|text| !text.is_empty()))
         };
         match &self.config {
@@ -229,14 +228,14 @@ impl Paginator {
 /// Whether the value at `stop_path` in the body equals `stop_value` (the API says the
 /// stream ended). A missing value does not stop the stream.
 fn stop_reached(
-    document: Option<&RawValue>,
+    document: Option<records::Document<'_>>,
     stop_path: Option<&str>,
     stop_value: &serde_json::Value,
 ) -> Result<bool, PaginationError> {
     let (Some(document), Some(stop_path)) = (document, stop_path) else {
         return Ok(false);
     };
-    let Some(found) = records::lookup(document, stop_path).map_err(PaginationError::Body)? else {
+    let Some(found) = document.lookup(stop_path).map_err(PaginationError::Body)? else {
         return Ok(false);
     };
     Ok(serde_json::from_str::<serde_json::Value>(found.get()).is_ok_and(|value| value == *stop_value))
@@ -245,13 +244,13 @@ fn stop_reached(
 /// The text of `field` in the last record of the page; `None` on an empty page or when
 /// the field is missing, null or empty.
 fn last_record_text(
-    document: Option<&RawValue>,
+    document: Option<records::Document<'_>>,
     records_path: &str,
     field: &str,
 ) -> Result<Option<String>, PaginationError> {
     let Some(document) = document else { return Ok(None) };
     let records =
-        records::records_at(document, records_path).map_err(|error| PaginationError::Body(error.to_string()))?;
+        records::records_at(document.raw(), records_path).map_err(|error| PaginationError::Body(error.to_string()))?;
     Ok(records
         .last()
         .and_then(|record| records::field(record, field))
@@ -302,11 +301,16 @@ mod tests {
         assert_eq!(next_link(""), None);
     }
 
-    fn view<'a>(url: &'a Url, headers: &'a HeaderMap, document: Option<&'a RawValue>, records: usize) -> PageView<'a> {
+    fn view<'a>(
+        url: &'a Url,
+        headers: &'a HeaderMap,
+        document: Option<&'a serde_json::value::RawValue>,
+        records: usize,
+    ) -> PageView<'a> {
         PageView {
             url,
             headers,
-            document,
+            document: document.map(records::Document::new),
             records,
         }
     }
@@ -336,7 +340,7 @@ mod tests {
         );
     }
 
-    fn parse(text: &'static str) -> &'static RawValue {
+    fn parse(text: &'static str) -> &'static serde_json::value::RawValue {
         serde_json::from_str(text).unwrap()
     }
 

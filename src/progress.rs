@@ -13,8 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use serde_json::value::RawValue;
-
 use crate::config::{PaginationConfig, StreamConfig};
 use crate::telemetry::StreamLive;
 
@@ -58,7 +56,7 @@ pub enum Expected {
 /// The total a page announces for its stream, if its pagination has one. Child streams
 /// and `step` windows page through several sequences, each with its own total, so they
 /// show no percentage.
-pub fn expected(stream: &StreamConfig, document: &RawValue) -> Option<Expected> {
+pub fn expected(stream: &StreamConfig, document: crate::records::Document<'_>) -> Option<Expected> {
     if stream.parent.is_some()
         || stream
             .incremental
@@ -68,7 +66,8 @@ pub fn expected(stream: &StreamConfig, document: &RawValue) -> Option<Expected> 
         return None;
     }
     let number = |pointer: &str| {
-        crate::records::lookup(document, pointer)
+        document
+            .lookup(pointer)
             .ok()
             .flatten()
             .and_then(crate::records::scalar_text)
@@ -399,17 +398,24 @@ mod tests {
         let stream: StreamConfig =
             serde_yaml_ng::from_str("{name: s, path: /s, pagination: {type: offset, total_path: /meta/total}}")
                 .unwrap();
-        let document: Box<RawValue> = serde_json::from_str(r#"{"meta":{"total":"250"},"data":[]}"#).unwrap();
-        assert_eq!(expected(&stream, &document), Some(Expected::Records(250)));
+        let document: Box<serde_json::value::RawValue> =
+            serde_json::from_str(r#"{"meta":{"total":"250"},"data":[]}"#).unwrap();
+        assert_eq!(
+            expected(&stream, crate::records::Document::new(&document)),
+            Some(Expected::Records(250))
+        );
         let pages: StreamConfig =
             serde_yaml_ng::from_str("{name: s, path: /s, pagination: {type: page_number, total_pages_path: /pages}}")
                 .unwrap();
-        let document: Box<RawValue> = serde_json::from_str(r#"{"pages":7}"#).unwrap();
-        assert_eq!(expected(&pages, &document), Some(Expected::Pages(7)));
+        let document: Box<serde_json::value::RawValue> = serde_json::from_str(r#"{"pages":7}"#).unwrap();
+        assert_eq!(
+            expected(&pages, crate::records::Document::new(&document)),
+            Some(Expected::Pages(7))
+        );
         let cursor: StreamConfig = serde_yaml_ng::from_str(
             "{name: s, path: /s, pagination: {type: cursor, cursor_path: /n, cursor_param: c}}",
         )
         .unwrap();
-        assert_eq!(expected(&cursor, &document), None);
+        assert_eq!(expected(&cursor, crate::records::Document::new(&document)), None);
     }
 }

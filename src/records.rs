@@ -9,7 +9,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::value::RawValue;
 
 /// Why a page's records could not be read.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum RecordsError {
     #[error("response is not valid JSON: {0}")]
     NotJson(String),
@@ -95,6 +95,65 @@ pub fn records_at<'a>(document: &'a RawValue, records_path: &str) -> Result<Vec<
     })
 }
 
+/// A page's validated document, and where its records array lies: later lookups (the next
+/// cursor, a total, a stop flag) step over the array instead of scanning it again.
+#[derive(Clone, Copy, Debug)]
+pub struct Document<'a> {
+    raw: &'a RawValue,
+    records: Skip,
+}
+
+impl<'a> Document<'a> {
+    pub fn new(raw: &'a RawValue) -> Self {
+        Self { raw, records: None }
+    }
+
+    pub fn raw(&self) -> &'a RawValue {
+        self.raw
+    }
+
+    /// [`lookup`], stepping over the records array.
+    pub fn lookup(&self, pointer: &str) -> Result<Option<&'a RawValue>, String> {
+        lookup_skipping(self.raw, pointer, self.records)
+    }
+}
+
+/// A value already found in the body, as its first byte's address and its length: a scan
+/// that reaches it jumps to its end.
+type Skip = Option<(usize, usize)>;
+
+/// The records at `records_path` of a parsed document, as [`records_at`] finds them, and
+/// the document with their place. For a plain pointer the array is found by scanning up
+/// to its start and read in one pass, instead of being scanned to its end, validated and
+/// read.
+pub fn page_records<'a>(
+    document: &'a RawValue,
+    records_path: &str,
+) -> Result<(Vec<&'a RawValue>, Document<'a>), RecordsError> {
+    if records_path.ends_with("/*") || records_path.ends_with("/.") {
+        return Ok((records_at(document, records_path)?, Document::new(document)));
+    }
+    let text = document.get();
+    match scan::open_lookup(text, records_path) {
+        Some(scan::Open::At(start)) => {
+            let rest = &text[start..];
+            let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Vec<&'a RawValue>>();
+            match stream.next() {
+                Some(Ok(items)) => {
+                    let records = Some((rest.as_ptr() as usize, stream.byte_offset()));
+                    Ok((items, Document { raw: document, records }))
+                }
+                _ => Err(RecordsError::NotAnArray {
+                    pointer: records_path.to_owned(),
+                    found: kind(rest),
+                }),
+            }
+        }
+        Some(scan::Open::Missing) => Err(RecordsError::PathMissing(records_path.to_owned())),
+        None => Ok((records_at(document, records_path)?, Document::new(document))),
+    }
+}
+
 fn lookup_required<'a>(
     document: &'a RawValue,
     pointer: &str,
@@ -122,7 +181,11 @@ pub fn record_ranges(body: &[u8], records_path: &str) -> Result<Vec<Range<usize>
 }
 
 /// Resolves a JSON pointer (RFC 6901) against raw JSON. `Ok(None)` when a step is missing.
-pub fn lookup<'a>(mut value: &'a RawValue, pointer: &str) -> Result<Option<&'a RawValue>, String> {
+pub fn lookup<'a>(value: &'a RawValue, pointer: &str) -> Result<Option<&'a RawValue>, String> {
+    lookup_skipping(value, pointer, None)
+}
+
+fn lookup_skipping<'a>(mut value: &'a RawValue, pointer: &str, skip: Skip) -> Result<Option<&'a RawValue>, String> {
     if pointer.is_empty() {
         return Ok(Some(value));
     }
@@ -136,7 +199,7 @@ pub fn lookup<'a>(mut value: &'a RawValue, pointer: &str) -> Result<Option<&'a R
             Cow::Borrowed(token)
         };
         let next = match value.get().as_bytes().first() {
-            Some(b'{') => member(value, &token),
+            Some(b'{') => member(value, &token, skip),
             Some(b'[') => match token.parse::<usize>() {
                 Ok(index) => {
                     let mut deserializer = serde_json::Deserializer::from_str(value.get());
@@ -160,7 +223,7 @@ pub fn field<'a>(record: &'a RawValue, field: &str) -> Option<&'a RawValue> {
     if field.starts_with('/') {
         lookup(record, field).ok().flatten()
     } else if record.get().starts_with('{') {
-        member(record, field).ok().flatten()
+        member(record, field, None).ok().flatten()
     } else {
         None
     }
@@ -172,8 +235,8 @@ pub fn field<'a>(record: &'a RawValue, field: &str) -> Option<&'a RawValue> {
 /// scanning its text and stopping there, rather than by parsing the whole object as
 /// [`FindKey`] does; this runs once or more per record. An escaped member name before the
 /// match (it might spell `key`) hands the object to [`FindKey`], which decodes names.
-fn member<'a>(object: &'a RawValue, key: &str) -> Result<Option<&'a RawValue>, serde_json::Error> {
-    match scan::member(object.get(), key) {
+fn member<'a>(object: &'a RawValue, key: &str, skip: Skip) -> Result<Option<&'a RawValue>, serde_json::Error> {
+    match scan::member(object.get(), key, skip) {
         scan::Member::Found(text) => serde_json::from_str::<&RawValue>(text).map(Some),
         scan::Member::Missing => Ok(None),
         scan::Member::Unsure => {
@@ -186,6 +249,8 @@ fn member<'a>(object: &'a RawValue, key: &str) -> Result<Option<&'a RawValue>, s
 /// Scanning JSON text that is known to be valid: only strings and brackets need tracking.
 pub(crate) mod scan {
     use memchr::memchr2;
+
+    use super::Skip;
 
     /// What a scan for an object member found.
     pub enum Member<'a> {
@@ -262,44 +327,100 @@ pub(crate) mod scan {
         }
     }
 
+    /// Where a value starts, found without reading to its end.
+    pub enum Open {
+        /// The index of its first byte.
+        At(usize),
+        Missing,
+    }
+
     /// The first member named `key` (unescaped) of the object `text` (starting with `{`).
-    pub fn member<'a>(text: &'a str, key: &str) -> Member<'a> {
+    pub fn member<'a>(text: &'a str, key: &str, skip: Skip) -> Member<'a> {
+        match member_start(text, key, skip) {
+            MemberAt::Found(start) => {
+                let end = value_end(text.as_bytes(), start);
+                match text.get(start..end) {
+                    Some(value) if !value.is_empty() => Member::Found(value),
+                    _ => Member::Unsure,
+                }
+            }
+            MemberAt::Missing => Member::Missing,
+            MemberAt::Unsure => Member::Unsure,
+        }
+    }
+
+    /// Where `pointer` (object members only) starts in the valid JSON `text`, which may go
+    /// on past it; `None` when scanning cannot tell (an array index, an escaped name).
+    pub fn open_lookup(text: &str, pointer: &str) -> Option<Open> {
+        let bytes = text.as_bytes();
+        let mut at = whitespace(bytes, 0);
+        if pointer.is_empty() {
+            return Some(Open::At(at));
+        }
+        for token in pointer.strip_prefix('/')?.split('/') {
+            let token = token.replace("~1", "/").replace("~0", "~");
+            match bytes.get(at) {
+                Some(b'{') => {}
+                Some(b'[') | None => return None,
+                Some(_) => return Some(Open::Missing),
+            }
+            match member_start(&text[at..], &token, None) {
+                MemberAt::Found(start) => at += start,
+                MemberAt::Missing => return Some(Open::Missing),
+                MemberAt::Unsure => return None,
+            }
+        }
+        Some(Open::At(at))
+    }
+
+    enum MemberAt {
+        Found(usize),
+        Missing,
+        Unsure,
+    }
+
+    /// The index where the value of the first member named `key` starts.
+    fn member_start(text: &str, key: &str, skip: Skip) -> MemberAt {
         let bytes = text.as_bytes();
         if bytes.first() != Some(&b'{') {
-            return Member::Unsure;
+            return MemberAt::Unsure;
         }
         let mut at = whitespace(bytes, 1);
         while bytes.get(at) == Some(&b'"') {
             let name_end = string_end(bytes, at);
             let Some(name) = bytes.get(at + 1..name_end.saturating_sub(1)) else {
-                return Member::Unsure;
+                return MemberAt::Unsure;
             };
             if name.contains(&b'\\') {
-                return Member::Unsure;
+                return MemberAt::Unsure;
             }
             let colon = whitespace(bytes, name_end);
             if bytes.get(colon) != Some(&b':') {
-                return Member::Unsure;
+                return MemberAt::Unsure;
             }
             let start = whitespace(bytes, colon + 1);
-            let end = value_end(bytes, start);
             if name == key.as_bytes() {
-                return match text.get(start..end) {
-                    Some(value) if !value.is_empty() => Member::Found(value),
-                    _ => Member::Unsure,
+                return if start < bytes.len() {
+                    MemberAt::Found(start)
+                } else {
+                    MemberAt::Unsure
                 };
             }
+            let end = match skip {
+                Some((address, len)) if address == bytes.as_ptr() as usize + start => start + len,
+                _ => value_end(bytes, start),
+            };
             at = whitespace(bytes, end);
             match bytes.get(at) {
                 Some(b',') => at = whitespace(bytes, at + 1),
-                Some(b'}') => return Member::Missing,
-                _ => return Member::Unsure,
+                Some(b'}') => return MemberAt::Missing,
+                _ => return MemberAt::Unsure,
             }
         }
         if bytes.get(at) == Some(&b'}') {
-            Member::Missing
+            MemberAt::Missing
         } else {
-            Member::Unsure
+            MemberAt::Unsure
         }
     }
 }
@@ -535,6 +656,56 @@ mod tests {
             record_ranges(rates, "/missing/*"),
             Err(RecordsError::PathMissing("/missing/*".into()))
         );
+    }
+
+    /// Finding the records by their start, and lookups that step over them, give what
+    /// the full scans give.
+    #[test]
+    fn page_records_match_records_at() {
+        let documents = [
+            BODY,
+            r#"[{"id": 1}, {"id": 2}]"#,
+            r#"{"data": [], "meta": {"next": null}}"#,
+            r#"{"a": {"b/c": [{"id": 1}], "n": 1}, "next": "x"}"#,
+            r#"{"\u0064ata": [{"id": 1}], "data": [{"id": 2}], "next": "y"}"#,
+            r#"{"list": [{"items": [{"id": 3}]}], "next": 1}"#,
+            r#"{"data": {"id": 1}, "next": 2}"#,
+            r#"{"data": "text", "total": 5}"#,
+            r#"{"data": [1, "two", [3], {"four": 4}]  ,  "meta": {"next": "z"}}"#,
+        ];
+        let paths = [
+            "",
+            "/data",
+            "/a/b~1c",
+            "/list/0/items",
+            "/missing",
+            "/meta",
+            "/data/x",
+            "/next",
+        ];
+        let pointers = ["/meta/next", "/next", "/total", "/data", "/a/n", "/nope"];
+        for text in documents {
+            let document = parse(text.as_bytes()).unwrap();
+            for path in paths {
+                let expected =
+                    records_at(document, path).map(|items| items.iter().map(|item| item.get()).collect::<Vec<_>>());
+                let found = page_records(document, path);
+                let texts = found
+                    .as_ref()
+                    .map(|(items, _)| items.iter().map(|item| item.get()).collect::<Vec<_>>())
+                    .map_err(Clone::clone);
+                assert_eq!(texts, expected, "{path} in {text}");
+                if let Ok((_, page)) = found {
+                    for pointer in pointers {
+                        assert_eq!(
+                            page.lookup(pointer).map(|value| value.map(RawValue::get)),
+                            lookup(document, pointer).map(|value| value.map(RawValue::get)),
+                            "{pointer} after {path} in {text}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

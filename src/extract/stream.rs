@@ -1050,9 +1050,9 @@ fn parse_page<'a>(
     parent_fields: Option<&[String]>,
     validator: &RecordValidator,
     schema: &mut SchemaTracker,
-) -> Result<(Vec<RecordMeta>, &'a serde_json::value::RawValue), records::RecordsError> {
+) -> Result<(Vec<RecordMeta>, records::Document<'a>), records::RecordsError> {
     let document = records::parse(body)?;
-    let items = records::records_at(document, &stream.records_path)?;
+    let (items, document) = records::page_records(document, &stream.records_path)?;
     let mut metas = Vec::with_capacity(items.len());
     for raw in items {
         schema.observe(raw);
