@@ -14,7 +14,7 @@ ARG VERSION=0.0.0-dev
 ARG GIT_SHA=unknown
 ARG TARGET=x86_64-unknown-linux-musl
 
-# musl-gcc compiles the C parts of dependencies (aws-lc-sys, ring) for the musl target.
+# musl-gcc compiles the C parts of dependencies (aws-lc-sys, ring, libdeflate) for the musl target.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends musl-tools=1.2.3-1 \
     && rm -rf /var/lib/apt/lists/* \

@@ -30,7 +30,8 @@ def load(tsv_path):
                     "wall": float(wall),
                     "cpu": float(cpu),
                     "rss": int(rss) / 1024,
-                    "extra": extra,
+                    "extra": extra.strip(),
+                    "notes": dict(item.split("=", 1) for item in extra.split() if "=" in item),
                 }
             )
     return rows
@@ -38,6 +39,11 @@ def load(tsv_path):
 
 def median(runs, key):
     return statistics.median(run[key] for run in runs)
+
+
+def landed_mib(runs):
+    sizes = [int(run["notes"]["gzip_bytes"]) for run in runs if "gzip_bytes" in run["notes"]]
+    return f"{statistics.median(sizes) / 1048576:.1f}" if sizes else ""
 
 
 def fmt_rate(value):
@@ -76,6 +82,7 @@ def report(rows, meta):
     for count in sorted(set(counts) | set(dlt_counts)):
         for label, name in (
             ("landfall", "Landfall"),
+            ("landfall-l6", "Landfall (`compression_level: 6`)"),
             ("dlt", "dlt (defaults)"),
             ("dlt-lean", "dlt (`max_table_nesting=0`)"),
             ("bound", "curl + gzip bound"),
@@ -92,9 +99,10 @@ def report(rows, meta):
                     fmt_rate(count / wall),
                     f"{median(runs, 'cpu'):.2f}",
                     f"{median(runs, 'rss'):.1f}",
+                    landed_mib(runs),
                 ]
             )
-    out.append(table(["records", "tool", "wall s", "records/s", "CPU s", "peak RSS MiB"], lines))
+    out.append(table(["records", "tool", "wall s", "records/s", "CPU s", "peak RSS MiB", "gzip MiB landed"], lines))
     out.append("")
 
     # Ratios and targets.
@@ -116,8 +124,15 @@ def report(rows, meta):
             verdicts.append(
                 (f"throughput at {count:,}: at least {DLT_FACTOR}x {name}{note}", ratio >= DLT_FACTOR, f"{ratio:.1f}x")
             )
-        bound = rows.get(("bound", count))
         dlt_measured = sorted(c for (l, c) in rows if l == "dlt")
+        level6 = rows.get(("landfall-l6", count))
+        if level6 and dlt_measured:
+            base = count if count in dlt_measured else max(dlt_measured)
+            level6_rate = count / median(level6, "wall")
+            cells.append(f"{level6_rate / (base / median(rows[('dlt', base)], 'wall')):.1f}x")
+        else:
+            cells.append("")
+        bound = rows.get(("bound", count))
         if bound and dlt_measured:
             base = count if count in dlt_measured else max(dlt_measured)
             bound_rate = count / median(bound, "wall")
@@ -141,6 +156,7 @@ def report(rows, meta):
                 "records",
                 "Landfall / dlt (records/s)",
                 "Landfall / dlt, nesting 0 (records/s)",
+                "Landfall level 6 / dlt (records/s)",
                 "bound / dlt (records/s)",
                 "Landfall / bound (wall time)",
                 "Landfall / bound (CPU time)",
@@ -184,7 +200,7 @@ def report(rows, meta):
         lines = []
         for concurrency, count, runs in scale:
             wall = median(runs, "wall")
-            in_flight = sorted({run["extra"].split("=")[-1] for run in runs if run["extra"]})
+            in_flight = sorted({run["notes"]["max_in_flight"] for run in runs if "max_in_flight" in run["notes"]})
             lines.append(
                 [
                     concurrency,

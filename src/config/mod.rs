@@ -911,8 +911,8 @@ pub struct LandingConfig {
     /// Default: gzip.
     #[serde(default)]
     pub compression: Compression,
-    /// The gzip level, 1 (fastest) to 12 (smallest), libdeflate's scale. Default: 5, which
-    /// compresses JSONL smaller than `gzip -6` does, in half the time of zlib's level 6.
+    /// The gzip level, 1 (fastest) to 12 (smallest), libdeflate's scale. Default: 1, which
+    /// compresses JSONL about 12% larger than level 5 in 60% of its time.
     #[serde(default)]
     pub compression_level: Option<u8>,
     /// Records per part before it is rolled. Default: 100000.
@@ -998,7 +998,7 @@ fn scalar_text_map<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<
 }
 
 /// The gzip level used when `landing.compression_level` is not set.
-pub const DEFAULT_COMPRESSION_LEVEL: u8 = 5;
+pub const DEFAULT_COMPRESSION_LEVEL: u8 = 1;
 
 impl LandingConfig {
     /// The gzip level in effect.

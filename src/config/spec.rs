@@ -443,7 +443,7 @@ fn landing() -> Value {
             ),
             (
                 "compression_level",
-                json!({"type": "integer", "minimum": 1, "maximum": 12, "description": "gzip level, 1 (fastest) to 12 (smallest), libdeflate's scale; only with compression: gzip", "default": 5}),
+                json!({"type": "integer", "minimum": 1, "maximum": 12, "description": "gzip level, 1 (fastest) to 12 (smallest), libdeflate's scale; only with compression: gzip", "default": 1}),
             ),
             (
                 "part_max_records",

@@ -551,7 +551,7 @@ mod tests {
         };
         assert_eq!(
             load(&with_landing("{url: 'memory://'}")).unwrap().landing.gzip_level(),
-            5
+            1
         );
         let config = load(&with_landing("{url: 'memory://', compression_level: 12}")).unwrap();
         assert_eq!(config.landing.gzip_level(), 12);
