@@ -125,20 +125,17 @@ def report(rows, meta):
                 (f"throughput at {count:,}: at least {DLT_FACTOR}x {name}{note}", ratio >= DLT_FACTOR, f"{ratio:.1f}x")
             )
         dlt_measured = sorted(c for (l, c) in rows if l == "dlt")
-        level6 = rows.get(("landfall-l6", count))
-        if level6 and dlt_measured:
+
+        def versus_dlt(runs):
+            """Records/s of `runs` over dlt's (at this count, or its largest one)."""
+            if not runs or not dlt_measured:
+                return ""
             base = count if count in dlt_measured else max(dlt_measured)
-            level6_rate = count / median(level6, "wall")
-            cells.append(f"{level6_rate / (base / median(rows[('dlt', base)], 'wall')):.1f}x")
-        else:
-            cells.append("")
+            return f"{(count / median(runs, 'wall')) / (base / median(rows[('dlt', base)], 'wall')):.1f}x"
+
         bound = rows.get(("bound", count))
-        if bound and dlt_measured:
-            base = count if count in dlt_measured else max(dlt_measured)
-            bound_rate = count / median(bound, "wall")
-            cells.append(f"{bound_rate / (base / median(rows[('dlt', base)], 'wall')):.1f}x")
-        else:
-            cells.append("")
+        cells.append(versus_dlt(rows.get(("landfall-l6", count))))
+        cells.append(versus_dlt(bound))
         if bound:
             ratio = median(landfall, "wall") / median(bound, "wall")
             cells.append(f"{ratio:.2f}x")

@@ -292,16 +292,20 @@ mod tests {
         text
     }
 
+    /// Unlimited gzip parts, through a multipart upload once `chunk` bytes are compressed.
+    fn gzip_limits(chunk: usize) -> PartLimits {
+        PartLimits {
+            max_records: u64::MAX,
+            max_bytes: u64::MAX,
+            multipart_chunk: chunk,
+            gzip_level: 5,
+        }
+    }
+
     #[tokio::test]
     async fn multipart_parts_round_trip_and_hash() {
         let landing = memory();
-        let limits = PartLimits {
-            max_records: u64::MAX,
-            max_bytes: u64::MAX,
-            multipart_chunk: 64 << 10,
-            gzip_level: 5,
-        };
-        let mut writer = PartWriter::new(landing.clone(), dirs(), Compression::Gzip, limits);
+        let mut writer = PartWriter::new(landing.clone(), dirs(), Compression::Gzip, gzip_limits(64 << 10));
         let mut expected = String::new();
         // About 5 MiB of lines: several gzip blocks, several multipart chunks.
         for index in 0..40_000u32 {
@@ -352,13 +356,7 @@ mod tests {
         let mut parts = Vec::new();
         for flush_every in [1usize, 7, usize::MAX] {
             let landing = memory();
-            let limits = PartLimits {
-                max_records: u64::MAX,
-                max_bytes: u64::MAX,
-                multipart_chunk: 8 << 20,
-                gzip_level: 5,
-            };
-            let mut writer = PartWriter::new(landing.clone(), dirs(), Compression::Gzip, limits);
+            let mut writer = PartWriter::new(landing.clone(), dirs(), Compression::Gzip, gzip_limits(8 << 20));
             for (index, line) in lines.iter().enumerate() {
                 writer.append(line.as_bytes()).await.unwrap();
                 if index % flush_every == 0 {
