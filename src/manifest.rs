@@ -123,6 +123,30 @@ pub struct Manifest {
     pub streams: Vec<StreamReport>,
 }
 
+/// A manifest of source `shop` that ran two seconds on 2024-05-01, for tests.
+#[cfg(test)]
+pub(crate) fn sample(run_id: &str, streams: Vec<StreamReport>) -> Manifest {
+    Manifest {
+        manifest_version: 1,
+        run_id: run_id.to_owned(),
+        source_system: "shop".to_owned(),
+        tenant: None,
+        environment: None,
+        landing_url: "memory://".to_owned(),
+        connector: Connector {
+            name: "landfall".to_owned(),
+            version: "0".to_owned(),
+            git_sha: "x".to_owned(),
+        },
+        config_sha256: String::new(),
+        started_at: "2024-05-01T10:00:00.000000Z".to_owned(),
+        finished_at: "2024-05-01T10:00:02.000000Z".to_owned(),
+        duration_seconds: 2.0,
+        status: run_status(&streams),
+        streams,
+    }
+}
+
 impl Manifest {
     /// One compact JSON line, so the manifests also read as NDJSON.
     pub fn to_line(&self) -> Vec<u8> {

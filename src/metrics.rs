@@ -596,7 +596,6 @@ impl MetricsTargets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Connector;
 
     fn report(name: &str, status: Status) -> StreamReport {
         StreamReport {
@@ -626,25 +625,7 @@ mod tests {
     }
 
     fn manifest(streams: Vec<StreamReport>) -> Manifest {
-        Manifest {
-            manifest_version: 1,
-            run_id: "0190c7a0-0000-7000-8000-000000000000".to_owned(),
-            source_system: "shop".to_owned(),
-            tenant: None,
-            environment: None,
-            landing_url: "memory://".to_owned(),
-            connector: Connector {
-                name: "landfall".to_owned(),
-                version: "0".to_owned(),
-                git_sha: "x".to_owned(),
-            },
-            config_sha256: String::new(),
-            started_at: "2024-05-01T10:00:00.000000Z".to_owned(),
-            finished_at: "2024-05-01T10:00:02.000000Z".to_owned(),
-            duration_seconds: 2.0,
-            status: crate::manifest::run_status(&streams),
-            streams,
-        }
+        crate::manifest::sample("0190c7a0-0000-7000-8000-000000000000", streams)
     }
 
     #[test]

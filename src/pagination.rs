@@ -249,10 +249,10 @@ fn last_record_text(
     field: &str,
 ) -> Result<Option<String>, PaginationError> {
     let Some(document) = document else { return Ok(None) };
-    let records =
-        records::records_at(document.raw(), records_path).map_err(|error| PaginationError::Body(error.to_string()))?;
-    Ok(records
-        .last()
+    let last = document
+        .last_record(records_path)
+        .map_err(|error| PaginationError::Body(error.to_string()))?;
+    Ok(last
         .and_then(|record| records::field(record, field))
         .and_then(records::scalar_text)
         .filter(|text| !text.is_empty()))

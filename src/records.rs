@@ -55,29 +55,40 @@ pub fn parse(body: &[u8]) -> Result<&RawValue, RecordsError> {
 /// - `/.`: the object before it is the one record (Open Exchange Rates' `latest.json`
 ///   with `records_path: /.`).
 pub fn records_at<'a>(document: &'a RawValue, records_path: &str) -> Result<Vec<&'a RawValue>, RecordsError> {
+    records_and_place(document, records_path).map(|(items, _)| items)
+}
+
+/// The records at `records_path`, and where the array holding them lies when it is one.
+///
+/// A plain pointer's array is found by scanning up to its start and read in one pass,
+/// instead of being scanned to its end, validated and read.
+fn records_and_place<'a>(
+    document: &'a RawValue,
+    records_path: &str,
+) -> Result<(Vec<&'a RawValue>, Skip), RecordsError> {
     if let Some(parent) = records_path.strip_suffix("/*") {
         let container = lookup_required(document, parent, records_path)?;
-        return match container.get().as_bytes().first() {
-            Some(b'{') => Ok(members(container)
-                .into_iter()
-                .map(|(_, value)| value)
-                .filter(|value| value.get().starts_with('{'))
-                .collect()),
-            Some(b'[') => Ok(elements(container)
-                .into_iter()
-                .filter(|value| value.get().starts_with('{'))
-                .collect()),
-            _ => Err(RecordsError::WrongKind {
-                pointer: records_path.to_owned(),
-                found: kind(container.get()),
-                expected: "an object or an array",
-            }),
+        let records = match container.get().as_bytes().first() {
+            Some(b'{') => members(container).into_iter().map(|(_, value)| value).collect(),
+            Some(b'[') => elements(container),
+            _ => {
+                return Err(RecordsError::WrongKind {
+                    pointer: records_path.to_owned(),
+                    found: kind(container.get()),
+                    expected: "an object or an array",
+                });
+            }
         };
+        let objects = records
+            .into_iter()
+            .filter(|value| value.get().starts_with('{'))
+            .collect();
+        return Ok((objects, None));
     }
     if let Some(parent) = records_path.strip_suffix("/.") {
         let record = lookup_required(document, parent, records_path)?;
         return if record.get().starts_with('{') {
-            Ok(vec![record])
+            Ok((vec![record], None))
         } else {
             Err(RecordsError::WrongKind {
                 pointer: records_path.to_owned(),
@@ -86,30 +97,49 @@ pub fn records_at<'a>(document: &'a RawValue, records_path: &str) -> Result<Vec<
             })
         };
     }
-    let array = lookup(document, records_path)
-        .map_err(RecordsError::NotJson)?
-        .ok_or_else(|| RecordsError::PathMissing(records_path.to_owned()))?;
-    serde_json::from_str(array.get()).map_err(|_| RecordsError::NotAnArray {
-        pointer: records_path.to_owned(),
-        found: kind(array.get()),
-    })
+    let text = match scan::open_lookup(document.get(), records_path) {
+        Some(scan::Open::At(start)) => &document.get()[start..],
+        Some(scan::Open::Missing) => return Err(RecordsError::PathMissing(records_path.to_owned())),
+        // An array index or an escaped name on the way: resolved by parsing.
+        None => lookup_required(document, records_path, records_path)?.get(),
+    };
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Vec<&'a RawValue>>();
+    match stream.next() {
+        Some(Ok(items)) => Ok((items, Some((text.as_ptr() as usize, stream.byte_offset())))),
+        _ => Err(RecordsError::NotAnArray {
+            pointer: records_path.to_owned(),
+            found: kind(text),
+        }),
+    }
 }
 
-/// A page's validated document, and where its records array lies: later lookups (the next
-/// cursor, a total, a stop flag) step over the array instead of scanning it again.
+/// A page's validated document, its last record, and where its records array lies: later
+/// lookups (the next cursor, a total, a stop flag) step over the array instead of scanning
+/// it again.
 #[derive(Clone, Copy, Debug)]
 pub struct Document<'a> {
     raw: &'a RawValue,
     records: Skip,
+    /// `None` when the records were not read ([`Document::new`]).
+    last_record: Option<Option<&'a RawValue>>,
 }
 
 impl<'a> Document<'a> {
+    /// A document whose records have not been read.
     pub fn new(raw: &'a RawValue) -> Self {
-        Self { raw, records: None }
+        Self {
+            raw,
+            records: None,
+            last_record: None,
+        }
     }
 
-    pub fn raw(&self) -> &'a RawValue {
-        self.raw
+    /// The last record at `records_path`: the one [`page_records`] read, or read now.
+    pub fn last_record(&self, records_path: &str) -> Result<Option<&'a RawValue>, RecordsError> {
+        match self.last_record {
+            Some(last) => Ok(last),
+            None => Ok(records_at(self.raw, records_path)?.last().copied()),
+        }
     }
 
     /// [`lookup`], stepping over the records array.
@@ -122,36 +152,19 @@ impl<'a> Document<'a> {
 /// that reaches it jumps to its end.
 type Skip = Option<(usize, usize)>;
 
-/// The records at `records_path` of a parsed document, as [`records_at`] finds them, and
-/// the document with their place. For a plain pointer the array is found by scanning up
-/// to its start and read in one pass, instead of being scanned to its end, validated and
-/// read.
+/// The records at `records_path` of a parsed page ([`records_at`]), and the document that
+/// knows where they are.
 pub fn page_records<'a>(
     document: &'a RawValue,
     records_path: &str,
 ) -> Result<(Vec<&'a RawValue>, Document<'a>), RecordsError> {
-    if records_path.ends_with("/*") || records_path.ends_with("/.") {
-        return Ok((records_at(document, records_path)?, Document::new(document)));
-    }
-    let text = document.get();
-    match scan::open_lookup(text, records_path) {
-        Some(scan::Open::At(start)) => {
-            let rest = &text[start..];
-            let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Vec<&'a RawValue>>();
-            match stream.next() {
-                Some(Ok(items)) => {
-                    let records = Some((rest.as_ptr() as usize, stream.byte_offset()));
-                    Ok((items, Document { raw: document, records }))
-                }
-                _ => Err(RecordsError::NotAnArray {
-                    pointer: records_path.to_owned(),
-                    found: kind(rest),
-                }),
-            }
-        }
-        Some(scan::Open::Missing) => Err(RecordsError::PathMissing(records_path.to_owned())),
-        None => Ok((records_at(document, records_path)?, Document::new(document))),
-    }
+    let (items, records) = records_and_place(document, records_path)?;
+    let page = Document {
+        raw: document,
+        records,
+        last_record: Some(items.last().copied()),
+    };
+    Ok((items, page))
 }
 
 fn lookup_required<'a>(

@@ -85,7 +85,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{Connector, Status, StreamReport};
+    use crate::manifest::{Status, StreamReport};
 
     fn stream(name: &str, status: Status, rows: u64, cursor_end: Option<&str>) -> StreamReport {
         StreamReport {
@@ -126,25 +126,7 @@ mod tests {
             stream("orders", Status::Partial, 40, Some("2024-01-02T00:00:00Z")),
             stream("customers", Status::Succeeded, 7, None),
         ];
-        let manifest = Manifest {
-            manifest_version: 1,
-            run_id: "0190c7a0-0000-7000-8000-000000000001".to_owned(),
-            source_system: "shop".to_owned(),
-            tenant: None,
-            environment: None,
-            landing_url: "memory://".to_owned(),
-            connector: Connector {
-                name: "landfall".to_owned(),
-                version: "0".to_owned(),
-                git_sha: "x".to_owned(),
-            },
-            config_sha256: String::new(),
-            started_at: String::new(),
-            finished_at: String::new(),
-            duration_seconds: 1.0,
-            status: crate::manifest::run_status(&streams),
-            streams,
-        };
+        let manifest = crate::manifest::sample("0190c7a0-0000-7000-8000-000000000001", streams);
         let exit = crate::extract::exit_for(&manifest);
         let summary = Summary::from_manifest(&manifest, "memory:///shop/_manifests/x.json", exit.code());
         let dir = tempfile::tempdir().unwrap();

@@ -241,8 +241,9 @@ struct Checkpoint {
     known: HashMap<(String, String), String>,
     /// The last committed checkpoint.
     committed: Option<String>,
-    /// Records of the open part, remembered once it is stored.
-    open: Vec<SeenRecord>,
+    /// The last records of the open part (at most [`MAX_RECENT`]), remembered once it is
+    /// stored.
+    open: VecDeque<SeenRecord>,
     /// Stored records near the top of the cursor range.
     tail: VecDeque<SeenRecord>,
     open_cursor: Option<String>,
@@ -324,7 +325,7 @@ impl StreamJob {
                 })
                 .unwrap_or_default(),
             committed: checkpoint.clone(),
-            open: Vec::new(),
+            open: VecDeque::new(),
             tail: VecDeque::new(),
             open_cursor: None,
         };
@@ -789,12 +790,12 @@ impl StreamJob {
                     let loaded_at = crate::clock::now_rfc3339();
                     envelope::write_line(&mut line, &template, &fields, fields_of_record, &loaded_at, &raw);
                     writer.append(&line).await?;
-                    if let Some(value) = &record.cursor {
-                        checkpoint.open_cursor = cursor::max(checkpoint.open_cursor.take(), value);
-                        if let Some(id) = &record.id {
-                            checkpoint.open.push(SeenRecord {
-                                id: id.clone(),
-                                cursor: value.clone(),
+                    if let Some(value) = record.cursor {
+                        checkpoint.open_cursor = cursor::max(checkpoint.open_cursor.take(), &value);
+                        if let Some(id) = record.id {
+                            checkpoint.remember(SeenRecord {
+                                id,
+                                cursor: value,
                                 sha256,
                             });
                         }
@@ -1007,6 +1008,15 @@ impl StreamJob {
 }
 
 impl Checkpoint {
+    /// Keeps a landed record of the open part. Only the last [`MAX_RECENT`] can reach the
+    /// checkpoint, so only they are kept: memory stays flat however large the part.
+    fn remember(&mut self, record: SeenRecord) {
+        if self.open.len() == MAX_RECENT {
+            self.open.pop_front();
+        }
+        self.open.push_back(record);
+    }
+
     /// A record at or below the starting checkpoint that was stored before with the same
     /// payload: counted as a duplicate and not landed again.
     fn is_known_duplicate(&self, record: &RecordMeta, sha256: &str) -> bool {

@@ -287,20 +287,12 @@ impl ExternalAccountCredentials {
             }
             form.finish()
         };
-        let response = self
+        let request = self
             .client
             .post(url)
             .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await
-            .map_err(|error| failed(error.to_string()))?;
-        let status = response.status();
-        let body = response.text().await.map_err(|error| failed(error.to_string()))?;
-        if !status.is_success() {
-            return Err(failed(format!("HTTP {status}: {}", crate::redact::scrub(&body))));
-        }
-        let parsed: StsResponse = serde_json::from_str(&body).map_err(|error| failed(error.to_string()))?;
+            .body(form);
+        let parsed: StsResponse = token_call(request, failed).await?;
         crate::redact::register(&parsed.access_token);
         let ttl = parsed.expires_in.map_or(DEFAULT_TTL, Duration::from_secs);
         Ok((parsed.access_token, ttl))
@@ -317,20 +309,12 @@ impl ExternalAccountCredentials {
             .as_ref()
             .and_then(|options| options.token_lifetime_seconds)
             .unwrap_or(3600);
-        let response = self
+        let request = self
             .client
             .post(url)
             .bearer_auth(federated)
-            .json(&serde_json::json!({"scope": [SCOPE], "lifetime": format!("{lifetime}s")}))
-            .send()
-            .await
-            .map_err(|error| failed(error.to_string()))?;
-        let status = response.status();
-        let body = response.text().await.map_err(|error| failed(error.to_string()))?;
-        if !status.is_success() {
-            return Err(failed(format!("HTTP {status}: {}", crate::redact::scrub(&body))));
-        }
-        let parsed: ImpersonationResponse = serde_json::from_str(&body).map_err(|error| failed(error.to_string()))?;
+            .json(&serde_json::json!({"scope": [SCOPE], "lifetime": format!("{lifetime}s")}));
+        let parsed: ImpersonationResponse = token_call(request, failed).await?;
         crate::redact::register(&parsed.access_token);
         let ttl = chrono::DateTime::parse_from_rfc3339(&parsed.expire_time)
             .ok()
@@ -369,6 +353,21 @@ impl CredentialProvider for ExternalAccountCredentials {
         *cached = Some((credential.clone(), Instant::now() + ttl));
         Ok(credential)
     }
+}
+
+/// Sends a token request and reads its JSON answer; a failure is described by `failed`,
+/// with the answer's body scrubbed of secrets.
+async fn token_call<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    failed: impl Fn(String) -> ExternalAccountError,
+) -> Result<T, ExternalAccountError> {
+    let response = request.send().await.map_err(|error| failed(error.to_string()))?;
+    let status = response.status();
+    let body = response.text().await.map_err(|error| failed(error.to_string()))?;
+    if !status.is_success() {
+        return Err(failed(format!("HTTP {status}: {}", crate::redact::scrub(&body))));
+    }
+    serde_json::from_str(&body).map_err(|error| failed(error.to_string()))
 }
 
 #[cfg(test)]

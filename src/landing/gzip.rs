@@ -151,20 +151,24 @@ impl GzipBlocks {
         let Some(pending) = self.pending.pop_front() else {
             return Ok(());
         };
-        let (block, member) = pending.await.map_err(|_| "a compression thread failed".to_owned())?;
+        let compressed = pending.await.map_err(|_| "a compression thread failed".to_owned())?;
+        self.accept(compressed);
+        Ok(())
+    }
+
+    /// Appends a compressed member to the output and keeps its emptied block buffer.
+    fn accept(&mut self, (block, member): (Vec<u8>, Vec<u8>)) {
         self.output.extend_from_slice(&member);
         self.spare.push(block);
-        Ok(())
     }
 
     /// Moves the blocks already compressed, in order, to the output.
     pub fn collect_finished(&mut self) -> Result<(), String> {
         while let Some(pending) = self.pending.front_mut() {
             match pending.try_recv() {
-                Ok((block, member)) => {
+                Ok(compressed) => {
                     self.pending.pop_front();
-                    self.output.extend_from_slice(&member);
-                    self.spare.push(block);
+                    self.accept(compressed);
                 }
                 Err(oneshot::error::TryRecvError::Empty) => break,
                 Err(oneshot::error::TryRecvError::Closed) => return Err("a compression thread failed".to_owned()),
