@@ -751,32 +751,18 @@ impl StreamJob {
                     let (raw, applied) = redactor.apply(&body[record.range.clone()]);
                     let sha256 = envelope::payload_sha256(&raw);
                     let redacted = (!redactor.is_empty()).then_some(applied.as_slice());
-                    if let Some(violation) = &record.violation {
-                        line.clear();
-                        let fields_of_record = RecordFields {
-                            record_id: record.id.as_deref(),
-                            updated_at: record.cursor.as_deref(),
-                            parent_key: page.parent_key.as_deref(),
-                            sha256: &sha256,
-                            redacted,
-                            error: Some(violation),
-                        };
-                        let loaded_at = crate::clock::now_rfc3339();
-                        envelope::write_line(&mut line, &template, &fields, fields_of_record, &loaded_at, &raw);
-                        dead_letters.append(&line).await?;
-                        stats.dead_letter_rows += 1;
-                        if dead_letters.is_full() {
-                            self.store_dead_letters(&mut dead_letters, &mut stats).await?;
+                    // A record that failed its checks goes to the dead letters, never
+                    // deduplicated; any other record lands unless it was seen already.
+                    let violation = record.violation.as_ref();
+                    if violation.is_none() {
+                        let repeated = record
+                            .id
+                            .as_deref()
+                            .is_some_and(|id| deduper.is_duplicate(id, record.cursor.as_deref(), &sha256));
+                        if repeated || checkpoint.is_known_duplicate(&record, &sha256) {
+                            stats.duplicate_rows += 1;
+                            continue;
                         }
-                        continue;
-                    }
-                    let repeated = record
-                        .id
-                        .as_deref()
-                        .is_some_and(|id| deduper.is_duplicate(id, record.cursor.as_deref(), &sha256));
-                    if repeated || checkpoint.is_known_duplicate(&record, &sha256) {
-                        stats.duplicate_rows += 1;
-                        continue;
                     }
                     line.clear();
                     let fields_of_record = RecordFields {
@@ -785,10 +771,18 @@ impl StreamJob {
                         parent_key: page.parent_key.as_deref(),
                         sha256: &sha256,
                         redacted,
-                        error: None,
+                        error: violation,
                     };
                     let loaded_at = crate::clock::now_rfc3339();
                     envelope::write_line(&mut line, &template, &fields, fields_of_record, &loaded_at, &raw);
+                    if violation.is_some() {
+                        dead_letters.append(&line).await?;
+                        stats.dead_letter_rows += 1;
+                        if dead_letters.is_full() {
+                            self.store_dead_letters(&mut dead_letters, &mut stats).await?;
+                        }
+                        continue;
+                    }
                     writer.append(&line).await?;
                     if let Some(value) = record.cursor {
                         checkpoint.open_cursor = cursor::max(checkpoint.open_cursor.take(), &value);

@@ -18,11 +18,7 @@ pub(super) async fn put_if_version(
     bytes: Bytes,
     expected: &ObjectVersion,
 ) -> Result<ObjectVersion, LandingError> {
-    let mismatch = || LandingError::VersionMismatch {
-        path: relative.to_owned(),
-        url: landing.url_of(relative),
-        expected: expected.describe(),
-    };
+    let mismatch = || landing.version_mismatch(relative, expected);
     let directory = match folder.join(relative).parent() {
         Some(directory) => directory.to_owned(),
         None => return Err(mismatch()),

@@ -258,11 +258,6 @@ impl Landing {
         bytes: Bytes,
         expected: &ObjectVersion,
     ) -> Result<ObjectVersion, LandingError> {
-        let mismatch = || LandingError::VersionMismatch {
-            path: relative.to_owned(),
-            url: self.url_of(relative),
-            expected: expected.describe(),
-        };
         if let Some(folder) = &self.local_folder {
             return local::put_if_version(self, folder, relative, bytes, expected).await;
         }
@@ -277,9 +272,28 @@ impl Landing {
                 object_store::Error::Precondition { .. }
                 | object_store::Error::AlreadyExists { .. }
                 | object_store::Error::NotFound { .. },
-            ) => Err(mismatch()),
+            ) => Err(self.version_mismatch(relative, expected)),
             Err(error) => Err(self.site(relative, Operation::Write).error(error)),
         }
+    }
+
+    /// The error of a conditional update whose object changed or disappeared.
+    fn version_mismatch(&self, relative: &str, expected: &ObjectVersion) -> LandingError {
+        LandingError::VersionMismatch {
+            path: relative.to_owned(),
+            url: self.url_of(relative),
+            expected: expected.describe(),
+        }
+    }
+
+    /// A process-local store, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn memory() -> Landing {
+        Landing::open(&crate::config::LandingConfig {
+            url: "memory://".into(),
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     /// Reads an object, `None` when it does not exist.

@@ -265,16 +265,7 @@ impl PartWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::LandingConfig;
     use std::io::Read;
-
-    fn memory() -> Landing {
-        Landing::open(&LandingConfig {
-            url: "memory://".into(),
-            ..Default::default()
-        })
-        .unwrap()
-    }
 
     fn dirs() -> PartDirs {
         PartDirs {
@@ -304,7 +295,7 @@ mod tests {
 
     #[tokio::test]
     async fn multipart_parts_round_trip_and_hash() {
-        let landing = memory();
+        let landing = Landing::memory();
         let mut writer = PartWriter::new(landing.clone(), dirs(), Compression::Gzip, gzip_limits(64 << 10));
         let mut expected = String::new();
         // About 5 MiB of lines: several gzip blocks, several multipart chunks.
@@ -355,7 +346,7 @@ mod tests {
             .collect();
         let mut parts = Vec::new();
         for flush_every in [1usize, 7, usize::MAX] {
-            let landing = memory();
+            let landing = Landing::memory();
             let mut writer = PartWriter::new(landing.clone(), dirs(), Compression::Gzip, gzip_limits(8 << 20));
             for (index, line) in lines.iter().enumerate() {
                 writer.append(line.as_bytes()).await.unwrap();
@@ -387,7 +378,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_aborted_part_leaves_nothing_behind() {
-        let landing = memory();
+        let landing = Landing::memory();
         let limits = PartLimits {
             max_records: u64::MAX,
             max_bytes: u64::MAX,
@@ -413,7 +404,7 @@ mod tests {
 
     #[tokio::test]
     async fn parts_are_create_only() {
-        let landing = memory();
+        let landing = Landing::memory();
         let limits = PartLimits {
             max_records: 10,
             max_bytes: u64::MAX,

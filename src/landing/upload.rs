@@ -411,15 +411,6 @@ async fn clean_one(landing: &Landing, upload: &StaleUpload) -> Result<(), Landin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::LandingConfig;
-
-    fn memory() -> Landing {
-        Landing::open(&LandingConfig {
-            url: "memory://".into(),
-            ..Default::default()
-        })
-        .unwrap()
-    }
 
     async fn killed_upload(landing: &Landing, run_id: &str) -> String {
         let staging = layout::staging_dir("shop", run_id, "orders");
@@ -439,7 +430,7 @@ mod tests {
 
     #[tokio::test]
     async fn stale_uploads_are_cleaned_only_when_old_enough_and_never_the_current_run() {
-        let landing = memory();
+        let landing = Landing::memory();
         let marker = killed_upload(&landing, "r1").await;
         let recorded: UploadMarker = serde_json::from_slice(&landing.get(&marker).await.unwrap().unwrap()).unwrap();
         assert_eq!(recorded.run_id, "r1");
@@ -461,7 +452,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_staged_object_without_its_marker_is_cleaned_too() {
-        let landing = memory();
+        let landing = Landing::memory();
         landing
             .put_new("shop/_tmp/r1/orders/part-00000.jsonl.partial", Bytes::from_static(b"x"))
             .await

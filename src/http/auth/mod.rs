@@ -176,29 +176,23 @@ impl Authenticator {
                 .sign(parts, env.wall)
                 .into_iter()
                 .map(|(name, value, secret)| {
-                    let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    let invalid = |message: String| {
                         context.error(
                             ErrorCode::ConfigError,
                             None,
                             false,
                             Subsystem::Auth,
                             Reason::Credentials,
-                            format!("`{name}` is not a valid header name"),
+                            message,
                         )
-                    })?;
+                    };
+                    let name = HeaderName::from_bytes(name.as_bytes())
+                        .map_err(|_| invalid(format!("`{name}` is not a valid header name")))?;
                     let value = if secret {
                         sensitive(&value)?
                     } else {
-                        HeaderValue::from_str(&value).map_err(|_| {
-                            context.error(
-                                ErrorCode::ConfigError,
-                                None,
-                                false,
-                                Subsystem::Auth,
-                                Reason::Credentials,
-                                format!("the value of header {name} is not valid"),
-                            )
-                        })?
+                        HeaderValue::from_str(&value)
+                            .map_err(|_| invalid(format!("the value of header {name} is not valid")))?
                     };
                     Ok((name, value))
                 })
