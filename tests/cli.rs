@@ -2,20 +2,44 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
 use common::{Workspace, events, landfall, one_stream, run, stderr, stdout};
 use serde_json::{Value, json};
 use wiremock::matchers::{header, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+/// A config for source `shop` at https://api.test with `source_extra` (YAML lines under
+/// `source`) and one stream.
+fn api_test_config(ws: &Workspace, source_extra: &str) -> PathBuf {
+    ws.config(&format!(
+        "version: 1\nsource:\n  name: shop\n  base_url: https://api.test\n{source_extra}\nstreams: [{{name: s, path: /s}}]\n"
+    ))
+}
+
+/// Runs `landfall validate` with `args` before `--config <config>`.
+async fn validate(args: &[&str], config: &Path) -> Output {
+    let mut all = vec!["validate"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--config", config.to_str().unwrap()]);
+    landfall(&all, &[]).await
+}
+
+/// Validates an https://api.test config with `source_extra`; asserts it is refused with
+/// exit code 2 and returns stderr.
+async fn refused_by_validate(source_extra: &str) -> String {
+    let ws = Workspace::new();
+    let config = api_test_config(&ws, source_extra);
+    let output = validate(&[], &config).await;
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    message
+}
+
 #[tokio::test]
 async fn unknown_key_is_named_with_its_path() {
-    let ws = Workspace::new();
-    let config = ws.config(
-        "version: 1\nsource:\n  name: shop\n  base_url: https://api.test\n  retry: {max_atempts: 3}\nstreams: [{name: s, path: /s}]\n",
-    );
-    let output = landfall(&["validate", "--config", config.to_str().unwrap()], &[]).await;
-    assert_eq!(output.status.code(), Some(2));
-    let message = stderr(&output);
+    let message = refused_by_validate("  retry: {max_atempts: 3}").await;
     assert!(
         message.contains("source.retry.max_atempts: unknown field `max_atempts`, expected one of"),
         "{message}"
@@ -24,13 +48,7 @@ async fn unknown_key_is_named_with_its_path() {
 
 #[tokio::test]
 async fn literal_secret_is_rejected_without_echoing_it() {
-    let ws = Workspace::new();
-    let config = ws.config(
-        "version: 1\nsource:\n  name: shop\n  base_url: https://api.test\n  auth: {type: api_key, name: X-Key, value: sk_live_literal_123}\nstreams: [{name: s, path: /s}]\n",
-    );
-    let output = landfall(&["validate", "--config", config.to_str().unwrap()], &[]).await;
-    assert_eq!(output.status.code(), Some(2));
-    let message = stderr(&output);
+    let message = refused_by_validate("  auth: {type: api_key, name: X-Key, value: sk_live_literal_123}").await;
     assert!(
         message.contains("source.auth.value: secret fields must be a reference"),
         "{message}"
@@ -41,14 +59,12 @@ async fn literal_secret_is_rejected_without_echoing_it() {
 #[tokio::test]
 async fn validate_resolves_references_unless_told_not_to() {
     let ws = Workspace::new();
-    let config = ws.config(
-        "version: 1\nsource:\n  name: shop\n  base_url: https://api.test\n  auth: {type: bearer, token: '${env:LANDFALL_TEST_UNSET_TOKEN}'}\nstreams: [{name: s, path: /s}]\n",
-    );
+    let config = api_test_config(&ws, "  auth: {type: bearer, token: '${env:LANDFALL_TEST_UNSET_TOKEN}'}");
     let path = config.to_str().unwrap();
-    let output = landfall(&["validate", "--config", path], &[]).await;
+    let output = validate(&[], &config).await;
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("source.auth.token: environment variable LANDFALL_TEST_UNSET_TOKEN is not set"));
-    let output = landfall(&["validate", "--no-resolve", "--config", path], &[]).await;
+    let output = validate(&["--no-resolve"], &config).await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     // LANDFALL_CONFIG stands in for --config.
     let output = landfall(
@@ -69,7 +85,7 @@ async fn example_configs_validate() {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|ext| ext == "yaml") {
-            let output = landfall(&["validate", "--no-resolve", "--config", path.to_str().unwrap()], &[]).await;
+            let output = validate(&["--no-resolve"], &path).await;
             assert!(output.status.success(), "{}: {}", path.display(), stderr(&output));
             seen += 1;
         }
@@ -108,7 +124,7 @@ fn items_mock(token: &str) -> Mock {
 
 const SECRET: &str = "tok-9f8e7d6c5b4a";
 
-fn bearer_config(ws: &Workspace, base: &str) -> std::path::PathBuf {
+fn bearer_config(ws: &Workspace, base: &str) -> PathBuf {
     ws.config(
         &one_stream(
             base,
@@ -119,6 +135,58 @@ fn bearer_config(ws: &Workspace, base: &str) -> std::path::PathBuf {
             "  name: shop\n  auth: {type: bearer, token: '${env:LANDFALL_TEST_TOKEN}'}\n",
         ),
     )
+}
+
+/// Runs `landfall <command> --config <config>` with the bearer token set to `token`.
+async fn with_token(command: &str, config: &Path, token: &str) -> Output {
+    landfall(
+        &[command, "--config", config.to_str().unwrap()],
+        &[("LANDFALL_TEST_TOKEN", token)],
+    )
+    .await
+}
+
+/// Runs `landfall run --config <config> --xcom-output <xcom>` with `envs` set.
+async fn run_with_xcom(config: &Path, xcom: &Path, envs: &[(&str, &str)]) -> Output {
+    landfall(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--xcom-output",
+            xcom.to_str().unwrap(),
+        ],
+        envs,
+    )
+    .await
+}
+
+/// The JSON document in the file at `path`.
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Starts a server that answers `/items` with `status` and must see exactly `requests`
+/// requests.
+async fn always(status: u16, requests: u64) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(status))
+        .expect(requests)
+        .mount(&server)
+        .await;
+    server
+}
+
+/// Runs one plain stream against a server that always answers `status`, which must see
+/// exactly `requests` requests; returns the workspace and the run's output.
+async fn run_against_status(status: u16, requests: u64) -> (Workspace, Output) {
+    let server = always(status, requests).await;
+    let ws = Workspace::new();
+    let config = ws.config(&one_stream(&server.uri(), "{name: items, path: /items}"));
+    let output = run(&config, &[]).await;
+    server.verify().await;
+    (ws, output)
 }
 
 #[tokio::test]
@@ -132,11 +200,7 @@ async fn check_reports_each_step() {
         .await;
     let ws = Workspace::new();
     let config = bearer_config(&ws, &server.uri());
-    let output = landfall(
-        &["check", "--config", config.to_str().unwrap()],
-        &[("LANDFALL_TEST_TOKEN", SECRET)],
-    )
-    .await;
+    let output = with_token("check", &config, SECRET).await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["ok"], true);
@@ -163,11 +227,7 @@ async fn check_reports_each_step() {
     assert!(common::files_under(&ws.landing().join("shop/_check")).is_empty());
 
     // A wrong token fails the stream step with the auth exit code.
-    let output = landfall(
-        &["check", "--config", config.to_str().unwrap()],
-        &[("LANDFALL_TEST_TOKEN", "wrong-token-1234")],
-    )
-    .await;
+    let output = with_token("check", &config, "wrong-token-1234").await;
     assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["failed_step"], "stream:items");
@@ -176,31 +236,16 @@ async fn check_reports_each_step() {
 
 #[tokio::test]
 async fn auth_failure_exits_4_and_writes_a_failed_manifest() {
-    let server = MockServer::start().await;
-    Mock::given(path("/items"))
-        .respond_with(ResponseTemplate::new(401))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = always(401, 1).await;
     let ws = Workspace::new();
     let config = bearer_config(&ws, &server.uri());
     let xcom = ws.dir.path().join("xcom/return.json");
-    let output = landfall(
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--xcom-output",
-            xcom.to_str().unwrap(),
-        ],
-        &[("LANDFALL_TEST_TOKEN", SECRET)],
-    )
-    .await;
+    let output = run_with_xcom(&config, &xcom, &[("LANDFALL_TEST_TOKEN", SECRET)]).await;
     assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
     let manifest = &ws.manifests("shop")[0];
     assert_eq!(manifest["status"], "failed");
     assert_eq!(manifest["streams"][0]["error"]["code"], "AUTH_FAILED");
-    let summary: Value = serde_json::from_slice(&std::fs::read(&xcom).unwrap()).unwrap();
+    let summary = read_json(&xcom);
     assert_eq!(summary["status"], "failed");
     assert_eq!(summary["exit_code"], 4);
     assert_eq!(summary["streams"]["items"]["error_code"], "AUTH_FAILED");
@@ -219,17 +264,7 @@ async fn server_errors_are_retried_then_land_once() {
     let ws = Workspace::new();
     let config = bearer_config(&ws, &server.uri());
     let xcom = ws.dir.path().join("return.json");
-    let output = landfall(
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--xcom-output",
-            xcom.to_str().unwrap(),
-        ],
-        &[("LANDFALL_TEST_TOKEN", SECRET)],
-    )
-    .await;
+    let output = run_with_xcom(&config, &xcom, &[("LANDFALL_TEST_TOKEN", SECRET)]).await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let stream = &ws.manifests("shop")[0]["streams"][0];
     assert_eq!(stream["requests"], 3);
@@ -242,7 +277,7 @@ async fn server_errors_are_retried_then_land_once() {
         .collect();
     assert_eq!(retried.len(), 2);
     assert_eq!(retried[0]["code"], "SERVER_ERROR");
-    let summary: Value = serde_json::from_slice(&std::fs::read(&xcom).unwrap()).unwrap();
+    let summary = read_json(&xcom);
     assert_eq!(summary["status"], "succeeded");
     assert_eq!(summary["streams"]["items"]["rows_written"], 2);
     assert!(summary["manifest_path"].as_str().unwrap().starts_with("file://"));
@@ -250,15 +285,7 @@ async fn server_errors_are_retried_then_land_once() {
 
 #[tokio::test]
 async fn client_errors_are_not_retried() {
-    let server = MockServer::start().await;
-    Mock::given(path("/items"))
-        .respond_with(ResponseTemplate::new(400))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(&server.uri(), "{name: items, path: /items}"));
-    let output = run(&config, &[]).await;
+    let (ws, output) = run_against_status(400, 1).await;
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert_eq!(
         ws.manifests("shop")[0]["streams"][0]["error"]["code"],
@@ -268,15 +295,7 @@ async fn client_errors_are_not_retried() {
 
 #[tokio::test]
 async fn transient_failures_exit_75() {
-    let server = MockServer::start().await;
-    Mock::given(path("/items"))
-        .respond_with(ResponseTemplate::new(502))
-        .expect(3)
-        .mount(&server)
-        .await;
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(&server.uri(), "{name: items, path: /items}"));
-    let output = run(&config, &[]).await;
+    let (_ws, output) = run_against_status(502, 3).await;
     assert_eq!(output.status.code(), Some(75), "{}", stderr(&output));
 }
 
@@ -325,14 +344,9 @@ async fn secrets_appear_nowhere() {
             .replace("  name: shop\n", "  name: shop\n  auth: {type: api_key, in: query, name: api_key, value: '${env:LANDFALL_TEST_KEY}'}\n  headers: {X-Token: '${env:LANDFALL_TEST_TOKEN}'}\n"),
     );
     let xcom = ws.dir.path().join("return.json");
-    let output = landfall(
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--xcom-output",
-            xcom.to_str().unwrap(),
-        ],
+    let output = run_with_xcom(
+        &config,
+        &xcom,
         &[("LANDFALL_TEST_TOKEN", SECRET), ("LANDFALL_TEST_KEY", "qk-5e5e5e5e5e")],
     )
     .await;
@@ -358,11 +372,7 @@ async fn every_log_event_carries_the_run_and_page_context() {
     items_mock(SECRET).mount(&server).await;
     let ws = Workspace::new();
     let config = bearer_config(&ws, &server.uri());
-    let output = landfall(
-        &["run", "--config", config.to_str().unwrap()],
-        &[("LANDFALL_TEST_TOKEN", SECRET)],
-    )
-    .await;
+    let output = with_token("run", &config, SECRET).await;
     assert!(output.status.success());
     let events = events(&output);
     let run_id = ws.manifests("shop")[0]["run_id"].as_str().unwrap().to_owned();
@@ -380,6 +390,16 @@ async fn every_log_event_carries_the_run_and_page_context() {
     assert!(page["request_id"].as_str().is_some_and(|id| !id.is_empty()));
 }
 
+/// The report of stream `name` in a run manifest.
+fn stream_report<'a>(manifest: &'a Value, name: &str) -> &'a Value {
+    manifest["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no stream {name} in the manifest"))
+}
+
 #[tokio::test]
 async fn demo_lands_the_sample_api_and_resumes_from_checkpoints() {
     let ws = Workspace::new();
@@ -390,12 +410,7 @@ async fn demo_lands_the_sample_api_and_resumes_from_checkpoints() {
     let manifest = &ws.manifests("demo")[0];
     assert_eq!(manifest["status"], "succeeded");
     for (stream, count) in landfall::demo::api::expected_counts() {
-        let report = manifest["streams"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == stream)
-            .unwrap();
+        let report = stream_report(manifest, stream);
         assert_eq!(report["rows_written"], count, "{stream}");
         assert_eq!(ws.lines("demo", stream).len() as u64, count, "{stream}");
     }
@@ -411,12 +426,7 @@ async fn demo_lands_the_sample_api_and_resumes_from_checkpoints() {
     let manifests = ws.manifests("demo");
     assert_eq!(manifests.len(), 2);
     let second = manifests.iter().find(|m| m["run_id"] != manifest["run_id"]).unwrap();
-    let customers = second["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "customers")
-        .unwrap();
+    let customers = stream_report(second, "customers");
     assert_eq!(customers["cursor_start"], checkpoint.as_str());
     assert_eq!(customers["rows_read"], 1);
     assert_eq!(customers["duplicate_rows"], 1);

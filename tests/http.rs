@@ -41,11 +41,20 @@ fn config(base: &str, source_extra: &str, stream_extra: &str, env: &[(&str, &str
     .config
 }
 
+/// A config with `source_extra` only: one plain stream, no environment.
+fn source_config(base: &str, source_extra: &str) -> ConnectorConfig {
+    config(base, source_extra, "", &[])
+}
+
+/// A client for `config` that waits in real time.
+fn real_client(config: &ConnectorConfig) -> HttpClient {
+    HttpClient::new(&config.source, Events::new("test-run", "shop")).unwrap()
+}
+
+/// A client for `config` that waits on a virtual clock, and the clock.
 fn client_for(config: &ConnectorConfig) -> (HttpClient, Arc<VirtualClock>) {
     let clock = VirtualClock::new();
-    let client = HttpClient::new(&config.source, Events::new("test-run", "shop"))
-        .unwrap()
-        .with_sleeper(clock.clone());
+    let client = real_client(config).with_sleeper(clock.clone());
     (client, clock)
 }
 
@@ -77,6 +86,16 @@ async fn send(client: &HttpClient, spec: &RequestSpec) -> Result<Response, HttpE
     client.send(spec, CONTEXT).await
 }
 
+/// Sends one GET with a fresh client (virtual clock) for `config`.
+async fn get_once(config: &ConnectorConfig) -> Result<Response, HttpError> {
+    send(&client_for(config).0, &get(config)).await
+}
+
+/// Sends one POST with a fresh client (virtual clock) for `config`.
+async fn post_once(config: &ConnectorConfig) -> Result<Response, HttpError> {
+    send(&client_for(config).0, &post(config)).await
+}
+
 fn ok() -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({"data": [{"id": 1}]}))
 }
@@ -101,58 +120,78 @@ async fn guarded(server: &MockServer, guard: Mock) {
         .await;
 }
 
+/// Starts a server that answers `/items` with `answer` every time.
+async fn serving(answer: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(path("/items")).respond_with(answer).mount(&server).await;
+    server
+}
+
+/// Starts a server that answers `/items` with each `(answer, times)` in turn, then `ok()`.
+async fn answering_then_ok(steps: Vec<(ResponseTemplate, u64)>) -> MockServer {
+    let server = MockServer::start().await;
+    let mut priority = 1;
+    for (answer, times) in steps {
+        Mock::given(path("/items"))
+            .respond_with(answer)
+            .up_to_n_times(times)
+            .with_priority(priority)
+            .mount(&server)
+            .await;
+        priority += 1;
+    }
+    Mock::given(path("/items"))
+        .respond_with(ok())
+        .with_priority(priority)
+        .mount(&server)
+        .await;
+    server
+}
+
 // ---- auth -------------------------------------------------------------------------------
 
 #[tokio::test]
 async fn api_key_in_a_header_bearer_and_basic_are_sent() {
-    let server = MockServer::start().await;
-    guarded(
-        &server,
-        Mock::given(path("/items"))
-            .and(header("x-api-key", "hk-1f2e3d4c5b"))
-            .respond_with(ok()),
-    )
-    .await;
-    let config = self::config(
-        &server.uri(),
-        "  auth: {type: api_key, in: header, name: X-Api-Key, value: '${env:KEY}'}",
-        "",
-        &[("KEY", "hk-1f2e3d4c5b")],
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("bot:pw-5566aabb")
     );
-    send(&client_for(&config).0, &get(&config)).await.unwrap();
-
-    let server = MockServer::start().await;
-    guarded(
-        &server,
-        Mock::given(path("/items"))
-            .and(header("authorization", "Bearer bt-9a8b7c6d"))
-            .respond_with(ok()),
-    )
-    .await;
-    let config = self::config(
-        &server.uri(),
-        "  auth: {type: bearer, token: '${env:TOKEN}'}",
-        "",
-        &[("TOKEN", "bt-9a8b7c6d")],
-    );
-    send(&client_for(&config).0, &get(&config)).await.unwrap();
-
-    let server = MockServer::start().await;
-    let expected = base64::engine::general_purpose::STANDARD.encode("bot:pw-5566aabb");
-    guarded(
-        &server,
-        Mock::given(path("/items"))
-            .and(header("authorization", format!("Basic {expected}").as_str()))
-            .respond_with(ok()),
-    )
-    .await;
-    let config = self::config(
-        &server.uri(),
-        "  auth: {type: basic, username: bot, password: '${env:PASS}'}",
-        "",
-        &[("PASS", "pw-5566aabb")],
-    );
-    send(&client_for(&config).0, &get(&config)).await.unwrap();
+    // (auth type, header the server requires, its value, auth config, environment)
+    let cases = [
+        (
+            "api_key",
+            "x-api-key",
+            "hk-1f2e3d4c5b",
+            "  auth: {type: api_key, in: header, name: X-Api-Key, value: '${env:KEY}'}",
+            ("KEY", "hk-1f2e3d4c5b"),
+        ),
+        (
+            "bearer",
+            "authorization",
+            "Bearer bt-9a8b7c6d",
+            "  auth: {type: bearer, token: '${env:TOKEN}'}",
+            ("TOKEN", "bt-9a8b7c6d"),
+        ),
+        (
+            "basic",
+            "authorization",
+            basic.as_str(),
+            "  auth: {type: basic, username: bot, password: '${env:PASS}'}",
+            ("PASS", "pw-5566aabb"),
+        ),
+    ];
+    for (kind, name, value, auth, env) in cases {
+        let server = MockServer::start().await;
+        guarded(
+            &server,
+            Mock::given(path("/items")).and(header(name, value)).respond_with(ok()),
+        )
+        .await;
+        let config = self::config(&server.uri(), auth, "", &[env]);
+        get_once(&config)
+            .await
+            .unwrap_or_else(|error| panic!("{kind}: {error}"));
+    }
 }
 
 #[tokio::test]
@@ -170,7 +209,7 @@ async fn api_key_in_the_query_is_sent_and_masked_in_errors() {
         "",
         &[("KEY", "qk-77aa88bb99")],
     );
-    let error = send(&client_for(&config).0, &get(&config)).await.unwrap_err();
+    let error = get_once(&config).await.unwrap_err();
     assert_eq!(error.code, ErrorCode::InvalidRequest);
     assert!(error.url.contains("api_key=***"), "{}", error.url);
     let shown = error.to_string();
@@ -249,7 +288,7 @@ async fn hmac_signature_verifies_on_the_server() {
         ", method: POST",
         &[("HMAC", &wrong)],
     );
-    let error = send(&client_for(&config).0, &post(&config)).await.unwrap_err();
+    let error = post_once(&config).await.unwrap_err();
     assert_eq!(error.code, ErrorCode::AuthFailed);
 }
 
@@ -308,6 +347,16 @@ impl Respond for OAuthServer {
     }
 }
 
+/// Starts a server on which `oauth` answers every path (token endpoint and resource).
+async fn oauth_server(oauth: OAuthServer) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(oauth)
+        .mount(&server)
+        .await;
+    server
+}
+
 fn oauth_config(base: &str, flow: &str, refresh: Option<&str>) -> ConnectorConfig {
     let refresh_line = if refresh.is_some() {
         ", refresh_token: '${env:RT}'"
@@ -326,15 +375,11 @@ fn oauth_config(base: &str, flow: &str, refresh: Option<&str>) -> ConnectorConfi
 
 #[tokio::test]
 async fn oauth2_client_credentials_lazy_cached_refreshed_before_expiry_and_on_401() {
-    let server = MockServer::start().await;
     let oauth = OAuthServer {
         expires_in: 120,
         ..Default::default()
     };
-    Mock::given(wiremock::matchers::any())
-        .respond_with(oauth.clone())
-        .mount(&server)
-        .await;
+    let server = oauth_server(oauth.clone()).await;
     let config = oauth_config(&server.uri(), "client_credentials", None);
     let (client, clock) = client_for(&config);
     // Lazy: building the client fetches nothing.
@@ -379,16 +424,12 @@ async fn oauth2_client_credentials_lazy_cached_refreshed_before_expiry_and_on_40
 
 #[tokio::test]
 async fn oauth2_token_endpoint_refusal_is_auth_failed() {
-    let server = MockServer::start().await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(OAuthServer::default())
-        .mount(&server)
-        .await;
+    let server = oauth_server(OAuthServer::default()).await;
     let mut config = oauth_config(&server.uri(), "client_credentials", None);
     if let landfall::config::AuthConfig::OAuth2 { client_secret, .. } = &mut config.source.auth {
         *client_secret = landfall::config::Secret::new("cs-wrong-999999");
     }
-    let error = send(&client_for(&config).0, &get(&config)).await.unwrap_err();
+    let error = get_once(&config).await.unwrap_err();
     assert_eq!(error.code, ErrorCode::AuthFailed);
     assert_eq!(error.subsystem.as_str(), "auth");
     assert!(requests_to(&server, "/items").await.is_empty());
@@ -411,16 +452,12 @@ impl CredentialStore for MemoryStore {
 
 #[tokio::test]
 async fn oauth2_rotated_refresh_token_is_used_and_carried_to_the_next_run() {
-    let server = MockServer::start().await;
     let oauth = OAuthServer {
         expires_in: 120,
         refresh: Arc::new(Mutex::new(Some("rt-initial-1234".into()))),
         ..Default::default()
     };
-    Mock::given(wiremock::matchers::any())
-        .respond_with(oauth.clone())
-        .mount(&server)
-        .await;
+    let server = oauth_server(oauth.clone()).await;
     let config = oauth_config(&server.uri(), "refresh_token", Some("rt-initial-1234"));
     let store = Arc::new(MemoryStore::default());
 
@@ -465,25 +502,15 @@ fn retry_config(base: &str, retry: &str, stream_extra: &str) -> ConnectorConfig 
 
 #[tokio::test]
 async fn retry_after_in_seconds_and_as_an_http_date_is_honoured() {
-    let server = MockServer::start().await;
-    Mock::given(path("/items"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "7"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
     let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(20));
-    Mock::given(path("/items"))
-        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", date.as_str()))
-        .up_to_n_times(1)
-        .with_priority(2)
-        .mount(&server)
-        .await;
-    Mock::given(path("/items"))
-        .respond_with(ok())
-        .with_priority(3)
-        .mount(&server)
-        .await;
+    let server = answering_then_ok(vec![
+        (ResponseTemplate::new(429).insert_header("Retry-After", "7"), 1),
+        (
+            ResponseTemplate::new(503).insert_header("Retry-After", date.as_str()),
+            1,
+        ),
+    ])
+    .await;
     let config = retry_config(&server.uri(), "{max_attempts: 3, budget: 1m}", "");
     let (client, clock) = client_for(&config);
     let response = send(&client, &get(&config)).await.unwrap();
@@ -498,11 +525,7 @@ async fn retry_after_in_seconds_and_as_an_http_date_is_honoured() {
 
 #[tokio::test]
 async fn the_budget_cuts_retries_short() {
-    let server = MockServer::start().await;
-    Mock::given(path("/items"))
-        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "2"))
-        .mount(&server)
-        .await;
+    let server = serving(ResponseTemplate::new(503).insert_header("Retry-After", "2")).await;
     let config = retry_config(&server.uri(), "{max_attempts: 10, budget: 5s}", "");
     let (client, clock) = client_for(&config);
     let error = send(&client, &get(&config)).await.unwrap_err();
@@ -532,18 +555,7 @@ async fn client_errors_are_never_retried() {
 
 #[tokio::test]
 async fn backoff_jitter_stays_within_half_to_full_delay() {
-    let server = MockServer::start().await;
-    Mock::given(path("/items"))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(5)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/items"))
-        .respond_with(ok())
-        .with_priority(2)
-        .mount(&server)
-        .await;
+    let server = answering_then_ok(vec![(ResponseTemplate::new(500), 5)]).await;
     let config = retry_config(
         &server.uri(),
         "{max_attempts: 6, initial_delay: 100ms, multiplier: 2, max_delay: 1s, budget: 1m}\n  circuit_breaker: {failure_threshold: 10}",
@@ -583,7 +595,7 @@ async fn post_is_retried_only_with_an_idempotency_key_or_when_declared_safe() {
             "{max_attempts: 3, initial_delay: 10ms, max_delay: 10ms}",
             &format!(", method: POST{stream_extra}"),
         );
-        let _ = send(&client_for(&config).0, &post(&config)).await;
+        let _ = post_once(&config).await;
         let requests = requests_to(&server, "/items").await;
         let keys = requests
             .iter()
@@ -614,23 +626,10 @@ async fn post_is_retried_only_with_an_idempotency_key_or_when_declared_safe() {
 
 #[tokio::test]
 async fn circuit_opens_fails_fast_then_recovers_through_one_probe() {
-    let server = MockServer::start().await;
-    Mock::given(path("/items"))
-        .respond_with(ResponseTemplate::new(502))
-        .up_to_n_times(3)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/items"))
-        .respond_with(ok())
-        .with_priority(2)
-        .mount(&server)
-        .await;
-    let config = self::config(
+    let server = answering_then_ok(vec![(ResponseTemplate::new(502), 3)]).await;
+    let config = source_config(
         &server.uri(),
         "  retry: {max_attempts: 1}\n  circuit_breaker: {failure_threshold: 3, cooldown: 30s}",
-        "",
-        &[],
     );
     let (client, clock) = client_for(&config);
     for _ in 0..3 {
@@ -658,23 +657,10 @@ async fn circuit_opens_fails_fast_then_recovers_through_one_probe() {
 
 #[tokio::test]
 async fn a_retrying_request_waits_out_the_cooldown_and_probes() {
-    let server = MockServer::start().await;
-    Mock::given(path("/items"))
-        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "1"))
-        .up_to_n_times(2)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/items"))
-        .respond_with(ok())
-        .with_priority(2)
-        .mount(&server)
-        .await;
-    let config = self::config(
+    let server = answering_then_ok(vec![(ResponseTemplate::new(503).insert_header("Retry-After", "1"), 2)]).await;
+    let config = source_config(
         &server.uri(),
         "  retry: {max_attempts: 5, budget: 1m}\n  circuit_breaker: {failure_threshold: 2, cooldown: 20s}",
-        "",
-        &[],
     );
     let (client, clock) = client_for(&config);
     let response = send(&client, &get(&config)).await.unwrap();
@@ -685,33 +671,36 @@ async fn a_retrying_request_waits_out_the_cooldown_and_probes() {
 
 // ---- rate limiting ------------------------------------------------------------------------
 
-#[tokio::test]
-async fn rate_limit_is_held_within_ten_percent_in_real_time() {
-    let server = MockServer::start().await;
-    Mock::given(path("/items")).respond_with(ok()).mount(&server).await;
-    let config = self::config(
-        &server.uri(),
-        "  rate_limit: {requests_per_second: 20, burst: 1, adaptive: false}",
-        "",
-        &[],
-    );
-    let client = HttpClient::new(&config.source, Events::new("test-run", "shop")).unwrap();
-    let spec = get(&config);
-    let started = Instant::now();
-    // Three senders keep requests waiting, so request latency does not slow the rate.
-    let senders: Vec<_> = (0..3)
+/// Sends `spec` `each` times in turn from each of `senders` tasks running at once; every
+/// request must succeed.
+async fn send_concurrently(client: &HttpClient, spec: &RequestSpec, senders: usize, each: usize) {
+    let tasks: Vec<_> = (0..senders)
         .map(|_| {
             let (client, spec) = (client.clone(), spec.clone());
             tokio::spawn(async move {
-                for _ in 0..17 {
+                for _ in 0..each {
                     client.send(&spec, CONTEXT).await.unwrap();
                 }
             })
         })
         .collect();
-    for sender in senders {
-        sender.await.unwrap();
+    for task in tasks {
+        task.await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn rate_limit_is_held_within_ten_percent_in_real_time() {
+    let server = serving(ok()).await;
+    let config = source_config(
+        &server.uri(),
+        "  rate_limit: {requests_per_second: 20, burst: 1, adaptive: false}",
+    );
+    let client = real_client(&config);
+    let spec = get(&config);
+    let started = Instant::now();
+    // Three senders keep requests waiting, so request latency does not slow the rate.
+    send_concurrently(&client, &spec, 3, 17).await;
     // 51 requests: the first at once, then 50 intervals of 50 ms.
     let took = started.elapsed().as_secs_f64();
     assert!((took - 2.5).abs() <= 0.25, "51 requests at 20/s took {took:.3} s");
@@ -721,55 +710,34 @@ async fn rate_limit_is_held_within_ten_percent_in_real_time() {
 #[tokio::test]
 async fn concurrency_cap_holds_independent_of_the_rate() {
     let server = common::servers::CountingServer::start(None, Duration::from_millis(100)).await;
-    let config = self::config(
+    let config = source_config(
         &server.url(),
         "  rate_limit: {requests_per_second: 1000, burst: 100, concurrency: 2}",
-        "",
-        &[],
     );
-    let client = HttpClient::new(&config.source, Events::new("test-run", "shop")).unwrap();
+    let client = real_client(&config);
     let spec = get(&config);
-    let sends: Vec<_> = (0..8)
-        .map(|_| {
-            let (client, spec) = (client.clone(), spec.clone());
-            tokio::spawn(async move { client.send(&spec, CONTEXT).await.map(|_| ()) })
-        })
-        .collect();
-    for send in sends {
-        send.await.unwrap().unwrap();
-    }
+    send_concurrently(&client, &spec, 8, 1).await;
     assert_eq!(server.counts.requests.load(Ordering::SeqCst), 8);
     assert_eq!(server.counts.max_in_flight.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
 async fn adaptive_mode_slows_down_from_headers_before_any_429() {
-    let server = MockServer::start().await;
-    Mock::given(path("/items"))
-        .respond_with(
-            ok().insert_header("X-RateLimit-Remaining", "0")
-                .insert_header("X-RateLimit-Reset", "5"),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/items"))
-        .respond_with(
+    let exhausted = || {
+        ok().insert_header("X-RateLimit-Remaining", "0")
+            .insert_header("X-RateLimit-Reset", "5")
+    };
+    let server = answering_then_ok(vec![
+        (exhausted(), 1),
+        (
             ok().insert_header("RateLimit-Limit", "100")
                 .insert_header("RateLimit-Remaining", "2")
                 .insert_header("RateLimit-Reset", "10"),
-        )
-        .up_to_n_times(1)
-        .with_priority(2)
-        .mount(&server)
-        .await;
-    Mock::given(path("/items"))
-        .respond_with(ok())
-        .with_priority(3)
-        .mount(&server)
-        .await;
-    let config = self::config(&server.uri(), "  rate_limit: {adaptive: true}", "", &[]);
+            1,
+        ),
+    ])
+    .await;
+    let config = source_config(&server.uri(), "  rate_limit: {adaptive: true}");
     let (client, clock) = client_for(&config);
     // Nothing left: the next request waits for the reset.
     send(&client, &get(&config)).await.unwrap();
@@ -781,15 +749,8 @@ async fn adaptive_mode_slows_down_from_headers_before_any_429() {
     send(&client, &get(&config)).await.unwrap();
     assert_eq!(clock.sleeps(), vec![Duration::from_secs(5)]);
     // Without adaptive mode the headers are ignored.
-    let server = MockServer::start().await;
-    Mock::given(path("/items"))
-        .respond_with(
-            ok().insert_header("X-RateLimit-Remaining", "0")
-                .insert_header("X-RateLimit-Reset", "5"),
-        )
-        .mount(&server)
-        .await;
-    let config = self::config(&server.uri(), "  rate_limit: {adaptive: false}", "", &[]);
+    let server = serving(exhausted()).await;
+    let config = source_config(&server.uri(), "  rate_limit: {adaptive: false}");
     let (client, clock) = client_for(&config);
     send(&client, &get(&config)).await.unwrap();
     send(&client, &get(&config)).await.unwrap();
@@ -798,12 +759,8 @@ async fn adaptive_mode_slows_down_from_headers_before_any_429() {
 
 #[tokio::test]
 async fn a_wait_past_the_run_deadline_stops_cleanly() {
-    let server = MockServer::start().await;
-    Mock::given(path("/items"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "3600"))
-        .mount(&server)
-        .await;
-    let config = self::config(&server.uri(), "  retry: {budget: 2h}", "", &[]);
+    let server = serving(ResponseTemplate::new(429).insert_header("Retry-After", "3600")).await;
+    let config = source_config(&server.uri(), "  retry: {budget: 2h}");
     let (client, clock) = client_for(&config);
     let client = client.with_max_duration(Duration::from_secs(600));
     let error = send(&client, &get(&config)).await.unwrap_err();
@@ -814,13 +771,10 @@ async fn a_wait_past_the_run_deadline_stops_cleanly() {
     assert_eq!(requests_to(&server, "/items").await.len(), 1);
 
     // The same for the local limiter: one request an hour, 10 minutes left.
-    let server = MockServer::start().await;
-    Mock::given(path("/items")).respond_with(ok()).mount(&server).await;
-    let config = self::config(
+    let server = serving(ok()).await;
+    let config = source_config(
         &server.uri(),
         "  rate_limit: {requests_per_second: null, requests_per_hour: 1, burst: 1}",
-        "",
-        &[],
     );
     let (client, _) = client_for(&config);
     let client = client.with_max_duration(Duration::from_secs(600));
@@ -843,17 +797,14 @@ async fn gzip_and_brotli_responses_are_decoded() {
         std::io::Write::write_all(&mut writer, plain).unwrap();
     }
     for (encoding, body) in [("gzip", gzip), ("br", brotli)] {
-        let server = MockServer::start().await;
-        Mock::given(path("/items"))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .insert_header("content-encoding", encoding)
-                    .set_body_raw(body, "application/json"),
-            )
-            .mount(&server)
-            .await;
-        let config = self::config(&server.uri(), "", "", &[]);
-        let response = send(&client_for(&config).0, &get(&config)).await.unwrap();
+        let server = serving(
+            ResponseTemplate::new(200)
+                .insert_header("content-encoding", encoding)
+                .set_body_raw(body, "application/json"),
+        )
+        .await;
+        let config = source_config(&server.uri(), "");
+        let response = get_once(&config).await.unwrap();
         assert_eq!(&response.body[..], plain, "{encoding}");
         let request = &requests_to(&server, "/items").await[0];
         let accepted = request.headers.get("accept-encoding").unwrap().to_str().unwrap();
@@ -869,8 +820,8 @@ async fn requests_carry_user_agent_and_request_id_and_errors_name_it() {
         .respond_with(ResponseTemplate::new(404))
         .mount(&server)
         .await;
-    let config = self::config(&server.uri(), "", "", &[]);
-    let error = send(&client_for(&config).0, &get(&config)).await.unwrap_err();
+    let config = source_config(&server.uri(), "");
+    let error = get_once(&config).await.unwrap_err();
     let sent = requests_to(&server, "/items").await[0]
         .headers
         .get("x-request-id")
@@ -882,20 +833,16 @@ async fn requests_carry_user_agent_and_request_id_and_errors_name_it() {
     assert_eq!((error.method, error.status, error.attempt), ("GET", Some(404), 1));
     assert_eq!(error.subsystem.as_str(), "transport");
     // The server's request id wins when it sends one.
-    let server = MockServer::start().await;
-    Mock::given(path("/items"))
-        .respond_with(ok().insert_header("x-request-id", "srv-req-42"))
-        .mount(&server)
-        .await;
-    let config = self::config(&server.uri(), "", "", &[]);
-    let response = send(&client_for(&config).0, &get(&config)).await.unwrap();
+    let server = serving(ok().insert_header("x-request-id", "srv-req-42")).await;
+    let config = source_config(&server.uri(), "");
+    let response = get_once(&config).await.unwrap();
     assert_eq!(response.request_id, "srv-req-42");
 }
 
 #[tokio::test]
 async fn connections_are_reused() {
     let server = common::servers::CountingServer::start(None, Duration::ZERO).await;
-    let config = self::config(&server.url(), "", "", &[]);
+    let config = source_config(&server.url(), "");
     let (client, _) = client_for(&config);
     for _ in 0..5 {
         send(&client, &get(&config)).await.unwrap();
@@ -933,5 +880,5 @@ async fn post_body_reaches_the_server_as_built() {
         .mount(&server)
         .await;
     let config = self::config(&server.uri(), "", ", method: POST", &[]);
-    send(&client_for(&config).0, &post(&config)).await.unwrap();
+    post_once(&config).await.unwrap();
 }
