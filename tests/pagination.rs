@@ -2,12 +2,15 @@
 
 mod common;
 
+use std::ops::Range;
+use std::process::Output;
+
 use common::{Workspace, one_stream, run};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, header, method, path, query_param, query_param_is_missing};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 
-fn records(ids: std::ops::Range<u32>) -> Value {
+fn records(ids: Range<u32>) -> Value {
     Value::Array(ids.map(|id| json!({"id": id, "v": format!("r{id}")})).collect())
 }
 
@@ -18,12 +21,71 @@ fn ids(lines: &[Value]) -> Vec<String> {
         .collect()
 }
 
-fn expected(range: std::ops::Range<u32>) -> Vec<String> {
+fn expected(range: Range<u32>) -> Vec<String> {
     range.map(|id| id.to_string()).collect()
 }
 
 fn pages(lines: &[Value]) -> Vec<u64> {
     lines.iter().map(|line| line["_page"].as_u64().unwrap()).collect()
+}
+
+/// Runs one `stream` against `server` in a fresh workspace.
+async fn run_stream(server: &MockServer, stream: &str) -> (Workspace, Output) {
+    let ws = Workspace::new();
+    let config = ws.config(&one_stream(&server.uri(), stream));
+    let output = run(&config, &[]).await;
+    (ws, output)
+}
+
+/// Runs one `stream` against `server` in a fresh workspace and asserts that the run succeeded.
+async fn run_ok(server: &MockServer, stream: &str) -> (Workspace, Output) {
+    let (ws, output) = run_stream(server, stream).await;
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    (ws, output)
+}
+
+/// Runs one `stream` against `server` and asserts that it succeeded and landed, in order,
+/// exactly the `items` with the ids in `range`.
+async fn assert_items_landed(server: &MockServer, stream: &str, range: Range<u32>) -> Workspace {
+    let (ws, output) = run_ok(server, stream).await;
+    assert_eq!(
+        ids(&ws.lines("shop", "items")),
+        expected(range),
+        "{stream}: {}",
+        common::stderr(&output)
+    );
+    ws
+}
+
+/// Mounts `given`, answering 200 with `body` as JSON.
+async fn answer(server: &MockServer, given: MockBuilder, body: Value) {
+    given
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(server)
+        .await;
+}
+
+/// Serves `/items` pages, each fetched exactly once: `(value, range)` answers `?{param}={value}`
+/// (plus the `fixed` query params) with the records of `range` wrapped by `body`.
+async fn serve_pages(
+    param: &str,
+    fixed: &[(&str, &str)],
+    pages: &[(&str, Range<u32>)],
+    body: impl Fn(Value) -> Value,
+) -> MockServer {
+    let server = MockServer::start().await;
+    for (value, range) in pages {
+        let mut given = Mock::given(path("/items")).and(query_param(param, *value));
+        for (name, fixed_value) in fixed {
+            given = given.and(query_param(*name, *fixed_value));
+        }
+        given
+            .respond_with(ResponseTemplate::new(200).set_body_json(body(records(range.clone()))))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    server
 }
 
 #[tokio::test]
@@ -35,43 +97,31 @@ async fn none_fetches_one_page() {
         .expect(1)
         .mount(&server)
         .await;
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(
-        &server.uri(),
-        "{name: items, path: /items, primary_key: [id]}",
-    ));
-    let output = run(&config, &[]).await;
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    assert_eq!(ids(&ws.lines("shop", "items")), expected(1..4));
+    let stream = "{name: items, path: /items, primary_key: [id]}";
+    assert_items_landed(&server, stream, 1..4).await;
 }
 
 #[tokio::test]
 async fn cursor_in_query() {
     let server = MockServer::start().await;
-    Mock::given(path("/items"))
-        .and(query_param_is_missing("after"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": records(1..3), "meta": {"next": "c1"}})))
-        .mount(&server)
-        .await;
-    Mock::given(path("/items"))
-        .and(query_param("after", "c1"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": records(3..5), "meta": {"next": "c2"}})))
-        .mount(&server)
-        .await;
-    Mock::given(path("/items"))
-        .and(query_param("after", "c2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": records(5..6), "meta": {"next": null}})))
-        .mount(&server)
-        .await;
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(
-        &server.uri(),
-        "{name: items, path: /items, records_path: /data, primary_key: [id], pagination: {type: cursor, cursor_path: /meta/next, cursor_param: after}}",
-    ));
-    let output = run(&config, &[]).await;
-    assert!(output.status.success(), "{}", common::stderr(&output));
+    let page = |cursor| Mock::given(path("/items")).and(query_param("after", cursor));
+    let first = Mock::given(path("/items")).and(query_param_is_missing("after"));
+    answer(&server, first, json!({"data": records(1..3), "meta": {"next": "c1"}})).await;
+    answer(
+        &server,
+        page("c1"),
+        json!({"data": records(3..5), "meta": {"next": "c2"}}),
+    )
+    .await;
+    answer(
+        &server,
+        page("c2"),
+        json!({"data": records(5..6), "meta": {"next": null}}),
+    )
+    .await;
+    let stream = "{name: items, path: /items, records_path: /data, primary_key: [id], pagination: {type: cursor, cursor_path: /meta/next, cursor_param: after}}";
+    let ws = assert_items_landed(&server, stream, 1..6).await;
     let lines = ws.lines("shop", "items");
-    assert_eq!(ids(&lines), expected(1..6));
     assert_eq!(pages(&lines), [1, 1, 2, 2, 3]);
     assert_eq!(ws.manifests("shop")[0]["streams"][0]["pages"], 3);
 }
@@ -79,25 +129,28 @@ async fn cursor_in_query() {
 #[tokio::test]
 async fn cursor_in_post_body() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/search"))
-        .and(body_partial_json(json!({"query": "all", "cursor": "c1"})))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": records(3..4), "next": null})))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/search"))
-        .and(body_partial_json(json!({"query": "all"})))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": records(1..3), "next": "c1"})))
-        .mount(&server)
-        .await;
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(
-        &server.uri(),
+    let search = |body| {
+        Mock::given(method("POST"))
+            .and(path("/search"))
+            .and(body_partial_json(body))
+    };
+    answer(
+        &server,
+        search(json!({"query": "all", "cursor": "c1"})),
+        json!({"results": records(3..4), "next": null}),
+    )
+    .await;
+    answer(
+        &server,
+        search(json!({"query": "all"})),
+        json!({"results": records(1..3), "next": "c1"}),
+    )
+    .await;
+    let (ws, _) = run_ok(
+        &server,
         "{name: hits, path: /search, method: POST, body: {query: all}, records_path: /results, primary_key: [id], pagination: {type: cursor, cursor_path: /next, cursor_param: cursor, inject_into: body}}",
-    ));
-    let output = run(&config, &[]).await;
-    assert!(output.status.success(), "{}", common::stderr(&output));
+    )
+    .await;
     assert_eq!(ids(&ws.lines("shop", "hits")), expected(1..4));
     let endpoint = ws.lines("shop", "hits")[0]["_source_endpoint"].clone();
     assert_eq!(endpoint, "POST /search");
@@ -106,51 +159,25 @@ async fn cursor_in_post_body() {
 #[tokio::test]
 async fn cursor_in_header() {
     let server = MockServer::start().await;
-    Mock::given(path("/items"))
-        .and(header("X-Cursor", "c1"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": records(2..3)})))
-        .mount(&server)
-        .await;
-    Mock::given(path("/items"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": records(1..2), "next": "c1"})))
-        .mount(&server)
-        .await;
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(
-        &server.uri(),
-        "{name: items, path: /items, records_path: /data, primary_key: [id], pagination: {type: cursor, cursor_path: /next, cursor_param: X-Cursor, inject_into: header}}",
-    ));
-    let output = run(&config, &[]).await;
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    assert_eq!(ids(&ws.lines("shop", "items")), expected(1..3));
+    let items = || Mock::given(path("/items"));
+    let second = json!({"data": records(2..3)});
+    answer(&server, items().and(header("X-Cursor", "c1")), second).await;
+    answer(&server, items(), json!({"data": records(1..2), "next": "c1"})).await;
+    let stream = "{name: items, path: /items, records_path: /data, primary_key: [id], pagination: {type: cursor, cursor_path: /next, cursor_param: X-Cursor, inject_into: header}}";
+    assert_items_landed(&server, stream, 1..3).await;
 }
 
 #[tokio::test]
 async fn next_url_relative_and_absolute() {
     let server = MockServer::start().await;
     let absolute = format!("{}/items?page=3", server.uri());
-    Mock::given(path("/items"))
-        .and(query_param("page", "3"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": records(5..6), "next": null})))
-        .mount(&server)
-        .await;
-    Mock::given(path("/items"))
-        .and(query_param("page", "2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": records(3..5), "next": absolute})))
-        .mount(&server)
-        .await;
-    Mock::given(path("/items"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": records(1..3), "next": "items?page=2"})))
-        .mount(&server)
-        .await;
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(
-        &server.uri(),
-        "{name: items, path: /items, records_path: /data, primary_key: [id], pagination: {type: next_url, next_url_path: /next}}",
-    ));
-    let output = run(&config, &[]).await;
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    assert_eq!(ids(&ws.lines("shop", "items")), expected(1..6));
+    let page = |number| Mock::given(path("/items")).and(query_param("page", number));
+    answer(&server, page("3"), json!({"data": records(5..6), "next": null})).await;
+    answer(&server, page("2"), json!({"data": records(3..5), "next": absolute})).await;
+    let first = Mock::given(path("/items"));
+    answer(&server, first, json!({"data": records(1..3), "next": "items?page=2"})).await;
+    let stream = "{name: items, path: /items, records_path: /data, primary_key: [id], pagination: {type: next_url, next_url_path: /next}}";
+    assert_items_landed(&server, stream, 1..6).await;
 }
 
 #[tokio::test]
@@ -161,11 +188,12 @@ async fn link_header() {
         server.uri(),
         server.uri()
     );
-    Mock::given(path("/items"))
-        .and(query_param("page", "2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(records(3..4)))
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        Mock::given(path("/items")).and(query_param("page", "2")),
+        records(3..4),
+    )
+    .await;
     Mock::given(path("/items"))
         .respond_with(
             ResponseTemplate::new(200)
@@ -174,104 +202,42 @@ async fn link_header() {
         )
         .mount(&server)
         .await;
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(
-        &server.uri(),
-        "{name: items, path: /items, params: {per_page: 2}, primary_key: [id], pagination: {type: link_header}}",
-    ));
-    let output = run(&config, &[]).await;
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    assert_eq!(
-        ids(&ws.lines("shop", "items")),
-        expected(1..4),
-        "{}",
-        common::stderr(&output)
-    );
+    let stream =
+        "{name: items, path: /items, params: {per_page: 2}, primary_key: [id], pagination: {type: link_header}}";
+    assert_items_landed(&server, stream, 1..4).await;
 }
 
 #[tokio::test]
 async fn offset_stops_on_short_page() {
-    let server = MockServer::start().await;
-    for (offset, range) in [("0", 1..3), ("2", 3..5), ("4", 5..6)] {
-        Mock::given(path("/items"))
-            .and(query_param("offset", offset))
-            .and(query_param("limit", "2"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"items": records(range)})))
-            .expect(1)
-            .mount(&server)
-            .await;
-    }
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(
-        &server.uri(),
-        "{name: items, path: /items, records_path: /items, primary_key: [id], pagination: {type: offset, limit: 2}}",
-    ));
-    let output = run(&config, &[]).await;
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    assert_eq!(ids(&ws.lines("shop", "items")), expected(1..6));
+    let pages = [("0", 1..3), ("2", 3..5), ("4", 5..6)];
+    let server = serve_pages("offset", &[("limit", "2")], &pages, |data| json!({"items": data})).await;
+    let stream =
+        "{name: items, path: /items, records_path: /items, primary_key: [id], pagination: {type: offset, limit: 2}}";
+    assert_items_landed(&server, stream, 1..6).await;
 }
 
 #[tokio::test]
 async fn offset_stops_at_total() {
-    let server = MockServer::start().await;
-    for (offset, range) in [("0", 1..3), ("2", 3..5)] {
-        Mock::given(path("/items"))
-            .and(query_param("skip", offset))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"items": records(range), "total": 4})))
-            .expect(1)
-            .mount(&server)
-            .await;
-    }
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(
-        &server.uri(),
-        "{name: items, path: /items, records_path: /items, primary_key: [id], pagination: {type: offset, offset_param: skip, limit_param: take, limit: 2, total_path: /total}}",
-    ));
-    let output = run(&config, &[]).await;
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    assert_eq!(ids(&ws.lines("shop", "items")), expected(1..5));
+    let pages = [("0", 1..3), ("2", 3..5)];
+    let server = serve_pages("skip", &[], &pages, |data| json!({"items": data, "total": 4})).await;
+    let stream = "{name: items, path: /items, records_path: /items, primary_key: [id], pagination: {type: offset, offset_param: skip, limit_param: take, limit: 2, total_path: /total}}";
+    assert_items_landed(&server, stream, 1..5).await;
 }
 
 #[tokio::test]
 async fn page_number_with_and_without_page_size() {
-    let server = MockServer::start().await;
-    for (page, range) in [("1", 1..3), ("2", 3..5), ("3", 5..5)] {
-        Mock::given(path("/items"))
-            .and(query_param("p", page))
-            .respond_with(ResponseTemplate::new(200).set_body_json(records(range)))
-            .expect(1)
-            .mount(&server)
-            .await;
-    }
     // Without a page-size parameter only an empty page ends the stream.
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(
-        &server.uri(),
-        "{name: items, path: /items, primary_key: [id], pagination: {type: page_number, page_param: p, page_size: 2}}",
-    ));
-    let output = run(&config, &[]).await;
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    assert_eq!(ids(&ws.lines("shop", "items")), expected(1..5));
+    let pages = [("1", 1..3), ("2", 3..5), ("3", 5..5)];
+    let server = serve_pages("p", &[], &pages, |data| data).await;
+    let stream =
+        "{name: items, path: /items, primary_key: [id], pagination: {type: page_number, page_param: p, page_size: 2}}";
+    assert_items_landed(&server, stream, 1..5).await;
 
     // With one, a short page does.
-    let server = MockServer::start().await;
-    for (page, range) in [("0", 1..4), ("1", 4..5)] {
-        Mock::given(path("/items"))
-            .and(query_param("page", page))
-            .and(query_param("size", "3"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(records(range)))
-            .expect(1)
-            .mount(&server)
-            .await;
-    }
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(
-        &server.uri(),
-        "{name: items, path: /items, primary_key: [id], pagination: {type: page_number, page_size_param: size, page_size: 3, start_page: 0}}",
-    ));
-    let output = run(&config, &[]).await;
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    assert_eq!(ids(&ws.lines("shop", "items")), expected(1..5));
+    let pages = [("0", 1..4), ("1", 4..5)];
+    let server = serve_pages("page", &[("size", "3")], &pages, |data| data).await;
+    let stream = "{name: items, path: /items, primary_key: [id], pagination: {type: page_number, page_size_param: size, page_size: 3, start_page: 0}}";
+    assert_items_landed(&server, stream, 1..5).await;
 }
 
 #[tokio::test]
@@ -282,12 +248,11 @@ async fn repeated_cursor_fails_the_stream_but_keeps_what_was_read() {
         .expect(2)
         .mount(&server)
         .await;
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(
-        &server.uri(),
+    let (ws, output) = run_stream(
+        &server,
         "{name: items, path: /items, records_path: /data, primary_key: [id], pagination: {type: cursor, cursor_path: /next, cursor_param: c}}",
-    ));
-    let output = run(&config, &[]).await;
+    )
+    .await;
     assert_eq!(output.status.code(), Some(1), "{}", common::stderr(&output));
     let manifest = &ws.manifests("shop")[0];
     assert_eq!(manifest["status"], "failed");
@@ -306,20 +271,12 @@ async fn repeated_cursor_fails_the_stream_but_keeps_what_was_read() {
 
 #[tokio::test]
 async fn reaching_max_pages_is_an_error() {
-    let server = MockServer::start().await;
-    for (page, range) in [("1", 1..3), ("2", 3..5)] {
-        Mock::given(path("/items"))
-            .and(query_param("page", page))
-            .respond_with(ResponseTemplate::new(200).set_body_json(records(range)))
-            .mount(&server)
-            .await;
-    }
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(
-        &server.uri(),
+    let server = serve_pages("page", &[], &[("1", 1..3), ("2", 3..5)], |data| data).await;
+    let (ws, output) = run_stream(
+        &server,
         "{name: items, path: /items, primary_key: [id], pagination: {type: page_number, page_size: 2, max_pages: 2}}",
-    ));
-    let output = run(&config, &[]).await;
+    )
+    .await;
     assert_eq!(output.status.code(), Some(1));
     let stream = &ws.manifests("shop")[0]["streams"][0];
     assert_eq!(stream["error"]["code"], "PAGINATION_ERROR");

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::process::Output;
+
 use common::{Workspace, events, landfall, one_stream, run, stderr};
 use serde_json::{Value, json};
 use wiremock::matchers::{path, query_param};
@@ -20,13 +22,52 @@ fn report(ws: &Workspace) -> Value {
     ws.manifests("shop").pop().unwrap()["streams"][0].clone()
 }
 
-async fn serve(body: Value) -> MockServer {
-    let server = MockServer::start().await;
+/// Mounts a mock answering every request to `/items` with `body`.
+async fn mount_items(server: &MockServer, body: Value) {
     Mock::given(path("/items"))
         .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(server)
+        .await;
+}
+
+/// A server answering every request to `/items` with `body`.
+async fn serve(body: Value) -> MockServer {
+    let server = MockServer::start().await;
+    mount_items(&server, body).await;
+    server
+}
+
+/// A server answering the first request to `/items` with `first`, every later one with `then`.
+async fn serve_then(first: ResponseTemplate, then: Value) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(first)
+        .up_to_n_times(1)
+        .with_priority(1)
         .mount(&server)
         .await;
+    mount_items(&server, then).await;
     server
+}
+
+/// A page of the two records `{"id": 1}` and `{"id": 2}` under `/data`.
+fn two_records() -> Value {
+    json!({"data": [{"id": 1}, {"id": 2}]})
+}
+
+/// Runs one `stream` against `server` in a fresh workspace.
+async fn run_stream(server: &MockServer, stream: &str) -> (Workspace, Output) {
+    let ws = Workspace::new();
+    let config = ws.config(&one_stream(&server.uri(), stream));
+    let output = run(&config, &[]).await;
+    (ws, output)
+}
+
+/// Runs one `stream` against `server` in a fresh workspace and asserts that the run succeeded.
+async fn run_ok(server: &MockServer, stream: &str) -> (Workspace, Output) {
+    let (ws, output) = run_stream(server, stream).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    (ws, output)
 }
 
 #[tokio::test]
@@ -38,13 +79,8 @@ async fn records_missing_a_required_field_or_breaking_the_schema_are_dead_letter
     items[20] = json!({"id": 21, "email": "e", "amount": "21.00"});
     items[30] = json!({"id": null, "email": "e", "amount": 3});
     let server = serve(json!({"data": items})).await;
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(
-        &server.uri(),
-        "{name: items, path: /items, records_path: /data, primary_key: [id], required: [email], max_dead_letter_ratio: 0.05, schema: {type: object, properties: {amount: {type: integer}}}}",
-    ));
-    let output = run(&config, &[]).await;
-    assert!(output.status.success(), "{}", stderr(&output));
+    let spec = "{name: items, path: /items, records_path: /data, primary_key: [id], required: [email], max_dead_letter_ratio: 0.05, schema: {type: object, properties: {amount: {type: integer}}}}";
+    let (ws, output) = run_ok(&server, spec).await;
     let stream = report(&ws);
     assert_eq!(stream["rows_read"], 200);
     assert_eq!(stream["rows_written"], 197);
@@ -89,12 +125,8 @@ async fn the_dead_letter_ratio_fails_the_stream() {
         })
         .collect();
     let server = serve(json!({"data": items})).await;
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(
-        &server.uri(),
-        "{name: items, path: /items, records_path: /data, primary_key: [id], required: [email], max_dead_letter_ratio: 0.1}",
-    ));
-    let output = run(&config, &[]).await;
+    let spec = "{name: items, path: /items, records_path: /data, primary_key: [id], required: [email], max_dead_letter_ratio: 0.1}";
+    let (ws, output) = run_stream(&server, spec).await;
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let stream = report(&ws);
     assert_eq!(stream["status"], "failed");
@@ -113,26 +145,14 @@ async fn the_dead_letter_ratio_fails_the_stream() {
 
 #[tokio::test]
 async fn a_truncated_page_is_fetched_again() {
-    let server = MockServer::start().await;
-    Mock::given(path("/items"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_raw(b"{\"data\": [{\"id\": 1}, {\"id\"".to_vec(), "application/json"),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/items"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [{"id": 1}, {"id": 2}]})))
-        .mount(&server)
-        .await;
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(
-        &server.uri(),
+    let truncated =
+        ResponseTemplate::new(200).set_body_raw(b"{\"data\": [{\"id\": 1}, {\"id\"".to_vec(), "application/json");
+    let server = serve_then(truncated, two_records()).await;
+    let (ws, _) = run_ok(
+        &server,
         "{name: items, path: /items, records_path: /data, primary_key: [id]}",
-    ));
-    let output = run(&config, &[]).await;
-    assert!(output.status.success(), "{}", stderr(&output));
+    )
+    .await;
     let stream = report(&ws);
     assert_eq!(stream["rows_written"], 2);
     assert_eq!(stream["requests"], 2);
@@ -140,7 +160,7 @@ async fn a_truncated_page_is_fetched_again() {
     assert_eq!(stream["dead_letter_rows"], 0);
 }
 
-async fn bad_page(body: &'static [u8]) -> (Workspace, std::process::Output, MockServer) {
+async fn bad_page(body: &'static [u8]) -> (Workspace, Output, MockServer) {
     let server = MockServer::start().await;
     Mock::given(path("/items"))
         .and(query_param("page", "2"))
@@ -148,16 +168,9 @@ async fn bad_page(body: &'static [u8]) -> (Workspace, std::process::Output, Mock
         .expect(3)
         .mount(&server)
         .await;
-    Mock::given(path("/items"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [{"id": 1}, {"id": 2}]})))
-        .mount(&server)
-        .await;
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(
-        &server.uri(),
-        "{name: items, path: /items, records_path: /data, primary_key: [id], pagination: {type: page_number, page_size: 2, page_size_param: size}}",
-    ));
-    let output = run(&config, &[]).await;
+    mount_items(&server, two_records()).await;
+    let spec = "{name: items, path: /items, records_path: /data, primary_key: [id], pagination: {type: page_number, page_size: 2, page_size_param: size}}";
+    let (ws, output) = run_stream(&server, spec).await;
     (ws, output, server)
 }
 
@@ -208,13 +221,9 @@ async fn records_repeated_across_overlapping_pages_land_once() {
             .mount(&server)
             .await;
     }
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(
-        &server.uri(),
-        "{name: items, path: /items, records_path: /data, primary_key: [id], pagination: {type: offset, limit: 3}}",
-    ));
-    let output = run(&config, &[]).await;
-    assert!(output.status.success(), "{}", stderr(&output));
+    let spec =
+        "{name: items, path: /items, records_path: /data, primary_key: [id], pagination: {type: offset, limit: 3}}";
+    let (ws, _) = run_ok(&server, spec).await;
     let stream = report(&ws);
     assert_eq!(stream["rows_read"], 7);
     assert_eq!(stream["duplicate_rows"], 1);
@@ -285,23 +294,12 @@ async fn pii_is_redacted_before_anything_is_stored() {
 
 #[tokio::test]
 async fn schema_drift_across_runs() {
-    let server = MockServer::start().await;
-    Mock::given(path("/items"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"data": [{"id": 1, "price": 1, "code": "a", "legacy": true}]})),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/items"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"data": [{"id": 2, "price": 1.5, "code": 7, "added": "x"}]})),
-        )
-        .mount(&server)
-        .await;
+    let first = json!({"data": [{"id": 1, "price": 1, "code": "a", "legacy": true}]});
+    let server = serve_then(
+        ResponseTemplate::new(200).set_body_json(first),
+        json!({"data": [{"id": 2, "price": 1.5, "code": 7, "added": "x"}]}),
+    )
+    .await;
     let ws = Workspace::new();
     let stream = "{name: items, path: /items, records_path: /data, primary_key: [id], on_breaking_drift: fail}";
     let config = ws.config(&one_stream(&server.uri(), stream));

@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
@@ -71,6 +71,16 @@ fn options(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
+/// An emulator's endpoint and bucket (or container) from the variables `[endpoint, bucket]`,
+/// or `None` after skipping (failing, under run.sh) the `label` cases of `test`.
+fn emulator_env(test: &str, label: &str, [endpoint, bucket]: [&str; 2]) -> Option<(String, String)> {
+    let (Some(endpoint_value), Some(bucket_value)) = (env(endpoint), env(bucket)) else {
+        skip(&format!("{label} cases of {test}"), &format!("{endpoint}/{bucket}"));
+        return None;
+    };
+    Some((endpoint_value, bucket_value))
+}
+
 impl Target {
     fn file(test: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -84,69 +94,59 @@ impl Target {
         }
     }
 
-    fn s3(test: &str) -> Option<Self> {
-        let (Some(endpoint), Some(bucket)) = (env("LANDFALL_TEST_S3_ENDPOINT"), env("LANDFALL_TEST_S3_BUCKET")) else {
-            skip(
-                &format!("S3 cases of {test}"),
-                "LANDFALL_TEST_S3_ENDPOINT/LANDFALL_TEST_S3_BUCKET",
-            );
-            return None;
-        };
-        let prefix = unique(test);
-        Some(Self {
-            kind: Kind::S3,
-            url: format!("s3://{bucket}/{prefix}"),
-            options: options(&[
-                ("endpoint", &endpoint),
-                ("allow_http", "true"),
-                ("virtual_hosted_style_request", "false"),
-                ("region", "us-east-1"),
-            ]),
+    /// A target under `prefix` in the bucket (or container) at `bucket_url`.
+    fn in_bucket(kind: Kind, bucket_url: &str, prefix: String, options: BTreeMap<String, String>) -> Self {
+        Self {
+            kind,
+            url: format!("{bucket_url}/{prefix}"),
+            options,
             prefix,
             _dir: None,
-        })
+        }
+    }
+
+    fn s3(test: &str) -> Option<Self> {
+        let (endpoint, bucket) = emulator_env(test, "S3", ["LANDFALL_TEST_S3_ENDPOINT", "LANDFALL_TEST_S3_BUCKET"])?;
+        let options = options(&[
+            ("endpoint", &endpoint),
+            ("allow_http", "true"),
+            ("virtual_hosted_style_request", "false"),
+            ("region", "us-east-1"),
+        ]);
+        Some(Self::in_bucket(
+            Kind::S3,
+            &format!("s3://{bucket}"),
+            unique(test),
+            options,
+        ))
     }
 
     fn azure(test: &str) -> Option<Self> {
-        let (Some(endpoint), Some(container)) = (
-            env("LANDFALL_TEST_AZURE_ENDPOINT"),
-            env("LANDFALL_TEST_AZURE_CONTAINER"),
-        ) else {
-            skip(
-                &format!("Azure cases of {test}"),
-                "LANDFALL_TEST_AZURE_ENDPOINT/LANDFALL_TEST_AZURE_CONTAINER",
-            );
-            return None;
-        };
-        let prefix = unique(test);
+        let (endpoint, container) = emulator_env(
+            test,
+            "Azure",
+            ["LANDFALL_TEST_AZURE_ENDPOINT", "LANDFALL_TEST_AZURE_CONTAINER"],
+        )?;
         // The account name and key come from AZURE_STORAGE_ACCOUNT_NAME/_KEY (env.sh).
-        Some(Self {
-            kind: Kind::Azure,
-            url: format!("az://{container}/{prefix}"),
-            options: options(&[("endpoint", &endpoint), ("allow_http", "true")]),
-            prefix,
-            _dir: None,
-        })
+        let options = options(&[("endpoint", &endpoint), ("allow_http", "true")]);
+        Some(Self::in_bucket(
+            Kind::Azure,
+            &format!("az://{container}"),
+            unique(test),
+            options,
+        ))
     }
 
     fn gcs_emulator(test: &str) -> Option<Self> {
-        let (Some(endpoint), Some(bucket)) = (env("LANDFALL_TEST_GCS_ENDPOINT"), env("LANDFALL_TEST_GCS_BUCKET"))
-        else {
-            skip(
-                &format!("GCS cases of {test}"),
-                "LANDFALL_TEST_GCS_ENDPOINT/LANDFALL_TEST_GCS_BUCKET",
-            );
-            return None;
-        };
-        let prefix = unique(test);
+        let (endpoint, bucket) = emulator_env(test, "GCS", ["LANDFALL_TEST_GCS_ENDPOINT", "LANDFALL_TEST_GCS_BUCKET"])?;
         // The token comes from GOOGLE_BEARER_TOKEN (run.sh); fake-gcs-server ignores it.
-        Some(Self {
-            kind: Kind::Gcs,
-            url: format!("gs://{bucket}/{prefix}"),
-            options: options(&[("base_url", &endpoint), ("allow_http", "true")]),
-            prefix,
-            _dir: None,
-        })
+        let options = options(&[("base_url", &endpoint), ("allow_http", "true")]);
+        Some(Self::in_bucket(
+            Kind::Gcs,
+            &format!("gs://{bucket}"),
+            unique(test),
+            options,
+        ))
     }
 
     /// A real bucket, opt-in: `LANDFALL_GCS_LIVE_BUCKET` plus credentials in the standard
@@ -163,13 +163,12 @@ impl Target {
             env("LANDFALL_GCS_LIVE_PREFIX").unwrap_or_else(|| "landfall-live-tests".into()),
             unique(test)
         );
-        Some(Self {
-            kind: Kind::Gcs,
-            url: format!("gs://{bucket}/{prefix}"),
-            options: BTreeMap::new(),
+        Some(Self::in_bucket(
+            Kind::Gcs,
+            &format!("gs://{bucket}"),
             prefix,
-            _dir: None,
-        })
+            BTreeMap::new(),
+        ))
     }
 
     /// file:// always, S3 and Azure when their emulators are up, GCS when live.
@@ -237,6 +236,14 @@ fn helper(args: &[&str]) -> String {
         .expect("helper runs");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap()
+}
+
+/// Runs `scenario` against each of `Target::writable(test)`, cleaning up after each.
+async fn in_every_store(test: &str, scenario: impl AsyncFn(&Target)) {
+    for target in Target::writable(test) {
+        scenario(&target).await;
+        target.cleanup().await;
+    }
 }
 
 /// A config file for `streams` against `api`, landing into `target`.
@@ -335,6 +342,28 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The arguments of `landfall state show` for `stream` with `config`.
+fn state_show<'a>(config: &'a Path, stream: &'a str) -> [&'a str; 6] {
+    [
+        "state",
+        "show",
+        "--config",
+        config.to_str().unwrap(),
+        "--stream",
+        stream,
+    ]
+}
+
+/// The step called `name` of a `landfall check` report.
+fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|step| step["step"] == name)
+        .unwrap_or_else(|| panic!("no step {name}: {report}"))
+}
+
 // ---------------------------------------------------------------------------------------
 // Scenario: a full extraction from a loopback API into the store
 // ---------------------------------------------------------------------------------------
@@ -369,10 +398,17 @@ async fn shop_api() -> MockServer {
 
 const SHOP_STREAMS: &str = "  - {name: orders, path: /orders, records_path: /data, primary_key: [id], pagination: {type: cursor, cursor_path: /next, cursor_param: cursor}}\n  - {name: customers, path: /customers, primary_key: [id], incremental: {cursor_field: updated_at, param: updated_since, start: '2024-01-01T00:00:00Z'}}\n";
 
-async fn full_extraction(target: &Target) {
+/// The shop API and, in a temp folder, a config of its SHOP_STREAMS landing per `landing`
+/// (keep the server and the folder alive while the config is used).
+async fn shop_config(landing: &str) -> (MockServer, tempfile::TempDir, PathBuf) {
     let api = shop_api().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&dir, &api.uri(), SHOP_STREAMS, &target.yaml(""));
+    let config = write_config(&dir, &api.uri(), SHOP_STREAMS, landing);
+    (api, dir, config)
+}
+
+async fn full_extraction(target: &Target) {
+    let (_api, _dir, config) = shop_config(&target.yaml("")).await;
     let output = landfall(&["run", "--config", config.to_str().unwrap()], &[], &[]).await;
     assert_eq!(output.status.code(), Some(0), "{:?}: {}", target.kind, stderr(&output));
     let manifest_url = String::from_utf8_lossy(&output.stdout).trim().to_owned();
@@ -412,10 +448,7 @@ async fn full_extraction(target: &Target) {
 
 #[tokio::test]
 async fn a_full_extraction_lands_in_every_store() {
-    for target in Target::writable("full") {
-        full_extraction(&target).await;
-        target.cleanup().await;
-    }
+    in_every_store("full", full_extraction).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -510,10 +543,7 @@ async fn multipart_rolling(target: &Target) {
 
 #[tokio::test]
 async fn parts_roll_through_staged_multipart_uploads() {
-    for target in Target::writable("multipart") {
-        multipart_rolling(&target).await;
-        target.cleanup().await;
-    }
+    in_every_store("multipart", multipart_rolling).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -527,6 +557,23 @@ fn limits() -> PartLimits {
         multipart_chunk: 5 << 20,
         gzip_level: 5,
     }
+}
+
+/// A writer of an uncompressed part of `shop/big` (staged under `shop/_tmp/r1/big`) that has
+/// written 6 MiB of `fill` lines and flushed them as one multipart chunk.
+async fn big_part_after_one_chunk(landing: &Landing, fill: &str) -> PartWriter {
+    let dirs = PartDirs {
+        dir: "shop/big".into(),
+        staging_dir: "shop/_tmp/r1/big".into(),
+        run_id: "r1".into(),
+    };
+    let mut writer = PartWriter::new(landing.clone(), dirs, landfall::config::Compression::None, limits());
+    let line = format!("{}\n", fill.repeat(1023));
+    for _ in 0..(6 << 10) {
+        writer.append(line.as_bytes()).await.unwrap();
+    }
+    writer.flush_chunk().await.unwrap();
+    writer
 }
 
 async fn create_only(target: &Target) {
@@ -557,17 +604,7 @@ async fn create_only(target: &Target) {
 
     // A staged multipart part whose name is taken while it uploads: the create-only publish
     // refuses it, the object stays as it was, nothing staged is left behind.
-    let dirs = PartDirs {
-        dir: "shop/big".into(),
-        staging_dir: "shop/_tmp/r1/big".into(),
-        run_id: "r1".into(),
-    };
-    let mut writer = PartWriter::new(landing.clone(), dirs, landfall::config::Compression::None, limits());
-    let line = format!("{}\n", "x".repeat(1023));
-    for _ in 0..(6 << 10) {
-        writer.append(line.as_bytes()).await.unwrap();
-    }
-    writer.flush_chunk().await.unwrap();
+    let mut writer = big_part_after_one_chunk(&landing, "x").await;
     assert_eq!(
         landing.list("shop/_tmp/r1").await.unwrap(),
         if kind == Kind::File {
@@ -597,9 +634,7 @@ async fn create_only(target: &Target) {
     }
 
     // The binary: a second run with the same run id fails and leaves the first run's parts.
-    let api = shop_api().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&dir, &api.uri(), SHOP_STREAMS, &target.yaml(""));
+    let (_api, _dir, config) = shop_config(&target.yaml("")).await;
     let run_id = "01a1fd00-0000-7000-8000-0000000000c1";
     let args = ["run", "--config", config.to_str().unwrap(), "--run-id", run_id];
     let first = landfall(&args, &[], &[]).await;
@@ -618,10 +653,7 @@ async fn create_only(target: &Target) {
 
 #[tokio::test]
 async fn parts_are_create_only_in_every_store() {
-    for target in Target::writable("create-only") {
-        create_only(&target).await;
-        target.cleanup().await;
-    }
+    in_every_store("create-only", create_only).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -722,19 +754,7 @@ async fn checkpoint_resumes(target: &Target) {
         serde_json::from_slice::<Value>(&previous).unwrap()["cursor"],
         "2024-05-03T00:00:00Z"
     );
-    let show = landfall(
-        &[
-            "state",
-            "show",
-            "--config",
-            config.to_str().unwrap(),
-            "--stream",
-            "events",
-        ],
-        &[],
-        &[],
-    )
-    .await;
+    let show = landfall(&state_show(&config, "events"), &[], &[]).await;
     assert!(
         String::from_utf8_lossy(&show.stdout).contains("2024-05-04T00:00:00Z"),
         "{}",
@@ -744,11 +764,11 @@ async fn checkpoint_resumes(target: &Target) {
 
 #[tokio::test]
 async fn checkpoints_and_conditional_updates_work_in_every_store() {
-    for target in Target::writable("state") {
-        conditional_primitives(&target).await;
-        checkpoint_resumes(&target).await;
-        target.cleanup().await;
-    }
+    in_every_store("state", async |target| {
+        conditional_primitives(target).await;
+        checkpoint_resumes(target).await;
+    })
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -900,12 +920,7 @@ async fn sigkill_and_resume(target: &Target) {
     // `check` reports the unfinished upload.
     let check = landfall(&["check", "--config", config.to_str().unwrap()], &[], &[]).await;
     let report: Value = serde_json::from_slice(&check.stdout).unwrap_or_else(|_| panic!("{}", stderr(&check)));
-    let staging_step = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|step| step["step"] == "landing_staging")
-        .unwrap();
+    let staging_step = step(&report, "landing_staging");
     assert!(
         staging_step["detail"].as_str().unwrap().contains(&format!(
             "1 unfinished upload(s) under shop/_tmp/ from run(s) {first_run}"
@@ -944,10 +959,7 @@ async fn sigkill_and_resume(target: &Target) {
 
 #[tokio::test]
 async fn a_run_killed_mid_upload_leaves_no_partial_part_and_resumes() {
-    for target in Target::writable("sigkill") {
-        sigkill_and_resume(&target).await;
-        target.cleanup().await;
-    }
+    in_every_store("sigkill", sigkill_and_resume).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -955,9 +967,7 @@ async fn a_run_killed_mid_upload_leaves_no_partial_part_and_resumes() {
 // ---------------------------------------------------------------------------------------
 
 async fn check_passes(target: &Target) {
-    let api = shop_api().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&dir, &api.uri(), SHOP_STREAMS, &target.yaml(""));
+    let (_api, _dir, config) = shop_config(&target.yaml("")).await;
     let output = landfall(&["check", "--config", config.to_str().unwrap()], &[], &[]).await;
     assert_eq!(output.status.code(), Some(0), "{:?}: {}", target.kind, stderr(&output));
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -978,12 +988,7 @@ async fn check_passes(target: &Target) {
             ("landing_staging", true)
         ]
     );
-    let write = &report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["step"] == "landing_write")
-        .unwrap()["detail"];
+    let write = &step(&report, "landing_write")["detail"];
     assert!(
         write
             .as_str()
@@ -999,10 +1004,7 @@ async fn check_passes(target: &Target) {
 
 #[tokio::test]
 async fn check_proves_write_read_list_delete_on_every_store() {
-    for target in Target::writable("check") {
-        check_passes(&target).await;
-        target.cleanup().await;
-    }
+    in_every_store("check", check_passes).await;
 }
 
 /// S3 on a moto server that enforces IAM, as a user with GetObject and ListBucket only.
@@ -1020,12 +1022,10 @@ async fn s3_permission_errors_exit_4_and_name_the_bucket_prefix_and_permission()
     }
     let (endpoint, bucket, key_id, secret) = (&values[0], &values[1], &values[2], &values[3]);
     let prefix = unique("perm");
-    let api = shop_api().await;
-    let dir = tempfile::tempdir().unwrap();
     let landing = format!(
         "landing:\n  url: 's3://{bucket}/{prefix}'\n  options: {{endpoint: '{endpoint}', allow_http: 'true', virtual_hosted_style_request: 'false'}}\n"
     );
-    let config = write_config(&dir, &api.uri(), SHOP_STREAMS, &landing);
+    let (_api, _dir, config) = shop_config(&landing).await;
     let creds = [
         ("AWS_ACCESS_KEY_ID", key_id.as_str()),
         ("AWS_SECRET_ACCESS_KEY", secret.as_str()),
@@ -1035,15 +1035,7 @@ async fn s3_permission_errors_exit_4_and_name_the_bucket_prefix_and_permission()
     assert_eq!(check.status.code(), Some(4), "{}", stderr(&check));
     let report: Value = serde_json::from_slice(&check.stdout).unwrap();
     assert_eq!(report["failed_step"], "landing_write");
-    let message = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["step"] == "landing_write")
-        .unwrap()["detail"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let message = step(&report, "landing_write")["detail"].as_str().unwrap().to_owned();
     assert!(
         message.starts_with(&format!(
             "permission denied to write s3://{bucket}/{prefix}/shop/_check/"
@@ -1053,12 +1045,7 @@ async fn s3_permission_errors_exit_4_and_name_the_bucket_prefix_and_permission()
     assert!(message.contains("it needs s3:PutObject"), "{message}");
     assert!(message.contains("the store said: AccessDenied"), "{message}");
     // Listing is allowed: the staging report (a listing) passes.
-    let staging = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["step"] == "landing_staging")
-        .unwrap();
+    let staging = step(&report, "landing_staging");
     assert_eq!(staging["ok"], true, "{staging}");
 
     let run = landfall(&["run", "--config", config.to_str().unwrap()], &creds, &[]).await;
@@ -1079,9 +1066,7 @@ async fn azure_permission_errors_exit_4_and_name_the_permission() {
         return skip("the Azure permission test", "LANDFALL_TEST_AZURE_ACCOUNT/KEY");
     };
     let sas = helper(&["azure-sas", &account, &key, "rl"]).trim().to_owned();
-    let api = shop_api().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&dir, &api.uri(), SHOP_STREAMS, &target.yaml(""));
+    let (_api, _dir, config) = shop_config(&target.yaml("")).await;
     let creds = [("AZURE_STORAGE_SAS_TOKEN", sas.as_str())];
     let check = landfall(
         &["check", "--config", config.to_str().unwrap()],
@@ -1106,6 +1091,16 @@ async fn azure_permission_errors_exit_4_and_name_the_permission() {
     );
 }
 
+/// A store's answer to a read of `shop/_state/customers.json` holding `cursor` (ETag `"e"`).
+fn customers_state(cursor: &str) -> ResponseTemplate {
+    let state =
+        format!(r#"{{"state_version":1,"stream":"customers","cursor":"{cursor}","run_id":"r","updated_at":"x"}}"#);
+    ResponseTemplate::new(200)
+        .insert_header("ETag", "\"e\"")
+        .insert_header("Last-Modified", "Tue, 01 Oct 2024 00:00:00 GMT")
+        .set_body_string(state)
+}
+
 /// IRSA: with no static keys, object_store exchanges AWS_WEB_IDENTITY_TOKEN_FILE for
 /// temporary credentials at the STS endpoint (an HTTPS stand-in started by run.sh that
 /// answers only the expected role and token) and signs every S3 request with them (a mock
@@ -1117,8 +1112,6 @@ async fn s3_web_identity_credentials_are_exchanged_and_used() {
         return skip("the S3 web identity test", "LANDFALL_TEST_STS_ENDPOINT");
     };
     let s3 = MockServer::start().await;
-    let state =
-        r#"{"state_version":1,"stream":"customers","cursor":"2024-07-01T00:00:00Z","run_id":"r","updated_at":"x"}"#;
     Mock::given(method("GET"))
         .and(path("/bucket/prefix/shop/_state/customers.json"))
         .and(header_regex(
@@ -1126,12 +1119,7 @@ async fn s3_web_identity_credentials_are_exchanged_and_used() {
             "^AWS4-HMAC-SHA256 Credential=ASIALANDFALLIRSATEST/",
         ))
         .and(header("x-amz-security-token", "irsa-session-token"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("ETag", "\"e\"")
-                .insert_header("Last-Modified", "Tue, 01 Oct 2024 00:00:00 GMT")
-                .set_body_string(state),
-        )
+        .respond_with(customers_state("2024-07-01T00:00:00Z"))
         .expect(1)
         .mount(&s3)
         .await;
@@ -1149,14 +1137,7 @@ async fn s3_web_identity_credentials_are_exchanged_and_used() {
         s3.uri()
     );
     let config = write_config(&dir, "https://api.test", SHOP_STREAMS, &landing);
-    let args = [
-        "state",
-        "show",
-        "--config",
-        config.to_str().unwrap(),
-        "--stream",
-        "customers",
-    ];
+    let args = state_show(&config, "customers");
     let web_identity = [
         ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/landfall-writer"),
         ("AWS_WEB_IDENTITY_TOKEN_FILE", token.to_str().unwrap()),
@@ -1208,6 +1189,21 @@ fn s3_mock_landing(server: &MockServer, max_retries: u32) -> Landing {
     Landing::open(&config).unwrap()
 }
 
+/// The error of a create-only write to a mock S3 answering every PUT with `status`, with
+/// `max_retries`; the server is returned for its request count.
+async fn put_refused(status: u16, max_retries: u32) -> (LandingError, MockServer) {
+    let server = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(status))
+        .mount(&server)
+        .await;
+    let error = s3_mock_landing(&server, max_retries)
+        .put_new("shop/x.json", Bytes::from_static(b"{}"))
+        .await
+        .unwrap_err();
+    (error, server)
+}
+
 #[tokio::test]
 async fn transient_storage_errors_are_retried_with_backoff() {
     use landfall::error::Classify;
@@ -1234,15 +1230,7 @@ async fn transient_storage_errors_are_retried_with_backoff() {
     );
 
     // Out of retries: a retryable STORAGE_ERROR, so the run exits 75.
-    let failing = MockServer::start().await;
-    Mock::given(method("PUT"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&failing)
-        .await;
-    let error = s3_mock_landing(&failing, 1)
-        .put_new("shop/x.json", Bytes::from_static(b"{}"))
-        .await
-        .unwrap_err();
+    let (error, failing) = put_refused(503, 1).await;
     assert_eq!(error.code(), landfall::error::ErrorCode::StorageError);
     assert!(error.retryable(), "{error}");
     assert_eq!(
@@ -1252,15 +1240,7 @@ async fn transient_storage_errors_are_retried_with_backoff() {
     assert_eq!(failing.received_requests().await.unwrap().len(), 2);
 
     // A 400 is not transient.
-    let bad = MockServer::start().await;
-    Mock::given(method("PUT"))
-        .respond_with(ResponseTemplate::new(400))
-        .mount(&bad)
-        .await;
-    let error = s3_mock_landing(&bad, 3)
-        .put_new("shop/x.json", Bytes::from_static(b"{}"))
-        .await
-        .unwrap_err();
+    let (error, bad) = put_refused(400, 3).await;
     assert!(!error.retryable(), "{error}");
     assert_eq!(bad.received_requests().await.unwrap().len(), 1);
 }
@@ -1323,19 +1303,7 @@ async fn gcs_reads_lists_and_deletes_on_the_emulator() {
     // The binary reads state from gs://.
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(&dir, "https://api.test", SHOP_STREAMS, &target.yaml(""));
-    let show = landfall(
-        &[
-            "state",
-            "show",
-            "--config",
-            config.to_str().unwrap(),
-            "--stream",
-            "customers",
-        ],
-        &[],
-        &[],
-    )
-    .await;
+    let show = landfall(&state_show(&config, "customers"), &[], &[]).await;
     assert_eq!(show.status.code(), Some(0), "{}", stderr(&show));
     assert!(String::from_utf8_lossy(&show.stdout).contains("2024-05-02T00:00:00Z"));
 
@@ -1412,6 +1380,14 @@ impl Respond for GcsXml {
     }
 }
 
+/// Mounts `xml` as the answer to every request to `server`.
+async fn mount_gcs_xml(server: &MockServer, xml: GcsXml) {
+    Mock::given(wiremock::matchers::any())
+        .respond_with(xml)
+        .mount(server)
+        .await;
+}
+
 fn urlencoding_decode(path: &str) -> String {
     url::form_urlencoded::parse(format!("p={path}").as_bytes())
         .next()
@@ -1455,13 +1431,14 @@ fn header_of(request: &Request, name: &str) -> Option<String> {
 #[tokio::test]
 async fn gcs_requests_carry_the_generation_preconditions() {
     let server = MockServer::start().await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(GcsXml {
+    mount_gcs_xml(
+        &server,
+        GcsXml {
             taken: Some("shop/taken.json"),
             ..Default::default()
-        })
-        .mount(&server)
-        .await;
+        },
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let landing = Landing::open(&gcs_mock_config(&server, &dir)).unwrap();
 
@@ -1506,24 +1483,15 @@ async fn gcs_requests_carry_the_generation_preconditions() {
     // server-side copy to the final name, then the staging is deleted.
     server.reset().await;
     let part_size = (6 << 20) + 3;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(GcsXml {
+    mount_gcs_xml(
+        &server,
+        GcsXml {
             copied_size: part_size,
             ..Default::default()
-        })
-        .mount(&server)
-        .await;
-    let dirs = PartDirs {
-        dir: "shop/big".into(),
-        staging_dir: "shop/_tmp/r1/big".into(),
-        run_id: "r1".into(),
-    };
-    let mut writer = PartWriter::new(landing.clone(), dirs, landfall::config::Compression::None, limits());
-    let line = format!("{}\n", "y".repeat(1023));
-    for _ in 0..(6 << 10) {
-        writer.append(line.as_bytes()).await.unwrap();
-    }
-    writer.flush_chunk().await.unwrap();
+        },
+    )
+    .await;
+    let mut writer = big_part_after_one_chunk(&landing, "y").await;
     writer.append(b"{}\n").await.unwrap();
     let stored = writer.finish().await.unwrap().unwrap();
     assert_eq!(stored.bytes, part_size as u64);
@@ -1572,13 +1540,14 @@ async fn gcs_requests_carry_the_generation_preconditions() {
 #[tokio::test]
 async fn gcs_permission_errors_exit_4_and_name_the_permission() {
     let server = MockServer::start().await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(GcsXml {
+    mount_gcs_xml(
+        &server,
+        GcsXml {
             deny: true,
             ..Default::default()
-        })
-        .mount(&server)
-        .await;
+        },
+    )
+    .await;
     let api = shop_api().await;
     let dir = tempfile::tempdir().unwrap();
     let landing = format!(
@@ -1628,17 +1597,9 @@ async fn gcs_external_account_credentials_are_exchanged_and_used() {
         .expect(1)
         .mount(&server)
         .await;
-    let state =
-        r#"{"state_version":1,"stream":"customers","cursor":"2024-06-01T00:00:00Z","run_id":"r","updated_at":"x"}"#;
     Mock::given(method("GET"))
         .and(header("authorization", "Bearer service-account-token-456"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("ETag", "\"e\"")
-                .insert_header("x-goog-generation", "5")
-                .insert_header("Last-Modified", "Tue, 01 Oct 2024 00:00:00 GMT")
-                .set_body_string(state),
-        )
+        .respond_with(customers_state("2024-06-01T00:00:00Z").insert_header("x-goog-generation", "5"))
         .expect(1)
         .mount(&server)
         .await;
@@ -1666,14 +1627,7 @@ async fn gcs_external_account_credentials_are_exchanged_and_used() {
     );
     let config = write_config(&dir, "https://api.test", SHOP_STREAMS, &landing);
     let output = landfall(
-        &[
-            "state",
-            "show",
-            "--config",
-            config.to_str().unwrap(),
-            "--stream",
-            "customers",
-        ],
+        &state_show(&config, "customers"),
         &[("GOOGLE_APPLICATION_CREDENTIALS", credentials.to_str().unwrap())],
         &[
             "GOOGLE_BEARER_TOKEN",
