@@ -3,9 +3,8 @@
 mod common;
 
 use std::ops::Range;
-use std::process::Output;
 
-use common::{Workspace, one_stream, run};
+use common::{Workspace, run_ok, run_stream};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
@@ -27,21 +26,6 @@ fn expected(range: Range<u32>) -> Vec<String> {
 
 fn pages(lines: &[Value]) -> Vec<u64> {
     lines.iter().map(|line| line["_page"].as_u64().unwrap()).collect()
-}
-
-/// Runs one `stream` against `server` in a fresh workspace.
-async fn run_stream(server: &MockServer, stream: &str) -> (Workspace, Output) {
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(&server.uri(), stream));
-    let output = run(&config, &[]).await;
-    (ws, output)
-}
-
-/// Runs one `stream` against `server` in a fresh workspace and asserts that the run succeeded.
-async fn run_ok(server: &MockServer, stream: &str) -> (Workspace, Output) {
-    let (ws, output) = run_stream(server, stream).await;
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    (ws, output)
 }
 
 /// Runs one `stream` against `server` and asserts that it succeeded and landed, in order,

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Output;
 
-use common::{Workspace, events, landfall, one_stream, run, stderr};
+use common::{Workspace, events, landfall, one_stream, run, run_ok, run_stream, stderr};
 use serde_json::{Value, json};
 use wiremock::matchers::{path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -53,21 +53,6 @@ async fn serve_then(first: ResponseTemplate, then: Value) -> MockServer {
 /// A page of the two records `{"id": 1}` and `{"id": 2}` under `/data`.
 fn two_records() -> Value {
     json!({"data": [{"id": 1}, {"id": 2}]})
-}
-
-/// Runs one `stream` against `server` in a fresh workspace.
-async fn run_stream(server: &MockServer, stream: &str) -> (Workspace, Output) {
-    let ws = Workspace::new();
-    let config = ws.config(&one_stream(&server.uri(), stream));
-    let output = run(&config, &[]).await;
-    (ws, output)
-}
-
-/// Runs one `stream` against `server` in a fresh workspace and asserts that the run succeeded.
-async fn run_ok(server: &MockServer, stream: &str) -> (Workspace, Output) {
-    let (ws, output) = run_stream(server, stream).await;
-    assert!(output.status.success(), "{}", stderr(&output));
-    (ws, output)
 }
 
 #[tokio::test]

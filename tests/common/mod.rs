@@ -178,6 +178,21 @@ pub fn one_stream(base_url: &str, stream: &str) -> String {
     )
 }
 
+/// Runs one `stream` against `server` in a fresh workspace.
+pub async fn run_stream(server: &wiremock::MockServer, stream: &str) -> (Workspace, Output) {
+    let ws = Workspace::new();
+    let config = ws.config(&one_stream(&server.uri(), stream));
+    let output = run(&config, &[]).await;
+    (ws, output)
+}
+
+/// Runs one `stream` against `server` in a fresh workspace and asserts that the run succeeded.
+pub async fn run_ok(server: &wiremock::MockServer, stream: &str) -> (Workspace, Output) {
+    let (ws, output) = run_stream(server, stream).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    (ws, output)
+}
+
 /// Starts `landfall run` without waiting for it (stderr captured).
 pub fn spawn_run(config: &Path, extra: &[&str]) -> tokio::process::Child {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_landfall"));
