@@ -5,7 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{Workspace, events, landfall, one_stream, run, stderr, stdout};
+use common::{Workspace, events, landfall, one_stream, run, stderr, stdout, stream_report};
 use serde_json::{Value, json};
 use wiremock::matchers::{header, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -388,16 +388,6 @@ async fn every_log_event_carries_the_run_and_page_context() {
     assert_eq!(page["stream"], "items");
     assert_eq!(page["page"], 1);
     assert!(page["request_id"].as_str().is_some_and(|id| !id.is_empty()));
-}
-
-/// The report of stream `name` in a run manifest.
-fn stream_report<'a>(manifest: &'a Value, name: &str) -> &'a Value {
-    manifest["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no stream {name} in the manifest"))
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use common::{Workspace, events, files_under, landfall, read_part, stderr, stdout};
+use common::{Workspace, events, files_under, landfall, read_part, stderr, stdout, stream_report};
 
 fn config_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -159,15 +159,6 @@ fn succeeded(output: &Output, workspace: &Workspace, source: &str) -> Value {
     let manifest = manifests.pop().expect("a manifest");
     assert_eq!(manifest["status"], "succeeded", "{manifest:#}");
     manifest
-}
-
-fn stream<'m>(manifest: &'m Value, name: &str) -> &'m Value {
-    manifest["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|stream| stream["name"] == name)
-        .unwrap_or_else(|| panic!("stream {name} in {manifest:#}"))
 }
 
 /// The `_raw` records of a stream, parsed.
@@ -404,10 +395,10 @@ async fn github_link_header_bearer_rate_limit_headers_and_incremental_rerun() {
     let first = connector("run", "github", &workspace, &envs).await;
     let manifest = succeeded(&first, &workspace, "github");
     assert_columns_typed("github", &workspace);
-    let issues = stream(&manifest, "issues");
+    let issues = stream_report(&manifest, "issues");
     assert_eq!(issues["rows_written"], 250);
     assert_eq!(issues["pages"], 3, "per_page 100: pages 1, 2, 3 through rel=\"next\"");
-    assert_eq!(stream(&manifest, "issue_comments")["rows_written"], 30);
+    assert_eq!(stream_report(&manifest, "issue_comments")["rows_written"], 30);
     let ids: BTreeSet<String> = record_ids(&workspace, "github", "issues").into_iter().collect();
     assert_eq!(ids, (1..=250).map(|n| (1_000_000 + n).to_string()).collect());
 
@@ -447,7 +438,7 @@ async fn github_link_header_bearer_rate_limit_headers_and_incremental_rerun() {
     }
     let second = connector("run", "github", &workspace, &envs).await;
     let manifest = succeeded(&second, &workspace, "github");
-    let issues = stream(&manifest, "issues");
+    let issues = stream_report(&manifest, "issues");
     assert_eq!(issues["rows_written"], 5, "{issues:#}");
     let requests = api.log.on("/repos/acme/widgets/issues");
     assert_eq!(requests[3].param("since"), Some("2024-01-02T04:09:00Z"));
@@ -578,8 +569,8 @@ async fn stripe_last_record_cursor_has_more_basic_auth_and_incremental_rerun() {
     let first = connector("run", "stripe", &workspace, &envs).await;
     let manifest = succeeded(&first, &workspace, "stripe");
     assert_columns_typed("stripe", &workspace);
-    assert_eq!(stream(&manifest, "customers")["rows_written"], 230);
-    assert_eq!(stream(&manifest, "charges")["rows_written"], 50);
+    assert_eq!(stream_report(&manifest, "customers")["rows_written"], 230);
+    assert_eq!(stream_report(&manifest, "charges")["rows_written"], 50);
     let requests = api.log.on("/v1/customers");
     assert_eq!(requests.len(), 3, "has_more: false ends the list without an empty page");
     let after: Vec<Option<&str>> = requests.iter().map(|seen| seen.param("starting_after")).collect();
@@ -601,7 +592,7 @@ async fn stripe_last_record_cursor_has_more_basic_auth_and_incremental_rerun() {
     );
     let second = connector("run", "stripe", &workspace, &envs).await;
     let manifest = succeeded(&second, &workspace, "stripe");
-    let charges = stream(&manifest, "charges");
+    let charges = stream_report(&manifest, "charges");
     assert_eq!(charges["rows_written"], 1, "{charges:#}");
     assert_eq!(
         charges["duplicate_rows"], 1,
@@ -743,9 +734,9 @@ async fn hubspot_paging_after_oauth2_refresh_token_and_expired_access_token() {
     let run = connector("run", "hubspot", &workspace, &envs).await;
     let manifest = succeeded(&run, &workspace, "hubspot");
     assert_columns_typed("hubspot", &workspace);
-    assert_eq!(stream(&manifest, "contacts")["rows_written"], 250);
-    assert_eq!(stream(&manifest, "contacts")["pages"], 3);
-    assert_eq!(stream(&manifest, "companies")["rows_written"], 40);
+    assert_eq!(stream_report(&manifest, "contacts")["rows_written"], 250);
+    assert_eq!(stream_report(&manifest, "contacts")["pages"], 3);
+    assert_eq!(stream_report(&manifest, "companies")["rows_written"], 40);
     let contacts = api.log.on("/crm/v3/objects/contacts");
     let after: Vec<Option<&str>> = contacts.iter().map(|seen| seen.param("after")).collect();
     assert_eq!(
@@ -892,7 +883,7 @@ async fn zendesk_end_time_cursor_end_of_stream_retry_after_and_incremental_rerun
     let first = connector("run", "zendesk", &workspace, &envs).await;
     let manifest = succeeded(&first, &workspace, "zendesk");
     assert_columns_typed("zendesk", &workspace);
-    let tickets = stream(&manifest, "tickets");
+    let tickets = stream_report(&manifest, "tickets");
     assert_eq!(tickets["rows_written"], 2500, "{tickets:#}");
     assert_eq!(
         tickets["rows_read"], 2502,
@@ -900,7 +891,7 @@ async fn zendesk_end_time_cursor_end_of_stream_retry_after_and_incremental_rerun
     );
     assert_eq!(tickets["duplicate_rows"], 2);
     assert_eq!(tickets["retries"], 1, "the 429 was retried after its Retry-After");
-    assert_eq!(stream(&manifest, "users")["rows_written"], 40);
+    assert_eq!(stream_report(&manifest, "users")["rows_written"], 40);
     let ids: Vec<String> = record_ids(&workspace, "zendesk", "tickets");
     assert_eq!(ids.len(), 2500);
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 2500, "landed once each");
@@ -932,7 +923,7 @@ async fn zendesk_end_time_cursor_end_of_stream_retry_after_and_incremental_rerun
         .extend((2501..=2503).map(|id| zendesk_ticket(id, ZENDESK_START + id * 10)));
     let second = connector("run", "zendesk", &workspace, &envs).await;
     let manifest = succeeded(&second, &workspace, "zendesk");
-    let tickets = stream(&manifest, "tickets");
+    let tickets = stream_report(&manifest, "tickets");
     assert_eq!(tickets["rows_written"], 3, "{tickets:#}");
     assert_eq!(tickets["duplicate_rows"], 1, "the ticket at the checkpoint");
     let last = api.log.on("/api/v2/incremental/tickets.json");
@@ -998,8 +989,8 @@ async fn open_exchange_rates_single_document_record_and_app_id_in_the_query() {
     let run = connector("run", "openexchangerates", &workspace, &envs).await;
     let manifest = succeeded(&run, &workspace, "openexchangerates");
     assert_columns_typed("openexchangerates", &workspace);
-    assert_eq!(stream(&manifest, "latest_rates")["rows_written"], 1);
-    assert_eq!(stream(&manifest, "currencies")["rows_written"], 1);
+    assert_eq!(stream_report(&manifest, "latest_rates")["rows_written"], 1);
+    assert_eq!(stream_report(&manifest, "currencies")["rows_written"], 1);
     let lines = workspace.lines("openexchangerates", "latest_rates");
     assert_eq!(lines[0]["_raw"], OXR_LATEST, "the whole document, byte for byte");
     assert_eq!(lines[0]["_source_record_id"], r#"["USD",1704070800]"#);
@@ -1114,11 +1105,11 @@ async fn omnidesk_records_keyed_by_position_page_numbers_and_basic_auth() {
     let run = connector("run", "omnidesk", &workspace, &envs).await;
     let manifest = succeeded(&run, &workspace, "omnidesk");
     assert_columns_typed("omnidesk", &workspace);
-    let cases = stream(&manifest, "cases");
+    let cases = stream_report(&manifest, "cases");
     assert_eq!(cases["rows_written"], 230, "{cases:#}");
     assert_eq!(cases["pages"], 3, "100 + 100 + 30: the short page is the last");
     assert_eq!(cases["retries"], 1, "the 429 was retried with backoff");
-    assert_eq!(stream(&manifest, "users")["rows_written"], 5);
+    assert_eq!(stream_report(&manifest, "users")["rows_written"], 5);
     let requests = api.log.on("/api/cases.json");
     let pages: Vec<Option<&str>> = requests.iter().map(|seen| seen.param("page")).collect();
     assert_eq!(pages, [Some("1"), Some("2"), Some("2"), Some("3")]);

@@ -12,13 +12,7 @@ use serde_json::Value;
 fn stream_report(ws: &Workspace, source: &str, run_index: usize, stream: &str) -> Value {
     let mut manifests = ws.manifests(source);
     manifests.sort_by(|a, b| a["started_at"].as_str().cmp(&b["started_at"].as_str()));
-    manifests[run_index]["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == stream)
-        .unwrap()
-        .clone()
+    common::stream_report(&manifests[run_index], stream).clone()
 }
 
 #[tokio::test]

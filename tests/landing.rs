@@ -133,13 +133,7 @@ fn numbered(count: usize, pad: usize) -> Value {
 /// Checks the manifest against the part objects on disk.
 fn assert_manifest_matches_parts(ws: &Workspace, stream: &str, expected_rows: u64) -> Value {
     let manifest = ws.manifests("shop").pop().unwrap();
-    let report = manifest["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == stream)
-        .unwrap()
-        .clone();
+    let report = common::stream_report(&manifest, stream).clone();
     let files = report["files"].as_array().unwrap();
     let mut rows = 0;
     let mut bytes = 0;

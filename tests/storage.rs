@@ -17,6 +17,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::stderr;
 use landfall::config::LandingConfig;
 use landfall::landing::part::{PartDirs, PartLimits, PartWriter};
 use landfall::landing::{Landing, LandingError, ObjectVersion};
@@ -323,9 +324,8 @@ fn raw_field(line: &Value, field: &str) -> Value {
 }
 
 fn log_events(output: &Output, name: &str) -> Vec<Value> {
-    String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+    common::events(output)
+        .into_iter()
         .filter(|event| event["event"] == name || event["fields"]["event"] == name)
         .collect()
 }
@@ -336,10 +336,6 @@ fn field<'a>(event: &'a Value, name: &str) -> &'a Value {
     } else {
         &event["fields"][name]
     }
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// The arguments of `landfall state show` for `stream` with `config`.
@@ -356,12 +352,7 @@ fn state_show<'a>(config: &'a Path, stream: &'a str) -> [&'a str; 6] {
 
 /// The step called `name` of a `landfall check` report.
 fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|step| step["step"] == name)
-        .unwrap_or_else(|| panic!("no step {name}: {report}"))
+    common::named(report, "steps", "step", name)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -193,6 +193,22 @@ pub async fn run_ok(server: &wiremock::MockServer, stream: &str) -> (Workspace, 
     (ws, output)
 }
 
+/// The item of the array `value[array]` whose `key` is `name`: a manifest's stream report, a
+/// `landfall check` report's step.
+pub fn named<'a>(value: &'a Value, array: &str, key: &str, name: &str) -> &'a Value {
+    value[array]
+        .as_array()
+        .unwrap_or_else(|| panic!("no array `{array}` in {value:#}"))
+        .iter()
+        .find(|item| item[key] == name)
+        .unwrap_or_else(|| panic!("no `{array}` item with {key} {name} in {value:#}"))
+}
+
+/// The report of stream `name` in a run manifest.
+pub fn stream_report<'a>(manifest: &'a Value, name: &str) -> &'a Value {
+    named(manifest, "streams", "name", name)
+}
+
 /// Starts `landfall run` without waiting for it (stderr captured).
 pub fn spawn_run(config: &Path, extra: &[&str]) -> tokio::process::Child {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_landfall"));
