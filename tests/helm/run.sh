@@ -7,18 +7,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$ROOT/.tools/helm"
 
-venv_works() {
-    [[ -x "$VENV/bin/python" ]] &&
-        "$VENV/bin/python" -c 'import helm_python, kubernetes_validate, pytest, yaml' 2>/dev/null
-}
-
-if ! venv_works; then
-    echo "tests/helm: installing tools into $VENV" >&2
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-        "helm-python-sdk>=0.2.2,<0.3" "kubernetes-validate>=1.37,<2" "pytest>=8" "pyyaml>=6"
-fi
+# shellcheck source=../tools/tools.sh
+source "$ROOT/tests/tools/tools.sh"
+landfall_tools_venv helm "$VENV" || { echo "tests/helm: installing tests/tools/helm.txt failed" >&2; exit 1; }
+"$VENV/bin/python" -c 'import helm_python, kubernetes_validate, pytest, yaml' ||
+    { echo "tests/helm: $VENV is not usable after install" >&2; exit 1; }
+landfall_tools_report helm "$VENV" helm-python-sdk kubernetes-validate pytest
 
 cd "$ROOT"
 exec "$VENV/bin/python" -m pytest "$ROOT/tests/helm" -p no:cacheprovider -q "$@"

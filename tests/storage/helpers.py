@@ -5,6 +5,9 @@ Run with the emulator venv's python (it has boto3):
   helpers.py azure-sas ACCOUNT KEY PERMISSIONS          -> an account SAS token (stdlib only)
   helpers.py s3-iam-setup ENDPOINT BUCKET               -> export lines for a moto server that
                                                             enforces IAM (see run.sh)
+  helpers.py s3-iam-probe ENDPOINT BUCKET KEY_ID SECRET -> checks that the IAM-enforcing moto behaves
+                                                            as the permission tests assume; exits 1
+                                                            with a message saying what differs
   helpers.py s3-multipart-uploads ENDPOINT BUCKET PREFIX -> JSON list of in-progress uploads
   helpers.py sts-server DIR                              -> an HTTPS AWS STS stand-in for the web
                                                             identity test; writes DIR/sts.port
@@ -80,6 +83,41 @@ def s3_iam_setup(endpoint, bucket):
     print(f"export LANDFALL_TEST_S3_IAM_BUCKET={bucket}")
     print(f"export LANDFALL_TEST_S3_READONLY_KEY_ID={key['AccessKeyId']}")
     print(f"export LANDFALL_TEST_S3_READONLY_SECRET={key['SecretAccessKey']}")
+
+
+def s3_iam_probe(endpoint, bucket, key_id, secret):
+    """The permission tests assume the read-only user of s3_iam_setup may list and read but not
+    write. Some moto releases deny ListObjects/ListObjectsV2 although s3:ListBucket is allowed
+    on the bucket ARN (5.2.6 does): the tests would then fail with an unrelated assertion. Probe
+    each assumption once, before the suite, and say which one the emulator breaks."""
+    import botocore.exceptions
+    import moto
+
+    s3, _ = _clients(endpoint, key_id, secret)
+    broken = []
+
+    def code_of(call):
+        try:
+            call()
+            return "ok"
+        except botocore.exceptions.ClientError as error:
+            return error.response.get("Error", {}).get("Code", "?")
+
+    for name, call, want in [
+        ("ListObjectsV2 with s3:ListBucket allowed", lambda: s3.list_objects_v2(Bucket=bucket, Prefix="p/"), "ok"),
+        ("ListObjects with s3:ListBucket allowed", lambda: s3.list_objects(Bucket=bucket), "ok"),
+        ("PutObject without s3:PutObject", lambda: s3.put_object(Bucket=bucket, Key="p/x", Body=b"x"), "AccessDenied"),
+    ]:
+        got = code_of(call)
+        if got != want:
+            broken.append(f"{name}: expected {want}, moto answered {got}")
+    if broken:
+        sys.exit(
+            f"the IAM-enforcing S3 emulator (moto {moto.__version__}) does not behave as the "
+            "permission tests assume:\n  " + "\n  ".join(broken)
+            + "\nPin the moto release in tests/tools/emulators.txt that does (see tests/tools/README.md)."
+        )
+    print(f"s3 iam probe: moto {moto.__version__} lists with s3:ListBucket and denies PutObject, as the tests assume")
 
 
 def s3_multipart_uploads(endpoint, bucket, prefix):
@@ -169,6 +207,8 @@ def main(argv):
         print(azure_sas(*args))
     elif command == "s3-iam-setup":
         s3_iam_setup(*args)
+    elif command == "s3-iam-probe":
+        s3_iam_probe(*args)
     elif command == "s3-multipart-uploads":
         s3_multipart_uploads(*args)
     elif command == "sts-server":

@@ -38,6 +38,7 @@ cleanup() {
 trap cleanup EXIT
 
 landfall_emulators_start >/dev/null
+landfall_emulators_versions
 # shellcheck disable=SC1090
 source "$LANDFALL_EMULATORS_ENV"
 
@@ -49,6 +50,10 @@ _landfall_emu_launch moto-iam /moto-api/ env INITIAL_NO_AUTH_ACTION_COUNT=4 \
 iam_port=$(cat "$run_dir/moto-iam.port")
 iam_env=$("$python" tests/storage/helpers.py s3-iam-setup "http://127.0.0.1:$iam_port" landfall-perm)
 eval "$iam_env"
+# The permission tests rely on how moto enforces IAM, which changes between releases: probe it
+# once and stop with a message naming the difference, not with an unrelated assertion later.
+"$python" tests/storage/helpers.py s3-iam-probe "http://127.0.0.1:$iam_port" landfall-perm \
+  "$LANDFALL_TEST_S3_READONLY_KEY_ID" "$LANDFALL_TEST_S3_READONLY_SECRET"
 
 # An STS stand-in for the web identity (IRSA) test: object_store only talks to STS over
 # https, and moto cannot route the unsigned request, so a small HTTPS server answers it.
