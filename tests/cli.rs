@@ -84,7 +84,9 @@ async fn example_configs_validate() {
     let mut seen = 0;
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
-        if path.extension().is_some_and(|ext| ext == "yaml") {
+        // `<name>.airflow.yaml` sidecars hold DAG settings, not connector configs.
+        let sidecar = path.to_string_lossy().ends_with(".airflow.yaml");
+        if path.extension().is_some_and(|ext| ext == "yaml") && !sidecar {
             let output = validate(&["--no-resolve"], &path).await;
             assert!(output.status.success(), "{}: {}", path.display(), stderr(&output));
             seen += 1;

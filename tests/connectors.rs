@@ -280,6 +280,14 @@ struct GitHub {
     issues: Mutex<Vec<Value>>,
     comments: Vec<Value>,
     served: AtomicUsize,
+    /// Rate-limit refusals the next requests get, last first.
+    refusals: Mutex<Vec<Refusal>>,
+}
+
+#[derive(Clone, Copy)]
+enum Refusal {
+    Secondary,
+    Primary,
 }
 
 fn github_issue(number: u64, minutes: i64, title: &str) -> Value {
@@ -303,6 +311,29 @@ async fn github_list(State(api): State<Arc<GitHub>>, request: Request) -> Respon
     }
     assert_eq!(seen.header("accept"), Some("application/vnd.github+json"));
     assert_eq!(seen.header("x-github-api-version"), Some("2022-11-28"));
+    // GitHub answers a secondary limit with 403 and Retry-After, and a spent primary limit
+    // with 403, x-ratelimit-remaining: 0 and the reset ("Rate limits for the REST API").
+    if let Some(refusal) = api.refusals.lock().unwrap().pop() {
+        let (message, headers) = match refusal {
+            Refusal::Secondary => (
+                "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                vec![
+                    ("retry-after", "1".to_owned()),
+                    ("x-ratelimit-remaining", "4990".to_owned()),
+                ],
+            ),
+            Refusal::Primary => (
+                "API rate limit exceeded for user ID 1.",
+                vec![
+                    ("x-ratelimit-limit", "5000".to_owned()),
+                    ("x-ratelimit-remaining", "0".to_owned()),
+                    ("x-ratelimit-reset", (unix_now() + 2).to_string()),
+                ],
+            ),
+        };
+        let body = json!({"message": message, "documentation_url": "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api", "status": "403"});
+        return respond(StatusCode::FORBIDDEN, body.to_string(), &headers);
+    }
     let items = if seen.path.ends_with("/issues/comments") {
         api.comments.clone()
     } else {
@@ -374,6 +405,7 @@ async fn github_fixture() -> (Fixture, Arc<GitHub>) {
             })
             .collect(),
         served: AtomicUsize::new(0),
+        refusals: Mutex::new(Vec::new()),
     });
     let router = Router::new()
         .route("/repos/acme/widgets/issues", get(github_list))
@@ -436,10 +468,22 @@ async fn github_link_header_bearer_rate_limit_headers_and_incremental_rerun() {
                 github_issue(number, 300 + number as i64, &format!("issue {number} edited"));
         }
     }
+    // The second run meets both rate limits GitHub answers with 403 (issue 23): they are
+    // waited out, not AUTH_FAILED.
+    *api.refusals.lock().unwrap() = vec![Refusal::Primary, Refusal::Secondary];
     let second = connector("run", "github", &workspace, &envs).await;
     let manifest = succeeded(&second, &workspace, "github");
     let issues = stream_report(&manifest, "issues");
     assert_eq!(issues["rows_written"], 5, "{issues:#}");
+    let retries =
+        issues["retries"].as_u64().unwrap() + stream_report(&manifest, "issue_comments")["retries"].as_u64().unwrap();
+    assert_eq!(retries, 2, "each 403 rate limit was retried once");
+    let retried: Vec<Value> = events(&second)
+        .into_iter()
+        .filter(|event| event["event"] == "request_retried")
+        .collect();
+    assert_eq!(retried.len(), 2, "{retried:?}");
+    assert!(retried.iter().all(|event| event["code"] == "RATE_LIMIT"), "{retried:?}");
     let requests = api.log.on("/repos/acme/widgets/issues");
     assert_eq!(requests[3].param("since"), Some("2024-01-02T04:09:00Z"));
     let edited: Vec<Value> = landed(&workspace, "github", "issues")
@@ -488,6 +532,15 @@ struct Stripe {
     log: Log,
     customers: Vec<Value>,
     charges: Mutex<Vec<Value>>,
+    /// Events of the account (Stripe keeps 30 days of them).
+    events: Mutex<Vec<Value>>,
+    throttled: AtomicUsize,
+}
+
+fn stripe_event(id: &str, kind: &str, created: i64, object: Value) -> Value {
+    json!({"id": id, "object": "event", "api_version": "2024-06-20", "type": kind, "created": created,
+           "livemode": false, "pending_webhooks": 0, "request": {"id": null, "idempotency_key": null},
+           "data": {"object": object}})
 }
 
 async fn stripe_list(State(api): State<Arc<Stripe>>, request: Request) -> Response {
@@ -500,10 +553,18 @@ async fn stripe_list(State(api): State<Arc<Stripe>>, request: Request) -> Respon
         );
     }
     assert_eq!(seen.header("stripe-version"), Some("2024-06-20"));
-    let all = if seen.path == "/v1/customers" {
-        api.customers.clone()
-    } else {
-        api.charges.lock().unwrap().clone()
+    // Stripe's 429 carries no Retry-After ("Rate limits").
+    if seen.path == "/v1/events" && api.throttled.fetch_add(1, Ordering::SeqCst) == 0 {
+        return respond(
+            StatusCode::TOO_MANY_REQUESTS,
+            r#"{"error":{"code":"rate_limit","message":"Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.","type":"invalid_request_error"}}"#.into(),
+            &[],
+        );
+    }
+    let all = match seen.path.as_str() {
+        "/v1/customers" => api.customers.clone(),
+        "/v1/events" => api.events.lock().unwrap().clone(),
+        _ => api.charges.lock().unwrap().clone(),
     };
     let gte: i64 = seen.param("created[gte]").and_then(|v| v.parse().ok()).unwrap_or(0);
     let mut list: Vec<Value> = all
@@ -538,7 +599,24 @@ async fn stripe_list(State(api): State<Arc<Stripe>>, request: Request) -> Respon
 #[tokio::test]
 async fn stripe_last_record_cursor_has_more_basic_auth_and_incremental_rerun() {
     let (listener, url) = bind().await;
+    let charge = |n: i64| {
+        json!({"id": format!("ch_{n:04}"), "object": "charge", "amount": n * 100, "amount_refunded": 0, "refunded": false,
+               "disputed": false, "currency": "eur", "status": "succeeded", "customer": "cus_0001", "created": 1_704_067_200 + n * 3600})
+    };
     let api = Arc::new(Stripe {
+        throttled: AtomicUsize::new(0),
+        events: Mutex::new(
+            (1..=50)
+                .map(|n| {
+                    stripe_event(
+                        &format!("evt_{n:04}"),
+                        "charge.succeeded",
+                        1_704_067_200 + n * 3600,
+                        charge(n),
+                    )
+                })
+                .collect(),
+        ),
         log: Log::default(),
         customers: (1..=230)
             .map(|n| {
@@ -546,18 +624,12 @@ async fn stripe_last_record_cursor_has_more_basic_auth_and_incremental_rerun() {
                             "name": format!("Customer {n}"), "created": 1_704_067_200 + n * 60, "livemode": false})
             })
             .collect(),
-        charges: Mutex::new(
-            (1..=50)
-                .map(|n| {
-                    json!({"id": format!("ch_{n:04}"), "object": "charge", "amount": n * 100, "currency": "eur",
-                                "status": "succeeded", "customer": "cus_0001", "created": 1_704_067_200 + n * 3600})
-                })
-                .collect(),
-        ),
+        charges: Mutex::new((1..=50).map(charge).collect()),
     });
     let router = Router::new()
         .route("/v1/customers", get(stripe_list))
         .route("/v1/charges", get(stripe_list))
+        .route("/v1/events", get(stripe_list))
         .with_state(api.clone());
     let fixture = serve(listener, url, router);
     let workspace = Workspace::new();
@@ -586,12 +658,61 @@ async fn stripe_last_record_cursor_has_more_basic_auth_and_incremental_rerun() {
         "unsorted: the checkpoint is the newest stored `created` once the window is done"
     );
 
-    api.charges.lock().unwrap().push(
-        json!({"id": "ch_0051", "object": "charge", "amount": 1, "currency": "eur",
-        "status": "pending", "customer": "cus_0002", "created": 1_704_067_200 + 51 * 3600}),
-    );
+    let events_report = stream_report(&manifest, "events");
+    assert_eq!(events_report["rows_written"], 50, "{events_report:#}");
+    assert_eq!(events_report["retries"], 1, "the 429 was retried with backoff");
+
+    // After the first run: a new charge, a refund of ch_0007 and a dispute on ch_0008. Their
+    // `created` does not change, so only the events stream can carry the refund and the
+    // dispute (issue 23).
+    let later = 1_704_067_200 + 60 * 3600;
+    {
+        let mut charges = api.charges.lock().unwrap();
+        charges.push(
+            json!({"id": "ch_0051", "object": "charge", "amount": 1, "amount_refunded": 0, "refunded": false,
+                            "disputed": false, "currency": "eur", "status": "pending", "customer": "cus_0002",
+                            "created": 1_704_067_200 + 51 * 3600}),
+        );
+        charges[6]["refunded"] = json!(true);
+        charges[6]["amount_refunded"] = json!(700);
+        charges[7]["disputed"] = json!(true);
+        let mut events = api.events.lock().unwrap();
+        events.push(stripe_event(
+            "evt_0051",
+            "charge.pending",
+            1_704_067_200 + 51 * 3600,
+            charges[50].clone(),
+        ));
+        events.push(stripe_event("evt_refund", "charge.refunded", later, charges[6].clone()));
+        events.push(stripe_event(
+            "evt_dispute",
+            "charge.dispute.created",
+            later + 1,
+            json!({"id": "dp_0008", "object": "dispute", "charge": "ch_0008", "amount": 800, "status": "needs_response"}),
+        ));
+    }
     let second = connector("run", "stripe", &workspace, &envs).await;
     let manifest = succeeded(&second, &workspace, "stripe");
+    let events_report = stream_report(&manifest, "events");
+    assert_eq!(events_report["rows_written"], 3, "{events_report:#}");
+    let landed_events = landed(&workspace, "stripe", "events");
+    let refund = landed_events
+        .iter()
+        .find(|event| event["type"] == "charge.refunded")
+        .expect("the refund arrives");
+    assert_eq!(refund["data"]["object"]["id"], "ch_0007");
+    assert_eq!(refund["data"]["object"]["amount_refunded"], 700);
+    assert!(
+        landed_events
+            .iter()
+            .any(|event| event["type"] == "charge.dispute.created" && event["data"]["object"]["charge"] == "ch_0008")
+    );
+    assert!(
+        landed(&workspace, "stripe", "charges")
+            .iter()
+            .all(|charge| charge["refunded"] == false),
+        "the charges stream alone never sees the refund: that is what the events stream is for"
+    );
     let charges = stream_report(&manifest, "charges");
     assert_eq!(charges["rows_written"], 1, "{charges:#}");
     assert_eq!(
@@ -620,6 +741,8 @@ struct HubSpot {
     log: Log,
     tokens_issued: AtomicUsize,
     api_calls: AtomicUsize,
+    /// Last-modified times changed by the test, by (search path, record index).
+    modified: Mutex<HashMap<(String, usize), String>>,
 }
 
 async fn hubspot_token(State(api): State<Arc<HubSpot>>, request: Request) -> Response {
@@ -647,23 +770,73 @@ async fn hubspot_token(State(api): State<Arc<HubSpot>>, request: Request) -> Res
     respond(StatusCode::OK, body.to_string(), &[])
 }
 
-async fn hubspot_list(State(api): State<Arc<HubSpot>>, request: Request) -> Response {
-    let seen = api.log.record(request).await;
+/// Answers 401 unless the request carries the current access token; the first token stops
+/// working at the second API call, as an expired one would.
+fn hubspot_refused(api: &HubSpot, seen: &Seen) -> Option<Response> {
     let calls = api.api_calls.fetch_add(1, Ordering::SeqCst) + 1;
     let current = format!("Bearer CJT-access-fixture-{}", api.tokens_issued.load(Ordering::SeqCst));
-    // The first access token stops working at the second call, as an expired one would.
     let revoked = calls >= 2 && seen.header("authorization") == Some("Bearer CJT-access-fixture-1");
-    if seen.header("authorization") != Some(current.as_str()) || revoked {
-        return respond(
+    (seen.header("authorization") != Some(current.as_str()) || revoked).then(|| {
+        respond(
             StatusCode::UNAUTHORIZED,
             r#"{"status":"error","message":"Authentication credentials not found.","category":"EXPIRED_AUTHENTICATION"}"#.into(),
             &[],
-        );
+        )
+    })
+}
+
+/// A CRM record as HubSpot answers it: the requested properties (null when unset) and a few
+/// defaults.
+fn hubspot_record(index: usize, modified: &str, archived: bool, requested: &[String]) -> Value {
+    let id = (100 + index).to_string();
+    let mut properties = serde_json::Map::new();
+    properties.insert("hs_object_id".into(), json!(id));
+    properties.insert("createdate".into(), json!("2024-01-01T00:00:00.000Z"));
+    for name in requested {
+        let value = match name.as_str() {
+            "email" => json!(format!("contact{index}@example.com")),
+            "domain" => json!(format!("company{index}.example.com")),
+            "industry" if index % 2 == 0 => Value::Null,
+            "lastmodifieddate" | "hs_lastmodifieddate" => json!(modified),
+            other => json!(format!("{other} {index}")),
+        };
+        properties.insert(name.clone(), value);
     }
-    let total = if seen.path.ends_with("/contacts") { 250 } else { 40 };
+    let mut record = json!({"id": id, "properties": properties, "createdAt": "2024-01-01T00:00:00.000Z",
+                            "updatedAt": modified, "archived": archived});
+    if archived {
+        record["archivedAt"] = json!("2024-03-01T00:00:00.000Z");
+    }
+    record
+}
+
+/// When record `index` of an object was last modified: one minute apart, oldest first.
+fn hubspot_modified(index: usize) -> String {
+    let at =
+        chrono::DateTime::parse_from_rfc3339("2024-02-01T00:00:00Z").unwrap() + chrono::Duration::minutes(index as i64);
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn hubspot_total(path: &str) -> usize {
+    if path.contains("/contacts") {
+        HUBSPOT_CONTACTS
+    } else {
+        40
+    }
+}
+
+const HUBSPOT_CONTACTS: usize = 10_050;
+
+/// `GET /crm/v3/objects/{type}`: here only `archived=true` is asked for (search has the rest).
+async fn hubspot_list(State(api): State<Arc<HubSpot>>, request: Request) -> Response {
+    let seen = api.log.record(request).await;
+    if let Some(refused) = hubspot_refused(&api, &seen) {
+        return refused;
+    }
+    let archived = seen.param("archived") == Some("true");
+    let total = if archived { 3 } else { hubspot_total(&seen.path) };
     let after: usize = seen.param("after").and_then(|a| a.parse().ok()).unwrap_or(0);
     let limit: usize = seen.param("limit").and_then(|l| l.parse().ok()).unwrap_or(10);
-    // HubSpot answers with the requested properties (null when unset) and a few defaults.
     let requested: Vec<String> = seen
         .param("properties")
         .unwrap_or("")
@@ -672,24 +845,7 @@ async fn hubspot_list(State(api): State<Arc<HubSpot>>, request: Request) -> Resp
         .map(str::to_owned)
         .collect();
     let results: Vec<Value> = (after..(after + limit).min(total))
-        .map(|index| {
-            let id = (100 + index).to_string();
-            let mut properties = serde_json::Map::new();
-            properties.insert("hs_object_id".into(), json!(id));
-            properties.insert("createdate".into(), json!("2024-01-01T00:00:00.000Z"));
-            for name in &requested {
-                let value = match name.as_str() {
-                    "email" => json!(format!("contact{index}@example.com")),
-                    "domain" => json!(format!("company{index}.example.com")),
-                    "industry" if index % 2 == 0 => Value::Null,
-                    "lastmodifieddate" | "hs_lastmodifieddate" => json!("2024-02-01T00:00:00.000Z"),
-                    other => json!(format!("{other} {index}")),
-                };
-                properties.insert(name.clone(), value);
-            }
-            json!({"id": id, "properties": properties, "createdAt": "2024-01-01T00:00:00.000Z",
-                   "updatedAt": "2024-02-01T00:00:00.000Z", "archived": false})
-        })
+        .map(|index| hubspot_record(50_000 + index, &hubspot_modified(index), archived, &requested))
         .collect();
     let mut body = json!({"results": results});
     if after + limit < total {
@@ -701,24 +857,122 @@ async fn hubspot_list(State(api): State<Arc<HubSpot>>, request: Request) -> Resp
         body.to_string(),
         &[
             ("x-hubspot-ratelimit-max", "110".into()),
-            ("x-hubspot-ratelimit-remaining", (110 - calls.min(109)).to_string()),
+            ("x-hubspot-ratelimit-remaining", "100".into()),
             ("x-hubspot-ratelimit-interval-milliseconds", "10000".into()),
         ],
     )
 }
 
+/// `POST /crm/v3/objects/{type}/search` ("Search the CRM"): filters, sorts, properties,
+/// `limit` (at most 200) and `after` in the body; at most 10,000 results per query, a 400
+/// past them; no X-HubSpot-RateLimit-* headers.
+async fn hubspot_search(State(api): State<Arc<HubSpot>>, request: Request) -> Response {
+    let seen = api.log.record(request).await;
+    if let Some(refused) = hubspot_refused(&api, &seen) {
+        return refused;
+    }
+    let invalid = |message: &str| {
+        respond(
+            StatusCode::BAD_REQUEST,
+            json!({"status": "error", "message": message, "category": "VALIDATION_ERROR",
+                   "correlationId": "5c1ef0ad-fixture"})
+            .to_string(),
+            &[],
+        )
+    };
+    let Ok(body) = serde_json::from_str::<Value>(&seen.body) else {
+        return invalid("Invalid input JSON");
+    };
+    let property = if seen.path.contains("/contacts") {
+        "lastmodifieddate"
+    } else {
+        "hs_lastmodifieddate"
+    };
+    let filter = &body["filterGroups"][0]["filters"][0];
+    if filter["propertyName"] != property || filter["operator"] != "GTE" {
+        return invalid("expected one GTE filter on the last-modified property");
+    }
+    if body["sorts"][0] != json!({"propertyName": property, "direction": "ASCENDING"}) {
+        return invalid("expected results sorted by the last-modified property, ascending");
+    }
+    // HubSpot documents Unix milliseconds for timestamps; ISO 8601 is accepted as well.
+    let text = filter["value"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| filter["value"].to_string());
+    let since = match text.parse::<i64>() {
+        Ok(millis) => chrono::DateTime::from_timestamp_millis(millis).map(|at| at.fixed_offset()),
+        Err(_) => chrono::DateTime::parse_from_rfc3339(&text).ok(),
+    };
+    let Some(since) = since else {
+        return invalid(&format!("{text} is not a valid datetime"));
+    };
+    let limit = body["limit"].as_u64().unwrap_or(10) as usize;
+    if limit > 200 {
+        return invalid("limit must be at most 200");
+    }
+    let after: usize = body["after"].as_str().and_then(|a| a.parse().ok()).unwrap_or(0);
+    if after + limit > 10_000 {
+        return invalid("The search endpoints are limited to 10,000 total results for any given query");
+    }
+    let requested: Vec<String> = body["properties"]
+        .as_array()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|name| name.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let modified = api.modified.lock().unwrap().clone();
+    let matching: Vec<usize> = (0..hubspot_total(&seen.path))
+        .filter(|index| {
+            let at = modified
+                .get(&(seen.path.clone(), *index))
+                .cloned()
+                .unwrap_or_else(|| hubspot_modified(*index));
+            chrono::DateTime::parse_from_rfc3339(&at).unwrap() >= since
+        })
+        .collect();
+    let mut ordered: Vec<(String, usize)> = matching
+        .iter()
+        .map(|index| {
+            let at = modified
+                .get(&(seen.path.clone(), *index))
+                .cloned()
+                .unwrap_or_else(|| hubspot_modified(*index));
+            (at, *index)
+        })
+        .collect();
+    ordered.sort();
+    let results: Vec<Value> = ordered
+        .iter()
+        .skip(after)
+        .take(limit)
+        .map(|(at, index)| hubspot_record(*index, at, false, &requested))
+        .collect();
+    let mut response = json!({"total": ordered.len(), "results": results});
+    if after + limit < ordered.len() {
+        response["paging"] = json!({"next": {"after": (after + limit).to_string()}});
+    }
+    respond(StatusCode::OK, response.to_string(), &[])
+}
+
 #[tokio::test]
-async fn hubspot_paging_after_oauth2_refresh_token_and_expired_access_token() {
+async fn hubspot_search_incremental_10k_cap_archived_deletes_and_oauth2_refresh_token() {
     let (listener, url) = bind().await;
     let api = Arc::new(HubSpot {
         log: Log::default(),
         tokens_issued: AtomicUsize::new(0),
         api_calls: AtomicUsize::new(0),
+        modified: Mutex::new(HashMap::new()),
     });
     let router = Router::new()
         .route("/oauth/v1/token", post(hubspot_token))
         .route("/crm/v3/objects/contacts", get(hubspot_list))
         .route("/crm/v3/objects/companies", get(hubspot_list))
+        .route("/crm/v3/objects/contacts/search", post(hubspot_search))
+        .route("/crm/v3/objects/companies/search", post(hubspot_search))
         .with_state(api.clone());
     let fixture = serve(listener, url, router);
     let token_url = format!("{}/oauth/v1/token", fixture.url);
@@ -731,38 +985,108 @@ async fn hubspot_paging_after_oauth2_refresh_token_and_expired_access_token() {
         ("HUBSPOT_REFRESH_TOKEN", HUBSPOT_REFRESH_TOKEN),
     ];
 
-    let run = connector("run", "hubspot", &workspace, &envs).await;
-    let manifest = succeeded(&run, &workspace, "hubspot");
-    assert_columns_typed("hubspot", &workspace);
-    assert_eq!(stream_report(&manifest, "contacts")["rows_written"], 250);
-    assert_eq!(stream_report(&manifest, "contacts")["pages"], 3);
-    assert_eq!(stream_report(&manifest, "companies")["rows_written"], 40);
-    let contacts = api.log.on("/crm/v3/objects/contacts");
-    let after: Vec<Option<&str>> = contacts.iter().map(|seen| seen.param("after")).collect();
+    // 10,050 contacts changed since the start: one search reaches its 10,000-result cap.
+    let first = connector("run", "hubspot", &workspace, &envs).await;
+    assert_ne!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_ne!(first.status.code(), Some(4), "{}", stderr(&first));
+    let manifest = workspace.manifests("hubspot").pop().expect("a manifest");
+    let contacts = stream_report(&manifest, "contacts");
+    assert_eq!(contacts["rows_written"], 10_000, "{contacts:#}");
+    assert_eq!(contacts["pages"], 100);
+    assert_eq!(contacts["error"]["code"], "PAGINATION_ERROR", "{contacts:#}");
     assert_eq!(
-        after,
-        [None, Some("100"), Some("100"), Some("200")],
-        "page two is sent again with the refreshed token after the 401"
+        workspace.state("hubspot", "contacts").unwrap()["cursor"],
+        hubspot_modified(9_999),
+        "the checkpoint is the last stored contact: the next run continues from it"
     );
+    assert_eq!(stream_report(&manifest, "companies")["rows_written"], 40);
+    assert_eq!(stream_report(&manifest, "contacts_archived")["rows_written"], 3);
+    assert_eq!(stream_report(&manifest, "companies_archived")["rows_written"], 3);
+    assert_columns_typed("hubspot", &workspace);
+    let searches = api.log.on("/crm/v3/objects/contacts/search");
+    assert!(searches.iter().all(|seen| seen.method == "POST"));
+    let bodies: Vec<Value> = searches
+        .iter()
+        .map(|seen| serde_json::from_str(&seen.body).unwrap())
+        .collect();
     assert_eq!(
-        contacts[0].param("properties"),
-        Some("email,firstname,lastname,lifecyclestage,lastmodifieddate")
+        bodies[0]["filterGroups"][0]["filters"][0]["value"],
+        "2024-01-01T00:00:00Z"
+    );
+    assert_eq!(bodies[0]["after"], Value::Null);
+    assert_eq!(
+        bodies[0]["properties"],
+        json!(["email", "firstname", "lastname", "lifecyclestage", "lastmodifieddate"])
+    );
+    assert!(
+        bodies.iter().all(|body| body["after"]
+            .as_str()
+            .is_none_or(|after| after.parse::<usize>().unwrap() < 10_000)),
+        "max_pages stops before HubSpot's 400"
+    );
+    let afters: Vec<&Value> = bodies.iter().take(3).map(|body| &body["after"]).collect();
+    assert_eq!(
+        afters,
+        [&Value::Null, &json!("100"), &json!("100")],
+        "page two is sent again with the refreshed token after the 401"
     );
     assert_eq!(
         api.tokens_issued.load(Ordering::SeqCst),
         2,
         "one token at start, one after the 401"
     );
+    assert_eq!(event_count(&first, "token_refreshed"), 2);
     assert!(api.log.on("/oauth/v1/token").iter().all(|seen| seen.method == "POST"));
-    assert_eq!(event_count(&run, "token_refreshed"), 2);
+    assert!(
+        api.log
+            .on("/crm/v3/objects/contacts")
+            .iter()
+            .all(|seen| seen.param("archived") == Some("true"))
+    );
+    let archived = landed(&workspace, "hubspot", "contacts_archived");
+    assert!(archived.iter().all(|record| record["archived"] == true));
+
+    // Two contacts change; the second run continues after the cap and lands the rest.
+    {
+        let mut modified = api.modified.lock().unwrap();
+        for index in [5usize, 7] {
+            modified.insert(
+                ("/crm/v3/objects/contacts/search".to_owned(), index),
+                hubspot_modified(20_000 + index),
+            );
+        }
+    }
+    let second = connector("run", "hubspot", &workspace, &envs).await;
+    let manifest = succeeded(&second, &workspace, "hubspot");
+    let contacts = stream_report(&manifest, "contacts");
+    assert_eq!(
+        contacts["rows_written"], 52,
+        "contacts 10,000 to 10,049 and the two changed: {contacts:#}"
+    );
+    assert_eq!(contacts["duplicate_rows"], 6, "the 5m lookback re-reads 6 contacts");
+    let last = api.log.on("/crm/v3/objects/contacts/search").pop().unwrap();
+    let body: Value = serde_json::from_str(&last.body).unwrap();
+    assert_eq!(stream_report(&manifest, "companies")["rows_written"], 0);
+    let resumed = api
+        .log
+        .on("/crm/v3/objects/contacts/search")
+        .into_iter()
+        .rev()
+        .find(|seen| serde_json::from_str::<Value>(&seen.body).unwrap()["after"].is_null())
+        .unwrap();
+    let resumed: Value = serde_json::from_str(&resumed.body).unwrap();
+    assert_eq!(
+        resumed["filterGroups"][0]["filters"][0]["value"], "2024-02-07T22:34:00Z",
+        "checkpoint (contact 9,999) minus the 5m lookback; {body}"
+    );
     let ids: BTreeSet<String> = record_ids(&workspace, "hubspot", "contacts").into_iter().collect();
-    assert_eq!(ids.len(), 250);
+    assert_eq!(ids.len(), HUBSPOT_CONTACTS);
 
     let check = connector("check", "hubspot", &workspace, &envs).await;
     assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
     assert_no_secrets(
         &workspace,
-        &[&run, &check],
+        &[&first, &second, &check],
         &[
             HUBSPOT_CLIENT_SECRET,
             HUBSPOT_REFRESH_TOKEN,
@@ -778,8 +1102,9 @@ async fn hubspot_paging_after_oauth2_refresh_token_and_expired_access_token() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Zendesk: incremental export, end_time -> start_time, end_of_stream, basic {email}/token,
-// 10 requests per minute with a 429 + Retry-After.
+// Zendesk: cursor-based incremental export, start_time then after_url, end_of_stream, the
+// minute before each request left out, basic {email}/token, 10 requests per minute with a
+// 429 + Retry-After.
 
 const ZENDESK_EMAIL: &str = "agent@example.com";
 const ZENDESK_TOKEN: &str = "zd-api-token-fixture-6Yh2kP0qLm";
@@ -789,12 +1114,34 @@ struct Zendesk {
     url: String,
     log: Log,
     tickets: Mutex<Vec<Value>>,
+    users: Vec<Value>,
+    /// The server's clock (Unix seconds): what changed in the minute before it is left out.
+    now: std::sync::atomic::AtomicI64,
     throttled: AtomicUsize,
 }
 
 fn zendesk_ticket(id: i64, generated: i64) -> Value {
     json!({"id": id, "subject": format!("ticket {id}"), "status": "open", "priority": "normal", "requester_id": 9,
            "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z", "generated_timestamp": generated})
+}
+
+/// Where an item sits in the export: its change time (Unix seconds) and id.
+fn zendesk_position(item: &Value) -> (i64, i64) {
+    let time = match item.get("generated_timestamp") {
+        Some(generated) => generated.as_i64().unwrap(),
+        None => chrono::DateTime::parse_from_rfc3339(item["updated_at"].as_str().unwrap())
+            .unwrap()
+            .timestamp(),
+    };
+    (time, item["id"].as_i64().unwrap())
+}
+
+fn zendesk_invalid(description: &str) -> Response {
+    respond(
+        StatusCode::BAD_REQUEST,
+        json!({"error": "InvalidValue", "description": description}).to_string(),
+        &[],
+    )
 }
 
 async fn zendesk_export(State(api): State<Arc<Zendesk>>, request: Request) -> Response {
@@ -817,47 +1164,60 @@ async fn zendesk_export(State(api): State<Arc<Zendesk>>, request: Request) -> Re
             &[("retry-after", "1".into()), ("x-rate-limit", "10".into()), ("x-rate-limit-remaining", "0".into())],
         );
     }
-    let (key, items) = if seen.path.ends_with("/tickets.json") {
+    let (key, mut items) = if seen.path.ends_with("/tickets/cursor.json") {
         ("tickets", api.tickets.lock().unwrap().clone())
     } else {
-        (
-            "users",
-            (1..=40)
-                .map(|id| {
-                    json!({"id": 700 + id, "name": format!("user {id}"), "email": format!("u{id}@example.com"),
-                                 "role": "end-user", "active": true, "updated_at": "2024-01-01T00:00:00Z",
-                                 "generated_timestamp": ZENDESK_START + id})
-                })
-                .collect(),
-        )
+        ("users", api.users.clone())
     };
-    let Some(start_time) = seen.param("start_time").and_then(|s| s.parse::<i64>().ok()) else {
-        return respond(
-            StatusCode::BAD_REQUEST,
-            r#"{"error":"InvalidValue","description":"start_time required"}"#.into(),
-            &limits,
-        );
+    items.sort_by_key(zendesk_position);
+    let now = api.now.load(Ordering::SeqCst);
+    // The first request names a start time; every later page its cursor (the after_url).
+    let after = match (seen.param("cursor"), seen.param("start_time")) {
+        (Some(cursor), _) => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(cursor)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok());
+            match decoded.as_deref().and_then(|text| text.split_once('|')) {
+                Some((time, id)) => (time.parse::<i64>().unwrap(), id.parse::<i64>().unwrap()),
+                None => return zendesk_invalid("cursor is invalid"),
+            }
+        }
+        (None, Some(start_time)) => {
+            let Ok(start_time) = start_time.parse::<i64>() else {
+                return zendesk_invalid("start_time must be an integer (Unix epoch time in seconds)");
+            };
+            if start_time > now - 60 {
+                return zendesk_invalid("Too recent start_time. Use a start_time older than 1 minute");
+            }
+            (start_time, i64::MIN)
+        }
+        (None, None) => return zendesk_invalid("start_time or cursor is required"),
     };
     let per_page: usize = seen.param("per_page").and_then(|p| p.parse().ok()).unwrap_or(1000);
-    let page: Vec<Value> = items
+    // Nothing that changed in the minute before the request is exported.
+    let exportable: Vec<Value> = items
         .into_iter()
-        .filter(|item| item["generated_timestamp"].as_i64().unwrap() >= start_time)
-        .take(per_page)
+        .filter(|item| {
+            let position = zendesk_position(item);
+            position.0 <= now - 60 && (seen.param("cursor").is_none() || position > after) && position.0 >= after.0
+        })
         .collect();
-    let end_time = page
-        .last()
-        .map(|item| item["generated_timestamp"].as_i64().unwrap())
-        .unwrap_or(start_time);
+    let page: Vec<Value> = exportable.iter().take(per_page).cloned().collect();
+    let last = page.last().map(zendesk_position).unwrap_or(after);
+    let cursor = base64::engine::general_purpose::STANDARD.encode(format!("{}|{}", last.0, last.1));
     let body = json!({
-        key: page, "count": page.len(), "end_of_stream": page.len() < per_page, "end_time": end_time,
-        "next_page": format!("{}{}?start_time={end_time}&per_page={per_page}", api.url, seen.path),
+        key: page, "after_cursor": cursor, "before_cursor": null, "before_url": null,
+        "after_url": format!("{}{}?cursor={cursor}", api.url, seen.path),
+        "end_of_stream": exportable.len() <= per_page,
     });
     respond(StatusCode::OK, body.to_string(), &limits)
 }
 
 #[tokio::test]
-async fn zendesk_end_time_cursor_end_of_stream_retry_after_and_incremental_rerun() {
+async fn zendesk_cursor_export_after_url_end_of_stream_excluded_minute_and_incremental_rerun() {
     let (listener, url) = bind().await;
+    let last_ticket = ZENDESK_START + 2500 * 10;
     let api = Arc::new(Zendesk {
         url: url.clone(),
         log: Log::default(),
@@ -866,11 +1226,22 @@ async fn zendesk_end_time_cursor_end_of_stream_retry_after_and_incremental_rerun
                 .map(|id| zendesk_ticket(id, ZENDESK_START + id * 10))
                 .collect(),
         ),
+        // Zendesk's sample user has no generated_timestamp: updated_at is the cursor.
+        users: (1..=40)
+            .map(|id| {
+                let updated = chrono::DateTime::from_timestamp(ZENDESK_START + id, 0).unwrap();
+                json!({"id": 700 + id, "name": format!("user {id}"), "email": format!("u{id}@example.com"),
+                       "role": "end-user", "active": id != 40, "created_at": "2024-01-01T00:00:00Z",
+                       "updated_at": updated.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)})
+            })
+            .collect(),
+        // Tickets 2496 to 2500 changed in the last minute: the first run cannot see them.
+        now: std::sync::atomic::AtomicI64::new(last_ticket + 15),
         throttled: AtomicUsize::new(0),
     });
     let router = Router::new()
-        .route("/api/v2/incremental/tickets.json", get(zendesk_export))
-        .route("/api/v2/incremental/users.json", get(zendesk_export))
+        .route("/api/v2/incremental/tickets/cursor.json", get(zendesk_export))
+        .route("/api/v2/incremental/users/cursor.json", get(zendesk_export))
         .with_state(api.clone());
     let fixture = serve(listener, url, router);
     let workspace = Workspace::new();
@@ -884,50 +1255,58 @@ async fn zendesk_end_time_cursor_end_of_stream_retry_after_and_incremental_rerun
     let manifest = succeeded(&first, &workspace, "zendesk");
     assert_columns_typed("zendesk", &workspace);
     let tickets = stream_report(&manifest, "tickets");
-    assert_eq!(tickets["rows_written"], 2500, "{tickets:#}");
-    assert_eq!(
-        tickets["rows_read"], 2502,
-        "each page starts with the previous page's last ticket"
-    );
-    assert_eq!(tickets["duplicate_rows"], 2);
+    assert_eq!(tickets["rows_written"], 2495, "{tickets:#}");
+    assert_eq!(tickets["duplicate_rows"], 0, "cursor pages do not overlap");
+    assert_eq!(tickets["pages"], 3, "1000 + 1000 + 495, the last with end_of_stream");
     assert_eq!(tickets["retries"], 1, "the 429 was retried after its Retry-After");
     assert_eq!(stream_report(&manifest, "users")["rows_written"], 40);
-    let ids: Vec<String> = record_ids(&workspace, "zendesk", "tickets");
-    assert_eq!(ids.len(), 2500);
-    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 2500, "landed once each");
-    let requests = api.log.on("/api/v2/incremental/tickets.json");
-    let start_times: Vec<Option<&str>> = requests.iter().map(|seen| seen.param("start_time")).collect();
+    assert_eq!(
+        workspace.state("zendesk", "users").unwrap()["cursor"],
+        "2024-01-01T00:00:40Z",
+        "the users checkpoint moves on updated_at, a field their records have"
+    );
+    let requests = api.log.on("/api/v2/incremental/tickets/cursor.json");
     let start = ZENDESK_START.to_string();
-    let second_page = (ZENDESK_START + 1000 * 10).to_string();
-    let third_page = (ZENDESK_START + 1999 * 10).to_string();
+    let start_times: Vec<Option<&str>> = requests.iter().map(|seen| seen.param("start_time")).collect();
     assert_eq!(
         start_times,
-        [
-            Some(start.as_str()),
-            Some(start.as_str()),
-            Some(second_page.as_str()),
-            Some(third_page.as_str())
-        ],
-        "the 429, then end_time as the next start_time, until end_of_stream"
+        [Some(start.as_str()), Some(start.as_str()), None, None],
+        "start_time on the first request (and its retry after the 429), then after_url"
     );
-    assert!(requests.iter().all(|seen| seen.param("per_page") == Some("1000")));
-    let checkpoint = (ZENDESK_START + 2500 * 10).to_string();
+    assert!(requests[2..].iter().all(|seen| seen.param("cursor").is_some()));
+    let checkpoint = (ZENDESK_START + 2495 * 10).to_string();
     assert_eq!(
         workspace.state("zendesk", "tickets").unwrap()["cursor"],
-        checkpoint.as_str()
+        checkpoint.as_str(),
+        "the last stored ticket, not the time of the request"
     );
 
+    // An hour later: the tickets of the excluded minute are exportable, and three are new.
+    // The next run starts at the checkpoint, so the minute is no gap (issue 23).
+    api.now.fetch_add(3600, Ordering::SeqCst);
     api.tickets
         .lock()
         .unwrap()
         .extend((2501..=2503).map(|id| zendesk_ticket(id, ZENDESK_START + id * 10)));
-    let second = connector("run", "zendesk", &workspace, &envs).await;
+    let config = config_path("zendesk");
+    let landing = format!("file://{}", workspace.landing().display());
+    let mut second_envs = vec![("LANDFALL_LANDING_URL", landing.as_str())];
+    second_envs.extend_from_slice(&envs);
+    // Only tickets: the users stream needs `incremental.format: unix_seconds` before it can
+    // send its RFC 3339 checkpoint as start_time (see the config's header).
+    let second = landfall(
+        &["run", "--config", config.to_str().unwrap(), "--stream", "tickets"],
+        &second_envs,
+    )
+    .await;
     let manifest = succeeded(&second, &workspace, "zendesk");
     let tickets = stream_report(&manifest, "tickets");
-    assert_eq!(tickets["rows_written"], 3, "{tickets:#}");
+    assert_eq!(tickets["rows_written"], 8, "2496 to 2503: {tickets:#}");
     assert_eq!(tickets["duplicate_rows"], 1, "the ticket at the checkpoint");
-    let last = api.log.on("/api/v2/incremental/tickets.json");
+    let last = api.log.on("/api/v2/incremental/tickets/cursor.json");
     assert_eq!(last[4].param("start_time"), Some(checkpoint.as_str()));
+    let ids: BTreeSet<String> = record_ids(&workspace, "zendesk", "tickets").into_iter().collect();
+    assert_eq!(ids.len(), 2503, "every ticket landed, none lost to the excluded minute");
 
     let check = connector("check", "zendesk", &workspace, &envs).await;
     assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
@@ -1020,6 +1399,83 @@ async fn open_exchange_rates_single_document_record_and_app_id_in_the_query() {
     )
     .await;
     assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+
+    // Over the monthly quota: 429 access_restricted, which no retry can fix. One request,
+    // then RATE_LIMIT; no retry spends more of next month's quota.
+    let (listener, url) = bind().await;
+    let log = Log::default();
+    let restricted = Router::new()
+        .route("/api/latest.json", get(oxr_over_quota))
+        .route("/api/currencies.json", get(oxr_over_quota))
+        .with_state(log.clone());
+    let over = serve(listener, url, restricted);
+    let over_url = format!("{}/api", over.url);
+    let run = connector(
+        "run",
+        "openexchangerates",
+        &workspace,
+        &[("OXR_API_URL", over_url.as_str()), ("OXR_APP_ID", OXR_APP_ID)],
+    )
+    .await;
+    assert_ne!(run.status.code(), Some(0));
+    assert!(stderr(&run).contains("RATE_LIMIT"), "{}", stderr(&run));
+    assert_eq!(log.on("/api/latest.json").len(), 1, "not retried");
+}
+
+async fn oxr_over_quota(State(log): State<Log>, request: Request) -> Response {
+    log.record(request).await;
+    respond(
+        StatusCode::TOO_MANY_REQUESTS,
+        r#"{"error":true,"status":429,"message":"access_restricted","description":"Access restricted for repeated over-use (status: 429), or other reason given in 'description' (403)."}"#.into(),
+        &[],
+    )
+}
+
+/// Runs of a five-field cron schedule in a 31-day month, for the forms the examples use:
+/// fixed minute, and an hour that is `*`, `*/N`, a number or a comma list; day, month and
+/// weekday `*`.
+fn cron_runs_in_31_days(schedule: &str) -> u64 {
+    match schedule {
+        "@daily" | "@midnight" => return 31,
+        "@hourly" => return 31 * 24,
+        _ => {}
+    }
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    assert_eq!(fields.len(), 5, "{schedule}");
+    assert!(fields[0].parse::<u32>().is_ok(), "one run an hour at most: {schedule}");
+    assert_eq!(&fields[2..], ["*", "*", "*"], "{schedule}");
+    let hours = match fields[1] {
+        "*" => 24,
+        every if every.starts_with("*/") => 24_u64.div_ceil(every[2..].parse::<u64>().unwrap()),
+        list => list.split(',').count() as u64,
+    };
+    hours * 31
+}
+
+/// Issue 23: the shipped schedule, with the DAG's check task, fits the Free plan's 1,000
+/// requests a month, and the config's header states the same schedule.
+#[test]
+fn open_exchange_rates_schedule_fits_the_free_plan() {
+    let sidecar = config_path("openexchangerates").with_extension("airflow.yaml");
+    let settings: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(&sidecar).expect("config-examples/openexchangerates.airflow.yaml"),
+    )
+    .unwrap();
+    let schedule = settings["schedule"].as_str().expect("a schedule");
+    let text = std::fs::read_to_string(config_path("openexchangerates")).unwrap();
+    let config = landfall::config::ConnectorConfig::from_yaml(&text, landfall::config::Resolve::SyntaxOnly, &|_| None)
+        .unwrap()
+        .config;
+    // Per DAG run: `check` reads the first page of every stream, then each stream its one
+    // page (no pagination).
+    let per_run = 2 * config.streams.len() as u64;
+    let month = cron_runs_in_31_days(schedule) * per_run;
+    assert!(month <= 1000, "{schedule}: {month} requests in a 31-day month");
+    assert!(text.contains(schedule), "the header states the schedule {schedule}");
+    assert!(
+        text.contains(&format!("{month} requests")),
+        "the header states {month} requests"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1144,7 +1600,9 @@ fn example_names() -> Vec<String> {
         .unwrap()
         .filter_map(|entry| {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-            name.strip_suffix(".yaml").map(str::to_owned)
+            name.strip_suffix(".yaml")
+                .filter(|name| !name.ends_with(".airflow"))
+                .map(str::to_owned)
         })
         .collect();
     names.sort();

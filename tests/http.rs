@@ -553,6 +553,73 @@ async fn client_errors_are_never_retried() {
     assert!(clock.sleeps().is_empty());
 }
 
+/// Issue 23: GitHub answers its secondary limits (and a spent primary limit) with 403 and
+/// `Retry-After` or `x-ratelimit-remaining: 0`; that is a rate limit to wait out, not a
+/// refused credential (which would fail the task with exit 4 and page on-call).
+#[tokio::test]
+async fn a_403_with_rate_limit_headers_is_waited_out_not_auth_failed() {
+    let reset = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 30;
+    let server = answering_then_ok(vec![
+        (
+            ResponseTemplate::new(403)
+                .insert_header("Retry-After", "7")
+                .set_body_string(r#"{"message":"You have exceeded a secondary rate limit."}"#),
+            1,
+        ),
+        (
+            ResponseTemplate::new(403)
+                .insert_header("x-ratelimit-remaining", "0")
+                .insert_header("x-ratelimit-reset", reset.to_string().as_str())
+                .set_body_string(r#"{"message":"API rate limit exceeded"}"#),
+            1,
+        ),
+    ])
+    .await;
+    let config = config(
+        &server.uri(),
+        "  retry: {max_attempts: 3, budget: 2m}\n  rate_limit: {adaptive: true}",
+        "",
+        &[],
+    );
+    let (client, clock) = client_for(&config);
+    let response = send(&client, &get(&config)).await.unwrap();
+    assert_eq!(response.attempts, 3, "both 403s were retried");
+    let sleeps = clock.sleeps();
+    assert_eq!(sleeps[0], Duration::from_secs(7), "Retry-After honoured: {sleeps:?}");
+    let waited: Duration = sleeps[1..].iter().sum();
+    assert!(
+        waited >= Duration::from_secs(28) && waited <= Duration::from_secs(31),
+        "the second attempt waits for x-ratelimit-reset: {sleeps:?}"
+    );
+
+    // The same 403 past the retry budget fails as RATE_LIMIT (retryable), not AUTH_FAILED.
+    let server = serving(ResponseTemplate::new(403).insert_header("Retry-After", "600")).await;
+    let config = retry_config(&server.uri(), "{max_attempts: 3, budget: 1m}", "");
+    let error = get_once(&config).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::RateLimit);
+    assert!(error.retryable);
+    assert_eq!(error.status, Some(403));
+
+    // A 403 without rate-limit evidence is still a refusal, sent once.
+    let server = serving(
+        ResponseTemplate::new(403)
+            .insert_header("x-ratelimit-remaining", "4990")
+            .insert_header("x-ratelimit-reset", reset.to_string().as_str()),
+    )
+    .await;
+    let config = retry_config(&server.uri(), "{max_attempts: 3}", "");
+    let (client, clock) = client_for(&config);
+    let error = send(&client, &get(&config)).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::AuthFailed);
+    assert!(!error.retryable);
+    assert!(clock.sleeps().is_empty());
+    assert_eq!(requests_to(&server, "/items").await.len(), 1);
+}
+
 #[tokio::test]
 async fn backoff_jitter_stays_within_half_to_full_delay() {
     let server = answering_then_ok(vec![(ResponseTemplate::new(500), 5)]).await;

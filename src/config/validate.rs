@@ -499,6 +499,29 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
         check_field(&format!("{inc_at}.cursor_field"), &incremental.cursor_field)?;
         non_empty(&format!("{inc_at}.param"), &incremental.param)?;
         non_empty(&format!("{inc_at}.start"), &incremental.start)?;
+        for (key, param) in [
+            ("param", Some(&incremental.param)),
+            ("end_param", incremental.end_param.as_ref()),
+        ] {
+            let Some(pointer) = param.filter(|param| param.starts_with('/')) else {
+                continue;
+            };
+            // A JSON pointer puts the bound inside a POST body: its parent must be there.
+            let parent = &pointer[..pointer.rfind('/').unwrap_or(0)];
+            let found = stream
+                .body
+                .as_ref()
+                .and_then(|body| body.pointer(parent))
+                .is_some_and(|at| at.is_object() || at.is_array());
+            if stream.method != crate::config::Method::Post || !found {
+                return Err(ConfigError::invalid(
+                    format!("{inc_at}.{key}"),
+                    format!(
+                        "`{pointer}` is a JSON pointer into the request body: it needs method: POST and a body containing `{parent}`"
+                    ),
+                ));
+            }
+        }
         if let Some(step) = incremental.step {
             if step.0.is_zero() {
                 return Err(ConfigError::invalid(
@@ -636,6 +659,25 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(message.starts_with("streams[0].pagination.inject_into:"), "{message}");
+    }
+
+    #[test]
+    fn a_pointer_bound_needs_a_post_body_holding_its_parent() {
+        let inc = "incremental: {cursor_field: t, param: /filterGroups/0/filters/0/value, start: '0'}";
+        let message = load(&config_with_stream(&format!("{{name: o, path: /o, {inc}}}")))
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("streams[0].incremental.param:"), "{message}");
+        let message = load(&config_with_stream(&format!(
+            "{{name: o, path: /o, method: POST, body: {{filterGroups: []}}, {inc}}}"
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("/filterGroups/0/filters/0"), "{message}");
+        load(&config_with_stream(&format!(
+            "{{name: o, path: /o, method: POST, body: {{filterGroups: [{{filters: [{{value: x}}]}}]}}, {inc}}}"
+        )))
+        .unwrap();
     }
 
     #[test]

@@ -197,10 +197,54 @@ fn place(
         }
         InjectInto::Body => {
             let body = body.get_or_insert_with(|| serde_json::Value::Object(Default::default()));
-            if let serde_json::Value::Object(map) = body {
+            if name.starts_with('/') {
+                set_pointer(body, name, value);
+            } else if let serde_json::Value::Object(map) = body {
                 map.insert(name.to_owned(), value);
             }
         }
+    }
+}
+
+/// Sets the member at JSON pointer `pointer` of a POST body (a search API's filter value,
+/// such as HubSpot's `/filterGroups/0/filters/0/value`), creating missing object members
+/// along the way. An array index must exist already; a pointer that cannot be followed
+/// leaves the body as it is (the config validator reports it before any run).
+pub(crate) fn set_pointer(body: &mut serde_json::Value, pointer: &str, value: serde_json::Value) -> bool {
+    let mut tokens: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|token| token.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let Some(last) = tokens.pop() else {
+        return false;
+    };
+    let mut at = body;
+    for token in &tokens {
+        at = match at {
+            serde_json::Value::Object(map) => map
+                .entry(token.clone())
+                .or_insert_with(|| serde_json::Value::Object(Default::default())),
+            serde_json::Value::Array(items) => match token.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                Some(item) => item,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match at {
+        serde_json::Value::Object(map) => {
+            map.insert(last, value);
+            true
+        }
+        serde_json::Value::Array(items) => match last.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+            Some(item) => {
+                *item = value;
+                true
+            }
+            None => false,
+        },
+        _ => false,
     }
 }
 
@@ -254,6 +298,37 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&spec.body.unwrap()).unwrap();
         assert_eq!(body, serde_json::json!({"filter": "x", "offset": 100, "limit": 50}));
         assert_eq!(spec.url.as_str(), "https://api.test/v2/search?api_version=3");
+    }
+
+    #[test]
+    fn bounds_at_a_json_pointer_of_a_post_body() {
+        // HubSpot's CRM search: the lower bound is a filter's value, the cursor a top-level
+        // `after`.
+        let builder = builder(
+            "{name: o, path: /search, method: POST, body: {filterGroups: [{filters: [{propertyName: lastmodifieddate, operator: GTE, value: '0'}]}], limit: 100}, pagination: {type: cursor, cursor_path: /paging/next/after, cursor_param: after, inject_into: body}}",
+        );
+        let bounds = Bounds {
+            lower: Some(("/filterGroups/0/filters/0/value".into(), "2024-01-01T00:00:00Z".into())),
+            upper: None,
+        };
+        let spec = builder.build(&PageToken::Cursor("200".into()), &bounds);
+        let body: serde_json::Value = serde_json::from_slice(&spec.body.unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "GTE",
+                                                             "value": "2024-01-01T00:00:00Z"}]}],
+                               "limit": 100, "after": "200"})
+        );
+    }
+
+    #[test]
+    fn a_pointer_creates_members_but_never_array_items() {
+        let mut body = serde_json::json!({"a": [{}]});
+        assert!(set_pointer(&mut body, "/a/0/b/c", 1.into()));
+        assert!(set_pointer(&mut body, "/x~1y", 2.into()));
+        assert!(!set_pointer(&mut body, "/a/5/b", 3.into()));
+        assert!(!set_pointer(&mut body, "/a/0/b/c/d", 4.into()));
+        assert_eq!(body, serde_json::json!({"a": [{"b": {"c": 1}}], "x/y": 2}));
     }
 
     #[test]

@@ -156,6 +156,34 @@ pub fn classify_status(status: u16) -> (ErrorCode, Subsystem) {
     }
 }
 
+/// Whether a response carries rate-limit evidence: a `Retry-After`, or a remaining count of
+/// zero (`X-RateLimit-Remaining` or `RateLimit-Remaining`) with its reset
+/// (`X-RateLimit-Reset` or `RateLimit-Reset`). GitHub answers both its primary limit and its
+/// secondary limits with `403` and these headers; a `403` without them is a refusal.
+pub fn rate_limit_evidence(headers: &reqwest::header::HeaderMap) -> bool {
+    let number = |names: [&str; 2]| {
+        names.iter().find_map(|name| {
+            let text = headers.get(*name)?.to_str().ok()?.trim();
+            let end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+            text[..end].parse::<u64>().ok()
+        })
+    };
+    headers.contains_key(reqwest::header::RETRY_AFTER)
+        || (number(["x-ratelimit-remaining", "ratelimit-remaining"]) == Some(0)
+            && number(["x-ratelimit-reset", "ratelimit-reset"]).is_some())
+}
+
+/// The status a refused response is treated as: a `403` with rate-limit evidence is a rate
+/// limit (`429`: code `RATE_LIMIT`, retried and waited out as a `429` is); any other status
+/// is itself.
+pub fn effective_status(status: u16, headers: &reqwest::header::HeaderMap) -> u16 {
+    if status == 403 && rate_limit_evidence(headers) {
+        429
+    } else {
+        status
+    }
+}
+
 /// The code of a transport failure (no response), and whether the request never left.
 pub fn classify_transport(error: &reqwest::Error) -> (ErrorCode, Reason) {
     let code = if error.is_timeout() {
@@ -184,4 +212,52 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn a_403_with_rate_limit_evidence_is_a_rate_limit() {
+        // GitHub's secondary limit: 403 with Retry-After.
+        let secondary = headers(&[("retry-after", "60")]);
+        assert_eq!(effective_status(403, &secondary), 429);
+        // GitHub's primary limit: 403 with nothing remaining until the reset.
+        let primary = headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1700000000")]);
+        assert_eq!(effective_status(403, &primary), 429);
+        assert_eq!(
+            effective_status(
+                403,
+                &headers(&[("ratelimit-remaining", "0"), ("ratelimit-reset", "30")])
+            ),
+            429
+        );
+        assert_eq!(classify_status(effective_status(403, &primary)).0, ErrorCode::RateLimit);
+    }
+
+    #[test]
+    fn a_403_without_evidence_stays_a_refusal() {
+        assert_eq!(effective_status(403, &HeaderMap::new()), 403);
+        // Requests left, or no reset to wait for: a permission problem, not a limit.
+        let left = headers(&[("x-ratelimit-remaining", "4999"), ("x-ratelimit-reset", "1700000000")]);
+        assert_eq!(effective_status(403, &left), 403);
+        assert_eq!(effective_status(403, &headers(&[("x-ratelimit-remaining", "0")])), 403);
+        assert_eq!(
+            effective_status(403, &headers(&[("x-ratelimit-remaining", "junk")])),
+            403
+        );
+        assert_eq!(classify_status(403).0, ErrorCode::AuthFailed);
+        // Only 403 is reread: a 401 with Retry-After is still a refusal.
+        assert_eq!(effective_status(401, &headers(&[("retry-after", "60")])), 401);
+    }
 }

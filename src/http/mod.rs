@@ -334,7 +334,7 @@ impl HttpClient {
                     error.code.as_str(),
                 );
             }
-            if matches!(error.status, Some(401 | 403)) && self.auth.refreshes() && !refreshed {
+            if error.code == ErrorCode::AuthFailed && self.auth.refreshes() && !refreshed {
                 // The token may have been revoked or expired early: one more try with a new
                 // one, outside the retry count. A second refusal is final.
                 refreshed = true;
@@ -540,12 +540,13 @@ impl HttpClient {
                 .and_then(|value| retry::parse_retry_after(value, SystemTime::now()));
             let snippet = response.text().await.unwrap_or_default();
             let snippet: String = snippet.chars().take(300).collect();
-            let (code, subsystem) = error::classify_status(status);
+            let treated_as = error::effective_status(status, &headers);
+            let (code, subsystem) = error::classify_status(treated_as);
             return Err(Failure {
                 error: request.error(
                     code,
                     Some(status),
-                    self.retry.retries_status(status),
+                    self.retry.retries_status(treated_as),
                     subsystem,
                     Reason::Status,
                     format!("response body: {}", snippet.trim()),

@@ -232,7 +232,7 @@ impl RateLimiter {
         longest
     }
 
-    /// Learns from a response (adaptive mode only): `Retry-After` on a 429 or 503 pauses
+    /// Learns from a response (adaptive mode only): `Retry-After` on a 403, 429 or 503 pauses
     /// every request; `RateLimit-Remaining` / `X-RateLimit-Remaining` with the matching
     /// `-Reset` pauses until the reset when nothing is left, and spreads the rest evenly
     /// until the reset when a tenth of the limit (or 10, without a limit header) or less is
@@ -242,7 +242,7 @@ impl RateLimiter {
             return None;
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if matches!(status, 429 | 503)
+        if matches!(status, 403 | 429 | 503)
             && let Some(wait) = headers
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|value| value.to_str().ok())
