@@ -190,6 +190,13 @@ impl Site<'_> {
                 what: self.operation.verb().to_owned(),
                 message: scrub(&source.to_string()),
             },
+            other if denied_by_the_file_system(&other) => LandingError::PermissionDenied {
+                path: self.path.to_owned(),
+                url: self.url,
+                operation: self.operation,
+                needs: self.operation.needs(self.backend),
+                message: store_said(&crate::http::error::describe(&other)),
+            },
             other => {
                 let retryable = is_transient(&other);
                 LandingError::Store {
@@ -202,6 +209,29 @@ impl Site<'_> {
             }
         }
     }
+}
+
+/// Whether a local file system refused the operation (`EACCES`, `EPERM`, `EROFS`): a
+/// permission error (exit 4), not a transient storage failure.
+pub(crate) fn denied_by_the_file_system(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && is_permission_io(io)
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
+}
+
+/// Whether an I/O error says the file system refused access or is read-only.
+pub(crate) fn is_permission_io(io: &std::io::Error) -> bool {
+    matches!(
+        io.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    ) || matches!(io.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS))
 }
 
 /// Whether an error is worth retrying later: a transport failure, a timeout, or a 5xx, 429
