@@ -333,7 +333,7 @@ async fn a_stale_writer_woken_after_a_takeover_never_moves_the_checkpoint_back()
     let base = source.serve().await;
     let ws = Workspace::new();
     let config = ws.config(&records_config(&base, "", ""));
-    let mut stale = common::spawn_run(&config, &["--lease-ttl", "600ms"]);
+    let stale = common::spawn_run(&config, &["--lease-ttl", "600ms"]);
     assert!(common::wait_until(Duration::from_secs(20), || ws.state("src", "records").is_some()).await);
     // A page or two more, read into the open part, past the committed checkpoint.
     tokio::time::sleep(Duration::from_millis(100)).await;
