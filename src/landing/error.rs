@@ -309,6 +309,33 @@ pub(crate) fn scrub(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Issue 15: a read-only or access-denied local landing is a permission error (exit 4),
+    /// not a retryable storage error. (Root ignores EACCES, so this is checked on the error
+    /// mapping rather than on a chmod-ed folder.)
+    #[test]
+    fn local_permission_and_read_only_errors_are_permission_denied() {
+        for errno in [libc::EACCES, libc::EPERM, libc::EROFS] {
+            let site = Site {
+                backend: Backend::Local,
+                path: "shop/_state/orders.json",
+                url: "file:///landing/shop/_state/orders.json".to_owned(),
+                operation: Operation::Write,
+            };
+            let error = site.error(object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(std::io::Error::from_raw_os_error(errno)),
+            });
+            assert!(
+                matches!(error, LandingError::PermissionDenied { .. }),
+                "{errno}: {error}"
+            );
+            assert_eq!(error.code(), ErrorCode::AuthFailed);
+            assert_eq!(crate::error::Exit::for_error(error.code(), error.retryable()).code(), 4);
+        }
+        let other = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(!is_permission_io(&other));
+    }
+
     #[test]
     fn the_store_is_quoted_briefly() {
         let s3 = "Error performing PUT http://127.0.0.1:1/b/k in 2ms - Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>User: arn:aws:iam::1:user/x is not authorized to perform: s3:PutObject on resource: \"arn:aws:s3:::b/k\"</Message><RequestId>R</RequestId></Error>";
