@@ -7,20 +7,22 @@
 use bytes::Bytes;
 
 use crate::error::Classify;
-use crate::http::{CredentialStore, CredentialStoreError};
-use crate::landing::{Landing, LandingError, layout};
+use crate::http::{CredentialStore, CredentialStoreError, Saved, StoredCredentials};
+use crate::landing::{Landing, LandingError, ObjectVersion, layout};
+use crate::state::{StateStore, Written};
 
-/// Keeps a source's credential document in its landing zone.
+/// Keeps a source's credential document in its landing zone, through the one writer of
+/// `_state/` (conditional writes).
 #[derive(Clone, Debug)]
 pub struct LandingCredentialStore {
-    landing: Landing,
+    state: StateStore,
     path: String,
 }
 
 impl LandingCredentialStore {
     pub fn new(landing: Landing, source: &str) -> Self {
         Self {
-            landing,
+            state: StateStore::new(landing, source),
             path: layout::auth_state(source),
         }
     }
@@ -33,21 +35,40 @@ fn store_error(error: LandingError) -> CredentialStoreError {
     }
 }
 
+fn encode_version(version: &ObjectVersion) -> String {
+    serde_json::to_string(version).expect("versions serialize")
+}
+
 #[async_trait::async_trait]
 impl CredentialStore for LandingCredentialStore {
-    async fn load(&self) -> Result<Option<Vec<u8>>, CredentialStoreError> {
-        self.landing
-            .get(&self.path)
+    async fn load(&self) -> Result<Option<StoredCredentials>, CredentialStoreError> {
+        Ok(self
+            .state
+            .read_object(&self.path)
             .await
-            .map(|bytes| bytes.map(|bytes| bytes.to_vec()))
-            .map_err(store_error)
+            .map_err(store_error)?
+            .map(|(bytes, version)| StoredCredentials {
+                document: bytes.to_vec(),
+                version: encode_version(&version),
+            }))
     }
 
-    async fn save(&self, document: Vec<u8>) -> Result<(), CredentialStoreError> {
-        self.landing
-            .put_replace(&self.path, Bytes::from(document))
+    async fn save(&self, document: Vec<u8>, expected: Option<&str>) -> Result<Saved, CredentialStoreError> {
+        // A version this store did not hand out matches nothing: the save conflicts and
+        // the caller reads again.
+        let expected = match expected.map(serde_json::from_str::<ObjectVersion>) {
+            Some(Ok(version)) => Some(version),
+            Some(Err(_)) => return Ok(Saved::Conflict),
+            None => None,
+        };
+        match self
+            .state
+            .write_object(&self.path, Bytes::from(document), expected.as_ref())
             .await
-            .map(|_| ())
-            .map_err(store_error)
+            .map_err(store_error)?
+        {
+            Written::Stored(version) => Ok(Saved::Stored(encode_version(&version))),
+            Written::Conflict => Ok(Saved::Conflict),
+        }
     }
 }

@@ -25,6 +25,7 @@ pub enum ErrorCode {
     StorageError,
     PaginationError,
     LeaseHeld,
+    LeaseLost,
 }
 
 impl ErrorCode {
@@ -44,6 +45,7 @@ impl ErrorCode {
         ErrorCode::StorageError,
         ErrorCode::PaginationError,
         ErrorCode::LeaseHeld,
+        ErrorCode::LeaseLost,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +64,7 @@ impl ErrorCode {
             ErrorCode::StorageError => "STORAGE_ERROR",
             ErrorCode::PaginationError => "PAGINATION_ERROR",
             ErrorCode::LeaseHeld => "LEASE_HELD",
+            ErrorCode::LeaseLost => "LEASE_LOST",
         }
     }
 }
@@ -95,7 +98,7 @@ impl Exit {
         match code {
             ErrorCode::ConfigError => Exit::Usage,
             ErrorCode::AuthFailed => Exit::Auth,
-            ErrorCode::LeaseHeld | ErrorCode::Cancelled => Exit::Transient,
+            ErrorCode::LeaseHeld | ErrorCode::LeaseLost | ErrorCode::Cancelled => Exit::Transient,
             _ if retryable => Exit::Transient,
             _ => Exit::Failure,
         }

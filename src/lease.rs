@@ -1,7 +1,13 @@
 //! Single writer per stream: a lease object `_state/{stream}.lock`, created create-only,
 //! holding the run id and an expiry that the run renews. A second run finds it live and
 //! stops with `LEASE_HELD` (exit 75); an expired lease is taken over.
+//!
+//! The lease fences the run's checkpoint writes: before each one the run renews its lease
+//! with a compare-and-swap on the version it wrote last ([`Lease::fence`]). A run that was
+//! paused past its expiry and whose lease another run took over fails that renewal and
+//! writes nothing (`LEASE_LOST`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Classify, ErrorCode};
 use crate::events::Events;
-use crate::landing::{Landing, LandingError, ObjectVersion, layout};
+use crate::landing::{LandingError, ObjectVersion, layout};
+use crate::state::{Fence, StateStore, Written};
 
 /// What a lease object holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,13 +67,98 @@ impl Classify for LeaseError {
 
 /// A held lease; renewed in the background until released.
 pub struct Lease {
-    landing: Landing,
+    state: StateStore,
     path: String,
     run_id: String,
     stream: String,
     events: Events,
+    held: Arc<Held>,
     stop: CancellationToken,
     renewer: tokio::task::JoinHandle<()>,
+}
+
+/// What the renewer and the fence share: the lease as last written, and whether it was lost.
+struct Held {
+    state: StateStore,
+    path: String,
+    ttl: Duration,
+    inner: tokio::sync::Mutex<HeldInner>,
+    /// Cancelled when the lease is found taken away.
+    lost_token: CancellationToken,
+    events: Events,
+}
+
+struct HeldInner {
+    mine: LeaseRecord,
+    version: ObjectVersion,
+    /// Why the lease is not ours any more.
+    lost: Option<String>,
+}
+
+impl Held {
+    /// Renews the lease with a compare-and-swap on the version written last. An error
+    /// that is not a lost race (storage unavailable) leaves the lease as it was.
+    async fn renew(&self) -> Result<(), String> {
+        let mut inner = self.inner.lock().await;
+        if let Some(reason) = &inner.lost {
+            return Err(reason.clone());
+        }
+        let mine = &inner.mine;
+        let renewed = record(&mine.run_id, &mine.nonce, &mine.stream, &mine.acquired_at, self.ttl);
+        match self
+            .state
+            .write_object(&self.path, encode(&renewed), Some(&inner.version))
+            .await
+        {
+            Ok(Written::Stored(version)) => {
+                inner.version = version;
+                inner.mine = renewed;
+                Ok(())
+            }
+            Ok(Written::Conflict) => {
+                let holder = read(&self.state, &self.path)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|record| record.run_id)
+                    .unwrap_or_else(|| "nobody".to_owned());
+                let reason = format!("lease {} is now held by {holder}", self.path);
+                self.events.lease_held(&inner.mine.stream, &holder, "lost");
+                inner.lost = Some(reason.clone());
+                self.lost_token.cancel();
+                Err(reason)
+            }
+            Err(error) => {
+                self.events.lease_renewal_failed(
+                    &inner.mine.stream,
+                    &self.path,
+                    error.code().as_str(),
+                    &error.to_string(),
+                );
+                Err(format!("cannot renew lease {}: {error}", self.path))
+            }
+        }
+    }
+}
+
+/// The fence a run's checkpoint writes pass: the lease, renewed on the spot.
+struct LeaseFence(Arc<Held>);
+
+#[async_trait::async_trait]
+impl Fence for LeaseFence {
+    async fn confirm(&self) -> Result<(), String> {
+        self.0.renew().await
+    }
+}
+
+/// A fence for writers that hold no lease (operator commands, tests).
+pub struct Unfenced;
+
+#[async_trait::async_trait]
+impl Fence for Unfenced {
+    async fn confirm(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 fn record(run_id: &str, nonce: &str, stream: &str, acquired_at: &str, ttl: Duration) -> LeaseRecord {
@@ -86,17 +178,17 @@ fn encode(record: &LeaseRecord) -> Bytes {
     Bytes::from(serde_json::to_vec_pretty(record).expect("lease serializes"))
 }
 
-async fn read(landing: &Landing, path: &str) -> Result<Option<LeaseRecord>, LandingError> {
-    Ok(read_versioned(landing, path).await?.and_then(|(record, _)| record))
+async fn read(state: &StateStore, path: &str) -> Result<Option<LeaseRecord>, LandingError> {
+    Ok(read_versioned(state, path).await?.and_then(|(record, _)| record))
 }
 
 /// The lease object and its version; the record is `None` when it does not parse.
 async fn read_versioned(
-    landing: &Landing,
+    state: &StateStore,
     path: &str,
 ) -> Result<Option<(Option<LeaseRecord>, ObjectVersion)>, LandingError> {
-    Ok(landing
-        .get_versioned(path)
+    Ok(state
+        .read_object(path)
         .await?
         .map(|(bytes, version)| (serde_json::from_slice::<LeaseRecord>(&bytes).ok(), version)))
 }
@@ -109,15 +201,15 @@ impl Lease {
     /// Takes the lease of `stream` for `run_id`, or says who holds it. `lost` is cancelled
     /// if the lease is ever taken away (renewal found another holder).
     pub async fn acquire(
-        landing: &Landing,
-        source: &str,
+        state: &StateStore,
         stream: &str,
         run_id: &str,
         ttl: Duration,
         events: &Events,
         lost: CancellationToken,
     ) -> Result<Self, LeaseError> {
-        let path = layout::lease(source, stream);
+        let landing = state.landing();
+        let path = layout::lease(state.source(), stream);
         let acquired_at = crate::clock::now_rfc3339();
         let nonce = uuid::Uuid::now_v7().to_string();
         let mine = record(run_id, &nonce, stream, &acquired_at, ttl);
@@ -127,63 +219,72 @@ impl Lease {
             path: landing.url_of(&path),
             expires_at,
         };
-        let version = match landing.put_new(&path, encode(&mine)).await {
-            Ok(version) => version,
-            Err(LandingError::AlreadyExists { .. }) => match read_versioned(landing, &path).await? {
+        let taken = || held("another run".to_owned(), "unknown".to_owned());
+        let version = match state.write_object(&path, encode(&mine), None).await? {
+            Written::Stored(version) => version,
+            Written::Conflict => match read_versioned(state, &path).await? {
                 Some((Some(current), _)) if !expired(&current) => {
                     events.lease_held(stream, &current.run_id, &current.expires_at);
                     return Err(held(current.run_id, current.expires_at));
                 }
                 // Expired (or unreadable): take it over with a compare-and-swap on the
                 // version just read, so of two runs taking over at once only one wins.
-                Some((_, version)) => match landing.put_if_version(&path, encode(&mine), &version).await {
-                    Ok(version) => version,
-                    Err(LandingError::VersionMismatch { .. }) => {
-                        return Err(held("another run".to_owned(), "unknown".to_owned()));
-                    }
-                    Err(error) => return Err(error.into()),
+                Some((_, version)) => match state.write_object(&path, encode(&mine), Some(&version)).await? {
+                    Written::Stored(version) => version,
+                    Written::Conflict => return Err(taken()),
                 },
                 // Released between our create and our read: try once more.
-                None => landing
-                    .put_new(&path, encode(&mine))
-                    .await
-                    .map_err(|error| match error {
-                        LandingError::AlreadyExists { .. } => held("another run".to_owned(), "unknown".to_owned()),
-                        other => other.into(),
-                    })?,
+                None => match state.write_object(&path, encode(&mine), None).await? {
+                    Written::Stored(version) => version,
+                    Written::Conflict => return Err(taken()),
+                },
             },
-            Err(error) => return Err(error.into()),
         };
         events.lease_acquired(stream, &mine.expires_at);
-        let stop = CancellationToken::new();
-        let renewer = tokio::spawn(renew(
-            landing.clone(),
-            path.clone(),
-            mine,
-            version,
+        let shared = Arc::new(Held {
+            state: state.clone(),
+            path: path.clone(),
             ttl,
-            stop.clone(),
-            lost,
-            events.clone(),
-        ));
+            inner: tokio::sync::Mutex::new(HeldInner {
+                mine,
+                version,
+                lost: None,
+            }),
+            lost_token: lost,
+            events: events.clone(),
+        });
+        let stop = CancellationToken::new();
+        let renewer = tokio::spawn(renew(shared.clone(), stop.clone()));
         Ok(Self {
-            landing: landing.clone(),
+            state: state.clone(),
             path,
             run_id: run_id.to_owned(),
             stream: stream.to_owned(),
             events: events.clone(),
+            held: shared,
             stop,
             renewer,
         })
+    }
+
+    /// The fence the run's checkpoint writes of this stream pass.
+    pub fn fence(&self) -> Arc<dyn Fence> {
+        Arc::new(LeaseFence(self.held.clone()))
     }
 
     /// Stops renewing and removes the lease if it is still ours.
     pub async fn release(self) {
         self.stop.cancel();
         let _ = self.renewer.await;
-        match read(&self.landing, &self.path).await {
-            Ok(Some(current)) if current.run_id == self.run_id => {
-                if let Err(error) = self.landing.delete(&self.path).await {
+        if self.held.inner.lock().await.lost.is_some() {
+            return;
+        }
+        // Renewed first (conditionally): nobody can take it over between the check and the
+        // delete, which no store can make conditional.
+        let renewed = self.held.renew().await.is_ok();
+        match read(&self.state, &self.path).await {
+            Ok(Some(current)) if renewed && current.run_id == self.run_id => {
+                if let Err(error) = self.state.remove_object(&self.path).await {
                     self.events.lease_release_failed(
                         &self.stream,
                         &self.path,
@@ -197,43 +298,17 @@ impl Lease {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn renew(
-    landing: Landing,
-    path: String,
-    mut mine: LeaseRecord,
-    mut version: ObjectVersion,
-    ttl: Duration,
-    stop: CancellationToken,
-    lost: CancellationToken,
-    events: Events,
-) {
-    let interval = (ttl / 3).max(Duration::from_millis(100));
+async fn renew(held: Arc<Held>, stop: CancellationToken) {
+    let interval = (held.ttl / 3).max(Duration::from_millis(100));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        let renewed = record(&mine.run_id, &mine.nonce, &mine.stream, &mine.acquired_at, ttl);
         // Compare-and-swap on the version we wrote last: if anyone else wrote the lease, it
         // is not ours any more.
-        match landing.put_if_version(&path, encode(&renewed), &version).await {
-            Ok(next) => {
-                version = next;
-                mine = renewed;
-            }
-            Err(LandingError::VersionMismatch { .. }) => {
-                let holder = read(&landing, &path)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|record| record.run_id)
-                    .unwrap_or_else(|| "nobody".to_owned());
-                events.lease_held(&mine.stream, &holder, "lost");
-                lost.cancel();
-                return;
-            }
-            Err(error) => events.lease_renewal_failed(&mine.stream, &path, error.code().as_str(), &error.to_string()),
+        if held.renew().await.is_err() && held.inner.lock().await.lost.is_some() {
+            return;
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Pagination: from one page's response, the token of the next page, or the end.
 //!
-//! A cursor or next URL that repeats is an error (it would loop forever), and so is
-//! reaching `max_pages` while the API still has more: never a silent stop.
+//! A cursor or next URL that repeats is an error (it would loop forever), and so is a page
+//! whose records are exactly the previous page's (an API that ignores the offset, page or
+//! cursor parameter), and reaching `max_pages` while the API still has more: never a
+//! silent stop.
 
 use std::collections::HashSet;
 
@@ -32,6 +34,11 @@ pub enum PaginationError {
     RepeatedCursor(String, u64),
     #[error("the API returned next URL `{0}` again after page {1}; stopping instead of looping forever")]
     RepeatedUrl(String, u64),
+    #[error(
+        "page {0} repeats the records of page {1}: the API ignores the pagination parameter \
+         (check `{2}`); stopping instead of looping forever"
+    )]
+    RepeatedPage(u64, u64, String),
     #[error("reached max_pages ({0}) while the API still had more pages; raise max_pages or narrow the request")]
     MaxPages(u64),
     #[error("next page URL `{0}` is not a valid URL: {1}")]
@@ -58,6 +65,22 @@ pub struct PageView<'a> {
     pub headers: &'a HeaderMap,
     pub document: Option<records::Document<'a>>,
     pub records: usize,
+    /// A digest of the page's records (their bytes, in order), `None` for a page without
+    /// records: two consecutive pages with the same digest are the same page.
+    pub records_digest: Option<u64>,
+}
+
+/// The digest [`PageView::records_digest`] expects: of each record's bytes, in order.
+pub fn records_digest<'a>(records: impl IntoIterator<Item = &'a [u8]>) -> Option<u64> {
+    use std::hash::Hasher;
+    let mut hasher = std::hash::DefaultHasher::new();
+    let mut any = false;
+    for record in records {
+        any = true;
+        hasher.write(record);
+        hasher.write_u8(0xff);
+    }
+    any.then(|| hasher.finish())
 }
 
 /// Walks a stream's pages.
@@ -67,6 +90,8 @@ pub struct Paginator {
     origin: url::Origin,
     pages: u64,
     seen: HashSet<String>,
+    /// The records digest of the previous page.
+    previous_digest: Option<u64>,
 }
 
 impl Paginator {
@@ -76,6 +101,7 @@ impl Paginator {
             origin: base_url.origin(),
             pages: 0,
             seen: HashSet::new(),
+            previous_digest: None,
         }
     }
 
@@ -97,6 +123,14 @@ impl Paginator {
     pub fn next(&mut self, current: &PageToken, page: &PageView<'_>) -> Result<Option<PageToken>, PaginationError> {
         self.pages += 1;
         let next = self.next_token(current, page)?;
+        let previous = std::mem::replace(&mut self.previous_digest, page.records_digest);
+        if next.is_some() && page.records_digest.is_some() && page.records_digest == previous {
+            return Err(PaginationError::RepeatedPage(
+                self.pages,
+                self.pages - 1,
+                parameter_hint(&self.config),
+            ));
+        }
         if next.is_some()
             && let Some(max_pages) = self.config.max_pages()
             && self.pages >= max_pages
@@ -225,6 +259,17 @@ impl Paginator {
     }
 }
 
+/// The config key that names the parameter an API ignores when it repeats a page.
+fn parameter_hint(config: &PaginationConfig) -> String {
+    match config {
+        PaginationConfig::Offset { offset_param, .. } => format!("pagination.offset_param: {offset_param}"),
+        PaginationConfig::PageNumber { page_param, .. } => format!("pagination.page_param: {page_param}"),
+        PaginationConfig::Cursor { cursor_param, .. } => format!("pagination.cursor_param: {cursor_param}"),
+        PaginationConfig::NextUrl { next_url_path, .. } => format!("pagination.next_url_path: {next_url_path}"),
+        PaginationConfig::LinkHeader { .. } | PaginationConfig::None => "the Link header".to_owned(),
+    }
+}
+
 /// Whether the value at `stop_path` in the body equals `stop_value` (the API says the
 /// stream ended). A missing value does not stop the stream.
 fn stop_reached(
@@ -312,6 +357,7 @@ mod tests {
             headers,
             document: document.map(records::Document::new),
             records,
+            records_digest: None,
         }
     }
 
@@ -503,5 +549,86 @@ mod tests {
             paginator.next(&PageToken::Initial, &view(&base, &headers, Some(foreign), 1)),
             Err(PaginationError::ForeignOrigin(..))
         ));
+    }
+
+    #[test]
+    fn a_page_that_repeats_the_previous_one_is_an_error_for_every_type() {
+        let base = Url::parse("https://api.test/items").unwrap();
+        for (config, first, second) in [
+            (r#"{"type":"offset","limit":2}"#, None, None),
+            (
+                r#"{"type":"page_number","page_size":2,"page_size_param":"per_page"}"#,
+                None,
+                None,
+            ),
+            (
+                r#"{"type":"cursor","cursor_path":"/next","cursor_param":"c"}"#,
+                Some(r#"{"next":"a"}"#),
+                Some(r#"{"next":"b"}"#),
+            ),
+            (
+                r#"{"type":"next_url","next_url_path":"/next"}"#,
+                Some(r#"{"next":"/items?p=2"}"#),
+                Some(r#"{"next":"/items?p=3"}"#),
+            ),
+            (r#"{"type":"link_header"}"#, None, None),
+        ] {
+            let config: PaginationConfig = serde_json::from_str(config).unwrap();
+            let mut paginator = Paginator::new(&config, &base);
+            let digest = records_digest([br#"{"id":1}"#.as_slice(), br#"{"id":2}"#.as_slice()]);
+            let mut token = paginator.first();
+            let mut outcome = Ok(None);
+            for (number, body) in [first, second].into_iter().enumerate() {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    reqwest::header::LINK,
+                    format!("<https://api.test/items?p={}>; rel=\"next\"", number + 2)
+                        .parse()
+                        .unwrap(),
+                );
+                let page = PageView {
+                    url: &base,
+                    headers: &headers,
+                    document: body.map(|body| records::Document::new(parse(body))),
+                    records: 2,
+                    records_digest: digest,
+                };
+                outcome = paginator.next(&token, &page);
+                if number == 0 {
+                    token = match &outcome {
+                        Ok(Some(next)) => next.clone(),
+                        other => panic!("{}: no second page: {other:?}", config.kind()),
+                    };
+                }
+            }
+            let error = outcome.unwrap_err();
+            assert!(
+                matches!(error, PaginationError::RepeatedPage(2, 1, _)),
+                "{}: {error}",
+                config.kind()
+            );
+            assert_eq!(error.code(), ErrorCode::PaginationError);
+        }
+    }
+
+    #[test]
+    fn different_records_or_an_empty_last_page_are_not_repeats() {
+        let config: PaginationConfig = serde_json::from_str(r#"{"type":"offset","limit":1}"#).unwrap();
+        let base = Url::parse("https://api.test/items").unwrap();
+        let headers = HeaderMap::new();
+        let mut paginator = Paginator::new(&config, &base);
+        let mut token = paginator.first();
+        for id in 1..=3 {
+            let record = format!("{{\"id\":{id}}}");
+            let page = PageView {
+                url: &base,
+                headers: &headers,
+                document: None,
+                records: 1,
+                records_digest: records_digest([record.as_bytes()]),
+            };
+            token = paginator.next(&token, &page).unwrap().unwrap();
+        }
+        assert_eq!(records_digest(std::iter::empty::<&[u8]>()), None);
     }
 }

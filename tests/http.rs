@@ -16,7 +16,7 @@ use landfall::error::ErrorCode;
 use landfall::events::Events;
 use landfall::http::{
     CredentialStore, CredentialStoreError, HttpClient, HttpError, PostPolicy, Reason, RequestContext, RequestSpec,
-    Response, VirtualClock,
+    Response, Saved, StoredCredentials, VirtualClock,
 };
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, header, method, path, query_param};
@@ -435,18 +435,33 @@ async fn oauth2_token_endpoint_refusal_is_auth_failed() {
     assert!(requests_to(&server, "/items").await.is_empty());
 }
 
-/// A credential store in memory, standing in for the landing zone.
+/// A credential store in memory, standing in for the landing zone: the document and a
+/// version counter for conditional saves.
 #[derive(Debug, Default)]
-struct MemoryStore(Mutex<Option<Vec<u8>>>);
+struct MemoryStore(Mutex<Option<(Vec<u8>, u64)>>);
 
 #[async_trait]
 impl CredentialStore for MemoryStore {
-    async fn load(&self) -> Result<Option<Vec<u8>>, CredentialStoreError> {
-        Ok(self.0.lock().unwrap().clone())
+    async fn load(&self) -> Result<Option<StoredCredentials>, CredentialStoreError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .clone()
+            .map(|(document, version)| StoredCredentials {
+                document,
+                version: version.to_string(),
+            }))
     }
-    async fn save(&self, document: Vec<u8>) -> Result<(), CredentialStoreError> {
-        *self.0.lock().unwrap() = Some(document);
-        Ok(())
+    async fn save(&self, document: Vec<u8>, expected: Option<&str>) -> Result<Saved, CredentialStoreError> {
+        let mut stored = self.0.lock().unwrap();
+        let current = stored.as_ref().map(|(_, version)| version.to_string());
+        if current.as_deref() != expected {
+            return Ok(Saved::Conflict);
+        }
+        let next = stored.as_ref().map_or(1, |(_, version)| version + 1);
+        *stored = Some((document, next));
+        Ok(Saved::Stored(next.to_string()))
     }
 }
 
@@ -475,7 +490,7 @@ async fn oauth2_rotated_refresh_token_is_used_and_carried_to_the_next_run() {
     assert!(forms[0].contains("refresh_token=rt-initial-1234"), "{forms:?}");
     assert!(forms[1].contains("refresh_token=rt-rotated-2-f00d"), "{forms:?}");
     let current = oauth.refresh.lock().unwrap().clone().unwrap();
-    let saved = String::from_utf8(store.0.lock().unwrap().clone().unwrap()).unwrap();
+    let saved = String::from_utf8(store.0.lock().unwrap().clone().unwrap().0).unwrap();
     assert!(
         !saved.contains(&current) && !saved.contains("rt-"),
         "the saved token is encrypted: {saved}"

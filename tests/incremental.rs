@@ -322,3 +322,44 @@ async fn two_concurrent_runs_of_one_stream() {
     assert!(status.success());
     assert_eq!(ws.manifests("src").len(), 1);
 }
+
+/// Issue 15.5: a run paused (SIGSTOP) past its lease expiry, whose lease another run took
+/// over, wakes up holding records read before the pause. It must not commit them: the
+/// checkpoint stays where the run that took over left it.
+#[tokio::test]
+async fn a_stale_writer_woken_after_a_takeover_never_moves_the_checkpoint_back() {
+    let source = Source::new(records(3000));
+    source.set_latency(Duration::from_millis(40));
+    let base = source.serve().await;
+    let ws = Workspace::new();
+    let config = ws.config(&records_config(&base, "", ""));
+    let stale = common::spawn_run(&config, &["--lease-ttl", "600ms"]);
+    assert!(common::wait_until(Duration::from_secs(20), || ws.state("src", "records").is_some()).await);
+    // A page or two more, read into the open part, past the committed checkpoint.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    common::signal(&stale, "STOP");
+    let paused_at = ws.state("src", "records").unwrap()["cursor"].clone();
+    // The paused run's lease expires; another run takes the stream over and finishes it.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    source.set_latency(Duration::ZERO);
+    let takeover = run(&config, &["--lease-ttl", "600ms"]).await;
+    assert!(takeover.status.success(), "{}", stderr(&takeover));
+    let after_takeover = ws.state("src", "records").unwrap();
+    assert_eq!(after_takeover["cursor"], "2024-01-01T16:40:00Z");
+    assert_ne!(after_takeover["cursor"], paused_at);
+
+    common::signal(&stale, "CONT");
+    let woken = stale.wait_with_output().await.unwrap();
+    assert_eq!(woken.status.code(), Some(75), "{}", stderr(&woken));
+    let state = ws.state("src", "records").unwrap();
+    assert_eq!(
+        state["cursor"], after_takeover["cursor"],
+        "the checkpoint moved backwards"
+    );
+    assert_eq!(state["run_id"], after_takeover["run_id"]);
+    let lost = events(&woken)
+        .into_iter()
+        .filter(|event| event["event"] == "lease_held" || event.to_string().contains("LEASE_LOST"))
+        .count();
+    assert!(lost > 0, "{}", stderr(&woken));
+}

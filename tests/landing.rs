@@ -258,11 +258,12 @@ async fn parts_are_never_overwritten() {
     assert!(first.status.success(), "{}", common::stderr(&first));
     let part = ws.part_files("shop", "odd")[0].clone();
     let before = std::fs::read(&part).unwrap();
+    // A finished run id is refused at once, clearly, and nothing is touched.
     let second = run(&config, &["--run-id", run_id]).await;
-    assert!(!second.status.success());
+    assert_eq!(second.status.code(), Some(2));
     let stderr = common::stderr(&second);
     assert!(
-        stderr.contains("already exists") && stderr.contains("create-only"),
+        stderr.contains("already finished") && stderr.contains("_manifests"),
         "{stderr}"
     );
     assert_eq!(
@@ -271,4 +272,25 @@ async fn parts_are_never_overwritten() {
         "the first run's part is untouched"
     );
     assert_eq!(ws.manifests("shop").len(), 1);
+
+    // Issue 15: a killed attempt (parts stored, no manifest) rerun with its run id resumes:
+    // its parts are kept, new ones numbered after them, and the run succeeds instead of
+    // failing forever on the create-only part names.
+    let manifests = ws.landing().join("shop/_manifests");
+    std::fs::remove_dir_all(&manifests).unwrap();
+    let resumed = run(&config, &["--run-id", run_id]).await;
+    assert!(resumed.status.success(), "{}", common::stderr(&resumed));
+    assert_eq!(
+        std::fs::read(&part).unwrap(),
+        before,
+        "the killed attempt's part is kept"
+    );
+    let manifest = &ws.manifests("shop")[0];
+    assert_eq!(manifest["status"], "succeeded");
+    let files = manifest["streams"][0]["files"].as_array().unwrap();
+    assert!(
+        files[0]["path"].as_str().unwrap().ends_with("part-00001.jsonl.gz"),
+        "{files:?}"
+    );
+    assert_eq!(ws.part_files("shop", "odd").len(), 2);
 }

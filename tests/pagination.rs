@@ -270,3 +270,77 @@ async fn reaching_max_pages_is_an_error() {
     );
     assert_eq!(stream["rows_written"], 4);
 }
+
+/// Issue 15.6: an API that ignores the pagination parameter serves its first page forever.
+/// Every pagination type stops at the second page with PAGINATION_ERROR instead of looping.
+#[tokio::test]
+async fn an_api_that_ignores_the_pagination_parameter_fails_instead_of_looping() {
+    let cases = [
+        (
+            "offset",
+            "{type: offset, offset_param: skip, limit: 2}",
+            json!({"data": records(1..3)}),
+            None,
+        ),
+        (
+            "page_number",
+            "{type: page_number, page_size: 2}",
+            json!({"data": records(1..3)}),
+            None,
+        ),
+        (
+            "cursor",
+            "{type: cursor, last_record_path: id, cursor_param: after}",
+            json!({"data": records(1..3)}),
+            None,
+        ),
+        (
+            "next_url",
+            "{type: next_url, next_url_path: /next}",
+            json!({"data": records(1..3), "next": "/items?page=2"}),
+            None,
+        ),
+        (
+            "link_header",
+            "{type: link_header}",
+            json!({"data": records(1..3)}),
+            Some("</items?pg=2>; rel=\"next\""),
+        ),
+    ];
+    for (kind, pagination, body, link) in cases {
+        let server = MockServer::start().await;
+        // next_url and link_header: every page points at a new URL (the API echoes the
+        // parameter it ignores), so only the repeated records can stop the loop.
+        let mut template = ResponseTemplate::new(200).set_body_json(body.clone());
+        if let Some(link) = link {
+            template = template.insert_header("Link", link);
+        }
+        Mock::given(path("/items"))
+            .and(query_param("page", "2"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"data": records(1..3), "next": "/items?page=3"})),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(path("/items"))
+            .and(query_param("pg", "2"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"data": records(1..3)}))
+                    .insert_header("Link", "</items?pg=3>; rel=\"next\""),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(path("/items")).respond_with(template).mount(&server).await;
+        let stream =
+            format!("{{name: items, path: /items, records_path: /data, primary_key: [id], pagination: {pagination}}}");
+        let started = std::time::Instant::now();
+        let (ws, output) = run_stream(&server, &stream).await;
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "{kind}");
+        assert_eq!(output.status.code(), Some(1), "{kind}: {}", common::stderr(&output));
+        let report = &ws.manifests("shop")[0]["streams"][0];
+        assert_eq!(report["error"]["code"], "PAGINATION_ERROR", "{kind}: {report}");
+        assert_eq!(report["pages"], 2, "{kind}: {report}");
+        assert_eq!(ws.lines("shop", "items").len(), 2, "{kind}");
+    }
+}

@@ -624,7 +624,8 @@ async fn create_only(target: &Target) {
         assert_eq!(target.s3_uploads(), Vec::<Value>::new());
     }
 
-    // The binary: a second run with the same run id fails and leaves the first run's parts.
+    // The binary: a second run with the same run id is refused (the run finished) and
+    // leaves the first run's parts.
     let (_api, _dir, config) = shop_config(&target.yaml("")).await;
     let run_id = "01a1fd00-0000-7000-8000-0000000000c1";
     let args = ["run", "--config", config.to_str().unwrap(), "--run-id", run_id];
@@ -633,9 +634,9 @@ async fn create_only(target: &Target) {
     let parts = landing.list("shop/orders").await.unwrap();
     let before = landing.get(&parts[0]).await.unwrap();
     let second = landfall(&args, &[], &[]).await;
-    assert_eq!(second.status.code(), Some(1), "{kind:?}: {}", stderr(&second));
+    assert_eq!(second.status.code(), Some(2), "{kind:?}: {}", stderr(&second));
     assert!(
-        stderr(&second).contains("already exists; parts are written create-only"),
+        stderr(&second).contains("already finished") && stderr(&second).contains("a run id is used once"),
         "{}",
         stderr(&second)
     );

@@ -324,12 +324,9 @@ async fn state(action: StateAction) -> Exit {
         StateAction::Show { .. } => store.load(&stream).await.map(|state| {
             println!("{}", serde_json::to_string_pretty(&state).expect("state serializes"));
         }),
-        StateAction::Set { value, .. } => store
-            .commit(&stream, Some(&value), Vec::new(), &operator_run)
-            .await
-            .map(|state| {
-                println!("{}", serde_json::to_string_pretty(&state).expect("state serializes"));
-            }),
+        StateAction::Set { value, .. } => store.set(&stream, &value, &operator_run).await.map(|state| {
+            println!("{}", serde_json::to_string_pretty(&state).expect("state serializes"));
+        }),
         StateAction::Reset { .. } => store.reset(&stream).await.map(|previous| {
             println!(
                 "state of {stream} reset; previous kept as {stream}.json.prev: {}",

@@ -1061,6 +1061,7 @@ impl ConnectorConfig {
         resolve: Resolve,
         lookup_env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<LoadedConfig, ConfigError> {
+        check_shape(text)?;
         let mut document: serde_json::Value =
             serde_yaml_ng::from_str(text).map_err(|error| ConfigError::Yaml(error.to_string()))?;
         let config_sha256 = crate::hash::sha256_hex(
@@ -1071,14 +1072,15 @@ impl ConnectorConfig {
         let as_written: ConnectorConfig = typed(document.clone())?;
         as_written.check_secret_fields()?;
         as_written.check_reference_syntax(&document)?;
-        let config = match resolve {
-            Resolve::SyntaxOnly => as_written,
+        let (config, resolved) = match resolve {
+            Resolve::SyntaxOnly => (as_written, secret::Resolved::default()),
             Resolve::References => {
-                secret::resolve_document(&mut document, lookup_env)?;
-                typed(document)?
+                let resolved = secret::resolve_document(&mut document, lookup_env)?;
+                (typed(document).map_err(|error| resolved.mask(error))?, resolved)
             }
         };
-        config.validate()?;
+        // An error about a resolved value names its reference, never the value.
+        config.validate().map_err(|error| resolved.mask(error))?;
         Ok(LoadedConfig { config, config_sha256 })
     }
 
@@ -1090,7 +1092,35 @@ impl ConnectorConfig {
                 return Err(ConfigError::invalid(format!("source.auth.{key}"), HINT));
             }
         }
+        const NAMED_HINT: &str = "is named like a credential, so its value must be a reference such as \
+             ${env:NAME} or ${file:/path}, not a literal value (or use source.auth)";
+        let literal = |value: &serde_json::Value| match value {
+            serde_json::Value::String(text) => !text.is_empty() && !is_reference(text),
+            serde_json::Value::Null => false,
+            _ => true,
+        };
+        let check_named = |at: &str,
+                           headers: &BTreeMap<String, String>,
+                           params: &BTreeMap<String, serde_json::Value>|
+         -> Result<(), ConfigError> {
+            let headers = headers
+                .iter()
+                .map(|(name, value)| ("headers", name, literal(&serde_json::Value::String(value.clone()))));
+            let params = params.iter().map(|(name, value)| ("params", name, literal(value)));
+            for (section, name, is_literal) in headers.chain(params) {
+                if is_literal && secret::is_credential_name(name) {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.{section}.{name}"),
+                        format!("`{name}` {NAMED_HINT}"),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        check_named("source", &self.source.headers, &self.source.params)?;
+        check_base_url_secrets(&self.source.base_url)?;
         for (stream_index, stream) in self.streams.iter().enumerate() {
+            check_named(&format!("streams[{stream_index}]"), &stream.headers, &stream.params)?;
             for (rule_index, rule) in stream.redact.iter().enumerate() {
                 if let Some(salt) = &rule.salt
                     && !is_reference(salt.expose())
@@ -1133,6 +1163,98 @@ impl ConnectorConfig {
         self.streams.iter().find(|stream| stream.name == name)
     }
 }
+
+/// The largest config file Landfall reads (real configs are a few KiB).
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+/// The deepest nesting of collections a config may have (real configs nest under 10).
+pub const MAX_CONFIG_DEPTH: usize = 64;
+
+/// Bounds a config's size and nesting before the YAML parser sees it: a small file of
+/// deeply nested collections otherwise takes the parser seconds to refuse. Flow
+/// collections (`[`, `{` outside quotes and comments) count one level each; block
+/// collections count their indentation and `- ` / `? ` markers, which a deeper level needs
+/// at least one more of.
+fn check_shape(text: &str) -> Result<(), ConfigError> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::Yaml(format!(
+            "the config is {} bytes; a config may be at most {MAX_CONFIG_BYTES}",
+            text.len()
+        )));
+    }
+    let too_deep = |line: usize| {
+        ConfigError::Yaml(format!(
+            "line {line}: nested deeper than {MAX_CONFIG_DEPTH} levels; a config may nest at most {MAX_CONFIG_DEPTH}"
+        ))
+    };
+    let mut flow = 0usize;
+    for (index, line) in text.lines().enumerate() {
+        let bytes = line.as_bytes();
+        let mut at = 0;
+        let mut block = 0;
+        while at < bytes.len() {
+            match bytes[at] {
+                b' ' | b'\t' => block += 1,
+                b'-' | b'?' if bytes.get(at + 1).is_none_or(|next| *next == b' ') => block += 1,
+                _ => break,
+            }
+            at += 1;
+        }
+        if flow == 0 && block > 4 * MAX_CONFIG_DEPTH {
+            return Err(too_deep(index + 1));
+        }
+        let mut quote: Option<u8> = None;
+        while at < bytes.len() {
+            let byte = bytes[at];
+            match (quote, byte) {
+                (Some(b'"'), b'\\') => at += 1,
+                (Some(open), _) if byte == open => quote = None,
+                (Some(_), _) => {}
+                (None, b'"' | b'\'') => quote = Some(byte),
+                (None, b'#') if at == 0 || bytes[at - 1] == b' ' => break,
+                (None, b'[' | b'{') => {
+                    flow += 1;
+                    if flow > MAX_CONFIG_DEPTH {
+                        return Err(too_deep(index + 1));
+                    }
+                }
+                (None, b']' | b'}') => flow = flow.saturating_sub(1),
+                (None, _) => {}
+            }
+            at += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses credentials written literally into `source.base_url`: a user name or password
+/// (`https://user:pass@host`) or a credential-named query parameter. References there are
+/// fine (and a reference inside the URL is redacted like any secret).
+fn check_base_url_secrets(written: &str) -> Result<(), ConfigError> {
+    // Only the literal text matters: references are replaced by a harmless placeholder.
+    let literal = REFERENCE_PATTERN.replace_all(written, "ref");
+    let Ok(url) = url::Url::parse(&literal) else {
+        return Ok(());
+    };
+    let hint = "put credentials in source.auth, or write them as a reference such as ${env:NAME}";
+    if (!url.username().is_empty() && url.username() != "ref") || url.password().is_some_and(|p| p != "ref") {
+        return Err(ConfigError::invalid(
+            "source.base_url",
+            format!("holds a literal user name or password; {hint}"),
+        ));
+    }
+    for (name, value) in url.query_pairs() {
+        if secret::is_credential_name(&name) && value != "ref" && !value.is_empty() {
+            return Err(ConfigError::invalid(
+                "source.base_url",
+                format!("query parameter `{name}` is named like a credential but holds a literal value; {hint}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+static REFERENCE_PATTERN: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(r"\$\{(env|file):[^}]*\}").expect("reference pattern is valid"));
 
 fn typed(document: serde_json::Value) -> Result<ConnectorConfig, ConfigError> {
     let mut config: ConnectorConfig = serde_path_to_error::deserialize(document).map_err(|error| {
@@ -1246,5 +1368,137 @@ streams:
         let a = ConnectorConfig::from_yaml(MINIMAL, Resolve::References, &env).unwrap();
         let b = ConnectorConfig::from_yaml(MINIMAL, Resolve::References, &|_| Some("other-secret".into())).unwrap();
         assert_eq!(a.config_sha256, b.config_sha256);
+    }
+
+    fn load(text: &str) -> Result<LoadedConfig, ConfigError> {
+        ConnectorConfig::from_yaml(text, Resolve::References, &env)
+    }
+
+    #[test]
+    fn literal_credentials_in_headers_params_and_the_base_url_are_refused() {
+        for (from, to, key) in [
+            (
+                "  auth:",
+                "  headers: {X-Api-Key: abc123456}\n  auth:",
+                "source.headers.X-Api-Key",
+            ),
+            (
+                "  auth:",
+                "  headers: {authorization: Bearer abc123456}\n  auth:",
+                "source.headers.authorization",
+            ),
+            (
+                "  auth:",
+                "  params: {api_key: abc123456}\n  auth:",
+                "source.params.api_key",
+            ),
+            (
+                "  auth:",
+                "  params: {accessToken: 12345678}\n  auth:",
+                "source.params.accessToken",
+            ),
+            (
+                "https://api.example.com/v2",
+                "https://user:pw-123456@api.example.com/v2",
+                "source.base_url",
+            ),
+            (
+                "https://api.example.com/v2",
+                "https://api.example.com/v2?signature=abc123456",
+                "source.base_url",
+            ),
+        ] {
+            let text = MINIMAL.replace(from, to);
+            let message = load(&text).unwrap_err().to_string();
+            assert!(message.starts_with(&format!("{key}:")), "{message}");
+            assert!(
+                !message.contains("abc123456") && !message.contains("pw-123456"),
+                "{message}"
+            );
+        }
+        for (from, to) in [
+            (
+                "  auth:",
+                "  headers: {X-Api-Key: '${env:TOKEN}', Accept: application/json}\n  auth:",
+            ),
+            (
+                "  auth:",
+                "  params: {api_key: '${env:TOKEN}', per_page: 100, author: me}\n  auth:",
+            ),
+            (
+                "https://api.example.com/v2",
+                "https://api.example.com/bot${env:TOKEN}/v2",
+            ),
+        ] {
+            load(&MINIMAL.replace(from, to)).unwrap();
+        }
+        // A path token from a reference is redacted like any secret.
+        load(&MINIMAL.replace("https://api.example.com/v2", "https://api.example.com/bot${env:TOKEN}")).unwrap();
+        assert!(!crate::redact::scrub("GET /bottok-123456/items").contains("tok-123456"));
+    }
+
+    #[test]
+    fn resolved_values_are_never_echoed_in_validation_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("name");
+        std::fs::write(&file, "Not-An-Identifier-s3cr3t\n").unwrap();
+        let reference = format!("${{file:{}}}", file.display());
+        for (from, to) in [
+            ("name: shop", format!("name: '{reference}'")),
+            ("https://api.example.com/v2", format!("'{reference}'")),
+            ("https://api.example.com/v2", format!("'ftp://{reference}'")),
+        ] {
+            let message = load(&MINIMAL.replace(from, &to)).unwrap_err().to_string();
+            assert!(!message.contains("s3cr3t"), "{message}");
+            assert!(message.contains(&reference) || message.contains("scheme"), "{message}");
+        }
+    }
+
+    #[test]
+    fn secret_files_must_be_small_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; (secret::MAX_SECRET_FILE_BYTES + 1) as usize]).unwrap();
+        let fifo = dir.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        for (path, expected) in [
+            (big.as_path(), "more than"),
+            (fifo.as_path(), "not a regular file"),
+            (dir.path(), "a directory"),
+            (std::path::Path::new("/dev/zero"), "not a regular file"),
+        ] {
+            let text = MINIMAL.replace("\"${env:TOKEN}\"", &format!("'${{file:{}}}'", path.display()));
+            let started = std::time::Instant::now();
+            let message = load(&text).unwrap_err().to_string();
+            assert!(started.elapsed() < std::time::Duration::from_secs(2), "{message}");
+            assert!(message.contains(expected), "{}: {message}", path.display());
+        }
+    }
+
+    #[test]
+    fn deeply_nested_or_huge_configs_are_refused_fast() {
+        let flow = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let block: String = (0..300)
+            .map(|depth| format!("{}a{depth}:\n", " ".repeat(depth)))
+            .collect();
+        let sequences = format!("x:\n{}a\n", "- ".repeat(100_000));
+        for text in [
+            format!("{MINIMAL}extra: {flow}\n"),
+            format!("{MINIMAL}{block}"),
+            format!("{MINIMAL}{sequences}"),
+            format!("{MINIMAL}# {}\n", "x".repeat(MAX_CONFIG_BYTES)),
+        ] {
+            let started = std::time::Instant::now();
+            let message = load(&text).unwrap_err().to_string();
+            assert!(started.elapsed() < std::time::Duration::from_millis(500), "{message}");
+            assert!(message.contains("at most"), "{message}");
+        }
+        load(MINIMAL).unwrap();
     }
 }

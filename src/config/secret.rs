@@ -52,6 +52,36 @@ pub fn is_reference(text: &str) -> bool {
         .is_some_and(|found| found.start() == 0 && found.end() == text.len() && found.as_str() != "$${")
 }
 
+/// Fragments of header and query parameter names that carry credentials, matched against
+/// the name lowercased with `-` and `_` removed (`X-Api-Key`, `api_key` and `apiKey` all
+/// hold `apikey`).
+const CREDENTIAL_NAME_PARTS: &[&str] = &[
+    "authorization",
+    "apikey",
+    "accesskey",
+    "authkey",
+    "secret",
+    "password",
+    "passwd",
+    "token",
+    "signature",
+    "credential",
+    "cookie",
+    "privatekey",
+    "sessionid",
+];
+
+/// Whether a header or query parameter named `name` carries a credential, so that its
+/// value must be a reference and is always redacted.
+pub fn is_credential_name(name: &str) -> bool {
+    let normalized: String = name
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_'))
+        .flat_map(char::to_lowercase)
+        .collect();
+    CREDENTIAL_NAME_PARTS.iter().any(|part| normalized.contains(part))
+}
+
 /// Checks the syntax of every reference in `text` without resolving it.
 pub fn check_references(text: &str) -> Result<(), String> {
     let mut rest = text;
@@ -71,6 +101,52 @@ pub fn check_references(text: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The largest file a `${file:}` reference may name.
+pub const MAX_SECRET_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads the file of a `${file:PATH}` reference: a regular file (following symlinks, as
+/// mounted Kubernetes secrets are) of at most [`MAX_SECRET_FILE_BYTES`], in UTF-8. It is
+/// opened without blocking, so a FIFO or a device fails at once instead of hanging or
+/// streaming forever, and checked on the opened handle, so it cannot be swapped between
+/// the check and the read.
+fn read_secret_file(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let cannot = |reason: String| format!("cannot read secret file {path}: {reason}");
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(|error| cannot(error.to_string()))?;
+    let metadata = file.metadata().map_err(|error| cannot(error.to_string()))?;
+    if !metadata.is_file() {
+        let kind = if metadata.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a FIFO, socket or device)"
+        };
+        return Err(cannot(format!("it is {kind}; a secret file must be a regular file")));
+    }
+    if metadata.len() > MAX_SECRET_FILE_BYTES {
+        return Err(cannot(format!(
+            "it holds {} bytes, more than the {MAX_SECRET_FILE_BYTES} a secret file may",
+            metadata.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| cannot(error.to_string()))?;
+    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(cannot(format!(
+            "it grew past the {MAX_SECRET_FILE_BYTES} bytes a secret file may hold"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| cannot("it is not UTF-8 text".to_owned()))
 }
 
 /// Resolves every reference in `text`. `$${` stands for a literal `${`.
@@ -94,9 +170,7 @@ pub fn resolve_references(text: &str, lookup_env: &dyn Fn(&str) -> Option<String
                     (None, None) => Err(format!("environment variable {name} is not set")),
                 }
             }
-            _ => std::fs::read_to_string(argument)
-                .map(|content| content.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|io| format!("cannot read secret file {argument}: {io}")),
+            _ => read_secret_file(argument).map(|content| content.trim_end_matches(['\n', '\r']).to_owned()),
         };
         value.unwrap_or_else(|message| {
             error.get_or_insert(message);
@@ -106,6 +180,18 @@ pub fn resolve_references(text: &str, lookup_env: &dyn Fn(&str) -> Option<String
     match error {
         Some(message) => Err(message),
         None => Ok(resolved.into_owned()),
+    }
+}
+
+/// Registers the values of the references in `written` that do not start it.
+fn register_embedded(written: &str, lookup_env: &dyn Fn(&str) -> Option<String>) {
+    for found in REFERENCE.find_iter(written) {
+        if found.start() > 0
+            && found.as_str() != "$${"
+            && let Ok(value) = resolve_references(found.as_str(), lookup_env)
+        {
+            crate::redact::register(&value);
+        }
     }
 }
 
@@ -124,23 +210,66 @@ pub(crate) fn render_path(segments: &[String]) -> String {
     text
 }
 
+/// Values that references resolved to, each with the text it was written as, so that an
+/// error about the resolved config never quotes them.
+#[derive(Default)]
+pub struct Resolved(Vec<(String, String)>);
+
+/// Resolved values shorter than this are left in messages (they cannot hold a credential,
+/// and masking them would garble every message).
+const MIN_MASKED_LEN: usize = 4;
+
+impl Resolved {
+    /// `error` with every resolved value replaced by the reference it came from.
+    pub fn mask(&self, error: ConfigError) -> ConfigError {
+        match error {
+            ConfigError::Invalid { path, message } => ConfigError::Invalid {
+                path,
+                message: self.mask_text(&message),
+            },
+            other => other,
+        }
+    }
+
+    fn mask_text(&self, text: &str) -> String {
+        let mut pieces: Vec<(&str, &str)> = Vec::new();
+        for (written, value) in &self.0 {
+            pieces.push((value, written));
+            // A message may quote one line of a multi-line file.
+            pieces.extend(value.lines().map(|line| (line.trim(), written.as_str())));
+        }
+        pieces.retain(|(value, _)| value.chars().count() >= MIN_MASKED_LEN);
+        pieces.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
+        let mut masked = text.to_owned();
+        for (value, written) in pieces {
+            if masked.contains(value) {
+                masked = masked.replace(value, &format!("<the value of {written}>"));
+            }
+        }
+        masked
+    }
+}
+
 /// Walks a parsed config document and resolves references in every string, naming the key
-/// path of the first one that fails.
+/// path of the first one that fails. Returns what the references resolved to.
 pub fn resolve_document(
     document: &mut serde_json::Value,
     lookup_env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), ConfigError> {
+) -> Result<Resolved, ConfigError> {
     fn walk(
         value: &mut serde_json::Value,
         path: &mut Vec<String>,
         lookup_env: &dyn Fn(&str) -> Option<String>,
+        resolved: &mut Resolved,
     ) -> Result<(), ConfigError> {
         match value {
             serde_json::Value::String(text) if text.contains("${") => {
+                let written = text.clone();
                 *text = resolve_references(text, lookup_env).map_err(|message| ConfigError::Invalid {
                     path: render_path(path),
                     message,
                 })?;
+                resolved.0.push((written.clone(), text.clone()));
                 // Values resolved into headers, query parameters or auth are credentials
                 // often enough that they are treated as secrets wherever they appear.
                 if path
@@ -149,18 +278,23 @@ pub fn resolve_document(
                 {
                     crate::redact::register(text);
                 }
+                // A reference inside the base URL (a path token, a password) is a secret;
+                // one that gives the whole URL or its start (the host) is not.
+                if path.iter().map(String::as_str).eq(["source", "base_url"]) {
+                    register_embedded(&written, lookup_env);
+                }
             }
             serde_json::Value::Array(items) => {
                 for (index, item) in items.iter_mut().enumerate() {
                     path.push(format!("[{index}]"));
-                    walk(item, path, lookup_env)?;
+                    walk(item, path, lookup_env, resolved)?;
                     path.pop();
                 }
             }
             serde_json::Value::Object(map) => {
                 for (key, item) in map.iter_mut() {
                     path.push(key.clone());
-                    walk(item, path, lookup_env)?;
+                    walk(item, path, lookup_env, resolved)?;
                     path.pop();
                 }
             }
@@ -168,7 +302,9 @@ pub fn resolve_document(
         }
         Ok(())
     }
-    walk(document, &mut Vec::new(), lookup_env)
+    let mut resolved = Resolved::default();
+    walk(document, &mut Vec::new(), lookup_env, &mut resolved)?;
+    Ok(resolved)
 }
 
 #[cfg(test)]

@@ -63,6 +63,15 @@ pub enum RunError {
     UnknownStream(String, String),
     #[error("--run-id `{0}` is not a UUID")]
     InvalidRunId(String),
+    #[error(
+        "run {run_id} already finished ({status}; manifest {manifest}): a run id is used once; \
+         start a new run without --run-id (or with a new one)"
+    )]
+    RunIdUsed {
+        run_id: String,
+        status: String,
+        manifest: String,
+    },
     #[error(transparent)]
     Client(#[from] ClientBuildError),
     #[error(transparent)]
@@ -198,22 +207,27 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
         &config.source.name,
     )));
     let state = StateStore::new(landing.clone(), &config.source.name);
+    let manifest_path = layout::manifest(&config.source.name, &extracted_date, &run_id);
+    // A reused run id: a finished run is never redone (its manifest is the commit marker);
+    // a killed one is resumed, its parts kept and new parts numbered after them.
+    let reused_run_id = options.run_id.is_some();
+    if reused_run_id && let Some(existing) = landing.get(&manifest_path).await? {
+        let status = serde_json::from_slice::<serde_json::Value>(&existing)
+            .ok()
+            .and_then(|manifest| manifest["status"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "unknown status".to_owned());
+        return Err(RunError::RunIdUsed {
+            run_id,
+            status,
+            manifest: landing.url_of(&manifest_path),
+        });
+    }
 
     // Every stream's lease first: a run either owns all its streams or touches nothing.
     let ttl = options.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL);
     let mut leases = Vec::with_capacity(selected.len());
     for stream in &selected {
-        match Lease::acquire(
-            &landing,
-            &config.source.name,
-            &stream.name,
-            &run_id,
-            ttl,
-            &events,
-            options.cancel.clone(),
-        )
-        .await
-        {
+        match Lease::acquire(&state, &stream.name, &run_id, ttl, &events, options.cancel.clone()).await {
             Ok(lease) => leases.push(lease),
             Err(error) => {
                 for lease in leases {
@@ -255,12 +269,20 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
             .as_ref()
             .map(|parent| parent_keys.get(&parent.stream).cloned().unwrap_or_default());
         let collect_parent_fields = children_fields.get(stream.name.as_str()).cloned();
+        let fence = leases
+            .iter()
+            .zip(&selected)
+            .find(|(_, selected)| selected.name == stream.name)
+            .map(|(lease, _)| lease.fence())
+            .expect("every selected stream is leased");
         let job = stream::StreamJob {
             config: config.clone(),
             stream,
             client: client.clone(),
             landing: landing.clone(),
             state: state.clone(),
+            fence,
+            reused_run_id,
             events: events.clone(),
             run_id: run_id.clone(),
             extracted_date: extracted_date.clone(),
@@ -302,7 +324,6 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
         status: manifest::run_status(&reports),
         streams: reports,
     };
-    let manifest_path = layout::manifest(&config.source.name, &extracted_date, &run_id);
     // Through the redaction layer like every log line: no registered secret is stored.
     let line = crate::redact::scrub(&String::from_utf8(manifest.to_line()).expect("JSON is UTF-8")).into_owned();
     let written = landing.put_new(&manifest_path, Bytes::from(line)).await;

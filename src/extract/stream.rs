@@ -32,7 +32,7 @@ use crate::quality::drift::{self, SchemaChange, SchemaTracker};
 use crate::quality::pii::Redactor;
 use crate::quality::validate::{RecordValidator, ValidatorError, Violation};
 use crate::records;
-use crate::state::{MAX_RECENT, SeenRecord, StateError, StateStore};
+use crate::state::{Fence, MAX_RECENT, SeenRecord, StateError, StateStore, Versioned, Written};
 
 /// Pages buffered between fetcher and writer.
 const PAGE_BUFFER: usize = 4;
@@ -151,6 +151,11 @@ pub struct StreamJob {
     pub client: HttpClient,
     pub landing: Landing,
     pub state: StateStore,
+    /// The stream's lease, confirmed before every checkpoint write.
+    pub fence: Arc<dyn Fence>,
+    /// The run id was given (`--run-id`) and may be a killed run's: parts already in the
+    /// run's folders are kept and new ones numbered after them.
+    pub reused_run_id: bool,
     pub events: Events,
     pub run_id: String,
     pub extracted_date: String,
@@ -241,6 +246,8 @@ struct Checkpoint {
     known: HashMap<(String, String), String>,
     /// The last committed checkpoint.
     committed: Option<String>,
+    /// The checkpoint object as last read or written: what the next write is conditional on.
+    stored: Option<Versioned>,
     /// The last records of the open part (at most [`MAX_RECENT`]), remembered once it is
     /// stored.
     open: VecDeque<SeenRecord>,
@@ -263,13 +270,13 @@ impl StreamJob {
     pub async fn run(self) -> StreamOutcome {
         let incremental = self.stream.incremental.clone();
         let state = match &incremental {
-            Some(_) => match self.state.load(&self.stream.name).await {
+            Some(_) => match self.state.load_versioned(&self.stream.name).await {
                 Ok(state) => state,
                 Err(error) => return self.failed_before_start(StreamError::State(error)),
             },
             None => None,
         };
-        let checkpoint = state.as_ref().and_then(|state| state.cursor.clone());
+        let checkpoint = state.as_ref().and_then(|stored| stored.state.cursor.clone());
         let cursor_start = incremental.as_ref().map(|incremental| {
             windows::lower_bound(
                 incremental,
@@ -316,15 +323,19 @@ impl StreamJob {
         let mut checkpoint_state = Checkpoint {
             at_start: if self.full_refresh { None } else { checkpoint.clone() },
             known: state
-                .map(|state| {
-                    state
+                .as_ref()
+                .map(|stored| {
+                    stored
+                        .state
                         .recent
+                        .clone()
                         .into_iter()
                         .map(|seen| ((seen.id, seen.cursor), seen.sha256))
                         .collect()
                 })
                 .unwrap_or_default(),
             committed: checkpoint.clone(),
+            stored: state,
             open: VecDeque::new(),
             tail: VecDeque::new(),
             open_cursor: None,
@@ -577,6 +588,9 @@ impl StreamJob {
                             headers: &response.headers,
                             document: Some(document),
                             records: records.len(),
+                            records_digest: crate::pagination::records_digest(
+                                records.iter().map(|record| &response.body[record.range.clone()]),
+                            ),
                         };
                         let next = paginator.next(&token, &view);
                         break (response, records, next);
@@ -729,6 +743,13 @@ impl StreamJob {
         let redactor = Redactor::new(&self.stream.redact);
         let mut deduper = RunDeduper::default();
         let mut stats = WriteStats::default();
+        if self.reused_run_id {
+            for part_writer in [&mut writer, &mut dead_letters] {
+                if let Err(error) = part_writer.skip_existing().await {
+                    return (stats, Some(error.into()));
+                }
+            }
+        }
         let mut line = Vec::with_capacity(4096);
         let result: Result<(), StreamError> = async {
             while let Some(item) = receiver.recv().await {
@@ -879,34 +900,47 @@ impl StreamJob {
         tracker: &SchemaTracker,
     ) -> Result<(Vec<SchemaChange>, Option<StreamError>), StateError> {
         let path = layout::schema_state(&self.config.source.name, &self.stream.name);
-        let previous: Option<drift::SchemaState> = match self.landing.get(&path).await? {
-            Some(bytes) => serde_json::from_slice(&bytes).ok(),
-            None => None,
-        };
-        let (changes, next) = drift::compare(previous.as_ref(), tracker, &self.stream.name, &self.run_id);
-        let breaking: Vec<&SchemaChange> = changes.iter().filter(|change| change.breaking).collect();
-        if !changes.is_empty() {
-            let summary: Vec<String> = changes.iter().map(|c| format!("{} {}", c.change, c.path)).collect();
-            let count = |kind: &str| changes.iter().filter(|c| c.change == kind).count();
-            self.events.schema_drift_detected(
-                &self.stream.name,
-                count("added"),
-                count("removed"),
-                changes.len() - count("added") - count("removed"),
-                !breaking.is_empty(),
-                &summary.join(", "),
-            );
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let stored = self.state.read_object(&path).await?;
+            let previous: Option<drift::SchemaState> = stored
+                .as_ref()
+                .and_then(|(bytes, _)| serde_json::from_slice(bytes).ok());
+            let (changes, next) = drift::compare(previous.as_ref(), tracker, &self.stream.name, &self.run_id);
+            let breaking: Vec<&SchemaChange> = changes.iter().filter(|change| change.breaking).collect();
+            let fail = !breaking.is_empty() && self.stream.on_breaking_drift == crate::config::DriftAction::Fail;
+            if !fail && tracker.records > 0 {
+                let mut bytes = serde_json::to_vec_pretty(&next).expect("schema state serializes");
+                bytes.push(b'\n');
+                let expected = stored.as_ref().map(|(_, version)| version);
+                // Another run of the stream stored its schema since it was read: compare
+                // with that one instead of overwriting it.
+                if let Written::Conflict = self.state.write_object(&path, Bytes::from(bytes), expected).await? {
+                    if attempts < 4 {
+                        continue;
+                    }
+                    return Err(StateError::Contended { path, attempts });
+                }
+            }
+            if !changes.is_empty() {
+                let summary: Vec<String> = changes.iter().map(|c| format!("{} {}", c.change, c.path)).collect();
+                let count = |kind: &str| changes.iter().filter(|c| c.change == kind).count();
+                self.events.schema_drift_detected(
+                    &self.stream.name,
+                    count("added"),
+                    count("removed"),
+                    changes.len() - count("added") - count("removed"),
+                    !breaking.is_empty(),
+                    &summary.join(", "),
+                );
+            }
+            if fail {
+                let summary: Vec<String> = breaking.iter().map(|c| format!("{} {}", c.change, c.path)).collect();
+                return Ok((changes, Some(StreamError::SchemaDrift(summary.join(", ")))));
+            }
+            return Ok((changes, None));
         }
-        if !breaking.is_empty() && self.stream.on_breaking_drift == crate::config::DriftAction::Fail {
-            let summary: Vec<String> = breaking.iter().map(|c| format!("{} {}", c.change, c.path)).collect();
-            return Ok((changes, Some(StreamError::SchemaDrift(summary.join(", ")))));
-        }
-        if tracker.records > 0 {
-            let mut bytes = serde_json::to_vec_pretty(&next).expect("schema state serializes");
-            bytes.push(b'\n');
-            self.landing.put_replace(&path, Bytes::from(bytes)).await?;
-        }
-        Ok((changes, None))
     }
 
     async fn store_part(
@@ -992,11 +1026,22 @@ impl StreamJob {
             .tail
             .retain(|seen| cursor::compare(&seen.cursor, &floor).is_ge());
         let recent: Vec<SeenRecord> = checkpoint.tail.iter().cloned().collect();
-        self.state
-            .commit(&self.stream.name, Some(cursor), recent, &self.run_id)
+        let stored = self
+            .state
+            .commit(
+                &self.stream.name,
+                cursor,
+                recent,
+                &self.run_id,
+                checkpoint.stored.as_ref(),
+                self.fence.as_ref(),
+            )
             .await?;
-        checkpoint.committed = Some(cursor.to_owned());
-        self.events.checkpoint_committed(&self.stream.name, cursor);
+        checkpoint.committed = stored.state.cursor.clone();
+        if stored.state.run_id == self.run_id {
+            self.events.checkpoint_committed(&self.stream.name, cursor);
+        }
+        checkpoint.stored = Some(stored);
         Ok(())
     }
 }

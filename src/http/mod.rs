@@ -28,7 +28,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
-pub use auth::{Authenticator, CredentialStore, CredentialStoreError};
+pub use auth::{Authenticator, CredentialStore, CredentialStoreError, Saved, StoredCredentials};
 pub use error::{HttpError, Reason, Subsystem};
 pub use retry::{Decision, RetryPolicy};
 pub use sleep::{Sleeper, TokioSleeper, VirtualClock};

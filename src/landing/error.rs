@@ -190,6 +190,13 @@ impl Site<'_> {
                 what: self.operation.verb().to_owned(),
                 message: scrub(&source.to_string()),
             },
+            other if denied_by_the_file_system(&other) => LandingError::PermissionDenied {
+                path: self.path.to_owned(),
+                url: self.url,
+                operation: self.operation,
+                needs: self.operation.needs(self.backend),
+                message: store_said(&crate::http::error::describe(&other)),
+            },
             other => {
                 let retryable = is_transient(&other);
                 LandingError::Store {
@@ -202,6 +209,29 @@ impl Site<'_> {
             }
         }
     }
+}
+
+/// Whether a local file system refused the operation (`EACCES`, `EPERM`, `EROFS`): a
+/// permission error (exit 4), not a transient storage failure.
+pub(crate) fn denied_by_the_file_system(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && is_permission_io(io)
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
+}
+
+/// Whether an I/O error says the file system refused access or is read-only.
+pub(crate) fn is_permission_io(io: &std::io::Error) -> bool {
+    matches!(
+        io.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    ) || matches!(io.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS))
 }
 
 /// Whether an error is worth retrying later: a transport failure, a timeout, or a 5xx, 429
@@ -278,6 +308,33 @@ pub(crate) fn scrub(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 15: a read-only or access-denied local landing is a permission error (exit 4),
+    /// not a retryable storage error. (Root ignores EACCES, so this is checked on the error
+    /// mapping rather than on a chmod-ed folder.)
+    #[test]
+    fn local_permission_and_read_only_errors_are_permission_denied() {
+        for errno in [libc::EACCES, libc::EPERM, libc::EROFS] {
+            let site = Site {
+                backend: Backend::Local,
+                path: "shop/_state/orders.json",
+                url: "file:///landing/shop/_state/orders.json".to_owned(),
+                operation: Operation::Write,
+            };
+            let error = site.error(object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(std::io::Error::from_raw_os_error(errno)),
+            });
+            assert!(
+                matches!(error, LandingError::PermissionDenied { .. }),
+                "{errno}: {error}"
+            );
+            assert_eq!(error.code(), ErrorCode::AuthFailed);
+            assert_eq!(crate::error::Exit::for_error(error.code(), error.retryable()).code(), 4);
+        }
+        let other = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(!is_permission_io(&other));
+    }
 
     #[test]
     fn the_store_is_quoted_briefly() {

@@ -97,6 +97,23 @@ impl PartWriter {
         }
     }
 
+    /// Numbers new parts after those already in the folder (a killed attempt of the same
+    /// run id), which are kept as they are.
+    pub async fn skip_existing(&mut self) -> Result<(), LandingError> {
+        let existing = self.landing.list(&self.dirs.dir).await?;
+        let highest = existing
+            .iter()
+            .filter_map(|path| path.rsplit('/').next())
+            .filter_map(|name| name.strip_prefix("part-"))
+            .filter_map(|rest| rest.split('.').next())
+            .filter_map(|digits| digits.parse::<u32>().ok())
+            .max();
+        if let Some(highest) = highest {
+            self.next_index = self.next_index.max(highest.saturating_add(1));
+        }
+        Ok(())
+    }
+
     fn extension(&self) -> &'static str {
         match self.compression {
             Compression::Gzip => ".jsonl.gz",

@@ -49,10 +49,7 @@ impl LandingUrl {
 /// Parses a landing URL, or says what is wrong with it.
 pub fn parse(url: &str) -> Result<LandingUrl, String> {
     if let Some(rest) = url.strip_prefix("file://") {
-        if rest.is_empty() {
-            return Err("file:// URL has no path".to_owned());
-        }
-        return Ok(LandingUrl::File(std::path::PathBuf::from(rest)));
+        return file_path(rest).map(LandingUrl::File);
     }
     if url.starts_with("memory://") {
         return Ok(LandingUrl::Memory);
@@ -74,6 +71,33 @@ pub fn parse(url: &str) -> Result<LandingUrl, String> {
         ));
     }
     Ok(LandingUrl::Cloud(parsed, backend))
+}
+
+/// The folder of a `file://` URL, as RFC 8089 reads it: `file:///path` and
+/// `file://localhost/path` are the local `/path`; any other host is refused (Landfall
+/// writes only to this machine). `file://./dir` and `file://../dir` are Landfall's
+/// shorthand for a folder relative to the working directory.
+fn file_path(rest: &str) -> Result<std::path::PathBuf, String> {
+    if rest.is_empty() {
+        return Err("file:// URL has no path".to_owned());
+    }
+    if rest.starts_with('/') {
+        return Ok(rest.into());
+    }
+    let relative = [".", ".."]
+        .iter()
+        .any(|dots| rest == *dots || rest.strip_prefix(dots).is_some_and(|tail| tail.starts_with('/')));
+    if relative {
+        return Ok(rest.into());
+    }
+    let (host, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(format!("/{tail}").into());
+    }
+    Err(format!(
+        "file://{host}/... names the host `{host}`, and a landing zone must be on this machine: \
+         use file:///absolute/path (or file://localhost/path), or file://./relative/path"
+    ))
 }
 
 /// The prefix inside the bucket or container.
@@ -154,8 +178,19 @@ pub(crate) fn open(config: &LandingConfig) -> Result<Opened, LandingError> {
     };
     match parsed {
         LandingUrl::File(folder) => {
-            std::fs::create_dir_all(&folder)
-                .map_err(|error| invalid(format!("cannot create {}: {error}", folder.display())))?;
+            std::fs::create_dir_all(&folder).map_err(|error| {
+                if super::error::is_permission_io(&error) {
+                    LandingError::PermissionDenied {
+                        path: String::new(),
+                        url: url.to_owned(),
+                        operation: super::Operation::Write,
+                        needs: super::Operation::Write.needs(backend),
+                        message: format!("cannot create {}: {error}", folder.display()),
+                    }
+                } else {
+                    invalid(format!("cannot create {}: {error}", folder.display()))
+                }
+            })?;
             let store = LocalFileSystem::new_with_prefix(&folder)
                 .map_err(|error| invalid(error.to_string()))?
                 .with_automatic_cleanup(true);
@@ -274,6 +309,19 @@ mod tests {
     fn parses_supported_schemes() {
         assert_eq!(parse("file://./landing").unwrap(), LandingUrl::File("./landing".into()));
         assert_eq!(parse("file:///tmp/x").unwrap(), LandingUrl::File("/tmp/x".into()));
+        assert_eq!(
+            parse("file://localhost/tmp/x").unwrap(),
+            LandingUrl::File("/tmp/x".into())
+        );
+        assert_eq!(
+            parse("file://LOCALHOST/tmp/x").unwrap(),
+            LandingUrl::File("/tmp/x".into())
+        );
+        assert_eq!(parse("file://../up").unwrap(), LandingUrl::File("../up".into()));
+        for remote in ["file://host/path", "file://nas.example.com/share/landing", "file://tmp"] {
+            let error = parse(remote).unwrap_err();
+            assert!(error.contains("must be on this machine"), "{remote}: {error}");
+        }
         assert_eq!(parse("memory://").unwrap(), LandingUrl::Memory);
         for (url, backend) in [
             ("s3://bucket/prefix", Backend::S3),

@@ -24,12 +24,32 @@ use crate::events::Events;
 /// next run. The HTTP layer hands it an opaque document (the secret inside is already
 /// encrypted) and gets it back; where it lives is the caller's business
 /// (`crate::credentials` keeps it in the landing zone's `_state/`).
+///
+/// Saves are compare-and-swap: a save names the version of the document its writer read
+/// last, and fails with [`Saved::Conflict`] when another process saved since. The caller
+/// then reads again and keeps whichever token is newer.
 #[async_trait]
 pub trait CredentialStore: Send + Sync + std::fmt::Debug {
-    /// The document saved last, if any.
-    async fn load(&self) -> Result<Option<Vec<u8>>, CredentialStoreError>;
-    /// Replaces the saved document.
-    async fn save(&self, document: Vec<u8>) -> Result<(), CredentialStoreError>;
+    /// The document saved last, if any, with its version.
+    async fn load(&self) -> Result<Option<StoredCredentials>, CredentialStoreError>;
+    /// Replaces the saved document if it is still at `expected` (`None`: if there is none).
+    async fn save(&self, document: Vec<u8>, expected: Option<&str>) -> Result<Saved, CredentialStoreError>;
+}
+
+/// A saved credential document and its version (opaque to the HTTP layer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCredentials {
+    pub document: Vec<u8>,
+    pub version: String,
+}
+
+/// The outcome of a conditional save.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Saved {
+    /// Saved; the document's new version.
+    Stored(String),
+    /// Another writer saved (or removed) the document since `expected` was read.
+    Conflict,
 }
 
 /// A credential store that failed.

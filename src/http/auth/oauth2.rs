@@ -7,6 +7,13 @@
 //! (XChaCha20-Poly1305) under a key derived from the client secret and the source name:
 //! whoever reads the landing zone's `_state/` without the client secret learns nothing,
 //! and a changed client secret makes the saved token unreadable (the config's is used).
+//!
+//! Processes of one source share the saved document. Each save is a compare-and-swap on
+//! the version the process read last; a process that loses the race reads the document
+//! again and keeps the newer token: the one further down the rotation chain (`sequence`),
+//! on a tie the one issued later (`updated_at`). A newer saved token is never overwritten by
+//! an older one, and a process whose refresh token was revoked by another's rotation
+//! retries once with the saved one.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -21,13 +28,16 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use url::Url;
 
-use super::{AuthEnv, CredentialStore};
+use super::{AuthEnv, CredentialStore, Saved};
 use crate::config::{AuthConfig, OAuth2ClientAuth, OAuth2Flow, Secret};
 use crate::error::ErrorCode;
 use crate::http::error::{self, ErrorContext, HttpError, Reason, Subsystem};
 
 /// Version of the saved credential document.
 const AUTH_STATE_VERSION: u32 = 1;
+
+/// How many times a lost save race is settled before giving up (retryable).
+const MAX_SAVE_ATTEMPTS: u32 = 8;
 
 /// An access token and when to stop using it.
 struct AccessToken {
@@ -44,8 +54,39 @@ struct TokenState {
     refresh_token: Option<String>,
     /// Whether the saved refresh token has been looked up.
     restored: bool,
-    /// A saved-credentials document not stored yet (the store failed).
-    unsaved: Option<Vec<u8>>,
+    /// How far down the rotation chain `refresh_token` is (0: the config's).
+    sequence: u64,
+    /// The version of the saved document last read or written (what a save must match).
+    saved_version: Option<String>,
+    /// A rotated refresh token not stored yet (the store failed or another process won a
+    /// race that has to be settled).
+    unsaved: Option<Rotation>,
+}
+
+/// A rotated refresh token and its place in the chain.
+#[derive(Clone)]
+struct Rotation {
+    token: String,
+    sequence: u64,
+    issued_at: String,
+}
+
+impl std::fmt::Debug for Rotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rotation")
+            .field("token", &crate::redact::MASK)
+            .field("sequence", &self.sequence)
+            .field("issued_at", &self.issued_at)
+            .finish()
+    }
+}
+
+impl Rotation {
+    /// Whether `self` is newer than `other`: further down the chain, or as far and issued
+    /// later.
+    fn newer_than(&self, other: &Rotation) -> bool {
+        (self.sequence, &self.issued_at) > (other.sequence, &other.issued_at)
+    }
 }
 
 /// The token endpoint's answer (RFC 6749 §5.1).
@@ -77,6 +118,10 @@ struct AuthState {
     origin: String,
     /// `base64(nonce || ciphertext)` of the current refresh token.
     refresh_token_sealed: String,
+    /// How many rotations from the config's refresh token (documents without it: 0).
+    #[serde(default)]
+    sequence: u64,
+    /// When the token was issued (RFC 3339, microseconds).
     updated_at: String,
 }
 
@@ -180,7 +225,18 @@ impl OAuth2 {
         if self.flow == OAuth2Flow::RefreshToken && !state.restored {
             self.restore(&mut state, env, &context).await?;
         }
-        let response = self.request_token(&state, env, &context).await?;
+        let response = match self.request_token(&state, env, &context).await {
+            Ok(response) => response,
+            // Another process may have rotated (and so revoked) the token this one holds:
+            // when the saved token changed, try once more with it.
+            Err(error) if error.code == ErrorCode::AuthFailed && self.flow == OAuth2Flow::RefreshToken => {
+                if !self.reload(&mut state, env, &context).await? {
+                    return Err(error);
+                }
+                self.request_token(&state, env, &context).await?
+            }
+            Err(error) => return Err(error),
+        };
         crate::redact::register(&response.access_token);
         let lifetime = response
             .expires_in
@@ -193,7 +249,12 @@ impl OAuth2 {
         let rotated = match response.refresh_token {
             Some(new) if self.flow == OAuth2Flow::RefreshToken && state.refresh_token.as_ref() != Some(&new) => {
                 crate::redact::register(&new);
-                state.unsaved = Some(self.seal(&new));
+                state.sequence += 1;
+                state.unsaved = Some(Rotation {
+                    token: new.clone(),
+                    sequence: state.sequence,
+                    issued_at: crate::clock::now_rfc3339(),
+                });
                 state.refresh_token = Some(new);
                 true
             }
@@ -208,27 +269,107 @@ impl OAuth2 {
         Ok(response.access_token)
     }
 
-    /// Stores a pending saved-credentials document; a failure is retryable and keeps it
-    /// pending, so the next attempt tries again (the run cannot go on without it: the old
-    /// refresh token is already revoked).
+    /// Stores a pending rotated token; a failure is retryable and keeps it pending, so the
+    /// next attempt tries again (the run cannot go on without it: the old refresh token is
+    /// already revoked). The save is conditional on the version read last; when another
+    /// process saved since, the newer of the two tokens is kept, and used from then on.
     async fn save_unsaved(&self, state: &mut TokenState, context: &ErrorContext) -> Result<(), HttpError> {
-        let (Some(document), Some(store)) = (state.unsaved.clone(), self.store.get()) else {
+        let (Some(rotation), Some(store)) = (state.unsaved.clone(), self.store.get()) else {
             state.unsaved = None;
             return Ok(());
         };
-        match store.save(document).await {
-            Ok(()) => {
-                state.unsaved = None;
-                Ok(())
+        let failed = |message: String, retryable: bool| {
+            context.error(
+                ErrorCode::StorageError,
+                None,
+                retryable,
+                Subsystem::Auth,
+                Reason::Credentials,
+                message,
+            )
+        };
+        for _ in 0..MAX_SAVE_ATTEMPTS {
+            let document = self.seal(&rotation);
+            match store.save(document, state.saved_version.as_deref()).await {
+                Ok(Saved::Stored(version)) => {
+                    state.saved_version = Some(version);
+                    state.unsaved = None;
+                    return Ok(());
+                }
+                Ok(Saved::Conflict) => {}
+                Err(error) => {
+                    return Err(failed(
+                        format!("cannot save the rotated refresh token: {error}"),
+                        error.retryable,
+                    ));
+                }
             }
-            Err(error) => Err(context.error(
+            let stored = store
+                .load()
+                .await
+                .map_err(|error| failed(format!("cannot read the saved refresh token: {error}"), error.retryable))?;
+            state.saved_version = stored.as_ref().map(|stored| stored.version.clone());
+            let saved = stored.and_then(|stored| self.unseal(&stored.document, self.configured()).ok());
+            if let Some(saved) = saved
+                && !rotation.newer_than(&saved)
+            {
+                // The saved token is newer: keep it, and use it from now on.
+                crate::redact::register(&saved.token);
+                state.refresh_token = Some(saved.token);
+                state.sequence = saved.sequence;
+                state.unsaved = None;
+                return Ok(());
+            }
+        }
+        Err(failed(
+            "cannot save the rotated refresh token: the saved one kept changing".to_owned(),
+            true,
+        ))
+    }
+
+    /// The config's refresh token (empty when there is none).
+    fn configured(&self) -> &str {
+        self.config_refresh_token
+            .as_ref()
+            .map(|token| token.expose())
+            .unwrap_or_default()
+    }
+
+    /// Reads the saved document again; true when it holds a token other than the one in
+    /// use (which is then replaced by it).
+    async fn reload(
+        &self,
+        state: &mut TokenState,
+        env: &AuthEnv<'_>,
+        context: &ErrorContext,
+    ) -> Result<bool, HttpError> {
+        let Some(store) = self.store.get() else {
+            return Ok(false);
+        };
+        let stored = store.load().await.map_err(|error| {
+            context.error(
                 ErrorCode::StorageError,
                 None,
                 error.retryable,
                 Subsystem::Auth,
                 Reason::Credentials,
-                format!("cannot save the rotated refresh token: {error}"),
-            )),
+                format!("cannot read the saved refresh token: {error}"),
+            )
+        })?;
+        let Some(stored) = stored else { return Ok(false) };
+        match self.unseal(&stored.document, self.configured()) {
+            Ok(saved) if state.refresh_token.as_ref() != Some(&saved.token) => {
+                crate::redact::register(&saved.token);
+                state.refresh_token = Some(saved.token);
+                state.sequence = saved.sequence;
+                state.saved_version = Some(stored.version);
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
+            Err(reason) => {
+                env.events.auth_state_ignored(reason);
+                Ok(false)
+            }
         }
     }
 
@@ -240,13 +381,12 @@ impl OAuth2 {
         env: &AuthEnv<'_>,
         context: &ErrorContext,
     ) -> Result<(), HttpError> {
-        let configured = self
+        state.refresh_token = self
             .config_refresh_token
             .as_ref()
             .map(|token| token.expose().to_owned());
-        state.refresh_token = configured.clone();
         if let Some(store) = self.store.get() {
-            let document = store.load().await.map_err(|error| {
+            let stored = store.load().await.map_err(|error| {
                 context.error(
                     ErrorCode::StorageError,
                     None,
@@ -256,11 +396,13 @@ impl OAuth2 {
                     format!("cannot read the saved refresh token: {error}"),
                 )
             })?;
-            if let Some(document) = document {
-                match self.unseal(&document, configured.as_deref().unwrap_or_default()) {
-                    Ok(token) => {
-                        crate::redact::register(&token);
-                        state.refresh_token = Some(token);
+            if let Some(stored) = stored {
+                state.saved_version = Some(stored.version.clone());
+                match self.unseal(&stored.document, self.configured()) {
+                    Ok(saved) => {
+                        crate::redact::register(&saved.token);
+                        state.refresh_token = Some(saved.token);
+                        state.sequence = saved.sequence;
                     }
                     Err(reason) => env.events.auth_state_ignored(reason),
                 }
@@ -278,14 +420,9 @@ impl OAuth2 {
         [self.source.as_bytes(), b"\0", origin.as_bytes()].concat()
     }
 
-    /// The saved-credentials document for `refresh_token`.
-    fn seal(&self, refresh_token: &str) -> Vec<u8> {
-        let configured = self
-            .config_refresh_token
-            .as_ref()
-            .map(|token| token.expose())
-            .unwrap_or_default();
-        let origin = self.origin(configured);
+    /// The saved-credentials document for a rotated token.
+    fn seal(&self, rotation: &Rotation) -> Vec<u8> {
+        let origin = self.origin(self.configured());
         let cipher = XChaCha20Poly1305::new_from_slice(&self.state_key).expect("the key is 32 bytes");
         let mut nonce = [0u8; 24];
         rand::rng().fill_bytes(&mut nonce);
@@ -293,7 +430,7 @@ impl OAuth2 {
             .encrypt(
                 XNonce::from_slice(&nonce),
                 Payload {
-                    msg: refresh_token.as_bytes(),
+                    msg: rotation.token.as_bytes(),
                     aad: &self.aad(&origin),
                 },
             )
@@ -303,15 +440,16 @@ impl OAuth2 {
             origin,
             refresh_token_sealed: base64::engine::general_purpose::STANDARD
                 .encode([nonce.as_slice(), &sealed].concat()),
-            updated_at: crate::clock::now_rfc3339(),
+            sequence: rotation.sequence,
+            updated_at: rotation.issued_at.clone(),
         };
         let mut bytes = serde_json::to_vec_pretty(&document).expect("auth state serializes");
         bytes.push(b'\n');
         bytes
     }
 
-    /// The refresh token in a saved document, or why it is not used.
-    fn unseal(&self, document: &[u8], configured: &str) -> Result<String, &'static str> {
+    /// The rotated token in a saved document, or why it is not used.
+    fn unseal(&self, document: &[u8], configured: &str) -> Result<Rotation, &'static str> {
         let state: AuthState = serde_json::from_slice(document).map_err(|_| "the saved auth state is not valid")?;
         if state.auth_state_version != AUTH_STATE_VERSION {
             return Err("the saved auth state has an unknown version");
@@ -338,7 +476,12 @@ impl OAuth2 {
                 },
             )
             .map_err(|_| "the saved refresh token cannot be decrypted (was the client secret changed?)")?;
-        String::from_utf8(plain).map_err(|_| "the saved auth state is not valid")
+        let token = String::from_utf8(plain).map_err(|_| "the saved auth state is not valid")?;
+        Ok(Rotation {
+            token,
+            sequence: state.sequence,
+            issued_at: state.updated_at,
+        })
     }
 
     async fn request_token(
@@ -469,21 +612,97 @@ mod tests {
         .unwrap()
     }
 
+    fn rotation(token: &str, sequence: u64, issued_at: &str) -> Rotation {
+        Rotation {
+            token: token.to_owned(),
+            sequence,
+            issued_at: issued_at.to_owned(),
+        }
+    }
+
     #[test]
     fn saved_token_round_trips_and_hides_the_token() {
         let oauth = oauth("client-secret-1", "rt-config-1");
-        let document = oauth.seal("rt-rotated-2");
+        let document = oauth.seal(&rotation("rt-rotated-2", 1, "2026-01-01T00:00:00.000000Z"));
         assert!(!String::from_utf8_lossy(&document).contains("rt-rotated-2"));
-        assert_eq!(oauth.unseal(&document, "rt-config-1").unwrap(), "rt-rotated-2");
+        let saved = oauth.unseal(&document, "rt-config-1").unwrap();
+        assert_eq!((saved.token.as_str(), saved.sequence), ("rt-rotated-2", 1));
     }
 
     #[test]
     fn saved_token_is_ignored_for_a_new_config_token_or_client_secret() {
-        let document = oauth("client-secret-1", "rt-config-1").seal("rt-rotated-2");
+        let document =
+            oauth("client-secret-1", "rt-config-1").seal(&rotation("rt-rotated-2", 1, "2026-01-01T00:00:00.000000Z"));
         let new_config_token = oauth("client-secret-1", "rt-config-NEW");
         let error = new_config_token.unseal(&document, "rt-config-NEW").unwrap_err();
         assert!(error.contains("does not descend"), "{error}");
         let new_secret = oauth("client-secret-NEW", "rt-config-1");
         assert!(new_secret.unseal(&document, "rt-config-1").is_err());
+    }
+
+    /// Issue 16.4: processes rotating one refresh token race to save it. Every save is a
+    /// compare-and-swap on the landing zone; whatever the order, the newest token is kept
+    /// and each loser switches to it.
+    #[tokio::test]
+    async fn racing_saves_keep_the_newest_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let landing = crate::landing::Landing::open(&crate::config::LandingConfig {
+            url: format!("file://{}", dir.path().display()),
+            ..Default::default()
+        })
+        .unwrap();
+        let context = ErrorContext {
+            method: "POST",
+            url: "https://auth.test/token".into(),
+            request_id: "r".into(),
+            attempt: 1,
+        };
+        let processes: Vec<(OAuth2, tokio::sync::Mutex<TokenState>)> = (0..6)
+            .map(|_| {
+                let oauth = oauth("client-secret-1", "rt-config-1");
+                oauth.set_store(Arc::new(crate::credentials::LandingCredentialStore::new(
+                    landing.clone(),
+                    "shop",
+                )));
+                (oauth, tokio::sync::Mutex::new(TokenState::default()))
+            })
+            .collect();
+        // Each process rotated the config's token; the newest one (issued last) saves first,
+        // so with unconditional writes an older token would overwrite it.
+        for (index, (_, state)) in processes.iter().enumerate().rev() {
+            let mut state = state.lock().await;
+            state.sequence = 1;
+            state.unsaved = Some(rotation(
+                &format!("rt-rotated-{index}"),
+                1,
+                &format!("2026-01-01T00:00:0{index}.000000Z"),
+            ));
+        }
+        let (newest, newest_state) = processes.last().unwrap();
+        newest
+            .save_unsaved(&mut *newest_state.lock().await, &context)
+            .await
+            .unwrap();
+        let saves = processes.iter().map(|(oauth, state)| async {
+            let mut state = state.lock().await;
+            oauth.save_unsaved(&mut state, &context).await.unwrap();
+        });
+        futures::future::join_all(saves).await;
+        let stored = landing.get("shop/_state/_auth.json").await.unwrap().unwrap();
+        let saved = processes[0].0.unseal(&stored, "rt-config-1").unwrap();
+        assert_eq!(saved.token, "rt-rotated-5");
+        for (_, state) in &processes {
+            let state = state.lock().await;
+            assert!(state.unsaved.is_none());
+            assert_eq!(state.refresh_token.as_deref().unwrap_or("rt-rotated-5"), "rt-rotated-5");
+        }
+        // Further down the chain wins over issued later.
+        let (next, next_state) = &processes[0];
+        let mut next_state = next_state.lock().await;
+        next_state.unsaved = Some(rotation("rt-rotated-again", 2, "2026-01-01T00:00:00.000000Z"));
+        next_state.saved_version = None;
+        next.save_unsaved(&mut next_state, &context).await.unwrap();
+        let stored = landing.get("shop/_state/_auth.json").await.unwrap().unwrap();
+        assert_eq!(next.unseal(&stored, "rt-config-1").unwrap().token, "rt-rotated-again");
     }
 }
