@@ -252,8 +252,8 @@ struct Checkpoint {
     /// The last committed checkpoint.
     committed: Option<Cursor>,
     /// Whether this run may move the checkpoint: its first window starts at or before the
-    /// checkpoint (or `incremental.start` when there is none), so what it reads joins what
-    /// was read before without a gap. A backfill of a later window leaves it alone.
+    /// checkpoint or `incremental.start`, so what it reads joins what was read before (or
+    /// the stream's beginning) without a gap. A backfill of a later window leaves it alone.
     may_advance: bool,
     /// The last records of the open part (at most [`MAX_RECENT`]), remembered once it is
     /// stored.
@@ -332,11 +332,14 @@ impl StreamJob {
                 upper: None,
             }],
         };
-        // The run joins what was read before when it starts at or before the checkpoint
-        // (or the configured start, when the stream has none).
-        let may_advance = match (&cursor_start, checkpoint.as_ref().or(configured_start.as_ref())) {
-            (Some(lower), Some(reached)) => lower <= reached,
-            _ => true,
+        // The run joins what was read before when it starts at or before the checkpoint, or
+        // at or before the configured start (nothing before it is wanted).
+        let may_advance = match &cursor_start {
+            Some(lower) => {
+                configured_start.as_ref().is_some_and(|start| lower <= start)
+                    || checkpoint.as_ref().is_some_and(|reached| lower <= reached)
+            }
+            None => true,
         };
         let cursor_start_text = cursor_start.as_ref().map(|cursor| format.render(cursor));
         if let Some(window_end) = &self.window_end
