@@ -34,12 +34,15 @@ struct Vendor {
     requests: Arc<Mutex<Vec<HashMap<String, String>>>>,
 }
 
-fn integer(query: &HashMap<String, String>, name: &str) -> Result<Option<i64>, Response> {
+/// A refused request: its status and JSON error body.
+type Refusal = (StatusCode, axum::Json<Value>);
+
+fn integer(query: &HashMap<String, String>, name: &str) -> Result<Option<i64>, Refusal> {
     match query.get(name) {
         None => Ok(None),
         Some(text) => text.parse().map(Some).map_err(|_| {
             let body = json!({"error": {"message": format!("invalid integer for {name}: {text}")}});
-            (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+            (StatusCode::BAD_REQUEST, axum::Json(body))
         }),
     }
 }
@@ -61,10 +64,10 @@ impl Vendor {
             .collect()
     }
 
-    fn answer(&self, query: &HashMap<String, String>, lower: &str, upper: Option<&str>) -> Result<Vec<i64>, Response> {
+    fn answer(&self, query: &HashMap<String, String>, lower: &str, upper: Option<&str>) -> Result<Vec<i64>, Refusal> {
         self.requests.lock().unwrap().push(query.clone());
         if self.down.load(Ordering::SeqCst) {
-            return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+            return Err((StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"error": "down"}))));
         }
         let from = integer(query, lower)?.unwrap_or(0);
         let to = match upper {
@@ -86,7 +89,7 @@ impl Vendor {
                         .collect();
                     axum::Json(json!({"data": data, "has_more": false})).into_response()
                 }
-                Err(response) => response,
+                Err(refusal) => refusal.into_response(),
             }
         }
         async fn tickets(State(vendor): State<Vendor>, Query(query): Query<HashMap<String, String>>) -> Response {
@@ -101,7 +104,7 @@ impl Vendor {
                         .collect();
                     axum::Json(json!({"tickets": tickets})).into_response()
                 }
-                Err(response) => response,
+                Err(refusal) => refusal.into_response(),
             }
         }
         let app = Router::new()

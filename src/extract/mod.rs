@@ -171,13 +171,16 @@ fn select_streams(
     Ok(parents.chain(children).cloned().collect())
 }
 
+/// A stream's `--start` and `--end`, in its cursor type.
+type StreamBounds = (Option<crate::cursor::Cursor>, Option<crate::cursor::Cursor>);
+
 /// `--start` and `--end` in each selected stream's cursor type (nothing for a stream that
 /// is not incremental). A bound a stream's format cannot carry stops the run before any
 /// request: it would only earn a 4xx from the API.
 fn window_bounds(
     selected: &[crate::config::StreamConfig],
     options: &RunOptions,
-) -> Result<Vec<(Option<crate::cursor::Cursor>, Option<crate::cursor::Cursor>)>, RunError> {
+) -> Result<Vec<StreamBounds>, RunError> {
     selected
         .iter()
         .map(|stream| {

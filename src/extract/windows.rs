@@ -65,10 +65,7 @@ pub fn plan(
     // shorter than the format's precision would otherwise give empty windows).
     let mut cuts: Vec<Cursor> = Vec::new();
     let mut from = *start;
-    loop {
-        let Some(to) = from.checked_add_signed(step).filter(|to| *to < end) else {
-            break;
-        };
+    while let Some(to) = from.checked_add_signed(step).filter(|to| *to < end) {
         let cut = format.floor(Cursor::Instant(to));
         if cut > *lower && cuts.last().is_none_or(|last| *last < cut) {
             cuts.push(cut);
