@@ -36,6 +36,7 @@ pub const UPLOAD_ABORTED: &str = "upload_aborted";
 pub const STALE_UPLOAD_CLEANED: &str = "stale_upload_cleaned";
 pub const CONDITIONAL_WRITE_UNAVAILABLE: &str = "conditional_write_unavailable";
 pub const WINDOW_END_IGNORED: &str = "window_end_ignored";
+pub const CHECKPOINT_HELD: &str = "checkpoint_held";
 pub const LEASE_RENEWAL_FAILED: &str = "lease_renewal_failed";
 pub const LEASE_RELEASE_FAILED: &str = "lease_release_failed";
 pub const METRICS_EXPORTED: &str = "metrics_exported";
@@ -69,6 +70,7 @@ pub const ALL: &[&str] = &[
     STALE_UPLOAD_CLEANED,
     CONDITIONAL_WRITE_UNAVAILABLE,
     WINDOW_END_IGNORED,
+    CHECKPOINT_HELD,
     LEASE_RENEWAL_FAILED,
     LEASE_RELEASE_FAILED,
     METRICS_EXPORTED,
@@ -266,6 +268,12 @@ impl Events {
     /// `--end` was given, but the stream can neither send nor apply an upper bound.
     pub fn window_end_ignored(&self, stream: &str, end: &str) {
         warn!(event = WINDOW_END_IGNORED, run_id = %self.run_id, source = %self.source, stream, end, "--end given but the stream has neither incremental.end_param nor client_side_filter; the upper bound is not applied");
+    }
+
+    /// A window run starts after the checkpoint: what lies between them is unread, so the
+    /// run lands its window but leaves the checkpoint where it is.
+    pub fn checkpoint_held(&self, stream: &str, start: &str, checkpoint: Option<&str>) {
+        warn!(event = CHECKPOINT_HELD, run_id = %self.run_id, source = %self.source, stream, start, checkpoint, "the window starts after the checkpoint; it is landed but the checkpoint stays where it is");
     }
 
     /// Renewing a stream's lease failed; the renewer tries again at its next tick.

@@ -120,7 +120,18 @@ pub struct Manifest {
     pub finished_at: String,
     pub duration_seconds: f64,
     pub status: Status,
+    /// The orchestrator's data interval the run was scheduled for (audit only; the
+    /// streams' `cursor_start` says what was read). Absent when none was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_interval: Option<DataInterval>,
     pub streams: Vec<StreamReport>,
+}
+
+/// `data_interval` of a manifest: the scheduled run's interval, as the orchestrator gave it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataInterval {
+    pub start: Option<String>,
+    pub end: Option<String>,
 }
 
 /// A manifest of source `shop` that ran two seconds on 2024-05-01, for tests.
@@ -143,6 +154,7 @@ pub(crate) fn sample(run_id: &str, streams: Vec<StreamReport>) -> Manifest {
         finished_at: "2024-05-01T10:00:02.000000Z".to_owned(),
         duration_seconds: 2.0,
         status: run_status(&streams),
+        data_interval: None,
         streams,
     }
 }

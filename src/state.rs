@@ -185,6 +185,7 @@ impl StateStore {
         &self,
         stream: &str,
         cursor: &str,
+        format: &crate::cursor::CursorFormat,
         recent: Vec<SeenRecord>,
         run_id: &str,
         read: Option<&Versioned>,
@@ -202,7 +203,7 @@ impl StateStore {
                     .state
                     .cursor
                     .as_deref()
-                    .is_some_and(|stored| crate::cursor::compare(stored, cursor).is_ge())
+                    .is_some_and(|stored| at_or_past(format, stored, cursor))
             {
                 return Ok(current.clone());
             }
@@ -291,6 +292,15 @@ fn encode(state: &StreamState) -> Bytes {
     Bytes::from(bytes)
 }
 
+/// Whether the stored cursor is at or past `cursor`, compared as values of the stream's format.
+/// A stored value that does not parse is never kept over a valid one.
+fn at_or_past(format: &crate::cursor::CursorFormat, stored: &str, cursor: &str) -> bool {
+    match (format.parse(stored), format.parse(cursor)) {
+        (Ok(stored), Ok(cursor)) => stored >= cursor,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,11 +329,11 @@ mod tests {
         let (_dir, store) = store();
         let fence = crate::lease::Unfenced;
         let first = store
-            .commit("orders", "2024-01-02", vec![], "run-a", None, &fence)
+            .commit("orders", "2024-01-02", &crate::cursor::CursorFormat::Date, vec![], "run-a", None, &fence)
             .await
             .unwrap();
         let error = store
-            .commit("orders", "2024-01-03", vec![], "run-a", Some(&first), &Lost)
+            .commit("orders", "2024-01-03", &crate::cursor::CursorFormat::Date, vec![], "run-a", Some(&first), &Lost)
             .await
             .unwrap_err();
         assert!(matches!(error, StateError::LeaseLost { .. }), "{error}");
@@ -339,18 +349,18 @@ mod tests {
         let (_dir, store) = store();
         let fence = crate::lease::Unfenced;
         let start = store
-            .commit("orders", "2024-01-01", vec![], "run-a", None, &fence)
+            .commit("orders", "2024-01-01", &crate::cursor::CursorFormat::Date, vec![], "run-a", None, &fence)
             .await
             .unwrap();
         // Run b moves the checkpoint on from what both read.
         store
-            .commit("orders", "2024-01-05", vec![], "run-b", Some(&start), &fence)
+            .commit("orders", "2024-01-05", &crate::cursor::CursorFormat::Date, vec![], "run-b", Some(&start), &fence)
             .await
             .unwrap();
         // Run a, still holding the version it read, commits an older cursor: refused by the
         // version check, it reads again and keeps b's.
         let kept = store
-            .commit("orders", "2024-01-03", vec![], "run-a", Some(&start), &fence)
+            .commit("orders", "2024-01-03", &crate::cursor::CursorFormat::Date, vec![], "run-a", Some(&start), &fence)
             .await
             .unwrap();
         assert_eq!(
@@ -359,7 +369,7 @@ mod tests {
         );
         // A newer cursor than the stored one is written on the version just read.
         let moved = store
-            .commit("orders", "2024-01-09", vec![], "run-a", Some(&start), &fence)
+            .commit("orders", "2024-01-09", &crate::cursor::CursorFormat::Date, vec![], "run-a", Some(&start), &fence)
             .await
             .unwrap();
         assert_eq!(moved.state.cursor.as_deref(), Some("2024-01-09"));
@@ -371,7 +381,7 @@ mod tests {
         // A first commit that finds a checkpoint created meanwhile does not overwrite it.
         let (_dir, fresh) = store_with_checkpoint("2024-02-01").await;
         let kept = fresh
-            .commit("orders", "2024-01-15", vec![], "run-c", None, &fence)
+            .commit("orders", "2024-01-15", &crate::cursor::CursorFormat::Date, vec![], "run-c", None, &fence)
             .await
             .unwrap();
         assert_eq!(kept.state.cursor.as_deref(), Some("2024-02-01"));
@@ -387,7 +397,7 @@ mod tests {
     async fn concurrent_writers_end_at_the_largest_cursor() {
         let (_dir, store) = store();
         let start = store
-            .commit("orders", "2024-01-01", vec![], "seed", None, &crate::lease::Unfenced)
+            .commit("orders", "2024-01-01", &crate::cursor::CursorFormat::Date, vec![], "seed", None, &crate::lease::Unfenced)
             .await
             .unwrap();
         let writers: Vec<_> = (1..=8)
@@ -400,6 +410,7 @@ mod tests {
                         .commit(
                             "orders",
                             &cursor,
+                            &crate::cursor::CursorFormat::Date,
                             vec![],
                             &format!("run-{day}"),
                             Some(&start),

@@ -817,6 +817,14 @@ fn hubspot_modified(index: usize) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// An RFC 3339 time as the epoch milliseconds HubSpot's search filters take.
+fn hubspot_millis(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp_millis()
+        .to_string()
+}
+
 fn hubspot_total(path: &str) -> usize {
     if path.contains("/contacts") {
         HUBSPOT_CONTACTS
@@ -996,8 +1004,9 @@ async fn hubspot_search_incremental_10k_cap_archived_deletes_and_oauth2_refresh_
     assert_eq!(contacts["error"]["code"], "PAGINATION_ERROR", "{contacts:#}");
     assert_eq!(
         workspace.state("hubspot", "contacts").unwrap()["cursor"],
-        hubspot_modified(9_999),
-        "the checkpoint is the last stored contact: the next run continues from it"
+        hubspot_millis(&hubspot_modified(9_999)),
+        "the checkpoint is the last stored contact (kept in epoch milliseconds, the stream's \
+         format): the next run continues from it"
     );
     assert_eq!(stream_report(&manifest, "companies")["rows_written"], 40);
     assert_eq!(stream_report(&manifest, "contacts_archived")["rows_written"], 3);
@@ -1011,7 +1020,8 @@ async fn hubspot_search_incremental_10k_cap_archived_deletes_and_oauth2_refresh_
         .collect();
     assert_eq!(
         bodies[0]["filterGroups"][0]["filters"][0]["value"],
-        "2024-01-01T00:00:00Z"
+        "1704067200000",
+        "incremental.start sent as epoch milliseconds, the format HubSpot documents"
     );
     assert_eq!(bodies[0]["after"], Value::Null);
     assert_eq!(
@@ -1076,7 +1086,8 @@ async fn hubspot_search_incremental_10k_cap_archived_deletes_and_oauth2_refresh_
         .unwrap();
     let resumed: Value = serde_json::from_str(&resumed.body).unwrap();
     assert_eq!(
-        resumed["filterGroups"][0]["filters"][0]["value"], "2024-02-07T22:34:00Z",
+        resumed["filterGroups"][0]["filters"][0]["value"],
+        hubspot_millis("2024-02-07T22:34:00Z"),
         "checkpoint (contact 9,999) minus the 5m lookback; {body}"
     );
     let ids: BTreeSet<String> = record_ids(&workspace, "hubspot", "contacts").into_iter().collect();
@@ -1262,8 +1273,9 @@ async fn zendesk_cursor_export_after_url_end_of_stream_excluded_minute_and_incre
     assert_eq!(stream_report(&manifest, "users")["rows_written"], 40);
     assert_eq!(
         workspace.state("zendesk", "users").unwrap()["cursor"],
-        "2024-01-01T00:00:40Z",
-        "the users checkpoint moves on updated_at, a field their records have"
+        (ZENDESK_START + 40).to_string().as_str(),
+        "the users checkpoint moves on updated_at (2024-01-01T00:00:40Z), a field their records \
+         have, and is kept in the stream's format (Unix seconds)"
     );
     let requests = api.log.on("/api/v2/incremental/tickets/cursor.json");
     let start = ZENDESK_START.to_string();
@@ -1292,13 +1304,9 @@ async fn zendesk_cursor_export_after_url_end_of_stream_excluded_minute_and_incre
     let landing = format!("file://{}", workspace.landing().display());
     let mut second_envs = vec![("LANDFALL_LANDING_URL", landing.as_str())];
     second_envs.extend_from_slice(&envs);
-    // Only tickets: the users stream needs `incremental.format: unix_seconds` before it can
-    // send its RFC 3339 checkpoint as start_time (see the config's header).
-    let second = landfall(
-        &["run", "--config", config.to_str().unwrap(), "--stream", "tickets"],
-        &second_envs,
-    )
-    .await;
+    // Both streams: `incremental.format: unix_seconds` sends the users stream's RFC 3339
+    // checkpoint (`updated_at`) as Unix seconds, which is all start_time accepts.
+    let second = landfall(&["run", "--config", config.to_str().unwrap()], &second_envs).await;
     let manifest = succeeded(&second, &workspace, "zendesk");
     let tickets = stream_report(&manifest, "tickets");
     assert_eq!(tickets["rows_written"], 8, "2496 to 2503: {tickets:#}");
@@ -1307,6 +1315,12 @@ async fn zendesk_cursor_export_after_url_end_of_stream_excluded_minute_and_incre
     assert_eq!(last[4].param("start_time"), Some(checkpoint.as_str()));
     let ids: BTreeSet<String> = record_ids(&workspace, "zendesk", "tickets").into_iter().collect();
     assert_eq!(ids.len(), 2503, "every ticket landed, none lost to the excluded minute");
+
+    // The users rerun sent its RFC 3339 checkpoint as the Unix seconds start_time demands.
+    let users = api.log.on("/api/v2/incremental/users/cursor.json");
+    let users_start = (ZENDESK_START + 40).to_string();
+    assert_eq!(users.last().unwrap().param("start_time"), Some(users_start.as_str()));
+    assert_eq!(stream_report(&manifest, "users")["status"], "succeeded");
 
     let check = connector("check", "zendesk", &workspace, &envs).await;
     assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));

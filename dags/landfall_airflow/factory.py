@@ -19,7 +19,14 @@ from typing import Any, Callable
 from landfall_airflow import discovery
 from landfall_airflow.compat import DAG, Asset, CronDataIntervalTimetable, exponential_backoff_argument
 from landfall_airflow.discovery import Connector
-from landfall_airflow.templates import DATA_INTERVAL_END, DATA_INTERVAL_START
+from landfall_airflow.templates import (
+    BACKFILL_END,
+    BACKFILL_START,
+    DATA_INTERVAL_END,
+    DATA_INTERVAL_START,
+    INTERVAL_END,
+    INTERVAL_START,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +115,8 @@ def build_dag(item: Connector, run_mode: str | None = None) -> Any:
         default_args=default_args,
         tags=sorted({*settings["tags"], f"source:{source}"}),
         doc_md=_doc(config, settings, run_mode),
+        # A manual trigger with start/end (RFC 3339) runs that window: a backfill.
+        params={"start": None, "end": None},
     )
     with dag:
         if run_mode == "local":
@@ -140,10 +149,40 @@ def _outlets(item: Connector, stream: str) -> list[Any]:
     return [Asset(asset_uri(landing_url, item.config.source, stream))]
 
 
+def window_templates(settings: dict[str, Any]) -> dict[str, str]:
+    """What each extraction passes landfall, as templates rendered when the task runs.
+
+    `checkpoint` mode (default): a scheduled run reads from the checkpoint (minus lookback), so
+    a paused DAG, catchup off or a failed run leave no hole; only a backfill (an Airflow
+    backfill run, or a manual trigger with `start`/`end` params) passes a window. `interval`
+    mode: every run passes its data interval as the window, stepped back by the lookback.
+    The data interval is passed in both modes, for the manifest (audit only).
+    """
+    interval = settings["window_mode"] == "interval"
+    return {
+        "start": INTERVAL_START if interval else BACKFILL_START,
+        "end": INTERVAL_END if interval else BACKFILL_END,
+        "data_interval_start": DATA_INTERVAL_START,
+        "data_interval_end": DATA_INTERVAL_END,
+    }
+
+
 def _window_arguments(settings: dict[str, Any]) -> list[str]:
-    if not settings["pass_data_interval"]:
-        return []
-    return ["--start", DATA_INTERVAL_START, "--end", DATA_INTERVAL_END]
+    # Empty values ("" for a run without a window) are dropped when the pod is built.
+    templates = window_templates(settings)
+    arguments = [
+        "--start",
+        templates["start"],
+        "--end",
+        templates["end"],
+        "--data-interval-start",
+        templates["data_interval_start"],
+        "--data-interval-end",
+        templates["data_interval_end"],
+    ]
+    if settings["window_mode"] == "interval":
+        arguments.append("--start-lookback")
+    return arguments
 
 
 def _kubernetes_tasks(item: Connector) -> tuple[Any, list[Any], Any]:
@@ -203,14 +242,20 @@ def _local_tasks(item: Connector) -> tuple[Any, list[Any], Any]:
     check = local.LandfallBashOperator(
         task_id="check", bash_command=local.check_command(config_path), do_xcom_push=False, **common
     )
+    # The window travels in environment variables (templated), never inside the script: a
+    # trigger's params cannot inject shell.
+    window_env = {**(common["env"] or {}), **local.window_env(window_templates(settings))}
+    extract_common = {**common, "env": window_env}
     extracts = [
         local.LandfallBashOperator(
             task_id=f"extract_{stream}",
-            bash_command=local.run_command(config_path, stream, pass_data_interval=settings["pass_data_interval"]),
+            bash_command=local.run_command(
+                config_path, stream, start_lookback=settings["window_mode"] == "interval"
+            ),
             do_xcom_push=True,
             parse_json_output=True,
             outlets=_outlets(item, stream),
-            **common,
+            **extract_common,
         )
         for stream in settings["streams"]
     ]
@@ -258,9 +303,15 @@ def _doc(config: Any, settings: dict[str, Any], run_mode: str) -> str:
         f"### landfall: `{config.source}`\n\n"
         f"Connector config `{config.path.name}`; streams {streams}; mode `{run_mode}`.\n\n"
         "`check` tests connectivity, each `extract_<stream>` runs "
-        "`landfall run --stream <stream>` over the run's data interval, "
+        f"`landfall run --stream <stream>` ({_mode_doc(settings)}), "
         f"`dbt_build` (when enabled) runs `dbt build --select {settings['dbt']['select']}` "
         "once every stream has landed.\n\n"
         "Exit codes 2 (config) and 4 (auth) fail without retry; 1 and 75 are retried with backoff; "
         f"3 (partial) follows `partial_policy: {settings['partial_policy']}`. See dags/README.md."
     )
+
+
+def _mode_doc(settings: dict[str, Any]) -> str:
+    if settings["window_mode"] == "interval":
+        return "window mode `interval`: over the run's data interval minus lookback"
+    return "window mode `checkpoint`: from the checkpoint; backfills and `start`/`end` params run their window"

@@ -20,7 +20,6 @@ from landfall_airflow.compat import AirflowException, AirflowFailException, Bash
 from landfall_airflow.discovery import DAGS_FOLDER
 from landfall_airflow.exit_codes import describe
 from landfall_airflow.policy import enforce, parse_xcom
-from landfall_airflow.templates import DATA_INTERVAL_END, DATA_INTERVAL_START
 
 LANDFALL = '"${LANDFALL_BIN:-landfall}"'
 
@@ -88,16 +87,33 @@ def check_command(config_path: Path) -> str:
     return f"exec {LANDFALL} check --config {shlex.quote(str(config_path))}"
 
 
-def run_command(config_path: Path, stream: str, *, pass_data_interval: bool) -> str:
-    window = ""
-    if pass_data_interval:
-        window = ' ${start:+--start "$start"} ${end:+--end "$end"}'
+WINDOW_ENV = {
+    "start": "LANDFALL_DAG_START",
+    "end": "LANDFALL_DAG_END",
+    "data_interval_start": "LANDFALL_DAG_INTERVAL_START",
+    "data_interval_end": "LANDFALL_DAG_INTERVAL_END",
+}
+
+
+def window_env(templates: dict[str, str]) -> dict[str, str]:
+    """The window templates (see factory.window_templates) as environment variables."""
+    return {WINDOW_ENV[name]: template for name, template in templates.items()}
+
+
+def run_command(config_path: Path, stream: str, *, start_lookback: bool) -> str:
+    start, end = WINDOW_ENV["start"], WINDOW_ENV["end"]
+    interval_start, interval_end = WINDOW_ENV["data_interval_start"], WINDOW_ENV["data_interval_end"]
+    window = (
+        f' ${{{start}:+--start "${start}"}} ${{{end}:+--end "${end}"}}'
+        f' ${{{interval_start}:+--data-interval-start "${interval_start}"}}'
+        f' ${{{interval_end}:+--data-interval-end "${interval_end}"}}'
+    )
+    if start_lookback:
+        window += " --start-lookback"
     return "\n".join(
         [
             'xcom_file="$(mktemp "${TMPDIR:-/tmp}/landfall-xcom.XXXXXX")"',
             "trap 'rm -f \"$xcom_file\"' EXIT",
-            f"start='{DATA_INTERVAL_START}'",
-            f"end='{DATA_INTERVAL_END}'",
             f"{LANDFALL} run --config {shlex.quote(str(config_path))} --stream {shlex.quote(stream)}"
             f'{window} --xcom-output "$xcom_file"',
             "status=$?",

@@ -44,7 +44,10 @@ DEFAULTS: dict[str, Any] = {
     "tags": ["landfall"],
     "owner": "landfall",
     "streams": None,  # subset of the connector's streams; null = all
-    "pass_data_interval": True,  # --start/--end = the run's data interval
+    # checkpoint: scheduled runs read from landfall's checkpoint (minus lookback) and pass the
+    # data interval for the manifest only; backfills and start/end params run their window.
+    # interval: every run reads its data interval minus lookback (holes possible; see README)
+    "window_mode": "checkpoint",
     # tasks
     "retries": 3,
     "retry_delay": "2m",
@@ -111,6 +114,17 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
+WINDOW_MODES = ("checkpoint", "interval")
+
+_REPLACED = {
+    "pass_data_interval": (
+        "was replaced by window_mode: scheduled runs now read from the checkpoint "
+        "(window_mode: checkpoint, the default, is what pass_data_interval: false did, plus the data "
+        "interval in the manifest); window_mode: interval keeps the old behaviour, with lookback. "
+        "See dags/README.md, 'Migrating from interval mode'"
+    ),
+}
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _DURATION_KEYS = ("retry_delay", "max_retry_delay", "execution_timeout", "dagrun_timeout")
@@ -126,6 +140,8 @@ def merge(base: dict[str, Any], override: dict[str, Any], *, origin: str, path: 
     known = _defaults_at(path)
     for key, value in override.items():
         key_path = f"{path}.{key}" if path else str(key)
+        if key_path in _REPLACED:
+            raise SettingsError(f"{origin}: {key_path!r} {_REPLACED[key_path]}")
         if key not in known:
             raise SettingsError(f"{origin}: unknown key {key_path!r}")
         if key in _ADDITIVE_MAPPINGS:
@@ -246,6 +262,8 @@ def resolve(raw: dict[str, Any], *, source: str, streams: tuple[str, ...], origi
     else:
         settings["streams"] = list(streams)
 
+    if settings["window_mode"] not in WINDOW_MODES:
+        raise SettingsError(f"{origin}: window_mode must be one of {', '.join(WINDOW_MODES)}")
     if settings["partial_policy"] not in PARTIAL_POLICIES:
         raise SettingsError(f"{origin}: partial_policy must be one of {', '.join(PARTIAL_POLICIES)}")
     for key in _DURATION_KEYS:

@@ -78,6 +78,17 @@ pub struct RunArgs {
     /// Upper bound of an explicit window.
     #[arg(long)]
     pub end: Option<String>,
+    /// Step --start back by each stream's incremental.lookback (the DAG's interval mode);
+    /// without --start it changes nothing.
+    #[arg(long)]
+    pub start_lookback: bool,
+    /// Start of the orchestrator's data interval, recorded in the manifest for audit; it
+    /// does not change what is read (RFC 3339).
+    #[arg(long, value_parser = parse_instant)]
+    pub data_interval_start: Option<String>,
+    /// End of the orchestrator's data interval, recorded in the manifest for audit (RFC 3339).
+    #[arg(long, value_parser = parse_instant)]
+    pub data_interval_end: Option<String>,
     /// Ignore checkpoints: read incremental streams from `incremental.start`.
     #[arg(long)]
     pub full_refresh: bool,
@@ -114,6 +125,12 @@ pub struct RunArgs {
     /// source.max_run_duration.
     #[arg(long, value_parser = parse_duration)]
     pub max_duration: Option<std::time::Duration>,
+}
+
+fn parse_instant(text: &str) -> Result<String, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|_| text.to_owned())
+        .map_err(|_| "must be an RFC 3339 timestamp, e.g. 2024-03-01T00:00:00+00:00".to_owned())
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

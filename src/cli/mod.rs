@@ -151,6 +151,13 @@ async fn execute(cli: Cli) -> Exit {
                 run_id: Some(run_id.clone()),
                 start: run.start,
                 end: run.end,
+                start_lookback: run.start_lookback,
+                data_interval: (run.data_interval_start.is_some() || run.data_interval_end.is_some()).then(|| {
+                    crate::manifest::DataInterval {
+                        start: run.data_interval_start.clone(),
+                        end: run.data_interval_end.clone(),
+                    }
+                }),
                 full_refresh: run.full_refresh,
                 sleeper: None,
                 cancel,
@@ -317,6 +324,26 @@ async fn state(action: StateAction) -> Exit {
     let landing = match Landing::open(&loaded.config.landing) {
         Ok(landing) => landing,
         Err(error) => return fail(&error, Exit::for_error(error.code(), error.retryable())),
+    };
+    // A value the stream's cursor type cannot read is refused: it would reach the API.
+    let action = match action {
+        StateAction::Set { config, stream, value } => {
+            match loaded.config.stream(&stream).and_then(|s| s.incremental.as_ref()) {
+                Some(incremental) => {
+                    let format = incremental.cursor_format();
+                    match format.parse(&value) {
+                        Ok(cursor) => StateAction::Set {
+                            config,
+                            stream,
+                            value: format.render(&cursor),
+                        },
+                        Err(error) => return fail(format_args!("--value for stream `{stream}`: {error}"), Exit::Usage),
+                    }
+                }
+                None => StateAction::Set { config, stream, value },
+            }
+        }
+        other => other,
     };
     let store = StateStore::new(landing, &loaded.config.source.name);
     let operator_run = format!("operator-{}", uuid::Uuid::now_v7());

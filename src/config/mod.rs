@@ -698,6 +698,20 @@ pub struct IncrementalConfig {
     /// Default: false.
     #[serde(default)]
     pub client_side_filter: bool,
+    /// How the cursor is written in requests and in the checkpoint: `rfc3339`,
+    /// `unix_seconds`, `unix_millis`, `date`, `strftime:<pattern>`, `integer` or `string`.
+    /// Default: inferred from `start` (RFC 3339, integer, otherwise string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<crate::cursor::CursorFormat>,
+}
+
+impl IncrementalConfig {
+    /// The stream's cursor format: `format`, or the one `start` implies.
+    pub fn cursor_format(&self) -> crate::cursor::CursorFormat {
+        self.format
+            .clone()
+            .unwrap_or_else(|| crate::cursor::CursorFormat::infer(&self.start))
+    }
 }
 
 /// `streams[].parent`: a child stream makes its requests once per record of its parent.

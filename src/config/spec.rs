@@ -373,6 +373,7 @@ fn stream() -> Value {
                         "sorted": {"type": "boolean", "description": "Records arrive in cursor order", "default": true, "order": 5},
                 "step": {"type": ["string", "null"], "pattern": DURATION_PATTERN, "description": "Slice long windows into sub-windows of this length, each checkpointed on completion", "default": null, "order": 6},
                 "client_side_filter": {"type": "boolean", "description": "Drop records outside the window on the client", "default": false, "order": 7},
+                "format": {"type": ["string", "null"], "pattern": "^(rfc3339|unix_seconds|unix_millis|date|integer|string|strftime:.+)$", "description": "How the cursor is written in requests and the checkpoint; null = inferred from start (RFC 3339, integer, otherwise string)", "default": null, "order": 8},
                     },
                 }),
             ),

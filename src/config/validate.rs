@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use crate::cursor::CursorFormat;
 use url::Url;
 
 use super::{AuthConfig, ConfigError, ConnectorConfig, InjectInto, Method, OAuth2Flow, PaginationConfig, StreamConfig};
@@ -522,7 +523,28 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
                 ));
             }
         }
+        let format = incremental.cursor_format();
+        let named = if incremental.format.is_some() {
+            format!("format `{format}`")
+        } else {
+            format!("format `{format}` (inferred from start; set incremental.format)")
+        };
+        if let Err(error) = format.parse(&incremental.start) {
+            return Err(ConfigError::invalid(format!("{inc_at}.start"), error.to_string()));
+        }
+        if format == CursorFormat::Text && !incremental.lookback.0.is_zero() {
+            return Err(ConfigError::invalid(
+                format!("{inc_at}.lookback"),
+                format!("an opaque string cursor cannot be stepped back; {named} allows no lookback"),
+            ));
+        }
         if let Some(step) = incremental.step {
+            if !format.is_temporal() {
+                return Err(ConfigError::invalid(
+                    format!("{inc_at}.step"),
+                    format!("sub-windows need a time cursor; {named} is not one"),
+                ));
+            }
             if step.0.is_zero() {
                 return Err(ConfigError::invalid(
                     format!("{inc_at}.step"),

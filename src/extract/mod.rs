@@ -36,6 +36,11 @@ pub struct RunOptions {
     pub start: Option<String>,
     /// Explicit window upper bound.
     pub end: Option<String>,
+    /// Step `start` back by each stream's `incremental.lookback` (the DAG's interval mode).
+    pub start_lookback: bool,
+    /// The orchestrator's data interval, recorded in the manifest for audit only: it does
+    /// not change what is read (`--data-interval-start` / `--data-interval-end`).
+    pub data_interval: Option<manifest::DataInterval>,
     /// Ignore checkpoints and read from `incremental.start`.
     pub full_refresh: bool,
     /// Replaces the retry sleeper (tests).
@@ -71,6 +76,12 @@ pub enum RunError {
         run_id: String,
         status: String,
         manifest: String,
+    },
+    #[error("{option} cannot be used with stream `{stream}`: {source}")]
+    Bound {
+        option: &'static str,
+        stream: String,
+        source: crate::cursor::CursorError,
     },
     #[error(transparent)]
     Client(#[from] ClientBuildError),
@@ -169,6 +180,39 @@ fn select_streams(
     Ok(parents.chain(children).cloned().collect())
 }
 
+/// A stream's `--start` and `--end`, in its cursor type.
+type StreamBounds = (Option<crate::cursor::Cursor>, Option<crate::cursor::Cursor>);
+
+/// `--start` and `--end` in each selected stream's cursor type (nothing for a stream that
+/// is not incremental). A bound a stream's format cannot carry stops the run before any
+/// request: it would only earn a 4xx from the API.
+fn window_bounds(
+    selected: &[crate::config::StreamConfig],
+    options: &RunOptions,
+) -> Result<Vec<StreamBounds>, RunError> {
+    selected
+        .iter()
+        .map(|stream| {
+            let Some(incremental) = &stream.incremental else {
+                return Ok((None, None));
+            };
+            let format = incremental.cursor_format();
+            let parse = |option: &'static str, value: &Option<String>| {
+                value
+                    .as_deref()
+                    .map(|text| format.parse(text))
+                    .transpose()
+                    .map_err(|source| RunError::Bound {
+                        option,
+                        stream: stream.name.clone(),
+                        source,
+                    })
+            };
+            Ok((parse("--start", &options.start)?, parse("--end", &options.end)?))
+        })
+        .collect()
+}
+
 fn not_started(stream: &crate::config::StreamConfig, status: Status) -> StreamReport {
     let error = crate::error::ErrorRecord {
         code: ErrorCode::Cancelled.as_str().to_owned(),
@@ -188,6 +232,7 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
         None => uuid::Uuid::now_v7().to_string(),
     };
     let selected = select_streams(&config, &options.streams)?;
+    let bounds = window_bounds(&selected, &options)?;
     let started = Utc::now();
     let extracted_date = started.format("%Y-%m-%d").to_string();
     let events = Events::new(&run_id, &config.source.name).with_telemetry(options.telemetry.clone());
@@ -259,7 +304,7 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
             });
     let mut parent_keys: HashMap<String, Arc<Vec<ParentKey>>> = HashMap::new();
     let mut reports = Vec::with_capacity(selected.len());
-    for stream in selected.iter().cloned() {
+    for (stream, (window_start, window_end)) in selected.iter().cloned().zip(bounds) {
         if options.cancel.is_cancelled() {
             reports.push(not_started(&stream, Status::Cancelled));
             continue;
@@ -286,8 +331,9 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
             events: events.clone(),
             run_id: run_id.clone(),
             extracted_date: extracted_date.clone(),
-            window_start: options.start.clone(),
-            window_end: options.end.clone(),
+            window_start,
+            window_end,
+            start_lookback: options.start_lookback,
             full_refresh: options.full_refresh,
             cancel: options.cancel.clone(),
             parents,
@@ -322,6 +368,7 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
         finished_at: crate::clock::rfc3339_micros(finished),
         duration_seconds: (finished - started).num_microseconds().unwrap_or_default() as f64 / 1e6,
         status: manifest::run_status(&reports),
+        data_interval: options.data_interval.clone(),
         streams: reports,
     };
     // Through the redaction layer like every log line: no registered secret is stored.

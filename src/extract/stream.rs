@@ -16,9 +16,9 @@ use tracing::Instrument;
 
 use super::prefetch::Prefetcher;
 use super::request::{self, Bounds, RequestBuilder};
-use super::windows::{self, Window, WindowError};
+use super::windows::{self, Window};
 use crate::config::{ConnectorConfig, ParentConfig, StreamConfig};
-use crate::cursor;
+use crate::cursor::{self, Cursor, CursorError, CursorFormat};
 use crate::envelope::{self, EnvelopeTemplate, PageFields, RecordFields};
 use crate::error::{Classify, ErrorCode, ErrorRecord};
 use crate::events::Events;
@@ -55,8 +55,11 @@ pub enum StreamError {
     Landing(#[from] LandingError),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error(transparent)]
-    Window(#[from] WindowError),
+    #[error(
+        "the checkpoint {path} cannot be used: {source}; it is not sent to the API: correct it \
+         with `landfall state set` or `landfall state reset`"
+    )]
+    Checkpoint { path: String, source: CursorError },
     #[error("invalid stream URL: {0}")]
     Url(#[from] url::ParseError),
     #[error("stopped by a termination signal; what was read is stored")]
@@ -88,8 +91,8 @@ impl StreamError {
             StreamError::Records { .. } => "parse",
             StreamError::Pagination(_) => "paginate",
             StreamError::Landing(_) => "store",
-            StreamError::State(_) => "checkpoint",
-            StreamError::Window(_) | StreamError::Validator(_) => "plan",
+            StreamError::State(_) | StreamError::Checkpoint { .. } => "checkpoint",
+            StreamError::Validator(_) => "plan",
             StreamError::DeadLetterRatio { .. } | StreamError::SchemaDrift(_) => "validate",
         }
     }
@@ -103,7 +106,7 @@ impl Classify for StreamError {
             StreamError::Pagination(error) => error.code(),
             StreamError::Landing(error) => error.code(),
             StreamError::State(error) => error.code(),
-            StreamError::Window(_) | StreamError::Url(_) | StreamError::Validator(_) => ErrorCode::ConfigError,
+            StreamError::Checkpoint { .. } | StreamError::Url(_) | StreamError::Validator(_) => ErrorCode::ConfigError,
             StreamError::Cancelled => ErrorCode::Cancelled,
             StreamError::DeadLetterRatio { .. } | StreamError::SchemaDrift(_) => ErrorCode::ValidationError,
             StreamError::Task(_) => ErrorCode::Unsupported,
@@ -117,7 +120,7 @@ impl Classify for StreamError {
             StreamError::Pagination(error) => error.retryable(),
             StreamError::Landing(error) => error.retryable(),
             StreamError::State(error) => error.retryable(),
-            StreamError::Window(_)
+            StreamError::Checkpoint { .. }
             | StreamError::Url(_)
             | StreamError::Task(_)
             | StreamError::Validator(_)
@@ -159,9 +162,11 @@ pub struct StreamJob {
     pub events: Events,
     pub run_id: String,
     pub extracted_date: String,
-    /// Explicit window from `--start` / `--end`.
-    pub window_start: Option<String>,
-    pub window_end: Option<String>,
+    /// Explicit window from `--start` / `--end`, in the stream's cursor type.
+    pub window_start: Option<Cursor>,
+    pub window_end: Option<Cursor>,
+    /// Step `window_start` back by `incremental.lookback` (`--start-lookback`).
+    pub start_lookback: bool,
     pub full_refresh: bool,
     pub cancel: CancellationToken,
     /// The parent records of a child stream.
@@ -209,7 +214,10 @@ struct FetchedPage {
 struct RecordMeta {
     range: Range<usize>,
     id: Option<String>,
+    /// The cursor as the record holds it.
     cursor: Option<String>,
+    /// The cursor parsed in the stream's format (`None` when it does not parse).
+    cursor_value: Option<Cursor>,
     parent: Option<ParentKey>,
     /// Set when the record fails validation: it goes to the dead letters.
     violation: Option<Violation>,
@@ -234,26 +242,32 @@ struct WriteStats {
     rows_written: u64,
     duplicate_rows: u64,
     /// Largest cursor among stored records.
-    stored_cursor: Option<String>,
+    stored_cursor: Option<Cursor>,
     parent_keys: Vec<ParentKey>,
 }
 
 /// Where the writer stands on checkpoints.
 struct Checkpoint {
+    /// The stream's cursor format.
+    format: CursorFormat,
     /// The checkpoint when the run started.
-    at_start: Option<String>,
+    at_start: Option<Cursor>,
     /// Stored records remembered by the checkpoint the run started from.
     known: HashMap<(String, String), String>,
     /// The last committed checkpoint.
-    committed: Option<String>,
+    committed: Option<Cursor>,
     /// The checkpoint object as last read or written: what the next write is conditional on.
     stored: Option<Versioned>,
+    /// Whether this run may move the checkpoint: its first window starts at or before the
+    /// checkpoint or `incremental.start`, so what it reads joins what was read before (or
+    /// the stream's beginning) without a gap. A backfill of a later window leaves it alone.
+    may_advance: bool,
     /// The last records of the open part (at most [`MAX_RECENT`]), remembered once it is
     /// stored.
     open: VecDeque<SeenRecord>,
     /// Stored records near the top of the cursor range.
     tail: VecDeque<SeenRecord>,
-    open_cursor: Option<String>,
+    open_cursor: Option<Cursor>,
 }
 
 impl StreamJob {
@@ -269,6 +283,10 @@ impl StreamJob {
     /// Runs the stream to completion, failure or cancellation and reports what happened.
     pub async fn run(self) -> StreamOutcome {
         let incremental = self.stream.incremental.clone();
+        let format = incremental
+            .as_ref()
+            .map(|incremental| incremental.cursor_format())
+            .unwrap_or(CursorFormat::Text);
         let state = match &incremental {
             Some(_) => match self.state.load_versioned(&self.stream.name).await {
                 Ok(state) => state,
@@ -276,38 +294,78 @@ impl StreamJob {
             },
             None => None,
         };
-        let checkpoint = state.as_ref().and_then(|stored| stored.state.cursor.clone());
-        let cursor_start = incremental.as_ref().map(|incremental| {
-            windows::lower_bound(
-                incremental,
-                self.window_start.as_deref(),
-                checkpoint.as_deref(),
-                self.full_refresh,
-            )
+        // A stored cursor that is not of the stream's type never reaches a request.
+        let checkpoint = match state.as_ref().and_then(|stored| stored.state.cursor.as_deref()) {
+            Some(text) => match format.parse(text) {
+                Ok(cursor) => Some(cursor),
+                Err(source) => {
+                    let path = self
+                        .landing
+                        .url_of(&layout::state(&self.config.source.name, &self.stream.name));
+                    return self.failed_before_start(StreamError::Checkpoint { path, source });
+                }
+            },
+            None => None,
+        };
+        let configured_start = incremental.as_ref().map(|incremental| {
+            format
+                .parse(&incremental.start)
+                .unwrap_or(Cursor::Text(incremental.start.clone()))
         });
+        let cursor_start = incremental
+            .as_ref()
+            .zip(configured_start.as_ref())
+            .map(|(incremental, start)| {
+                windows::lower_bound(
+                    incremental,
+                    &format,
+                    self.window_start.as_ref(),
+                    self.start_lookback,
+                    checkpoint.as_ref(),
+                    self.full_refresh,
+                    start,
+                )
+            });
         let planned = match (&incremental, &cursor_start) {
-            (Some(incremental), Some(lower)) => {
-                windows::plan(incremental, lower, self.window_end.as_deref(), chrono::Utc::now())
-            }
-            _ => Ok(vec![Window {
+            (Some(incremental), Some(lower)) => windows::plan(
+                incremental,
+                &format,
+                lower,
+                self.window_end.as_ref(),
+                chrono::Utc::now(),
+            ),
+            _ => vec![Window {
                 lower: None,
                 upper: None,
-            }]),
+            }],
         };
-        let planned = match planned {
-            Ok(planned) => planned,
-            Err(error) => return self.failed_before_start(error.into()),
+        // The run joins what was read before when it starts at or before the checkpoint, or
+        // at or before the configured start (nothing before it is wanted).
+        let may_advance = match &cursor_start {
+            Some(lower) => {
+                configured_start.as_ref().is_some_and(|start| lower <= start)
+                    || checkpoint.as_ref().is_some_and(|reached| lower <= reached)
+            }
+            None => true,
         };
-        if self.window_end.is_some()
+        let cursor_start_text = cursor_start.as_ref().map(|cursor| format.render(cursor));
+        if let Some(window_end) = &self.window_end
             && incremental
                 .as_ref()
                 .is_some_and(|incremental| incremental.end_param.is_none() && !incremental.client_side_filter)
         {
             self.events
-                .window_end_ignored(&self.stream.name, self.window_end.as_deref().unwrap_or_default());
+                .window_end_ignored(&self.stream.name, &format.render(window_end));
+        }
+        if !may_advance {
+            self.events.checkpoint_held(
+                &self.stream.name,
+                cursor_start_text.as_deref().unwrap_or_default(),
+                checkpoint.as_ref().map(|cursor| format.render(cursor)).as_deref(),
+            );
         }
         self.events
-            .stream_started(&self.stream.name, self.stream.sync_mode(), cursor_start.as_deref());
+            .stream_started(&self.stream.name, self.stream.sync_mode(), cursor_start_text.as_deref());
 
         let builder = match RequestBuilder::new(&self.config, &self.stream) {
             Ok(builder) => builder,
@@ -321,6 +379,7 @@ impl StreamJob {
         let (sender, receiver) = mpsc::channel(PAGE_BUFFER);
         let fetcher = tokio::spawn(self.clone().fetch(planned, sender, validator));
         let mut checkpoint_state = Checkpoint {
+            format: format.clone(),
             at_start: if self.full_refresh { None } else { checkpoint.clone() },
             known: state
                 .as_ref()
@@ -336,6 +395,7 @@ impl StreamJob {
                 .unwrap_or_default(),
             committed: checkpoint.clone(),
             stored: state,
+            may_advance,
             open: VecDeque::new(),
             tail: VecDeque::new(),
             open_cursor: None,
@@ -370,8 +430,8 @@ impl StreamJob {
             } else {
                 fetch_stats.endpoint.clone()
             },
-            cursor_start,
-            cursor_end: checkpoint_state.committed.clone(),
+            cursor_start: cursor_start_text,
+            cursor_end: checkpoint_state.committed.as_ref().map(|cursor| format.render(cursor)),
             pages: fetch_stats.pages,
             requests: fetch_stats.requests,
             retries: fetch_stats.retries,
@@ -383,8 +443,8 @@ impl StreamJob {
             bytes_written: write_stats.files.iter().map(|file| file.bytes).sum(),
             lag_seconds: write_stats
                 .stored_cursor
-                .as_deref()
-                .and_then(|cursor| cursor::lag_seconds(cursor, chrono::Utc::now())),
+                .as_ref()
+                .and_then(|cursor| cursor.lag_seconds(chrono::Utc::now())),
             status: match &error {
                 None => Status::Succeeded,
                 Some(StreamError::Cancelled) => Status::Cancelled,
@@ -456,15 +516,20 @@ impl StreamJob {
             Err(error) => return (stats, Some(error.into())),
         };
         let incremental = self.stream.incremental.clone();
+        let format = incremental
+            .as_ref()
+            .map(|incremental| incremental.cursor_format())
+            .unwrap_or(CursorFormat::Text);
         for window in planned {
+            // Every bound reaches the request in the stream's cursor format.
             let bounds = Bounds {
                 lower: incremental
                     .as_ref()
-                    .zip(window.lower.clone())
-                    .map(|(incremental, value)| (incremental.param.clone(), value)),
-                upper: incremental
-                    .as_ref()
-                    .and_then(|incremental| Some((incremental.end_param.clone()?, window.upper.clone()?))),
+                    .zip(window.lower.as_ref())
+                    .map(|(incremental, value)| (incremental.param.clone(), format.render(value))),
+                upper: incremental.as_ref().and_then(|incremental| {
+                    Some((incremental.end_param.clone()?, format.render(window.upper.as_ref()?)))
+                }),
             };
             let filter = incremental
                 .as_ref()
@@ -522,11 +587,11 @@ impl StreamJob {
         }
         let mut paginator = Paginator::new(&self.stream.pagination, builder.base_url());
         let mut token = paginator.first();
-        let cursor_field = self
+        let cursor = self
             .stream
             .incremental
             .as_ref()
-            .map(|incremental| incremental.cursor_field.clone());
+            .map(|incremental| (incremental.cursor_field.clone(), incremental.cursor_format()));
         loop {
             if self.cancel.is_cancelled() {
                 return Err(Some(StreamError::Cancelled));
@@ -573,7 +638,7 @@ impl StreamJob {
                     parse_page(
                         &response.body,
                         &self.stream,
-                        cursor_field.as_deref(),
+                        cursor.as_ref().map(|(field, format)| (field.as_str(), format)),
                         collect,
                         validator,
                         &mut stats.schema,
@@ -641,8 +706,8 @@ impl StreamJob {
                 let before = records.len();
                 records.retain(|record| {
                     record
-                        .cursor
-                        .as_deref()
+                        .cursor_value
+                        .as_ref()
                         .is_none_or(|value| windows::contains(window, value))
                 });
                 stats.filtered_rows += (before - records.len()) as u64;
@@ -805,8 +870,8 @@ impl StreamJob {
                         continue;
                     }
                     writer.append(&line).await?;
-                    if let Some(value) = record.cursor {
-                        checkpoint.open_cursor = cursor::max(checkpoint.open_cursor.take(), &value);
+                    if let (Some(value), Some(typed)) = (record.cursor, record.cursor_value) {
+                        checkpoint.open_cursor = cursor::max(checkpoint.open_cursor.take(), typed);
                         if let Some(id) = record.id {
                             checkpoint.remember(SeenRecord {
                                 id,
@@ -967,7 +1032,7 @@ impl StreamJob {
         stats.rows_written += part.rows;
         stats.files.push(part);
         if let Some(cursor) = checkpoint.open_cursor.take() {
-            stats.stored_cursor = cursor::max(stats.stored_cursor.take(), &cursor);
+            stats.stored_cursor = cursor::max(stats.stored_cursor.take(), cursor);
         }
         checkpoint.tail.extend(checkpoint.open.drain(..));
         while checkpoint.tail.len() > MAX_RECENT {
@@ -992,12 +1057,11 @@ impl StreamJob {
         if self.stream.incremental.is_none() {
             return Ok(());
         }
-        let now = crate::clock::now_rfc3339();
         let mut candidate = stats.stored_cursor.clone();
         if let Some(upper) = &window.upper
-            && cursor::compare(upper, &now).is_le()
+            && upper_has_passed(upper, chrono::Utc::now())
         {
-            candidate = cursor::max(candidate, upper);
+            candidate = cursor::max(candidate, upper.clone());
         }
         if let Some(candidate) = candidate {
             self.commit(checkpoint, &candidate).await?;
@@ -1006,13 +1070,10 @@ impl StreamJob {
     }
 
     /// Moves the checkpoint forward to `cursor`; never backwards (a backfill window that
-    /// ends before the checkpoint leaves it alone).
-    async fn commit(&self, checkpoint: &mut Checkpoint, cursor: &str) -> Result<(), StateError> {
-        if checkpoint
-            .committed
-            .as_deref()
-            .is_some_and(|current| cursor::compare(current, cursor).is_ge())
-        {
+    /// ends before the checkpoint leaves it alone), and never past a gap (a window that
+    /// starts after the checkpoint leaves it alone too).
+    async fn commit(&self, checkpoint: &mut Checkpoint, cursor: &Cursor) -> Result<(), StateError> {
+        if !checkpoint.may_advance || checkpoint.committed.as_ref().is_some_and(|current| current >= cursor) {
             return Ok(());
         }
         let lookback = self
@@ -1021,29 +1082,42 @@ impl StreamJob {
             .as_ref()
             .map(|incremental| incremental.lookback.0)
             .unwrap_or_default();
-        let floor = cursor::minus(cursor, lookback);
+        let format = &checkpoint.format;
+        let floor = format.minus(cursor, lookback);
         checkpoint
             .tail
-            .retain(|seen| cursor::compare(&seen.cursor, &floor).is_ge());
+            .retain(|seen| format.parse(&seen.cursor).is_ok_and(|seen| seen >= floor));
         let recent: Vec<SeenRecord> = checkpoint.tail.iter().cloned().collect();
+        let text = format.render(cursor);
         let stored = self
             .state
             .commit(
                 &self.stream.name,
-                cursor,
+                &text,
+                format,
                 recent,
                 &self.run_id,
                 checkpoint.stored.as_ref(),
                 self.fence.as_ref(),
             )
             .await?;
-        checkpoint.committed = stored.state.cursor.clone();
+        // Another run may have moved it further meanwhile: the stored cursor is the truth.
+        checkpoint.committed = match stored.state.cursor.as_deref().map(|stored| format.parse(stored)) {
+            Some(Ok(stored_cursor)) => Some(stored_cursor),
+            _ => Some(cursor.clone()),
+        };
         if stored.state.run_id == self.run_id {
-            self.events.checkpoint_committed(&self.stream.name, cursor);
+            self.events.checkpoint_committed(&self.stream.name, &text);
         }
         checkpoint.stored = Some(stored);
         Ok(())
     }
+}
+
+/// Whether a window's upper bound is in the past, so nothing before it remains unread.
+/// Only a time cursor can say; an integer or string bound never becomes the checkpoint.
+fn upper_has_passed(upper: &Cursor, now: chrono::DateTime<chrono::Utc>) -> bool {
+    matches!(upper, Cursor::Instant(instant) if *instant <= now)
 }
 
 impl Checkpoint {
@@ -1062,10 +1136,12 @@ impl Checkpoint {
         if self.known.is_empty() {
             return false;
         }
-        let (Some(at_start), Some(id), Some(value)) = (&self.at_start, &record.id, &record.cursor) else {
+        let (Some(at_start), Some(id), Some(value), Some(typed)) =
+            (&self.at_start, &record.id, &record.cursor, &record.cursor_value)
+        else {
             return false;
         };
-        cursor::compare(value, at_start).is_le()
+        typed <= at_start
             && self
                 .known
                 .get(&(id.clone(), value.clone()))
@@ -1095,7 +1171,7 @@ fn interpolate(stream: &StreamConfig, values: &[(String, String)]) -> StreamConf
 fn parse_page<'a>(
     body: &'a Bytes,
     stream: &StreamConfig,
-    cursor_field: Option<&str>,
+    cursor: Option<(&str, &CursorFormat)>,
     parent_fields: Option<&[String]>,
     validator: &RecordValidator,
     schema: &mut SchemaTracker,
@@ -1124,13 +1200,18 @@ fn parse_page<'a>(
             Some(ParentKey { key, values })
         });
         let id = records::primary_key_text(raw, &stream.primary_key);
+        let text = cursor
+            .and_then(|(field, _)| records::field(raw, field))
+            .and_then(records::scalar_text);
+        let cursor_value = cursor
+            .zip(text.as_deref())
+            .and_then(|((_, format), text)| format.parse(text).ok());
         metas.push(RecordMeta {
             range: records::range_in(body, raw),
             violation: validator.check(raw, id.is_some()),
             id,
-            cursor: cursor_field
-                .and_then(|field| records::field(raw, field))
-                .and_then(records::scalar_text),
+            cursor: text,
+            cursor_value,
             parent,
         });
     }

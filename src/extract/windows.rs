@@ -4,103 +4,93 @@
 use chrono::{DateTime, Utc};
 
 use crate::config::IncrementalConfig;
-use crate::cursor;
+use crate::cursor::{Cursor, CursorFormat};
 
-/// One window of an incremental stream (both bounds optional).
+/// One window of an incremental stream (both bounds optional), in the stream's format's
+/// precision: what the requests carry is exactly these values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Window {
-    pub lower: Option<String>,
-    pub upper: Option<String>,
+    pub lower: Option<Cursor>,
+    pub upper: Option<Cursor>,
 }
 
-/// Why windows could not be planned.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum WindowError {
-    #[error("incremental.step needs timestamp bounds, but `{0}` is not an RFC 3339 timestamp")]
-    NotATimestamp(String),
-}
-
-fn timestamp(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
-}
-
-fn format(instant: DateTime<Utc>) -> String {
-    instant.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
-
-/// The lower bound a stream starts from: an explicit `--start`, else the checkpoint minus
-/// `lookback` (unless a full refresh), else `incremental.start`.
+/// The lower bound a stream starts from: an explicit `--start` (stepped back by `lookback`
+/// when `start_lookback`, the DAG's interval mode), else the checkpoint minus `lookback`
+/// (unless a full refresh), else `incremental.start`.
 pub fn lower_bound(
     incremental: &IncrementalConfig,
-    window_start: Option<&str>,
-    checkpoint: Option<&str>,
+    format: &CursorFormat,
+    window_start: Option<&Cursor>,
+    start_lookback: bool,
+    checkpoint: Option<&Cursor>,
     full_refresh: bool,
-) -> String {
-    match (window_start, checkpoint, full_refresh) {
-        (Some(start), _, _) => start.to_owned(),
-        (None, Some(checkpoint), false) => cursor::minus(checkpoint, incremental.lookback.0),
-        _ => incremental.start.clone(),
-    }
+    configured_start: &Cursor,
+) -> Cursor {
+    let lookback = incremental.lookback.0;
+    let lower = match (window_start, checkpoint, full_refresh) {
+        (Some(start), _, _) if start_lookback => format.minus(start, lookback),
+        (Some(start), _, _) => start.clone(),
+        (None, Some(checkpoint), false) => format.minus(checkpoint, lookback),
+        _ => configured_start.clone(),
+    };
+    format.floor(lower)
 }
 
 /// Plans the windows of a run: one window from `lower` to `upper`, or `step`-sized slices of
-/// it (the last one open-ended when no upper bound was given).
+/// it (the last one open-ended when no upper bound was given). Slices are cut at the
+/// format's precision and are contiguous: each starts where the previous one ended.
 pub fn plan(
     incremental: &IncrementalConfig,
-    lower: &str,
-    upper: Option<&str>,
+    format: &CursorFormat,
+    lower: &Cursor,
+    upper: Option<&Cursor>,
     now: DateTime<Utc>,
-) -> Result<Vec<Window>, WindowError> {
-    let Some(step) = incremental.step else {
-        return Ok(vec![Window {
-            lower: Some(lower.to_owned()),
-            upper: upper.map(str::to_owned),
-        }]);
+) -> Vec<Window> {
+    let single = || {
+        vec![Window {
+            lower: Some(lower.clone()),
+            upper: upper.cloned(),
+        }]
     };
-    let start = timestamp(lower).ok_or_else(|| WindowError::NotATimestamp(lower.to_owned()))?;
+    let (Some(step), Cursor::Instant(start)) = (incremental.step, lower) else {
+        return single();
+    };
     let end = match upper {
-        Some(upper) => timestamp(upper).ok_or_else(|| WindowError::NotATimestamp(upper.to_owned()))?,
+        Some(Cursor::Instant(upper)) => *upper,
+        Some(_) => return single(),
         None => now,
     };
     let step = chrono::Duration::from_std(step.0).unwrap_or(chrono::Duration::MAX);
-    let mut windows = Vec::new();
-    let mut from = start;
-    while from < end {
-        let to = from.checked_add_signed(step).filter(|to| *to < end).unwrap_or(end);
-        let last = to >= end;
-        windows.push(Window {
-            lower: Some(if windows.is_empty() {
-                lower.to_owned()
-            } else {
-                format(from)
-            }),
-            upper: match (last, upper) {
-                (true, Some(upper)) => Some(upper.to_owned()),
-                (true, None) => None,
-                (false, _) => Some(format(to)),
-            },
-        });
+    // Cut points after the lower bound and before the end, floored and deduplicated (a step
+    // shorter than the format's precision would otherwise give empty windows).
+    let mut cuts: Vec<Cursor> = Vec::new();
+    let mut from = *start;
+    while let Some(to) = from.checked_add_signed(step).filter(|to| *to < end) {
+        let cut = format.floor(Cursor::Instant(to));
+        if cut > *lower && cuts.last().is_none_or(|last| *last < cut) {
+            cuts.push(cut);
+        }
         from = to;
     }
-    if windows.is_empty() {
+    let mut windows = Vec::with_capacity(cuts.len() + 1);
+    let mut previous = lower.clone();
+    for cut in cuts {
         windows.push(Window {
-            lower: Some(lower.to_owned()),
-            upper: upper.map(str::to_owned),
+            lower: Some(previous),
+            upper: Some(cut.clone()),
         });
+        previous = cut;
     }
-    Ok(windows)
+    windows.push(Window {
+        lower: Some(previous),
+        upper: upper.cloned(),
+    });
+    windows
 }
 
 /// Whether `value` lies in the window `[lower, upper)`.
-pub fn contains(window: &Window, value: &str) -> bool {
-    window
-        .lower
-        .as_deref()
-        .is_none_or(|lower| cursor::compare(value, lower).is_ge())
-        && window
-            .upper
-            .as_deref()
-            .is_none_or(|upper| cursor::compare(value, upper).is_lt())
+pub fn contains(window: &Window, value: &Cursor) -> bool {
+    window.lower.as_ref().is_none_or(|lower| value >= lower) && window.upper.as_ref().is_none_or(|upper| value < upper)
 }
 
 #[cfg(test)]
@@ -118,70 +108,123 @@ mod tests {
             sorted: true,
             step: step.map(HumanDuration::from_secs),
             client_side_filter: false,
+            format: None,
         }
+    }
+
+    fn at(text: &str) -> Cursor {
+        CursorFormat::Rfc3339.parse(text).unwrap()
+    }
+
+    fn rendered(format: &CursorFormat, windows: &[Window]) -> Vec<(Option<String>, Option<String>)> {
+        windows
+            .iter()
+            .map(|w| {
+                (
+                    w.lower.as_ref().map(|c| format.render(c)),
+                    w.upper.as_ref().map(|c| format.render(c)),
+                )
+            })
+            .collect()
     }
 
     #[test]
     fn lower_bound_precedence() {
         let config = incremental(None);
+        let format = CursorFormat::Rfc3339;
+        let start = at("2024-01-01T00:00:00Z");
+        let window = at("2024-05-01T00:00:00Z");
+        let checkpoint = at("2024-06-01T00:00:00Z");
+        let bound = |window, lookback, checkpoint, full| {
+            lower_bound(&config, &format, window, lookback, checkpoint, full, &start)
+        };
+        assert_eq!(bound(Some(&window), false, Some(&checkpoint), false), window);
+        // Interval mode: the window's start stepped back by the lookback.
         assert_eq!(
-            lower_bound(
-                &config,
-                Some("2024-05-01T00:00:00Z"),
-                Some("2024-06-01T00:00:00Z"),
-                false
-            ),
-            "2024-05-01T00:00:00Z"
+            bound(Some(&window), true, Some(&checkpoint), false),
+            at("2024-04-30T23:00:00Z")
         );
-        assert_eq!(
-            lower_bound(&config, None, Some("2024-06-01T00:00:00Z"), false),
-            "2024-05-31T23:00:00Z"
-        );
-        assert_eq!(
-            lower_bound(&config, None, Some("2024-06-01T00:00:00Z"), true),
-            "2024-01-01T00:00:00Z"
-        );
-        assert_eq!(lower_bound(&config, None, None, false), "2024-01-01T00:00:00Z");
+        assert_eq!(bound(None, false, Some(&checkpoint), false), at("2024-05-31T23:00:00Z"));
+        assert_eq!(bound(None, false, Some(&checkpoint), true), start);
+        assert_eq!(bound(None, false, None, false), start);
     }
 
     #[test]
     fn steps_slice_the_window() {
         let config = incremental(Some(86_400));
+        let format = CursorFormat::Rfc3339;
         let now = Utc::now();
-        let windows = plan(&config, "2024-01-01T00:00:00Z", Some("2024-01-03T12:00:00Z"), now).unwrap();
-        let bounds: Vec<(Option<&str>, Option<&str>)> = windows
-            .iter()
-            .map(|w| (w.lower.as_deref(), w.upper.as_deref()))
-            .collect();
+        let windows = plan(
+            &config,
+            &format,
+            &at("2024-01-01T00:00:00Z"),
+            Some(&at("2024-01-03T12:00:00Z")),
+            now,
+        );
+        let expected = [
+            ("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"),
+            ("2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z"),
+            ("2024-01-03T00:00:00Z", "2024-01-03T12:00:00Z"),
+        ];
         assert_eq!(
-            bounds,
-            [
-                (Some("2024-01-01T00:00:00Z"), Some("2024-01-02T00:00:00Z")),
-                (Some("2024-01-02T00:00:00Z"), Some("2024-01-03T00:00:00Z")),
-                (Some("2024-01-03T00:00:00Z"), Some("2024-01-03T12:00:00Z")),
-            ]
+            rendered(&format, &windows),
+            expected.map(|(a, b)| (Some(a.to_owned()), Some(b.to_owned())))
         );
         let open = plan(
             &config,
-            "2024-01-01T00:00:00Z",
+            &format,
+            &at("2024-01-01T00:00:00Z"),
             None,
-            timestamp("2024-01-02T06:00:00Z").unwrap(),
-        )
-        .unwrap();
+            "2024-01-02T06:00:00Z".parse().unwrap(),
+        );
         assert_eq!(open.len(), 2);
         assert_eq!(open[1].upper, None);
-        assert!(plan(&config, "12345", None, now).is_err());
+    }
+
+    #[test]
+    fn slices_are_cut_in_the_streams_format() {
+        let seconds = CursorFormat::UnixSeconds;
+        let windows = plan(
+            &incremental(Some(86_400)),
+            &seconds,
+            &seconds.parse("2024-03-01T00:00:00+00:00").unwrap(),
+            Some(&seconds.parse("2024-03-02T12:00:00+00:00").unwrap()),
+            Utc::now(),
+        );
+        assert_eq!(
+            rendered(&seconds, &windows),
+            [
+                (Some("1709251200".into()), Some("1709337600".into())),
+                (Some("1709337600".into()), Some("1709380800".into())),
+            ]
+        );
+        // A step finer than a day on a date cursor never yields an empty window.
+        let day = CursorFormat::Date;
+        let windows = plan(
+            &incremental(Some(6 * 3600)),
+            &day,
+            &day.parse("2024-03-01").unwrap(),
+            Some(&day.parse("2024-03-03").unwrap()),
+            Utc::now(),
+        );
+        assert_eq!(
+            rendered(&day, &windows),
+            [
+                (Some("2024-03-01".into()), Some("2024-03-02".into())),
+                (Some("2024-03-02".into()), Some("2024-03-03".into())),
+            ]
+        );
     }
 
     #[test]
     fn window_membership_is_half_open() {
         let window = Window {
-            lower: Some("2024-01-01T00:00:00Z".into()),
-            upper: Some("2024-01-02T00:00:00Z".into()),
+            lower: Some(at("2024-01-01T00:00:00Z")),
+            upper: Some(at("2024-01-02T00:00:00Z")),
         };
-        assert!(contains(&window, "2024-01-01T00:00:00Z"));
-        assert!(contains(&window, "2024-01-01T23:59:59Z"));
-        assert!(!contains(&window, "2024-01-02T00:00:00Z"));
-        assert!(!contains(&window, "2023-12-31T23:59:59Z"));
+        assert!(contains(&window, &at("2024-01-01T00:00:00Z")));
+        assert!(contains(&window, &at("2024-01-01T23:59:59Z")));
+        assert!(!contains(&window, &at("2024-01-02T00:00:00Z")));
+        assert!(!contains(&window, &at("2023-12-31T23:59:59Z")));
     }
 }

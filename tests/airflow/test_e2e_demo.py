@@ -114,10 +114,13 @@ def test_demo_dag_lands_the_sample_api_and_builds_dbt(sample_api, tmp_path):
             assert path.is_file(), path
             assert path.name.endswith(".jsonl.gz")
             assert f"run_id={document['run_id']}" in part["path"]
+        # the run's data interval is recorded for audit ...
+        assert manifest["data_interval"] == {"start": "2024-03-01T00:00:00+00:00", "end": "2024-03-02T00:00:00+00:00"}
         if landed["sync_mode"] == "incremental":
-            # the run's data interval reached landfall as its window
+            # ... while the scheduled run reads from the checkpoint: on this first run, the
+            # configured start, so nothing before the interval is left unread
             start = dt.datetime.fromisoformat(landed["cursor_start"].replace("Z", "+00:00"))
-            assert start == dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc)
+            assert start == dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 
     assert (tmp_path / "dbt" / "landfall.duckdb").is_file()
     assert not (work / "landing").exists(), "the landing URL from the environment was used"

@@ -79,8 +79,10 @@ def test_local_dag_runs_every_task_and_returns_the_xcom_document(local_env):
     runs = {call["args"][4]: call["args"] for call in invocations[1:]}
     assert runs["orders"] == [
         "run", "--config", config, "--stream", "orders",
-        # a manual run on 2024-05-01 of a @daily DAG covers the day before
-        "--start", "2024-04-30T00:00:00+00:00", "--end", "2024-05-01T00:00:00+00:00",
+        # a manual run on 2024-05-01 of a @daily DAG covers the day before: it reads from the
+        # checkpoint, and passes its data interval for the manifest
+        "--data-interval-start", "2024-04-30T00:00:00+00:00",
+        "--data-interval-end", "2024-05-01T00:00:00+00:00",
         "--xcom-output", runs["orders"][-1],
     ]  # fmt: skip
     assert {call["cwd"] for call in invocations} == {env["LANDFALL_WORKDIR"]}
@@ -116,3 +118,28 @@ def test_exit_codes_as_airflow_handles_them(local_env):
     assert attempts.count("orders") == 2
     assert return_values("landfall_demo_policy")["extract_products"]["status"] == "partial"
     assert not (tmp_path / "dbt.out").exists()
+
+
+def test_a_trigger_with_start_and_end_runs_that_window_without_reaching_the_shell(local_env):
+    """A manual trigger's start/end params are a backfill window, passed as data, never code."""
+    env, tmp_path = local_env("landfall_demo_params", "window_mode: checkpoint\n")
+    hostile = "2024-01-01T00:00:00Z'; touch pwned; echo '"
+    conf = json.dumps({"start": hostile, "end": "2024-02-01T00:00:00Z"})
+    result = airflow_cli("dags", "test", "landfall_demo_params", "2024-05-01", "--conf", conf, env=env)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    runs = {call["args"][4]: call["args"] for call in calls(tmp_path) if call["args"][0] == "run"}
+    args = runs["orders"]
+    assert args[args.index("--start") + 1] == hostile
+    assert args[args.index("--end") + 1] == "2024-02-01T00:00:00Z"
+    assert not (Path(env["LANDFALL_WORKDIR"]) / "pwned").exists()
+
+
+def test_interval_mode_passes_the_data_interval_with_lookback(local_env):
+    env, tmp_path = local_env("landfall_demo_interval", "window_mode: interval\n")
+    result = airflow_cli("dags", "test", "landfall_demo_interval", "2024-05-01", env=env)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    runs = {call["args"][4]: call["args"] for call in calls(tmp_path) if call["args"][0] == "run"}
+    args = runs["orders"]
+    assert args[args.index("--start") + 1] == "2024-04-30T00:00:00+00:00"
+    assert args[args.index("--end") + 1] == "2024-05-01T00:00:00+00:00"
+    assert "--start-lookback" in args

@@ -30,9 +30,22 @@ def demo_dag(tmp_path, monkeypatch):
     return build
 
 
-def build_pod(task, start=START, end=END):
+class FakeDagRun:
+    def __init__(self, run_type):
+        self.run_type = run_type
+
+
+def build_pod(task, start=START, end=END, run_type="scheduled", params=None):
     """Render the task's templates for a run with this data interval, then build its pod."""
-    task.render_template_fields({"data_interval_start": start, "data_interval_end": end, "ds": "2024-04-30"})
+    task.render_template_fields(
+        {
+            "data_interval_start": start,
+            "data_interval_end": end,
+            "ds": "2024-04-30",
+            "dag_run": FakeDagRun(run_type),
+            "params": params or {"start": None, "end": None},
+        }
+    )
     return task.build_pod_request_obj()
 
 
@@ -52,9 +65,10 @@ def test_extraction_pod(demo_dag):
         "/etc/landfall/config.yaml",
         "--stream",
         "orders",
-        "--start",
+        # a scheduled run reads from the checkpoint; its data interval is for the manifest
+        "--data-interval-start",
         "2024-04-30T00:00:00+00:00",
-        "--end",
+        "--data-interval-end",
         "2024-05-01T00:00:00+00:00",
         "--xcom-output",
         "/airflow/xcom/return.json",
@@ -153,13 +167,39 @@ def test_dbt_pod(demo_dag):
 def test_run_without_data_interval_lets_landfall_use_its_state(demo_dag):
     pod = build_pod(demo_dag().get_task("extract_orders"), start=None, end=None)
     args = container(pod, "landfall").args
-    assert "--start" not in args and "--end" not in args
+    assert "--start" not in args and "--end" not in args and "--data-interval-start" not in args
     assert args[-2:] == ["--xcom-output", "/airflow/xcom/return.json"]
 
 
-def test_pass_data_interval_false(demo_dag):
-    pod = build_pod(demo_dag("pass_data_interval: false\n").get_task("extract_orders"))
-    assert "--start" not in container(pod, "landfall").args
+def window(args):
+    return [(flag, args[index + 1]) for index, flag in enumerate(args) if flag in ("--start", "--end")]
+
+
+def test_a_backfill_run_reads_its_data_interval(demo_dag):
+    pod = build_pod(demo_dag().get_task("extract_orders"), run_type="backfill")
+    args = container(pod, "landfall").args
+    assert window(args) == [("--start", "2024-04-30T00:00:00+00:00"), ("--end", "2024-05-01T00:00:00+00:00")]
+    assert "--start-lookback" not in args
+
+
+def test_a_manual_trigger_with_start_and_end_params_is_a_backfill(demo_dag):
+    params = {"start": "2024-01-01T00:00:00Z", "end": "2024-02-01T00:00:00Z"}
+    pod = build_pod(demo_dag().get_task("extract_orders"), run_type="manual", params=params)
+    args = container(pod, "landfall").args
+    assert window(args) == [("--start", "2024-01-01T00:00:00Z"), ("--end", "2024-02-01T00:00:00Z")]
+    assert args[args.index("--data-interval-start") + 1] == "2024-04-30T00:00:00+00:00"
+
+
+def test_interval_mode_is_an_opt_in_with_lookback(demo_dag):
+    pod = build_pod(demo_dag("window_mode: interval\n").get_task("extract_orders"))
+    args = container(pod, "landfall").args
+    assert window(args) == [("--start", "2024-04-30T00:00:00+00:00"), ("--end", "2024-05-01T00:00:00+00:00")]
+    assert "--start-lookback" in args
+
+
+def test_pass_data_interval_is_replaced_by_window_mode(demo_dag):
+    with pytest.raises(factory.LandfallDagError, match="window_mode"):
+        demo_dag("pass_data_interval: true\n")
 
 
 def test_settings_reach_the_pod(demo_dag):
