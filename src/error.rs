@@ -25,6 +25,10 @@ pub enum ErrorCode {
     StorageError,
     PaginationError,
     LeaseHeld,
+    /// A response body passed `source.max_response_size` (after decompression).
+    ResponseTooLarge,
+    /// The source redirected where `source.redirects` does not allow.
+    RedirectRefused,
 }
 
 impl ErrorCode {
@@ -44,6 +48,8 @@ impl ErrorCode {
         ErrorCode::StorageError,
         ErrorCode::PaginationError,
         ErrorCode::LeaseHeld,
+        ErrorCode::ResponseTooLarge,
+        ErrorCode::RedirectRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +68,8 @@ impl ErrorCode {
             ErrorCode::StorageError => "STORAGE_ERROR",
             ErrorCode::PaginationError => "PAGINATION_ERROR",
             ErrorCode::LeaseHeld => "LEASE_HELD",
+            ErrorCode::ResponseTooLarge => "RESPONSE_TOO_LARGE",
+            ErrorCode::RedirectRefused => "REDIRECT_REFUSED",
         }
     }
 }

@@ -13,6 +13,9 @@ use serde_json::value::RawValue;
 pub enum RecordsError {
     #[error("response is not valid JSON: {0}")]
     NotJson(String),
+    /// The JSON ends before it is complete: the body was cut short on the way.
+    #[error("response JSON is cut short: {0}")]
+    Truncated(String),
     #[error("records_path `{0}` is not in the response")]
     PathMissing(String),
     #[error("records_path `{pointer}` points at {found}, not an array")]
@@ -37,10 +40,25 @@ pub fn kind(raw: &str) -> &'static str {
     }
 }
 
+impl RecordsError {
+    /// Whether fetching the page again could help: only for a body cut short. A body that
+    /// is not JSON (an HTML login page with status 200) or lacks `records_path` is the
+    /// same on every fetch.
+    pub fn retryable(&self) -> bool {
+        matches!(self, RecordsError::Truncated(_))
+    }
+}
+
 /// Parses `body` as JSON, checking that it is valid.
 pub fn parse(body: &[u8]) -> Result<&RawValue, RecordsError> {
     let text = std::str::from_utf8(body).map_err(|error| RecordsError::NotJson(error.to_string()))?;
-    serde_json::from_str::<&RawValue>(text).map_err(|error| RecordsError::NotJson(error.to_string()))
+    serde_json::from_str::<&RawValue>(text).map_err(|error| {
+        if error.is_eof() {
+            RecordsError::Truncated(error.to_string())
+        } else {
+            RecordsError::NotJson(error.to_string())
+        }
+    })
 }
 
 /// The records at `records_path` of a parsed document, borrowed from its text.

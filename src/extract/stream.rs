@@ -113,7 +113,8 @@ impl Classify for StreamError {
     fn retryable(&self) -> bool {
         match self {
             StreamError::Http(error) => error.retryable(),
-            StreamError::Records { .. } | StreamError::Cancelled => true,
+            StreamError::Records { source, .. } => source.retryable(),
+            StreamError::Cancelled => true,
             StreamError::Pagination(error) => error.retryable(),
             StreamError::Landing(error) => error.retryable(),
             StreamError::State(error) => error.retryable(),
@@ -551,6 +552,22 @@ impl StreamJob {
                     Err(error) => {
                         stats.requests += u64::from(error.attempt);
                         stats.retries += u64::from(error.attempt.saturating_sub(1));
+                        if error.code == ErrorCode::ResponseTooLarge {
+                            // The page is recorded in the dead letters (without its body,
+                            // which was not kept) so it can be found and replayed.
+                            let dead = DeadPage {
+                                number,
+                                endpoint: endpoint.clone(),
+                                extracted_at: crate::clock::now_rfc3339(),
+                                body: Bytes::new(),
+                                error: Violation {
+                                    code: ErrorCode::ResponseTooLarge.as_str(),
+                                    message: format!("request {}: {}", error.request_id, error.message),
+                                    path: String::new(),
+                                },
+                            };
+                            let _ = sender.send(Item::DeadPage(dead)).await;
+                        }
                         return Err(Some(error.into()));
                     }
                 };

@@ -26,6 +26,10 @@ use crate::config::{AuthConfig, OAuth2ClientAuth, OAuth2Flow, Secret};
 use crate::error::ErrorCode;
 use crate::http::error::{self, ErrorContext, HttpError, Reason, Subsystem};
 
+/// The longest an access token is used without a refresh, whatever `expires_in` says
+/// (a 401 or 403 refreshes it sooner).
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
+
 /// Version of the saved credential document.
 const AUTH_STATE_VERSION: u32 = 1;
 
@@ -185,7 +189,7 @@ impl OAuth2 {
         let lifetime = response
             .expires_in
             .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
-            .map(Duration::from_secs_f64);
+            .map(|seconds| crate::http::retry::clamped_seconds(seconds, MAX_TOKEN_LIFETIME));
         state.access = Some(AccessToken {
             value: response.access_token.clone(),
             refresh_at: lifetime.map(|lifetime| env.now + lifetime - self.margin.min(lifetime / 2)),
@@ -413,7 +417,7 @@ impl OAuth2 {
             } else {
                 ErrorCode::AuthFailed
             };
-            let detail: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+            let detail = crate::redact::excerpt_bytes(&body, crate::redact::EXCERPT_CHARS);
             return Err(context.error(
                 code,
                 Some(status),
@@ -423,7 +427,7 @@ impl OAuth2 {
                 format!(
                     "the token endpoint refused the {} grant: {}",
                     flow_name(self.flow),
-                    detail.trim()
+                    detail
                 ),
             ));
         }
