@@ -650,8 +650,12 @@ mod tests {
         ));
         assert!(matches!(
             record_ranges(b"{\"data\": [1,", "/data"),
-            Err(RecordsError::NotJson(_))
+            Err(RecordsError::Truncated(_))
         ));
+        assert!(record_ranges(b"{\"data\": [1,", "/data").unwrap_err().retryable());
+        let html = record_ranges(b"<html>log in</html>", "/data").unwrap_err();
+        assert!(matches!(html, RecordsError::NotJson(_)) && !html.retryable());
+        assert!(!record_ranges(BODY.as_bytes(), "/missing").unwrap_err().retryable());
     }
 
     #[test]
@@ -796,5 +800,87 @@ mod tests {
             Some(r#"[1,"caf\u00e9"]"#)
         );
         assert_eq!(primary_key_text(first, &["nope".into()]), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// No body, however malformed, makes the records scanner panic; every record found
+        /// is a range of the body that parses as JSON on its own.
+        #[test]
+        fn the_records_scanner_never_panics(body in arbitrary::body()) {
+            let Ok(document) = parse(body.as_bytes()) else { return Ok(()) };
+            for records_path in ["", "/data", "/data/*", "/data/.", "/*", "/.", "/a~1b/0", "/data/0", "/data/~0x"] {
+                let _ = records_at(document, records_path);
+                let _ = record_ranges(body.as_bytes(), records_path);
+                let Ok((items, page)) = page_records(document, records_path) else { continue };
+                for pointer in ["/next", "/total", "/data/0/id", "", "/a/b/c", "/x~1y"] {
+                    let _ = page.lookup(pointer);
+                }
+                let _ = page.last_record(records_path);
+                for record in items {
+                    let range = range_in(body.as_bytes(), record);
+                    proptest::prop_assert!(serde_json::from_slice::<&RawValue>(&body.as_bytes()[range]).is_ok());
+                    for name in ["id", "next", "/id", "/a/0", "/data/0/id", "~", ""] {
+                        let _ = field(record, name).map(scalar_text);
+                    }
+                    let _ = primary_key_text(record, &["id".to_owned()]);
+                    let _ = primary_key_text(record, &["id".to_owned(), "next".to_owned()]);
+                }
+            }
+        }
+    }
+}
+
+/// Arbitrary response bodies for property tests: JSON with big and odd numbers, escapes,
+/// duplicate keys and deep nesting, JSON cut short, and text that is not JSON at all.
+#[cfg(test)]
+pub(crate) mod arbitrary {
+    use proptest::prelude::*;
+
+    /// A JSON text (possibly invalid where numbers are out of range).
+    pub fn json() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            any::<i64>().prop_map(|number| number.to_string()),
+            any::<f64>().prop_map(|number| format!("{number:e}")),
+            "-?[0-9]{1,30}(\\.[0-9]{0,5})?([eE][+-]?[0-9]{1,4})?",
+            any::<String>().prop_map(|text| serde_json::to_string(&text).unwrap()),
+            "\"([a-z]|\\\\[nt\"/]|\\\\u[0-9a-fA-F]{4}){0,6}\"",
+        ];
+        leaf.prop_recursive(5, 64, 6, |inner| {
+            let key = prop_oneof![
+                Just("id".to_owned()),
+                Just("data".to_owned()),
+                Just("next".to_owned()),
+                Just("total".to_owned()),
+                "[a-z/~]{0,3}",
+                Just("i\\u0064".to_owned()),
+            ];
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(|items| format!("[{}]", items.join(","))),
+                proptest::collection::vec((key, inner), 0..6).prop_map(|members| {
+                    let members: Vec<String> = members
+                        .into_iter()
+                        .map(|(key, value)| format!("\"{key}\" : {value}"))
+                        .collect();
+                    format!("{{{}}}", members.join(","))
+                }),
+            ]
+        })
+    }
+
+    /// A response body: JSON, a page of records, JSON cut short, or any text.
+    pub fn body() -> impl Strategy<Value = String> {
+        prop_oneof![
+            json(),
+            (json(), json()).prop_map(|(data, next)| format!("{{\"data\": [{data}, {{\"id\": {next}}}], \"next\": {next}, \"total\": {data}}}")),
+            (json(), any::<prop::sample::Index>()).prop_map(|(text, index)| {
+                let cut = index.index(text.len() + 1);
+                text.get(..cut).unwrap_or_default().to_owned()
+            }),
+            ".*",
+        ]
     }
 }

@@ -457,4 +457,40 @@ mod tests {
         slow.reserve(now);
         assert_eq!(slow.reserve(now).wait, MAX_LOCAL_WAIT);
     }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any rate-limit headers on any status: the limiter learns without a panic, and
+        /// no wait it imposes is longer than the longest a server may impose.
+        #[test]
+        fn rate_limit_headers_never_panic(
+            status in 100u16..600,
+            pairs in proptest::collection::vec((0usize..7, proptest::prop_oneof![
+                "[ -~]{0,30}",
+                "[0-9]{1,40}",
+                proptest::prelude::any::<f64>().prop_map(|number| number.to_string()),
+            ]), 0..8),
+        ) {
+            const NAMES: [&str; 7] = [
+                "retry-after", "ratelimit-remaining", "x-ratelimit-remaining", "ratelimit-limit",
+                "x-ratelimit-limit", "ratelimit-reset", "x-ratelimit-reset",
+            ];
+            let mut map = HeaderMap::new();
+            for (name, value) in &pairs {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    map.append(NAMES[*name], value);
+                }
+            }
+            let limiter = RateLimiter::new(&config(Some(10.0), None, 1));
+            let now = Instant::now();
+            let _ = limiter.observe(status, &map, now, SystemTime::now());
+            for step in 0..3 {
+                let wait = limiter.reserve(now + Duration::from_secs(step)).wait;
+                proptest::prop_assert!(wait <= crate::http::retry::MAX_SERVER_WAIT + Duration::from_secs(60));
+            }
+        }
+    }
 }

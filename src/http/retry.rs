@@ -224,4 +224,31 @@ mod tests {
         assert_eq!(clamped_seconds(f64::INFINITY, MAX_SERVER_WAIT), MAX_SERVER_WAIT);
         assert_eq!(clamped_seconds(-1.0, MAX_SERVER_WAIT), Duration::ZERO);
     }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        /// Any Retry-After value parses to at most a day, or to nothing, without a panic.
+        #[test]
+        fn retry_after_never_panics(value in proptest::prop_oneof![
+            ".*",
+            "[0-9]{15,40}",
+            proptest::prelude::any::<f64>().prop_map(|number| number.to_string()),
+            proptest::prelude::any::<f64>().prop_map(|number| format!("{number:e}")),
+            proptest::prelude::any::<u128>().prop_map(|number| number.to_string()),
+        ]) {
+            let now = SystemTime::now();
+            if let Some(wait) = parse_retry_after(&value, now) {
+                proptest::prop_assert!(wait <= MAX_SERVER_WAIT);
+                let _ = policy().next_delay(1, Duration::from_secs(1), Some(wait));
+            }
+        }
+
+        #[test]
+        fn clamped_seconds_never_panics(seconds in proptest::num::f64::ANY) {
+            proptest::prop_assert!(clamped_seconds(seconds, MAX_SERVER_WAIT) <= MAX_SERVER_WAIT);
+        }
+    }
 }

@@ -62,6 +62,14 @@ struct TokenResponse {
     refresh_token: Option<String>,
 }
 
+/// How long a token may be used, from its `expires_in` (any number a server sends): at
+/// most [`MAX_TOKEN_LIFETIME`]; `None` when it gives no usable lifetime.
+fn token_lifetime(expires_in: Option<f64>) -> Option<Duration> {
+    expires_in
+        .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
+        .map(|seconds| crate::http::retry::clamped_seconds(seconds, MAX_TOKEN_LIFETIME))
+}
+
 /// `expires_in` as a number or, as some vendors send it, a string.
 fn lenient_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
     let value = Option::<serde_json::Value>::deserialize(deserializer)?;
@@ -186,10 +194,7 @@ impl OAuth2 {
         }
         let response = self.request_token(&state, env, &context).await?;
         crate::redact::register(&response.access_token);
-        let lifetime = response
-            .expires_in
-            .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
-            .map(|seconds| crate::http::retry::clamped_seconds(seconds, MAX_TOKEN_LIFETIME));
+        let lifetime = token_lifetime(response.expires_in);
         state.access = Some(AccessToken {
             value: response.access_token.clone(),
             refresh_at: lifetime.map(|lifetime| env.now + lifetime - self.margin.min(lifetime / 2)),
@@ -489,5 +494,39 @@ mod tests {
         assert!(error.contains("does not descend"), "{error}");
         let new_secret = oauth("client-secret-NEW", "rt-config-1");
         assert!(new_secret.unseal(&document, "rt-config-1").is_err());
+    }
+
+    #[test]
+    fn a_token_lifetime_of_1e20_seconds_is_clamped() {
+        // Duration::from_secs_f64(1e20) panicked.
+        assert_eq!(token_lifetime(Some(1e20)), Some(MAX_TOKEN_LIFETIME));
+        assert_eq!(token_lifetime(Some(f64::MAX)), Some(MAX_TOKEN_LIFETIME));
+        assert_eq!(token_lifetime(Some(3600.0)), Some(Duration::from_secs(3600)));
+        assert_eq!(token_lifetime(Some(-1.0)), None);
+        let response: TokenResponse = serde_json::from_str(r#"{"access_token":"a","expires_in":"1e20"}"#).unwrap();
+        assert_eq!(token_lifetime(response.expires_in), Some(MAX_TOKEN_LIFETIME));
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any token endpoint answer: read or refused, never a panic; the lifetime and the
+        /// refresh instant computed from it stay within bounds.
+        #[test]
+        fn token_responses_never_panic(body in proptest::prop_oneof![
+            crate::records::arbitrary::body(),
+            crate::records::arbitrary::json().prop_map(|value| format!(r#"{{"access_token":"t","expires_in":{value},"refresh_token":{value}}}"#)),
+            "[0-9eE.+-]{0,30}".prop_map(|value| format!(r#"{{"access_token":"t","expires_in":"{value}"}}"#)),
+        ]) {
+            if let Ok(response) = serde_json::from_str::<TokenResponse>(&body) {
+                if let Some(lifetime) = token_lifetime(response.expires_in) {
+                    proptest::prop_assert!(lifetime <= MAX_TOKEN_LIFETIME);
+                    let now = std::time::Instant::now();
+                    let _ = now + lifetime - Duration::from_secs(60).min(lifetime / 2);
+                }
+            }
+        }
     }
 }
