@@ -509,6 +509,68 @@ async fn an_html_login_page_or_a_missing_records_path_is_permanent() {
     }
 }
 
+/// The dead letters of the run, parsed.
+fn dead_letters(ws: &Workspace) -> Vec<serde_json::Value> {
+    files_under(&ws.landing())
+        .into_iter()
+        .filter(|path| path.to_string_lossy().contains("_dead_letter"))
+        .flat_map(|path| common::read_part(&path))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_with_bytes_that_are_not_utf8_keeps_them_and_lands_its_valid_records() {
+    let body: &[u8] = b"{\"data\":[{\"id\":1,\"name\":\"caf\xe9\"},{\"id\":2,\"name\":\"ok\"}]}";
+    let server = Server::start(move |_| Reply::new(200, Body::Fixed(body.to_vec()))).await;
+    let ws = Workspace::new();
+    let stream = "{name: items, path: /items, records_path: /data, primary_key: [id], max_dead_letter_ratio: 1}";
+    let run = run_measured(&ws.config(&config(&server.url, "", stream)), &[]).await;
+    run.assert_sane(0, "non-UTF-8 page");
+    let landed = ws.lines("shop", "items");
+    assert_eq!(landed.len(), 1, "the valid record lands");
+    assert_eq!(landed[0]["_raw"], r#"{"id":2,"name":"ok"}"#);
+    let dead = dead_letters(&ws);
+    let page = dead.iter().find(|line| line.get("_raw_base64").is_some()).expect("the page is dead-lettered");
+    use base64::Engine as _;
+    let exact = base64::engine::general_purpose::STANDARD
+        .decode(page["_raw_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(exact, body, "the exact bytes are kept");
+    let sha = sha256_hex(body);
+    assert_eq!(page["_payload_sha256"], sha.as_str(), "the hash is of the exact bytes");
+    assert_eq!(page["_error"]["code"], "PARSING_ERROR");
+    let record = dead.iter().find(|line| line["_source_record_id"] == "1").expect("the bad record is dead-lettered");
+    assert_eq!(record["_error"]["code"], "PARSING_ERROR");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    landfall::hash::sha256_hex(bytes)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_keys_dead_letter_the_ambiguous_record_or_page() {
+    // A record that repeats its primary key: dead-lettered; the others land.
+    let server = Server::start(|_| Reply::json(200, r#"{"data":[{"id":1,"id":2},{"id":3}]}"#)).await;
+    let ws = Workspace::new();
+    let stream = "{name: items, path: /items, records_path: /data, primary_key: [id], max_dead_letter_ratio: 1}";
+    let run = run_measured(&ws.config(&config(&server.url, "", stream)), &[]).await;
+    run.assert_sane(0, "repeated primary key");
+    let landed = ws.lines("shop", "items");
+    assert_eq!(landed.len(), 1);
+    assert_eq!(landed[0]["_source_record_id"], "3");
+    let dead = dead_letters(&ws);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["_raw"], r#"{"id":1,"id":2}"#);
+    assert_eq!(dead[0]["_error"]["path"], "/id");
+    // A page with two records arrays: the whole page is ambiguous, a permanent error.
+    let server = Server::start(|_| Reply::json(200, r#"{"data":[{"id":1}],"data":[{"id":2}]}"#)).await;
+    let (ws, run) = attack(&server.url, "", &[]).await;
+    run.assert_sane(1, "two records arrays");
+    assert_eq!(run.error_code(), "PARSING_ERROR");
+    assert!(ws.lines("shop", "items").is_empty());
+    assert_eq!(dead_letters(&ws).len(), 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // Redirects.
 // ---------------------------------------------------------------------------------------
