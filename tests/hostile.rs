@@ -482,6 +482,19 @@ async fn compression_bombs_and_endless_bodies_stop_at_max_response_size() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_default_cap_bounds_an_endless_body() {
+    // With the default cap of 256 MiB the page itself is held up to the cap: peak memory is
+    // the cap plus the run's own (an endless body grew without bound before).
+    let server = Server::start(|_| Reply::new(200, Body::Endless(Coding::Identity))).await;
+    let (_ws, run) = attack(&server.url, "", &[]).await;
+    eprintln!("default cap: exit {:?}, peak RSS {} MiB", run.code, run.peak_rss_mib);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(run.error_code(), "RESPONSE_TOO_LARGE");
+    assert!(run.peak_rss_mib < 256 + 128, "peak RSS {} MiB", run.peak_rss_mib);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_slow_body_times_out_and_is_retryable() {
     let server = Server::start(|_| Reply::new(200, Body::Slow)).await;
     let (_ws, run) = attack(&server.url, "  timeout: 1s\n", &[]).await;
