@@ -553,7 +553,10 @@ pub fn repeats_member(value: &RawValue, key: &str) -> bool {
 /// The first member name along `pointer` (object steps of a JSON pointer, from `document`)
 /// that its object repeats, if any.
 pub fn repeated_on_path(document: &RawValue, pointer: &str) -> Option<String> {
-    let pointer = pointer.strip_suffix("/*").or_else(|| pointer.strip_suffix("/.")).unwrap_or(pointer);
+    let pointer = pointer
+        .strip_suffix("/*")
+        .or_else(|| pointer.strip_suffix("/."))
+        .unwrap_or(pointer);
     let mut current = document;
     let mut walked = String::new();
     for token in pointer.strip_prefix('/')?.split('/') {
@@ -890,7 +893,10 @@ mod tests {
         let page = raw(r#"{"data":[{"id":1}],"meta":{"data":[]},"data":[{"id":2}]}"#);
         assert_eq!(repeated_on_path(page, "/data").as_deref(), Some("/data"));
         let nested = raw(r#"{"result":{"items":[],"items":[1]},"items":0}"#);
-        assert_eq!(repeated_on_path(nested, "/result/items").as_deref(), Some("/result/items"));
+        assert_eq!(
+            repeated_on_path(nested, "/result/items").as_deref(),
+            Some("/result/items")
+        );
         assert_eq!(repeated_on_path(raw(r#"{"data":[{"id":1,"id":2}]}"#), "/data"), None);
         assert_eq!(repeated_on_path(page, ""), None);
     }
@@ -970,7 +976,9 @@ pub(crate) mod arbitrary {
     pub fn body() -> impl Strategy<Value = String> {
         prop_oneof![
             json(),
-            (json(), json()).prop_map(|(data, next)| format!("{{\"data\": [{data}, {{\"id\": {next}}}], \"next\": {next}, \"total\": {data}}}")),
+            (json(), json()).prop_map(|(data, next)| format!(
+                "{{\"data\": [{data}, {{\"id\": {next}}}], \"next\": {next}, \"total\": {data}}}"
+            )),
             (json(), any::<prop::sample::Index>()).prop_map(|(text, index)| {
                 let cut = index.index(text.len() + 1);
                 text.get(..cut).unwrap_or_default().to_owned()

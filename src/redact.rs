@@ -139,7 +139,10 @@ mod tests {
             let shown = excerpt(&body, EXCERPT_CHARS);
             assert!(shown.chars().count() <= EXCERPT_CHARS + 1, "offset {offset}");
             for len in 3..=secret.len() {
-                assert!(!shown.contains(&secret[..len]), "offset {offset} leaks {len} chars: {shown}");
+                assert!(
+                    !shown.contains(&secret[..len]),
+                    "offset {offset} leaks {len} chars: {shown}"
+                );
             }
         }
         // Text cut before it came here (a body read up to a limit) ends in a partial secret.

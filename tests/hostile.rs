@@ -153,7 +153,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, handler: Handle
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
-        let Ok(read) = stream.read(&mut chunk).await else { return };
+        let Ok(read) = stream.read(&mut chunk).await else {
+            return;
+        };
         if read == 0 {
             return;
         }
@@ -167,16 +169,27 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, handler: Handle
     };
     let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
     let mut lines = head.split("\r\n");
-    let target = lines.next().unwrap_or_default().split(' ').nth(1).unwrap_or("/").to_owned();
+    let target = lines
+        .next()
+        .unwrap_or_default()
+        .split(' ')
+        .nth(1)
+        .unwrap_or("/")
+        .to_owned();
     let headers: Vec<(String, String)> = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
         .collect();
     let request = Seen { target, headers };
-    let length: usize = request.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let length: usize = request
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut body_read = buffer.len() - head_end - 4;
     while body_read < length {
-        let Ok(read) = stream.read(&mut chunk).await else { return };
+        let Ok(read) = stream.read(&mut chunk).await else {
+            return;
+        };
         if read == 0 {
             return;
         }
@@ -329,6 +342,8 @@ async fn run_measured(config: &Path, envs: &[(&str, &str)]) -> Measured {
     let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     tokio::task::spawn_blocking(move || {
         let args = ["run", "--config", config.to_str().unwrap()];
+        // Reaped by `wait4` below (which `Child::wait` cannot do: it gives no rusage).
+        #[allow(clippy::zombie_processes)]
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_landfall"))
             .args(args)
             .env("LANDFALL_LOG_FORMAT", "json")
@@ -467,10 +482,7 @@ async fn compression_bombs_and_endless_bodies_stop_at_max_response_size() {
         assert_eq!(dead[0]["_page"], 1);
     }
     // A fixed-length gzip body of 250 KiB that inflates to 256 MiB.
-    let server = Server::start(|_| {
-        Reply::new(200, Body::Fixed(gzip_bomb())).header("content-encoding", "gzip")
-    })
-    .await;
+    let server = Server::start(|_| Reply::new(200, Body::Fixed(gzip_bomb())).header("content-encoding", "gzip")).await;
     let (_ws, run) = attack(&server.url, &cap, &[]).await;
     run.assert_sane(1, "gzip bomb");
     assert_eq!(run.error_code(), "RESPONSE_TOO_LARGE");
@@ -510,7 +522,10 @@ async fn a_slow_body_times_out_and_is_retryable() {
 async fn an_html_login_page_or_a_missing_records_path_is_permanent() {
     for (body, expected) in [
         ("<html><body>Please log in</body></html>", "is not valid JSON"),
-        (r#"{"error": "no data here"}"#, "records_path `/data` is not in the response"),
+        (
+            r#"{"error": "no data here"}"#,
+            "records_path `/data` is not in the response",
+        ),
     ] {
         let server = Server::start(move |_| Reply::json(200, body).header("content-type", "text/html")).await;
         let (ws, run) = attack(&server.url, "", &[]).await;
@@ -543,7 +558,10 @@ async fn a_page_with_bytes_that_are_not_utf8_keeps_them_and_lands_its_valid_reco
     assert_eq!(landed.len(), 1, "the valid record lands");
     assert_eq!(landed[0]["_raw"], r#"{"id":2,"name":"ok"}"#);
     let dead = dead_letters(&ws);
-    let page = dead.iter().find(|line| line.get("_raw_base64").is_some()).expect("the page is dead-lettered");
+    let page = dead
+        .iter()
+        .find(|line| line.get("_raw_base64").is_some())
+        .expect("the page is dead-lettered");
     use base64::Engine as _;
     let exact = base64::engine::general_purpose::STANDARD
         .decode(page["_raw_base64"].as_str().unwrap())
@@ -552,7 +570,10 @@ async fn a_page_with_bytes_that_are_not_utf8_keeps_them_and_lands_its_valid_reco
     let sha = sha256_hex(body);
     assert_eq!(page["_payload_sha256"], sha.as_str(), "the hash is of the exact bytes");
     assert_eq!(page["_error"]["code"], "PARSING_ERROR");
-    let record = dead.iter().find(|line| line["_source_record_id"] == "1").expect("the bad record is dead-lettered");
+    let record = dead
+        .iter()
+        .find(|line| line["_source_record_id"] == "1")
+        .expect("the bad record is dead-lettered");
     assert_eq!(record["_error"]["code"], "PARSING_ERROR");
 }
 
@@ -624,7 +645,11 @@ async fn redirects_stay_on_the_origin_and_never_reach_metadata_addresses() {
     let (ws, run) = attack(&source.url, &credentials_extra("same_origin"), CREDENTIAL_ENVS).await;
     run.assert_sane(0, "same-origin redirect");
     assert_eq!(ws.lines("shop", "items").len(), 2);
-    let moved = source.seen().into_iter().find(|seen| seen.target.starts_with("/moved")).unwrap();
+    let moved = source
+        .seen()
+        .into_iter()
+        .find(|seen| seen.target.starts_with("/moved"))
+        .unwrap();
     assert_eq!(moved.header("x-api-key"), Some(API_KEY));
 
     for (path, policy) in [
@@ -648,14 +673,22 @@ async fn redirects_stay_on_the_origin_and_never_reach_metadata_addresses() {
         assert_no_piece_of(&text, API_KEY, &attack);
         assert_no_piece_of(&text, CUSTOM_SECRET, &attack);
     }
-    assert!(elsewhere.seen().is_empty(), "a refused redirect reached the other origin");
+    assert!(
+        elsewhere.seen().is_empty(),
+        "a refused redirect reached the other origin"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn any_https_drops_every_credential_on_a_cross_origin_hop() {
     let pki = Pki::new();
     // The other origin: same address, another host name and port.
-    let elsewhere = Server::start_with(Some(pki.acceptor()), "localhost", Arc::new(|_: &Seen| Reply::json(200, PAGE))).await;
+    let elsewhere = Server::start_with(
+        Some(pki.acceptor()),
+        "localhost",
+        Arc::new(|_: &Seen| Reply::json(200, PAGE)),
+    )
+    .await;
     let other = elsewhere.url.clone();
     let handler: Handler = Arc::new(move |request: &Seen| match request.target.split('?').next().unwrap() {
         "/items" => Reply::json(302, "").header("location", &format!("{other}/export?page=1&api_key=x")),
@@ -677,13 +710,20 @@ async fn any_https_drops_every_credential_on_a_cross_origin_hop() {
     assert_eq!(hop.target, "/export?page=1", "credential query params are dropped");
     for (name, value) in &hop.headers {
         for secret in [API_KEY, CUSTOM_SECRET] {
-            assert!(!value.contains(secret), "header {name} carried a secret to another origin");
+            assert!(
+                !value.contains(secret),
+                "header {name} carried a secret to another origin"
+            );
         }
     }
     assert!(hop.header("x-custom-secret").is_none() && hop.header("x-api-key").is_none());
     // https to http is refused whatever the policy.
     let ws = Workspace::new();
-    let path = ws.config(&config(&source.url, &extra, "{name: items, path: /downgrade, records_path: /data}"));
+    let path = ws.config(&config(
+        &source.url,
+        &extra,
+        "{name: items, path: /downgrade, records_path: /data}",
+    ));
     let run = run_measured(&path, CREDENTIAL_ENVS).await;
     run.assert_sane(1, "https to http redirect");
     assert_eq!(run.error_code(), "REDIRECT_REFUSED");
@@ -723,13 +763,15 @@ impl Pki {
     }
 
     fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(self.key.clone()));
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(self.chain.clone(), key)
-            .unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(self.key.clone()));
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(self.chain.clone(), key)
+                .unwrap();
         tokio_rustls::TlsAcceptor::from(Arc::new(config))
     }
 }
@@ -740,7 +782,16 @@ impl Pki {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn huge_and_malformed_numbers_in_headers_do_not_panic() {
-    const VALUES: &[&str] = &["1e20", "1.5e308", "12345678901234567890123", "-1", "NaN", "1e-400", "0x10", ""];
+    const VALUES: &[&str] = &[
+        "1e20",
+        "1.5e308",
+        "12345678901234567890123",
+        "-1",
+        "NaN",
+        "1e-400",
+        "0x10",
+        "",
+    ];
     // Retry-After on a 429 and a 503: the wait is clamped to a day, which passes the retry
     // budget, so the request gives up with a retryable failure (exit 75).
     for status in [429u16, 503] {
@@ -780,7 +831,12 @@ async fn a_token_lifetime_of_1e20_seconds_does_not_panic() {
         "  auth: {{type: oauth2, flow: client_credentials, token_url: '{}/token', client_id: c, client_secret: '${{env:HOSTILE_CLIENT_SECRET}}'}}\n",
         server.url
     );
-    let (ws, run) = attack(&server.url, &extra, &[("HOSTILE_CLIENT_SECRET", "hostile-client-secret-1")]).await;
+    let (ws, run) = attack(
+        &server.url,
+        &extra,
+        &[("HOSTILE_CLIENT_SECRET", "hostile-client-secret-1")],
+    )
+    .await;
     run.assert_sane(0, "expires_in 1e20");
     assert_eq!(ws.lines("shop", "items").len(), 2);
 }

@@ -603,20 +603,35 @@ mod tests {
         };
         // 1e-300 passed validation and panicked in Duration::from_secs_f64 at the second request.
         for (extra, key) in [
-            ("rate_limit: {requests_per_second: 1e-300}", "source.rate_limit.requests_per_second:"),
-            ("rate_limit: {requests_per_minute: 0.0001}", "source.rate_limit.requests_per_minute:"),
-            ("rate_limit: {requests_per_hour: 0.01}", "source.rate_limit.requests_per_hour:"),
+            (
+                "rate_limit: {requests_per_second: 1e-300}",
+                "source.rate_limit.requests_per_second:",
+            ),
+            (
+                "rate_limit: {requests_per_minute: 0.0001}",
+                "source.rate_limit.requests_per_minute:",
+            ),
+            (
+                "rate_limit: {requests_per_hour: 0.01}",
+                "source.rate_limit.requests_per_hour:",
+            ),
             ("max_response_size: 10", "source.max_response_size:"),
         ] {
             let message = load(&with_source(extra)).unwrap_err().to_string();
             assert!(message.starts_with(key), "{extra}: {message}");
         }
-        let config = load(&with_source("rate_limit: {requests_per_hour: 1}, max_response_size: 1MiB")).unwrap();
+        let config = load(&with_source(
+            "rate_limit: {requests_per_hour: 1}, max_response_size: 1MiB",
+        ))
+        .unwrap();
         assert_eq!(config.source.max_response_size.0, 1 << 20);
         assert_eq!(config.source.redirects, crate::config::RedirectPolicy::SameOrigin);
         let config = load(&with_source("redirects: any_https")).unwrap();
         assert_eq!(config.source.redirects, crate::config::RedirectPolicy::AnyHttps);
-        assert_eq!(load(&with_source("rate_limit: {}")).unwrap().source.max_response_size.0, 256 << 20);
+        assert_eq!(
+            load(&with_source("rate_limit: {}")).unwrap().source.max_response_size.0,
+            256 << 20
+        );
     }
 
     #[test]

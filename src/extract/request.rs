@@ -278,8 +278,16 @@ mod tests {
         let builder = builder(&format!("{{name: o, path: /o, params: {{{params} api_version: 4}}}}"));
         let spec = builder.build(&PageToken::Initial, &Bounds::default());
         assert_eq!(spec.url.query_pairs().count(), 200_001);
-        assert!(spec.url.query_pairs().any(|(name, value)| name == "api_version" && value == "4"));
-        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+        assert!(
+            spec.url
+                .query_pairs()
+                .any(|(name, value)| name == "api_version" && value == "4")
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -599,7 +599,10 @@ impl StreamJob {
                     Ok((mut records, document)) => {
                         if let Some(original) = &original {
                             mark_replaced_bytes(&response.body, &mut records);
-                            let invalid = std::str::from_utf8(original).err().map(|e| e.to_string()).unwrap_or_default();
+                            let invalid = std::str::from_utf8(original)
+                                .err()
+                                .map(|e| e.to_string())
+                                .unwrap_or_default();
                             let dead = DeadPage {
                                 number,
                                 endpoint: endpoint.clone(),
@@ -1166,7 +1169,9 @@ fn parse_page<'a>(
             violation: match repeated {
                 Some(name) => Some(Violation {
                     code: "VALIDATION_ERROR",
-                    message: format!("member `{name}` appears more than once in the record; which one is meant is ambiguous"),
+                    message: format!(
+                        "member `{name}` appears more than once in the record; which one is meant is ambiguous"
+                    ),
                     path: format!("/{name}"),
                 }),
                 None => validator.check(raw, id.is_some()),

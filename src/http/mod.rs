@@ -527,17 +527,10 @@ impl HttpClient {
             };
             hops += 1;
             if hops > redirect::MAX_REDIRECTS {
-                return Err(refused(format!(
-                    "more than {} redirects",
-                    redirect::MAX_REDIRECTS
-                )));
+                return Err(refused(format!("more than {} redirects", redirect::MAX_REDIRECTS)));
             }
-            let hop = redirect::check(self.redirects, &origin, &hop_url, &next).map_err(|reason| {
-                refused(format!(
-                    "redirect to {} refused: {reason}",
-                    crate::redact::url(&next)
-                ))
-            })?;
+            let hop = redirect::check(self.redirects, &origin, &hop_url, &next)
+                .map_err(|reason| refused(format!("redirect to {} refused: {reason}", crate::redact::url(&next))))?;
             credentials = hop == redirect::Hop::SameOrigin;
             hop_url = next;
             if credentials {

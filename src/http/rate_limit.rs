@@ -447,7 +447,12 @@ mod tests {
             ("x-ratelimit-reset", "1e308"),
             ("x-ratelimit-reset", "123456789012345678901234567890"),
         ] {
-            let signal = limiter.observe(429, &headers(&[(name, value), ("x-ratelimit-remaining", "0")]), now, wall);
+            let signal = limiter.observe(
+                429,
+                &headers(&[(name, value), ("x-ratelimit-remaining", "0")]),
+                now,
+                wall,
+            );
             if let Some(Signal::Paused { wait, .. }) = signal {
                 assert!(wait <= crate::http::retry::MAX_SERVER_WAIT, "{name}: {value}");
             }

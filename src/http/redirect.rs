@@ -136,12 +136,18 @@ mod tests {
         let start = url("https://api.test/v1/orders");
         let origin = start.origin();
         let same = RedirectPolicy::SameOrigin;
-        assert_eq!(check(same, &origin, &start, &url("https://api.test/v2/orders")), Ok(Hop::SameOrigin));
+        assert_eq!(
+            check(same, &origin, &start, &url("https://api.test/v2/orders")),
+            Ok(Hop::SameOrigin)
+        );
         assert!(check(same, &origin, &start, &url("https://evil.test/")).is_err());
         assert!(check(same, &origin, &start, &url("https://api.test:8443/")).is_err());
         assert!(check(same, &origin, &start, &url("http://api.test/v1/orders")).is_err());
         let any = RedirectPolicy::AnyHttps;
-        assert_eq!(check(any, &origin, &start, &url("https://cdn.test/x")), Ok(Hop::CrossOrigin));
+        assert_eq!(
+            check(any, &origin, &start, &url("https://cdn.test/x")),
+            Ok(Hop::CrossOrigin)
+        );
         assert!(check(any, &origin, &start, &url("http://cdn.test/x")).is_err());
         assert!(check(RedirectPolicy::None, &origin, &start, &url("https://api.test/x")).is_err());
     }
@@ -168,9 +174,8 @@ mod tests {
     #[test]
     fn credentials_are_stripped_from_a_cross_origin_url() {
         crate::redact::register("registered-redirect-secret");
-        let mut target = url(
-            "https://u:p@cdn.test/x?api_key=k1&page=2&custom=registered-redirect-secret&mykey=v&Token=t",
-        );
+        let mut target =
+            url("https://u:p@cdn.test/x?api_key=k1&page=2&custom=registered-redirect-secret&mykey=v&Token=t");
         strip_credentials(&mut target, Some("MyKey"));
         assert_eq!(target.as_str(), "https://cdn.test/x?page=2");
     }

@@ -212,7 +212,13 @@ mod tests {
     fn huge_retry_after_values_are_clamped_not_panics() {
         // Each of these panicked in Duration::from_secs_f64 or in Instant arithmetic.
         let now = SystemTime::now();
-        for value in ["1e20", "1.5e308", "12345678901234567890123", "18446744073709551615", "1e400"] {
+        for value in [
+            "1e20",
+            "1.5e308",
+            "12345678901234567890123",
+            "18446744073709551615",
+            "1e400",
+        ] {
             let wait = parse_retry_after(value, now);
             assert!(wait.is_none_or(|wait| wait <= MAX_SERVER_WAIT), "{value}: {wait:?}");
         }
