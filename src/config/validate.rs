@@ -616,6 +616,11 @@ mod tests {
                 "source.rate_limit.requests_per_hour:",
             ),
             ("max_response_size: 10", "source.max_response_size:"),
+            ("max_run_duration: 18446744073709551615", "source.max_run_duration:"),
+            (
+                "circuit_breaker: {cooldown: 1000000000000}",
+                "source.circuit_breaker.cooldown:",
+            ),
         ] {
             let message = load(&with_source(extra)).unwrap_err().to_string();
             assert!(message.starts_with(key), "{extra}: {message}");
