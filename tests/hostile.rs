@@ -335,14 +335,21 @@ impl Measured {
 /// Runs `landfall run --config <config>` and measures the child's peak RSS with `wait4`;
 /// kills it after two minutes.
 async fn run_measured(config: &Path, envs: &[(&str, &str)]) -> Measured {
+    run_measured_with(config, &[], envs).await
+}
+
+/// [`run_measured`] with extra arguments to `run`.
+async fn run_measured_with(config: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Measured {
     let config = config.to_owned();
+    let extra: Vec<String> = extra.iter().map(|arg| (*arg).to_owned()).collect();
     let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     tokio::task::spawn_blocking(move || {
-        let args = ["run", "--config", config.to_str().unwrap()];
+        let mut args = vec!["run", "--config", config.to_str().unwrap()];
+        args.extend(extra.iter().map(String::as_str));
         // Reaped by `wait4` below (which `Child::wait` cannot do: it gives no rusage).
         #[allow(clippy::zombie_processes)]
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_landfall"))
-            .args(args)
+            .args(&args)
             .env("LANDFALL_LOG_FORMAT", "json")
             .env_remove("LANDFALL_CONFIG")
             .envs(envs)
@@ -889,5 +896,47 @@ async fn a_client_secret_echoed_by_the_token_endpoint_never_leaks() {
         let attack = format!("client secret echoed at offset {at}");
         run.assert_sane(4, &attack);
         assert_no_piece_of(&everything(&ws, &run), SECRET, &attack);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_echoed_by_the_lineage_and_metrics_endpoints_never_leak() {
+    const LINEAGE_KEY: &str = "Ol7kEy3Qz9Wx2Vb5Nm8Lp";
+    const GATEWAY_PASSWORD: &str = "Gw4pAs6Rt8Yu1Io3Kj5Hg";
+    let offset = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let shared = offset.clone();
+    // The API answers; the lineage and metrics endpoints refuse, echoing their credentials.
+    let server = Server::start(move |request| {
+        let at = shared.load(std::sync::atomic::Ordering::SeqCst);
+        let pad = "x".repeat(at);
+        match request.target.split('?').next().unwrap() {
+            "/items" => Reply::json(200, PAGE),
+            target if target.starts_with("/metrics") => Reply::json(500, &format!("{pad}{GATEWAY_PASSWORD} refused")),
+            _ => Reply::json(400, &format!("{pad}{LINEAGE_KEY} refused")),
+        }
+    })
+    .await;
+    let gateway = server
+        .url
+        .replace("http://", &format!("http://landfall:{GATEWAY_PASSWORD}@"));
+    for at in [300 - 21, 300 - 10, 299, 300] {
+        offset.store(at, std::sync::atomic::Ordering::SeqCst);
+        let ws = Workspace::new();
+        let path = ws.config(&config(&server.url, "", ITEMS));
+        let extra = [
+            "--openlineage-url",
+            server.url.as_str(),
+            "--metrics-push-url",
+            gateway.as_str(),
+        ];
+        let run = run_measured_with(&path, &extra, &[("OPENLINEAGE_API_KEY", LINEAGE_KEY)]).await;
+        let attack = format!("lineage and metrics echo at offset {at}");
+        run.assert_sane(0, &attack);
+        assert!(run.stderr.contains("metrics_export_failed"), "{attack}: {}", run.stderr);
+        assert!(run.stderr.contains("lineage_emit_failed"), "{attack}: {}", run.stderr);
+        assert!(run.stderr.contains("xxxxxxxxxx"), "{attack}: the refusal is quoted");
+        let text = everything(&ws, &run);
+        assert_no_piece_of(&text, LINEAGE_KEY, &attack);
+        assert_no_piece_of(&text, GATEWAY_PASSWORD, &attack);
     }
 }
