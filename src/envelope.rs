@@ -86,6 +86,10 @@ pub struct RecordFields<'a> {
     pub redacted: Option<&'a [&'a str]>,
     /// Why the record is a dead letter (`_error`), in dead-letter parts only.
     pub error: Option<&'a crate::quality::validate::Violation>,
+    /// The exact bytes as base64 (`_raw_base64`), for a dead-lettered page that is not
+    /// UTF-8: `_raw` then holds them with invalid sequences replaced, and
+    /// `_payload_sha256` is the hash of the exact bytes.
+    pub raw_base64: Option<&'a str>,
 }
 
 /// Hex SHA-256 of a record's bytes, as `_payload_sha256` carries it.
@@ -138,6 +142,11 @@ pub fn write_line(
         out.extend_from_slice(b",\"_error\":");
         serde_json::to_writer(&mut *out, error).expect("writing to a Vec cannot fail");
     }
+    if let Some(base64) = record.raw_base64 {
+        out.extend_from_slice(b",\"_raw_base64\":\"");
+        out.extend_from_slice(base64.as_bytes());
+        out.push(b'"');
+    }
     out.extend_from_slice(b",\"_raw\":");
     serde_json::to_writer(&mut *out, raw).expect("writing to a Vec cannot fail");
     out.extend_from_slice(b"}\n");
@@ -161,6 +170,7 @@ mod tests {
             sha256: &sha,
             redacted: None,
             error: None,
+            raw_base64: None,
         };
         write_line(&mut out, &template, &page, record, "2026-01-01T00:00:00.000002Z", raw);
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1, "one line");

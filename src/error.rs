@@ -26,6 +26,10 @@ pub enum ErrorCode {
     PaginationError,
     LeaseHeld,
     LeaseLost,
+    /// A response body passed `source.max_response_size` (after decompression).
+    ResponseTooLarge,
+    /// The source redirected where `source.redirects` does not allow.
+    RedirectRefused,
 }
 
 impl ErrorCode {
@@ -46,6 +50,8 @@ impl ErrorCode {
         ErrorCode::PaginationError,
         ErrorCode::LeaseHeld,
         ErrorCode::LeaseLost,
+        ErrorCode::ResponseTooLarge,
+        ErrorCode::RedirectRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +71,8 @@ impl ErrorCode {
             ErrorCode::PaginationError => "PAGINATION_ERROR",
             ErrorCode::LeaseHeld => "LEASE_HELD",
             ErrorCode::LeaseLost => "LEASE_LOST",
+            ErrorCode::ResponseTooLarge => "RESPONSE_TOO_LARGE",
+            ErrorCode::RedirectRefused => "REDIRECT_REFUSED",
         }
     }
 }

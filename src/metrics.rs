@@ -509,6 +509,13 @@ pub async fn push(base: &Url, samples: &[Sample]) -> Result<usize, MetricsError>
     if !matches!(base.scheme(), "http" | "https") {
         return Err(MetricsError::Url(crate::redact::url(base)));
     }
+    // A gateway that echoes its credentials in an error body must not leak them.
+    if let Some(password) = base.password() {
+        crate::redact::register(password);
+        if let Ok(decoded) = percent_encoding::percent_decode_str(password).decode_utf8() {
+            crate::redact::register(&decoded);
+        }
+    }
     let client = reqwest::Client::builder()
         .user_agent(crate::http::user_agent())
         .timeout(PUSH_TIMEOUT)
@@ -535,11 +542,12 @@ pub async fn push(base: &Url, samples: &[Sample]) -> Result<usize, MetricsError>
             })?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
-            let body: String = response.text().await.unwrap_or_default().chars().take(300).collect();
+            let mut response = response;
+            let body = crate::http::body::read_prefix(&mut response, crate::http::body::ERROR_BODY_LIMIT).await;
             return Err(MetricsError::Status {
                 url: shown,
                 status,
-                body: body.trim().to_owned(),
+                body: crate::redact::excerpt_bytes(&body, crate::redact::EXCERPT_CHARS),
             });
         }
         pushed += group_samples.len();

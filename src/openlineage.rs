@@ -647,11 +647,12 @@ async fn send(transport: &Transport, text: &str) -> Result<(), LineageError> {
             if (200..300).contains(&status) {
                 return Ok(());
             }
-            let body: String = response.text().await.unwrap_or_default().chars().take(300).collect();
+            let mut response = response;
+            let body = crate::http::body::read_prefix(&mut response, crate::http::body::ERROR_BODY_LIMIT).await;
             Err(LineageError::Status {
                 url: shown,
                 status,
-                body: body.trim().to_owned(),
+                body: crate::redact::excerpt_bytes(&body, crate::redact::EXCERPT_CHARS),
             })
         }
     }

@@ -202,7 +202,7 @@ impl Paginator {
                 let PageToken::Offset(offset) = current else {
                     return Ok(None);
                 };
-                let next = offset + page.records as u64;
+                let next = offset.saturating_add(page.records as u64);
                 if page.records == 0 || (page.records as u64) < *limit {
                     return Ok(None);
                 }
@@ -237,7 +237,7 @@ impl Paginator {
                 {
                     return Ok(None);
                 }
-                Ok(Some(PageToken::Page(number + 1)))
+                Ok(Some(PageToken::Page(number.saturating_add(1))))
             }
         }
     }
@@ -630,5 +630,40 @@ mod tests {
             token = paginator.next(&token, &page).unwrap().unwrap();
         }
         assert_eq!(records_digest(std::iter::empty::<&[u8]>()), None);
+    }
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// No Link header and no body makes a paginator panic (cursor and next-URL
+        /// extraction, totals, stop flags), whatever page it is on.
+        #[test]
+        fn pagination_never_panics_on_hostile_pages(
+            body in crate::records::arbitrary::body(),
+            link in ".*",
+            records in proptest::prelude::any::<usize>(),
+            at in proptest::prelude::any::<u64>(),
+        ) {
+            let _ = next_link(&link);
+            let base = Url::parse("https://api.test/v1/items").unwrap();
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = reqwest::header::HeaderValue::from_str(&link) {
+                headers.insert(reqwest::header::LINK, value);
+            }
+            let document = crate::records::parse(body.as_bytes()).ok();
+            for (json, token) in [
+                (r#"{"type":"cursor","cursor_path":"/next","cursor_param":"c"}"#, PageToken::Initial),
+                (r#"{"type":"cursor","last_record_path":"/id","cursor_param":"c","stop_path":"/next","stop_value":false}"#, PageToken::Cursor("x".into())),
+                (r#"{"type":"next_url","next_url_path":"/next"}"#, PageToken::Initial),
+                (r#"{"type":"link_header"}"#, PageToken::Initial),
+                (r#"{"type":"offset","limit":1,"total_path":"/total"}"#, PageToken::Offset(at)),
+                (r#"{"type":"page_number","total_pages_path":"/total","page_size_param":"s","page_size":1}"#, PageToken::Page(at)),
+            ] {
+                let config = cursor_config(json, "/data");
+                let mut paginator = Paginator::new(&config, &base);
+                let document = document.and_then(|raw| crate::records::page_records(raw, "/data").ok().map(|(_, page)| page));
+                let view = PageView { url: &base, headers: &headers, document, records, records_digest: None };
+                let _ = paginator.next(&token, &view);
+            }
+        }
     }
 }

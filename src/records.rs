@@ -13,8 +13,14 @@ use serde_json::value::RawValue;
 pub enum RecordsError {
     #[error("response is not valid JSON: {0}")]
     NotJson(String),
+    /// The JSON ends before it is complete: the body was cut short on the way.
+    #[error("response JSON is cut short: {0}")]
+    Truncated(String),
     #[error("records_path `{0}` is not in the response")]
     PathMissing(String),
+    /// A member on the way to the records appears twice: which one is meant is ambiguous.
+    #[error("member `{0}` of records_path appears more than once in the response; which one is meant is ambiguous")]
+    RepeatedMember(String),
     #[error("records_path `{pointer}` points at {found}, not an array")]
     NotAnArray { pointer: String, found: &'static str },
     #[error("records_path `{pointer}` points at {found}, not {expected}")]
@@ -37,10 +43,25 @@ pub fn kind(raw: &str) -> &'static str {
     }
 }
 
+impl RecordsError {
+    /// Whether fetching the page again could help: only for a body cut short. A body that
+    /// is not JSON (an HTML login page with status 200) or lacks `records_path` is the
+    /// same on every fetch.
+    pub fn retryable(&self) -> bool {
+        matches!(self, RecordsError::Truncated(_))
+    }
+}
+
 /// Parses `body` as JSON, checking that it is valid.
 pub fn parse(body: &[u8]) -> Result<&RawValue, RecordsError> {
     let text = std::str::from_utf8(body).map_err(|error| RecordsError::NotJson(error.to_string()))?;
-    serde_json::from_str::<&RawValue>(text).map_err(|error| RecordsError::NotJson(error.to_string()))
+    serde_json::from_str::<&RawValue>(text).map_err(|error| {
+        if error.is_eof() {
+            RecordsError::Truncated(error.to_string())
+        } else {
+            RecordsError::NotJson(error.to_string())
+        }
+    })
 }
 
 /// The records at `records_path` of a parsed document, borrowed from its text.
@@ -386,6 +407,39 @@ pub(crate) mod scan {
         Some(Open::At(at))
     }
 
+    /// How many top-level members of the object `text` are named `key`; `None` when a
+    /// member name is escaped (it might spell `key`) or the text is unexpected.
+    pub fn count_members(text: &str, key: &str) -> Option<usize> {
+        let bytes = text.as_bytes();
+        if bytes.first() != Some(&b'{') {
+            return None;
+        }
+        let mut count = 0;
+        let mut at = whitespace(bytes, 1);
+        while bytes.get(at) == Some(&b'"') {
+            let name_end = string_end(bytes, at);
+            let name = bytes.get(at + 1..name_end.saturating_sub(1))?;
+            if name.contains(&b'\\') {
+                return None;
+            }
+            if name == key.as_bytes() {
+                count += 1;
+            }
+            let colon = whitespace(bytes, name_end);
+            if bytes.get(colon) != Some(&b':') {
+                return None;
+            }
+            let start = whitespace(bytes, colon + 1);
+            at = whitespace(bytes, value_end(bytes, start));
+            match bytes.get(at) {
+                Some(b',') => at = whitespace(bytes, at + 1),
+                Some(b'}') => return Some(count),
+                _ => return None,
+            }
+        }
+        (bytes.get(at) == Some(&b'}')).then_some(count)
+    }
+
     enum MemberAt {
         Found(usize),
         Missing,
@@ -471,6 +525,50 @@ pub fn primary_key_text(record: &RawValue, primary_key: &[String]) -> Option<Str
             Some(text)
         }
     }
+}
+
+/// Whether the object `value` has more than one member named `key` (`{"id":1,"id":2}`).
+/// JSON readers disagree on such an object (Landfall's lookups take the first, most
+/// readers the last), so a record or page that repeats a key Landfall reads is ambiguous.
+pub fn repeats_member(value: &RawValue, key: &str) -> bool {
+    let text = value.get();
+    if !text.starts_with('{') {
+        return false;
+    }
+    // Fast path: the name written plainly fewer than twice, and no escape that could spell it.
+    let quoted = format!("\"{key}\"");
+    let plain = memchr::memmem::find_iter(text.as_bytes(), quoted.as_bytes())
+        .take(2)
+        .count();
+    if plain < 2 && memchr::memchr(b'\\', text.as_bytes()).is_none() {
+        return false;
+    }
+    match scan::count_members(text, key) {
+        Some(count) => count > 1,
+        // An escaped member name: decode the names.
+        None => members(value).iter().filter(|(name, _)| name == key).count() > 1,
+    }
+}
+
+/// The first member name along `pointer` (object steps of a JSON pointer, from `document`)
+/// that its object repeats, if any.
+pub fn repeated_on_path(document: &RawValue, pointer: &str) -> Option<String> {
+    let pointer = pointer
+        .strip_suffix("/*")
+        .or_else(|| pointer.strip_suffix("/."))
+        .unwrap_or(pointer);
+    let mut current = document;
+    let mut walked = String::new();
+    for token in pointer.strip_prefix('/')?.split('/') {
+        let name = token.replace("~1", "/").replace("~0", "~");
+        if repeats_member(current, &name) {
+            return Some(format!("{walked}/{token}"));
+        }
+        walked.push('/');
+        walked.push_str(token);
+        current = lookup(document, &walked).ok().flatten()?;
+    }
+    None
 }
 
 /// The members of a raw JSON object, in order.
@@ -632,8 +730,12 @@ mod tests {
         ));
         assert!(matches!(
             record_ranges(b"{\"data\": [1,", "/data"),
-            Err(RecordsError::NotJson(_))
+            Err(RecordsError::Truncated(_))
         ));
+        assert!(record_ranges(b"{\"data\": [1,", "/data").unwrap_err().retryable());
+        let html = record_ranges(b"<html>log in</html>", "/data").unwrap_err();
+        assert!(matches!(html, RecordsError::NotJson(_)) && !html.retryable());
+        assert!(!record_ranges(BODY.as_bytes(), "/missing").unwrap_err().retryable());
     }
 
     #[test]
@@ -778,5 +880,110 @@ mod tests {
             Some(r#"[1,"caf\u00e9"]"#)
         );
         assert_eq!(primary_key_text(first, &["nope".into()]), None);
+    }
+
+    #[test]
+    fn repeated_members_are_found_whatever_the_escapes() {
+        let raw = |text: &'static str| serde_json::from_str::<&RawValue>(text).unwrap();
+        assert!(repeats_member(raw(r#"{"id":1,"id":2}"#), "id"));
+        assert!(repeats_member(raw(r#"{"id":1,"x":"\"id\"","i\u0064":2}"#), "id"));
+        assert!(!repeats_member(raw(r#"{"id":1,"x":{"id":2},"y":"\"id\""}"#), "id"));
+        assert!(!repeats_member(raw(r#"{"id":1,"note":"a\nb"}"#), "id"));
+        assert!(!repeats_member(raw(r#"[{"id":1},{"id":2}]"#), "id"));
+        let page = raw(r#"{"data":[{"id":1}],"meta":{"data":[]},"data":[{"id":2}]}"#);
+        assert_eq!(repeated_on_path(page, "/data").as_deref(), Some("/data"));
+        let nested = raw(r#"{"result":{"items":[],"items":[1]},"items":0}"#);
+        assert_eq!(
+            repeated_on_path(nested, "/result/items").as_deref(),
+            Some("/result/items")
+        );
+        assert_eq!(repeated_on_path(raw(r#"{"data":[{"id":1,"id":2}]}"#), "/data"), None);
+        assert_eq!(repeated_on_path(page, ""), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// No body, however malformed, makes the records scanner panic; every record found
+        /// is a range of the body that parses as JSON on its own.
+        #[test]
+        fn the_records_scanner_never_panics(body in arbitrary::body()) {
+            let Ok(document) = parse(body.as_bytes()) else { return Ok(()) };
+            for records_path in ["", "/data", "/data/*", "/data/.", "/*", "/.", "/a~1b/0", "/data/0", "/data/~0x"] {
+                let _ = records_at(document, records_path);
+                let _ = repeated_on_path(document, records_path);
+                let _ = record_ranges(body.as_bytes(), records_path);
+                let Ok((items, page)) = page_records(document, records_path) else { continue };
+                for pointer in ["/next", "/total", "/data/0/id", "", "/a/b/c", "/x~1y"] {
+                    let _ = page.lookup(pointer);
+                }
+                let _ = page.last_record(records_path);
+                for record in items {
+                    let range = range_in(body.as_bytes(), record);
+                    proptest::prop_assert!(serde_json::from_slice::<&RawValue>(&body.as_bytes()[range]).is_ok());
+                    for name in ["id", "next", "/id", "/a/0", "/data/0/id", "~", ""] {
+                        let _ = field(record, name).map(scalar_text);
+                    }
+                    let _ = primary_key_text(record, &["id".to_owned()]);
+                    let _ = repeats_member(record, "id");
+                    let _ = primary_key_text(record, &["id".to_owned(), "next".to_owned()]);
+                }
+            }
+        }
+    }
+}
+
+/// Arbitrary response bodies for property tests: JSON with big and odd numbers, escapes,
+/// duplicate keys and deep nesting, JSON cut short, and text that is not JSON at all.
+#[cfg(test)]
+pub(crate) mod arbitrary {
+    use proptest::prelude::*;
+
+    /// A JSON text (possibly invalid where numbers are out of range).
+    pub fn json() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            any::<i64>().prop_map(|number| number.to_string()),
+            any::<f64>().prop_map(|number| format!("{number:e}")),
+            "-?[0-9]{1,30}(\\.[0-9]{0,5})?([eE][+-]?[0-9]{1,4})?",
+            any::<String>().prop_map(|text| serde_json::to_string(&text).unwrap()),
+            "\"([a-z]|\\\\[nt\"/]|\\\\u[0-9a-fA-F]{4}){0,6}\"",
+        ];
+        leaf.prop_recursive(5, 64, 6, |inner| {
+            let key = prop_oneof![
+                Just("id".to_owned()),
+                Just("data".to_owned()),
+                Just("next".to_owned()),
+                Just("total".to_owned()),
+                "[a-z/~]{0,3}",
+                Just("i\\u0064".to_owned()),
+            ];
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(|items| format!("[{}]", items.join(","))),
+                proptest::collection::vec((key, inner), 0..6).prop_map(|members| {
+                    let members: Vec<String> = members
+                        .into_iter()
+                        .map(|(key, value)| format!("\"{key}\" : {value}"))
+                        .collect();
+                    format!("{{{}}}", members.join(","))
+                }),
+            ]
+        })
+    }
+
+    /// A response body: JSON, a page of records, JSON cut short, or any text.
+    pub fn body() -> impl Strategy<Value = String> {
+        prop_oneof![
+            json(),
+            (json(), json()).prop_map(|(data, next)| format!(
+                "{{\"data\": [{data}, {{\"id\": {next}}}], \"next\": {next}, \"total\": {data}}}"
+            )),
+            (json(), any::<prop::sample::Index>()).prop_map(|(text, index)| {
+                let cut = index.index(text.len() + 1);
+                text.get(..cut).unwrap_or_default().to_owned()
+            }),
+            ".*",
+        ]
     }
 }

@@ -26,6 +26,13 @@ const SENSITIVE_QUERY_NAMES: &[&str] = &[
     "refresh_token",
 ];
 
+/// Whether a query parameter name is one whose value is always a credential.
+pub fn is_sensitive_query_name(name: &str) -> bool {
+    SENSITIVE_QUERY_NAMES
+        .iter()
+        .any(|candidate| name.eq_ignore_ascii_case(candidate))
+}
+
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
 /// Registers a secret value so that [`scrub`] masks it wherever it appears.
@@ -59,6 +66,39 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     Cow::Owned(owned)
 }
 
+/// The most characters of a response body or header that an error message quotes.
+pub const EXCERPT_CHARS: usize = 300;
+
+/// A quotable excerpt of text from outside (an error body, a header): registered secrets
+/// masked first, then cut to `max_chars` characters, so a secret echoed across the cut
+/// cannot leak its beginning. A tail that could be the start of a secret (text that was
+/// already cut before it came here, like a body read up to a limit) is masked too.
+pub fn excerpt(text: &str, max_chars: usize) -> String {
+    let scrubbed = scrub(text);
+    let mut cut: String = scrubbed.trim().chars().take(max_chars).collect();
+    let secrets = SECRETS.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for secret in secrets.iter() {
+        // The longest prefix of the secret (3 characters or more) the excerpt ends with.
+        let found = (3..secret.len())
+            .rev()
+            .filter(|&len| secret.is_char_boundary(len))
+            .find(|&len| cut.ends_with(&secret[..len]));
+        if let Some(len) = found {
+            cut.truncate(cut.len() - len);
+            cut.push_str(MASK);
+        }
+    }
+    if scrubbed.trim().chars().nth(max_chars).is_some() {
+        cut.push('…');
+    }
+    cut
+}
+
+/// [`excerpt`] of bytes that may not be UTF-8.
+pub fn excerpt_bytes(bytes: &[u8], max_chars: usize) -> String {
+    excerpt(&String::from_utf8_lossy(bytes), max_chars)
+}
+
 /// Renders a URL for logs and stored metadata: user info removed, the values of sensitive
 /// or secret-bearing query parameters masked, and registered secrets scrubbed.
 pub fn url(url: &Url) -> String {
@@ -69,10 +109,7 @@ pub fn url(url: &Url) -> String {
         let pairs: Vec<(String, String)> = url
             .query_pairs()
             .map(|(name, value)| {
-                let sensitive = SENSITIVE_QUERY_NAMES
-                    .iter()
-                    .any(|candidate| name.eq_ignore_ascii_case(candidate))
-                    || scrub(&value) != value;
+                let sensitive = is_sensitive_query_name(&name) || scrub(&value) != value;
                 let value = if sensitive { MASK.to_owned() } else { value.into_owned() };
                 (name.into_owned(), value)
             })
@@ -91,6 +128,27 @@ mod tests {
         register("s3cr3t-value-for-redact-test");
         assert_eq!(scrub("header was s3cr3t-value-for-redact-test!"), "header was ***!");
         assert!(matches!(scrub("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn excerpt_masks_a_secret_at_every_offset_around_the_cut() {
+        let secret = "tok_excerpt_0123456789abcdefghij";
+        register(secret);
+        for offset in 250..=EXCERPT_CHARS + 5 {
+            let body = format!("{}{secret} and more text after it", "x".repeat(offset));
+            let shown = excerpt(&body, EXCERPT_CHARS);
+            assert!(shown.chars().count() <= EXCERPT_CHARS + 1, "offset {offset}");
+            for len in 3..=secret.len() {
+                assert!(
+                    !shown.contains(&secret[..len]),
+                    "offset {offset} leaks {len} chars: {shown}"
+                );
+            }
+        }
+        // Text cut before it came here (a body read up to a limit) ends in a partial secret.
+        let shown = excerpt(&format!("error: {}", &secret[..20]), EXCERPT_CHARS);
+        assert_eq!(shown, "error: ***");
+        assert_eq!(excerpt("  short body \n", EXCERPT_CHARS), "short body");
     }
 
     #[test]

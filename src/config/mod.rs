@@ -109,10 +109,38 @@ pub struct SourceConfig {
     /// --max-duration` overrides it. Default: null (no limit).
     #[serde(default)]
     pub max_run_duration: Option<HumanDuration>,
+    /// The most bytes one response body may hold, counted after decompression (gzip,
+    /// deflate, brotli) as it is read; a larger page fails with `RESPONSE_TOO_LARGE`.
+    /// Default: 256MiB.
+    #[serde(default = "default_max_response_size")]
+    pub max_response_size: ByteSize,
+    /// Which redirects are followed. Default: `same_origin`.
+    #[serde(default)]
+    pub redirects: RedirectPolicy,
 }
 
 fn default_timeout() -> HumanDuration {
     HumanDuration::from_secs(30)
+}
+
+fn default_max_response_size() -> ByteSize {
+    ByteSize(256 << 20)
+}
+
+/// `source.redirects`: which redirects a request follows (at most 10 hops). None is ever
+/// followed to another scheme (https to http), to a link-local or cloud metadata address,
+/// and no credential reaches another origin.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RedirectPolicy {
+    /// Only to the same scheme, host and port, credentials kept.
+    #[default]
+    SameOrigin,
+    /// No redirect is followed: a 3xx fails the request.
+    None,
+    /// To any https origin; a hop to another origin carries no credential (no auth
+    /// header, no `source.headers`, no api key in the query).
+    AnyHttps,
 }
 
 /// Where an API key goes.

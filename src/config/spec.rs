@@ -312,6 +312,18 @@ fn source() -> Value {
                 "max_run_duration",
                 json!({"type": ["string", "null"], "pattern": DURATION_PATTERN, "description": "Longest a run may take; a rate-limit wait that would pass it stops the stream as partial. null = no limit", "default": null}),
             ),
+            (
+                "max_response_size",
+                json!({"type": "string", "pattern": SIZE_PATTERN, "description": "Most bytes one response body may hold, counted after decompression; a larger page fails with RESPONSE_TOO_LARGE (at least 1KiB)", "default": "256MiB"}),
+            ),
+            (
+                "redirects",
+                enumeration(
+                    "Redirects followed: same_origin (same scheme, host and port), none, or any_https (credentials dropped on a hop to another origin); never to http from https, never to link-local or metadata addresses",
+                    &["same_origin", "none", "any_https"],
+                    "same_origin",
+                ),
+            ),
         ],
     )
 }

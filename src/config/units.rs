@@ -11,7 +11,19 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct HumanDuration(pub Duration);
 
+/// The longest duration a config or flag may give (100 years): a longer one is a typo,
+/// and clocks would overflow adding it.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 impl HumanDuration {
+    /// `duration`, or an error when it passes [`MAX_DURATION`].
+    fn bounded(duration: Duration, text: &str) -> Result<Self, String> {
+        if duration > MAX_DURATION {
+            return Err(format!("duration `{text}` is longer than 100 years"));
+        }
+        Ok(Self(duration))
+    }
+
     pub const fn from_secs(secs: u64) -> Self {
         Self(Duration::from_secs(secs))
     }
@@ -30,8 +42,8 @@ impl FromStr for HumanDuration {
             return Ok(Self(Duration::ZERO));
         }
         humantime::parse_duration(text)
-            .map(Self)
             .map_err(|error| format!("invalid duration `{text}` ({error}); use e.g. 500ms, 30s, 2m, 1h, 1d"))
+            .and_then(|duration| Self::bounded(duration, text))
     }
 }
 
@@ -46,7 +58,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
         let text = StringOrNumber::deserialize(deserializer)?;
         match text {
             StringOrNumber::Text(text) => text.parse().map_err(serde::de::Error::custom),
-            StringOrNumber::Number(secs) => Ok(Self(Duration::from_secs(secs))),
+            StringOrNumber::Number(secs) => {
+                Self::bounded(Duration::from_secs(secs), &secs.to_string()).map_err(serde::de::Error::custom)
+            }
         }
     }
 }
@@ -132,6 +146,10 @@ mod tests {
         assert_eq!("0s".parse::<HumanDuration>().unwrap().0, Duration::ZERO);
         assert_eq!("0".parse::<HumanDuration>().unwrap().0, Duration::ZERO);
         assert!("soon".parse::<HumanDuration>().is_err());
+        // Instant + this overflowed: `max_run_duration: 18446744073709551615` panicked.
+        assert!("200years".parse::<HumanDuration>().is_err());
+        assert!(serde_json::from_str::<HumanDuration>("18446744073709551615").is_err());
+        assert!(serde_json::from_str::<HumanDuration>("3600").is_ok());
     }
 
     #[test]

@@ -107,10 +107,10 @@ impl ConnectorConfig {
             ));
         }
         let rate = &source.rate_limit;
-        for (key, value) in [
-            ("requests_per_second", rate.requests_per_second),
-            ("requests_per_minute", rate.requests_per_minute),
-            ("requests_per_hour", rate.requests_per_hour),
+        for (key, value, window) in [
+            ("requests_per_second", rate.requests_per_second, 1.0),
+            ("requests_per_minute", rate.requests_per_minute, 60.0),
+            ("requests_per_hour", rate.requests_per_hour, 3600.0),
         ] {
             if let Some(value) = value
                 && (value <= 0.0 || !value.is_finite())
@@ -120,6 +120,22 @@ impl ConnectorConfig {
                     "must be a positive number or null",
                 ));
             }
+            // A rate slower than one request a day is a typo (and its waits overflow).
+            let least = window / 86_400.0;
+            if let Some(value) = value
+                && value < least
+            {
+                return Err(ConfigError::invalid(
+                    format!("source.rate_limit.{key}"),
+                    format!("must be at least {least} (one request a day), or null for no limit"),
+                ));
+            }
+        }
+        if source.max_response_size.0 < 1024 {
+            return Err(ConfigError::invalid(
+                "source.max_response_size",
+                "must be at least 1KiB",
+            ));
         }
         if rate.concurrency == 0 {
             return Err(ConfigError::invalid(
@@ -621,6 +637,51 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("landing.compression_level"), "{message}");
+    }
+
+    #[test]
+    fn rates_slower_than_one_a_day_and_tiny_response_caps_are_refused() {
+        let with_source = |extra: &str| {
+            format!(
+                "version: 1\nsource: {{name: s, base_url: 'https://api.test', {extra}}}\nstreams: [{{name: o, path: /o}}]\n"
+            )
+        };
+        // 1e-300 passed validation and panicked in Duration::from_secs_f64 at the second request.
+        for (extra, key) in [
+            (
+                "rate_limit: {requests_per_second: 1e-300}",
+                "source.rate_limit.requests_per_second:",
+            ),
+            (
+                "rate_limit: {requests_per_minute: 0.0001}",
+                "source.rate_limit.requests_per_minute:",
+            ),
+            (
+                "rate_limit: {requests_per_hour: 0.01}",
+                "source.rate_limit.requests_per_hour:",
+            ),
+            ("max_response_size: 10", "source.max_response_size:"),
+            ("max_run_duration: 18446744073709551615", "source.max_run_duration:"),
+            (
+                "circuit_breaker: {cooldown: 1000000000000}",
+                "source.circuit_breaker.cooldown:",
+            ),
+        ] {
+            let message = load(&with_source(extra)).unwrap_err().to_string();
+            assert!(message.starts_with(key), "{extra}: {message}");
+        }
+        let config = load(&with_source(
+            "rate_limit: {requests_per_hour: 1}, max_response_size: 1MiB",
+        ))
+        .unwrap();
+        assert_eq!(config.source.max_response_size.0, 1 << 20);
+        assert_eq!(config.source.redirects, crate::config::RedirectPolicy::SameOrigin);
+        let config = load(&with_source("redirects: any_https")).unwrap();
+        assert_eq!(config.source.redirects, crate::config::RedirectPolicy::AnyHttps);
+        assert_eq!(
+            load(&with_source("rate_limit: {}")).unwrap().source.max_response_size.0,
+            256 << 20
+        );
     }
 
     #[test]

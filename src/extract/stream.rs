@@ -116,7 +116,8 @@ impl Classify for StreamError {
     fn retryable(&self) -> bool {
         match self {
             StreamError::Http(error) => error.retryable(),
-            StreamError::Records { .. } | StreamError::Cancelled => true,
+            StreamError::Records { source, .. } => source.retryable(),
+            StreamError::Cancelled => true,
             StreamError::Pagination(error) => error.retryable(),
             StreamError::Landing(error) => error.retryable(),
             StreamError::State(error) => error.retryable(),
@@ -627,11 +628,37 @@ impl StreamJob {
                     Err(error) => {
                         stats.requests += u64::from(error.attempt);
                         stats.retries += u64::from(error.attempt.saturating_sub(1));
+                        if error.code == ErrorCode::ResponseTooLarge {
+                            // The page is recorded in the dead letters (without its body,
+                            // which was not kept) so it can be found and replayed.
+                            let dead = DeadPage {
+                                number,
+                                endpoint: endpoint.clone(),
+                                extracted_at: crate::clock::now_rfc3339(),
+                                body: Bytes::new(),
+                                error: Violation {
+                                    code: ErrorCode::ResponseTooLarge.as_str(),
+                                    message: format!("request {}: {}", error.request_id, error.message),
+                                    path: String::new(),
+                                },
+                            };
+                            let _ = sender.send(Item::DeadPage(dead)).await;
+                        }
                         return Err(Some(error.into()));
                     }
                 };
                 stats.requests += u64::from(response.attempts);
                 stats.retries += u64::from(response.attempts - 1);
+                // A page with bytes that are not UTF-8 is read with the bad sequences
+                // replaced, so its records without them still land (byte for byte as
+                // sent); its exact bytes go to the dead letters (base64).
+                let mut response = response;
+                let original = std::str::from_utf8(&response.body)
+                    .is_err()
+                    .then(|| response.body.clone());
+                if let Some(original) = &original {
+                    response.body = Bytes::from(String::from_utf8_lossy(original).into_owned());
+                }
                 let collect = self.collect_parent_fields.as_deref();
                 let parsed = {
                     let _transform = crate::telemetry::transform_span(&self.stream.name, number).entered();
@@ -645,7 +672,31 @@ impl StreamJob {
                     )
                 };
                 match parsed {
-                    Ok((records, document)) => {
+                    Ok((mut records, document)) => {
+                        if let Some(original) = &original {
+                            mark_replaced_bytes(&response.body, &mut records);
+                            let invalid = std::str::from_utf8(original)
+                                .err()
+                                .map(|e| e.to_string())
+                                .unwrap_or_default();
+                            let dead = DeadPage {
+                                number,
+                                endpoint: endpoint.clone(),
+                                extracted_at: crate::clock::now_rfc3339(),
+                                body: original.clone(),
+                                error: Violation {
+                                    code: "PARSING_ERROR",
+                                    message: format!(
+                                        "request {}: the page is not valid UTF-8 ({invalid}); its exact bytes are in _raw_base64, its records without invalid bytes were landed",
+                                        response.request_id
+                                    ),
+                                    path: String::new(),
+                                },
+                            };
+                            if sender.send(Item::DeadPage(dead)).await.is_err() {
+                                return Err(None);
+                            }
+                        }
                         let total = crate::progress::expected(&self.stream, document);
                         self.events.telemetry().expect(&self.stream.name, total);
                         let view = PageView {
@@ -682,7 +733,7 @@ impl StreamJob {
                             number,
                             endpoint: endpoint.clone(),
                             extracted_at: crate::clock::now_rfc3339(),
-                            body: response.body.clone(),
+                            body: original.unwrap_or_else(|| response.body.clone()),
                             error: Violation {
                                 code: "PARSING_ERROR",
                                 message: format!("request {}: {source}", response.request_id),
@@ -858,6 +909,7 @@ impl StreamJob {
                         sha256: &sha256,
                         redacted,
                         error: violation,
+                        raw_base64: None,
                     };
                     let loaded_at = crate::clock::now_rfc3339();
                     envelope::write_line(&mut line, &template, &fields, fields_of_record, &loaded_at, &raw);
@@ -915,6 +967,10 @@ impl StreamJob {
         let text = String::from_utf8_lossy(&dead.body);
         let withheld = format!("<{} bytes withheld: the stream has redaction rules>", dead.body.len());
         let raw: &str = if redactor.is_empty() { &text } else { &withheld };
+        // A body that is not UTF-8 is kept exactly too, so the page can be replayed and its
+        // hash checked.
+        let raw_base64 = (redactor.is_empty() && matches!(text, std::borrow::Cow::Owned(_)))
+            .then(|| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &dead.body));
         let sha256 = crate::hash::sha256_hex(&dead.body);
         let fields = PageFields::new(&dead.endpoint, &dead.extracted_at, dead.number);
         let record = RecordFields {
@@ -924,6 +980,7 @@ impl StreamJob {
             sha256: &sha256,
             redacted: None,
             error: Some(&dead.error),
+            raw_base64: raw_base64.as_deref(),
         };
         let mut line = Vec::with_capacity(raw.len() + 512);
         envelope::write_line(&mut line, template, &fields, record, &crate::clock::now_rfc3339(), raw);
@@ -1167,6 +1224,21 @@ fn interpolate(stream: &StreamConfig, values: &[(String, String)]) -> StreamConf
     stream
 }
 
+/// Sends the records of a page read with invalid UTF-8 replaced (U+FFFD) to the dead
+/// letters when they hold a replacement: their bytes are not the source's.
+fn mark_replaced_bytes(body: &[u8], records: &mut [RecordMeta]) {
+    const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
+    for record in records.iter_mut().filter(|record| record.violation.is_none()) {
+        if memchr::memmem::find(&body[record.range.clone()], REPLACEMENT).is_some() {
+            record.violation = Some(Violation {
+                code: "PARSING_ERROR",
+                message: "the record holds bytes that are not UTF-8 (replaced by U+FFFD here); the page's exact bytes are dead-lettered with _raw_base64".to_owned(),
+                path: String::new(),
+            });
+        }
+    }
+}
+
 /// Finds the records of a page and what the writer needs of each.
 fn parse_page<'a>(
     body: &'a Bytes,
@@ -1177,7 +1249,19 @@ fn parse_page<'a>(
     schema: &mut SchemaTracker,
 ) -> Result<(Vec<RecordMeta>, records::Document<'a>), records::RecordsError> {
     let document = records::parse(body)?;
+    if let Some(repeated) = records::repeated_on_path(document, &stream.records_path) {
+        return Err(records::RecordsError::RepeatedMember(repeated));
+    }
     let (items, document) = records::page_records(document, &stream.records_path)?;
+    // The top-level names Landfall reads from each record: one of them twice in a record
+    // makes it ambiguous (readers disagree on which counts), and it goes to the dead letters.
+    let read_names: Vec<&str> = stream
+        .primary_key
+        .iter()
+        .map(String::as_str)
+        .chain(cursor.map(|(field, _)| field))
+        .filter(|name| !name.starts_with('/'))
+        .collect();
     let mut metas = Vec::with_capacity(items.len());
     for raw in items {
         schema.observe(raw);
@@ -1206,9 +1290,19 @@ fn parse_page<'a>(
         let cursor_value = cursor
             .zip(text.as_deref())
             .and_then(|((_, format), text)| format.parse(text).ok());
+        let repeated = read_names.iter().find(|name| records::repeats_member(raw, name));
         metas.push(RecordMeta {
             range: records::range_in(body, raw),
-            violation: validator.check(raw, id.is_some()),
+            violation: match repeated {
+                Some(name) => Some(Violation {
+                    code: "VALIDATION_ERROR",
+                    message: format!(
+                        "member `{name}` appears more than once in the record; which one is meant is ambiguous"
+                    ),
+                    path: format!("/{name}"),
+                }),
+                None => validator.check(raw, id.is_some()),
+            },
             id,
             cursor: text,
             cursor_value,

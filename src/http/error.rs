@@ -49,6 +49,10 @@ pub enum Reason {
     /// Waiting (for a rate limit, mostly) would pass the run's deadline: the stream stops
     /// cleanly at its last checkpoint with status `partial`.
     RunDeadline,
+    /// The response body passed `source.max_response_size`: reading stopped there.
+    TooLarge,
+    /// The source redirected where `source.redirects` does not allow.
+    Redirect,
 }
 
 /// A failed request, after any retries. It carries everything the manifest and the logs

@@ -15,9 +15,11 @@
 //! requests; `User-Agent: landfall/<version>` and an `X-Request-Id` on every request.
 
 pub mod auth;
+pub(crate) mod body;
 pub mod circuit;
 pub mod error;
 pub mod rate_limit;
+pub mod redirect;
 pub mod retry;
 mod sleep;
 
@@ -33,7 +35,7 @@ pub use error::{HttpError, Reason, Subsystem};
 pub use retry::{Decision, RetryPolicy};
 pub use sleep::{Sleeper, TokioSleeper, VirtualClock};
 
-use crate::config::{Method, RetryPost, SourceConfig};
+use crate::config::{Method, RedirectPolicy, RetryPost, SourceConfig};
 use crate::error::ErrorCode;
 use crate::events::Events;
 use auth::{AuthEnv, SignedParts};
@@ -114,6 +116,10 @@ pub struct HttpClient {
     /// No wait may end past this instant (on the sleeper's clock).
     deadline: Option<Instant>,
     events: Events,
+    /// `source.max_response_size`: the most bytes of one decoded body.
+    max_response_size: u64,
+    /// `source.redirects`.
+    redirects: RedirectPolicy,
 }
 
 /// Errors building the client (bad TLS material, unusable credentials).
@@ -155,6 +161,9 @@ impl HttpClient {
             .connect_timeout(source.timeout.0.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(source.rate_limit.concurrency.max(1) as usize)
+            // Redirects are followed hop by hop in `attempt`, each checked against
+            // `source.redirects` (reqwest would forward custom credential headers).
+            .redirect(reqwest::redirect::Policy::none())
             .tls_version_min(match source.tls.min_version.as_str() {
                 "1.3" => reqwest::tls::Version::TLS_1_3,
                 _ => reqwest::tls::Version::TLS_1_2,
@@ -207,6 +216,8 @@ impl HttpClient {
             sleeper: Arc::new(TokioSleeper),
             deadline: None,
             events,
+            max_response_size: source.max_response_size.0,
+            redirects: source.redirects,
         })
     }
 
@@ -306,7 +317,9 @@ impl HttpClient {
             sent += 1;
             counted += 1;
             request.attempt = sent;
-            let outcome = self.attempt(spec, &url, idempotency_key.as_deref(), &request).await;
+            let outcome = self
+                .attempt(spec, &url, idempotency_key.as_deref(), &request, context.page)
+                .await;
             drop(permit);
             let failure = match outcome {
                 Ok(mut response) => {
@@ -473,55 +486,152 @@ impl HttpClient {
         url: &Url,
         idempotency_key: Option<&str>,
         request: &ErrorContext,
+        page: u64,
     ) -> Result<Response, Failure> {
-        let method = spec.method.as_str();
+        let origin = url.origin();
+        let mut hop_url = url.clone();
+        let mut method = spec.method;
+        let mut body = spec.body.as_deref();
+        let mut credentials = true;
+        let mut hops = 0;
+        let response = loop {
+            let response = self
+                .send_hop(spec, &hop_url, method, body, credentials, idempotency_key, request)
+                .await?;
+            let status = response.status();
+            if !status.is_redirection() || status == reqwest::StatusCode::NOT_MODIFIED {
+                break response;
+            }
+            let refused = |message: String| {
+                Failure::from(request.error(
+                    ErrorCode::RedirectRefused,
+                    Some(status.as_u16()),
+                    false,
+                    Subsystem::Transport,
+                    Reason::Redirect,
+                    message,
+                ))
+            };
+            let Some(location) = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|value| value.to_str().ok())
+            else {
+                return Err(refused("redirect without a Location header".to_owned()));
+            };
+            let Ok(next) = hop_url.join(location) else {
+                return Err(refused(format!(
+                    "redirect to a Location that is not a URL: {}",
+                    crate::redact::excerpt(location, 100)
+                )));
+            };
+            hops += 1;
+            if hops > redirect::MAX_REDIRECTS {
+                return Err(refused(format!("more than {} redirects", redirect::MAX_REDIRECTS)));
+            }
+            let hop = redirect::check(self.redirects, &origin, &hop_url, &next)
+                .map_err(|reason| refused(format!("redirect to {} refused: {reason}", crate::redact::url(&next))))?;
+            credentials = hop == redirect::Hop::SameOrigin;
+            hop_url = next;
+            if credentials {
+                // Back at the source's origin: its query credentials go along again.
+                if let Some(name) = self.auth.query_key_name()
+                    && !hop_url.query_pairs().any(|(key, _)| key == name)
+                {
+                    self.auth.apply_to_url(&mut hop_url);
+                }
+            } else {
+                redirect::strip_credentials(&mut hop_url, self.auth.query_key_name());
+            }
+            // As browsers do: 303 (and 301/302 of a POST) turn into a GET without a body.
+            if status == reqwest::StatusCode::SEE_OTHER
+                || (method == Method::Post
+                    && matches!(
+                        status,
+                        reqwest::StatusCode::MOVED_PERMANENTLY | reqwest::StatusCode::FOUND
+                    ))
+            {
+                method = Method::Get;
+                body = None;
+            }
+        };
+        self.read_response(response, request, page).await
+    }
+
+    /// Sends one hop of an attempt. A hop to another origin (`credentials` false) carries
+    /// none of the source's headers and no credential.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_hop(
+        &self,
+        spec: &RequestSpec,
+        url: &Url,
+        method: Method,
+        body: Option<&[u8]>,
+        credentials: bool,
+        idempotency_key: Option<&str>,
+        request: &ErrorContext,
+    ) -> Result<reqwest::Response, Failure> {
         let mut builder = self.client.request(
-            match spec.method {
+            match method {
                 Method::Get => reqwest::Method::GET,
                 Method::Post => reqwest::Method::POST,
             },
             url.clone(),
         );
-        for (name, value) in &spec.headers {
-            builder = builder.header(name.as_str(), value.as_str());
+        if credentials {
+            for (name, value) in &spec.headers {
+                builder = builder.header(name.as_str(), value.as_str());
+            }
         }
         builder = builder.header("x-request-id", request.request_id.as_str());
-        let parts = SignedParts {
-            method,
-            url,
-            body: spec.body.as_deref(),
-        };
-        let env = AuthEnv {
-            http: &self.client,
-            now: self.sleeper.now(),
-            wall: SystemTime::now(),
-            events: &self.events,
-        };
-        for (name, value) in self.auth.headers(&parts, request, &env).await? {
-            builder = builder.header(name, value);
+        if credentials {
+            let parts = SignedParts {
+                method: method.as_str(),
+                url,
+                body,
+            };
+            let env = AuthEnv {
+                http: &self.client,
+                now: self.sleeper.now(),
+                wall: SystemTime::now(),
+                events: &self.events,
+            };
+            for (name, value) in self.auth.headers(&parts, request, &env).await? {
+                builder = builder.header(name, value);
+            }
         }
-        if let Some(body) = &spec.body {
+        if let Some(body) = body {
             builder = builder
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone());
+                .body(body.to_vec());
         }
-        if let Some(key) = idempotency_key {
+        if let Some(key) = idempotency_key.filter(|_| credentials && method == Method::Post) {
             builder = builder.header(
                 HeaderName::from_static("idempotency-key"),
                 HeaderValue::from_str(key).expect("hex is a valid header"),
             );
         }
-        let response = builder.send().await.map_err(|failure| {
+        builder.send().await.map_err(|failure| {
             let (code, reason) = error::classify_transport(&failure);
-            request.error(
+            Failure::from(request.error(
                 code,
                 None,
                 true,
                 Subsystem::Transport,
                 reason,
                 error::describe(&failure),
-            )
-        })?;
+            ))
+        })
+    }
+
+    /// Reads the final response of an attempt: a success whole (within
+    /// `source.max_response_size`), a failure as an error quoting the start of its body.
+    async fn read_response(
+        &self,
+        mut response: reqwest::Response,
+        request: &ErrorContext,
+        page: u64,
+    ) -> Result<Response, Failure> {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let request = ErrorContext {
@@ -529,8 +639,8 @@ impl HttpClient {
                 .iter()
                 .find_map(|name| headers.get(*name).and_then(|value| value.to_str().ok()))
                 .filter(|value| !value.is_empty())
-                .unwrap_or(&request.request_id)
-                .to_owned(),
+                .map(|value| crate::redact::excerpt(value, 128))
+                .unwrap_or_else(|| request.request_id.clone()),
             ..request.clone()
         };
         if !(200..300).contains(&status) {
@@ -538,8 +648,7 @@ impl HttpClient {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| retry::parse_retry_after(value, SystemTime::now()));
-            let snippet = response.text().await.unwrap_or_default();
-            let snippet: String = snippet.chars().take(300).collect();
+            let snippet = body::read_prefix(&mut response, body::ERROR_BODY_LIMIT).await;
             let treated_as = error::effective_status(status, &headers);
             let (code, subsystem) = error::classify_status(treated_as);
             return Err(Failure {
@@ -549,22 +658,45 @@ impl HttpClient {
                     self.retry.retries_status(treated_as),
                     subsystem,
                     Reason::Status,
-                    format!("response body: {}", snippet.trim()),
+                    format!(
+                        "response body: {}",
+                        crate::redact::excerpt_bytes(&snippet, crate::redact::EXCERPT_CHARS)
+                    ),
                 ),
                 retry_after,
                 headers: Some(headers),
             });
         }
-        let body = response.bytes().await.map_err(|failure| {
-            request.error(
-                ErrorCode::NetworkError,
-                Some(status),
-                true,
-                Subsystem::Transport,
-                Reason::Body,
-                format!("reading the body failed: {}", error::describe(&failure)),
-            )
-        })?;
+        let body = match body::read_limited(&mut response, self.max_response_size).await {
+            Ok(body) => body,
+            Err(body::ReadError::TooLarge) => {
+                return Err(request
+                    .error(
+                        ErrorCode::ResponseTooLarge,
+                        Some(status),
+                        false,
+                        Subsystem::Transport,
+                        Reason::TooLarge,
+                        format!(
+                            "page {page}: the response body is larger than source.max_response_size ({} bytes, counted after decompression); reading stopped there",
+                            self.max_response_size
+                        ),
+                    )
+                    .into());
+            }
+            Err(body::ReadError::Failed(failure)) => {
+                return Err(request
+                    .error(
+                        error::classify_transport(&failure).0,
+                        Some(status),
+                        true,
+                        Subsystem::Transport,
+                        Reason::Body,
+                        format!("reading the body failed: {}", error::describe(&failure)),
+                    )
+                    .into());
+            }
+        };
         Ok(Response {
             status,
             headers,

@@ -14,6 +14,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::RateLimitConfig;
 
+/// The longest wait the local buckets impose (a deep queue of reservations at a slow rate).
+const MAX_LOCAL_WAIT: Duration = Duration::from_secs(1_000_000_000);
+
 /// Why a request waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cause {
@@ -106,7 +109,9 @@ impl Bucket {
         if self.tokens >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-self.tokens / self.per_second)
+            // Validation keeps rates at one a day or more; the cap keeps clock arithmetic
+            // safe whatever the debt.
+            super::retry::clamped_seconds(-self.tokens / self.per_second, MAX_LOCAL_WAIT)
         }
     }
 }
@@ -147,7 +152,7 @@ fn reset_delay(value: f64, wall: SystemTime) -> Duration {
     } else {
         value
     };
-    Duration::from_secs_f64(seconds.clamp(0.0, 1e9))
+    super::retry::clamped_seconds(seconds, super::retry::MAX_SERVER_WAIT)
 }
 
 /// The leading number of the first of `names` that is present (`50` in `50, 100;w=60`).
@@ -428,5 +433,69 @@ mod tests {
             None
         );
         assert_eq!(fixed.reserve(now).wait, Duration::ZERO);
+    }
+
+    #[test]
+    fn huge_or_malformed_rate_limit_headers_do_not_panic() {
+        let limiter = RateLimiter::new(&config(None, None, 1));
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        for (name, value) in [
+            ("retry-after", "1e20"),
+            ("retry-after", "1.5e308"),
+            ("retry-after", "12345678901234567890123"),
+            ("x-ratelimit-reset", "1e308"),
+            ("x-ratelimit-reset", "123456789012345678901234567890"),
+        ] {
+            let signal = limiter.observe(
+                429,
+                &headers(&[(name, value), ("x-ratelimit-remaining", "0")]),
+                now,
+                wall,
+            );
+            if let Some(Signal::Paused { wait, .. }) = signal {
+                assert!(wait <= crate::http::retry::MAX_SERVER_WAIT, "{name}: {value}");
+            }
+            assert!(limiter.reserve(now).wait <= crate::http::retry::MAX_SERVER_WAIT);
+        }
+        let slow = RateLimiter::new(&config(Some(1e-300), None, 1));
+        slow.reserve(now);
+        assert_eq!(slow.reserve(now).wait, MAX_LOCAL_WAIT);
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any rate-limit headers on any status: the limiter learns without a panic, and
+        /// no wait it imposes is longer than the longest a server may impose.
+        #[test]
+        fn rate_limit_headers_never_panic(
+            status in 100u16..600,
+            pairs in proptest::collection::vec((0usize..7, proptest::prop_oneof![
+                "[ -~]{0,30}",
+                "[0-9]{1,40}",
+                proptest::prelude::any::<f64>().prop_map(|number| number.to_string()),
+            ]), 0..8),
+        ) {
+            const NAMES: [&str; 7] = [
+                "retry-after", "ratelimit-remaining", "x-ratelimit-remaining", "ratelimit-limit",
+                "x-ratelimit-limit", "ratelimit-reset", "x-ratelimit-reset",
+            ];
+            let mut map = HeaderMap::new();
+            for (name, value) in &pairs {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    map.append(NAMES[*name], value);
+                }
+            }
+            let limiter = RateLimiter::new(&config(Some(10.0), None, 1));
+            let now = Instant::now();
+            let _ = limiter.observe(status, &map, now, SystemTime::now());
+            for step in 0..3 {
+                let wait = limiter.reserve(now + Duration::from_secs(step)).wait;
+                proptest::prop_assert!(wait <= crate::http::retry::MAX_SERVER_WAIT + Duration::from_secs(60));
+            }
+        }
     }
 }

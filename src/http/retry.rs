@@ -86,7 +86,7 @@ impl RetryPolicy {
     pub fn base_delay(&self, retry: u32) -> Duration {
         let factor = self.multiplier.powi(retry.min(64) as i32);
         let secs = (self.initial_delay.as_secs_f64() * factor).min(self.max_delay.as_secs_f64());
-        Duration::from_secs_f64(secs.max(0.0))
+        clamped_seconds(secs, self.max_delay)
     }
 
     /// The base delay with jitter: `delay × (0.5 + random[0, 0.5))`.
@@ -105,24 +105,43 @@ impl RetryPolicy {
             Some(server) if self.respect_retry_after => server,
             _ => self.jittered_delay(attempt - 1),
         };
-        (waited + delay <= self.budget).then_some(delay)
+        (waited.saturating_add(delay) <= self.budget).then_some(delay)
     }
 }
 
-/// Parses a `Retry-After` value: delay seconds or an HTTP date.
+/// The longest wait a server can impose (`Retry-After`, a rate-limit reset, a token
+/// lifetime): larger values are read as this. A day is longer than any retry budget, so a
+/// request told to wait longer gives up instead of overflowing a clock.
+pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(86_400);
+
+/// `seconds` as a duration between zero and `max`: never panics, whatever the number
+/// (negative, NaN, infinite, 1e308).
+pub fn clamped_seconds(seconds: f64, max: Duration) -> Duration {
+    if seconds.is_nan() || seconds <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(seconds).map_or(max, |duration| duration.min(max))
+}
+
+/// Parses a `Retry-After` value: delay seconds or an HTTP date, at most
+/// [`MAX_SERVER_WAIT`].
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+        return Some(Duration::from_secs(seconds).min(MAX_SERVER_WAIT));
+    }
+    if value.bytes().all(|byte| byte.is_ascii_digit()) && !value.is_empty() {
+        // More digits than a u64 holds.
+        return Some(MAX_SERVER_WAIT);
     }
     if let Ok(seconds) = value.parse::<f64>()
         && seconds.is_finite()
         && seconds >= 0.0
     {
-        return Some(Duration::from_secs_f64(seconds));
+        return Some(clamped_seconds(seconds, MAX_SERVER_WAIT));
     }
     let date = httpdate::parse_http_date(value).ok()?;
-    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_SERVER_WAIT))
 }
 
 #[cfg(test)]
@@ -187,5 +206,55 @@ mod tests {
         let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
         assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(30)));
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn huge_retry_after_values_are_clamped_not_panics() {
+        // Each of these panicked in Duration::from_secs_f64 or in Instant arithmetic.
+        let now = SystemTime::now();
+        for value in [
+            "1e20",
+            "1.5e308",
+            "12345678901234567890123",
+            "18446744073709551615",
+            "1e400",
+        ] {
+            let wait = parse_retry_after(value, now);
+            assert!(wait.is_none_or(|wait| wait <= MAX_SERVER_WAIT), "{value}: {wait:?}");
+        }
+        assert_eq!(parse_retry_after("1e20", now), Some(MAX_SERVER_WAIT));
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("NaN", now), None);
+        let policy = policy();
+        assert_eq!(policy.next_delay(1, Duration::MAX, Some(MAX_SERVER_WAIT)), None);
+        assert_eq!(clamped_seconds(f64::INFINITY, MAX_SERVER_WAIT), MAX_SERVER_WAIT);
+        assert_eq!(clamped_seconds(-1.0, MAX_SERVER_WAIT), Duration::ZERO);
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        /// Any Retry-After value parses to at most a day, or to nothing, without a panic.
+        #[test]
+        fn retry_after_never_panics(value in proptest::prop_oneof![
+            ".*",
+            "[0-9]{15,40}",
+            proptest::prelude::any::<f64>().prop_map(|number| number.to_string()),
+            proptest::prelude::any::<f64>().prop_map(|number| format!("{number:e}")),
+            proptest::prelude::any::<u128>().prop_map(|number| number.to_string()),
+        ]) {
+            let now = SystemTime::now();
+            if let Some(wait) = parse_retry_after(&value, now) {
+                proptest::prop_assert!(wait <= MAX_SERVER_WAIT);
+                let _ = policy().next_delay(1, Duration::from_secs(1), Some(wait));
+            }
+        }
+
+        #[test]
+        fn clamped_seconds_never_panics(seconds in proptest::num::f64::ANY) {
+            proptest::prop_assert!(clamped_seconds(seconds, MAX_SERVER_WAIT) <= MAX_SERVER_WAIT);
+        }
     }
 }

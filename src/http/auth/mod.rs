@@ -151,6 +151,14 @@ impl Authenticator {
         }
     }
 
+    /// The query parameter that carries the api key, when it goes in the query.
+    pub fn query_key_name(&self) -> Option<&str> {
+        match self.scheme.as_ref() {
+            Scheme::QueryKey { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
     /// Whether a 401 or 403 may be cured by fetching a fresh token.
     pub fn refreshes(&self) -> bool {
         matches!(self.scheme.as_ref(), Scheme::OAuth2(_))

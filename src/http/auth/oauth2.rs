@@ -33,6 +33,10 @@ use crate::config::{AuthConfig, OAuth2ClientAuth, OAuth2Flow, Secret};
 use crate::error::ErrorCode;
 use crate::http::error::{self, ErrorContext, HttpError, Reason, Subsystem};
 
+/// The longest an access token is used without a refresh, whatever `expires_in` says
+/// (a 401 or 403 refreshes it sooner).
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
+
 /// Version of the saved credential document.
 const AUTH_STATE_VERSION: u32 = 1;
 
@@ -97,6 +101,14 @@ struct TokenResponse {
     expires_in: Option<f64>,
     #[serde(default)]
     refresh_token: Option<String>,
+}
+
+/// How long a token may be used, from its `expires_in` (any number a server sends): at
+/// most [`MAX_TOKEN_LIFETIME`]; `None` when it gives no usable lifetime.
+fn token_lifetime(expires_in: Option<f64>) -> Option<Duration> {
+    expires_in
+        .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
+        .map(|seconds| crate::http::retry::clamped_seconds(seconds, MAX_TOKEN_LIFETIME))
 }
 
 /// `expires_in` as a number or, as some vendors send it, a string.
@@ -238,10 +250,7 @@ impl OAuth2 {
             Err(error) => return Err(error),
         };
         crate::redact::register(&response.access_token);
-        let lifetime = response
-            .expires_in
-            .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
-            .map(Duration::from_secs_f64);
+        let lifetime = token_lifetime(response.expires_in);
         state.access = Some(AccessToken {
             value: response.access_token.clone(),
             refresh_at: lifetime.map(|lifetime| env.now + lifetime - self.margin.min(lifetime / 2)),
@@ -556,7 +565,7 @@ impl OAuth2 {
             } else {
                 ErrorCode::AuthFailed
             };
-            let detail: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+            let detail = crate::redact::excerpt_bytes(&body, crate::redact::EXCERPT_CHARS);
             return Err(context.error(
                 code,
                 Some(status),
@@ -566,7 +575,7 @@ impl OAuth2 {
                 format!(
                     "the token endpoint refused the {} grant: {}",
                     flow_name(self.flow),
-                    detail.trim()
+                    detail
                 ),
             ));
         }
@@ -704,5 +713,39 @@ mod tests {
         next.save_unsaved(&mut next_state, &context).await.unwrap();
         let stored = landing.get("shop/_state/_auth.json").await.unwrap().unwrap();
         assert_eq!(next.unseal(&stored, "rt-config-1").unwrap().token, "rt-rotated-again");
+    }
+
+    #[test]
+    fn a_token_lifetime_of_1e20_seconds_is_clamped() {
+        // Duration::from_secs_f64(1e20) panicked.
+        assert_eq!(token_lifetime(Some(1e20)), Some(MAX_TOKEN_LIFETIME));
+        assert_eq!(token_lifetime(Some(f64::MAX)), Some(MAX_TOKEN_LIFETIME));
+        assert_eq!(token_lifetime(Some(3600.0)), Some(Duration::from_secs(3600)));
+        assert_eq!(token_lifetime(Some(-1.0)), None);
+        let response: TokenResponse = serde_json::from_str(r#"{"access_token":"a","expires_in":"1e20"}"#).unwrap();
+        assert_eq!(token_lifetime(response.expires_in), Some(MAX_TOKEN_LIFETIME));
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any token endpoint answer: read or refused, never a panic; the lifetime and the
+        /// refresh instant computed from it stay within bounds.
+        #[test]
+        fn token_responses_never_panic(body in proptest::prop_oneof![
+            crate::records::arbitrary::body(),
+            crate::records::arbitrary::json().prop_map(|value| format!(r#"{{"access_token":"t","expires_in":{value},"refresh_token":{value}}}"#)),
+            "[0-9eE.+-]{0,30}".prop_map(|value| format!(r#"{{"access_token":"t","expires_in":"{value}"}}"#)),
+        ]) {
+            if let Ok(response) = serde_json::from_str::<TokenResponse>(&body) {
+                if let Some(lifetime) = token_lifetime(response.expires_in) {
+                    proptest::prop_assert!(lifetime <= MAX_TOKEN_LIFETIME);
+                    let now = std::time::Instant::now();
+                    let _ = now + lifetime - Duration::from_secs(60).min(lifetime / 2);
+                }
+            }
+        }
     }
 }
