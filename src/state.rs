@@ -329,11 +329,27 @@ mod tests {
         let (_dir, store) = store();
         let fence = crate::lease::Unfenced;
         let first = store
-            .commit("orders", "2024-01-02", &crate::cursor::CursorFormat::Date, vec![], "run-a", None, &fence)
+            .commit(
+                "orders",
+                "2024-01-02",
+                &crate::cursor::CursorFormat::Date,
+                vec![],
+                "run-a",
+                None,
+                &fence,
+            )
             .await
             .unwrap();
         let error = store
-            .commit("orders", "2024-01-03", &crate::cursor::CursorFormat::Date, vec![], "run-a", Some(&first), &Lost)
+            .commit(
+                "orders",
+                "2024-01-03",
+                &crate::cursor::CursorFormat::Date,
+                vec![],
+                "run-a",
+                Some(&first),
+                &Lost,
+            )
             .await
             .unwrap_err();
         assert!(matches!(error, StateError::LeaseLost { .. }), "{error}");
@@ -349,18 +365,42 @@ mod tests {
         let (_dir, store) = store();
         let fence = crate::lease::Unfenced;
         let start = store
-            .commit("orders", "2024-01-01", &crate::cursor::CursorFormat::Date, vec![], "run-a", None, &fence)
+            .commit(
+                "orders",
+                "2024-01-01",
+                &crate::cursor::CursorFormat::Date,
+                vec![],
+                "run-a",
+                None,
+                &fence,
+            )
             .await
             .unwrap();
         // Run b moves the checkpoint on from what both read.
         store
-            .commit("orders", "2024-01-05", &crate::cursor::CursorFormat::Date, vec![], "run-b", Some(&start), &fence)
+            .commit(
+                "orders",
+                "2024-01-05",
+                &crate::cursor::CursorFormat::Date,
+                vec![],
+                "run-b",
+                Some(&start),
+                &fence,
+            )
             .await
             .unwrap();
         // Run a, still holding the version it read, commits an older cursor: refused by the
         // version check, it reads again and keeps b's.
         let kept = store
-            .commit("orders", "2024-01-03", &crate::cursor::CursorFormat::Date, vec![], "run-a", Some(&start), &fence)
+            .commit(
+                "orders",
+                "2024-01-03",
+                &crate::cursor::CursorFormat::Date,
+                vec![],
+                "run-a",
+                Some(&start),
+                &fence,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -369,7 +409,15 @@ mod tests {
         );
         // A newer cursor than the stored one is written on the version just read.
         let moved = store
-            .commit("orders", "2024-01-09", &crate::cursor::CursorFormat::Date, vec![], "run-a", Some(&start), &fence)
+            .commit(
+                "orders",
+                "2024-01-09",
+                &crate::cursor::CursorFormat::Date,
+                vec![],
+                "run-a",
+                Some(&start),
+                &fence,
+            )
             .await
             .unwrap();
         assert_eq!(moved.state.cursor.as_deref(), Some("2024-01-09"));
@@ -381,7 +429,15 @@ mod tests {
         // A first commit that finds a checkpoint created meanwhile does not overwrite it.
         let (_dir, fresh) = store_with_checkpoint("2024-02-01").await;
         let kept = fresh
-            .commit("orders", "2024-01-15", &crate::cursor::CursorFormat::Date, vec![], "run-c", None, &fence)
+            .commit(
+                "orders",
+                "2024-01-15",
+                &crate::cursor::CursorFormat::Date,
+                vec![],
+                "run-c",
+                None,
+                &fence,
+            )
             .await
             .unwrap();
         assert_eq!(kept.state.cursor.as_deref(), Some("2024-02-01"));
@@ -397,7 +453,15 @@ mod tests {
     async fn concurrent_writers_end_at_the_largest_cursor() {
         let (_dir, store) = store();
         let start = store
-            .commit("orders", "2024-01-01", &crate::cursor::CursorFormat::Date, vec![], "seed", None, &crate::lease::Unfenced)
+            .commit(
+                "orders",
+                "2024-01-01",
+                &crate::cursor::CursorFormat::Date,
+                vec![],
+                "seed",
+                None,
+                &crate::lease::Unfenced,
+            )
             .await
             .unwrap();
         let writers: Vec<_> = (1..=8)

@@ -1019,8 +1019,7 @@ async fn hubspot_search_incremental_10k_cap_archived_deletes_and_oauth2_refresh_
         .map(|seen| serde_json::from_str(&seen.body).unwrap())
         .collect();
     assert_eq!(
-        bodies[0]["filterGroups"][0]["filters"][0]["value"],
-        "1704067200000",
+        bodies[0]["filterGroups"][0]["filters"][0]["value"], "1704067200000",
         "incremental.start sent as epoch milliseconds, the format HubSpot documents"
     );
     assert_eq!(bodies[0]["after"], Value::Null);
