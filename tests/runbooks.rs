@@ -1,6 +1,9 @@
 //! The runbooks in `runbooks/` cannot rot: every `landfall` command in them must parse with
 //! the real command line, and every event name, error code and exit code they mention must
-//! be one Landfall has. The conventions are written down in `runbooks/README.md`.
+//! be one Landfall has; every page says how severe its situation is and runs its commands
+//! from where on-call stands (in the cluster through `landfall-pod`, logs from Airflow, the
+//! landing store through `lake-*` for S3, GCS and Azure alike). The conventions are written
+//! down in `runbooks/README.md`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -23,10 +26,29 @@ const PLACEHOLDERS: &[(&str, &str)] = &[
     ("DURATION", "50m"),
     ("FILE", "summary.json"),
     ("DIR", "out"),
+    ("CONNECTOR", "shop_api"),
 ];
 
 /// Placeholders for things outside `landfall` commands (paths, kubectl arguments).
-const TEXT_PLACEHOLDERS: &[&str] = &["LANDING", "SOURCE", "DATE", "POD", "NAMESPACE"];
+const TEXT_PLACEHOLDERS: &[&str] = &[
+    "LANDING",
+    "SOURCE",
+    "DATE",
+    "POD",
+    "NAMESPACE",
+    "DAG_RUN_ID",
+    "TASK_ID",
+    "JOB",
+];
+
+/// The in-cluster wrapper of `runbooks/README.md`: `landfall-pod <CONNECTOR> [NAME=value ...]
+/// ARGS` runs `landfall ARGS` in a pod with the connector's ServiceAccount, ConfigMap, Secret
+/// and the landfall labels.
+const POD_WRAPPER: &str = "landfall-pod";
+
+/// Storage CLIs that pages must not call directly: `lake-ls`, `lake-cat` and `lake-rm` cover
+/// S3, GCS and Azure alike.
+const STORE_SPECIFIC: &[&str] = &["aws s3 ", "gsutil ", "gcloud storage ", "az storage ", "azcopy "];
 
 /// The parts every page has, in this order.
 const SECTIONS: &[&str] = &["## Symptoms", "## Diagnosis", "## Fix", "## Verify", "## Escalation"];
@@ -172,6 +194,8 @@ fn commands_in_code(text: &str) -> Vec<(usize, String)> {
         joined.push_str(trimmed);
         if is_landfall_command(&joined) {
             commands.push((start, joined));
+        } else if let Some(command) = unwrap_pod_command(&joined) {
+            commands.push((start, command));
         }
     }
     commands
@@ -183,6 +207,30 @@ fn is_landfall_command(line: &str) -> bool {
         .iter()
         .find(|word| !is_assignment(word))
         .is_some_and(|word| word == "landfall")
+}
+
+/// `landfall-pod <CONNECTOR> [NAME=value ...] ARGS` as the `landfall ARGS` it runs in the pod
+/// (the words after the connector joined back, so pipes and comments were already cut off).
+fn unwrap_pod_command(line: &str) -> Option<String> {
+    let line = line.strip_prefix("$ ").unwrap_or(line);
+    let words = shell_words(line);
+    let mut words = words.iter().skip_while(|word| is_assignment(word));
+    if words.next()? != POD_WRAPPER {
+        return None;
+    }
+    words.next()?; // the connector
+    let args: Vec<&String> = words.skip_while(|word| is_assignment(word)).collect();
+    let quoted: Vec<String> = args
+        .iter()
+        .map(|word| {
+            if word.contains(char::is_whitespace) {
+                format!("'{word}'")
+            } else {
+                (*word).clone()
+            }
+        })
+        .collect();
+    Some(format!("landfall {}", quoted.join(" ")).trim_end().to_owned())
 }
 
 fn is_assignment(word: &str) -> bool {
@@ -297,11 +345,46 @@ fn check_page(page: &str, catalogue: &Catalogue, is_index: bool) -> Vec<String> 
     }
 
     if !is_index {
+        problems.extend(on_call_problems(page));
         let mut from = 0;
         for section in SECTIONS {
             match page[from..].find(&format!("\n{section}\n")) {
                 Some(found) => from += found + section.len(),
                 None => problems.push(format!("section `{section}` is missing or out of order")),
+            }
+        }
+    }
+    problems
+}
+
+/// What keeps a page usable from where on-call stands (issue 20).
+fn on_call_problems(page: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let head = page.split("\n## Symptoms\n").next().unwrap_or(page);
+    let severity = Regex::new(r"(?m)^\*\*Severity:\*\* \S.*\*\*Impact:\*\* \S").unwrap();
+    if !severity.is_match(head) {
+        problems.push("no `**Severity:** ... **Impact:** ...` line before `## Symptoms`".to_owned());
+    }
+    for block in blocks(page).iter().filter(|block| block.fenced) {
+        for (offset, line) in block.text.lines().enumerate() {
+            let at = block.line + offset;
+            let code = line.split(" #").next().unwrap_or(line);
+            if is_landfall_command(line.trim()) {
+                problems.push(format!(
+                    "line {at}: `{}` runs on a laptop: run it in the cluster through `{POD_WRAPPER} <CONNECTOR>`",
+                    line.trim()
+                ));
+            }
+            if let Some(cli) = STORE_SPECIFIC.iter().find(|cli| code.contains(*cli)) {
+                problems.push(format!(
+                    "line {at}: `{}` is for one store only: use lake-ls, lake-cat or lake-rm",
+                    cli.trim()
+                ));
+            }
+            if code.contains("logs <POD>") {
+                problems.push(format!(
+                    "line {at}: the pod is deleted when its task ends: read the Airflow task log (landfall-task-log)"
+                ));
             }
         }
     }
@@ -383,9 +466,51 @@ fn the_index_lists_every_page_every_error_code_and_every_exit_code() {
     }
 }
 
+#[test]
+fn the_debug_pod_recipe_runs_as_the_connector_under_the_network_policy() {
+    let index = std::fs::read_to_string(runbooks_dir().join("README.md")).unwrap();
+    let start = index.find("landfall-pod() {").expect("README defines landfall-pod");
+    let recipe = &index[start..start + index[start..].find("\n}\n").expect("end of landfall-pod")];
+    // The chart's NetworkPolicy selects pods by these labels (landfall.podIdentityLabels).
+    let helpers =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("helm/landfall/templates/_helpers.tpl"))
+            .unwrap();
+    let identity = helpers
+        .split("define \"landfall.podIdentityLabels\"")
+        .nth(1)
+        .and_then(|rest| rest.split("{{- end }}").next())
+        .expect("landfall.podIdentityLabels in _helpers.tpl");
+    assert!(identity.contains("app.kubernetes.io/name: {{ include \"landfall.name\" . }}"));
+    assert!(identity.contains("app.kubernetes.io/component: extractor"));
+    for needle in [
+        "app.kubernetes.io/name=landfall,app.kubernetes.io/component=extractor",
+        "serviceAccountName: $sa",
+        "LANDFALL_SERVICE_ACCOUNT:-landfall",
+        "configMap: {name: $name}",
+        "envFrom: [{secretRef: {name: $name}}]",
+        "local name=\"landfall-${connector//_/-}\"",
+        "readOnlyRootFilesystem: true",
+        "capabilities: {drop: [\"ALL\"]}",
+        "mountPath: \"/etc/landfall\"",
+        "args: $ARGS.positional",
+        "--rm",
+    ] {
+        assert!(
+            recipe.contains(needle),
+            "the landfall-pod recipe lacks {needle:?}:\n{recipe}"
+        );
+    }
+    for helper in ["landfall-task-log() {", "lake-ls()", "lake-cat()", "lake-rm()"] {
+        assert!(index.contains(helper), "runbooks/README.md does not define {helper}");
+    }
+    for store in ["aws s3 ls", "gcloud storage ls", "az storage blob list"] {
+        assert!(index.contains(store), "lake-ls has no variant with {store}");
+    }
+}
+
 // The checker itself, on pages written to break each rule.
 
-const GOOD_PAGE: &str = "# Good\n\n## Symptoms\n\n- exit 4 with `AUTH_FAILED` and `event:stream_failed`;\n  `$LANDFALL_LOG` set.\n\n## Diagnosis\n\n```sh\nLANDFALL_LOG=debug landfall check --config <CONFIG> 2>&1 | jq -c 'select(.event == \"check_step\")'\nlandfall run --config <CONFIG> --stream <STREAM> \\\n  --start <START> --end <END>\naws s3 ls <LANDING>/<SOURCE>/_state/\n```\n\n## Fix\n\nRun `landfall state set --config <CONFIG>\n--stream <STREAM> --value <CURSOR>`.\n\n## Verify\n\nexit 0.\n\n## Escalation\n\nNobody.\n";
+const GOOD_PAGE: &str = "# Good\n\n**Severity:** P3. **Impact:** none.\n\n## Symptoms\n\n- exit 4 with `AUTH_FAILED` and `event:stream_failed`;\n  `$LANDFALL_LOG` set.\n\n## Diagnosis\n\n```sh\nlandfall-pod <CONNECTOR> LANDFALL_LOG=debug check --config <CONFIG> 2>&1 | jq -c 'select(.event == \"check_step\")'\nlandfall-pod <CONNECTOR> run --config <CONFIG> --stream <STREAM> \\\n  --start <START> --end <END>\nlake-ls <LANDING>/<SOURCE>/_state/\nlandfall-task-log landfall_<SOURCE> <DAG_RUN_ID> <TASK_ID> | jq .\n```\n\n## Fix\n\nRun `landfall state set --config <CONFIG>\n--stream <STREAM> --value <CURSOR>`.\n\n## Verify\n\nexit 0.\n\n## Escalation\n\nNobody.\n";
 
 #[test]
 fn the_checker_accepts_a_page_that_follows_the_conventions() {
@@ -395,7 +520,7 @@ fn the_checker_accepts_a_page_that_follows_the_conventions() {
 
 #[test]
 fn the_checker_finds_each_kind_of_rot() {
-    let bad = "# Bad\n\n## Symptoms\n\n- `event:rate_limitted`, code `AUTH_FAILURE`, exit 5.\n- set `LANDFALL_LOG` (an environment variable written like a code).\n\n## Diagnosis\n\n```sh\nkubectl logs <POD> | jq 'select(.event == \"page_fetch\" and .code == \"SERVER_ERR\")'\nlandfall state show --stream <STREAM> --bogus\nlandfall run --config <CONFIG> --max-duration 0s\nlandfall run --config <WHATEVER>\nlandfall stat show --config <CONFIG> \\\n  --stream <STREAM>\n```\n\n## Fix\n\nUse `landfall state sett --config <CONFIG>`.\n\n## Escalation\n\nNobody.\n";
+    let bad = "# Bad\n\n## Symptoms\n\n- `event:rate_limitted`, code `AUTH_FAILURE`, exit 5.\n- set `LANDFALL_LOG` (an environment variable written like a code).\n\n## Diagnosis\n\n```sh\nkubectl logs <POD> | jq 'select(.event == \"page_fetch\" and .code == \"SERVER_ERR\")'\nlandfall state show --stream <STREAM> --bogus\nlandfall run --config <CONFIG> --max-duration 0s\nlandfall run --config <WHATEVER>\nlandfall stat show --config <CONFIG> \\\n  --stream <STREAM>\naws s3 ls <LANDING>/\nlandfall-pod <CONNECTOR> state show --bogus\n```\n\n## Fix\n\nUse `landfall state sett --config <CONFIG>`.\n\n## Escalation\n\nNobody.\n";
     let problems = check_page(bad, &Catalogue::from_code(), false);
     let expected = [
         "unknown event `rate_limitted`",
@@ -411,6 +536,10 @@ fn the_checker_finds_each_kind_of_rot() {
         "`landfall stat show --config <CONFIG>",
         "`landfall state sett --config <CONFIG>` does not parse",
         "section `## Verify` is missing or out of order",
+        "no `**Severity:** ... **Impact:** ...` line",
+        "the pod is deleted when its task ends",
+        "`aws s3` is for one store only",
+        "`landfall state show --bogus` does not parse",
     ];
     for message in expected {
         assert!(
@@ -418,7 +547,13 @@ fn the_checker_finds_each_kind_of_rot() {
             "expected a problem containing {message:?} in {problems:#?}"
         );
     }
-    assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    // Each of the four bare `landfall` lines is also told to run through landfall-pod.
+    let laptop = problems
+        .iter()
+        .filter(|problem| problem.contains("runs on a laptop"))
+        .count();
+    assert_eq!(laptop, 4, "{problems:#?}");
+    assert_eq!(problems.len(), expected.len() + laptop, "{problems:#?}");
 }
 
 #[test]

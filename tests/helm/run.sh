@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Tests of the Helm chart helm/landfall: strict lint, values schema, rendering in both modes,
+# Tests of the Helm chart helm/landfall: strict lint, values schema, rendering in every mode,
 # kubernetes-validate --strict against the newest three bundled Kubernetes versions.
-# No helm binary is needed: helm-python-sdk binds Helm's Go SDK.
+# No helm binary is needed: helm-python-sdk binds Helm's Go SDK. The `helm test` pods' commands
+# run against the demo API with the landfall binary (LANDFALL_BIN, default target/debug/landfall;
+# those tests are skipped without it).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

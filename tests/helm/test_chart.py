@@ -58,13 +58,38 @@ SCENARIOS: dict[str, dict[str, Any] | None] = {
     "cronjob-minimal": {
         "mode": "cronjob",
         "connectors": {"demo": {"schedule": "@daily", "config": MINIMAL_CONFIG}},
-        "networkPolicy": {"enabled": True, "dns": {"enabled": False, "namespace": "kube-system"},
+        "networkPolicy": {"enabled": True, "egress": "restricted",
+                          "dns": {"enabled": False, "namespace": "kube-system"},
                           "api": [], "storage": []},
         "tests": {"enabled": False},
         "serviceAccount": {"create": False, "name": "existing-sa"},
         "cronjob": {"ttlSecondsAfterFinished": 0, "podFailurePolicy": {"enabled": False}},
     },
+    "airflow-open-observability": {
+        "connectors": {"demo": {"config": MINIMAL_CONFIG, "envFromSecrets": ["landfall-demo"]}},
+        "tests": {"enabled": True, "check": True},
+        "openLineage": {"url": "http://marquez:5000", "namespace": "extract",
+                        "apiKeySecret": {"name": "lineage", "key": "api-key"}},
+        "metrics": {"pushUrl": "http://pushgateway:9091",
+                    "serviceMonitor": {"enabled": True, "namespace": "monitoring",
+                                       "selector": {"matchLabels": {"app": "pushgateway"}}},
+                    "prometheusRule": {"enabled": True, "staleSuccess": {"after": "2d"}}},
+    },
+    "cronjob-restricted-identity": {
+        "mode": "cronjob",
+        "connectors": {"demo": {"schedule": "@daily", "config": MINIMAL_CONFIG}},
+        "networkPolicy": {"enabled": True, "egress": "restricted", "dns": {"enabled": True, "namespace": "kube-system"},
+                          "api": [{"cidr": "203.0.113.0/24"}], "storage": [{"cidr": "198.51.100.0/24"}],
+                          "identity": {"awsSts": {"enabled": True, "cidrs": ["10.0.0.0/24"]},
+                                       "awsPodIdentity": {"enabled": True},
+                                       "gkeMetadata": {"enabled": True},
+                                       "azureImds": {"enabled": True},
+                                       "entraLogin": {"enabled": True, "cidrs": ["20.190.128.0/18"]}}},
+    },
 }
+
+# Kinds from CRDs: kubernetes-validate has no schema for them; their structure is asserted below.
+CUSTOM_KINDS = {"ExternalSecret", "ServiceMonitor", "PrometheusRule"}
 
 
 # --- lint -------------------------------------------------------------------------------
@@ -140,6 +165,21 @@ BAD_VALUES = [
                  ["/networkPolicy/storage/0/ports/0", "maximum"], id="port-out-of-range"),
     pytest.param({"externalSecrets": {"enabled": True, "apiVersion": "external-secrets.io/v1alpha1"}},
                  ["/externalSecrets/apiVersion"], id="external-secrets-api-version"),
+    pytest.param({"networkPolicy": {"egress": "closed"}}, ["/networkPolicy/egress", "open", "restricted"],
+                 id="egress-mode-enum"),
+    pytest.param({"networkPolicy": {"identity": {"awsSts": {"enabled": True}}}},
+                 ["/networkPolicy/identity/awsSts", "cidrs"], id="sts-without-cidrs"),
+    pytest.param({"networkPolicy": {"identity": {"entraLogin": {"enabled": True, "cidrs": []}}}},
+                 ["/networkPolicy/identity/entraLogin/cidrs", "minItems"], id="entra-empty-cidrs"),
+    pytest.param({"networkPolicy": {"identity": {"gkeMetadata": {"enabled": True, "cidrs": ["1.2.3.4/32"]}}}},
+                 ["/networkPolicy/identity/gkeMetadata", "cidrs", "not allowed"], id="fixed-rule-takes-no-cidrs"),
+    pytest.param({"tests": {"check": "yes"}}, ["/tests/check"], id="tests-check-boolean"),
+    pytest.param({"openLineage": {"url": "marquez:5000"}}, ["/openLineage/url"], id="lineage-url"),
+    pytest.param({"metrics": {"pushUrl": "pushgateway:9091"}}, ["/metrics/pushUrl"], id="push-url"),
+    pytest.param({"metrics": {"prometheusRule": {"staleSuccess": {"after": "1 day"}}}},
+                 ["/metrics/prometheusRule/staleSuccess/after"], id="stale-after-duration"),
+    pytest.param({"metrics": {"prometheusRule": {"deadLetterRatio": {"threshold": 5}}}},
+                 ["/metrics/prometheusRule/deadLetterRatio/threshold"], id="ratio-above-one"),
     pytest.param({"airflow": {"rbac": {"create": True, "workerServiceAccount": {"name": "airflow-worker",
                                                                                 "namespace": "Airflow"}}}},
                  ["/airflow/rbac/workerServiceAccount/namespace"], id="bad-worker-namespace"),
@@ -202,8 +242,7 @@ def test_rendered_manifests_pass_kubernetes_validate_strict(render, scenario, tm
     result = kubernetes_validate(paths, KUBE_VERSIONS)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    custom = {"ExternalSecret"}
-    builtin = [m for m in rendered.manifests() if m["kind"] not in custom]
+    builtin = [m for m in rendered.manifests() if m["kind"] not in CUSTOM_KINDS]
     passed = [line for line in out.splitlines() if line.startswith("INFO") and " passed " in line]
     assert len(passed) == len(builtin) * len(KUBE_VERSIONS), out
     for version in KUBE_VERSIONS:
@@ -212,7 +251,7 @@ def test_rendered_manifests_pass_kubernetes_validate_strict(render, scenario, tm
     # kubernetes-validate has no schema for CRDs: it warns and skips them; nothing else may warn.
     for line in out.splitlines():
         if line.startswith("WARN"):
-            assert "ExternalSecret" in line, line
+            assert any(kind in line for kind in CUSTOM_KINDS), line
 
 
 # --- rendering: modes -------------------------------------------------------------------
@@ -240,6 +279,7 @@ def test_cronjob_mode_renders_one_cronjob_per_connector_and_no_rbac(render):
 def test_defaults_render_without_connectors(render):
     rendered = render(None)
     assert rendered.kinds() == ["NetworkPolicy", "Pod", "Role", "RoleBinding", "ServiceAccount"]
+    assert rendered.one("Pod")["spec"]["containers"][0]["args"] == ["--version"]
 
 
 def test_release_name_without_chart_name_prefixes_objects(chart):
@@ -438,7 +478,8 @@ def test_no_identity_annotations_by_default(render):
 def test_external_secrets_only_when_enabled(render):
     assert "ExternalSecret" not in render(merged(AIRFLOW, externalSecrets={"enabled": False})).kinds()
     external = render(AIRFLOW).one("ExternalSecret", "landfall-shop-api")
-    assert external["apiVersion"] == "external-secrets.io/v1beta1"
+    # ESO 0.17 and later serve only v1: the default (issue 20).
+    assert external["apiVersion"] == "external-secrets.io/v1"
     spec = external["spec"]
     assert spec["secretStoreRef"] == {"name": "aws-secrets-manager", "kind": "ClusterSecretStore"}
     assert spec["target"] == {"name": "landfall-shop-api", "creationPolicy": "Owner"}
@@ -509,7 +550,9 @@ def test_network_policy_allows_only_dns_api_and_storage(render):
                                                    "app.kubernetes.io/component": "extractor"}}
     assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
     assert "ingress" not in spec  # nothing may connect in
-    dns, api, storage = spec["egress"]
+    dns, api, storage, sts = spec["egress"]
+    assert sts == {"to": [{"ipBlock": {"cidr": "10.20.0.0/24"}}, {"ipBlock": {"cidr": "10.20.1.0/24"}}],
+                   "ports": [{"protocol": "TCP", "port": 443}]}
     assert dns["to"] == [{"namespaceSelector": {"matchLabels": {
         "kubernetes.io/metadata.name": "kube-system"}}}]
     assert sorted((p["protocol"], p["port"]) for p in dns["ports"]) == [("TCP", 53), ("UDP", 53)]
@@ -530,7 +573,11 @@ def test_network_policy_selects_the_cronjob_pods(render):
 
 def test_network_policy_dns_pod_selector_default_port_and_extra_rules(render):
     spec = render(CRONJOB).one("NetworkPolicy")["spec"]
-    dns, api, storage, extra = spec["egress"]
+    dns, api, storage, gke_metadata, gke_metadata_988, extra = spec["egress"]
+    assert gke_metadata == {"to": [{"ipBlock": {"cidr": "169.254.169.254/32"}}],
+                            "ports": [{"protocol": "TCP", "port": 80}]}
+    assert gke_metadata_988 == {"to": [{"ipBlock": {"cidr": "169.254.169.252/32"}}],
+                                "ports": [{"protocol": "TCP", "port": 988}]}
     assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
     assert api["ports"] == [{"protocol": "TCP", "port": 443}]  # default port
     assert storage["to"] == [{"ipBlock": {"cidr": "199.36.153.8/30"}}]

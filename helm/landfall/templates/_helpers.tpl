@@ -162,3 +162,165 @@ A connector's config.yaml text. Call with the connector's values.
 {{- toYaml .config }}
 {{- end }}
 {{- end }}
+
+{{/*
+Egress rules of networkPolicy.egress "restricted": DNS, api, storage, the identity rules
+switched on, extraEgress. Empty when nothing is allowed.
+*/}}
+{{- define "landfall.restrictedEgress" -}}
+{{- $np := .Values.networkPolicy }}
+{{- $id := $np.identity | default dict }}
+{{- if $np.dns.enabled }}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ $np.dns.namespace }}
+      {{- with $np.dns.podSelector }}
+      podSelector:
+        matchLabels:
+          {{- toYaml . | nindent 10 }}
+      {{- end }}
+  ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+{{- end }}
+{{- range $rule := concat $np.api $np.storage }}
+- to:
+    - ipBlock:
+        cidr: {{ $rule.cidr }}
+        {{- with $rule.except }}
+        except:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+  ports:
+    {{- range $port := $rule.ports | default (list 443) }}
+    - protocol: TCP
+      port: {{ $port | int }}
+    {{- end }}
+{{- end }}
+{{- with $id.awsSts }}
+{{- if .enabled }}
+{{- if not .cidrs }}
+{{- fail "networkPolicy.identity.awsSts.enabled needs cidrs: the CIDRs of your STS VPC endpoint (or of the region's STS ranges)" }}
+{{- end }}
+# AWS STS (IRSA web identity)
+- to:
+    {{- range .cidrs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    - protocol: TCP
+      port: 443
+{{- end }}
+{{- end }}
+{{- if and $id.awsPodIdentity $id.awsPodIdentity.enabled }}
+# EKS Pod Identity agent
+- to:
+    - ipBlock:
+        cidr: 169.254.170.23/32
+    - ipBlock:
+        cidr: fd00:ec2::23/128
+  ports:
+    - protocol: TCP
+      port: 80
+{{- end }}
+{{- if and $id.gkeMetadata $id.gkeMetadata.enabled }}
+# GKE metadata server (metadata.google.internal)
+- to:
+    - ipBlock:
+        cidr: 169.254.169.254/32
+  ports:
+    - protocol: TCP
+      port: 80
+- to:
+    - ipBlock:
+        cidr: 169.254.169.252/32
+  ports:
+    - protocol: TCP
+      port: 988
+{{- end }}
+{{- if and $id.azureImds $id.azureImds.enabled }}
+# Azure Instance Metadata Service
+- to:
+    - ipBlock:
+        cidr: 169.254.169.254/32
+  ports:
+    - protocol: TCP
+      port: 80
+{{- end }}
+{{- with $id.entraLogin }}
+{{- if .enabled }}
+{{- if not .cidrs }}
+{{- fail "networkPolicy.identity.entraLogin.enabled needs cidrs: the AzureActiveDirectory service tag ranges or your egress proxy" }}
+{{- end }}
+# Entra ID token endpoint (login.microsoftonline.com)
+- to:
+    {{- range .cidrs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    - protocol: TCP
+      port: 443
+{{- end }}
+{{- end }}
+{{- with $np.extraEgress }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Environment of every landfall container the chart renders: writable HOME/TMPDIR, lineage and
+metrics, the chart-wide env, then the connector's. Call with (dict "root" $ "connector" $spec).
+*/}}
+{{- define "landfall.env" -}}
+{{- $v := .root.Values }}
+- name: HOME
+  value: /tmp
+- name: TMPDIR
+  value: /tmp
+{{- with $v.openLineage.url }}
+- name: OPENLINEAGE_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.openLineage.namespace }}
+- name: OPENLINEAGE_NAMESPACE
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.openLineage.apiKeySecret }}
+{{- if .name }}
+- name: OPENLINEAGE_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name | quote }}
+      key: {{ required "openLineage.apiKeySecret.key is required with openLineage.apiKeySecret.name" .key | quote }}
+{{- end }}
+{{- end }}
+{{- with $v.metrics.pushUrl }}
+- name: LANDFALL_METRICS_PUSH_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.env }}
+{{ toYaml . }}
+{{- end }}
+{{- with .connector.env }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+A duration such as 26h, 90m, 2d or 3600s as seconds (for PromQL comparisons with time()).
+*/}}
+{{- define "landfall.promDurationSeconds" -}}
+{{- $match := regexFind "^[0-9]+(s|m|h|d|w)$" . }}
+{{- if not $match }}
+{{- fail (printf "metrics.prometheusRule.staleSuccess.after: %q is not a duration like 26h, 90m or 2d" .) }}
+{{- end }}
+{{- $n := trimSuffix (substr (sub (len .) 1 | int) (len .) .) . | int }}
+{{- $unit := substr (sub (len .) 1 | int) (len .) . }}
+{{- $factor := get (dict "s" 1 "m" 60 "h" 3600 "d" 86400 "w" 604800) $unit }}
+{{- mul $n $factor }}
+{{- end }}
