@@ -251,7 +251,10 @@ fn dbt_sources(
                 }
                 Ok(())
             }
-            Err(error) => Err(fail(format_args!("cannot write {}: {error}", path.display()), Exit::Failure)),
+            Err(error) => Err(fail(
+                format_args!("cannot write {}: {error}", path.display()),
+                Exit::Failure,
+            )),
         }
     };
     match out {

@@ -4,7 +4,7 @@
 //! warehouse adapter each table carries a dbt-external-tables `external:` block
 //! ([`warehouse`]) that `stage_external_sources` turns into an external table. The duckdb
 //! format is pinned in `dbt/README.md` ("Generated sources format") and by
-//! `dbt/models/sources/demo.yml`, which the tests compare byte for byte.
+//! `dbt/models/sources/demo/demo.yml`, which the tests compare byte for byte.
 
 mod staging;
 mod warehouse;
@@ -77,7 +77,10 @@ const MANIFEST_TYPES: &[(&str, Kind)] = &[
     ("tenant", Kind::Text),
     ("environment", Kind::Text),
     ("landing_url", Kind::Text),
-    ("connector", Kind::Struct(&[("name", Kind::Text), ("version", Kind::Text)])),
+    (
+        "connector",
+        Kind::Struct(&[("name", Kind::Text), ("version", Kind::Text)]),
+    ),
     ("config_sha256", Kind::Text),
     ("started_at", Kind::Timestamp),
     ("finished_at", Kind::Timestamp),
@@ -104,7 +107,10 @@ pub struct SourcesOptions {
 
 impl Default for SourcesOptions {
     fn default() -> Self {
-        SourcesOptions { adapter: Adapter::Duckdb, location: None }
+        SourcesOptions {
+            adapter: Adapter::Duckdb,
+            location: None,
+        }
     }
 }
 
@@ -185,6 +191,15 @@ fn scalar(value: &str) -> String {
         value.to_owned()
     } else {
         quoted(value)
+    }
+}
+
+/// A column type as a YAML scalar: nested types (`struct<a: t>`) hold `: ` and are quoted.
+fn type_scalar(sql_type: &str) -> String {
+    if sql_type.contains(':') {
+        quoted(sql_type)
+    } else {
+        sql_type.to_owned()
     }
 }
 
@@ -392,16 +407,29 @@ pub fn render_sources(config: &ConnectorConfig, options: &SourcesOptions) -> Str
                 continue;
             }
             w(format!("          - name: {column}"));
-            if let Some((_, kind)) = ENVELOPE_TYPES.iter().find(|(name, _)| name == column).filter(|_| warehouse) {
-                w(format!("            data_type: {}", adapter.sql_type(kind)));
+            if let Some((_, kind)) = ENVELOPE_TYPES
+                .iter()
+                .find(|(name, _)| name == column)
+                .filter(|_| warehouse)
+            {
+                w(format!(
+                    "            data_type: {}",
+                    type_scalar(&adapter.sql_type(kind))
+                ));
             }
             w(format!("            description: {}", quoted(description)));
         }
         if let Some(expression) = adapter.file_column_expression() {
             w("          - name: filename".into());
             w(format!("            data_type: {}", adapter.sql_type(&Kind::Text)));
-            w(format!("            description: {}", quoted("Full path of the part file holding the row.")));
-            w(format!("            expression: {}", quoted(expression)));
+            w(format!(
+                "            description: {}",
+                quoted("Full path of the part file holding the row.")
+            ));
+            // dbt 1.10+ warns on custom column keys; the vendored macro reads meta.expression too.
+            w("            config:".into());
+            w("              meta:".into());
+            w(format!("                expression: {}", quoted(expression)));
         }
     }
     w("      - name: _manifests".into());
@@ -453,14 +481,21 @@ pub fn render_sources(config: &ConnectorConfig, options: &SourcesOptions) -> Str
         MANIFEST_COLUMNS.iter().map(|(name, _, _)| *name).collect()
     };
     for column in manifest_columns {
-        let (description, tests) = MANIFEST_COLUMNS
+        let (description, tests) = MANIFEST_COLUMNS.iter().find(|(name, _, _)| *name == column).map_or(
+            ("Manifest field (see docs/contract.md).", &[][..]),
+            |(_, description, tests)| (*description, *tests),
+        );
+        let kind = &MANIFEST_TYPES
             .iter()
-            .find(|(name, _, _)| *name == column)
-            .map_or(("Manifest field (see docs/contract.md).", &[][..]), |(_, description, tests)| (*description, *tests));
-        let kind = &MANIFEST_TYPES.iter().find(|(name, _)| *name == column).expect("documented columns are typed").1;
+            .find(|(name, _)| *name == column)
+            .expect("documented columns are typed")
+            .1;
         w(format!("          - name: {column}"));
         if warehouse {
-            w(format!("            data_type: {}", adapter.sql_type(kind)));
+            w(format!(
+                "            data_type: {}",
+                type_scalar(&adapter.sql_type(kind))
+            ));
         }
         w(format!("            description: {}", quoted(description)));
         if tests.is_empty() {
@@ -522,11 +557,7 @@ const MANIFEST_COLUMNS: &[(&str, &str, &[ManifestTest])] = &[
         "Per stream: name, sync_mode, cursors, counts, status, error and files [{path, rows, bytes, sha256}] (paths relative to the landing root).",
         &[],
     ),
-    (
-        "finished_at",
-        "When the run finished (UTC).",
-        &[ManifestTest::NotNull],
-    ),
+    ("finished_at", "When the run finished (UTC).", &[ManifestTest::NotNull]),
 ];
 
 /// JSON text as Python's `json.dumps` writes it (`, ` and `: ` separators), which the
@@ -559,7 +590,7 @@ mod tests {
         let config = ConnectorConfig::from_yaml(crate::demo::DEMO_CONFIG, Resolve::SyntaxOnly, &|_| None)
             .unwrap()
             .config;
-        let expected = include_str!("../dbt/models/sources/demo.yml");
+        let expected = include_str!("../../dbt/models/sources/demo/demo.yml");
         assert_eq!(render_sources(&config, &SourcesOptions::default()), expected);
     }
 

@@ -3,7 +3,7 @@
 //! `_landfall`-envelope kept) and `_stg_<source>.yml` with the row-level tests that used to
 //! scan every landed row on the sources.
 
-use super::{quoted, scalar, stream_columns, ColumnTest, ENVELOPE_COLUMNS};
+use super::{ColumnTest, ENVELOPE_COLUMNS, quoted, scalar, stream_columns};
 use crate::config::{ConnectorConfig, StreamConfig};
 
 /// A generated file: its name (inside the staging folder) and its text.
@@ -58,7 +58,10 @@ pub fn render_staging(config: &ConnectorConfig) -> Vec<StagingFile> {
     for stream in &config.streams {
         render_model(&mut w, source, stream);
     }
-    files.push(StagingFile { name: format!("_stg_{source}.yml"), text: out });
+    files.push(StagingFile {
+        name: format!("_stg_{source}.yml"),
+        text: out,
+    });
     files
 }
 
@@ -75,7 +78,9 @@ fn render_model(w: &mut impl FnMut(String), source: &str, stream: &StreamConfig)
     w("      - name: _source_record_id".into());
     w(format!(
         "        description: {}",
-        quoted("Primary key as text (a composite key is a JSON array; without a key, the payload hash); the merge key.")
+        quoted(
+            "Primary key as text (a composite key is a JSON array; without a key, the payload hash); the merge key."
+        )
     ));
     w("        data_tests: [unique, not_null]".into());
     let declared: Vec<String> = stream_columns(stream).into_iter().map(|(column, _)| column).collect();
@@ -84,7 +89,9 @@ fn render_model(w: &mut impl FnMut(String), source: &str, stream: &StreamConfig)
         if !declared.contains(key) {
             continue;
         }
-        let column = key.strip_prefix('/').map_or_else(|| key.clone(), |pointer| pointer.replace('/', "__"));
+        let column = key
+            .strip_prefix('/')
+            .map_or_else(|| key.clone(), |pointer| pointer.replace('/', "__"));
         w(format!("      - name: {}", scalar(&column)));
         w(format!("        description: {}", quoted("Primary key field, typed.")));
         w(format!(
@@ -101,7 +108,11 @@ fn render_model(w: &mut impl FnMut(String), source: &str, stream: &StreamConfig)
                 match test {
                     ColumnTest::NotNull => w("          - not_null".into()),
                     ColumnTest::AcceptedSource | ColumnTest::AcceptedStream => {
-                        let value = if *test == ColumnTest::AcceptedSource { source } else { name };
+                        let value = if *test == ColumnTest::AcceptedSource {
+                            source
+                        } else {
+                            name
+                        };
                         w("          - accepted_values:".into());
                         w("              arguments:".into());
                         w(format!("                values: [{}]", quoted(value)));
@@ -132,7 +143,12 @@ mod tests {
         let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
         assert_eq!(
             names,
-            ["stg_demo__customers.sql", "stg_demo__orders.sql", "stg_demo__products.sql", "_stg_demo.yml"]
+            [
+                "stg_demo__customers.sql",
+                "stg_demo__orders.sql",
+                "stg_demo__products.sql",
+                "_stg_demo.yml"
+            ]
         );
         let shipped = [
             include_str!("../../dbt/models/staging/demo/stg_demo__customers.sql"),

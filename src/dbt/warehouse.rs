@@ -40,17 +40,26 @@ impl Adapter {
     pub(super) fn sql_type(self, kind: &Kind) -> String {
         match (self, kind) {
             (Adapter::Duckdb, Kind::Struct(fields)) => {
-                let fields: Vec<String> = fields.iter().map(|(name, kind)| format!("{name} {}", self.sql_type(kind))).collect();
+                let fields: Vec<String> = fields
+                    .iter()
+                    .map(|(name, kind)| format!("{name} {}", self.sql_type(kind)))
+                    .collect();
                 format!("STRUCT({})", fields.join(", "))
             }
             (Adapter::Duckdb, Kind::List(item)) => format!("{}[]", self.sql_type(item)),
             (Adapter::Snowflake, Kind::Struct(_) | Kind::List(_)) => "variant".into(),
             (Adapter::Bigquery, Kind::Struct(fields)) => {
-                let fields: Vec<String> = fields.iter().map(|(name, kind)| format!("{name} {}", self.sql_type(kind))).collect();
+                let fields: Vec<String> = fields
+                    .iter()
+                    .map(|(name, kind)| format!("{name} {}", self.sql_type(kind)))
+                    .collect();
                 format!("struct<{}>", fields.join(", "))
             }
             (Adapter::Databricks | Adapter::Redshift, Kind::Struct(fields)) => {
-                let fields: Vec<String> = fields.iter().map(|(name, kind)| format!("{name}: {}", self.nested_type(kind))).collect();
+                let fields: Vec<String> = fields
+                    .iter()
+                    .map(|(name, kind)| format!("{name}: {}", self.nested_type(kind)))
+                    .collect();
                 format!("struct<{}>", fields.join(", "))
             }
             (Adapter::Bigquery | Adapter::Databricks | Adapter::Redshift, Kind::List(item)) => {
@@ -128,7 +137,9 @@ impl Adapter {
             Adapter::Snowflake => {
                 push(format!("          location: {}", q(&format!("{root}/{path}/"))));
                 let compression = if gzip { "gzip" } else { "none" };
-                push(format!("          file_format: \"(type = json compression = {compression})\""));
+                push(format!(
+                    "          file_format: \"(type = json compression = {compression})\""
+                ));
                 push(format!("          pattern: {}", q(&format!(".*[.]{suffix}"))));
                 push("          auto_refresh: false".into());
             }
@@ -140,7 +151,10 @@ impl Adapter {
                     push("            compression: GZIP".into());
                 }
                 push("            ignore_unknown_values: true".into());
-                push(format!("            hive_partition_uri_prefix: {}", q(&format!("{root}/{path}/"))));
+                push(format!(
+                    "            hive_partition_uri_prefix: {}",
+                    q(&format!("{root}/{path}/"))
+                ));
             }
             Adapter::Databricks => {
                 push(format!("          location: {}", q(&format!("{root}/{path}"))));
@@ -206,7 +220,10 @@ impl FromStr for Adapter {
             "bigquery" => Ok(Adapter::Bigquery),
             "databricks" => Ok(Adapter::Databricks),
             "redshift" => Ok(Adapter::Redshift),
-            other => Err(format!("unknown adapter `{other}` (one of {})", Adapter::NAMES.join(", "))),
+            other => Err(format!(
+                "unknown adapter `{other}` (one of {})",
+                Adapter::NAMES.join(", ")
+            )),
         }
     }
 }
@@ -234,9 +251,18 @@ mod tests {
         const FILES: Kind = Kind::List(&FILE);
         assert_eq!(Adapter::Duckdb.sql_type(&FILES), "STRUCT(path VARCHAR, rows BIGINT)[]");
         assert_eq!(Adapter::Snowflake.sql_type(&FILES), "variant");
-        assert_eq!(Adapter::Bigquery.sql_type(&FILES), "array<struct<path string, rows int64>>");
-        assert_eq!(Adapter::Databricks.sql_type(&FILES), "array<struct<path: string, rows: bigint>>");
-        assert_eq!(Adapter::Redshift.sql_type(&FILES), "array<struct<path: varchar(65535), rows: bigint>>");
+        assert_eq!(
+            Adapter::Bigquery.sql_type(&FILES),
+            "array<struct<path string, rows int64>>"
+        );
+        assert_eq!(
+            Adapter::Databricks.sql_type(&FILES),
+            "array<struct<path: string, rows: bigint>>"
+        );
+        assert_eq!(
+            Adapter::Redshift.sql_type(&FILES),
+            "array<struct<path: varchar(65535), rows: bigint>>"
+        );
     }
 
     #[test]
