@@ -10,6 +10,7 @@ all capabilities dropped, RuntimeDefault seccomp; /tmp is the only writable path
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -210,6 +211,7 @@ def dbt_task(*, task_id: str, source: str, settings: dict[str, Any], **task_kwar
     for flag, key in (("--project-dir", "project_dir"), ("--profiles-dir", "profiles_dir"), ("--target", "target")):
         if dbt[key]:
             arguments += [flag, str(dbt[key])]
+    location_flags = arguments[3:]  # --project-dir/--profiles-dir/--target, which run-operation takes too
     arguments += [str(item) for item in dbt["extra_args"]]
     # dbt writes target/ and logs/ beside the project; the root filesystem is read-only.
     env = {"HOME": "/tmp", "TMPDIR": "/tmp", "DBT_TARGET_PATH": "/tmp/dbt/target", "DBT_LOG_PATH": "/tmp/dbt/logs"}
@@ -220,11 +222,17 @@ def dbt_task(*, task_id: str, source: str, settings: dict[str, Any], **task_kwar
         "landfall.dev/connector": source,
         **kube["labels"],
     }
+    cmds = ["dbt"]
+    if dbt["stage_external_sources"]:
+        # external tables first (dbt/macros/external_tables), then the build, in one pod
+        stage = ["dbt", "run-operation", "landfall.stage_external_sources", "--args", f"{{select: {source}}}", *location_flags]
+        cmds = ["/bin/sh", "-c", shlex.join(stage) + " && exec " + shlex.join(["dbt", *arguments])]
+        arguments = []
     return LandfallPodOperator(
         task_id=task_id,
         name="landfall-" + source.replace("_", "-") + "-dbt",
         image=dbt["image"],
-        cmds=["dbt"],
+        cmds=cmds,
         arguments=arguments,
         env_vars=_env({**env, **dbt["env"]}),
         env_from=_env_from(dbt["env_from_secrets"]),

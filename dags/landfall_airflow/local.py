@@ -149,4 +149,9 @@ def dbt_command(source: str, select: str, settings: dict[str, Any]) -> str:
     if configured:
         return configured.replace("{source}", source).replace("{select}", select)
     quoted = shlex.quote(str(dbt_project_dir()))
-    return f"dbt build --select {shlex.quote(select)} --project-dir {quoted} --profiles-dir {quoted}"
+    dirs = f"--project-dir {quoted} --profiles-dir {quoted}"
+    build = f"dbt build --select {shlex.quote(select)} {dirs}"
+    if settings["dbt"]["stage_external_sources"]:
+        stage_args = shlex.quote(f"{{select: {source}}}")
+        return f"dbt run-operation landfall.stage_external_sources --args {stage_args} {dirs} && {build}"
+    return build

@@ -93,6 +93,9 @@ DEFAULTS: dict[str, Any] = {
         # configured or the dbt project folder exists
         "enabled": "auto",
         "select": None,  # source:<source>+
+        # true on warehouses (external tables): run `dbt run-operation
+        # landfall.stage_external_sources --args '{select: <source>}'` before the build
+        "stage_external_sources": False,
         "pool": None,  # null = Airflow's default_pool
         "retries": 1,
         "execution_timeout": "1h",

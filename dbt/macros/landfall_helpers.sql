@@ -131,14 +131,16 @@
 
 
 {#
-  Manifest rows flattened to one row per (run, stream) and per (run, stream, file).
-  duckdb implementation; other warehouses override these two (lateral flatten, unnest).
+  Manifest rows flattened to one row per (run, stream) and per (run, stream, file), for the
+  manifests matching `where` (a SQL predicate on the manifest table's columns). duckdb is the
+  default implementation (tested); Snowflake, BigQuery, Databricks/Spark and Redshift
+  Spectrum have their own (checked by `dbt parse` only: no warehouse reachable in the tests).
 #}
-{% macro landfall_manifest_streams(manifests) %}
-  {{- return(adapter.dispatch('landfall_manifest_streams', 'landfall')(manifests)) -}}
+{% macro landfall_manifest_streams(manifests, where='1 = 1') %}
+  {{- return(adapter.dispatch('landfall_manifest_streams', 'landfall')(manifests, where)) -}}
 {% endmacro %}
 
-{% macro default__landfall_manifest_streams(manifests) -%}
+{% macro default__landfall_manifest_streams(manifests, where) -%}
   select
       run_id,
       status as run_status,
@@ -146,14 +148,60 @@
       stream.status as stream_status,
       stream.rows_written as rows_written,
       stream.files as files
-  from (select run_id, status, unnest(streams) as stream from {{ manifests }}) as manifest_streams
+  from (select run_id, status, unnest(streams) as stream from {{ manifests }} where {{ where }}) as manifest_streams
 {%- endmacro %}
 
-{% macro landfall_manifest_files(manifests) %}
-  {{- return(adapter.dispatch('landfall_manifest_files', 'landfall')(manifests)) -}}
+{% macro snowflake__landfall_manifest_streams(manifests, where) -%}
+  select
+      m.run_id,
+      m.status as run_status,
+      s.value:name::varchar as stream_name,
+      s.value:status::varchar as stream_status,
+      s.value:rows_written::number as rows_written,
+      s.value:files as files
+  from {{ manifests }} as m, lateral flatten(input => m.streams) as s
+  where {{ where }}
+{%- endmacro %}
+
+{% macro bigquery__landfall_manifest_streams(manifests, where) -%}
+  select
+      m.run_id,
+      m.status as run_status,
+      s.name as stream_name,
+      s.status as stream_status,
+      s.rows_written as rows_written,
+      s.files as files
+  from {{ manifests }} as m cross join unnest(m.streams) as s
+  where {{ where }}
+{%- endmacro %}
+
+{% macro spark__landfall_manifest_streams(manifests, where) -%}
+  select
+      run_id,
+      status as run_status,
+      stream.name as stream_name,
+      stream.status as stream_status,
+      stream.rows_written as rows_written,
+      stream.files as files
+  from (select run_id, status, explode(streams) as stream from {{ manifests }} where {{ where }}) as manifest_streams
+{%- endmacro %}
+
+{% macro redshift__landfall_manifest_streams(manifests, where) -%}
+  select
+      m.run_id,
+      m.status as run_status,
+      s.name as stream_name,
+      s.status as stream_status,
+      s.rows_written as rows_written
+  from {{ manifests }} as m, m.streams as s
+  where {{ where }}
+{%- endmacro %}
+
+{% macro landfall_manifest_files(manifests, where='1 = 1') %}
+  {{- return(adapter.dispatch('landfall_manifest_files', 'landfall')(manifests, where)) -}}
 {% endmacro %}
 
-{% macro default__landfall_manifest_files(manifests) -%}
+{% macro default__landfall_manifest_files(manifests, where) -%}
   select
       run_id,
       run_status,
@@ -162,8 +210,55 @@
       file.rows as rows
   from (
       select run_id, run_status, stream_name, unnest(files) as file
-      from ({{ landfall.landfall_manifest_streams(manifests) }}) as streams
+      from ({{ landfall.landfall_manifest_streams(manifests, where) }}) as streams
   ) as manifest_files
+{%- endmacro %}
+
+{% macro snowflake__landfall_manifest_files(manifests, where) -%}
+  select
+      st.run_id,
+      st.run_status,
+      st.stream_name,
+      f.value:path::varchar as path,
+      f.value:rows::number as rows
+  from ({{ landfall.landfall_manifest_streams(manifests, where) }}) as st,
+      lateral flatten(input => st.files) as f
+{%- endmacro %}
+
+{% macro bigquery__landfall_manifest_files(manifests, where) -%}
+  select
+      st.run_id,
+      st.run_status,
+      st.stream_name,
+      f.path as path,
+      f.rows as rows
+  from ({{ landfall.landfall_manifest_streams(manifests, where) }}) as st
+  cross join unnest(st.files) as f
+{%- endmacro %}
+
+{% macro spark__landfall_manifest_files(manifests, where) -%}
+  select
+      run_id,
+      run_status,
+      stream_name,
+      file.path as path,
+      file.rows as rows
+  from (
+      select run_id, run_status, stream_name, explode(files) as file
+      from ({{ landfall.landfall_manifest_streams(manifests, where) }}) as streams
+  ) as manifest_files
+{%- endmacro %}
+
+{# Spectrum unnests nested data only in the FROM clause of the external table itself. #}
+{% macro redshift__landfall_manifest_files(manifests, where) -%}
+  select
+      m.run_id,
+      m.status as run_status,
+      s.name as stream_name,
+      f.path as path,
+      f.rows as rows
+  from {{ manifests }} as m, m.streams as s, s.files as f
+  where {{ where }}
 {%- endmacro %}
 
 

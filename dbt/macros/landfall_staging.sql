@@ -94,7 +94,7 @@ parsed as (
         {%- for column in envelope if column != '_landed_file' %}
         {{ column }},
         {%- endfor %}
-        filename as _landed_file
+        {{ landfall.landfall_file_column() }} as _landed_file
     from landed
 ),
 

@@ -40,13 +40,27 @@ pub enum Command {
         #[command(subcommand)]
         action: StateAction,
     },
-    /// Write the dbt sources file of a config (to stdout, or DIR/<source>.yml).
+    /// Write the dbt sources file of a config (to stdout, or DIR/<source>.yml), and with
+    /// --staging its staging models.
     DbtSources {
         #[arg(long, env = "LANDFALL_CONFIG")]
         config: Option<PathBuf>,
         /// Folder to write `<source>.yml` into (e.g. dbt/models/sources).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// dbt adapter: duckdb reads the files directly; the warehouses get
+        /// dbt-external-tables `external:` blocks (run `stage_external_sources` before builds).
+        #[arg(long, default_value = "duckdb", value_parser = clap::builder::PossibleValuesParser::new(crate::dbt::Adapter::NAMES))]
+        adapter: String,
+        /// Landing root as the warehouse reads it (s3://..., gs://..., abfss://..., or a
+        /// Snowflake stage @db.schema.stage). Default: var landfall_external_root, else
+        /// LANDFALL_LANDING_URL (Snowflake: LANDFALL_SNOWFLAKE_STAGE), read by dbt at parse time.
+        #[arg(long, value_name = "ROOT")]
+        location: Option<String>,
+        /// Also write the staging models (stg_<source>__<stream>.sql and _stg_<source>.yml)
+        /// into DIR (e.g. dbt/models/staging/<source>).
+        #[arg(long, value_name = "DIR")]
+        staging: Option<PathBuf>,
     },
     /// Serve a sample API on loopback and land it into a local folder.
     Demo {

@@ -215,31 +215,71 @@ async fn execute(cli: Cli) -> Exit {
             }
         }
         Command::State { action } => state(action).await,
-        Command::DbtSources { config, out } => {
-            let loaded = match load(config, Resolve::SyntaxOnly) {
-                Ok(loaded) => loaded,
-                Err(exit) => return exit,
-            };
-            let text = crate::dbt::render_sources(&loaded.config);
-            match out {
-                None => {
-                    print!("{text}");
-                    Exit::Succeeded
-                }
-                Some(folder) => {
-                    let path = folder.join(format!("{}.yml", loaded.config.source.name));
-                    match std::fs::create_dir_all(&folder).and_then(|()| std::fs::write(&path, text)) {
-                        Ok(()) => {
-                            println!("{}", path.display());
-                            Exit::Succeeded
-                        }
-                        Err(error) => fail(format_args!("cannot write {}: {error}", path.display()), Exit::Failure),
-                    }
-                }
-            }
-        }
+        Command::DbtSources {
+            config,
+            out,
+            adapter,
+            location,
+            staging,
+        } => dbt_sources(config, out, &adapter, location, staging),
         Command::Demo { landing, serve, port } => demo(landing, serve, port).await,
     }
+}
+
+/// `landfall dbt-sources`: the sources file to stdout or `out/<source>.yml`, and the staging
+/// models into `staging` when given.
+fn dbt_sources(
+    config: Option<PathBuf>,
+    out: Option<PathBuf>,
+    adapter: &str,
+    location: Option<String>,
+    staging: Option<PathBuf>,
+) -> Exit {
+    let adapter = match adapter.parse::<crate::dbt::Adapter>() {
+        Ok(adapter) => adapter,
+        Err(error) => return fail(error, Exit::Usage),
+    };
+    let loaded = match load(config, Resolve::SyntaxOnly) {
+        Ok(loaded) => loaded,
+        Err(exit) => return exit,
+    };
+    let options = crate::dbt::SourcesOptions { adapter, location };
+    let text = crate::dbt::render_sources(&loaded.config, &options);
+    // With the sources file on stdout, the written paths go to stderr.
+    let paths_on_stdout = out.is_some();
+    let write = |path: PathBuf, text: &str| -> Result<(), Exit> {
+        let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        match std::fs::create_dir_all(&folder).and_then(|()| std::fs::write(&path, text)) {
+            Ok(()) => {
+                if paths_on_stdout {
+                    println!("{}", path.display());
+                } else {
+                    eprintln!("{}", path.display());
+                }
+                Ok(())
+            }
+            Err(error) => Err(fail(
+                format_args!("cannot write {}: {error}", path.display()),
+                Exit::Failure,
+            )),
+        }
+    };
+    match out {
+        None => print!("{text}"),
+        Some(folder) => {
+            if let Err(exit) = write(folder.join(format!("{}.yml", loaded.config.source.name)), &text) {
+                return exit;
+            }
+        }
+    }
+    if let Some(folder) = staging {
+        for file in crate::dbt::render_staging(&loaded.config) {
+            if let Err(exit) = write(folder.join(&file.name), &file.text) {
+                return exit;
+            }
+        }
+    }
+    Exit::Succeeded
 }
 
 /// On SIGTERM or SIGINT: cancel the run so it stores what it read and writes its manifest;

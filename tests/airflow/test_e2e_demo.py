@@ -75,6 +75,7 @@ def test_demo_dag_lands_the_sample_api_and_builds_dbt(sample_api, tmp_path):
         # dbt: the repo's project (the default command), its state kept out of the repo
         "PATH": f"{DBT_BIN_DIR}{os.pathsep}{os.environ['PATH']}",
         "LANDFALL_DUCKDB_PATH": str(tmp_path / "dbt" / "landfall.duckdb"),
+        "LANDFALL_DBT_DEMO": "true",  # the project's demo source is off unless asked for
         "DBT_TARGET_PATH": str(tmp_path / "dbt" / "target"),
         "DBT_LOG_PATH": str(tmp_path / "dbt" / "logs"),
     }

@@ -83,6 +83,7 @@ class DbtProject:
             "LANDFALL_DUCKDB_PATH": str(self.database),
             "LANDFALL_DBT_TARGET": "local",
             "LANDFALL_DBT_THREADS": "4",
+            "LANDFALL_DBT_DEMO": "true",  # the shipped demo is off unless asked for
             "DBT_LOG_PATH": str(self.logs),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             "DBT_USE_COLORS": "false",

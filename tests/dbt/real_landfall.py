@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import signal
 import subprocess
-import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 from conftest import ROOT, landfall_bin
 
 DEMO_CONFIG = ROOT / "config-examples" / "demo.yaml"
-REFERENCE_SOURCES = ROOT / "dbt" / "models" / "sources" / "demo.yml"
+REFERENCE_SOURCES = ROOT / "dbt" / "models" / "sources" / "demo" / "demo.yml"
 
 
 def require_landfall(tmp_path: Path) -> Path:
@@ -72,24 +70,23 @@ def land_with_landfall(binary: Path, landing_dir: Path, workdir: Path, runs: int
             landfall_run(binary, url, landing_dir, workdir)
 
 
-def generate_sources(binary: Path, out_dir: Path) -> bool:
-    """Writes out_dir/demo.yml with `landfall dbt-sources`; False (reference kept) when the
-    command is not implemented yet."""
-    # Outside the dbt project: dbt would read a second copy of the sources from models/.
-    scratch = Path(tempfile.mkdtemp(prefix="landfall-dbt-sources-"))
+def dbt_sources(binary: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
+    """`landfall dbt-sources --config CONFIG ARGS...`, asserted to succeed."""
     proc = subprocess.run(
-        [str(binary), "dbt-sources", "--config", str(DEMO_CONFIG), "--out", str(scratch)],
+        [str(binary), "dbt-sources", "--config", str(config), *args],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    generated = scratch / "demo.yml"
-    if proc.returncode != 0 or not generated.is_file():
-        warnings.warn(
-            f"`landfall dbt-sources` not usable yet (exit {proc.returncode}: {proc.stderr.strip()[:200]}); "
-            "using the reference dbt/models/sources/demo.yml"
-        )
-        return False
-    shutil.copy(generated, out_dir / "demo.yml")
-    shutil.rmtree(scratch, ignore_errors=True)
-    return True
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def generate_sources(binary: Path, sources_dir: Path, staging_dir: Path | None = None, config: Path = DEMO_CONFIG) -> None:
+    """Writes sources_dir/<source>.yml (and the staging models into staging_dir) with
+    `landfall dbt-sources`, replacing what the project shipped there."""
+    args = ["--out", str(sources_dir)]
+    if staging_dir is not None:
+        shutil.rmtree(staging_dir, ignore_errors=True)
+        args += ["--staging", str(staging_dir)]
+    dbt_sources(binary, config, *args)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # dbt project tests: dbt build / source freshness over landed data (fixture writer, the real
-# `landfall run`, and the same data in a moto S3 emulator), plus the generated-sources format.
+# `landfall run`, and the same data in a moto S3 emulator), the generated-sources format, and
+# `dbt parse` under the Snowflake, BigQuery, Databricks and Redshift adapters.
 # Installs its tools into .tools/dbt (idempotent). Extra arguments go to pytest.
 set -euo pipefail
 
@@ -26,6 +27,12 @@ PY
 landfall_tools_venv dbt "$VENV" || { echo "tests/dbt: installing tests/tools/dbt.txt failed" >&2; exit 1; }
 venv_ok || { echo "tests/dbt: $VENV is not usable after install" >&2; exit 1; }
 landfall_tools_report dbt "$VENV" dbt-core dbt-duckdb duckdb duckdb-ext-httpfs moto boto3
+
+# `dbt parse` under each warehouse adapter (test_adapters.py), in a venv of its own.
+ADAPTERS_VENV="$ROOT/.tools/dbt-adapters"
+landfall_tools_venv dbt-adapters "$ADAPTERS_VENV" || { echo "tests/dbt: installing tests/tools/dbt-adapters.txt failed" >&2; exit 1; }
+landfall_tools_report dbt-adapters "$ADAPTERS_VENV" dbt-core dbt-snowflake dbt-bigquery dbt-databricks dbt-redshift
+export LANDFALL_DBT_ADAPTERS_VENV="$ADAPTERS_VENV"
 
 cd "$ROOT"
 exec "$VENV/bin/python" -m pytest tests/dbt -q -rs -p no:cacheprovider "$@"

@@ -1,6 +1,6 @@
 """Reference implementation of the file `landfall dbt-sources` writes (dbt/README.md,
 "Generated sources format"). The Rust command must produce the same bytes for the same
-config; test_sources_format.py pins this against dbt/models/sources/demo.yml.
+config; test_sources_format.py pins this against dbt/models/sources/demo/demo.yml.
 """
 
 from __future__ import annotations
@@ -235,26 +235,10 @@ def render_sources(config: dict) -> str:
         w("        data_tests:")
         w("          - landfall.landfall_no_duplicate_landed_rows")
         w("        columns:")
-        for column, description, tests in ENVELOPE_COLUMNS:
-            if "not_null_if_key" in tests:
-                tests = ["not_null"] if primary_key else []
+        # Row-level tests are on the staging models (`landfall dbt-sources --staging`).
+        for column, description, _tests in ENVELOPE_COLUMNS:
             w(f"          - name: {column}")
             w(f"            description: {quoted(description)}")
-            if not tests:
-                continue
-            w("            data_tests:")
-            for test in tests:
-                if test == "not_null":
-                    w("              - not_null")
-                elif test in ("accepted_source", "accepted_stream"):
-                    value = source if test == "accepted_source" else name
-                    w("              - accepted_values:")
-                    w("                  arguments:")
-                    w(f"                    values: [{quoted(value)}]")
-                elif test == "sha256":
-                    w("              - landfall.landfall_matches_regex:")
-                    w("                  arguments:")
-                    w('                    pattern: "^[0-9a-f]{64}$"')
     w("      - name: _manifests")
     w(
         "        description: "

@@ -53,7 +53,9 @@ def test_dbt_sources_output_matches_reference(tmp_path):
 def test_build_over_real_landfall_run(project, landing_dir, tmp_path):
     binary = real_landfall.require_landfall(tmp_path)
     real_landfall.land_with_landfall(binary, landing_dir, tmp_path)
-    real_landfall.generate_sources(binary, project.dir / "models" / "sources")
+    real_landfall.generate_sources(
+        binary, project.dir / "models" / "sources" / "demo", project.dir / "models" / "staging" / "demo"
+    )
 
     result = project.build()
     assert result.returncode == 0, result.output

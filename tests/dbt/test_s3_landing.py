@@ -49,5 +49,7 @@ def test_duplicated_part_in_s3_fails(project, landing_dir, s3_client, s3_endpoin
 def test_build_over_real_landfall_landing_in_s3(project, landing_dir, s3_client, s3_endpoint, tmp_path):
     binary = real_landfall.require_landfall(tmp_path)
     real_landfall.land_with_landfall(binary, landing_dir, tmp_path)
-    real_landfall.generate_sources(binary, project.dir / "models" / "sources")
+    real_landfall.generate_sources(
+        binary, project.dir / "models" / "sources" / "demo", project.dir / "models" / "staging" / "demo"
+    )
     build_from_s3(project, s3_client, s3_endpoint, landing_dir)

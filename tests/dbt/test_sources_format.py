@@ -1,4 +1,4 @@
-"""The generated-sources format: the Python reference reproduces dbt/models/sources/demo.yml
+"""The generated-sources format: the Python reference reproduces dbt/models/sources/demo/demo.yml
 byte for byte, so the Rust `landfall dbt-sources` has an exact target."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import yaml
 import sources_format
 from conftest import ROOT
 
-REFERENCE = ROOT / "dbt" / "models" / "sources" / "demo.yml"
+REFERENCE = ROOT / "dbt" / "models" / "sources" / "demo" / "demo.yml"
 DEMO_YAML = ROOT / "config-examples" / "demo.yaml"
 
 

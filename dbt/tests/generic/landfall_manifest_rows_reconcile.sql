@@ -3,20 +3,26 @@
   fails on each stream whose rows_written differs from the rows landed with that _run_id,
   and on each listed file whose `rows` differs from the rows read from it. Catches a part
   file copied into a run, a lost part, and a manifest that miscounts.
+  Manifests and landed rows are read from the partitions of the last
+  `landfall_partition_lookback_days` days (default 3): a run's parts and its manifest share
+  the run's start date as extracted_date.
 #}
-{% test landfall_manifest_rows_reconcile(model, source_name, streams, file_column='filename') %}
+{% test landfall_manifest_rows_reconcile(model, source_name, streams, file_column=none) %}
+{%- set file_column = file_column or landfall.landfall_file_column() %}
+{%- set recent = landfall.landfall_recent_partitions() %}
 with manifest_streams as (
-    {{ landfall.landfall_manifest_streams(model) }}
+    {{ landfall.landfall_manifest_streams(model, recent) }}
 ),
 
 manifest_files as (
-    {{ landfall.landfall_manifest_files(model) }}
+    {{ landfall.landfall_manifest_files(model, recent) }}
 ),
 
 landed_by_run as (
     {%- for stream in streams %}
     select '{{ stream }}' as stream_name, _run_id as run_id, count(*) as rows_landed
     from {{ source(source_name, stream) }}
+    where {{ recent }}
     group by _run_id
     {{ 'union all' if not loop.last }}
     {%- endfor %}
@@ -26,6 +32,7 @@ landed_by_file as (
     {%- for stream in streams %}
     select '{{ stream }}' as stream_name, {{ file_column }} as landed_file, count(*) as rows_landed
     from {{ source(source_name, stream) }}
+    where {{ recent }}
     group by {{ file_column }}
     {{ 'union all' if not loop.last }}
     {%- endfor %}

@@ -1,1 +1,1 @@
-{{ landfall_staging('demo', 'customers') }}
+{{ landfall.landfall_staging('demo', 'customers') }}

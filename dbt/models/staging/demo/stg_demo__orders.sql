@@ -1,1 +1,1 @@
-{{ landfall_staging('demo', 'orders') }}
+{{ landfall.landfall_staging('demo', 'orders') }}

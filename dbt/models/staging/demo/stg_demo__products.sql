@@ -1,1 +1,1 @@
-{{ landfall_staging('demo', 'products') }}
+{{ landfall.landfall_staging('demo', 'products') }}

@@ -1,8 +1,16 @@
-//! `landfall dbt-sources`: the dbt sources file for a connector. One source per connector,
-//! one table per stream plus `_manifests`, read by dbt-duckdb from where
-//! `LANDFALL_LANDING_URL` points. The format is pinned in `dbt/README.md` ("Generated
-//! sources format") and by `dbt/models/sources/demo.yml`, which the tests compare byte for
-//! byte.
+//! `landfall dbt-sources`: the dbt sources file for a connector, and optionally its staging
+//! models. One source per connector, one table per stream plus `_manifests`. With the duckdb
+//! adapter the tables are read by dbt-duckdb from where `LANDFALL_LANDING_URL` points; with a
+//! warehouse adapter each table carries a dbt-external-tables `external:` block
+//! ([`warehouse`]) that `stage_external_sources` turns into an external table. The duckdb
+//! format is pinned in `dbt/README.md` ("Generated sources format") and by
+//! `dbt/models/sources/demo/demo.yml`, which the tests compare byte for byte.
+
+mod staging;
+mod warehouse;
+
+pub use staging::render_staging;
+pub use warehouse::Adapter;
 
 use std::fmt::Write;
 use std::sync::LazyLock;
@@ -11,49 +19,100 @@ use regex::Regex;
 use serde_json::Value;
 
 use crate::config::{Compression, ConnectorConfig, StreamConfig};
+use warehouse::Kind;
 
 const DEFAULT_WARN_AFTER_SECONDS: u64 = 26 * 3600;
 const DEFAULT_ERROR_AFTER_SECONDS: u64 = 50 * 3600;
 
-const ENVELOPE_TYPES: &[(&str, &str)] = &[
-    ("_source_system", "VARCHAR"),
-    ("_source_object", "VARCHAR"),
-    ("_source_endpoint", "VARCHAR"),
-    ("_source_record_id", "VARCHAR"),
-    ("_source_updated_at", "VARCHAR"),
-    ("_extracted_at", "TIMESTAMPTZ"),
-    ("_loaded_at", "TIMESTAMPTZ"),
-    ("_run_id", "VARCHAR"),
-    ("_connector_version", "VARCHAR"),
-    ("_tenant", "VARCHAR"),
-    ("_environment", "VARCHAR"),
-    ("_payload_sha256", "VARCHAR"),
-    ("_page", "BIGINT"),
-    ("_raw", "VARCHAR"),
+const ENVELOPE_TYPES: &[(&str, Kind)] = &[
+    ("_source_system", Kind::Text),
+    ("_source_object", Kind::Text),
+    ("_source_endpoint", Kind::Text),
+    ("_source_record_id", Kind::Text),
+    ("_source_updated_at", Kind::Text),
+    ("_extracted_at", Kind::Timestamp),
+    ("_loaded_at", Kind::Timestamp),
+    ("_run_id", Kind::Text),
+    ("_connector_version", Kind::Text),
+    ("_tenant", Kind::Text),
+    ("_environment", Kind::Text),
+    ("_payload_sha256", Kind::Text),
+    ("_page", Kind::Int),
+    ("_raw", Kind::Text),
 ];
 
-const MANIFEST_TYPES: &[(&str, &str)] = &[
-    ("manifest_version", "BIGINT"),
-    ("run_id", "VARCHAR"),
-    ("source_system", "VARCHAR"),
-    ("tenant", "VARCHAR"),
-    ("environment", "VARCHAR"),
-    ("landing_url", "VARCHAR"),
-    ("connector", "STRUCT(name VARCHAR, version VARCHAR)"),
-    ("config_sha256", "VARCHAR"),
-    ("started_at", "TIMESTAMPTZ"),
-    ("finished_at", "TIMESTAMPTZ"),
-    ("duration_seconds", "DOUBLE"),
-    ("status", "VARCHAR"),
+const MANIFEST_FILE: Kind = Kind::Struct(&[
+    ("path", Kind::Text),
+    ("rows", Kind::Int),
+    ("bytes", Kind::Int),
+    ("sha256", Kind::Text),
+]);
+
+const MANIFEST_STREAM: Kind = Kind::Struct(&[
+    ("name", Kind::Text),
+    ("sync_mode", Kind::Text),
+    ("cursor_start", Kind::Text),
+    ("cursor_end", Kind::Text),
+    ("pages", Kind::Int),
+    ("requests", Kind::Int),
+    ("retries", Kind::Int),
+    ("rows_read", Kind::Int),
+    ("rows_written", Kind::Int),
+    ("duplicate_rows", Kind::Int),
+    ("dead_letter_rows", Kind::Int),
+    ("bytes_written", Kind::Int),
+    ("lag_seconds", Kind::Float),
+    ("status", Kind::Text),
     (
-        "streams",
-        "STRUCT(name VARCHAR, sync_mode VARCHAR, cursor_start VARCHAR, cursor_end VARCHAR, \
-         pages BIGINT, requests BIGINT, retries BIGINT, rows_read BIGINT, rows_written BIGINT, \
-         duplicate_rows BIGINT, dead_letter_rows BIGINT, bytes_written BIGINT, lag_seconds DOUBLE, \
-         status VARCHAR, error STRUCT(code VARCHAR, message VARCHAR, retryable BOOLEAN), \
-         files STRUCT(path VARCHAR, rows BIGINT, bytes BIGINT, sha256 VARCHAR)[])[]",
+        "error",
+        Kind::Struct(&[("code", Kind::Text), ("message", Kind::Text), ("retryable", Kind::Bool)]),
     ),
+    ("files", Kind::List(&MANIFEST_FILE)),
+]);
+
+const MANIFEST_TYPES: &[(&str, Kind)] = &[
+    ("manifest_version", Kind::Int),
+    ("run_id", Kind::Text),
+    ("source_system", Kind::Text),
+    ("tenant", Kind::Text),
+    ("environment", Kind::Text),
+    ("landing_url", Kind::Text),
+    (
+        "connector",
+        Kind::Struct(&[("name", Kind::Text), ("version", Kind::Text)]),
+    ),
+    ("config_sha256", Kind::Text),
+    ("started_at", Kind::Timestamp),
+    ("finished_at", Kind::Timestamp),
+    ("duration_seconds", Kind::Float),
+    ("status", Kind::Text),
+    ("streams", Kind::List(&MANIFEST_STREAM)),
 ];
+
+/// Hive keys of the landing layout: `extracted_date=YYYY-MM-DD/run_id=<uuid>/`.
+const STREAM_PARTITIONS: &[(&str, Kind)] = &[("extracted_date", Kind::Date), ("run_id", Kind::Text)];
+const MANIFEST_PARTITIONS: &[(&str, Kind)] = &[("extracted_date", Kind::Date)];
+
+/// What `landfall dbt-sources` writes the sources file for.
+#[derive(Clone, Debug)]
+pub struct SourcesOptions {
+    /// The dbt adapter. Default: duckdb.
+    pub adapter: Adapter,
+    /// The landing root as the warehouse addresses it (`s3://...`, `gs://...`, a Snowflake
+    /// stage `@db.schema.stage`). Default: a Jinja expression reading var
+    /// `landfall_external_root`, else `LANDFALL_LANDING_URL` (Snowflake:
+    /// `LANDFALL_SNOWFLAKE_STAGE`, default `@landfall_landing`). Ignored by duckdb.
+    pub location: Option<String>,
+}
+
+impl Default for SourcesOptions {
+    fn default() -> Self {
+        SourcesOptions {
+            adapter: Adapter::Duckdb,
+            location: None,
+        }
+    }
+}
 
 /// A column test in the generated file.
 #[derive(Clone, Copy, PartialEq)]
@@ -135,6 +194,15 @@ fn scalar(value: &str) -> String {
     }
 }
 
+/// A column type as a YAML scalar: nested types (`struct<a: t>`) hold `: ` and are quoted.
+fn type_scalar(sql_type: &str) -> String {
+    if sql_type.contains(':') {
+        quoted(sql_type)
+    } else {
+        sql_type.to_owned()
+    }
+}
+
 fn quoted(value: &str) -> String {
     serde_json::to_string(value).expect("strings serialize")
 }
@@ -143,8 +211,11 @@ fn flow_list(values: &[String]) -> String {
     format!("[{}]", values.iter().map(|v| scalar(v)).collect::<Vec<_>>().join(", "))
 }
 
-fn duckdb_struct(pairs: &[(&str, &str)]) -> String {
-    let fields: Vec<String> = pairs.iter().map(|(name, kind)| format!("'{name}': '{kind}'")).collect();
+fn duckdb_struct(pairs: &[(&str, Kind)]) -> String {
+    let fields: Vec<String> = pairs
+        .iter()
+        .map(|(name, kind)| format!("'{name}': '{}'", Adapter::Duckdb.sql_type(kind)))
+        .collect();
     format!("{{{}}}", fields.join(", "))
 }
 
@@ -203,8 +274,15 @@ fn stream_columns(stream: &StreamConfig) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Renders the sources file of `config`.
-pub fn render_sources(config: &ConnectorConfig) -> String {
+/// Renders the sources file of `config` for `options.adapter`.
+///
+/// Source tests are limited to landing integrity (duplicate parts, manifest reconciliation,
+/// over the partitions of the last `landfall_partition_lookback_days` days); the row-level
+/// envelope tests are on the staging models ([`render_staging`]).
+pub fn render_sources(config: &ConnectorConfig, options: &SourcesOptions) -> String {
+    let adapter = options.adapter;
+    let warehouse = adapter != Adapter::Duckdb;
+    let root = adapter.root(options.location.as_deref());
     let source = &config.source.name;
     let gzip = config.landing.compression != Compression::None;
     let part_glob = if gzip { "**/*.jsonl.gz" } else { "**/*.jsonl" };
@@ -214,17 +292,26 @@ pub fn render_sources(config: &ConnectorConfig) -> String {
         out.push_str(&line);
         out.push('\n');
     };
+    let command = if warehouse {
+        format!("landfall dbt-sources --adapter {adapter}")
+    } else {
+        "landfall dbt-sources".to_owned()
+    };
     w(format!(
-        "# Generated by `landfall dbt-sources` from the config of source `{source}`. Do not edit: re-run it."
+        "# Generated by `{command}` from the config of source `{source}`. Do not edit: re-run it."
     ));
     w("version: 2".into());
     w(String::new());
     w("sources:".into());
     w(format!("  - name: {}", scalar(source)));
     let description = config.source.description.clone().unwrap_or_else(|| {
-        format!(
-            "Records landfall landed from source `{source}`, read where LANDFALL_LANDING_URL points (default file://../landing)."
-        )
+        if warehouse {
+            format!("Records landfall landed from source `{source}`, read through external tables over the landing root.")
+        } else {
+            format!(
+                "Records landfall landed from source `{source}`, read where LANDFALL_LANDING_URL points (default file://../landing)."
+            )
+        }
     });
     w(format!("    description: {}", quoted(&description)));
     w("    loader: landfall".into());
@@ -237,7 +324,7 @@ pub fn render_sources(config: &ConnectorConfig) -> String {
         threshold(DEFAULT_ERROR_AFTER_SECONDS)
     ));
     w("      meta:".into());
-    w("        landfall_landing_root: \"{{ env_var('LANDFALL_LANDING_URL', 'file://../landing').rstrip('/') | replace('file://', '', 1) }}\"".into());
+    w(format!("        landfall_landing_root: {}", quoted(&root)));
     w("    tables:".into());
     for stream in &config.streams {
         let name = &stream.name;
@@ -265,14 +352,16 @@ pub fn render_sources(config: &ConnectorConfig) -> String {
             }
         }
         w("          meta:".into());
-        w("            formatter: template".into());
-        let location = format!(
-            "read_json_auto('${{landfall_landing_root}}/{source}/{name}/{part_glob}', format = 'newline_delimited', \
-             hive_partitioning = true, hive_types = {{'extracted_date': 'DATE', 'run_id': 'VARCHAR'}}, filename = true, \
-             columns = {})",
-            duckdb_struct(ENVELOPE_TYPES)
-        );
-        w(format!("            external_location: {}", quoted(&location)));
+        if !warehouse {
+            w("            formatter: template".into());
+            let location = format!(
+                "read_json_auto('${{landfall_landing_root}}/{source}/{name}/{part_glob}', format = 'newline_delimited', \
+                 hive_partitioning = true, hive_types = {{'extracted_date': 'DATE', 'run_id': 'VARCHAR'}}, filename = true, \
+                 columns = {})",
+                duckdb_struct(ENVELOPE_TYPES)
+            );
+            w(format!("            external_location: {}", quoted(&location)));
+        }
         w("            landfall:".into());
         w(format!("              source: {}", scalar(source)));
         w(format!("              stream: {}", scalar(name)));
@@ -305,41 +394,42 @@ pub fn render_sources(config: &ConnectorConfig) -> String {
             }
             None => w("              delete_marker: null".into()),
         }
+        if warehouse {
+            for line in adapter.external_block(&root, &format!("{source}/{name}"), gzip, STREAM_PARTITIONS) {
+                w(line);
+            }
+        }
         w("        data_tests:".into());
         w("          - landfall.landfall_no_duplicate_landed_rows".into());
         w("        columns:".into());
-        for (column, description, tests) in ENVELOPE_COLUMNS {
-            let tests: Vec<ColumnTest> = tests
-                .iter()
-                .flat_map(|test| match test {
-                    NotNullIfKey if stream.primary_key.is_empty() => vec![],
-                    NotNullIfKey => vec![NotNull],
-                    other => vec![*other],
-                })
-                .collect();
-            w(format!("          - name: {column}"));
-            w(format!("            description: {}", quoted(description)));
-            if tests.is_empty() {
+        for (column, description, _) in ENVELOPE_COLUMNS {
+            if warehouse && PARTITION_AND_FILE_COLUMNS.contains(column) {
                 continue;
             }
-            w("            data_tests:".into());
-            for test in tests {
-                match test {
-                    NotNull => w("              - not_null".into()),
-                    AcceptedSource | AcceptedStream => {
-                        let value = if test == AcceptedSource { source } else { name };
-                        w("              - accepted_values:".into());
-                        w("                  arguments:".into());
-                        w(format!("                    values: [{}]", quoted(value)));
-                    }
-                    Sha256 => {
-                        w("              - landfall.landfall_matches_regex:".into());
-                        w("                  arguments:".into());
-                        w("                    pattern: \"^[0-9a-f]{64}$\"".into());
-                    }
-                    NotNullIfKey => unreachable!("expanded above"),
-                }
+            w(format!("          - name: {column}"));
+            if let Some((_, kind)) = ENVELOPE_TYPES
+                .iter()
+                .find(|(name, _)| name == column)
+                .filter(|_| warehouse)
+            {
+                w(format!(
+                    "            data_type: {}",
+                    type_scalar(&adapter.sql_type(kind))
+                ));
             }
+            w(format!("            description: {}", quoted(description)));
+        }
+        if let Some(expression) = adapter.file_column_expression() {
+            w("          - name: filename".into());
+            w(format!("            data_type: {}", adapter.sql_type(&Kind::Text)));
+            w(format!(
+                "            description: {}",
+                quoted("Full path of the part file holding the row.")
+            ));
+            // dbt 1.10+ warns on custom column keys; the vendored macro reads meta.expression too.
+            w("            config:".into());
+            w("              meta:".into());
+            w(format!("                expression: {}", quoted(expression)));
         }
     }
     w("      - name: _manifests".into());
@@ -352,13 +442,15 @@ pub fn render_sources(config: &ConnectorConfig) -> String {
     w("        config:".into());
     w("          loaded_at_field: finished_at".into());
     w("          meta:".into());
-    w("            formatter: template".into());
-    let location = format!(
-        "read_json_auto('${{landfall_landing_root}}/{source}/_manifests/**/*.json', format = 'newline_delimited', \
-         hive_partitioning = true, hive_types = {{'extracted_date': 'DATE'}}, filename = true, columns = {})",
-        duckdb_struct(MANIFEST_TYPES)
-    );
-    w(format!("            external_location: {}", quoted(&location)));
+    if !warehouse {
+        w("            formatter: template".into());
+        let location = format!(
+            "read_json_auto('${{landfall_landing_root}}/{source}/_manifests/**/*.json', format = 'newline_delimited', \
+             hive_partitioning = true, hive_types = {{'extracted_date': 'DATE'}}, filename = true, columns = {})",
+            duckdb_struct(MANIFEST_TYPES)
+        );
+        w(format!("            external_location: {}", quoted(&location)));
+    }
     w("            landfall:".into());
     w(format!("              source: {}", scalar(source)));
     w("              stream: _manifests".into());
@@ -370,6 +462,11 @@ pub fn render_sources(config: &ConnectorConfig) -> String {
     w("              format: jsonl".into());
     w("              compression: none".into());
     w("              partitions: [extracted_date]".into());
+    if warehouse {
+        for line in adapter.external_block(&root, &format!("{source}/_manifests"), false, MANIFEST_PARTITIONS) {
+            w(line);
+        }
+    }
     w("        data_tests:".into());
     for test in ["landfall_manifest_rows_reconcile", "landfall_manifest_files_exist"] {
         w(format!("          - landfall.{test}:"));
@@ -378,49 +475,90 @@ pub fn render_sources(config: &ConnectorConfig) -> String {
         w(format!("                streams: {}", flow_list(&names)));
     }
     w("        columns:".into());
-    w("          - name: run_id".into());
-    w(format!(
-        "            description: {}",
-        quoted("Id of the run (UUIDv7); matches _run_id of the rows it landed.")
-    ));
-    w("            data_tests:".into());
-    w("              - not_null".into());
-    w("              - unique".into());
-    w("          - name: source_system".into());
-    w(format!(
-        "            description: {}",
-        quoted("Source name from the connector config.")
-    ));
-    w("            data_tests:".into());
-    w("              - accepted_values:".into());
-    w("                  arguments:".into());
-    w(format!("                    values: [{}]", quoted(source)));
-    w("          - name: status".into());
-    w(format!(
-        "            description: {}",
-        quoted("Run outcome: succeeded, partial, failed or cancelled.")
-    ));
-    w("            data_tests:".into());
-    w("              - not_null".into());
-    w("              - accepted_values:".into());
-    w("                  arguments:".into());
-    w("                    values: [\"succeeded\", \"partial\", \"failed\", \"cancelled\"]".into());
-    w("          - name: streams".into());
-    w(format!(
-        "            description: {}",
-        quoted(
-            "Per stream: name, sync_mode, cursors, counts, status, error and files [{path, rows, bytes, sha256}] (paths relative to the landing root)."
-        )
-    ));
-    w("          - name: finished_at".into());
-    w(format!(
-        "            description: {}",
-        quoted("When the run finished (UTC).")
-    ));
-    w("            data_tests:".into());
-    w("              - not_null".into());
+    let manifest_columns: Vec<&str> = if warehouse {
+        MANIFEST_TYPES.iter().map(|(name, _)| *name).collect()
+    } else {
+        MANIFEST_COLUMNS.iter().map(|(name, _, _)| *name).collect()
+    };
+    for column in manifest_columns {
+        let (description, tests) = MANIFEST_COLUMNS.iter().find(|(name, _, _)| *name == column).map_or(
+            ("Manifest field (see docs/contract.md).", &[][..]),
+            |(_, description, tests)| (*description, *tests),
+        );
+        let kind = &MANIFEST_TYPES
+            .iter()
+            .find(|(name, _)| *name == column)
+            .expect("documented columns are typed")
+            .1;
+        w(format!("          - name: {column}"));
+        if warehouse {
+            w(format!(
+                "            data_type: {}",
+                type_scalar(&adapter.sql_type(kind))
+            ));
+        }
+        w(format!("            description: {}", quoted(description)));
+        if tests.is_empty() {
+            continue;
+        }
+        w("            data_tests:".into());
+        for test in tests {
+            match test {
+                ManifestTest::NotNull => w("              - not_null".into()),
+                ManifestTest::Unique => w("              - unique".into()),
+                ManifestTest::AcceptedSource => {
+                    w("              - accepted_values:".into());
+                    w("                  arguments:".into());
+                    w(format!("                    values: [{}]", quoted(source)));
+                }
+                ManifestTest::AcceptedStatus => {
+                    w("              - accepted_values:".into());
+                    w("                  arguments:".into());
+                    w("                    values: [\"succeeded\", \"partial\", \"failed\", \"cancelled\"]".into());
+                }
+            }
+        }
+    }
     out
 }
+
+/// Columns the duckdb reader adds (Hive keys and the file name); a warehouse declares the
+/// keys as partitions and the file as a pseudo-column instead.
+const PARTITION_AND_FILE_COLUMNS: &[&str] = &["extracted_date", "run_id", "filename"];
+
+#[derive(Clone, Copy)]
+enum ManifestTest {
+    NotNull,
+    Unique,
+    AcceptedSource,
+    AcceptedStatus,
+}
+
+/// The documented manifest columns (the duckdb file lists only these, in this order) with
+/// their tests.
+const MANIFEST_COLUMNS: &[(&str, &str, &[ManifestTest])] = &[
+    (
+        "run_id",
+        "Id of the run (UUIDv7); matches _run_id of the rows it landed.",
+        &[ManifestTest::NotNull, ManifestTest::Unique],
+    ),
+    (
+        "source_system",
+        "Source name from the connector config.",
+        &[ManifestTest::AcceptedSource],
+    ),
+    (
+        "status",
+        "Run outcome: succeeded, partial, failed or cancelled.",
+        &[ManifestTest::NotNull, ManifestTest::AcceptedStatus],
+    ),
+    (
+        "streams",
+        "Per stream: name, sync_mode, cursors, counts, status, error and files [{path, rows, bytes, sha256}] (paths relative to the landing root).",
+        &[],
+    ),
+    ("finished_at", "When the run finished (UTC).", &[ManifestTest::NotNull]),
+];
 
 /// JSON text as Python's `json.dumps` writes it (`, ` and `: ` separators), which the
 /// reference generator uses for delete-marker values.
@@ -452,8 +590,8 @@ mod tests {
         let config = ConnectorConfig::from_yaml(crate::demo::DEMO_CONFIG, Resolve::SyntaxOnly, &|_| None)
             .unwrap()
             .config;
-        let expected = include_str!("../dbt/models/sources/demo.yml");
-        assert_eq!(render_sources(&config), expected);
+        let expected = include_str!("../../dbt/models/sources/demo/demo.yml");
+        assert_eq!(render_sources(&config, &SourcesOptions::default()), expected);
     }
 
     #[test]

@@ -1,0 +1,3 @@
+{% macro redshift__exit_transaction() %}
+    {{ return('begin; commit;') }}
+{% endmacro %}
