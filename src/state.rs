@@ -184,13 +184,13 @@ impl StateStore {
     pub async fn commit(
         &self,
         stream: &str,
-        cursor: &str,
-        format: &crate::cursor::CursorFormat,
+        cursor: CursorText<'_>,
         recent: Vec<SeenRecord>,
         run_id: &str,
         read: Option<&Versioned>,
         fence: &dyn Fence,
     ) -> Result<Versioned, StateError> {
+        let CursorText { text: cursor, format } = cursor;
         let path = layout::state(&self.source, stream);
         let mut current = read.cloned();
         for _ in 0..MAX_CAS_ATTEMPTS {
@@ -292,6 +292,13 @@ fn encode(state: &StreamState) -> Bytes {
     Bytes::from(bytes)
 }
 
+/// A cursor as it is stored (text in the stream's format), with the format that orders it.
+#[derive(Clone, Copy, Debug)]
+pub struct CursorText<'a> {
+    pub text: &'a str,
+    pub format: &'a crate::cursor::CursorFormat,
+}
+
 /// Whether the stored cursor is at or past `cursor`, compared as values of the stream's format.
 /// A stored value that does not parse is never kept over a valid one.
 fn at_or_past(format: &crate::cursor::CursorFormat, stored: &str, cursor: &str) -> bool {
@@ -331,8 +338,10 @@ mod tests {
         let first = store
             .commit(
                 "orders",
-                "2024-01-02",
-                &crate::cursor::CursorFormat::Date,
+                CursorText {
+                    text: "2024-01-02",
+                    format: &crate::cursor::CursorFormat::Date,
+                },
                 vec![],
                 "run-a",
                 None,
@@ -343,8 +352,10 @@ mod tests {
         let error = store
             .commit(
                 "orders",
-                "2024-01-03",
-                &crate::cursor::CursorFormat::Date,
+                CursorText {
+                    text: "2024-01-03",
+                    format: &crate::cursor::CursorFormat::Date,
+                },
                 vec![],
                 "run-a",
                 Some(&first),
@@ -367,8 +378,10 @@ mod tests {
         let start = store
             .commit(
                 "orders",
-                "2024-01-01",
-                &crate::cursor::CursorFormat::Date,
+                CursorText {
+                    text: "2024-01-01",
+                    format: &crate::cursor::CursorFormat::Date,
+                },
                 vec![],
                 "run-a",
                 None,
@@ -380,8 +393,10 @@ mod tests {
         store
             .commit(
                 "orders",
-                "2024-01-05",
-                &crate::cursor::CursorFormat::Date,
+                CursorText {
+                    text: "2024-01-05",
+                    format: &crate::cursor::CursorFormat::Date,
+                },
                 vec![],
                 "run-b",
                 Some(&start),
@@ -394,8 +409,10 @@ mod tests {
         let kept = store
             .commit(
                 "orders",
-                "2024-01-03",
-                &crate::cursor::CursorFormat::Date,
+                CursorText {
+                    text: "2024-01-03",
+                    format: &crate::cursor::CursorFormat::Date,
+                },
                 vec![],
                 "run-a",
                 Some(&start),
@@ -411,8 +428,10 @@ mod tests {
         let moved = store
             .commit(
                 "orders",
-                "2024-01-09",
-                &crate::cursor::CursorFormat::Date,
+                CursorText {
+                    text: "2024-01-09",
+                    format: &crate::cursor::CursorFormat::Date,
+                },
                 vec![],
                 "run-a",
                 Some(&start),
@@ -431,8 +450,10 @@ mod tests {
         let kept = fresh
             .commit(
                 "orders",
-                "2024-01-15",
-                &crate::cursor::CursorFormat::Date,
+                CursorText {
+                    text: "2024-01-15",
+                    format: &crate::cursor::CursorFormat::Date,
+                },
                 vec![],
                 "run-c",
                 None,
@@ -455,8 +476,10 @@ mod tests {
         let start = store
             .commit(
                 "orders",
-                "2024-01-01",
-                &crate::cursor::CursorFormat::Date,
+                CursorText {
+                    text: "2024-01-01",
+                    format: &crate::cursor::CursorFormat::Date,
+                },
                 vec![],
                 "seed",
                 None,
@@ -473,8 +496,10 @@ mod tests {
                     store
                         .commit(
                             "orders",
-                            &cursor,
-                            &crate::cursor::CursorFormat::Date,
+                            CursorText {
+                                text: &cursor,
+                                format: &crate::cursor::CursorFormat::Date,
+                            },
                             vec![],
                             &format!("run-{day}"),
                             Some(&start),

@@ -1150,8 +1150,7 @@ impl StreamJob {
             .state
             .commit(
                 &self.stream.name,
-                &text,
-                format,
+                crate::state::CursorText { text: &text, format },
                 recent,
                 &self.run_id,
                 checkpoint.stored.as_ref(),
