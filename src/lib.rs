@@ -27,6 +27,7 @@ pub mod logging;
 pub mod manifest;
 pub mod metrics;
 pub mod openlineage;
+pub mod orphans;
 pub mod pagination;
 pub mod progress;
 pub mod quality;

@@ -44,11 +44,44 @@ pub fn register(secret: &str) {
         return;
     }
     let mut secrets = SECRETS.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !secrets.iter().any(|known| known == secret) {
-        secrets.push(secret.to_owned());
-        // Longest first, so a secret that contains another is masked whole.
-        secrets.sort_by_key(|known| std::cmp::Reverse(known.len()));
+    for form in written_forms(secret) {
+        if !secrets.contains(&form) {
+            secrets.push(form);
+        }
     }
+    // Longest first, so a secret that contains another is masked whole.
+    secrets.sort_by_key(|known| std::cmp::Reverse(known.len()));
+}
+
+/// A secret as it may appear in written text: verbatim, JSON-escaped (JSON logs,
+/// manifests), Debug-escaped (a `?field` in text logs), and both (a `?field` in JSON logs).
+/// The escaped forms differ only when the secret holds quotes, backslashes or control
+/// characters.
+fn written_forms(secret: &str) -> Vec<String> {
+    fn inner(quoted: String) -> String {
+        quoted
+            .strip_prefix('"')
+            .and_then(|rest| rest.strip_suffix('"'))
+            .map_or_else(|| quoted.clone(), ToOwned::to_owned)
+    }
+    let mut forms = vec![secret.to_owned()];
+    let mut last = vec![secret.to_owned()];
+    for _ in 0..2 {
+        let mut next = Vec::new();
+        for form in &last {
+            for escaped in [
+                inner(serde_json::to_string(form).unwrap_or_default()),
+                inner(format!("{form:?}")),
+            ] {
+                if !forms.contains(&escaped) {
+                    forms.push(escaped.clone());
+                    next.push(escaped);
+                }
+            }
+        }
+        last = next;
+    }
+    forms
 }
 
 /// Masks every registered secret in `text`.
@@ -149,6 +182,16 @@ mod tests {
         let shown = excerpt(&format!("error: {}", &secret[..20]), EXCERPT_CHARS);
         assert_eq!(shown, "error: ***");
         assert_eq!(excerpt("  short body \n", EXCERPT_CHARS), "short body");
+    }
+
+    #[test]
+    fn scrubs_the_escaped_forms_of_a_secret() {
+        register(r#"quote"and\backslash-secret"#);
+        assert_eq!(
+            scrub(r#"{"token":"quote\"and\\backslash-secret"}"#),
+            r#"{"token":"***"}"#
+        );
+        assert_eq!(scrub("quote\"and\\backslash-secret"), "***");
     }
 
     #[test]

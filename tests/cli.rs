@@ -334,10 +334,22 @@ async fn malformed_page_names_stream_page_and_request() {
 
 #[tokio::test]
 async fn secrets_appear_nowhere() {
+    for format in ["json", "text"] {
+        for token in [SECRET, QUOTED_SECRET] {
+            secrets_appear_nowhere_in(format, token).await;
+        }
+    }
+}
+
+/// A token with a quote and a backslash: JSON logs escape it (`\"`, `\\`), which must not
+/// let it past the redaction layer.
+const QUOTED_SECRET: &str = r#"tok"9f8e\7d6c-quoted"#;
+
+async fn secrets_appear_nowhere_in(format: &str, token: &str) {
     let server = MockServer::start().await;
     // The vendor echoes the credentials back in an error body.
     Mock::given(path("/items"))
-        .respond_with(ResponseTemplate::new(500).set_body_string(format!("bad token {SECRET} and key qk-5e5e5e5e5e")))
+        .respond_with(ResponseTemplate::new(500).set_body_string(format!("bad token {token} and key qk-5e5e5e5e5e")))
         .mount(&server)
         .await;
     let ws = Workspace::new();
@@ -346,13 +358,20 @@ async fn secrets_appear_nowhere() {
             .replace("  name: shop\n", "  name: shop\n  auth: {type: api_key, in: query, name: api_key, value: '${env:LANDFALL_TEST_KEY}'}\n  headers: {X-Token: '${env:LANDFALL_TEST_TOKEN}'}\n"),
     );
     let xcom = ws.dir.path().join("return.json");
-    let output = run_with_xcom(
-        &config,
-        &xcom,
-        &[("LANDFALL_TEST_TOKEN", SECRET), ("LANDFALL_TEST_KEY", "qk-5e5e5e5e5e")],
+    let output = landfall(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--xcom-output",
+            xcom.to_str().unwrap(),
+            "--log-format",
+            format,
+        ],
+        &[("LANDFALL_TEST_TOKEN", token), ("LANDFALL_TEST_KEY", "qk-5e5e5e5e5e")],
     )
     .await;
-    assert_eq!(output.status.code(), Some(75));
+    assert_eq!(output.status.code(), Some(75), "{}", stderr(&output));
     let mut haystacks = vec![
         stderr(&output),
         stdout(&output),
@@ -361,11 +380,24 @@ async fn secrets_appear_nowhere() {
     for file in common::files_under(&ws.landing()) {
         haystacks.push(String::from_utf8_lossy(&std::fs::read(file).unwrap()).into_owned());
     }
+    // The distinctive tail of the token, in whatever escaping a format gave it.
+    let tail = token.rsplit(['"', '\\']).next().unwrap();
     for text in &haystacks {
-        assert!(!text.contains(SECRET), "token leaked: {text}");
-        assert!(!text.contains("qk-5e5e5e5e5e"), "api key leaked: {text}");
+        assert!(!text.contains(tail), "{format}: token leaked: {text}");
+        assert!(!text.contains("qk-5e5e5e5e5e"), "{format}: api key leaked: {text}");
     }
     assert!(stderr(&output).contains("api_key=***"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("bad token ***"),
+        "{format}: {}",
+        stderr(&output)
+    );
+    assert_eq!(
+        stderr(&output).starts_with('{'),
+        format == "json",
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[tokio::test]
@@ -390,6 +422,68 @@ async fn every_log_event_carries_the_run_and_page_context() {
     assert_eq!(page["stream"], "items");
     assert_eq!(page["page"], 1);
     assert!(page["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+}
+
+/// Each log line's event and field names: `(event, [fields])`, sorted. JSON lines give
+/// their keys; text lines (`TIME LEVEL message key=value ...`) the `key=` tokens.
+fn event_shapes(output: &Output, json: bool) -> Vec<(String, Vec<String>)> {
+    let mut shapes: Vec<(String, Vec<String>)> = stderr(output)
+        .lines()
+        .map(|line| {
+            let mut fields: Vec<String> = if json {
+                let event: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+                event.as_object().unwrap().keys().cloned().collect()
+            } else {
+                line.split_whitespace()
+                    .filter_map(|token| token.split_once('=').map(|(name, _)| name))
+                    .filter(|name| {
+                        !name.is_empty()
+                            && name
+                                .chars()
+                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    })
+                    .map(ToOwned::to_owned)
+                    .collect()
+            };
+            fields.retain(|name| !["timestamp", "level", "message"].contains(&name.as_str()));
+            fields.sort();
+            let event = line
+                .split("event")
+                .nth(1)
+                .and_then(|rest| rest.split('"').nth(if json { 2 } else { 1 }))
+                .unwrap_or_else(|| panic!("no event in {line}"))
+                .to_owned();
+            (event, fields)
+        })
+        .collect();
+    shapes.sort();
+    shapes
+}
+
+#[tokio::test]
+async fn text_and_json_logs_carry_the_same_events_and_fields() {
+    let server = MockServer::start().await;
+    items_mock(SECRET).mount(&server).await;
+    let mut shapes = Vec::new();
+    for format in ["json", "text"] {
+        let ws = Workspace::new();
+        let config = bearer_config(&ws, &server.uri());
+        let output = landfall(
+            &["run", "--config", config.to_str().unwrap(), "--log-format", format],
+            &[("LANDFALL_TEST_TOKEN", SECRET)],
+        )
+        .await;
+        assert!(output.status.success(), "{}", stderr(&output));
+        // No colour when stderr is not a terminal, even for forced text.
+        assert!(!stderr(&output).contains('\x1b'), "{:?}", stderr(&output));
+        shapes.push(event_shapes(&output, format == "json"));
+    }
+    assert!(
+        shapes[0].iter().any(|(event, _)| event == "page_fetched"),
+        "{:?}",
+        shapes[0]
+    );
+    assert_eq!(shapes[0], shapes[1]);
 }
 
 #[tokio::test]

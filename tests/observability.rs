@@ -1026,8 +1026,16 @@ async fn a_terminal_shows_a_progress_line_per_stream_and_json_logs_turn_it_off()
         .and_then(|frame| frame.lines().next())
         .unwrap_or_else(|| panic!("no progress line: {screen:?}"));
     assert!(summary.trim_end().ends_with(" · succeeded"), "{summary:?}");
-    // The text logs are still there, each on its own line.
+    // The text logs are still there, each on its own line, levels coloured (INFO green).
     assert!(screen.contains("run finished"), "{screen:?}");
+    assert!(screen.contains("\x1b[32m INFO"), "{screen:?}");
+    let ws = Workspace::new();
+    let config = items_config(&ws, &api.uri());
+    let screen = on_a_terminal(&config, "--progress never", &[("NO_COLOR", "1")]).await;
+    assert!(
+        screen.contains("run finished") && !screen.contains("\x1b["),
+        "{screen:?}"
+    );
 
     let ws = Workspace::new();
     let config = items_config(&ws, &api.uri());

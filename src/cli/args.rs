@@ -10,6 +10,17 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("LANDFAL
 #[derive(Debug, Parser)]
 #[command(name = "landfall", version = VERSION, about, propagate_version = true)]
 pub struct Cli {
+    /// Log format on stderr: `auto` writes coloured text when stderr is a terminal and JSON
+    /// lines otherwise; `json` and `text` force one. Same events and fields in both.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        ignore_case = true,
+        default_value = "auto",
+        env = "LANDFALL_LOG_FORMAT"
+    )]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -61,6 +72,19 @@ pub enum Command {
         /// into DIR (e.g. dbt/models/staging/<source>).
         #[arg(long, value_name = "DIR")]
         staging: Option<PathBuf>,
+    },
+    /// List parts, dead-letter parts and staged uploads that no run manifest covers (JSON);
+    /// with --delete, remove those older than --older-than.
+    Orphans {
+        #[arg(long, env = "LANDFALL_CONFIG")]
+        config: Option<PathBuf>,
+        /// Delete the orphans older than --older-than (default: only list them).
+        #[arg(long)]
+        delete: bool,
+        /// Only orphans at least this old count as deletable; younger ones may belong to a
+        /// run in progress. Keep it longer than the longest run.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        older_than: std::time::Duration,
     },
     /// Serve a sample API on loopback and land it into a local folder.
     Demo {

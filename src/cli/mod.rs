@@ -20,7 +20,7 @@ pub use args::{Cli, Command, StateAction};
 pub fn main() -> ExitCode {
     keep_memory_flat();
     let cli = Cli::parse();
-    crate::logging::init();
+    crate::logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -222,6 +222,11 @@ async fn execute(cli: Cli) -> Exit {
             location,
             staging,
         } => dbt_sources(config, out, &adapter, location, staging),
+        Command::Orphans {
+            config,
+            delete,
+            older_than,
+        } => orphans(config, delete, older_than).await,
         Command::Demo { landing, serve, port } => demo(landing, serve, port).await,
     }
 }
@@ -403,6 +408,27 @@ async fn state(action: StateAction) -> Exit {
     };
     match result {
         Ok(()) => Exit::Succeeded,
+        Err(error) => fail(&error, Exit::for_error(error.code(), error.retryable())),
+    }
+}
+
+async fn orphans(config: Option<PathBuf>, delete: bool, older_than: std::time::Duration) -> Exit {
+    let loaded = match load(config, Resolve::References) {
+        Ok(loaded) => loaded,
+        Err(exit) => return exit,
+    };
+    let landing = match Landing::open(&loaded.config.landing) {
+        Ok(landing) => landing,
+        Err(error) => return fail(&error, Exit::for_error(error.code(), error.retryable())),
+    };
+    match crate::orphans::orphans(&landing, &loaded.config.source.name, older_than, delete).await {
+        Ok(report) => {
+            println!(
+                "{}",
+                crate::redact::scrub(&serde_json::to_string_pretty(&report).expect("report serializes"))
+            );
+            Exit::Succeeded
+        }
         Err(error) => fail(&error, Exit::for_error(error.code(), error.retryable())),
     }
 }

@@ -395,7 +395,8 @@ pub async fn clean_stale(
     }
 }
 
-async fn clean_one(landing: &Landing, upload: &StaleUpload) -> Result<(), LandingError> {
+/// Aborts one unfinished upload and deletes its staged object and marker.
+pub(crate) async fn clean_one(landing: &Landing, upload: &StaleUpload) -> Result<(), LandingError> {
     if let Some(marker) = &upload.marker {
         if let (Some(id), Some(store)) = (&marker.upload_id, landing.multipart()) {
             match store.abort_multipart(&landing.path(&marker.staged), id).await {
