@@ -181,6 +181,7 @@ impl StateStore {
     /// the checkpoint is read again and kept if it is at or past `cursor` (a checkpoint
     /// never moves backwards); otherwise the write is retried on the new version. Returns
     /// the checkpoint now stored (the other writer's when it was newer).
+    #[allow(clippy::too_many_arguments)]
     pub async fn commit(
         &self,
         stream: &str,
