@@ -1,6 +1,7 @@
 //! One process per source, one budget: `landfall run` extracts a source's streams
 //! concurrently (`source.max_concurrent_streams`) through one client, so the source's rate
 //! limit holds across all of them, and a parent stream is extracted once for its children.
+//! Backfills scale out instead with `landfall plan`, whose windows are checked here too.
 
 mod common;
 
@@ -290,4 +291,56 @@ async fn a_parent_is_extracted_once_and_before_its_children() {
         let ran_alpha = seen.iter().any(|request| request.path == "/items/alpha");
         assert_eq!(ran_alpha, extra.is_empty(), "{extra:?}");
     }
+}
+
+#[tokio::test]
+async fn plan_prints_contiguous_windows_for_task_mapping() {
+    let ws = Workspace::new();
+    let path = ws.config(
+        "version: 1
+source: {name: src, base_url: 'https://api.test'}
+streams:
+  - {name: events, path: /e, incremental: {cursor_field: created, param: since, start: '2024-01-01T00:00:00Z', format: unix_seconds}}
+  - {name: pages, path: /p, incremental: {cursor_field: id, param: after, start: '0', format: integer}}
+",
+    );
+    let config = path.to_str().unwrap();
+    let plan = |extra: &[&'static str]| {
+        let mut args = vec!["plan", "--config", config, "--start", "2024-03-01T00:00:00Z"];
+        args.extend_from_slice(extra);
+        args
+    };
+    let output = common::landfall(
+        &plan(&[
+            "--end",
+            "2024-03-03T12:00:00+00:00",
+            "--step",
+            "1d",
+            "--stream",
+            "events",
+        ]),
+        &[],
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let windows: Value = serde_json::from_str(&common::stdout(&output)).unwrap();
+    assert_eq!(
+        windows,
+        json!([
+            {"start": "2024-03-01T00:00:00Z", "end": "2024-03-02T00:00:00Z"},
+            {"start": "2024-03-02T00:00:00Z", "end": "2024-03-03T00:00:00Z"},
+            {"start": "2024-03-03T00:00:00Z", "end": "2024-03-03T12:00:00Z"},
+        ])
+    );
+    // An opaque cursor has no windows: planning for it is a usage error naming the stream.
+    let output = common::landfall(&plan(&["--end", "2024-03-02T00:00:00Z", "--step", "1d"]), &[]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("stream `pages`"), "{}", stderr(&output));
+    let output = common::landfall(
+        &plan(&["--end", "2024-02-01T00:00:00Z", "--step", "1d", "--stream", "events"]),
+        &[],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("must be after --start"), "{}", stderr(&output));
 }
