@@ -101,6 +101,9 @@ pub enum PlanError {
     TooManyWindows { step: String },
 }
 
+/// One backfill window, `[start, end)`.
+pub type BackfillWindow = (DateTime<Utc>, DateTime<Utc>);
+
 /// `[start, end)` cut into contiguous `step`-long windows, the last one shorter when `step`
 /// does not divide the range: the windows `landfall plan` prints for a backfill that is
 /// spread over several processes (Airflow dynamic task mapping).
@@ -108,7 +111,7 @@ pub fn backfill_windows(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     step: std::time::Duration,
-) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>, PlanError> {
+) -> Result<Vec<BackfillWindow>, PlanError> {
     if end <= start {
         return Err(PlanError::EmptyRange {
             start: start.to_rfc3339(),
