@@ -344,3 +344,52 @@ streams:
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("must be after --start"), "{}", stderr(&output));
 }
+
+#[tokio::test]
+async fn sigterm_stops_every_running_stream_and_starts_no_other() {
+    let (api, base) = Api::serve(Duration::from_millis(400)).await;
+    let ws = Workspace::new();
+    let streams: String = ["alpha", "bravo", "charlie", "delta"]
+        .iter()
+        .map(|name| item_stream(name))
+        .collect();
+    let path = ws.config(&config(
+        &base,
+        "  rate_limit: {requests_per_second: null}\n  max_concurrent_streams: 2\n",
+        &streams,
+    ));
+    let mut child = common::spawn_run(&path, &["--grace-period", "10s"]);
+    let both_running = || {
+        let seen = api.seen();
+        ["/items/alpha", "/items/bravo"]
+            .iter()
+            .all(|path| seen.iter().any(|request| request.path == *path))
+    };
+    assert!(common::wait_until(Duration::from_secs(20), both_running).await);
+    common::signal(&child, "TERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits within the grace period")
+        .unwrap();
+    assert_eq!(status.code(), Some(75));
+    let manifest = &ws.manifests("src")[0];
+    assert_eq!(manifest["status"], "cancelled");
+    for name in ["alpha", "bravo", "charlie", "delta"] {
+        let report = stream_report(manifest, name);
+        assert_eq!(report["status"], "cancelled", "{name}: {report:#}");
+    }
+    for name in ["charlie", "delta"] {
+        let message = stream_report(manifest, name)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.starts_with("not started"), "{name}: {message}");
+    }
+    let seen = api.seen();
+    assert!(
+        seen.iter()
+            .all(|request| !request.path.ends_with("charlie") && !request.path.ends_with("delta")),
+        "a stream started after the signal"
+    );
+    assert!(seen.len() < 2 * PAGES as usize, "the running streams stopped early");
+}
