@@ -1,11 +1,16 @@
-"""Build one DAG per connector config: check, then one extraction per stream, then dbt.
+"""Build one DAG per connector config: check, then the extraction, then dbt.
 
-    check ──┬── extract_<stream 1> ──┬── dbt_build
+    check ── extract ── dbt_build            (task_per: source, the default)
+
+    check ──┬── extract_<stream 1> ──┬── dbt_build      (task_per: stream)
             ├── extract_<stream 2> ──┤
             └── ...                ──┘
 
+`extract` runs every stream in one landfall process, which shares the source's rate limit,
+circuit breaker and token cache; per-stream tasks each get the whole rate limit.
 Each extraction declares an outlet Asset (Airflow 3) / Dataset (Airflow 2.10)
-`<landing_url>/<source>/<stream>`, so downstream DAGs can be scheduled on landed data.
+`<landing_url>/<source>/<stream>` per stream it lands, so downstream DAGs can be scheduled on
+landed data.
 """
 
 from __future__ import annotations
@@ -141,12 +146,31 @@ def _schedule(settings: dict[str, Any]) -> Any:
     return CronDataIntervalTimetable(schedule, timezone=settings["timezone"])
 
 
-def _outlets(item: Connector, stream: str) -> list[Any]:
+def _outlets(item: Connector, streams: list[str]) -> list[Any]:
     landing_url = item.config.landing_url
     if landing_url is None:
         log.warning("%s: landing.url cannot be resolved at parse time; no outlet asset", item.config.path)
         return []
-    return [Asset(asset_uri(landing_url, item.config.source, stream))]
+    return [Asset(asset_uri(landing_url, item.config.source, stream)) for stream in streams]
+
+
+def extraction_units(item: Connector) -> list[tuple[str, str | None, list[str]]]:
+    """The extraction tasks: `(task_id, stream label, --stream arguments)` each.
+
+    `task_per: source` (default): one task `extract` for all the selected streams, in one
+    landfall process (one rate budget); `--stream` is passed only for a subset.
+    `task_per: stream`: one task `extract_<stream>` per stream.
+    """
+    settings = item.settings
+    selected = list(settings["streams"])
+    if settings["task_per"] == "stream":
+        return [(f"extract_{stream}", stream, [stream]) for stream in selected]
+    subset = [] if set(selected) == set(item.config.streams) else selected
+    return [("extract", None, subset)]
+
+
+def _streams_of(item: Connector, stream_arguments: list[str]) -> list[str]:
+    return stream_arguments or list(item.settings["streams"])
 
 
 def window_templates(settings: dict[str, Any]) -> dict[str, str]:
@@ -201,24 +225,24 @@ def _kubernetes_tasks(item: Connector) -> tuple[Any, list[Any], Any]:
     )
     extracts = [
         kubernetes.landfall_task(
-            task_id=f"extract_{stream}",
+            task_id=task_id,
             arguments=[
                 "run",
                 "--config",
                 config_path,
-                "--stream",
-                stream,
+                *(argument for stream in streams for argument in ("--stream", stream)),
                 *_window_arguments(settings),
                 "--xcom-output",
                 kubernetes.XCOM_PATH,
             ],
             source=source,
-            stream=stream,
+            stream=label,
+            pod_suffix="extract",
             settings=settings,
             do_xcom_push=True,
-            outlets=_outlets(item, stream),
+            outlets=_outlets(item, _streams_of(item, streams)),
         )
-        for stream in settings["streams"]
+        for task_id, label, streams in extraction_units(item)
     ]
     dbt = None
     if dbt_enabled(settings, "kubernetes"):
@@ -248,16 +272,16 @@ def _local_tasks(item: Connector) -> tuple[Any, list[Any], Any]:
     extract_common = {**common, "env": window_env}
     extracts = [
         local.LandfallBashOperator(
-            task_id=f"extract_{stream}",
+            task_id=task_id,
             bash_command=local.run_command(
-                config_path, stream, start_lookback=settings["window_mode"] == "interval"
+                config_path, streams, start_lookback=settings["window_mode"] == "interval"
             ),
             do_xcom_push=True,
             parse_json_output=True,
-            outlets=_outlets(item, stream),
+            outlets=_outlets(item, _streams_of(item, streams)),
             **extract_common,
         )
-        for stream in settings["streams"]
+        for task_id, _, streams in extraction_units(item)
     ]
     dbt = None
     if dbt_enabled(settings, "local"):
@@ -302,13 +326,21 @@ def _doc(config: Any, settings: dict[str, Any], run_mode: str) -> str:
     return (
         f"### landfall: `{config.source}`\n\n"
         f"Connector config `{config.path.name}`; streams {streams}; mode `{run_mode}`.\n\n"
-        "`check` tests connectivity, each `extract_<stream>` runs "
-        f"`landfall run --stream <stream>` ({_mode_doc(settings)}), "
+        f"`check` tests connectivity, {_extract_doc(settings)} ({_mode_doc(settings)}), "
         f"`dbt_build` (when enabled) runs `dbt build --select {settings['dbt']['select']}` "
         "once every stream has landed.\n\n"
         "Exit codes 2 (config) and 4 (auth) fail without retry; 1 and 75 are retried with backoff; "
         f"3 (partial) follows `partial_policy: {settings['partial_policy']}`. See dags/README.md."
     )
+
+
+def _extract_doc(settings: dict[str, Any]) -> str:
+    if settings["task_per"] == "stream":
+        return (
+            "each `extract_<stream>` runs `landfall run --stream <stream>` "
+            "(task_per: stream: every task gets the source's whole rate limit)"
+        )
+    return "`extract` runs `landfall run` for all the streams in one process (one rate budget)"
 
 
 def _mode_doc(settings: dict[str, Any]) -> str:

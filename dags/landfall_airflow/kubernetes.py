@@ -165,6 +165,7 @@ def landfall_task(
     settings: dict[str, Any],
     do_xcom_push: bool,
     stream: str | None = None,
+    pod_suffix: str = "check",
     **task_kwargs: Any,
 ) -> LandfallPodOperator:
     """A pod running `landfall <arguments>`; the image's entrypoint is the landfall binary."""
@@ -183,7 +184,7 @@ def landfall_task(
         **({"landfall.dev/stream": stream} if stream else {}),
         **kube["labels"],
     }
-    name = "landfall-" + source.replace("_", "-") + ("-" + stream.replace("_", "-") if stream else "-check")
+    name = "landfall-" + source.replace("_", "-") + "-" + (stream or pod_suffix).replace("_", "-")
     return LandfallPodOperator(
         task_id=task_id,
         name=name,

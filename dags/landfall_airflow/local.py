@@ -100,7 +100,7 @@ def window_env(templates: dict[str, str]) -> dict[str, str]:
     return {WINDOW_ENV[name]: template for name, template in templates.items()}
 
 
-def run_command(config_path: Path, stream: str, *, start_lookback: bool) -> str:
+def run_command(config_path: Path, streams: list[str], *, start_lookback: bool) -> str:
     start, end = WINDOW_ENV["start"], WINDOW_ENV["end"]
     interval_start, interval_end = WINDOW_ENV["data_interval_start"], WINDOW_ENV["data_interval_end"]
     window = (
@@ -114,8 +114,9 @@ def run_command(config_path: Path, stream: str, *, start_lookback: bool) -> str:
         [
             'xcom_file="$(mktemp "${TMPDIR:-/tmp}/landfall-xcom.XXXXXX")"',
             "trap 'rm -f \"$xcom_file\"' EXIT",
-            f"{LANDFALL} run --config {shlex.quote(str(config_path))} --stream {shlex.quote(stream)}"
-            f'{window} --xcom-output "$xcom_file"',
+            f"{LANDFALL} run --config {shlex.quote(str(config_path))}"
+            + "".join(f" --stream {shlex.quote(stream)}" for stream in streams)
+            + f'{window} --xcom-output "$xcom_file"',
             "status=$?",
             # the XCom document, flattened to one line, is the last line of output
             "if [ -s \"$xcom_file\" ]; then echo; tr '\\n' ' ' < \"$xcom_file\"; echo; fi",

@@ -48,6 +48,11 @@ DEFAULTS: dict[str, Any] = {
     # data interval for the manifest only; backfills and start/end params run their window.
     # interval: every run reads its data interval minus lookback (holes possible; see README)
     "window_mode": "checkpoint",
+    # source: one extraction task runs all the streams in one landfall process, which shares the
+    # source's rate limit, circuit breaker and token cache (source.max_concurrent_streams at once).
+    # stream: one task (one process) per stream; each gets the full rate limit, so N tasks in
+    # parallel send up to N times the configured rate, and a child's task extracts its parent again.
+    "task_per": "source",
     # tasks
     "retries": 3,
     "retry_delay": "2m",
@@ -118,6 +123,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 WINDOW_MODES = ("checkpoint", "interval")
+TASK_PER = ("source", "stream")
 
 _REPLACED = {
     "pass_data_interval": (
@@ -267,6 +273,8 @@ def resolve(raw: dict[str, Any], *, source: str, streams: tuple[str, ...], origi
 
     if settings["window_mode"] not in WINDOW_MODES:
         raise SettingsError(f"{origin}: window_mode must be one of {', '.join(WINDOW_MODES)}")
+    if settings["task_per"] not in TASK_PER:
+        raise SettingsError(f"{origin}: task_per must be one of {', '.join(TASK_PER)}")
     if settings["partial_policy"] not in PARTIAL_POLICIES:
         raise SettingsError(f"{origin}: partial_policy must be one of {', '.join(PARTIAL_POLICIES)}")
     for key in _DURATION_KEYS:

@@ -46,6 +46,9 @@ pub enum Command {
     },
     /// Extract and land the config's streams.
     Run(RunArgs),
+    /// Print the windows of a backfill as JSON (`[{"start", "end"}, ...]`), for Airflow
+    /// dynamic task mapping: each window is one `landfall run --start --end`.
+    Plan(PlanArgs),
     /// Inspect or change a stream's checkpoint.
     State {
         #[command(subcommand)]
@@ -163,6 +166,24 @@ pub struct RunArgs {
     /// source.max_run_duration.
     #[arg(long, value_parser = parse_duration)]
     pub max_duration: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[arg(long, env = "LANDFALL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Check the windows against these streams only (repeatable); default all.
+    #[arg(long)]
+    pub stream: Vec<String>,
+    /// Start of the range (RFC 3339).
+    #[arg(long, value_parser = parse_instant)]
+    pub start: String,
+    /// End of the range, exclusive (RFC 3339).
+    #[arg(long, value_parser = parse_instant)]
+    pub end: String,
+    /// Length of each window (e.g. 1d, 6h); the last one may be shorter.
+    #[arg(long, value_parser = parse_duration)]
+    pub step: std::time::Duration,
 }
 
 fn parse_instant(text: &str) -> Result<String, String> {

@@ -214,6 +214,7 @@ async fn execute(cli: Cli) -> Exit {
                 }
             }
         }
+        Command::Plan(plan) => plan_windows(plan),
         Command::State { action } => state(action).await,
         Command::DbtSources {
             config,
@@ -284,6 +285,53 @@ fn dbt_sources(
             }
         }
     }
+    Exit::Succeeded
+}
+
+/// `landfall plan`: the range cut into windows, checked against the config's incremental
+/// streams (each must carry the bounds in its cursor format), printed as one JSON array.
+fn plan_windows(plan: args::PlanArgs) -> Exit {
+    let loaded = match load(plan.config, Resolve::SyntaxOnly) {
+        Ok(loaded) => loaded,
+        Err(exit) => return exit,
+    };
+    let instant = |text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|instant| instant.with_timezone(&chrono::Utc))
+            .expect("clap checked the RFC 3339 form")
+    };
+    let windows = match extract::windows::backfill_windows(instant(&plan.start), instant(&plan.end), plan.step) {
+        Ok(windows) => windows,
+        Err(error) => return fail(error, Exit::Usage),
+    };
+    let config = &loaded.config;
+    for name in &plan.stream {
+        if config.stream(name).is_none() {
+            return fail(format_args!("unknown stream `{name}`"), Exit::Usage);
+        }
+    }
+    let checked = config
+        .streams
+        .iter()
+        .filter(|stream| plan.stream.is_empty() || plan.stream.contains(&stream.name));
+    for stream in checked {
+        let Some(incremental) = &stream.incremental else {
+            continue;
+        };
+        let format = incremental.cursor_format();
+        if let Err(error) = format.parse(&plan.start) {
+            return fail(
+                format_args!("stream `{}` cannot be run in windows: {error}", stream.name),
+                Exit::Usage,
+            );
+        }
+    }
+    let text = |instant: chrono::DateTime<chrono::Utc>| instant.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    let windows: Vec<serde_json::Value> = windows
+        .into_iter()
+        .map(|(start, end)| serde_json::json!({"start": text(start), "end": text(end)}))
+        .collect();
+    println!("{}", serde_json::Value::Array(windows));
     Exit::Succeeded
 }
 

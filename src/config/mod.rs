@@ -109,6 +109,11 @@ pub struct SourceConfig {
     /// --max-duration` overrides it. Default: null (no limit).
     #[serde(default)]
     pub max_run_duration: Option<HumanDuration>,
+    /// How many streams `landfall run` extracts at once in its one process, all sharing
+    /// the source's one rate limiter, circuit breaker and token cache; a child stream
+    /// starts once its parent has finished. At least 1. Default: 4.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
     /// The most bytes one response body may hold, counted after decompression (gzip,
     /// deflate, brotli) as it is read; a larger page fails with `RESPONSE_TOO_LARGE`.
     /// Default: 256MiB.
@@ -121,6 +126,10 @@ pub struct SourceConfig {
 
 fn default_timeout() -> HumanDuration {
     HumanDuration::from_secs(30)
+}
+
+fn default_max_concurrent_streams() -> u32 {
+    4
 }
 
 fn default_max_response_size() -> ByteSize {

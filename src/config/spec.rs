@@ -313,6 +313,10 @@ fn source() -> Value {
                 json!({"type": ["string", "null"], "pattern": DURATION_PATTERN, "description": "Longest a run may take; a rate-limit wait that would pass it stops the stream as partial. null = no limit", "default": null}),
             ),
             (
+                "max_concurrent_streams",
+                json!({"type": "integer", "minimum": 1, "description": "Streams a run extracts at once in its one process, sharing one rate limiter, circuit breaker and token cache; a child starts after its parent", "default": 4}),
+            ),
+            (
                 "max_response_size",
                 json!({"type": "string", "pattern": SIZE_PATTERN, "description": "Most bytes one response body may hold, counted after decompression; a larger page fails with RESPONSE_TOO_LARGE (at least 1KiB)", "default": "256MiB"}),
             ),

@@ -86,6 +86,12 @@ impl ConnectorConfig {
                 "must be greater than zero, or null for no limit",
             ));
         }
+        if source.max_concurrent_streams == 0 {
+            return Err(ConfigError::invalid(
+                "source.max_concurrent_streams",
+                "must be at least 1 (1 runs the streams one after another)",
+            ));
+        }
         if source.circuit_breaker.cooldown.0.is_zero() {
             return Err(ConfigError::invalid(
                 "source.circuit_breaker.cooldown",
@@ -682,6 +688,27 @@ mod tests {
             load(&with_source("rate_limit: {}")).unwrap().source.max_response_size.0,
             256 << 20
         );
+    }
+
+    #[test]
+    fn max_concurrent_streams_defaults_to_four_and_refuses_zero() {
+        let with_source = |extra: &str| {
+            format!(
+                "version: 1\nsource: {{name: s, base_url: 'https://api.test'{extra}}}\nstreams: [{{name: o, path: /o}}]\n"
+            )
+        };
+        assert_eq!(load(&with_source("")).unwrap().source.max_concurrent_streams, 4);
+        assert_eq!(
+            load(&with_source(", max_concurrent_streams: 1"))
+                .unwrap()
+                .source
+                .max_concurrent_streams,
+            1
+        );
+        let message = load(&with_source(", max_concurrent_streams: 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("source.max_concurrent_streams:"), "{message}");
     }
 
     #[test]

@@ -6,13 +6,14 @@ pub mod request;
 mod stream;
 pub mod windows;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use stream::{ParentKey, StreamError};
 
@@ -302,53 +303,24 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
                     .extend(parent.fields.iter().cloned());
                 fields
             });
-    let mut parent_keys: HashMap<String, Arc<Vec<ParentKey>>> = HashMap::new();
-    let mut reports = Vec::with_capacity(selected.len());
-    for (stream, (window_start, window_end)) in selected.iter().cloned().zip(bounds) {
-        if options.cancel.is_cancelled() {
-            reports.push(not_started(&stream, Status::Cancelled));
-            continue;
-        }
-        let parents = stream
-            .parent
-            .as_ref()
-            .map(|parent| parent_keys.get(&parent.stream).cloned().unwrap_or_default());
-        let collect_parent_fields = children_fields.get(stream.name.as_str()).cloned();
-        let fence = leases
-            .iter()
-            .zip(&selected)
-            .find(|(_, selected)| selected.name == stream.name)
-            .map(|(lease, _)| lease.fence())
-            .expect("every selected stream is leased");
-        let job = stream::StreamJob {
+    let reports = run_streams(
+        &selected,
+        bounds,
+        &leases,
+        &children_fields,
+        StreamContext {
             config: config.clone(),
-            stream,
-            client: client.clone(),
+            client,
             landing: landing.clone(),
-            state: state.clone(),
-            fence,
+            state,
             reused_run_id,
             events: events.clone(),
             run_id: run_id.clone(),
-            extracted_date: extracted_date.clone(),
-            window_start,
-            window_end,
-            start_lookback: options.start_lookback,
-            full_refresh: options.full_refresh,
-            cancel: options.cancel.clone(),
-            parents,
-            collect_parent_fields,
-        };
-        let name = job.stream.name.clone();
-        let stream_started = std::time::Instant::now();
-        let mut outcome = job.run().await;
-        outcome.report.duration_seconds = stream_started.elapsed().as_secs_f64();
-        outcome.report.rate_limit_waits_seconds = events.telemetry().rate_limit_wait_seconds(&name);
-        if children_fields.contains_key(name.as_str()) {
-            parent_keys.insert(name, Arc::new(outcome.parent_keys));
-        }
-        reports.push(outcome.report);
-    }
+            extracted_date,
+            options: &options,
+        },
+    )
+    .await;
 
     let finished = Utc::now();
     let mut manifest = Manifest {
@@ -396,6 +368,114 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
         manifest_url,
         exit,
     })
+}
+
+/// What every stream job of a run shares.
+struct StreamContext<'a> {
+    config: Arc<crate::config::ConnectorConfig>,
+    client: HttpClient,
+    landing: Landing,
+    state: StateStore,
+    reused_run_id: bool,
+    events: Events,
+    run_id: String,
+    extracted_date: String,
+    options: &'a RunOptions,
+}
+
+/// Extracts the selected streams, at most `source.max_concurrent_streams` at once, all
+/// through the one client (one rate limiter, circuit breaker and token cache: the source's
+/// budget is shared, never multiplied). A child starts only after its parent finished,
+/// since it iterates over the parent's keys; the parent is extracted once. The reports
+/// come back in the order of `selected`, however the streams interleaved.
+async fn run_streams(
+    selected: &[crate::config::StreamConfig],
+    bounds: Vec<StreamBounds>,
+    leases: &[Lease],
+    children_fields: &HashMap<&str, Vec<String>>,
+    context: StreamContext<'_>,
+) -> Vec<StreamReport> {
+    let max_concurrent = context.config.source.max_concurrent_streams.max(1) as usize;
+    let mut pending: VecDeque<(usize, StreamBounds)> = bounds.into_iter().enumerate().collect();
+    let mut reports: Vec<Option<StreamReport>> = vec![None; selected.len()];
+    let mut parent_keys: HashMap<String, Arc<Vec<ParentKey>>> = HashMap::new();
+    let mut finished: HashSet<&str> = HashSet::new();
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        if context.options.cancel.is_cancelled() {
+            for (index, _) in pending.drain(..) {
+                reports[index] = Some(not_started(&selected[index], Status::Cancelled));
+            }
+        }
+        while running.len() < max_concurrent {
+            // A parent outside the selection cannot hold a child back (select_streams always
+            // brings it along; this only keeps the loop from waiting forever).
+            let ready = pending.iter().position(|(index, _)| {
+                selected[*index].parent.as_ref().is_none_or(|parent| {
+                    finished.contains(parent.stream.as_str())
+                        || !selected.iter().any(|stream| stream.name == parent.stream)
+                })
+            });
+            let Some((index, (window_start, window_end))) = ready.and_then(|position| pending.remove(position)) else {
+                break;
+            };
+            let stream = selected[index].clone();
+            let parents = stream
+                .parent
+                .as_ref()
+                .map(|parent| parent_keys.get(&parent.stream).cloned().unwrap_or_default());
+            let job = stream::StreamJob {
+                config: context.config.clone(),
+                collect_parent_fields: children_fields.get(stream.name.as_str()).cloned(),
+                stream,
+                client: context.client.clone(),
+                landing: context.landing.clone(),
+                state: context.state.clone(),
+                fence: leases[index].fence(),
+                reused_run_id: context.reused_run_id,
+                events: context.events.clone(),
+                run_id: context.run_id.clone(),
+                extracted_date: context.extracted_date.clone(),
+                window_start,
+                window_end,
+                start_lookback: context.options.start_lookback,
+                full_refresh: context.options.full_refresh,
+                cancel: context.options.cancel.clone(),
+                parents,
+            };
+            let events = context.events.clone();
+            running.spawn(
+                async move {
+                    let name = job.stream.name.clone();
+                    let stream_started = std::time::Instant::now();
+                    let mut outcome = job.run().await;
+                    outcome.report.duration_seconds = stream_started.elapsed().as_secs_f64();
+                    outcome.report.rate_limit_waits_seconds = events.telemetry().rate_limit_wait_seconds(&name);
+                    (index, outcome)
+                }
+                .in_current_span(),
+            );
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (index, outcome) = match joined {
+            Ok(done) => done,
+            // A panic stays a crash, as when streams ran inline.
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        };
+        let name = selected[index].name.as_str();
+        if children_fields.contains_key(name) {
+            parent_keys.insert(name.to_owned(), Arc::new(outcome.parent_keys));
+        }
+        finished.insert(name);
+        reports[index] = Some(outcome.report);
+    }
+    reports
+        .into_iter()
+        .zip(selected)
+        .map(|(report, stream)| report.unwrap_or_else(|| not_started(stream, Status::Cancelled)))
+        .collect()
 }
 
 /// Aborts the multipart uploads that killed runs left behind (they could not abort their

@@ -88,6 +88,56 @@ pub fn plan(
     windows
 }
 
+/// The most windows `landfall plan` prints: each becomes a mapped task, and more than this
+/// is a mistake in `--step` rather than a plan.
+pub const MAX_PLANNED_WINDOWS: usize = 10_000;
+
+/// Why `landfall plan` cannot slice a range.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("--end ({end}) must be after --start ({start})")]
+    EmptyRange { start: String, end: String },
+    #[error("--step {step} cuts the range into more than {MAX_PLANNED_WINDOWS} windows; use a longer --step")]
+    TooManyWindows { step: String },
+}
+
+/// One backfill window, `[start, end)`.
+pub type BackfillWindow = (DateTime<Utc>, DateTime<Utc>);
+
+/// `[start, end)` cut into contiguous `step`-long windows, the last one shorter when `step`
+/// does not divide the range: the windows `landfall plan` prints for a backfill that is
+/// spread over several processes (Airflow dynamic task mapping).
+pub fn backfill_windows(
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    step: std::time::Duration,
+) -> Result<Vec<BackfillWindow>, PlanError> {
+    if end <= start {
+        return Err(PlanError::EmptyRange {
+            start: start.to_rfc3339(),
+            end: end.to_rfc3339(),
+        });
+    }
+    // A step too long for chrono covers any range in one window.
+    let step_length = chrono::Duration::from_std(step).unwrap_or(chrono::Duration::MAX);
+    let mut windows = Vec::new();
+    let mut from = start;
+    while from < end {
+        if windows.len() == MAX_PLANNED_WINDOWS {
+            return Err(PlanError::TooManyWindows {
+                step: format!("{step:?}"),
+            });
+        }
+        let to = from
+            .checked_add_signed(step_length)
+            .filter(|to| *to < end)
+            .unwrap_or(end);
+        windows.push((from, to));
+        from = to;
+    }
+    Ok(windows)
+}
+
 /// Whether `value` lies in the window `[lower, upper)`.
 pub fn contains(window: &Window, value: &Cursor) -> bool {
     window.lower.as_ref().is_none_or(|lower| value >= lower) && window.upper.as_ref().is_none_or(|upper| value < upper)
@@ -214,6 +264,40 @@ mod tests {
                 (Some("2024-03-02".into()), Some("2024-03-03".into())),
             ]
         );
+    }
+
+    #[test]
+    fn backfill_windows_are_contiguous_and_bounded() {
+        let day = std::time::Duration::from_secs(86_400);
+        let instant = |text: &str| text.parse::<DateTime<Utc>>().unwrap();
+        let windows = backfill_windows(instant("2024-03-01T00:00:00Z"), instant("2024-03-03T12:00:00Z"), day).unwrap();
+        assert_eq!(
+            windows,
+            [
+                (instant("2024-03-01T00:00:00Z"), instant("2024-03-02T00:00:00Z")),
+                (instant("2024-03-02T00:00:00Z"), instant("2024-03-03T00:00:00Z")),
+                (instant("2024-03-03T00:00:00Z"), instant("2024-03-03T12:00:00Z")),
+            ]
+        );
+        let whole = backfill_windows(
+            instant("2024-03-01T00:00:00Z"),
+            instant("2024-03-02T00:00:00Z"),
+            std::time::Duration::from_secs(u64::MAX),
+        )
+        .unwrap();
+        assert_eq!(whole.len(), 1);
+        assert!(matches!(
+            backfill_windows(instant("2024-03-02T00:00:00Z"), instant("2024-03-01T00:00:00Z"), day),
+            Err(PlanError::EmptyRange { .. })
+        ));
+        assert!(matches!(
+            backfill_windows(
+                instant("2000-01-01T00:00:00Z"),
+                instant("2024-01-01T00:00:00Z"),
+                std::time::Duration::from_secs(60)
+            ),
+            Err(PlanError::TooManyWindows { .. })
+        ));
     }
 
     #[test]

@@ -65,32 +65,31 @@ def test_local_dag_runs_every_task_and_returns_the_xcom_document(local_env):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
     states = task_instances("landfall_demo_wiring")
+    # task_per: source (the default): one task, one landfall process for every stream
     assert {task: value["state"] for task, value in states.items()} == {
         "check": "success",
-        "extract_customers": "success",
-        "extract_orders": "success",
-        "extract_products": "success",
+        "extract": "success",
         "dbt_build": "success",
     }
 
     invocations = calls(tmp_path)
     config = str(Path(env["LANDFALL_CONFIG_DIR"]) / "demo.yaml")
     assert invocations[0]["args"] == ["check", "--config", config]
-    runs = {call["args"][4]: call["args"] for call in invocations[1:]}
-    assert runs["orders"] == [
-        "run", "--config", config, "--stream", "orders",
+    [run] = [call["args"] for call in invocations[1:]]
+    assert run == [
+        "run", "--config", config,
         # a manual run on 2024-05-01 of a @daily DAG covers the day before: it reads from the
         # checkpoint, and passes its data interval for the manifest
         "--data-interval-start", "2024-04-30T00:00:00+00:00",
         "--data-interval-end", "2024-05-01T00:00:00+00:00",
-        "--xcom-output", runs["orders"][-1],
+        "--xcom-output", run[-1],
     ]  # fmt: skip
     assert {call["cwd"] for call in invocations} == {env["LANDFALL_WORKDIR"]}
 
     xcoms = return_values("landfall_demo_wiring")
+    document = xcoms["extract"]
+    assert document["status"] == "succeeded" and document["source"] == "demo"
     for stream in ("customers", "orders", "products"):
-        document = xcoms[f"extract_{stream}"]
-        assert document["status"] == "succeeded" and document["source"] == "demo"
         assert document["streams"][stream]["rows_written"] == 1
     assert "check" not in xcoms
     assert (tmp_path / "dbt.out").read_text().strip() == "dbt build --select source:demo+"
@@ -100,7 +99,7 @@ def test_exit_codes_as_airflow_handles_them(local_env):
     """4 fails without retry, 75 uses the retry, 3 under partial_policy succeed passes."""
     env, tmp_path = local_env(
         "landfall_demo_policy",
-        "retries: 1\nretry_delay: 1s\npartial_policy: succeed\n",
+        "retries: 1\nretry_delay: 1s\npartial_policy: succeed\ntask_per: stream\n",
         FAKE_LANDFALL_EXIT="customers:4,orders:75,products:3",
     )
     result = airflow_cli("dags", "test", "landfall_demo_policy", "2024-05-01", env=env)
@@ -122,7 +121,7 @@ def test_exit_codes_as_airflow_handles_them(local_env):
 
 def test_a_trigger_with_start_and_end_runs_that_window_without_reaching_the_shell(local_env):
     """A manual trigger's start/end params are a backfill window, passed as data, never code."""
-    env, tmp_path = local_env("landfall_demo_params", "window_mode: checkpoint\n")
+    env, tmp_path = local_env("landfall_demo_params", "window_mode: checkpoint\ntask_per: stream\n")
     hostile = "2024-01-01T00:00:00Z'; touch pwned; echo '"
     conf = json.dumps({"start": hostile, "end": "2024-02-01T00:00:00Z"})
     result = airflow_cli("dags", "test", "landfall_demo_params", "2024-05-01", "--conf", conf, env=env)
@@ -135,7 +134,7 @@ def test_a_trigger_with_start_and_end_runs_that_window_without_reaching_the_shel
 
 
 def test_interval_mode_passes_the_data_interval_with_lookback(local_env):
-    env, tmp_path = local_env("landfall_demo_interval", "window_mode: interval\n")
+    env, tmp_path = local_env("landfall_demo_interval", "window_mode: interval\ntask_per: stream\n")
     result = airflow_cli("dags", "test", "landfall_demo_interval", "2024-05-01", env=env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     runs = {call["args"][4]: call["args"] for call in calls(tmp_path) if call["args"][0] == "run"}

@@ -55,7 +55,7 @@ def container(pod, name):
 
 
 def test_extraction_pod(demo_dag):
-    pod = build_pod(demo_dag().get_task("extract_orders"))
+    pod = build_pod(demo_dag().get_task("extract"))
     main = container(pod, "landfall")
     assert main.image == "ghcr.io/landfall-dev/landfall:0.1.0"
     assert main.command in (None, [])  # the image's entrypoint is the landfall binary
@@ -63,8 +63,7 @@ def test_extraction_pod(demo_dag):
         "run",
         "--config",
         "/etc/landfall/config.yaml",
-        "--stream",
-        "orders",
+        # no --stream: one process runs every stream of the config (task_per: source)
         # a scheduled run reads from the checkpoint; its data interval is for the manifest
         "--data-interval-start",
         "2024-04-30T00:00:00+00:00",
@@ -101,11 +100,44 @@ def test_extraction_pod(demo_dag):
     assert labels["app.kubernetes.io/name"] == "landfall"
     assert labels["app.kubernetes.io/component"] == "extractor"
     assert labels["landfall.dev/connector"] == "demo"
-    assert labels["landfall.dev/stream"] == "orders"
+    assert "landfall.dev/stream" not in labels
+    assert pod.metadata.name.startswith("landfall-demo-extract")
+
+
+def test_one_task_runs_every_stream_in_one_process_by_default(demo_dag):
+    """One process per source: one rate limiter, circuit breaker and token cache."""
+    dag = demo_dag()
+    assert sorted(dag.task_ids) == ["check", "extract"]
+    task = dag.get_task("extract")
+    args = container(build_pod(task), "landfall").args
+    assert args[:3] == ["run", "--config", "/etc/landfall/config.yaml"]
+    assert "--stream" not in args  # the config's streams, all of them
+    assert [outlet.uri.rsplit("/", 1)[1] for outlet in task.outlets] == ["customers", "orders", "products"]
+
+
+def test_a_subset_of_streams_is_passed_to_the_one_task(demo_dag):
+    task = demo_dag("streams: [orders, products]\n").get_task("extract")
+    args = container(build_pod(task), "landfall").args
+    assert args[3:7] == ["--stream", "orders", "--stream", "products"]
+    assert [outlet.uri.rsplit("/", 1)[1] for outlet in task.outlets] == ["orders", "products"]
+
+
+def test_task_per_stream_is_an_opt_in(demo_dag):
+    dag = demo_dag("task_per: stream\n")
+    assert sorted(dag.task_ids) == ["check", "extract_customers", "extract_orders", "extract_products"]
+    pod = build_pod(dag.get_task("extract_orders"))
+    assert container(pod, "landfall").args[3:5] == ["--stream", "orders"]
+    assert pod.metadata.labels["landfall.dev/stream"] == "orders"
+    assert pod.metadata.name.startswith("landfall-demo-orders")
+
+
+def test_task_per_must_be_source_or_stream(demo_dag):
+    with pytest.raises(factory.LandfallDagError, match="task_per must be one of source, stream"):
+        demo_dag("task_per: table\n")
 
 
 def test_restricted_security_context_on_every_container(demo_dag):
-    pod = build_pod(demo_dag().get_task("extract_customers"))
+    pod = build_pod(demo_dag().get_task("extract"))
     pod_context = pod.spec.security_context
     assert pod_context.run_as_non_root is True
     assert pod_context.run_as_user == 65532
@@ -126,7 +158,7 @@ def test_restricted_security_context_on_every_container(demo_dag):
 
 
 def test_task_settings(demo_dag):
-    task = demo_dag().get_task("extract_orders")
+    task = demo_dag().get_task("extract")
     assert task.do_xcom_push is True
     assert str(getattr(task.on_finish_action, "value", task.on_finish_action)) == "delete_pod"
     assert task.termination_grace_period == 30
@@ -149,7 +181,7 @@ def test_no_dbt_pod_without_a_dbt_image(demo_dag):
 def test_dbt_pod(demo_dag):
     dag = demo_dag("dbt: {image: 'registry.example.com/analytics-dbt:1.4.0'}\n")
     task = dag.get_task("dbt_build")
-    assert task.upstream_task_ids == {"extract_customers", "extract_orders", "extract_products"}
+    assert task.upstream_task_ids == {"extract"}
     assert task.trigger_rule == "all_success"
     assert task.pool == "default_pool"
     pod = build_pod(task)
@@ -165,7 +197,7 @@ def test_dbt_pod(demo_dag):
 
 
 def test_run_without_data_interval_lets_landfall_use_its_state(demo_dag):
-    pod = build_pod(demo_dag().get_task("extract_orders"), start=None, end=None)
+    pod = build_pod(demo_dag().get_task("extract"), start=None, end=None)
     args = container(pod, "landfall").args
     assert "--start" not in args and "--end" not in args and "--data-interval-start" not in args
     assert args[-2:] == ["--xcom-output", "/airflow/xcom/return.json"]
@@ -176,7 +208,7 @@ def window(args):
 
 
 def test_a_backfill_run_reads_its_data_interval(demo_dag):
-    pod = build_pod(demo_dag().get_task("extract_orders"), run_type="backfill")
+    pod = build_pod(demo_dag().get_task("extract"), run_type="backfill")
     args = container(pod, "landfall").args
     assert window(args) == [("--start", "2024-04-30T00:00:00+00:00"), ("--end", "2024-05-01T00:00:00+00:00")]
     assert "--start-lookback" not in args
@@ -184,14 +216,14 @@ def test_a_backfill_run_reads_its_data_interval(demo_dag):
 
 def test_a_manual_trigger_with_start_and_end_params_is_a_backfill(demo_dag):
     params = {"start": "2024-01-01T00:00:00Z", "end": "2024-02-01T00:00:00Z"}
-    pod = build_pod(demo_dag().get_task("extract_orders"), run_type="manual", params=params)
+    pod = build_pod(demo_dag().get_task("extract"), run_type="manual", params=params)
     args = container(pod, "landfall").args
     assert window(args) == [("--start", "2024-01-01T00:00:00Z"), ("--end", "2024-02-01T00:00:00Z")]
     assert args[args.index("--data-interval-start") + 1] == "2024-04-30T00:00:00+00:00"
 
 
 def test_interval_mode_is_an_opt_in_with_lookback(demo_dag):
-    pod = build_pod(demo_dag("window_mode: interval\n").get_task("extract_orders"))
+    pod = build_pod(demo_dag("window_mode: interval\n").get_task("extract"))
     args = container(pod, "landfall").args
     assert window(args) == [("--start", "2024-04-30T00:00:00+00:00"), ("--end", "2024-05-01T00:00:00+00:00")]
     assert "--start-lookback" in args
@@ -225,7 +257,7 @@ dbt:
 """
     )
     assert "dbt_build" not in dag.task_ids
-    pod = build_pod(dag.get_task("extract_orders"))
+    pod = build_pod(dag.get_task("extract"))
     main = container(pod, "landfall")
     assert pod.metadata.namespace == "data"
     assert main.image == "registry.example.com/landfall:1.2.3"
@@ -249,6 +281,6 @@ def test_source_with_underscore_gets_dns_safe_names(tmp_path, monkeypatch):
     assert errors == []
     assert item.settings["kubernetes"]["config_map"] == "landfall-web-shop"
     [dag] = factory.build_all_dags(lambda key: None)
-    pod = build_pod(dag.get_task("extract_line_items"))
-    assert pod.metadata.name.startswith("landfall-web-shop-line-items")
+    pod = build_pod(dag.get_task("extract"))
+    assert pod.metadata.name.startswith("landfall-web-shop-extract")
     assert any(volume.config_map and volume.config_map.name == "landfall-web-shop" for volume in pod.spec.volumes)

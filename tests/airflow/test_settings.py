@@ -119,7 +119,7 @@ def test_sidecar_selects_streams_and_renames_dag(use_dir):
     assert item.settings["dag_id"] == "demo_orders"
     assert item.settings["streams"] == ["orders"]
     dag = factory.build_dag(item)
-    assert sorted(dag.task_ids) == ["check", "extract_orders"]
+    assert sorted(dag.task_ids) == ["check", "extract"]
 
 
 @pytest.mark.parametrize(
@@ -237,7 +237,7 @@ def test_failure_callback_is_imported_and_attached(use_dir, monkeypatch):
     [dag] = factory.build_all_dags(no_variables)
     import landfall_test_callbacks
 
-    callbacks = dag.get_task("extract_orders").on_failure_callback
+    callbacks = dag.get_task("extract").on_failure_callback
     callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
     assert landfall_test_callbacks.record in callbacks
 
@@ -263,7 +263,7 @@ def test_start_date_without_offset_is_in_the_dag_timezone():
 
 def test_backoff_multiplier_maps_to_each_airflow(use_dir):
     [dag] = factory.build_all_dags(no_variables)
-    value = dag.get_task("extract_orders").retry_exponential_backoff
+    value = dag.get_task("extract").retry_exponential_backoff
     assert value == (2.0 if AIRFLOW_3 else True)
 
 
