@@ -359,7 +359,7 @@ mod tests {
         let started = std::time::Instant::now();
         let builder = RequestBuilder::new(&config, &config.streams[0]).unwrap();
         let spec = builder.build(&PageToken::Initial, &Bounds::default());
-        assert_eq!(spec.url.query_pairs().count(), 60_001);
+        assert_eq!(spec.url.query_pairs().count(), 200_001);
         assert!(
             spec.url
                 .query_pairs()
