@@ -227,7 +227,10 @@ impl RateLimiter {
         }
         if let Some(pacing) = &mut state.pacing {
             if now < pacing.until {
-                let slot = pacing.next_slot.max(now + longest.wait);
+                // Past the reset the server's budget is whole again: no slot waits beyond it
+                // (many queued requests at a low remaining count would otherwise wait for
+                // several resets).
+                let slot = pacing.next_slot.min(pacing.until).max(now + longest.wait);
                 pacing.next_slot = slot + pacing.interval;
                 consider(&mut longest, slot - now, Cause::RemainingLow);
             } else {
