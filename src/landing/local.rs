@@ -47,11 +47,24 @@ pub(super) async fn put_if_version(
     }
 }
 
+/// How long a writer waits for another's folder lock: a holder that is paused (SIGSTOP, a
+/// frozen container) must not block every other writer of the landing forever.
+#[cfg(unix)]
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[cfg(unix)]
 fn lock(directory: &Path) -> std::io::Result<std::fs::File> {
     let handle = std::fs::File::open(directory)?;
-    rustix::fs::flock(&handle, rustix::fs::FlockOperation::LockExclusive)?;
-    Ok(handle)
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match rustix::fs::flock(&handle, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(handle),
+            Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(errno) => return Err(errno.into()),
+        }
+    }
 }
 
 #[cfg(not(unix))]
