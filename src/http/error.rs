@@ -165,16 +165,10 @@ pub fn classify_status(status: u16) -> (ErrorCode, Subsystem) {
 /// (`X-RateLimit-Reset` or `RateLimit-Reset`). GitHub answers both its primary limit and its
 /// secondary limits with `403` and these headers; a `403` without them is a refusal.
 pub fn rate_limit_evidence(headers: &reqwest::header::HeaderMap) -> bool {
-    let number = |names: [&str; 2]| {
-        names.iter().find_map(|name| {
-            let text = headers.get(*name)?.to_str().ok()?.trim();
-            let end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-            text[..end].parse::<u64>().ok()
-        })
-    };
+    let number = |names: &[&str]| super::rate_limit::header_number(headers, names);
     headers.contains_key(reqwest::header::RETRY_AFTER)
-        || (number(["x-ratelimit-remaining", "ratelimit-remaining"]) == Some(0)
-            && number(["x-ratelimit-reset", "ratelimit-reset"]).is_some())
+        || (number(&["x-ratelimit-remaining", "ratelimit-remaining"]) == Some(0.0)
+            && number(&["x-ratelimit-reset", "ratelimit-reset"]).is_some())
 }
 
 /// The status a refused response is treated as: a `403` with rate-limit evidence is a rate

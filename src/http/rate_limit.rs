@@ -156,7 +156,7 @@ fn reset_delay(value: f64, wall: SystemTime) -> Duration {
 }
 
 /// The leading number of the first of `names` that is present (`50` in `50, 100;w=60`).
-fn header_number(headers: &HeaderMap, names: &[&str]) -> Option<f64> {
+pub(crate) fn header_number(headers: &HeaderMap, names: &[&str]) -> Option<f64> {
     names.iter().find_map(|name| {
         let text = headers.get(*name)?.to_str().ok()?.trim();
         let end = text
