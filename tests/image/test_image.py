@@ -24,6 +24,8 @@ CONTAINERFILE = ROOT / "tests" / "image" / "Containerfile.runtime"
 DEMO_CONFIG = Path(os.environ.get("LANDFALL_DEMO_CONFIG", ROOT / "config-examples" / "demo.yaml"))
 
 IMAGE = os.environ.get("LANDFALL_IMAGE", "")
+IMAGE_ARM64 = os.environ.get("LANDFALL_IMAGE_ARM64", "")
+CREATED = os.environ.get("LANDFALL_IMAGE_CREATED", "")
 VERSION = os.environ.get("LANDFALL_IMAGE_VERSION", "")
 GIT_SHA = os.environ.get("LANDFALL_IMAGE_GIT_SHA", "unknown")
 BINARY_GIT_SHA = os.environ.get("LANDFALL_BINARY_GIT_SHA", "unknown")
@@ -84,7 +86,10 @@ def test_runtime_stage_matches_the_dockerfile():
 def test_dockerfile_builds_static_musl_binary_with_version_args():
     text = DOCKERFILE.read_text()
     builder = " ".join(instructions(DOCKERFILE)[1])
-    assert builder.startswith("FROM rust:")
+    # The builder runs on the build machine and cross-compiles for the other platform.
+    assert builder.startswith("FROM --platform=$BUILDPLATFORM rust:")
+    assert "aarch64-unknown-linux-musl" in builder and "zigbuild" in builder
+    assert "ziglang==" in builder and "cargo-zigbuild==" in builder
     assert "ARG VERSION" in builder and "ARG GIT_SHA" in builder
     assert 'LANDFALL_VERSION="${VERSION}"' in builder
     assert 'LANDFALL_GIT_SHA="${GIT_SHA}"' in builder
@@ -95,7 +100,7 @@ def test_dockerfile_builds_static_musl_binary_with_version_args():
     assert 'ENTRYPOINT ["/landfall"]' in runtime
     assert "USER 65532:65532" in runtime
     assert "WORKDIR /tmp" in runtime
-    for label in ("version", "revision", "source", "title", "licenses"):
+    for label in OCI_LABELS:
         assert f"org.opencontainers.image.{label}=" in text
 
 
@@ -109,11 +114,14 @@ def test_dockerignore_keeps_build_outputs_out_of_the_context():
 # --- the binary -------------------------------------------------------------------------
 
 
-def elf_program_header_types(path: Path) -> list[int]:
+EM_X86_64, EM_AARCH64 = 62, 183
+
+
+def elf_program_header_types(path: Path, machine_wanted: int = EM_X86_64) -> list[int]:
     data = path.read_bytes()
     assert data[:4] == b"\x7fELF" and data[4] == 2, "not a 64-bit ELF file"
     machine = struct.unpack_from("<H", data, 18)[0]
-    assert machine == 62, f"not x86_64 (e_machine {machine})"
+    assert machine == machine_wanted, f"e_machine {machine}, wanted {machine_wanted}"
     phoff = struct.unpack_from("<Q", data, 32)[0]
     phentsize, phnum = struct.unpack_from("<HH", data, 54)
     return [struct.unpack_from("<I", data, phoff + i * phentsize)[0] for i in range(phnum)]
@@ -164,12 +172,27 @@ def test_image_config(image_info):
     assert not config.get("Cmd")
     assert config["WorkingDir"] == "/tmp"
     assert "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" in config["Env"]
-    labels = config["Labels"]
+    check_labels(config["Labels"])
+
+
+# Every pre-defined annotation key of the OCI image spec (annotations.md) but base.digest,
+# which a scratch base does not have.
+OCI_LABELS = ("created", "authors", "url", "documentation", "source", "version", "revision",
+              "vendor", "licenses", "ref.name", "title", "description", "base.name")
+
+
+def check_labels(labels: dict) -> None:
+    for label in OCI_LABELS:
+        assert labels.get(f"org.opencontainers.image.{label}"), f"label {label} is missing or empty"
     assert labels["org.opencontainers.image.version"] == VERSION
+    assert labels["org.opencontainers.image.ref.name"] == VERSION
     assert labels["org.opencontainers.image.revision"] == GIT_SHA
+    assert labels["org.opencontainers.image.created"] == CREATED
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", CREATED), CREATED
     assert labels["org.opencontainers.image.title"] == "landfall"
     assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
-    assert labels["org.opencontainers.image.source"].startswith("https://")
+    for label in ("source", "url", "documentation"):
+        assert labels[f"org.opencontainers.image.{label}"].startswith("https://")
 
 
 @needs_image
@@ -308,3 +331,78 @@ def test_run_lands_into_a_mounted_volume(container, config_dir, demo_api, landin
     assert stream["name"] == "products" and stream["rows_written"] > 0
     for part in stream["files"]:
         assert (landing_volume / part["path"]).stat().st_uid == UID
+
+
+# --- linux/arm64 ------------------------------------------------------------------------
+# The arm64 image is built from the cross-compiled aarch64 binary; buildah cannot run it here
+# (no binfmt handler), so the binary runs under qemu-user-static directly.
+
+needs_arm64 = pytest.mark.skipif(not IMAGE_ARM64, reason="run through tests/image/run.sh")
+
+
+def qemu(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    qemu_bin = shutil.which("qemu-aarch64-static")
+    assert qemu_bin, "qemu-aarch64-static not on PATH (apt-get install qemu-user-static)"
+    return subprocess.run([qemu_bin, os.environ["LANDFALL_MUSL_BIN_ARM64"], *args], capture_output=True,
+                          text=True, timeout=timeout, check=False, cwd=cwd)
+
+
+@needs_arm64
+def test_arm64_binary_is_static_aarch64():
+    types = elf_program_header_types(Path(os.environ["LANDFALL_MUSL_BIN_ARM64"]), EM_AARCH64)
+    assert 3 not in types, "binary needs a dynamic loader"
+
+
+@needs_arm64
+def test_arm64_image_is_the_amd64_image_for_arm64(image_info):
+    info = json.loads(buildah("inspect", "--type", "image", IMAGE_ARM64).stdout)
+    config = info["OCIv1"]
+    assert (config["os"], config["architecture"]) == ("linux", "arm64")
+    assert image_info["OCIv1"]["architecture"] == "amd64"
+    assert config["config"]["Entrypoint"] == ["/landfall"]
+    assert config["config"]["User"] == f"{UID}:{UID}"
+    check_labels(config["config"]["Labels"])
+    manifest = json.loads(info["Manifest"])
+    assert 0 < sum(layer["size"] for layer in manifest["layers"]) < MAX_IMAGE_BYTES
+
+
+@needs_arm64
+def test_arm64_version_and_spec_under_qemu():
+    result = qemu("--version")
+    assert result.returncode == 0, result.stderr
+    match = re.fullmatch(r"landfall (\S+) \(git (\S+)\)", result.stdout.strip())
+    assert match and match.group(1) == VERSION, result.stdout
+    spec = qemu("spec")
+    assert spec.returncode == 0, spec.stderr
+    assert json.loads(spec.stdout)["title"] == "Landfall connector config"
+
+
+@needs_arm64
+def test_arm64_demo_under_qemu(tmp_path):
+    result = qemu("demo", "--landing", str(tmp_path / "landing"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Landfall demo: succeeded" in result.stdout, result.stdout
+    assert list((tmp_path / "landing").rglob("part-00000.jsonl.gz")), "demo landed no part"
+
+
+# --- SBOM -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"])
+def test_sbom_lists_the_shipped_crates_with_their_lock_checksums(target):
+    result = subprocess.run([str(ROOT / "scripts" / "sbom"), "--target", target], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    bom = json.loads(result.stdout)
+    assert (bom["bomFormat"], bom["specVersion"]) == ("CycloneDX", "1.5")
+    assert bom["metadata"]["component"]["name"] == "landfall"
+    components = {c["name"]: c for c in bom["components"]}
+    for crate in ("tokio", "reqwest", "object_store", "serde_json", "clap"):
+        assert crate in components, crate
+        assert components[crate]["purl"] == f"pkg:cargo/{crate}@{components[crate]['version']}"
+        assert re.fullmatch(r"[0-9a-f]{64}", components[crate]["hashes"][0]["content"])
+    # Dev-dependencies are not in the binary.
+    assert "wiremock" not in components and "tempfile" not in components
+    refs = {c["bom-ref"] for c in bom["components"]} | {bom["metadata"]["component"]["bom-ref"]}
+    for dependency in bom["dependencies"]:
+        assert set(dependency["dependsOn"]) <= refs
