@@ -192,7 +192,8 @@ impl LineageConfig {
 
 /// The parent run named by the environment, explicit variables first, then Airflow's.
 pub fn parent_from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<ParentRun>, LineageError> {
-    if let Some(text) = get("OPENLINEAGE_PARENT_ID") {
+    // Empty is unset: the DAGs template it, and render "" when Airflow's provider is off.
+    if let Some(text) = get("OPENLINEAGE_PARENT_ID").filter(|text| !text.trim().is_empty()) {
         let expected = "namespace/name/run_id";
         let (namespace, rest) = text
             .split_once('/')
@@ -744,6 +745,19 @@ mod tests {
         let bad = env(&[("OPENLINEAGE_PARENT_ID", "airflow/job/not-a-uuid")]);
         assert!(matches!(parent_from_env(&bad), Err(LineageError::Invalid { .. })));
         assert_eq!(parent_from_env(&env(&[])).unwrap(), None);
+        // the DAGs render "" when Airflow's OpenLineage provider is off: unset, not invalid
+        let empty = env(&[("OPENLINEAGE_PARENT_ID", " ")]);
+        assert_eq!(parent_from_env(&empty).unwrap(), None);
+        let empty_with_airflow = env(&[
+            ("OPENLINEAGE_PARENT_ID", ""),
+            ("AIRFLOW_CTX_DAG_ID", "shop_daily"),
+            ("AIRFLOW_CTX_TASK_ID", "extract_shop"),
+            ("AIRFLOW_CTX_LOGICAL_DATE", "2024-05-01T10:00:00+00:00"),
+        ]);
+        assert_eq!(
+            parent_from_env(&empty_with_airflow).unwrap().unwrap().name,
+            "shop_daily.extract_shop"
+        );
     }
 
     #[test]

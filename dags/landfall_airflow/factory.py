@@ -31,6 +31,7 @@ from landfall_airflow.templates import (
     DATA_INTERVAL_START,
     INTERVAL_END,
     INTERVAL_START,
+    LINEAGE_PARENT_ID,
 )
 
 log = logging.getLogger(__name__)
@@ -268,7 +269,12 @@ def _local_tasks(item: Connector) -> tuple[Any, list[Any], Any]:
     )
     # The window travels in environment variables (templated), never inside the script: a
     # trigger's params cannot inject shell.
-    window_env = {**(common["env"] or {}), **local.window_env(window_templates(settings))}
+    # So is the OpenLineage parent (the task's run in Airflow's OpenLineage provider, if enabled).
+    window_env = {
+        "OPENLINEAGE_PARENT_ID": LINEAGE_PARENT_ID,
+        **(common["env"] or {}),
+        **local.window_env(window_templates(settings)),
+    }
     extract_common = {**common, "env": window_env}
     extracts = [
         local.LandfallBashOperator(

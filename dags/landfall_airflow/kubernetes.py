@@ -18,6 +18,7 @@ from kubernetes.client import models as k8s
 
 from landfall_airflow.compat import AirflowException, AirflowFailException, AirflowSkipException
 from landfall_airflow.policy import enforce
+from landfall_airflow.templates import LINEAGE_PARENT_ID
 
 BASE_CONTAINER = "landfall"
 XCOM_PATH = "/airflow/xcom/return.json"
@@ -190,7 +191,7 @@ def landfall_task(
         name=name,
         image=f"{kube['image']}:{kube['image_tag']}",
         arguments=arguments,
-        env_vars=_env({"HOME": "/tmp", "TMPDIR": "/tmp", **settings["env"]}),
+        env_vars=_env({"HOME": "/tmp", "TMPDIR": "/tmp", "OPENLINEAGE_PARENT_ID": LINEAGE_PARENT_ID, **settings["env"]}),
         env_from=_env_from(kube["env_from_secrets"]),
         volumes=[config_volume, tmp_volume],
         volume_mounts=[config_mount, tmp_mount],

@@ -19,3 +19,14 @@ BACKFILL_END = (
 # Interval mode (opt-in): every run reads its data interval, or the `start`/`end` params.
 INTERVAL_START = "{{ params.get('start') or (data_interval_start | ts if data_interval_start else '') }}"
 INTERVAL_END = "{{ params.get('end') or (data_interval_end | ts if data_interval_end else '') }}"
+
+# The OpenLineage parent of a landfall run: the task instance's run as Airflow's OpenLineage
+# provider names it (`namespace/dag_id.task_id/run_id`), or "" when the provider is not
+# installed or not enabled (its macros exist only when a transport is configured). landfall
+# reads it as OPENLINEAGE_PARENT_ID and ignores it when empty.
+_OPENLINEAGE_MACROS = "macros is defined and macros.OpenLineageProviderPlugin is defined"
+LINEAGE_PARENT_ID = (
+    "{{ macros.OpenLineageProviderPlugin.lineage_parent_id(task_instance) if ("
+    + _OPENLINEAGE_MACROS
+    + ") else '' }}"
+)

@@ -42,10 +42,10 @@ for version in $VERSIONS; do
   case "$version" in
     3) install_venv airflow3 "$(airflow_check 3.)"
        landfall_tools_report airflow3 "$TOOLS/airflow3" apache-airflow \
-         apache-airflow-providers-cncf-kubernetes pytest ;;
+         apache-airflow-providers-cncf-kubernetes apache-airflow-providers-openlineage pytest ;;
     2) install_venv airflow2 "$(airflow_check 2.10.)"
        landfall_tools_report airflow2 "$TOOLS/airflow2" apache-airflow \
-         apache-airflow-providers-cncf-kubernetes pytest ;;
+         apache-airflow-providers-cncf-kubernetes apache-airflow-providers-openlineage pytest ;;
     *) log "unknown Airflow version '$version' in AIRFLOW_VERSIONS (use 3 and/or 2)"; exit 2 ;;
   esac
 done

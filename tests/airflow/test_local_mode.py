@@ -7,6 +7,7 @@ runs the real one against the sample API.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -142,3 +143,49 @@ def test_interval_mode_passes_the_data_interval_with_lookback(local_env):
     assert args[args.index("--start") + 1] == "2024-04-30T00:00:00+00:00"
     assert args[args.index("--end") + 1] == "2024-05-01T00:00:00+00:00"
     assert "--start-lookback" in args
+
+
+def test_the_openlineage_parent_reaches_landfall_when_the_provider_is_enabled(local_env):
+    """With Airflow's OpenLineage provider on, landfall gets the task's run as its parent."""
+    pytest.importorskip("airflow.providers.openlineage", reason="Airflow 2.10's lock has no OpenLineage provider")
+    from airflow.providers.openlineage.utils.utils import build_task_instance_ol_run_id
+
+    env, tmp_path = local_env(
+        "landfall_demo_lineage",
+        # any transport enables the provider (and its macros); console keeps the test offline
+        AIRFLOW__OPENLINEAGE__TRANSPORT=json.dumps({"type": "console"}),
+        AIRFLOW__OPENLINEAGE__NAMESPACE="shop",
+    )
+    result = airflow_cli("dags", "test", "landfall_demo_lineage", "2024-05-01", env=env)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    [run] = [call for call in calls(tmp_path) if call["args"][0] == "run"]
+    namespace, job, run_id = run["openlineage_parent_id"].split("/")
+    assert (namespace, job) == ("shop", "landfall_demo_lineage.extract")
+    # what the provider computes for this task instance, under the same namespace setting
+    from airflow.providers.openlineage import conf
+
+    clear = getattr(conf.namespace, "cache_clear", lambda: None)
+    os.environ["AIRFLOW__OPENLINEAGE__NAMESPACE"] = "shop"
+    clear()
+    try:
+        assert conf.namespace() == "shop"
+        expected = build_task_instance_ol_run_id(
+            dag_id="landfall_demo_lineage",
+            task_id="extract",
+            try_number=1,
+            logical_date=datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc),
+            map_index=-1,
+        )
+    finally:
+        del os.environ["AIRFLOW__OPENLINEAGE__NAMESPACE"]
+        clear()
+    assert run_id == expected
+
+
+def test_without_the_provider_enabled_the_parent_is_empty(local_env):
+    """No transport configured: the template renders "", which landfall reads as no parent."""
+    env, tmp_path = local_env("landfall_demo_nolineage")
+    result = airflow_cli("dags", "test", "landfall_demo_nolineage", "2024-05-01", env=env)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    [run] = [call for call in calls(tmp_path) if call["args"][0] == "run"]
+    assert run["openlineage_parent_id"] == ""

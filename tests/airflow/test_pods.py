@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import types
 
 import pendulum
 import pytest
@@ -194,6 +195,35 @@ def test_dbt_pod(demo_dag):
     assert env["DBT_TARGET_PATH"].startswith("/tmp/") and env["DBT_LOG_PATH"].startswith("/tmp/")
     assert dbt.security_context.read_only_root_filesystem is True
     assert pod.metadata.labels["app.kubernetes.io/component"] == "transformer"
+
+
+def test_the_openlineage_parent_is_templated_into_the_pod(demo_dag):
+    """The provider's lineage_parent_id when its macros exist (provider enabled), else ""."""
+    task = demo_dag().get_task("extract")
+    env = {item.name: item.value for item in container(build_pod(task), "landfall").env}
+    assert env["OPENLINEAGE_PARENT_ID"] == ""
+
+    task = demo_dag().get_task("extract")
+    seen = []
+
+    def lineage_parent_id(task_instance):
+        seen.append(task_instance)
+        return "airflow/landfall_demo.extract/019000000000-7000-8000-000000000000"
+
+    plugin = types.SimpleNamespace(lineage_parent_id=lineage_parent_id)
+    task.render_template_fields(
+        {
+            "data_interval_start": START,
+            "data_interval_end": END,
+            "dag_run": FakeDagRun("scheduled"),
+            "params": {"start": None, "end": None},
+            "macros": types.SimpleNamespace(OpenLineageProviderPlugin=plugin),
+            "task_instance": "the task instance",
+        }
+    )
+    env = {item.name: item.value for item in container(task.build_pod_request_obj(), "landfall").env}
+    assert env["OPENLINEAGE_PARENT_ID"] == "airflow/landfall_demo.extract/019000000000-7000-8000-000000000000"
+    assert seen == ["the task instance"]
 
 
 def test_run_without_data_interval_lets_landfall_use_its_state(demo_dag):
