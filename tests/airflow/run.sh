@@ -45,7 +45,7 @@ for version in $VERSIONS; do
          apache-airflow-providers-cncf-kubernetes apache-airflow-providers-openlineage pytest ;;
     2) install_venv airflow2 "$(airflow_check 2.10.)"
        landfall_tools_report airflow2 "$TOOLS/airflow2" apache-airflow \
-         apache-airflow-providers-cncf-kubernetes apache-airflow-providers-openlineage pytest ;;
+         apache-airflow-providers-cncf-kubernetes pytest ;;
     *) log "unknown Airflow version '$version' in AIRFLOW_VERSIONS (use 3 and/or 2)"; exit 2 ;;
   esac
 done
