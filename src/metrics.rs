@@ -517,6 +517,8 @@ pub async fn push(base: &Url, samples: &[Sample]) -> Result<usize, MetricsError>
         }
     }
     let client = reqwest::Client::builder()
+        // never follow a redirect: a 307/308 would replay the credentials to another host
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(crate::http::user_agent())
         .timeout(PUSH_TIMEOUT)
         .connect_timeout(PUSH_TIMEOUT.min(Duration::from_secs(5)))

@@ -625,6 +625,8 @@ async fn send(transport: &Transport, text: &str) -> Result<(), LineageError> {
             );
             let shown = Url::parse(&target).map_or_else(|_| target.clone(), |url| crate::redact::url(&url));
             let client = reqwest::Client::builder()
+                // never follow a redirect: a 307/308 would replay the credentials to another host
+                .redirect(reqwest::redirect::Policy::none())
                 .user_agent(crate::http::user_agent())
                 .timeout(EMIT_TIMEOUT)
                 .connect_timeout(Duration::from_secs(5))

@@ -1046,3 +1046,48 @@ async fn a_terminal_shows_a_progress_line_per_stream_and_json_logs_turn_it_off()
     let screen = on_a_terminal(&config, "--progress never", &[]).await;
     assert!(!screen.contains("\x1b[2K"), "{screen:?}");
 }
+
+#[tokio::test]
+async fn lineage_and_metrics_never_follow_a_redirect_with_their_credentials() {
+    // A collector and a Pushgateway that answer 307 to another host: following would replay
+    // the API key (OpenLineage) and the push body to it.
+    let elsewhere = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&elsewhere)
+        .await;
+    let redirecting = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(307).insert_header("Location", format!("{}/stolen", elsewhere.uri())))
+        .mount(&redirecting)
+        .await;
+    let api = flaky_api().await;
+    let ws = Workspace::new();
+    let config = items_config(&ws, &api.uri());
+    let output = run_with(
+        &config,
+        &[
+            "--openlineage-url",
+            &redirecting.uri(),
+            "--metrics-push-url",
+            &redirecting.uri(),
+        ],
+        &[("OPENLINEAGE_API_KEY", "ol-key-redirected-123456")],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        !redirecting.received_requests().await.unwrap().is_empty(),
+        "the collector was called"
+    );
+    assert_eq!(
+        elsewhere.received_requests().await.unwrap().len(),
+        0,
+        "a redirect was followed"
+    );
+    let lines = events(&output);
+    check_against_catalogue(&lines);
+    assert!(lines.iter().any(|line| line["event"] == "metrics_export_failed"));
+    assert!(lines.iter().any(|line| line["event"] == "lineage_emit_failed"));
+    assert!(!stderr(&output).contains("ol-key-redirected-123456"));
+}

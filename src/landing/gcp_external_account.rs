@@ -199,6 +199,8 @@ impl ExternalAccountCredentials {
             check_url(url)?;
         }
         let client = reqwest::Client::builder()
+            // never follow a redirect: a 307/308 would replay the credentials to another host
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("landfall/", env!("CARGO_PKG_VERSION")))
