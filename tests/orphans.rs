@@ -1,5 +1,5 @@
 //! `landfall orphans`: parts no manifest covers are listed, covered parts never are, and
-//! `--delete` removes only orphans older than `--older-than`.
+//! `--delete` removes only orphans older than `--older-than` whose records landed again.
 
 mod common;
 
@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use common::{Workspace, files_under, landfall, spawn_run, stderr, stdout};
-use serde_json::Value;
+use serde_json::{Value, json};
 use wiremock::matchers::{path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -84,7 +84,8 @@ async fn a_landed_and_a_killed_run() -> (Workspace, PathBuf, MockServer) {
     let landed = landfall(&["run", "--config", config.to_str().unwrap(), "--stream", "items"], &[]).await;
     assert_eq!(landed.status.code(), Some(0), "{}", stderr(&landed));
 
-    let mut killed = spawn_run(&config, &["--stream", "events"]);
+    // a short lease, so that a later run need not wait for the killed run's to expire
+    let mut killed = spawn_run(&config, &["--stream", "events", "--lease-ttl", "1s"]);
     let stored = common::wait_until(Duration::from_secs(60), || !parts(&ws, "events").is_empty()).await;
     assert!(stored, "the first part of events was never stored");
     killed.start_kill().unwrap();
@@ -116,8 +117,8 @@ async fn a_killed_runs_parts_are_listed_and_covered_parts_are_not() {
 }
 
 #[tokio::test]
-async fn delete_removes_only_orphans_older_than_the_limit() {
-    let (ws, config, _api) = a_landed_and_a_killed_run().await;
+async fn delete_removes_only_old_orphans_whose_records_landed_again() {
+    let (ws, config, api) = a_landed_and_a_killed_run().await;
     let killed_part = parts(&ws, "events")[0].clone();
     let covered_part = parts(&ws, "items")[0].clone();
 
@@ -143,9 +144,49 @@ async fn delete_removes_only_orphans_older_than_the_limit() {
     assert_eq!(report["orphans"][0]["action"], "kept_too_recent", "{report:#}");
     assert!(killed_part.exists());
 
-    // Without --delete, an old orphan is only marked.
+    // Old enough, but its 50 records are landed nowhere else (the killed run may have moved
+    // the checkpoint past them): kept, however old.
+    let report = orphans(&config, &["--delete"]).await;
+    let orphan = &report["orphans"][0];
+    assert_eq!(
+        (&orphan["action"], &orphan["unique_rows"]),
+        (&json!("kept_not_relanded"), &json!(50)),
+        "{report:#}"
+    );
+    assert_eq!(
+        (report["deleted"].as_u64(), report["kept_not_relanded"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert!(killed_part.exists());
+
+    // The source answers again: a complete run lands events 1 to 60 under a manifest.
+    Mock::given(path("/events"))
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(records(51, 60), "application/json"))
+        .with_priority(1)
+        .mount(&api)
+        .await;
+    Mock::given(path("/events"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(r#"{"data": []}"#, "application/json"))
+        .with_priority(10)
+        .mount(&api)
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the killed run's lease expires
+    let landed = landfall(
+        &["run", "--config", config.to_str().unwrap(), "--stream", "events"],
+        &[],
+    )
+    .await;
+    assert_eq!(landed.status.code(), Some(0), "{}", stderr(&landed));
+
+    // Without --delete, an old orphan whose records all landed again is only marked.
     let report = orphans(&config, &[]).await;
-    assert_eq!(report["orphans"][0]["action"], "would_delete", "{report:#}");
+    let orphan = &report["orphans"][0];
+    assert_eq!(
+        (&orphan["action"], &orphan["unique_rows"]),
+        (&json!("would_delete"), &json!(0)),
+        "{report:#}"
+    );
     assert!(killed_part.exists());
 
     let report = orphans(&config, &["--delete"]).await;
