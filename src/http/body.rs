@@ -137,7 +137,9 @@ impl Utf8Check {
             return;
         }
         while !self.carry.is_empty() {
-            let Some((&byte, rest)) = piece.split_first() else { return };
+            let Some((&byte, rest)) = piece.split_first() else {
+                return;
+            };
             piece = rest;
             self.carry.push(byte);
             match std::str::from_utf8(&self.carry) {

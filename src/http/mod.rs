@@ -30,8 +30,8 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
-pub use body::SpilledBody;
 pub use auth::{Authenticator, CredentialStore, CredentialStoreError, Saved, StoredCredentials};
+pub use body::SpilledBody;
 pub use error::{HttpError, Reason, Subsystem};
 pub use retry::{Decision, RetryPolicy};
 pub use sleep::{Sleeper, TokioSleeper, VirtualClock};
@@ -682,7 +682,8 @@ impl HttpClient {
                 headers: Some(headers),
             });
         }
-        let (body, spilled) = match body::read_limited(&mut response, self.max_response_size, self.spill_threshold).await
+        let (body, spilled) = match body::read_limited(&mut response, self.max_response_size, self.spill_threshold)
+            .await
         {
             Ok(body::ReadBody::Memory(body)) => (body, None),
             Ok(body::ReadBody::Spilled(spilled)) => (Bytes::new(), Some(spilled)),

@@ -87,7 +87,9 @@ pub fn locate(
     (&mut *file).take(array_start).read_to_end(&mut skeleton)?;
     skeleton.extend_from_slice(b"[]");
     file.seek(SeekFrom::Start(array_end))?;
-    (&mut *file).take(len.saturating_sub(array_end)).read_to_end(&mut skeleton)?;
+    (&mut *file)
+        .take(len.saturating_sub(array_end))
+        .read_to_end(&mut skeleton)?;
     let Ok(skeleton) = String::from_utf8(skeleton) else {
         return Ok(Located::Unserved);
     };
@@ -97,7 +99,10 @@ pub fn locate(
     let last = if records == 0 {
         None
     } else {
-        match String::from_utf8(last).ok().and_then(|text| RawValue::from_string(text).ok()) {
+        match String::from_utf8(last)
+            .ok()
+            .and_then(|text| RawValue::from_string(text).ok())
+        {
             Some(last) => Some(last),
             None => return Ok(Located::Unserved),
         }
@@ -458,7 +463,10 @@ mod tests {
         let (items, page) = super::super::page_records(document, records_path).expect("its records are found");
         let expected: Vec<&str> = items.iter().map(|item| item.get()).collect();
         assert_eq!(texts, expected, "{records_path} in {body}");
-        assert_eq!(last.as_deref(), page.last_record(records_path).unwrap().map(RawValue::get));
+        assert_eq!(
+            last.as_deref(),
+            page.last_record(records_path).unwrap().map(RawValue::get)
+        );
         let skeleton = super::super::parse(skeleton.as_bytes()).expect("the skeleton is valid JSON");
         for pointer in ["/next", "/meta/next", "/total", "/meta"] {
             if !records_path.is_empty() && !pointer.starts_with(&format!("{records_path}/")) && pointer != records_path
@@ -476,11 +484,20 @@ mod tests {
     #[test]
     fn records_and_skeleton_match_the_in_memory_path() {
         let served = [
-            (r#"{"data": [ {"id": 1, "s": "]}\"{["}, 2 , "x", [3,[4]], null, -1.5e400 ], "next": "c"}"#, "/data"),
+            (
+                r#"{"data": [ {"id": 1, "s": "]}\"{["}, 2 , "x", [3,[4]], null, -1.5e400 ], "next": "c"}"#,
+                "/data",
+            ),
             (r#"[{"id":1},{"id":2}]"#, ""),
             ("  [ ]  ", ""),
-            (r#"{"meta": {"next": 1, "total": 2}, "a": {"b/c": {"d": [{"x": "\u00e9"}]}}}"#, "/a/b~1c/d"),
-            (r#"{"pad": {"data": [9]}, "data": [{"id": "\\"}], "next": null}"#, "/data"),
+            (
+                r#"{"meta": {"next": 1, "total": 2}, "a": {"b/c": {"d": [{"x": "\u00e9"}]}}}"#,
+                "/a/b~1c/d",
+            ),
+            (
+                r#"{"pad": {"data": [9]}, "data": [{"id": "\\"}], "next": null}"#,
+                "/data",
+            ),
             ("{\n\t\"data\" :\r\n [\n1\n,\n2\n]\n}\n", "/data"),
         ];
         for (body, path) in served {
