@@ -72,15 +72,32 @@ pub struct PageView<'a> {
 
 /// The digest [`PageView::records_digest`] expects: of each record's bytes, in order.
 pub fn records_digest<'a>(records: impl IntoIterator<Item = &'a [u8]>) -> Option<u64> {
-    use std::hash::Hasher;
-    let mut hasher = std::hash::DefaultHasher::new();
-    let mut any = false;
+    let mut digest = RecordsDigest::default();
     for record in records {
-        any = true;
-        hasher.write(record);
-        hasher.write_u8(0xff);
+        digest.push(record);
     }
-    any.then(|| hasher.finish())
+    digest.finish()
+}
+
+/// [`records_digest`] of records that arrive one at a time.
+#[derive(Default)]
+pub struct RecordsDigest {
+    hasher: std::hash::DefaultHasher,
+    any: bool,
+}
+
+impl RecordsDigest {
+    pub fn push(&mut self, record: &[u8]) {
+        use std::hash::Hasher;
+        self.any = true;
+        self.hasher.write(record);
+        self.hasher.write_u8(0xff);
+    }
+
+    pub fn finish(&self) -> Option<u64> {
+        use std::hash::Hasher;
+        self.any.then(|| self.hasher.finish())
+    }
 }
 
 /// Walks a stream's pages.

@@ -8,6 +8,8 @@ use std::ops::Range;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+pub mod spilled;
+
 /// Why a page's records could not be read.
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum RecordsError {
@@ -152,6 +154,16 @@ impl<'a> Document<'a> {
             raw,
             records: None,
             last_record: None,
+        }
+    }
+
+    /// The document of a spilled page: its skeleton (the body with the records array
+    /// emptied, [`spilled::Layout::skeleton`]) and its last record, read from the file.
+    pub fn spilled(skeleton: &'a RawValue, last_record: Option<&'a RawValue>) -> Self {
+        Self {
+            raw: skeleton,
+            records: None,
+            last_record: Some(last_record),
         }
     }
 

@@ -119,6 +119,11 @@ pub struct SourceConfig {
     /// Default: 256MiB.
     #[serde(default = "default_max_response_size")]
     pub max_response_size: ByteSize,
+    /// A response body larger than this is written to a temporary file (under `TMPDIR`)
+    /// as it arrives, and its records are read from there one at a time, so a page's size
+    /// does not decide the memory a stream takes. `0` spills every page. Default: 8MiB.
+    #[serde(default = "default_spill_threshold")]
+    pub spill_threshold: ByteSize,
     /// Which redirects are followed. Default: `same_origin`.
     #[serde(default)]
     pub redirects: RedirectPolicy,
@@ -134,6 +139,10 @@ fn default_max_concurrent_streams() -> u32 {
 
 fn default_max_response_size() -> ByteSize {
     ByteSize(256 << 20)
+}
+
+fn default_spill_threshold() -> ByteSize {
+    ByteSize(8 << 20)
 }
 
 /// `source.redirects`: which redirects a request follows (at most 10 hops). None is ever
@@ -685,6 +694,29 @@ impl PaginationConfig {
             | PaginationConfig::LinkHeader { max_pages }
             | PaginationConfig::Offset { max_pages, .. }
             | PaginationConfig::PageNumber { max_pages, .. } => *max_pages,
+        }
+    }
+
+    /// The JSON pointers into the response body this pagination reads (next cursor or
+    /// URL, stop flag, totals).
+    pub fn body_pointers(&self) -> Vec<&str> {
+        match self {
+            PaginationConfig::None | PaginationConfig::LinkHeader { .. } => vec![],
+            PaginationConfig::Cursor {
+                cursor_path, stop_path, ..
+            } => cursor_path.iter().chain(stop_path).map(String::as_str).collect(),
+            PaginationConfig::NextUrl {
+                next_url_path,
+                stop_path,
+                ..
+            } => std::iter::once(next_url_path)
+                .chain(stop_path)
+                .map(String::as_str)
+                .collect(),
+            PaginationConfig::Offset { total_path, .. } => total_path.iter().map(String::as_str).collect(),
+            PaginationConfig::PageNumber { total_pages_path, .. } => {
+                total_pages_path.iter().map(String::as_str).collect()
+            }
         }
     }
 

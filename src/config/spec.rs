@@ -321,6 +321,10 @@ fn source() -> Value {
                 json!({"type": "string", "pattern": SIZE_PATTERN, "description": "Most bytes one response body may hold, counted after decompression; a larger page fails with RESPONSE_TOO_LARGE (at least 1KiB)", "default": "256MiB"}),
             ),
             (
+                "spill_threshold",
+                json!({"type": "string", "pattern": SIZE_PATTERN, "description": "A response body larger than this is written to a temporary file (under TMPDIR) as it arrives and its records read from there one at a time, so memory does not grow with the page; 0 spills every page", "default": "8MiB"}),
+            ),
+            (
                 "redirects",
                 enumeration(
                     "Redirects followed: same_origin (same scheme, host and port), none, or any_https (credentials dropped on a hop to another origin); never to http from https, never to link-local or metadata addresses",

@@ -238,7 +238,10 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
     let extracted_date = started.format("%Y-%m-%d").to_string();
     let events = Events::new(&run_id, &config.source.name).with_telemetry(options.telemetry.clone());
     let landing = Landing::open(&config.landing)?.with_events(events.clone());
-    let mut client = HttpClient::new(&config.source, events.clone())?;
+    // Pages past `source.spill_threshold` go to a temporary file; the stream reads their
+    // records from there one at a time.
+    let mut client =
+        HttpClient::new(&config.source, events.clone())?.with_spill_threshold(config.source.spill_threshold.0);
     if let Some(sleeper) = &options.sleeper {
         client = client.with_sleeper(sleeper.clone());
     }

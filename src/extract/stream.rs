@@ -10,6 +10,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -22,11 +23,11 @@ use crate::cursor::{self, Cursor, CursorError, CursorFormat};
 use crate::envelope::{self, EnvelopeTemplate, PageFields, RecordFields};
 use crate::error::{Classify, ErrorCode, ErrorRecord};
 use crate::events::Events;
-use crate::http::{HttpClient, HttpError, RequestContext, Response};
+use crate::http::{HttpClient, HttpError, RequestContext, Response, SpilledBody};
 use crate::landing::part::{PartDirs, PartLimits, PartWriter, StoredPart};
 use crate::landing::{Landing, LandingError, layout};
 use crate::manifest::{Status, StreamReport};
-use crate::pagination::{PageToken, PageView, PaginationError, Paginator};
+use crate::pagination::{PageToken, PageView, PaginationError, Paginator, RecordsDigest};
 use crate::quality::dedupe::RunDeduper;
 use crate::quality::drift::{self, SchemaChange, SchemaTracker};
 use crate::quality::pii::Redactor;
@@ -36,6 +37,9 @@ use crate::state::{Fence, MAX_RECENT, SeenRecord, StateError, StateStore, Versio
 
 /// Pages buffered between fetcher and writer.
 const PAGE_BUFFER: usize = 4;
+
+/// The records of a spilled page go to the writer in pieces of about this many bytes.
+const SPILLED_PIECE: usize = 1 << 20;
 
 /// Why a stream failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +79,9 @@ pub enum StreamError {
     SchemaDrift(String),
     #[error("fetcher task failed: {0}")]
     Task(String),
+    /// A page spilled to a temporary file could not be read back (a local disk error).
+    #[error("page {page}: reading its body back from a temporary file under {dir} failed: {message}")]
+    Spill { page: u64, dir: String, message: String },
 }
 
 impl StreamError {
@@ -87,7 +94,11 @@ impl StreamError {
     /// The stage the stream failed in.
     pub fn stage(&self) -> &'static str {
         match self {
-            StreamError::Http(_) | StreamError::Url(_) | StreamError::Cancelled | StreamError::Task(_) => "fetch",
+            StreamError::Http(_)
+            | StreamError::Url(_)
+            | StreamError::Cancelled
+            | StreamError::Task(_)
+            | StreamError::Spill { .. } => "fetch",
             StreamError::Records { .. } => "parse",
             StreamError::Pagination(_) => "paginate",
             StreamError::Landing(_) => "store",
@@ -110,6 +121,7 @@ impl Classify for StreamError {
             StreamError::Cancelled => ErrorCode::Cancelled,
             StreamError::DeadLetterRatio { .. } | StreamError::SchemaDrift(_) => ErrorCode::ValidationError,
             StreamError::Task(_) => ErrorCode::Unsupported,
+            StreamError::Spill { .. } => ErrorCode::StorageError,
         }
     }
 
@@ -117,7 +129,7 @@ impl Classify for StreamError {
         match self {
             StreamError::Http(error) => error.retryable(),
             StreamError::Records { source, .. } => source.retryable(),
-            StreamError::Cancelled => true,
+            StreamError::Cancelled | StreamError::Spill { .. } => true,
             StreamError::Pagination(error) => error.retryable(),
             StreamError::Landing(error) => error.retryable(),
             StreamError::State(error) => error.retryable(),
@@ -210,6 +222,43 @@ struct FetchedPage {
     body: Bytes,
     records: Vec<RecordMeta>,
     parent_key: Option<String>,
+}
+
+/// How a page's records were read.
+enum Parsed {
+    /// From the body in memory.
+    InMemory(Vec<RecordMeta>),
+    /// To be read from the body's temporary file, piece by piece.
+    Spilled(SpilledPage),
+}
+
+/// A page whose body is in a temporary file and whose records array was found there.
+struct SpilledPage {
+    file: std::fs::File,
+    len: u64,
+    layout: records::spilled::Layout,
+    digest: Option<u64>,
+}
+
+/// What opening a spilled body gave.
+enum Opened {
+    Served(SpilledPage),
+    /// The body, read back into memory: the file reader does not serve it
+    /// ([`records::spilled`]).
+    InMemory(Bytes),
+}
+
+/// Whether the records of a spilled page of `stream` may be read from the file: the page's
+/// other lookups (pagination's pointers) must not reach into the records array, which the
+/// skeleton document they run against holds empty.
+fn spill_serves(stream: &StreamConfig) -> bool {
+    let records_path = stream.records_path.as_str();
+    let inside = format!("{records_path}/");
+    !stream
+        .pagination
+        .body_pointers()
+        .iter()
+        .any(|pointer| *pointer == records_path || pointer.starts_with(&inside))
 }
 
 struct RecordMeta {
@@ -593,6 +642,12 @@ impl StreamJob {
             .incremental
             .as_ref()
             .map(|incremental| (incremental.cursor_field.clone(), incremental.cursor_format()));
+        let record_reader = RecordReader::new(
+            &self.stream,
+            cursor.as_ref().map(|(field, format)| (field.as_str(), format)),
+            self.collect_parent_fields.as_deref(),
+            validator,
+        );
         loop {
             if self.cancel.is_cancelled() {
                 return Err(Some(StreamError::Cancelled));
@@ -607,7 +662,7 @@ impl StreamJob {
             // A body that does not parse may be truncated: fetch the page again, as the
             // retry policy allows, before giving up on it.
             let mut parse_attempt = 1;
-            let (response, mut records, next) = loop {
+            let (response, parsed, next) = loop {
                 let send = async {
                     match prefetch.as_deref_mut().filter(|_| parse_attempt == 1) {
                         Some(prefetch) => {
@@ -649,27 +704,39 @@ impl StreamJob {
                 };
                 stats.requests += u64::from(response.attempts);
                 stats.retries += u64::from(response.attempts - 1);
+                let mut response = response;
+                if let Some(spilled) = response.spilled.take() {
+                    match self.open_spilled(spilled, number).await.map_err(Some)? {
+                        Opened::Served(page) => {
+                            let document =
+                                records::Document::spilled(&page.layout.skeleton, page.layout.last.as_deref());
+                            let total = crate::progress::expected(&self.stream, document);
+                            self.events.telemetry().expect(&self.stream.name, total);
+                            let view = PageView {
+                                url: &spec.url,
+                                headers: &response.headers,
+                                document: Some(document),
+                                records: page.layout.records,
+                                records_digest: page.digest,
+                            };
+                            let next = paginator.next(&token, &view);
+                            break (response, Parsed::Spilled(page), next);
+                        }
+                        Opened::InMemory(body) => response.body = body,
+                    }
+                }
                 // A page with bytes that are not UTF-8 is read with the bad sequences
                 // replaced, so its records without them still land (byte for byte as
                 // sent); its exact bytes go to the dead letters (base64).
-                let mut response = response;
                 let original = std::str::from_utf8(&response.body)
                     .is_err()
                     .then(|| response.body.clone());
                 if let Some(original) = &original {
                     response.body = Bytes::from(String::from_utf8_lossy(original).into_owned());
                 }
-                let collect = self.collect_parent_fields.as_deref();
                 let parsed = {
                     let _transform = crate::telemetry::transform_span(&self.stream.name, number).entered();
-                    parse_page(
-                        &response.body,
-                        &self.stream,
-                        cursor.as_ref().map(|(field, format)| (field.as_str(), format)),
-                        collect,
-                        validator,
-                        &mut stats.schema,
-                    )
+                    parse_page(&response.body, &record_reader, &mut stats.schema)
                 };
                 match parsed {
                     Ok((mut records, document)) => {
@@ -709,7 +776,7 @@ impl StreamJob {
                             ),
                         };
                         let next = paginator.next(&token, &view);
-                        break (response, records, next);
+                        break (response, Parsed::InMemory(records), next);
                     }
                     Err(source) => {
                         let policy = self.client.retry_policy();
@@ -752,17 +819,27 @@ impl StreamJob {
             };
             let extracted_at = crate::clock::now_rfc3339();
             stats.pages = number;
+            let mut records = match parsed {
+                Parsed::InMemory(records) => records,
+                Parsed::Spilled(page) => {
+                    let head = PageHead {
+                        number,
+                        endpoint,
+                        extracted_at,
+                        parent_key: parent.map(|parent| parent.key.clone()),
+                    };
+                    self.land_spilled(page, head, &response, filter, &record_reader, sender, stats)
+                        .await?;
+                    match next {
+                        Ok(Some(next)) => token = next,
+                        Ok(None) => return Ok(()),
+                        Err(error) => return Err(Some(error.into())),
+                    }
+                    continue;
+                }
+            };
             stats.rows_read += records.len() as u64;
-            if let Some(window) = filter {
-                let before = records.len();
-                records.retain(|record| {
-                    record
-                        .cursor_value
-                        .as_ref()
-                        .is_none_or(|value| windows::contains(window, value))
-                });
-                stats.filtered_rows += (before - records.len()) as u64;
-            }
+            stats.filtered_rows += keep_in_window(&mut records, filter);
 
             self.events.page_fetched(
                 &self.stream.name,
@@ -792,6 +869,102 @@ impl StreamJob {
                 Err(error) => return Err(Some(error.into())),
             }
         }
+    }
+
+    /// Finds the records array of a spilled body, off the async threads; a body the file
+    /// reader does not serve is read back into memory.
+    async fn open_spilled(&self, mut spilled: SpilledBody, page: u64) -> Result<Opened, StreamError> {
+        let served = spilled.utf8 && spill_serves(&self.stream);
+        let records_path = self.stream.records_path.clone();
+        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<Opened> {
+            if served {
+                let mut digest = RecordsDigest::default();
+                let located = records::spilled::locate(&mut spilled.file, spilled.len, &records_path, |record| {
+                    digest.push(record)
+                })?;
+                // A repeated member on the way to the records is an error the in-memory
+                // path reports (with the body, for the dead letters).
+                if let records::spilled::Located::Served(layout) = located
+                    && records::repeated_on_path(&layout.skeleton, &records_path).is_none()
+                {
+                    return Ok(Opened::Served(SpilledPage {
+                        file: spilled.file,
+                        len: spilled.len,
+                        layout,
+                        digest: digest.finish(),
+                    }));
+                }
+            }
+            spilled.read_all().map(Opened::InMemory)
+        })
+        .await
+        .map_err(|error| StreamError::Task(error.to_string()))?;
+        opened.map_err(|error| spill_error(page, &error))
+    }
+
+    /// Reads the records of a spilled page from its file and hands them to the writer in
+    /// pieces of about [`SPILLED_PIECE`] bytes, each a page of its own with the page's
+    /// number: the writer lands them as it would land the page.
+    ///
+    /// The file is read on the fetcher's task: a read of the page cache takes about as
+    /// long as parsing the records it holds, which runs there too.
+    #[allow(clippy::too_many_arguments)]
+    async fn land_spilled(
+        &self,
+        page: SpilledPage,
+        head: PageHead,
+        response: &Response,
+        filter: Option<&Window>,
+        reader: &RecordReader<'_>,
+        sender: &mpsc::Sender<Item>,
+        stats: &mut FetchStats,
+    ) -> Result<(), Option<StreamError>> {
+        let failed = |error: std::io::Error| Some(spill_error(head.number, &error));
+        let mut records = records::spilled::Records::open(page.file, &page.layout).map_err(failed)?;
+        let mut record = Vec::new();
+        let mut kept = 0;
+        let mut more = true;
+        while more {
+            let mut body = Vec::with_capacity(SPILLED_PIECE + SPILLED_PIECE / 4);
+            let mut metas = Vec::new();
+            while body.len() < SPILLED_PIECE {
+                more = records.next_into(&mut record).map_err(failed)?;
+                if !more {
+                    break;
+                }
+                let raw = serde_json::from_slice::<&RawValue>(&record).map_err(|error| failed(error.into()))?;
+                let start = body.len();
+                body.extend_from_slice(&record);
+                metas.push(reader.meta(raw, start..body.len(), &mut stats.schema));
+            }
+            stats.rows_read += metas.len() as u64;
+            stats.filtered_rows += keep_in_window(&mut metas, filter);
+            kept += metas.len();
+            if metas.is_empty() {
+                continue;
+            }
+            let piece = FetchedPage {
+                number: head.number,
+                endpoint: head.endpoint.clone(),
+                extracted_at: head.extracted_at.clone(),
+                body: Bytes::from(body),
+                records: metas,
+                parent_key: head.parent_key.clone(),
+            };
+            if sender.send(Item::Page(piece)).await.is_err() {
+                return Err(None);
+            }
+        }
+        self.events.page_fetched(
+            &self.stream.name,
+            head.number,
+            &response.request_id,
+            response.status,
+            kept,
+            page.len as usize,
+            response.elapsed.as_millis() as u64,
+        );
+        Ok(())
     }
 
     /// A writer of parts into `dir`, large ones staged under `staging_dir`.
@@ -1223,6 +1396,35 @@ fn interpolate(stream: &StreamConfig, values: &[(String, String)]) -> StreamConf
     stream
 }
 
+/// What the pieces of a spilled page share.
+struct PageHead {
+    number: u64,
+    endpoint: String,
+    extracted_at: String,
+    parent_key: Option<String>,
+}
+
+fn spill_error(page: u64, error: &std::io::Error) -> StreamError {
+    StreamError::Spill {
+        page,
+        dir: std::env::temp_dir().display().to_string(),
+        message: error.to_string(),
+    }
+}
+
+/// Drops the records outside `window` (`client_side_filter`); returns how many.
+fn keep_in_window(records: &mut Vec<RecordMeta>, window: Option<&Window>) -> u64 {
+    let Some(window) = window else { return 0 };
+    let before = records.len();
+    records.retain(|record| {
+        record
+            .cursor_value
+            .as_ref()
+            .is_none_or(|value| windows::contains(window, value))
+    });
+    (before - records.len()) as u64
+}
+
 /// Sends the records of a page read with invalid UTF-8 replaced (U+FFFD) to the dead
 /// letters when they hold a replacement: their bytes are not the source's.
 fn mark_replaced_bytes(body: &[u8], records: &mut [RecordMeta]) {
@@ -1238,33 +1440,45 @@ fn mark_replaced_bytes(body: &[u8], records: &mut [RecordMeta]) {
     }
 }
 
-/// Finds the records of a page and what the writer needs of each.
-fn parse_page<'a>(
-    body: &'a Bytes,
-    stream: &StreamConfig,
-    cursor: Option<(&str, &CursorFormat)>,
-    parent_fields: Option<&[String]>,
-    validator: &RecordValidator,
-    schema: &mut SchemaTracker,
-) -> Result<(Vec<RecordMeta>, records::Document<'a>), records::RecordsError> {
-    let document = records::parse(body)?;
-    if let Some(repeated) = records::repeated_on_path(document, &stream.records_path) {
-        return Err(records::RecordsError::RepeatedMember(repeated));
+/// What the writer needs of each record, read the same way for pages in memory and pages
+/// read from a spilled body.
+struct RecordReader<'a> {
+    stream: &'a StreamConfig,
+    cursor: Option<(&'a str, &'a CursorFormat)>,
+    parent_fields: Option<&'a [String]>,
+    validator: &'a RecordValidator,
+    /// The top-level names Landfall reads from each record: one of them twice in a record
+    /// makes it ambiguous (readers disagree on which counts), and it goes to the dead letters.
+    read_names: Vec<&'a str>,
+}
+
+impl<'a> RecordReader<'a> {
+    fn new(
+        stream: &'a StreamConfig,
+        cursor: Option<(&'a str, &'a CursorFormat)>,
+        parent_fields: Option<&'a [String]>,
+        validator: &'a RecordValidator,
+    ) -> Self {
+        let read_names = stream
+            .primary_key
+            .iter()
+            .map(String::as_str)
+            .chain(cursor.map(|(field, _)| field))
+            .filter(|name| !name.starts_with('/'))
+            .collect();
+        Self {
+            stream,
+            cursor,
+            parent_fields,
+            validator,
+            read_names,
+        }
     }
-    let (items, document) = records::page_records(document, &stream.records_path)?;
-    // The top-level names Landfall reads from each record: one of them twice in a record
-    // makes it ambiguous (readers disagree on which counts), and it goes to the dead letters.
-    let read_names: Vec<&str> = stream
-        .primary_key
-        .iter()
-        .map(String::as_str)
-        .chain(cursor.map(|(field, _)| field))
-        .filter(|name| !name.starts_with('/'))
-        .collect();
-    let mut metas = Vec::with_capacity(items.len());
-    for raw in items {
+
+    /// The record `raw`, found at `range` of its page's body.
+    fn meta(&self, raw: &RawValue, range: Range<usize>, schema: &mut SchemaTracker) -> RecordMeta {
         schema.observe(raw);
-        let parent = parent_fields.and_then(|fields| {
+        let parent = self.parent_fields.and_then(|fields| {
             let values: Option<Vec<(String, String)>> = fields
                 .iter()
                 .map(|field| {
@@ -1282,16 +1496,18 @@ fn parse_page<'a>(
             };
             Some(ParentKey { key, values })
         });
-        let id = records::primary_key_text(raw, &stream.primary_key);
-        let text = cursor
+        let id = records::primary_key_text(raw, &self.stream.primary_key);
+        let text = self
+            .cursor
             .and_then(|(field, _)| records::field(raw, field))
             .and_then(records::scalar_text);
-        let cursor_value = cursor
+        let cursor_value = self
+            .cursor
             .zip(text.as_deref())
             .and_then(|((_, format), text)| format.parse(text).ok());
-        let repeated = read_names.iter().find(|name| records::repeats_member(raw, name));
-        metas.push(RecordMeta {
-            range: records::range_in(body, raw),
+        let repeated = self.read_names.iter().find(|name| records::repeats_member(raw, name));
+        RecordMeta {
+            range,
             violation: match repeated {
                 Some(name) => Some(Violation {
                     code: "VALIDATION_ERROR",
@@ -1300,13 +1516,30 @@ fn parse_page<'a>(
                     ),
                     path: format!("/{name}"),
                 }),
-                None => validator.check(raw, id.is_some()),
+                None => self.validator.check(raw, id.is_some()),
             },
             id,
             cursor: text,
             cursor_value,
             parent,
-        });
+        }
     }
+}
+
+/// Finds the records of a page and what the writer needs of each.
+fn parse_page<'a>(
+    body: &'a Bytes,
+    reader: &RecordReader<'_>,
+    schema: &mut SchemaTracker,
+) -> Result<(Vec<RecordMeta>, records::Document<'a>), records::RecordsError> {
+    let document = records::parse(body)?;
+    if let Some(repeated) = records::repeated_on_path(document, &reader.stream.records_path) {
+        return Err(records::RecordsError::RepeatedMember(repeated));
+    }
+    let (items, document) = records::page_records(document, &reader.stream.records_path)?;
+    let metas = items
+        .into_iter()
+        .map(|raw| reader.meta(raw, records::range_in(body, raw), schema))
+        .collect();
     Ok((metas, document))
 }

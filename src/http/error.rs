@@ -53,6 +53,8 @@ pub enum Reason {
     TooLarge,
     /// The source redirected where `source.redirects` does not allow.
     Redirect,
+    /// A large body could not be spilled to a temporary file (a local disk error).
+    Spill,
 }
 
 /// A failed request, after any retries. It carries everything the manifest and the logs

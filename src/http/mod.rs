@@ -31,6 +31,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 pub use auth::{Authenticator, CredentialStore, CredentialStoreError, Saved, StoredCredentials};
+pub use body::SpilledBody;
 pub use error::{HttpError, Reason, Subsystem};
 pub use retry::{Decision, RetryPolicy};
 pub use sleep::{Sleeper, TokioSleeper, VirtualClock};
@@ -89,7 +90,11 @@ pub struct RequestSpec {
 pub struct Response {
     pub status: u16,
     pub headers: HeaderMap,
+    /// The body, when it is held in memory (empty when it was spilled).
     pub body: Bytes,
+    /// The body, when it passed the client's spill threshold
+    /// ([`HttpClient::with_spill_threshold`]) and was written to a temporary file.
+    pub spilled: Option<body::SpilledBody>,
     pub request_id: String,
     /// Attempts sent, the successful one included.
     pub attempts: u32,
@@ -120,6 +125,8 @@ pub struct HttpClient {
     max_response_size: u64,
     /// `source.redirects`.
     redirects: RedirectPolicy,
+    /// Bodies larger than this go to a temporary file; `None`: every body stays in memory.
+    spill_threshold: Option<u64>,
 }
 
 /// Errors building the client (bad TLS material, unusable credentials).
@@ -218,6 +225,7 @@ impl HttpClient {
             events,
             max_response_size: source.max_response_size.0,
             redirects: source.redirects,
+            spill_threshold: None,
         })
     }
 
@@ -241,6 +249,13 @@ impl HttpClient {
     /// would pass it stops the request with a clean-stop error instead.
     pub fn with_max_duration(mut self, max_duration: Duration) -> Self {
         self.deadline = Some(self.sleeper.now() + max_duration);
+        self
+    }
+
+    /// Lets bodies larger than `threshold` bytes be written to a temporary file instead of
+    /// memory ([`Response::spilled`]); only for callers that read spilled bodies.
+    pub fn with_spill_threshold(mut self, threshold: u64) -> Self {
+        self.spill_threshold = Some(threshold);
         self
     }
 
@@ -667,8 +682,26 @@ impl HttpClient {
                 headers: Some(headers),
             });
         }
-        let body = match body::read_limited(&mut response, self.max_response_size).await {
-            Ok(body) => body,
+        let (body, spilled) = match body::read_limited(&mut response, self.max_response_size, self.spill_threshold)
+            .await
+        {
+            Ok(body::ReadBody::Memory(body)) => (body, None),
+            Ok(body::ReadBody::Spilled(spilled)) => (Bytes::new(), Some(spilled)),
+            Err(body::ReadError::Spill(failure)) => {
+                return Err(request
+                    .error(
+                        ErrorCode::StorageError,
+                        Some(status),
+                        false,
+                        Subsystem::Transport,
+                        Reason::Spill,
+                        format!(
+                            "page {page}: the body could not be written to a temporary file under {}: {failure}",
+                            std::env::temp_dir().display()
+                        ),
+                    )
+                    .into());
+            }
             Err(body::ReadError::TooLarge) => {
                 return Err(request
                     .error(
@@ -701,6 +734,7 @@ impl HttpClient {
             status,
             headers,
             body,
+            spilled,
             request_id: request.request_id,
             attempts: 0,
             elapsed: Duration::ZERO,
