@@ -72,7 +72,7 @@ pub enum InitError {
     #[error("the response to {request} is not JSON ({detail}); init needs a JSON API")]
     NotJson { request: String, detail: String },
     /// The page is JSON without records.
-    #[error("the response to {request} has {reason}; point --path at an endpoint that lists records")]
+    #[error("no records in the response to {request}: {reason}; point --path at an endpoint that lists records")]
     NoRecords { request: String, reason: String },
     /// The written config did not load back: a bug in `init`.
     #[error("the proposed config does not validate (please report this): {0}")]
