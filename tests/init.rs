@@ -41,9 +41,21 @@ fn flags(items: &[&str]) -> Vec<String> {
     items.iter().map(|item| (*item).to_owned()).collect()
 }
 
-async fn init(ws: &Workspace, base_url: &str, path: &str, extra: &[String], envs: &[(&str, String)]) -> (Output, PathBuf) {
+async fn init(
+    ws: &Workspace,
+    base_url: &str,
+    path: &str,
+    extra: &[String],
+    envs: &[(&str, String)],
+) -> (Output, PathBuf) {
     let out = ws.dir.path().join("proposed.yaml");
-    let mut args: Vec<String> = vec!["init".into(), "--base-url".into(), base_url.into(), "--path".into(), path.into()];
+    let mut args: Vec<String> = vec![
+        "init".into(),
+        "--base-url".into(),
+        base_url.into(),
+        "--path".into(),
+        path.into(),
+    ];
     args.extend(extra.iter().cloned());
     args.extend(["-o".into(), out.display().to_string()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -111,7 +123,12 @@ async fn proposes_the_example(case: Case<'_>) -> String {
     let config = out.display().to_string();
     let mut envs: Vec<(&str, &str)> = case.envs.iter().map(|(name, value)| (*name, value.as_str())).collect();
     let validate = landfall(&["validate", "--config", &config], &envs).await;
-    assert_eq!(validate.status.code(), Some(0), "validate: {}\n{text}", stderr(&validate));
+    assert_eq!(
+        validate.status.code(),
+        Some(0),
+        "validate: {}\n{text}",
+        stderr(&validate)
+    );
     let landing = format!("file://{}", ws.landing().display());
     envs.push(("LANDFALL_LANDING_URL", landing.as_str()));
     let check = landfall(&["check", "--config", &config], &envs).await;
@@ -284,7 +301,10 @@ async fn open_exchange_rates_whole_document_records_and_app_id_in_the_query() {
         stream: "latest_rates",
     })
     .await;
-    assert!(text.contains("# incremental:"), "a time field but no filter: left commented out\n{text}");
+    assert!(
+        text.contains("# incremental:"),
+        "a time field but no filter: left commented out\n{text}"
+    );
     proposes_the_example(Case {
         base_url: base,
         path: "/currencies.json",
@@ -369,7 +389,11 @@ async fn an_unreachable_host_is_a_transient_failure() {
     drop(listener);
     let (output, written) = refused(&format!("http://127.0.0.1:{port}"), "/things", &[], &[]).await;
     assert_eq!(output.status.code(), Some(75), "{}", stderr(&output));
-    assert!(stderr(&output).contains("cannot fetch the first page"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot fetch the first page"),
+        "{}",
+        stderr(&output)
+    );
     assert!(!written);
 }
 

@@ -80,11 +80,7 @@ fn usage(message: impl Into<String>) -> InitError {
 /// `${env:NAME}` for a flag that names an environment variable. A value that is not a
 /// variable name, or names an unset one, is refused without being echoed unless it looks
 /// like a conventional name: it may be the secret itself, typed in the wrong place.
-fn env_reference(
-    flag: &str,
-    name: &str,
-    lookup_env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, InitError> {
+fn env_reference(flag: &str, name: &str, lookup_env: &dyn Fn(&str) -> Option<String>) -> Result<String, InitError> {
     let valid = name
         .chars()
         .next()
@@ -96,7 +92,10 @@ fn env_reference(
         )));
     }
     if lookup_env(name).is_none() {
-        let conventional = name.len() <= 64 && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        let conventional = name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
         return Err(usage(if conventional {
             format!("{flag} {name}: the environment variable is not set")
         } else {
@@ -150,7 +149,9 @@ fn implied_auth(args: &InitArgs) -> Result<InitAuth, InitError> {
         (_, chosen) => Err(usage(format!(
             "the auth flags given belong to different kinds{}: use one of bearer ({}), basic ({}), api_key ({}), \
              oauth2 ({})",
-            chosen.map(|kind| format!(" (or not to --auth {})", auth_name(kind))).unwrap_or_default(),
+            chosen
+                .map(|kind| format!(" (or not to --auth {})", auth_name(kind)))
+                .unwrap_or_default(),
             auth_flags(InitAuth::Bearer),
             auth_flags(InitAuth::Basic),
             auth_flags(InitAuth::ApiKey),
@@ -181,7 +182,9 @@ fn auth_flags(kind: InitAuth) -> &'static str {
 
 fn auth(args: &InitArgs, lookup_env: &dyn Fn(&str) -> Option<String>) -> Result<AuthDraft, InitError> {
     let env = |flag: &str, name: &Option<String>| -> Result<Option<String>, InitError> {
-        name.as_deref().map(|name| env_reference(flag, name, lookup_env)).transpose()
+        name.as_deref()
+            .map(|name| env_reference(flag, name, lookup_env))
+            .transpose()
     };
     Ok(match implied_auth(args)? {
         InitAuth::None => AuthDraft::None,
@@ -231,8 +234,7 @@ fn draft(
     args: &InitArgs,
     lookup_env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Draft, Vec<(String, String)>), InitError> {
-    let base = url::Url::parse(&args.base_url)
-        .map_err(|error| usage(format!("--base-url is not a URL: {error}")))?;
+    let base = url::Url::parse(&args.base_url).map_err(|error| usage(format!("--base-url is not a URL: {error}")))?;
     if !matches!(base.scheme(), "http" | "https") {
         return Err(usage("--base-url must be an http or https URL"));
     }

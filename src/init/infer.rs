@@ -1009,7 +1009,12 @@ mod tests {
             {"id": 1, "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-02T00:00:00Z"},
             {"id": 2, "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-03T00:00:00Z"}
         ]);
-        let proposal = propose_for(&body, true, &[("per_page", "2"), ("since", "2024-01-01T00:00:00Z")], &[]);
+        let proposal = propose_for(
+            &body,
+            true,
+            &[("per_page", "2"), ("since", "2024-01-01T00:00:00Z")],
+            &[],
+        );
         assert_eq!(proposal.records.path, "");
         assert_eq!(proposal.primary_key.fields, ["id"]);
         assert_eq!(proposal.pagination, PaginationGuess::LinkHeader);
@@ -1050,7 +1055,10 @@ mod tests {
         else {
             panic!("{:?}", proposal.incremental)
         };
-        assert_eq!((field.as_str(), *order, *format), ("created", Order::Descending, TimeFormat::UnixSeconds));
+        assert_eq!(
+            (field.as_str(), *order, *format),
+            ("created", Order::Descending, TimeFormat::UnixSeconds)
+        );
     }
 
     #[test]
@@ -1081,7 +1089,10 @@ mod tests {
         let CursorGuess::Found { field, format, .. } = &proposal.incremental else {
             panic!("{:?}", proposal.incremental)
         };
-        assert_eq!((field.as_str(), *format), ("generated_timestamp", TimeFormat::UnixSeconds));
+        assert_eq!(
+            (field.as_str(), *format),
+            ("generated_timestamp", TimeFormat::UnixSeconds)
+        );
         assert!(proposal.params.is_empty());
     }
 
@@ -1108,7 +1119,10 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!((cursor_path.as_str(), cursor_param.as_str()), ("/meta/next_cursor", "cursor"));
+        assert_eq!(
+            (cursor_path.as_str(), cursor_param.as_str()),
+            ("/meta/next_cursor", "cursor")
+        );
     }
 
     #[test]
@@ -1196,19 +1210,32 @@ mod tests {
 
     #[test]
     fn time_formats_are_read_from_values_and_parameters() {
-        assert_eq!(TimeFormat::of(&json!("2024-01-01T00:00:00Z")), Some(TimeFormat::Rfc3339));
+        assert_eq!(
+            TimeFormat::of(&json!("2024-01-01T00:00:00Z")),
+            Some(TimeFormat::Rfc3339)
+        );
         assert_eq!(TimeFormat::of(&json!("2024-01-01")), Some(TimeFormat::Date));
         assert_eq!(TimeFormat::of(&json!(1_704_067_200)), Some(TimeFormat::UnixSeconds));
-        assert_eq!(TimeFormat::of(&json!(1_704_067_200_000_i64)), Some(TimeFormat::UnixMillis));
+        assert_eq!(
+            TimeFormat::of(&json!(1_704_067_200_000_i64)),
+            Some(TimeFormat::UnixMillis)
+        );
         assert_eq!(TimeFormat::of(&json!(42)), None);
         assert_eq!(TimeFormat::of(&json!("Mon, 05 May 2014 00:15:17 +0300")), None);
         assert_eq!(TimeFormat::of_text("99999999999999999999"), None);
         // A time field without a filtering parameter is only a suggestion.
-        let records = [json!({"id": 1, "modified": "2024-01-01"}), json!({"id": 2, "modified": "2024-01-02"})];
+        let records = [
+            json!({"id": 1, "modified": "2024-01-01"}),
+            json!({"id": 2, "modified": "2024-01-02"}),
+        ];
         let refs: Vec<&Value> = records.iter().collect();
         assert!(matches!(
             guess_cursor(&refs, &[("starting_after".into(), "x".into())], false),
-            CursorGuess::FieldOnly { field_format: TimeFormat::Date, order: Order::Ascending, .. }
+            CursorGuess::FieldOnly {
+                field_format: TimeFormat::Date,
+                order: Order::Ascending,
+                ..
+            }
         ));
     }
 

@@ -182,9 +182,7 @@ pub fn stream_name(path: &str) -> String {
         .rev()
         .filter_map(config_name)
         .find(|name| {
-            let version = name.len() <= 3
-                && name.starts_with('v')
-                && name[1..].chars().all(|c| c.is_ascii_digit());
+            let version = name.len() <= 3 && name.starts_with('v') && name[1..].chars().all(|c| c.is_ascii_digit());
             !GENERIC.contains(&name.as_str()) && !version && !name.starts_with("s_")
         })
         .unwrap_or_else(|| "records".to_owned())

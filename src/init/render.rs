@@ -82,7 +82,13 @@ fn list(items: &[String]) -> String {
 /// Text safe inside a comment: one line, no control characters.
 fn comment_safe(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_control() || c == '\u{2028}' || c == '\u{2029}' { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -282,7 +288,10 @@ fn render_records(lines: &mut Lines, proposal: &Proposal) {
     if !records.alternatives.is_empty() {
         lines.comment(
             4,
-            &format!("Other arrays of objects in the body: {}.", records.alternatives.join(", ")),
+            &format!(
+                "Other arrays of objects in the body: {}.",
+                records.alternatives.join(", ")
+            ),
         );
     }
     lines.key(4, "records_path", &scalar(&records.path));
@@ -376,9 +385,7 @@ fn render_pagination(lines: &mut Lines, proposal: &Proposal) {
             let param = if *param_confirmed {
                 format!("the next link on the page sends it as `{cursor_param}`.")
             } else {
-                format!(
-                    "TODO check that the API takes it back as `{cursor_param}` (guessed from the member's name)."
-                )
+                format!("TODO check that the API takes it back as `{cursor_param}` (guessed from the member's name).")
             };
             lines.comment(
                 4,
@@ -449,9 +456,7 @@ fn render_pagination(lines: &mut Lines, proposal: &Proposal) {
             start_page,
             total_pages_path,
         } => {
-            let mut why = format!(
-                "pagination: the request numbers pages with `{page_param}` (from {start_page})"
-            );
+            let mut why = format!("pagination: the request numbers pages with `{page_param}` (from {start_page})");
             match page_size_param {
                 Some(size) => why.push_str(&format!(", {page_size} records each (`{size}`)")),
                 None => why.push_str(&format!(
@@ -570,7 +575,10 @@ fn render_incremental(lines: &mut Lines, proposal: &Proposal) {
             lines.line(4, &format!("#   format: {}", field_format.as_str()));
             lines.line(
                 4,
-                &format!("#   sorted: {}", if *order == Order::Ascending { "true" } else { "false" }),
+                &format!(
+                    "#   sorted: {}",
+                    if *order == Order::Ascending { "true" } else { "false" }
+                ),
             );
         }
         CursorGuess::None => {
