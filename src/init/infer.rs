@@ -636,10 +636,13 @@ fn is_lower_bound_param(name: &str) -> bool {
         || lower.ends_with("_from")
 }
 
+/// How well a time field fits as the cursor: changes along the page, in order, then by name.
+type CursorScore = (bool, bool, std::cmp::Reverse<u8>);
+
 /// A time field every record has (the likeliest "last changed" one), and the parameter
 /// given on the request that filters on it.
 pub fn guess_cursor(records: &[&Value], params: &[(String, String)], document: bool) -> CursorGuess {
-    let mut best: Option<((bool, bool, std::cmp::Reverse<u8>), Field, TimeFormat, Order)> = None;
+    let mut best: Option<(CursorScore, Field, TimeFormat, Order)> = None;
     for field in fields(records) {
         let Some(rank) = time_rank(&field.name) else {
             continue;
