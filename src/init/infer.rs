@@ -929,11 +929,14 @@ pub fn guess_pagination(
         })
         .map(|member| member.path.clone());
     let size = int_param(observed.params, PAGE_SIZE_PARAMS);
+    // Without a size parameter the page holds the API's default page size: offsets must
+    // step by it, or records past it would be skipped.
+    let default_size = if count > 0 { count as u64 } else { 100 };
     if let Some((page_param, start)) = int_param(observed.params, &["page", "pagenumber", "pagenum", "p"]) {
         return PaginationGuess::PageNumber {
             page_param: page_param.to_owned(),
             page_size_param: size.map(|(name, _)| name.to_owned()),
-            page_size: size.map_or(100, |(_, value)| value.max(1)),
+            page_size: size.map_or(default_size, |(_, value)| value.max(1)),
             start_page: start.min(1),
             total_pages_path: total_pages,
         };
@@ -943,7 +946,7 @@ pub fn guess_pagination(
         return PaginationGuess::Offset {
             offset_param: offset.map_or("offset", |(name, _)| name).to_owned(),
             limit_param: size.map_or("limit", |(name, _)| name).to_owned(),
-            limit: size.map_or(100, |(_, value)| value.max(1)),
+            limit: size.map_or(default_size, |(_, value)| value.max(1)),
             total_path: total,
             assumed: offset.is_none(),
         };
@@ -1166,6 +1169,15 @@ mod tests {
             }
         );
         assert_eq!(proposal.incremental, CursorGuess::None);
+    }
+
+    #[test]
+    fn without_a_size_parameter_offsets_step_by_the_page_seen() {
+        let body = json!({"items": [{"sku": "A-1"}, {"sku": "A-2"}, {"sku": "A-3"}], "total": 120});
+        let PaginationGuess::Offset { limit, assumed, .. } = propose_for(&body, false, &[], &[]).pagination else {
+            panic!()
+        };
+        assert_eq!((limit, assumed), (3, true));
     }
 
     #[test]

@@ -460,7 +460,7 @@ fn render_pagination(lines: &mut Lines, proposal: &Proposal) {
             match page_size_param {
                 Some(size) => why.push_str(&format!(", {page_size} records each (`{size}`)")),
                 None => why.push_str(&format!(
-                    ", TODO the API's page size (assumed {page_size}; add page_size_param if it takes one)"
+                    ", TODO check the API's page size ({page_size} records on this page; add page_size_param if it takes one)"
                 )),
             }
             match total_pages_path {
