@@ -21,6 +21,7 @@ pub mod events;
 pub mod extract;
 pub mod hash;
 pub mod http;
+pub mod init;
 pub mod landing;
 pub mod lease;
 pub mod logging;

@@ -89,6 +89,9 @@ pub enum Command {
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         older_than: std::time::Duration,
     },
+    /// Propose a connector config from one page of an API: records_path, primary key,
+    /// pagination and incremental cursor, written as commented YAML (to -o FILE or stdout).
+    Init(InitArgs),
     /// Serve a sample API on loopback and land it into a local folder.
     Demo {
         /// Landing folder.
@@ -166,6 +169,87 @@ pub struct RunArgs {
     /// source.max_run_duration.
     #[arg(long, value_parser = parse_duration)]
     pub max_duration: Option<std::time::Duration>,
+}
+
+/// `source.auth` kinds `init` can write (hmac is configured by hand).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitAuth {
+    None,
+    Bearer,
+    Basic,
+    #[value(name = "api_key", alias = "api-key")]
+    ApiKey,
+    Oauth2,
+}
+
+/// `landfall init`. Secrets are named by environment variable (`--token-env NAME`) and
+/// written as `${env:NAME}`; their values are read only to send the one request.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The API root, e.g. https://api.example.com/v1.
+    #[arg(long)]
+    pub base_url: String,
+    /// The endpoint that lists records, relative to --base-url, e.g. /customers.
+    #[arg(long)]
+    pub path: String,
+    /// The source's name ([a-z][a-z0-9_]*). Default: from the host (api.github.com -> github).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The stream's name. Default: from the path (/v1/customers -> customers).
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// A query parameter of the request (repeatable), e.g. --param per_page=2. A
+    /// "changed since" one (since, updated_since, start_time, created[gte], ...) holding a
+    /// time becomes the incremental bound; page, offset and size ones become pagination.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// A header sent with every request (repeatable), e.g. --header 'Accept: application/json'.
+    /// Not for credentials: use the auth flags.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// The auth kind. Default: from the auth flags given (none without any).
+    #[arg(long, value_enum)]
+    pub auth: Option<InitAuth>,
+    /// bearer: the variable holding the token.
+    #[arg(long, value_name = "ENV")]
+    pub token_env: Option<String>,
+    /// basic: the user name as text; may contain references (`${env:EMAIL}/token`).
+    #[arg(long, conflicts_with = "username_env")]
+    pub username: Option<String>,
+    /// basic: the variable holding the user name (some APIs take the key as user name).
+    #[arg(long, value_name = "ENV")]
+    pub username_env: Option<String>,
+    /// basic: the variable holding the password.
+    #[arg(long, value_name = "ENV")]
+    pub password_env: Option<String>,
+    /// api_key: the header carrying the key and the variable holding it, e.g. X-Api-Key=API_KEY.
+    #[arg(long, value_name = "HEADER=ENV", conflicts_with = "query_env")]
+    pub header_env: Option<String>,
+    /// api_key: the query parameter carrying the key and the variable holding it, e.g. app_id=APP_ID.
+    #[arg(long, value_name = "PARAM=ENV")]
+    pub query_env: Option<String>,
+    /// oauth2: the token endpoint.
+    #[arg(long)]
+    pub token_url: Option<String>,
+    /// oauth2: the client id (not a secret).
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// oauth2: the variable holding the client secret.
+    #[arg(long, value_name = "ENV")]
+    pub client_secret_env: Option<String>,
+    /// oauth2: the variable holding a refresh token (the refresh_token flow; without it,
+    /// client_credentials).
+    #[arg(long, value_name = "ENV")]
+    pub refresh_token_env: Option<String>,
+    /// oauth2: a scope to request (repeatable).
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// Write the config here instead of stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Overwrite the -o file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! printed once and mapped to the contract's exit codes.
 
 mod args;
+mod init;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -228,6 +229,7 @@ async fn execute(cli: Cli) -> Exit {
             delete,
             older_than,
         } => orphans(config, delete, older_than).await,
+        Command::Init(args) => init::init(args).await,
         Command::Demo { landing, serve, port } => demo(landing, serve, port).await,
     }
 }

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use secret::{Secret, is_reference};
+pub use secret::{Secret, is_credential_name, is_reference};
 pub use units::{ByteSize, HumanDuration};
 
 /// Errors from reading, parsing or validating a connector config.

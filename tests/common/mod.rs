@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod servers;
+pub mod vendors;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
