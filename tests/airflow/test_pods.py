@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import types
 
@@ -195,6 +196,23 @@ def test_dbt_pod(demo_dag):
     assert env["DBT_TARGET_PATH"].startswith("/tmp/") and env["DBT_LOG_PATH"].startswith("/tmp/")
     assert dbt.security_context.read_only_root_filesystem is True
     assert pod.metadata.labels["app.kubernetes.io/component"] == "transformer"
+
+
+def test_dbt_pod_stages_external_sources_first_when_asked(demo_dag):
+    """dbt.stage_external_sources: the external tables are (re)created, then dbt build runs."""
+    dag = demo_dag(
+        "dbt: {image: 'registry.example.com/analytics-dbt:1.4.0', stage_external_sources: true,"
+        " target: prod, project_dir: /dbt}\n"
+    )
+    [dbt] = build_pod(dag.get_task("dbt_build")).spec.containers
+    assert dbt.command[:2] == ["/bin/sh", "-c"] and dbt.args == []
+    script = dbt.command[2]
+    stage, build = script.split(" && exec ")
+    assert shlex.split(stage) == [
+        "dbt", "run-operation", "landfall.stage_external_sources", "--args", "{select: demo}",
+        "--project-dir", "/dbt", "--target", "prod",
+    ]  # fmt: skip
+    assert shlex.split(build) == ["dbt", "build", "--select", "source:demo+", "--project-dir", "/dbt", "--target", "prod"]
 
 
 def test_the_openlineage_parent_is_templated_into_the_pod(demo_dag):
