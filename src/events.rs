@@ -37,6 +37,7 @@ pub const STALE_UPLOAD_CLEANED: &str = "stale_upload_cleaned";
 pub const CONDITIONAL_WRITE_UNAVAILABLE: &str = "conditional_write_unavailable";
 pub const WINDOW_END_IGNORED: &str = "window_end_ignored";
 pub const CHECKPOINT_HELD: &str = "checkpoint_held";
+pub const CURSOR_UNPARSEABLE: &str = "cursor_unparseable";
 pub const LEASE_RENEWAL_FAILED: &str = "lease_renewal_failed";
 pub const LEASE_RELEASE_FAILED: &str = "lease_release_failed";
 pub const METRICS_EXPORTED: &str = "metrics_exported";
@@ -71,6 +72,7 @@ pub const ALL: &[&str] = &[
     CONDITIONAL_WRITE_UNAVAILABLE,
     WINDOW_END_IGNORED,
     CHECKPOINT_HELD,
+    CURSOR_UNPARSEABLE,
     LEASE_RENEWAL_FAILED,
     LEASE_RELEASE_FAILED,
     METRICS_EXPORTED,
@@ -274,6 +276,12 @@ impl Events {
     /// run lands its window but leaves the checkpoint where it is.
     pub fn checkpoint_held(&self, stream: &str, start: &str, checkpoint: Option<&str>) {
         warn!(event = CHECKPOINT_HELD, run_id = %self.run_id, source = %self.source, stream, start, checkpoint, "the window starts after the checkpoint; it is landed but the checkpoint stays where it is");
+    }
+
+    /// Records carried a cursor value that does not parse in the stream's `incremental.format`:
+    /// they are landed, but cannot move the checkpoint.
+    pub fn cursor_unparseable(&self, stream: &str, field: &str, format: &str, rows: u64, example: &str) {
+        warn!(event = CURSOR_UNPARSEABLE, run_id = %self.run_id, source = %self.source, stream, field, format, rows, example = %crate::redact::scrub(example), "cursor values do not parse in the stream's incremental.format; those records cannot move the checkpoint");
     }
 
     /// Renewing a stream's lease failed; the renewer tries again at its next tick.

@@ -364,3 +364,46 @@ async fn a_stale_writer_woken_after_a_takeover_never_moves_the_checkpoint_back()
         .count();
     assert!(lost > 0, "{}", stderr(&woken));
 }
+
+#[tokio::test]
+async fn cursor_values_in_another_format_are_landed_with_a_warning_and_hold_the_checkpoint() {
+    // The config says integer; the API sends RFC 3339 text in updated_at. (Time formats
+    // accept RFC 3339 too, so only a mismatch like this one leaves values unparseable.)
+    let source = Source::new(records(120));
+    let base = source.serve().await;
+    let ws = Workspace::new();
+    let text = records_config(&base, "", "").replace("start: '2024-01-01T00:00:00Z'", "start: '0', format: integer");
+    let config = ws.config(&text);
+    let output = run(&config, &[]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines = events(&output);
+    let warning = lines
+        .iter()
+        .find(|line| line["event"] == "cursor_unparseable")
+        .unwrap_or_else(|| panic!("no cursor_unparseable event: {}", stderr(&output)));
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(
+        (
+            &warning["stream"],
+            &warning["field"],
+            &warning["format"],
+            &warning["rows"]
+        ),
+        (
+            &Value::from("records"),
+            &Value::from("updated_at"),
+            &Value::from("integer"),
+            &Value::from(120)
+        )
+    );
+    assert!(warning["example"].as_str().unwrap().starts_with("2024-01-01T"));
+    // every record landed, and none could move the checkpoint past the start
+    assert_eq!(ws.lines("src", "records").len(), 120);
+    let checkpoint = ws
+        .state("src", "records")
+        .and_then(|state| state["cursor"].as_str().map(ToOwned::to_owned));
+    assert!(
+        checkpoint.as_deref().is_none_or(|cursor| cursor == "0"),
+        "{checkpoint:?}"
+    );
+}

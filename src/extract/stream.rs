@@ -294,6 +294,10 @@ struct WriteStats {
     /// Largest cursor among stored records.
     stored_cursor: Option<Cursor>,
     parent_keys: Vec<ParentKey>,
+    /// Stored records whose cursor value does not parse in the stream's format, and the
+    /// first such value.
+    cursor_unparseable_rows: u64,
+    cursor_unparseable_example: Option<String>,
 }
 
 /// Where the writer stands on checkpoints.
@@ -508,6 +512,18 @@ impl StreamJob {
             duration_seconds: 0.0,
             rate_limit_waits_seconds: 0.0,
         };
+        if let (Some(incremental), Some(example)) = (
+            self.stream.incremental.as_ref(),
+            write_stats.cursor_unparseable_example.as_deref(),
+        ) {
+            self.events.cursor_unparseable(
+                &self.stream.name,
+                &incremental.cursor_field,
+                &incremental.cursor_format().to_string(),
+                write_stats.cursor_unparseable_rows,
+                example,
+            );
+        }
         match (&error, &report.error) {
             (Some(error), Some(record)) if !error.stops_cleanly() => {
                 self.events.stream_failed(&self.stream.name, error.stage(), record)
@@ -1095,6 +1111,13 @@ impl StreamJob {
                         continue;
                     }
                     writer.append(&line).await?;
+                    if record.cursor.is_some() && record.cursor_value.is_none() {
+                        stats.cursor_unparseable_rows += 1;
+                        if stats.cursor_unparseable_example.is_none() {
+                            stats.cursor_unparseable_example =
+                                record.cursor.as_deref().map(|text| text.chars().take(64).collect());
+                        }
+                    }
                     if let (Some(value), Some(typed)) = (record.cursor, record.cursor_value) {
                         checkpoint.open_cursor = cursor::max(checkpoint.open_cursor.take(), typed);
                         if let Some(id) = record.id {
