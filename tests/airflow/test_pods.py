@@ -188,12 +188,23 @@ def test_dbt_pod(demo_dag):
     [dbt] = pod.spec.containers
     assert dbt.name == "dbt"
     assert dbt.image == "registry.example.com/analytics-dbt:1.4.0"
-    assert dbt.command == ["dbt"]
-    assert dbt.args == ["build", "--select", "source:demo+"]
+    # the build, then freshness of the source: a stale source fails the pod and so the task
+    assert dbt.command == [
+        "/bin/sh", "-c",
+        "dbt build --select source:demo+ && exec dbt source freshness --select source:demo",
+    ]
+    assert dbt.args == []
     env = {item.name: item.value for item in dbt.env}
     assert env["DBT_TARGET_PATH"].startswith("/tmp/") and env["DBT_LOG_PATH"].startswith("/tmp/")
     assert dbt.security_context.read_only_root_filesystem is True
     assert pod.metadata.labels["app.kubernetes.io/component"] == "transformer"
+
+
+def test_dbt_pod_without_freshness(demo_dag):
+    dag = demo_dag("dbt: {image: 'registry.example.com/analytics-dbt:1.4.0', freshness: false, project_dir: /dbt}\n")
+    [dbt] = build_pod(dag.get_task("dbt_build")).spec.containers
+    assert dbt.command == ["dbt"]
+    assert dbt.args == ["build", "--select", "source:demo+", "--project-dir", "/dbt"]
 
 
 def test_run_without_data_interval_lets_landfall_use_its_state(demo_dag):
