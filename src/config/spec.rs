@@ -464,7 +464,9 @@ fn deletes() -> Value {
             ),
             (
                 "key",
-                string_list("Fields of a deletes record holding the removed record's primary key, one per primary_key field, in order"),
+                string_list(
+                    "Fields of a deletes record holding the removed record's primary key, one per primary_key field, in order",
+                ),
             ),
             ("pagination", pagination()),
             (
@@ -475,7 +477,9 @@ fn deletes() -> Value {
     );
     schema["type"] = json!(["object", "null"]);
     schema["default"] = Value::Null;
-    schema["description"] = json!("An endpoint listing removed records; lands as stream <name>__deletes and marks is_deleted in dbt staging");
+    schema["description"] = json!(
+        "An endpoint listing removed records; lands as stream <name>__deletes and marks is_deleted in dbt staging"
+    );
     schema
 }
 

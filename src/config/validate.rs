@@ -393,7 +393,10 @@ fn validate_deletes(at: &str, stream: &StreamConfig, names: &HashSet<&str>) -> R
     if stream.primary_key.is_empty() {
         return Err(ConfigError::invalid(
             &at,
-            format!("stream `{}` needs a primary_key: deletes name the keys they remove", stream.name),
+            format!(
+                "stream `{}` needs a primary_key: deletes name the keys they remove",
+                stream.name
+            ),
         ));
     }
     if companion.primary_key.len() != stream.primary_key.len() {
@@ -960,7 +963,10 @@ mod tests {
             message.starts_with("streams[0].deletes: lands as stream `c__deletes`, which the config already defines"),
             "{message}"
         );
-        let long = format!("{{name: {}, path: /c, primary_key: [id], deletes: {{path: /d, key: [id]}}}}", "c".repeat(60));
+        let long = format!(
+            "{{name: {}, path: /c, primary_key: [id], deletes: {{path: /d, key: [id]}}}}",
+            "c".repeat(60)
+        );
         let message = load(&config_with_stream(&long)).unwrap_err().to_string();
         assert!(message.contains("longer than 64 characters"), "{message}");
     }

@@ -465,7 +465,10 @@ mod tests {
     #[tokio::test]
     async fn an_empty_part_is_a_valid_empty_file() {
         let landing = Landing::memory();
-        for (compression, name) in [(Compression::Gzip, "part-00000.jsonl.gz"), (Compression::None, "part-00000.jsonl")] {
+        for (compression, name) in [
+            (Compression::Gzip, "part-00000.jsonl.gz"),
+            (Compression::None, "part-00000.jsonl"),
+        ] {
             let mut writer = PartWriter::new(landing.clone(), dirs(), compression, gzip_limits(1 << 20));
             assert!(writer.finish().await.unwrap().is_none(), "nothing open, nothing stored");
             writer.open_empty();

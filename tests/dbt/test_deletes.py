@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,8 +22,6 @@ from urllib.parse import parse_qs, urlparse
 
 import landing
 import real_landfall
-import subprocess
-import os
 
 
 class Api:
@@ -141,6 +141,11 @@ def test_full_refresh_snapshots_and_a_deletes_endpoint_mark_deletes(project, lan
             "'time_format': 'unix_seconds'}) }}\n"
         )
         assert not (models / "staging" / "shop" / "stg_shop__tickets__deletes.sql").exists()
+        # the Python reference of the sources format agrees, companion table included
+        import sources_format
+        import yaml
+
+        assert (models / "sources" / "shop.yml").read_text() == sources_format.render_sources(yaml.safe_load(config.read_text()))
 
         def deleted(model: str) -> dict:
             return {
