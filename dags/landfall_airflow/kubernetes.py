@@ -206,7 +206,8 @@ def landfall_task(
 
 
 def dbt_task(*, task_id: str, source: str, settings: dict[str, Any], **task_kwargs: Any) -> LandfallPodOperator:
-    """A pod running `dbt build --select source:<source>+` in the dbt image."""
+    """A pod running `dbt build --select source:<source>+` in the dbt image, then (with
+    `dbt.freshness`) `dbt source freshness --select source:<source>`."""
     kube, dbt = settings["kubernetes"], settings["dbt"]
     tmp_volume, tmp_mount = _tmp_volume(kube)
     arguments = ["build", "--select", dbt["select"]]
@@ -225,10 +226,15 @@ def dbt_task(*, task_id: str, source: str, settings: dict[str, Any], **task_kwar
         **kube["labels"],
     }
     cmds = ["dbt"]
+    steps = [["dbt", *arguments]]
     if dbt["stage_external_sources"]:
         # external tables first (dbt/macros/external_tables), then the build, in one pod
-        stage = ["dbt", "run-operation", "landfall.stage_external_sources", "--args", f"{{select: {source}}}", *location_flags]
-        cmds = ["/bin/sh", "-c", shlex.join(stage) + " && exec " + shlex.join(["dbt", *arguments])]
+        steps.insert(0, ["dbt", "run-operation", "landfall.stage_external_sources", "--args", f"{{select: {source}}}", *location_flags])
+    if dbt["freshness"]:
+        # a stale source fails the pod, so the task (and on_failure_callback)
+        steps.append(["dbt", "source", "freshness", "--select", f"source:{source}", *location_flags])
+    if len(steps) > 1:
+        cmds = ["/bin/sh", "-c", " && ".join(shlex.join(step) for step in steps[:-1]) + " && exec " + shlex.join(steps[-1])]
         arguments = []
     return LandfallPodOperator(
         task_id=task_id,

@@ -142,7 +142,8 @@ def dbt_configured(settings: dict[str, Any]) -> bool:
 
 
 def dbt_command(source: str, select: str, settings: dict[str, Any]) -> str:
-    """`LANDFALL_DBT_COMMAND`, else `local.dbt_command`, else dbt build on the repo's dbt project.
+    """`LANDFALL_DBT_COMMAND`, else `local.dbt_command`, else dbt build on the repo's dbt project
+    followed (with `dbt.freshness`) by `dbt source freshness` of the connector's source.
 
     `{source}` and `{select}` in a configured command are replaced by the connector's values.
     """
@@ -152,6 +153,8 @@ def dbt_command(source: str, select: str, settings: dict[str, Any]) -> str:
     quoted = shlex.quote(str(dbt_project_dir()))
     dirs = f"--project-dir {quoted} --profiles-dir {quoted}"
     build = f"dbt build --select {shlex.quote(select)} {dirs}"
+    if settings["dbt"]["freshness"]:
+        build += f" && dbt source freshness --select {shlex.quote('source:' + source)} {dirs}"
     if settings["dbt"]["stage_external_sources"]:
         stage_args = shlex.quote(f"{{select: {source}}}")
         return f"dbt run-operation landfall.stage_external_sources --args {stage_args} {dirs} && {build}"

@@ -101,6 +101,9 @@ DEFAULTS: dict[str, Any] = {
         # true on warehouses (external tables): run `dbt run-operation
         # landfall.stage_external_sources --args '{select: <source>}'` before the build
         "stage_external_sources": False,
+        # after the build, `dbt source freshness --select source:<source>`: a source past its
+        # error_after fails the task (and calls on_failure_callback); warn_after only warns
+        "freshness": True,
         "pool": None,  # null = Airflow's default_pool
         "retries": 1,
         "execution_timeout": "1h",
@@ -280,6 +283,8 @@ def resolve(raw: dict[str, Any], *, source: str, streams: tuple[str, ...], origi
     for key in _DURATION_KEYS:
         settings[key] = parse_duration(settings[key], key=key, origin=origin)
     dbt["execution_timeout"] = parse_duration(dbt["execution_timeout"], key="dbt.execution_timeout", origin=origin)
+    if not isinstance(dbt["freshness"], bool):
+        raise SettingsError(f"{origin}: dbt.freshness must be true or false")
     try:
         pendulum.timezone(settings["timezone"])
     except Exception as error:

@@ -131,7 +131,9 @@
 
 
 {#
-  Manifest rows flattened to one row per (run, stream) and per (run, stream, file), for the
+  Manifest rows flattened to one row per (run, stream) (run_id, run_status, started_at,
+  stream_name, stream_status, sync_mode, rows_written, dead_letter_rows, files) and per
+  (run, stream, file), for the
   manifests matching `where` (a SQL predicate on the manifest table's columns). duckdb is the
   default implementation (tested); Snowflake, BigQuery, Databricks/Spark and Redshift
   Spectrum have their own (checked by `dbt parse` only: no warehouse reachable in the tests).
@@ -144,20 +146,26 @@
   select
       run_id,
       status as run_status,
+      started_at,
       stream.name as stream_name,
       stream.status as stream_status,
+      stream.sync_mode as sync_mode,
       stream.rows_written as rows_written,
+      stream.dead_letter_rows as dead_letter_rows,
       stream.files as files
-  from (select run_id, status, unnest(streams) as stream from {{ manifests }} where {{ where }}) as manifest_streams
+  from (select run_id, status, started_at, unnest(streams) as stream from {{ manifests }} where {{ where }}) as manifest_streams
 {%- endmacro %}
 
 {% macro snowflake__landfall_manifest_streams(manifests, where) -%}
   select
       m.run_id,
       m.status as run_status,
+      m.started_at,
       s.value:name::varchar as stream_name,
       s.value:status::varchar as stream_status,
+      s.value:sync_mode::varchar as sync_mode,
       s.value:rows_written::number as rows_written,
+      s.value:dead_letter_rows::number as dead_letter_rows,
       s.value:files as files
   from {{ manifests }} as m, lateral flatten(input => m.streams) as s
   where {{ where }}
@@ -167,9 +175,12 @@
   select
       m.run_id,
       m.status as run_status,
+      m.started_at,
       s.name as stream_name,
       s.status as stream_status,
+      s.sync_mode as sync_mode,
       s.rows_written as rows_written,
+      s.dead_letter_rows as dead_letter_rows,
       s.files as files
   from {{ manifests }} as m cross join unnest(m.streams) as s
   where {{ where }}
@@ -179,20 +190,26 @@
   select
       run_id,
       status as run_status,
+      started_at,
       stream.name as stream_name,
       stream.status as stream_status,
+      stream.sync_mode as sync_mode,
       stream.rows_written as rows_written,
+      stream.dead_letter_rows as dead_letter_rows,
       stream.files as files
-  from (select run_id, status, explode(streams) as stream from {{ manifests }} where {{ where }}) as manifest_streams
+  from (select run_id, status, started_at, explode(streams) as stream from {{ manifests }} where {{ where }}) as manifest_streams
 {%- endmacro %}
 
 {% macro redshift__landfall_manifest_streams(manifests, where) -%}
   select
       m.run_id,
       m.status as run_status,
+      m.started_at,
       s.name as stream_name,
       s.status as stream_status,
-      s.rows_written as rows_written
+      s.sync_mode as sync_mode,
+      s.rows_written as rows_written,
+      s.dead_letter_rows as dead_letter_rows
   from {{ manifests }} as m, m.streams as s
   where {{ where }}
 {%- endmacro %}
@@ -273,3 +290,24 @@
 {% macro default__landfall_incremental_strategy() %}
   {{- return('merge') -}}
 {% endmacro %}
+
+
+{#
+  A cursor value (text, as the source gave it) in `time_format` as a timestamp, null when it
+  does not parse: rfc3339, date, unix_seconds, unix_millis; none gives null.
+#}
+{% macro landfall_cursor_timestamp(expression, time_format) %}
+  {{- return(adapter.dispatch('landfall_cursor_timestamp', 'landfall')(expression, time_format)) -}}
+{% endmacro %}
+
+{% macro default__landfall_cursor_timestamp(expression, time_format) -%}
+  {%- if time_format == 'rfc3339' -%}
+    {{ landfall.landfall_cast(expression, 'timestamp', safe=true) }}
+  {%- elif time_format == 'date' -%}
+    {{ landfall.landfall_cast(landfall.landfall_cast(expression, 'date', safe=true), 'timestamp', safe=true) }}
+  {%- elif time_format in ('unix_seconds', 'unix_millis') -%}
+    to_timestamp(try_cast({{ expression }} as double){{ ' / 1000' if time_format == 'unix_millis' }})
+  {%- else -%}
+    cast(null as {{ landfall.landfall_sql_type('timestamp') }})
+  {%- endif -%}
+{%- endmacro %}

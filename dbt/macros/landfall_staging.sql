@@ -15,8 +15,20 @@
   Var `landfall_partition_lookback_days` (default unset) also skips extracted_date
   partitions older than that many days before the newest staged row: set it only when no
   run lasts longer than that.
+
+  Hard deletes (dbt/README.md, "Deletes"):
+  - snapshot_deletes=true (full-refresh streams): a key is deleted when a complete snapshot
+    of the stream started after its kept version was extracted (the key was absent from it);
+    deleted_at is the start of the first such snapshot. A complete snapshot is a manifest
+    entry of this stream with status succeeded, sync_mode full_refresh and no dead letters,
+    in a run whose manifest (the commit marker) says succeeded or partial. Parts without a
+    manifest, failed streams and dead-lettering snapshots never delete anything.
+  - deletes={'stream': S, 'time_format': F}: keys listed by companion table S (the
+    stream's deletes endpoint) are deleted for good; deleted_at is S's cursor read in
+    format F (rfc3339, date, unix_seconds, unix_millis, none), else when it was extracted.
+  A delete_marker on the kept version wins over both (its deleted_at is kept).
 #}
-{% macro landfall_staging(source_name, stream_name) %}
+{% macro landfall_staging(source_name, stream_name, snapshot_deletes=false, deletes=none) %}
 {{ config(
     materialized='incremental',
     unique_key='_source_record_id',
@@ -25,6 +37,8 @@
 ) }}
 
 {%- set landed_relation = source(source_name, stream_name) -%}
+{%- set manifests_relation = source(source_name, '_manifests') if snapshot_deletes else none -%}
+{%- set deletes_relation = source(source_name, deletes['stream']) if deletes else none -%}
 {%- set spec = landfall.landfall_stream_spec(source_name, stream_name) -%}
 {%- set declared = spec.get('columns') or {} -%}
 {%- set primary_key = spec.get('primary_key') or [] -%}
@@ -66,6 +80,13 @@
   {%- set deleted_at = 'cast(null as ' ~ landfall.landfall_sql_type('timestamp') ~ ')' -%}
 {%- endif -%}
 
+{#- is_deleted / deleted_at of a winner: the marker, then the deletes endpoint, then absence -#}
+{%- set null_timestamp = 'cast(null as ' ~ landfall.landfall_sql_type('timestamp') ~ ')' -%}
+{%- set removed_at = 'removed.removed_at' if deletes else null_timestamp -%}
+{%- set absent_since = 'absent.absent_since' if snapshot_deletes else null_timestamp -%}
+{%- set final_is_deleted = '(' ~ is_deleted ~ ' or ' ~ removed_at ~ ' is not null or ' ~ absent_since ~ ' is not null)' -%}
+{%- set final_deleted_at = 'case when ' ~ is_deleted ~ ' then ' ~ deleted_at ~ ' else coalesce(' ~ removed_at ~ ', ' ~ absent_since ~ ') end' -%}
+
 with landed as (
     select * from {{ landed_relation }}
     {%- if is_incremental() %}
@@ -98,6 +119,34 @@ parsed as (
     from landed
 ),
 
+{%- if snapshot_deletes %}
+
+snapshots as (
+    select distinct started_at
+    from ({{ landfall.landfall_manifest_streams(manifests_relation) }}) as manifest_streams
+    where stream_name = '{{ stream_name | replace("'", "''") }}'
+      and run_status in ('succeeded', 'partial')
+      and stream_status = 'succeeded'
+      and sync_mode = 'full_refresh'
+      and coalesce(dead_letter_rows, 0) = 0
+),
+
+latest_snapshot as (
+    select max(started_at) as started_at from snapshots
+),
+{%- endif %}
+{%- if deletes %}
+
+removed as (
+    select
+        _source_record_id,
+        max(coalesce({{ landfall.landfall_cursor_timestamp('_source_updated_at', deletes.get('time_format')) }}, _extracted_at)) as removed_at
+    from {{ deletes_relation }}
+    where _source_record_id is not null
+    group by _source_record_id
+),
+{%- endif %}
+
 candidates as (
     select * from parsed
     {%- if is_incremental() %}
@@ -109,6 +158,12 @@ candidates as (
         {%- endfor %}
     from {{ this }}
     where _source_record_id in (select _source_record_id from parsed)
+    {%- if snapshot_deletes %}
+       or (not coalesce(is_deleted, false) and _extracted_at < (select started_at from latest_snapshot))
+    {%- endif %}
+    {%- if deletes %}
+       or (not coalesce(is_deleted, false) and _source_record_id in (select _source_record_id from removed))
+    {%- endif %}
     {%- endif %}
 ),
 
@@ -126,10 +181,46 @@ ranked as (
     from candidates
 )
 
+{%- if not (snapshot_deletes or deletes) %}
+
 select
     {%- for column in output_columns %}
     {{ adapter.quote(column) }}{{ ',' if not loop.last }}
     {%- endfor %}
 from ranked
 where _landfall_version_rank = 1
+{%- else %},
+
+winners as (
+    select * from ranked where _landfall_version_rank = 1
+)
+{%- if snapshot_deletes %},
+
+absent as (
+    select winners._source_record_id, min(snapshots.started_at) as absent_since
+    from winners
+    join snapshots on snapshots.started_at > winners._extracted_at
+    where winners._extracted_at < (select started_at from latest_snapshot)
+    group by winners._source_record_id
+)
+{%- endif %}
+
+select
+    {%- for column in output_columns %}
+    {%- if column == 'is_deleted' %}
+    {{ final_is_deleted }} as is_deleted
+    {%- elif column == 'deleted_at' %}
+    {{ final_deleted_at }} as deleted_at
+    {%- else %}
+    winners.{{ adapter.quote(column) }}
+    {%- endif %}{{ ',' if not loop.last }}
+    {%- endfor %}
+from winners
+{%- if snapshot_deletes %}
+left join absent on absent._source_record_id = winners._source_record_id
+{%- endif %}
+{%- if deletes %}
+left join removed on removed._source_record_id = winners._source_record_id
+{%- endif %}
+{%- endif %}
 {% endmacro %}

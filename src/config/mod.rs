@@ -897,6 +897,56 @@ pub struct StreamConfig {
     /// error after 50h.
     #[serde(default, deserialize_with = "present")]
     pub freshness: Option<Option<Freshness>>,
+    /// An endpoint listing removed records (Stripe `events` of type `*.deleted`, Zendesk
+    /// `deleted_tickets`). Its records land in the companion stream `<name>__deletes`, and
+    /// the staging model marks the keys they name `is_deleted`. Default: none.
+    #[serde(default)]
+    pub deletes: Option<DeletesConfig>,
+    /// Set on the companion stream built from another stream's `deletes`: that stream's
+    /// name. Never read from the config.
+    #[serde(skip)]
+    pub deletes_of: Option<String>,
+}
+
+/// `streams[].deletes`: an endpoint that lists removed records. It is requested like a
+/// stream (same source, auth, rate limit) and lands as the stream `<name>__deletes`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeletesConfig {
+    /// Path appended to `source.base_url`.
+    pub path: String,
+    /// Default: GET.
+    #[serde(default)]
+    pub method: Method,
+    /// Query parameters (merged over `source.params`), e.g. `{type: customer.deleted}`.
+    /// Default: none.
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Headers (merged over `source.headers`). Default: none.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// JSON body for POST. Default: none.
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+    /// JSON pointer to the records array; `""` means the document is the array. Default: `""`.
+    #[serde(default)]
+    pub records_path: String,
+    /// Fields of a deletes record (JSON pointers or top-level names) holding the removed
+    /// record's primary key, one per field of the stream's `primary_key`, in its order
+    /// (Stripe events: `[/data/object/id]`). Required.
+    pub key: Vec<String>,
+    /// Default: `{type: none}`.
+    #[serde(default)]
+    pub pagination: PaginationConfig,
+    /// Read only deletions since the checkpoint; its `cursor_field` is when the record was
+    /// removed (`deleted_at` in staging). Default: none (the whole list every run).
+    #[serde(default)]
+    pub incremental: Option<IncrementalConfig>,
+}
+
+/// The name of the companion stream that lands the `deletes` endpoint of stream `name`.
+pub fn deletes_stream_name(name: &str) -> String {
+    format!("{name}__deletes")
 }
 
 /// When a failed POST may be sent again. A request that never reached the source (no
@@ -962,6 +1012,41 @@ fn default_max_dead_letter_ratio() -> f64 {
 }
 
 impl StreamConfig {
+    /// The companion stream that lands this stream's `deletes` endpoint, if it has one: the
+    /// endpoint's request and paging, keyed by the removed record's key, nothing else.
+    pub fn deletes_stream(&self) -> Option<StreamConfig> {
+        let deletes = self.deletes.as_ref()?;
+        Some(StreamConfig {
+            name: deletes_stream_name(&self.name),
+            path: deletes.path.clone(),
+            description: Some(format!(
+                "Records removed from stream `{}`, listed by its deletes endpoint.",
+                self.name
+            )),
+            method: deletes.method,
+            params: deletes.params.clone(),
+            headers: deletes.headers.clone(),
+            body: deletes.body.clone(),
+            records_path: deletes.records_path.clone(),
+            primary_key: deletes.key.clone(),
+            pagination: deletes.pagination.clone(),
+            incremental: deletes.incremental.clone(),
+            required: Vec::new(),
+            schema: None,
+            max_dead_letter_ratio: self.max_dead_letter_ratio,
+            redact: Vec::new(),
+            idempotency_key: self.idempotency_key,
+            retry_post: self.retry_post,
+            parent: None,
+            on_breaking_drift: DriftAction::Warn,
+            columns: serde_json::Map::new(),
+            delete_marker: None,
+            freshness: None,
+            deletes: None,
+            deletes_of: Some(self.name.clone()),
+        })
+    }
+
     pub fn sync_mode(&self) -> &'static str {
         if self.incremental.is_some() {
             "incremental"
@@ -1164,7 +1249,20 @@ impl ConnectorConfig {
         };
         // An error about a resolved value names its reference, never the value.
         config.validate().map_err(|error| resolved.mask(error))?;
+        let config = config.with_deletes_streams();
         Ok(LoadedConfig { config, config_sha256 })
+    }
+
+    /// The config with each stream's `deletes` companion stream right after it.
+    fn with_deletes_streams(mut self) -> ConnectorConfig {
+        let mut streams = Vec::with_capacity(self.streams.len());
+        for stream in std::mem::take(&mut self.streams) {
+            let companion = stream.deletes_stream();
+            streams.push(stream);
+            streams.extend(companion);
+        }
+        self.streams = streams;
+        self
     }
 
     fn check_secret_fields(&self) -> Result<(), ConfigError> {
@@ -1204,6 +1302,13 @@ impl ConnectorConfig {
         check_base_url_secrets(&self.source.base_url)?;
         for (stream_index, stream) in self.streams.iter().enumerate() {
             check_named(&format!("streams[{stream_index}]"), &stream.headers, &stream.params)?;
+            if let Some(deletes) = &stream.deletes {
+                check_named(
+                    &format!("streams[{stream_index}].deletes"),
+                    &deletes.headers,
+                    &deletes.params,
+                )?;
+            }
             for (rule_index, rule) in stream.redact.iter().enumerate() {
                 if let Some(salt) = &rule.salt
                     && !is_reference(salt.expose())

@@ -435,8 +435,56 @@ fn stream() -> Value {
                     ]),
                 }),
             ),
+            ("deletes", deletes()),
         ],
     )
+}
+
+/// `streams[].deletes`: an endpoint listing removed records, landed as `<stream>__deletes`.
+fn deletes() -> Value {
+    let mut schema = object(
+        "Deletes endpoint",
+        &["path", "key"],
+        vec![
+            ("path", string("Path appended to source.base_url")),
+            ("method", enumeration("HTTP method", &["GET", "POST"], "GET")),
+            ("params", scalar_map("Query parameters, e.g. {type: customer.deleted}")),
+            ("headers", string_map("Headers")),
+            (
+                "body",
+                json!({"type": ["object", "null"], "description": "JSON body for POST", "default": null}),
+            ),
+            (
+                "records_path",
+                with(
+                    with(
+                        string("JSON pointer to the records array; empty = the document is the array"),
+                        "pattern",
+                        json!(POINTER_PATTERN),
+                    ),
+                    "default",
+                    json!(""),
+                ),
+            ),
+            (
+                "key",
+                string_list(
+                    "Fields of a deletes record holding the removed record's primary key, one per primary_key field, in order",
+                ),
+            ),
+            ("pagination", pagination()),
+            (
+                "incremental",
+                json!({"type": ["object", "null"], "description": "As a stream's incremental; cursor_field is when the record was removed", "default": null}),
+            ),
+        ],
+    );
+    schema["type"] = json!(["object", "null"]);
+    schema["default"] = Value::Null;
+    schema["description"] = json!(
+        "An endpoint listing removed records; lands as stream <name>__deletes and marks is_deleted in dbt staging"
+    );
+    schema
 }
 
 fn landing() -> Value {

@@ -188,6 +188,9 @@ impl ConnectorConfig {
             }
             validate_stream(&at, stream)?;
         }
+        for (index, stream) in self.streams.iter().enumerate() {
+            validate_deletes(&format!("streams[{index}]"), stream, &names)?;
+        }
 
         self.validate_parents()?;
 
@@ -378,6 +381,60 @@ fn check_param_value(path: &str, value: &serde_json::Value) -> Result<(), Config
         )),
         _ => Ok(()),
     }
+}
+
+/// `streams[i].deletes`: a key per primary-key field, a companion name that is free, and
+/// the endpoint itself valid as a stream (errors name `streams[i].deletes.<key>`).
+fn validate_deletes(at: &str, stream: &StreamConfig, names: &HashSet<&str>) -> Result<(), ConfigError> {
+    let Some(companion) = stream.deletes_stream() else {
+        return Ok(());
+    };
+    let at = format!("{at}.deletes");
+    if stream.primary_key.is_empty() {
+        return Err(ConfigError::invalid(
+            &at,
+            format!(
+                "stream `{}` needs a primary_key: deletes name the keys they remove",
+                stream.name
+            ),
+        ));
+    }
+    if companion.primary_key.len() != stream.primary_key.len() {
+        return Err(ConfigError::invalid(
+            format!("{at}.key"),
+            format!(
+                "must name {} field(s), one per primary_key field of stream `{}`, in that order",
+                stream.primary_key.len(),
+                stream.name
+            ),
+        ));
+    }
+    if names.contains(companion.name.as_str()) {
+        return Err(ConfigError::invalid(
+            &at,
+            format!(
+                "lands as stream `{}`, which the config already defines; rename that stream",
+                companion.name
+            ),
+        ));
+    }
+    if !is_identifier(&companion.name) {
+        return Err(ConfigError::invalid(
+            &at,
+            format!(
+                "lands as stream `{}`, longer than 64 characters; shorten the stream name",
+                companion.name
+            ),
+        ));
+    }
+    validate_stream(&at, &companion).map_err(|error| match error {
+        // the companion's primary_key is the `key` of the deletes block
+        ConfigError::Invalid { path, message } => ConfigError::Invalid {
+            path: path.replace(&format!("{at}.primary_key"), &format!("{at}.key")),
+            message,
+        },
+        other => other,
+    })
 }
 
 fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
@@ -839,5 +896,78 @@ mod tests {
             .to_string();
         assert!(message.starts_with("streams[0].pagination.type:"), "{message}");
         assert!(message.contains("link_header"), "{message}");
+    }
+
+    #[test]
+    fn deletes_land_as_a_companion_stream_after_their_stream() {
+        let config = load(&config_with_stream(
+            "{name: customers, path: /v1/customers, primary_key: [id], deletes: {path: /v1/events, \
+             params: {type: customer.deleted}, records_path: /data, key: [/data/object/id], \
+             pagination: {type: cursor, last_record_path: /id, cursor_param: starting_after}, \
+             incremental: {cursor_field: created, param: 'created[gte]', start: '1704067200', format: unix_seconds}}}",
+        ))
+        .unwrap();
+        let names: Vec<&str> = config.streams.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["customers", "customers__deletes"]);
+        let companion = &config.streams[1];
+        assert_eq!(companion.deletes_of.as_deref(), Some("customers"));
+        assert_eq!(companion.path, "/v1/events");
+        assert_eq!(companion.primary_key, ["/data/object/id"]);
+        assert_eq!(companion.sync_mode(), "incremental");
+        assert!(companion.deletes.is_none() && config.streams[0].deletes_of.is_none());
+    }
+
+    #[test]
+    fn deletes_errors_name_the_key() {
+        for (stream, expected) in [
+            (
+                "{name: c, path: /c, primary_key: [id], deletes: {path: /d}}",
+                "streams[0].deletes: missing field `key`",
+            ),
+            (
+                "{name: c, path: /c, primary_key: [id], deletes: {path: /d, key: [id], since: x}}",
+                "streams[0].deletes.since: unknown field `since`",
+            ),
+            (
+                "{name: c, path: /c, deletes: {path: /d, key: [id]}}",
+                "streams[0].deletes: stream `c` needs a primary_key",
+            ),
+            (
+                "{name: c, path: /c, primary_key: [a, b], deletes: {path: /d, key: [id]}}",
+                "streams[0].deletes.key: must name 2 field(s), one per primary_key field of stream `c`",
+            ),
+            (
+                "{name: c, path: /c, primary_key: [id], deletes: {path: /d, key: ['']}}",
+                "streams[0].deletes.key[0]: must not be empty",
+            ),
+            (
+                "{name: c, path: /c, primary_key: [id], deletes: {path: d, key: [id]}}",
+                "streams[0].deletes.path: must start with `/`",
+            ),
+            (
+                "{name: c, path: /c, primary_key: [id], deletes: {path: /d, records_path: data, key: [id]}}",
+                "streams[0].deletes.records_path:",
+            ),
+            (
+                "{name: c, path: /c, primary_key: [id], deletes: {path: /d, key: [id], pagination: {type: offset, offset_param: o, limit_param: l, limit: 10, inject_into: body}}}",
+                "streams[0].deletes.pagination.inject_into: inject_into: body needs method: POST",
+            ),
+        ] {
+            let message = load(&config_with_stream(stream)).unwrap_err().to_string();
+            assert!(message.starts_with(expected), "{stream}: {message}");
+        }
+        let taken = "version: 1\nsource: {name: shop, base_url: 'https://api.test'}\nstreams:\n  \
+                     - {name: c, path: /c, primary_key: [id], deletes: {path: /d, key: [id]}}\n  - {name: c__deletes, path: /x}\n";
+        let message = load(taken).unwrap_err().to_string();
+        assert!(
+            message.starts_with("streams[0].deletes: lands as stream `c__deletes`, which the config already defines"),
+            "{message}"
+        );
+        let long = format!(
+            "{{name: {}, path: /c, primary_key: [id], deletes: {{path: /d, key: [id]}}}}",
+            "c".repeat(60)
+        );
+        let message = load(&config_with_stream(&long)).unwrap_err().to_string();
+        assert!(message.contains("longer than 64 characters"), "{message}");
     }
 }

@@ -5,6 +5,7 @@
 
 use super::{ColumnTest, ENVELOPE_COLUMNS, quoted, scalar, stream_columns};
 use crate::config::{ConnectorConfig, StreamConfig};
+use crate::cursor::CursorFormat;
 
 /// A generated file: its name (inside the staging folder) and its text.
 pub struct StagingFile {
@@ -32,15 +33,21 @@ fn jinja_string(value: &str) -> String {
 /// `_stg_<source>.yml`.
 pub fn render_staging(config: &ConnectorConfig) -> Vec<StagingFile> {
     let source = &config.source.name;
-    let mut files: Vec<StagingFile> = config
-        .streams
-        .iter()
+    // A `deletes` companion has no model of its own: its stream's model reads it.
+    let modelled = || config.streams.iter().filter(|stream| stream.deletes_of.is_none());
+    let mut files: Vec<StagingFile> = modelled()
         .map(|stream| StagingFile {
             name: format!("{}.sql", model_name(source, &stream.name)),
             text: format!(
-                "{{{{ landfall.landfall_staging({}, {}) }}}}\n",
+                "{{{{ landfall.landfall_staging({}, {}{}{}) }}}}\n",
                 jinja_string(source),
-                jinja_string(&stream.name)
+                jinja_string(&stream.name),
+                if stream.incremental.is_none() {
+                    ", snapshot_deletes=true"
+                } else {
+                    ""
+                },
+                deletes_argument(config, stream)
             ),
         })
         .collect();
@@ -55,7 +62,7 @@ pub fn render_staging(config: &ConnectorConfig) -> Vec<StagingFile> {
     w("version: 2".into());
     w(String::new());
     w("models:".into());
-    for stream in &config.streams {
+    for stream in modelled() {
         render_model(&mut w, source, stream);
     }
     files.push(StagingFile {
@@ -63,6 +70,36 @@ pub fn render_staging(config: &ConnectorConfig) -> Vec<StagingFile> {
         text: out,
     });
     files
+}
+
+/// `, deletes={'stream': '<name>__deletes', 'time_format': '<format>'}` for a stream with a
+/// deletes endpoint: the companion table to join, and how its cursor (when the record was
+/// removed) reads as a timestamp (`none` when it does not: `deleted_at` is then when the
+/// deletion was extracted).
+fn deletes_argument(config: &ConnectorConfig, stream: &StreamConfig) -> String {
+    let Some(companion) = config
+        .streams
+        .iter()
+        .find(|other| other.deletes_of.as_deref() == Some(stream.name.as_str()))
+    else {
+        return String::new();
+    };
+    let time_format = companion
+        .incremental
+        .as_ref()
+        .map(|incremental| incremental.cursor_format())
+        .and_then(|format| match format {
+            CursorFormat::Rfc3339 => Some("rfc3339"),
+            CursorFormat::UnixSeconds => Some("unix_seconds"),
+            CursorFormat::UnixMillis => Some("unix_millis"),
+            CursorFormat::Date => Some("date"),
+            _ => None,
+        })
+        .map_or_else(|| "none".to_owned(), jinja_string);
+    format!(
+        ", deletes={{'stream': {}, 'time_format': {time_format}}}",
+        jinja_string(&companion.name)
+    )
 }
 
 fn render_model(w: &mut impl FnMut(String), source: &str, stream: &StreamConfig) {

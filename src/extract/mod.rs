@@ -142,8 +142,8 @@ pub fn exit_for(manifest: &Manifest) -> Exit {
     }
 }
 
-/// The streams to run, in order: parents before their children, and a selected child
-/// brings its parent along.
+/// The streams to run, in order: parents before their children; a selected child brings
+/// its parent along, and a selected stream its `deletes` companion.
 fn select_streams(
     config: &crate::config::ConnectorConfig,
     names: &[String],
@@ -168,6 +168,9 @@ fn select_streams(
                 wanted.push(parent.stream.as_str());
             }
             wanted.push(stream.name.as_str());
+            if let Some(companion) = config.streams.iter().find(|s| s.deletes_of.as_deref() == Some(name)) {
+                wanted.push(companion.name.as_str());
+            }
         }
     }
     let parents = config

@@ -1138,6 +1138,10 @@ impl StreamJob {
                 writer.flush_chunk().await?;
             }
             self.store_dead_letters(&mut dead_letters, &mut stats).await?;
+            if self.stream.deletes_of.is_some() && stats.files.is_empty() {
+                // A deletes companion usually lists nothing; its table must still exist.
+                writer.open_empty();
+            }
             self.store_part(&mut writer, &mut stats, checkpoint).await
         }
         .await;

@@ -27,6 +27,12 @@ pub struct StoredPart {
     pub multipart: bool,
 }
 
+/// A gzip member holding nothing: header, an empty final deflate block, CRC-32 and size 0.
+const EMPTY_GZIP_MEMBER: [u8; 20] = [
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00,
+];
+
 /// Limits of one part.
 #[derive(Clone, Copy, Debug)]
 pub struct PartLimits {
@@ -131,6 +137,32 @@ impl PartWriter {
     /// Appends one line (which must end with `\n`). Waits only when the compressor is
     /// behind.
     pub async fn append(&mut self, line: &[u8]) -> Result<(), LandingError> {
+        self.open_part();
+        let part = self.open.as_mut().expect("a part is open");
+        let written = match &mut part.encoder {
+            Encoder::Gzip(blocks) => blocks.write(line).await,
+            Encoder::Plain(buffer) => {
+                buffer.extend_from_slice(line);
+                Ok(())
+            }
+        };
+        written.map_err(|message| LandingError::Encode {
+            path: part.relative.clone(),
+            message,
+        })?;
+        part.rows += 1;
+        part.raw_bytes += line.len() as u64;
+        Ok(())
+    }
+
+    /// Opens a part when none is open, so that [`Self::finish`] stores one even without a
+    /// line: an empty part (a valid empty gzip member, or an empty file) that readers of the
+    /// folder see as zero rows instead of a missing table.
+    pub fn open_empty(&mut self) {
+        self.open_part();
+    }
+
+    fn open_part(&mut self) {
         if self.open.is_none() {
             let name = layout::part_name(self.next_index, self.extension());
             let relative = format!("{}/{}", self.dirs.dir, name);
@@ -151,21 +183,6 @@ impl PartWriter {
                 upload: None,
             });
         }
-        let part = self.open.as_mut().expect("a part is open");
-        let written = match &mut part.encoder {
-            Encoder::Gzip(blocks) => blocks.write(line).await,
-            Encoder::Plain(buffer) => {
-                buffer.extend_from_slice(line);
-                Ok(())
-            }
-        };
-        written.map_err(|message| LandingError::Encode {
-            path: part.relative.clone(),
-            message,
-        })?;
-        part.rows += 1;
-        part.raw_bytes += line.len() as u64;
-        Ok(())
     }
 
     /// Whether the open part reached a limit and should be finished.
@@ -239,6 +256,9 @@ impl PartWriter {
             })?,
             Encoder::Plain(buffer) => buffer,
         };
+        if part.rows == 0 && part.stored_bytes == 0 && tail.is_empty() && self.compression == Compression::Gzip {
+            tail = EMPTY_GZIP_MEMBER.to_vec();
+        }
         // Stored objects keep their buffer: not the unused part of it.
         tail.shrink_to_fit();
         part.hasher.update(&tail);
@@ -440,5 +460,28 @@ mod tests {
             landing.get("s/t/part-00000.jsonl").await.unwrap().unwrap(),
             Bytes::from_static(b"x\n")
         );
+    }
+
+    #[tokio::test]
+    async fn an_empty_part_is_a_valid_empty_file() {
+        let landing = Landing::memory();
+        for (compression, name) in [
+            (Compression::Gzip, "part-00000.jsonl.gz"),
+            (Compression::None, "part-00000.jsonl"),
+        ] {
+            let mut writer = PartWriter::new(landing.clone(), dirs(), compression, gzip_limits(1 << 20));
+            assert!(writer.finish().await.unwrap().is_none(), "nothing open, nothing stored");
+            writer.open_empty();
+            let part = writer.finish().await.unwrap().expect("an empty part is stored");
+            assert_eq!((part.path.as_str(), part.rows), (format!("s/t/{name}").as_str(), 0));
+            let stored = landing.get(&part.path).await.unwrap().unwrap();
+            assert_eq!(part.bytes, stored.len() as u64);
+            assert_eq!(part.sha256, crate::hash::sha256_hex(&stored));
+            if compression == Compression::Gzip {
+                assert_eq!(gunzip(&stored), "");
+            } else {
+                assert!(stored.is_empty());
+            }
+        }
     }
 }

@@ -124,4 +124,8 @@ def test_demo_dag_lands_the_sample_api_and_builds_dbt(sample_api, tmp_path):
             assert start == dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 
     assert (tmp_path / "dbt" / "landfall.duckdb").is_file()
+    # dbt_build ran `dbt source freshness` after the build, and the fresh landing passed it
+    freshness = json.loads((tmp_path / "dbt" / "target" / "sources.json").read_text())
+    assert {r["unique_id"] for r in freshness["results"]} >= {f"source.landfall.demo.{s}" for s in (*STREAMS, "_manifests")}
+    assert {r["status"] for r in freshness["results"]} == {"pass"}
     assert not (work / "landing").exists(), "the landing URL from the environment was used"

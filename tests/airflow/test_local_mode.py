@@ -96,6 +96,46 @@ def test_local_dag_runs_every_task_and_returns_the_xcom_document(local_env):
     assert (tmp_path / "dbt.out").read_text().strip() == "dbt build --select source:demo+"
 
 
+def test_dbt_step_checks_freshness_and_a_stale_source_fails_it(local_env):
+    """The default dbt command builds, then runs `dbt source freshness` for the source; its
+    exit 1 (a source past error_after: tests/dbt/test_deletes.py shows real dbt-duckdb exiting
+    1 on a stale landing) fails dbt_build and calls on_failure_callback. `dbt` here is a
+    stand-in on PATH that logs its arguments."""
+
+    def fake_dbt(tmp_path: Path) -> Path:
+        folder = tmp_path / "bin"
+        folder.mkdir()
+        script = folder / "dbt"
+        script.write_text(
+            "#!/bin/sh\n"
+            f'echo "$*" >> "{tmp_path / "dbt.calls"}"\n'
+            'if [ "$1 $2" = "source freshness" ]; then exit "${FAKE_DBT_FRESHNESS_EXIT:-0}"; fi\n'
+        )
+        script.chmod(0o755)
+        return folder
+
+    # (a fresh source passes: test_e2e_demo.py runs this command with real dbt)
+    env, tmp_path = local_env(
+        "landfall_demo_stale",
+        "retries: 0\ndbt: {retries: 0}\non_failure_callback: landfall_test_callbacks:record\n",
+        LANDFALL_DBT_COMMAND="",
+        FAKE_DBT_FRESHNESS_EXIT="1",
+    )
+    env["PATH"] = f"{fake_dbt(tmp_path)}{os.pathsep}{os.environ['PATH']}"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FIXTURES / "pymodules"), os.environ.get("PYTHONPATH")]))
+    env["LANDFALL_TEST_FAILURES"] = str(tmp_path / "failures.txt")
+    result = airflow_cli("dags", "test", "landfall_demo_stale", "2024-05-01", env=env)
+    assert result.returncode != 0
+    states = {task: value["state"] for task, value in task_instances("landfall_demo_stale").items()}
+    assert states == {"check": "success", "extract": "success", "dbt_build": "failed"}
+    dbt_calls = (tmp_path / "dbt.calls").read_text().splitlines()
+    assert [call.split(" --project-dir ")[0] for call in dbt_calls] == [
+        "build --select source:demo+",
+        "source freshness --select source:demo",
+    ], dbt_calls
+    assert (tmp_path / "failures.txt").read_text().split() == ["dbt_build"]
+
+
 def test_exit_codes_as_airflow_handles_them(local_env):
     """4 fails without retry, 75 uses the retry, 3 under partial_policy succeed passes."""
     env, tmp_path = local_env(

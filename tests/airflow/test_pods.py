@@ -190,8 +190,12 @@ def test_dbt_pod(demo_dag):
     [dbt] = pod.spec.containers
     assert dbt.name == "dbt"
     assert dbt.image == "registry.example.com/analytics-dbt:1.4.0"
-    assert dbt.command == ["dbt"]
-    assert dbt.args == ["build", "--select", "source:demo+"]
+    # the build, then freshness of the source: a stale source fails the pod and so the task
+    assert dbt.command == [
+        "/bin/sh", "-c",
+        "dbt build --select source:demo+ && exec dbt source freshness --select source:demo",
+    ]
+    assert dbt.args == []
     env = {item.name: item.value for item in dbt.env}
     assert env["DBT_TARGET_PATH"].startswith("/tmp/") and env["DBT_LOG_PATH"].startswith("/tmp/")
     assert dbt.security_context.read_only_root_filesystem is True
@@ -207,12 +211,15 @@ def test_dbt_pod_stages_external_sources_first_when_asked(demo_dag):
     [dbt] = build_pod(dag.get_task("dbt_build")).spec.containers
     assert dbt.command[:2] == ["/bin/sh", "-c"] and dbt.args == []
     script = dbt.command[2]
-    stage, build = script.split(" && exec ")
+    stage, build, freshness = script.split(" && ")
     assert shlex.split(stage) == [
         "dbt", "run-operation", "landfall.stage_external_sources", "--args", "{select: demo}",
         "--project-dir", "/dbt", "--target", "prod",
     ]  # fmt: skip
     assert shlex.split(build) == ["dbt", "build", "--select", "source:demo+", "--project-dir", "/dbt", "--target", "prod"]
+    assert shlex.split(freshness) == [
+        "exec", "dbt", "source", "freshness", "--select", "source:demo", "--project-dir", "/dbt", "--target", "prod",
+    ]  # fmt: skip
 
 
 def test_the_openlineage_parent_is_templated_into_the_pod(demo_dag):
@@ -242,6 +249,13 @@ def test_the_openlineage_parent_is_templated_into_the_pod(demo_dag):
     env = {item.name: item.value for item in container(task.build_pod_request_obj(), "landfall").env}
     assert env["OPENLINEAGE_PARENT_ID"] == "airflow/landfall_demo.extract/019000000000-7000-8000-000000000000"
     assert seen == ["the task instance"]
+
+
+def test_dbt_pod_without_freshness(demo_dag):
+    dag = demo_dag("dbt: {image: 'registry.example.com/analytics-dbt:1.4.0', freshness: false, project_dir: /dbt}\n")
+    [dbt] = build_pod(dag.get_task("dbt_build")).spec.containers
+    assert dbt.command == ["dbt"]
+    assert dbt.args == ["build", "--select", "source:demo+", "--project-dir", "/dbt"]
 
 
 def test_run_without_data_interval_lets_landfall_use_its_state(demo_dag):

@@ -140,9 +140,27 @@ def json_literal(value) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def with_deletes_streams(streams: list[dict]) -> list[dict]:
+    """Each stream followed by its `deletes` companion `<name>__deletes` (docs/contract.md §2)."""
+    expanded = []
+    for stream in streams:
+        expanded.append(stream)
+        deletes = stream.get("deletes")
+        if deletes:
+            expanded.append(
+                {
+                    "name": f"{stream['name']}__deletes",
+                    "description": f"Records removed from stream `{stream['name']}`, listed by its deletes endpoint.",
+                    "primary_key": deletes["key"],
+                    "incremental": deletes.get("incremental"),
+                }
+            )
+    return expanded
+
+
 def render_sources(config: dict) -> str:
     source = config["source"]["name"]
-    streams = config["streams"]
+    streams = with_deletes_streams(config["streams"])
     gzip = (config.get("landing") or {}).get("compression", "gzip") != "none"
     part_glob = "**/*.jsonl.gz" if gzip else "**/*.jsonl"
     names = [s["name"] for s in streams]

@@ -75,6 +75,13 @@ SCENARIOS: dict[str, dict[str, Any] | None] = {
                                        "selector": {"matchLabels": {"app": "pushgateway"}}},
                     "prometheusRule": {"enabled": True, "staleSuccess": {"after": "2d"}}},
     },
+    "cronjob-freshness": merged(
+        CRONJOB,
+        freshness={"enabled": True, "image": "registry.example.com/analytics-dbt:1.4.0",
+                   "args": ["--project-dir", "/dbt", "--target", "prod"],
+                   "envFromSecrets": ["warehouse"], "env": {"LANDFALL_LANDING_URL": "gs://lake-raw/landfall"}},
+        metrics={"prometheusRule": {"enabled": True}},
+    ),
     "cronjob-restricted-identity": {
         "mode": "cronjob",
         "connectors": {"demo": {"schedule": "@daily", "config": MINIMAL_CONFIG}},
@@ -602,3 +609,38 @@ def test_extra_labels_and_annotations(render):
     template = rendered.one("CronJob", "landfall-demo")["spec"]["jobTemplate"]["spec"]["template"]
     assert template["metadata"]["labels"]["cost-center"] == "42"
     assert template["metadata"]["annotations"]["example.com/owner"] == "data"
+
+
+def test_cronjob_mode_checks_freshness_with_a_job_and_alerts(render):
+    rendered = render(SCENARIOS["cronjob-freshness"])
+    cronjobs = {c["metadata"]["name"]: c for c in rendered.of_kind("CronJob")}
+    assert set(cronjobs) == {"landfall-demo", "landfall-shop-api", "landfall-demo-fresh", "landfall-shop-api-fresh"}
+    fresh = cronjobs["landfall-shop-api-fresh"]
+    assert fresh["spec"]["schedule"] == "15 * * * *"
+    assert fresh["spec"]["timeZone"] == "Europe/Berlin"
+    job = fresh["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 0  # a stale source is not cured by a retry
+    (container,) = job["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example.com/analytics-dbt:1.4.0"
+    assert container["command"] == ["dbt"]
+    assert container["args"] == ["source", "freshness", "--select", "source:shop_api",
+                                 "--project-dir", "/dbt", "--target", "prod"]
+    assert container["envFrom"] == [{"secretRef": {"name": "warehouse"}}]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["DBT_TARGET_PATH"].startswith("/tmp/") and env["LANDFALL_LANDING_URL"] == "gs://lake-raw/landfall"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    rules = {r["alert"]: r for r in rendered.one("PrometheusRule")["spec"]["groups"][0]["rules"]}
+    assert "LandfallStreamStale" in rules  # the stale-success alert was already there
+    assert rules["LandfallFreshnessCheckFailed"]["expr"] == (
+        'max by (namespace, job_name) (kube_job_status_failed{namespace="%s", job_name=~"landfall-.*-fresh-.*"}) > 0'
+        % rendered.one("CronJob", "landfall-demo-fresh")["metadata"]["namespace"]
+    )
+    assert rules["LandfallFreshnessCheckFailed"]["annotations"]["runbook_url"].endswith("freshness-alert.md")
+    # off by default; and without an image it refuses to render
+    assert "landfall-demo-fresh" not in {c["metadata"]["name"] for c in render(CRONJOB).of_kind("CronJob")}
+
+
+def test_freshness_needs_an_image(chart):
+    values = merged(CRONJOB, freshness={"enabled": True})
+    with pytest.raises(Exception, match="freshness.image is required"):
+        chart.render(values, name=RELEASE, namespace=NAMESPACE)

@@ -1,6 +1,8 @@
 {#
   Applied to a source's _manifests table. Fails on every file a manifest lists (any
-  status) that cannot be read under the landing root: a lost or misplaced part.
+  status) that cannot be read under the landing root: a lost or misplaced part. A file of
+  zero rows (the empty part a `deletes` companion stream writes when nothing was deleted)
+  has no row to be seen through, and is skipped.
   Manifest paths are relative to the landing root; landed rows carry their full path.
   Manifests and landed rows are read from the partitions of the last
   `landfall_partition_lookback_days` days (default 3): a run's parts and its manifest share
@@ -24,7 +26,8 @@ landed_files as (
 
 select m.run_id, m.run_status, m.stream_name, m.path
 from manifest_files as m
-where not exists (
+where m.rows > 0
+  and not exists (
     select 1
     from landed_files as l
     where l.stream_name = m.stream_name

@@ -1,1 +1,1 @@
-{{ landfall.landfall_staging('demo', 'products') }}
+{{ landfall.landfall_staging('demo', 'products', snapshot_deletes=true) }}
