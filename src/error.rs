@@ -30,6 +30,8 @@ pub enum ErrorCode {
     ResponseTooLarge,
     /// The source redirected where `source.redirects` does not allow.
     RedirectRefused,
+    /// A host name resolved only to link-local or cloud metadata addresses.
+    AddressRefused,
 }
 
 impl ErrorCode {
@@ -52,6 +54,7 @@ impl ErrorCode {
         ErrorCode::LeaseLost,
         ErrorCode::ResponseTooLarge,
         ErrorCode::RedirectRefused,
+        ErrorCode::AddressRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +76,7 @@ impl ErrorCode {
             ErrorCode::LeaseLost => "LEASE_LOST",
             ErrorCode::ResponseTooLarge => "RESPONSE_TOO_LARGE",
             ErrorCode::RedirectRefused => "REDIRECT_REFUSED",
+            ErrorCode::AddressRefused => "ADDRESS_REFUSED",
         }
     }
 }

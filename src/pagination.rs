@@ -61,6 +61,8 @@ impl Classify for PaginationError {
 
 /// What the paginator needs to know about a fetched page.
 pub struct PageView<'a> {
+    /// The URL that answered (after any redirect): a relative next URL resolves against it
+    /// (RFC 3986), while it must stay on the source's origin.
     pub url: &'a Url,
     pub headers: &'a HeaderMap,
     pub document: Option<records::Document<'a>>,

@@ -964,3 +964,110 @@ async fn post_body_reaches_the_server_as_built() {
     let config = self::config(&server.uri(), "", ", method: POST", &[]);
     post_once(&config).await.unwrap();
 }
+
+/// A resolver with fixed answers: `api-test.localhost` is loopback,
+/// `metadata-test.localhost` the cloud metadata address, and `rebind-test.localhost`
+/// loopback once, then the metadata address (DNS rebinding). Counts the lookups.
+fn fixed_resolver(lookups: Arc<AtomicUsize>) -> landfall::http::GuardedResolver {
+    use landfall::http::resolve::Lookup;
+    landfall::http::GuardedResolver::new(Arc::new(move |host: String| -> Lookup {
+        let lookup = lookups.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            let address = match host.as_str() {
+                "api-test.localhost" => "127.0.0.1",
+                "metadata-test.localhost" => "169.254.169.254",
+                "rebind-test.localhost" if lookup == 0 => "127.0.0.1",
+                "rebind-test.localhost" => "169.254.169.254",
+                _ => return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "unknown test host")),
+            };
+            Ok(vec![address.parse().unwrap()])
+        })
+    }))
+}
+
+/// Plain http to a host name other than localhost must be allowed explicitly.
+const INSECURE: &str = "  allow_insecure_http: true";
+
+fn client_with_fixed_resolver(config: &ConnectorConfig, lookups: Arc<AtomicUsize>) -> HttpClient {
+    HttpClient::with_resolver(&config.source, Events::new("test-run", "shop"), fixed_resolver(lookups))
+        .unwrap()
+        .with_sleeper(VirtualClock::new())
+}
+
+#[tokio::test]
+async fn a_host_name_resolving_to_a_metadata_address_is_never_connected_to() {
+    let server = serving(ok()).await;
+    let port = server.address().port();
+    let lookups = Arc::new(AtomicUsize::new(0));
+
+    // A name that resolves to loopback is allowed.
+    let allowed = source_config(&format!("http://api-test.localhost:{port}"), INSECURE);
+    let client = client_with_fixed_resolver(&allowed, lookups.clone());
+    let response = send(&client, &get(&allowed)).await.unwrap();
+    assert_eq!(response.status, 200);
+
+    // A name that resolves to 169.254.169.254 is refused before any connection, at once
+    // and without a retry.
+    let refused = source_config(&format!("http://metadata-test.localhost:{port}"), INSECURE);
+    let client = client_with_fixed_resolver(&refused, lookups.clone());
+    let started = Instant::now();
+    let error = send(&client, &get(&refused)).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::AddressRefused, "{error}");
+    assert_eq!(error.reason, Reason::Address);
+    assert!(!error.retryable);
+    assert_eq!(error.attempt, 1);
+    assert!(error.message.contains("metadata-test.localhost"), "{}", error.message);
+    assert!(error.message.contains("169.254.169.254"), "{}", error.message);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(lookups.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_redirect_after_the_name_is_rebound_to_a_metadata_address_is_refused() {
+    // The first connection goes to loopback; the server closes it with a same-origin
+    // redirect, and the name now resolves to the metadata address.
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("location", "/latest/meta-data/")
+                .insert_header("connection", "close"),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path("/latest/meta-data/"))
+        .respond_with(ok())
+        .mount(&server)
+        .await;
+    let port = server.address().port();
+    let lookups = Arc::new(AtomicUsize::new(0));
+    let config = source_config(&format!("http://rebind-test.localhost:{port}"), INSECURE);
+    let client = client_with_fixed_resolver(&config, lookups.clone());
+    let error = send(&client, &get(&config)).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::AddressRefused, "{error}");
+    assert!(!error.retryable);
+    assert_eq!(lookups.load(Ordering::SeqCst), 2);
+    assert_eq!(requests_to(&server, "/items").await.len(), 1);
+    assert!(requests_to(&server, "/latest/meta-data/").await.is_empty());
+}
+
+#[tokio::test]
+async fn response_url_is_where_the_redirects_led_without_the_api_key() {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", "/v2/items?page=1"))
+        .mount(&server)
+        .await;
+    Mock::given(path("/v2/items")).respond_with(ok()).mount(&server).await;
+    let config = config(
+        &server.uri(),
+        "  auth: {type: api_key, in: query, name: api_key, value: '${env:KEY}'}",
+        "",
+        &[("KEY", "query-key-secret-1")],
+    );
+    let response = get_once(&config).await.unwrap();
+    assert_eq!(response.url.as_str(), format!("{}/v2/items?page=1", server.uri()));
+    // The hop itself carried the key.
+    let hop = &requests_to(&server, "/v2/items").await[0];
+    assert!(hop.url.query_pairs().any(|(name, _)| name == "api_key"));
+}

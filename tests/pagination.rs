@@ -165,6 +165,38 @@ async fn next_url_relative_and_absolute() {
 }
 
 #[tokio::test]
+async fn a_relative_next_url_resolves_against_the_url_the_redirect_led_to() {
+    // RFC 3986: a reference is resolved against the document's own URL, which after a
+    // redirect is the final one (`/v2/items?page=1`), not the one first requested.
+    let server = MockServer::start().await;
+    let v2 = |number| Mock::given(path("/v2/items")).and(query_param("page", number));
+    v2("2")
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": records(3..5), "next": null})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    v2("1")
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": records(1..3), "next": "items?page=2"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/items"))
+        .and(query_param_is_missing("page"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", "/v2/items?page=1"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/items"))
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(404))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let stream = "{name: items, path: /items, records_path: /data, primary_key: [id], pagination: {type: next_url, next_url_path: /next}}";
+    assert_items_landed(&server, stream, 1..5).await;
+}
+
+#[tokio::test]
 async fn link_header() {
     let server = MockServer::start().await;
     let next = format!(

@@ -729,7 +729,7 @@ impl StreamJob {
                             let total = crate::progress::expected(&self.stream, document);
                             self.events.telemetry().expect(&self.stream.name, total);
                             let view = PageView {
-                                url: &spec.url,
+                                url: &response.url,
                                 headers: &response.headers,
                                 document: Some(document),
                                 records: page.layout.records,
@@ -783,7 +783,7 @@ impl StreamJob {
                         let total = crate::progress::expected(&self.stream, document);
                         self.events.telemetry().expect(&self.stream.name, total);
                         let view = PageView {
-                            url: &spec.url,
+                            url: &response.url,
                             headers: &response.headers,
                             document: Some(document),
                             records: records.len(),

@@ -55,6 +55,8 @@ pub enum Reason {
     Redirect,
     /// A large body could not be spilled to a temporary file (a local disk error).
     Spill,
+    /// The host name resolved only to link-local or cloud metadata addresses.
+    Address,
 }
 
 /// A failed request, after any retries. It carries everything the manifest and the logs

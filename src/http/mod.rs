@@ -20,6 +20,7 @@ pub mod circuit;
 pub mod error;
 pub mod rate_limit;
 pub mod redirect;
+pub mod resolve;
 pub mod retry;
 mod sleep;
 
@@ -33,6 +34,7 @@ use url::Url;
 pub use auth::{Authenticator, CredentialStore, CredentialStoreError, Saved, StoredCredentials};
 pub use body::SpilledBody;
 pub use error::{HttpError, Reason, Subsystem};
+pub use resolve::GuardedResolver;
 pub use retry::{Decision, RetryPolicy};
 pub use sleep::{Sleeper, TokioSleeper, VirtualClock};
 
@@ -96,6 +98,9 @@ pub struct Response {
     /// ([`HttpClient::with_spill_threshold`]) and was written to a temporary file.
     pub spilled: Option<body::SpilledBody>,
     pub request_id: String,
+    /// The URL that answered: the request's, or where its redirects led (without the
+    /// source's api key query parameter). Relative next-page URLs resolve against it.
+    pub url: Url,
     /// Attempts sent, the successful one included.
     pub attempts: u32,
     pub elapsed: Duration,
@@ -162,7 +167,19 @@ impl From<HttpError> for Failure {
 impl HttpClient {
     /// Builds the client for `source`. Reads TLS files; makes no request.
     pub fn new(source: &SourceConfig, events: Events) -> Result<Self, ClientBuildError> {
+        Self::with_resolver(source, events, GuardedResolver::default())
+    }
+
+    /// [`Self::new`] with the resolver given (one whose lookups are fixed, in tests). Host
+    /// names are resolved through it, and link-local and cloud metadata addresses are
+    /// never connected to.
+    pub fn with_resolver(
+        source: &SourceConfig,
+        events: Events,
+        resolver: GuardedResolver,
+    ) -> Result<Self, ClientBuildError> {
         let mut builder = reqwest::Client::builder()
+            .dns_resolver(Arc::new(resolver))
             .user_agent(user_agent())
             .timeout(source.timeout.0)
             .connect_timeout(source.timeout.0.min(Duration::from_secs(10)))
@@ -570,7 +587,12 @@ impl HttpClient {
                 body = None;
             }
         };
-        self.read_response(response, request, page).await
+        let final_url = if hops == 0 {
+            spec.url.clone()
+        } else {
+            without_query_key(hop_url, self.auth.query_key_name())
+        };
+        self.read_response(response, final_url, request, page).await
     }
 
     /// Sends one hop of an attempt. A hop to another origin (`credentials` false) carries
@@ -627,6 +649,16 @@ impl HttpClient {
             );
         }
         builder.send().await.map_err(|failure| {
+            if let Some(refused) = resolve::address_refused(&failure) {
+                return Failure::from(request.error(
+                    ErrorCode::AddressRefused,
+                    None,
+                    false,
+                    Subsystem::Transport,
+                    Reason::Address,
+                    refused.to_string(),
+                ));
+            }
             let (code, reason) = error::classify_transport(&failure);
             Failure::from(request.error(
                 code,
@@ -644,6 +676,7 @@ impl HttpClient {
     async fn read_response(
         &self,
         mut response: reqwest::Response,
+        url: Url,
         request: &ErrorContext,
         page: u64,
     ) -> Result<Response, Failure> {
@@ -736,6 +769,7 @@ impl HttpClient {
             body,
             spilled,
             request_id: request.request_id,
+            url,
             attempts: 0,
             elapsed: Duration::ZERO,
         })
@@ -749,6 +783,25 @@ fn health(error: &HttpError) -> Outcome {
         (Reason::Status, Some(status)) if status >= 500 || status == 408 => Outcome::Failed(error.code),
         _ => Outcome::Neutral,
     }
+}
+
+/// `url` without the query parameter `name` (the api key the client added).
+fn without_query_key(mut url: Url, name: Option<&str>) -> Url {
+    let Some(name) = name else { return url };
+    if !url.query_pairs().any(|(key, _)| key == name) {
+        return url;
+    }
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(key, _)| key != name)
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .collect();
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    url
 }
 
 /// The `Idempotency-Key` of a POST: the same for every attempt of one page's request.

@@ -2,7 +2,7 @@
 //! client itself, hop by hop, so that every hop is checked here before it is sent and a
 //! hop to another origin carries no credential.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 
@@ -66,7 +66,6 @@ pub fn check(policy: RedirectPolicy, origin: &url::Origin, from: &Url, to: &Url)
 
 /// Why `url`'s host may never be a redirect target: a link-local or metadata address.
 fn forbidden_host(url: &Url) -> Option<String> {
-    let refused = |what: &str| Some(format!("the target is a {what} address"));
     match url.host()? {
         Host::Domain(domain) => {
             let domain = domain.trim_end_matches('.').to_ascii_lowercase();
@@ -74,23 +73,27 @@ fn forbidden_host(url: &Url) -> Option<String> {
                 .contains(&domain.as_str())
                 .then(|| "the target is a cloud metadata host".to_owned())
         }
-        Host::Ipv4(ip) => {
-            if ip.is_link_local() {
-                refused("link-local")
-            } else if METADATA_IPV4.contains(&ip) {
-                refused("cloud metadata")
-            } else {
-                None
-            }
-        }
-        Host::Ipv6(ip) => {
+        Host::Ipv4(ip) => forbidden_address(IpAddr::V4(ip)).map(|what| format!("the target is a {what} address")),
+        Host::Ipv6(ip) => forbidden_address(IpAddr::V6(ip)).map(|what| format!("the target is a {what} address")),
+    }
+}
+
+/// Whether `ip` is a link-local or cloud metadata address (its IPv4-mapped IPv6 forms
+/// included): `Some("link-local")` or `Some("cloud metadata")`. Loopback and private
+/// ranges are not.
+pub fn forbidden_address(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(ip) if ip.is_link_local() => Some("link-local"),
+        IpAddr::V4(ip) if METADATA_IPV4.contains(&ip) => Some("cloud metadata"),
+        IpAddr::V4(_) => None,
+        IpAddr::V6(ip) => {
             if let Some(mapped) = ip.to_ipv4_mapped() {
-                return forbidden_host(&Url::parse(&format!("http://{mapped}/")).ok()?);
+                return forbidden_address(IpAddr::V4(mapped));
             }
             if (ip.segments()[0] & 0xffc0) == 0xfe80 {
-                refused("link-local")
+                Some("link-local")
             } else if METADATA_IPV6.contains(&ip) {
-                refused("cloud metadata")
+                Some("cloud metadata")
             } else {
                 None
             }
