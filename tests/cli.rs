@@ -78,6 +78,48 @@ async fn validate_resolves_references_unless_told_not_to() {
     assert!(stderr(&output).contains("LANDFALL_CONFIG"));
 }
 
+/// Regression (issue 17): a missing `schema: {file:}` passed `validate` and `check` and
+/// failed only when the stream started.
+#[tokio::test]
+async fn validate_and_check_read_the_schema_file() {
+    let ws = Workspace::new();
+    let schema = ws.dir.path().join("orders.schema.json");
+    let write_config = |schema: &Path| {
+        ws.config(&format!(
+            "version: 1\nsource: {{name: shop, base_url: 'http://127.0.0.1:9'}}\nstreams:\n  - {{name: s, path: /s, schema: {{file: '{}'}}}}\nlanding: {{url: '{{landing}}'}}\n",
+            schema.display()
+        ))
+    };
+    let config = write_config(&schema);
+    for command in ["validate", "check"] {
+        let output = landfall(&[command, "--config", config.to_str().unwrap()], &[]).await;
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{command}: {message}");
+        assert!(
+            message.contains(&format!("streams[0].schema.file: cannot read {}", schema.display())),
+            "{command}: {message}"
+        );
+    }
+    // Reading files the config names is what --no-resolve leaves out.
+    let output = validate(&["--no-resolve"], &config).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    std::fs::write(&schema, r#"{"type": "no-such-type"}"#).unwrap();
+    let output = validate(&[], &config).await;
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains(&format!(
+            "streams[0].schema.file: {} is not a valid JSON Schema",
+            schema.display()
+        )),
+        "{message}"
+    );
+    std::fs::write(&schema, r#"{"type": "object", "required": ["id"]}"#).unwrap();
+    let output = validate(&[], &config).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
 #[tokio::test]
 async fn example_configs_validate() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config-examples");
