@@ -120,6 +120,24 @@ async fn validate_and_check_read_the_schema_file() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
+/// Regression (issue 17): `--run-id` was a free string, checked only after the config was
+/// loaded; it becomes the path segment `run_id=...`, so it is parsed as a UUID up front.
+#[tokio::test]
+async fn run_id_must_be_a_uuid() {
+    let ws = Workspace::new();
+    let missing = ws.dir.path().join("no-such-config.yaml");
+    for run_id in ["../escape", "r0", "", "0190c7a0-0000-7000-8000-00000000abcd/x"] {
+        let output = landfall(&["run", "--config", missing.to_str().unwrap(), "--run-id", run_id], &[]).await;
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{run_id:?}: {message}");
+        assert!(
+            message.contains("invalid value") && message.contains("--run-id"),
+            "{run_id:?}: {message}"
+        );
+        assert!(!message.contains("invalid config"), "{run_id:?}: {message}");
+    }
+}
+
 #[tokio::test]
 async fn example_configs_validate() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config-examples");
