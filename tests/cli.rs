@@ -296,6 +296,108 @@ async fn check_reports_each_step() {
     assert!(stderr(&output).contains("check failed at step stream:items"));
 }
 
+/// A parent `orders` at /orders answering `orders`, and its child `lines` at
+/// /orders/{parent.id}/lines (listed first: check orders parents before children).
+fn parent_child_config(ws: &Workspace, base: &str) -> PathBuf {
+    ws.config(&format!(
+        "version: 1
+source: {{name: shop, base_url: '{base}'}}
+streams:
+  - name: lines
+    path: /orders/{{parent.id}}/lines
+    records_path: /data
+    parent: {{stream: orders, fields: [id]}}
+  - name: orders
+    path: /orders
+    records_path: /data
+landing: {{url: '{{landing}}'}}
+"
+    ))
+}
+
+/// The check report's step named `name`.
+fn check_step<'a>(report: &'a Value, name: &str) -> &'a Value {
+    common::named(report, "steps", "step", name)
+}
+
+/// Regression (issue 17): `check` sent `{parent.id}` literally for a child stream.
+#[tokio::test]
+async fn check_probes_a_child_with_its_parents_first_record() {
+    let server = MockServer::start().await;
+    Mock::given(path("/orders"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [{"id": "o 17"}, {"id": "o-18"}]})))
+        .mount(&server)
+        .await;
+    Mock::given(path("/orders/o%2017/lines"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [{"line": 1}]})))
+        .mount(&server)
+        .await;
+    let ws = Workspace::new();
+    let config = parent_child_config(&ws, &server.uri());
+    let output = landfall(&["check", "--config", config.to_str().unwrap()], &[]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(&steps[2..4], ["stream:orders", "stream:lines"]);
+    let lines = check_step(&report, "stream:lines");
+    assert_eq!(
+        (lines["ok"].as_bool(), lines["skipped"].as_bool()),
+        (Some(true), Some(false)),
+        "{lines}"
+    );
+    assert!(lines["detail"].as_str().unwrap().contains("with 1 records"), "{lines}");
+    let paths: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|request| request.url.path().to_owned())
+        .collect();
+    assert_eq!(paths, ["/orders", "/orders/o%2017/lines"]);
+
+    // A parent without records gives no value: the child is skipped, nothing is sent.
+    let server = MockServer::start().await;
+    Mock::given(path("/orders"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": []})))
+        .mount(&server)
+        .await;
+    let config = parent_child_config(&ws, &server.uri());
+    let output = landfall(&["check", "--config", config.to_str().unwrap()], &[]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let lines = check_step(&report, "stream:lines");
+    assert_eq!(
+        (lines["ok"].as_bool(), lines["skipped"].as_bool()),
+        (Some(true), Some(true)),
+        "{lines}"
+    );
+    let detail = lines["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("skipped: parent stream `orders` returned no records on its first page"),
+        "{detail}"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+
+    // A parent that fails its check skips the child too.
+    let server = MockServer::start().await;
+    Mock::given(path("/orders"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    let config = parent_child_config(&ws, &server.uri());
+    let output = landfall(&["check", "--config", config.to_str().unwrap()], &[]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["failed_step"], "stream:orders");
+    assert_eq!(check_step(&report, "stream:lines")["skipped"], true);
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn auth_failure_exits_4_and_writes_a_failed_manifest() {
     let server = always(401, 1).await;
