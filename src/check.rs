@@ -1,13 +1,17 @@
 //! `landfall check`: proves, step by step, that a config can run: secrets resolve, every
-//! stream's first page answers and parses, and the landing prefix takes a write, a read, a
-//! list and a delete.
+//! stream's first page answers and parses (a child stream's with the values of its
+//! parent's first record), and the landing prefix takes a write, a read, a list and a
+//! delete.
 
+use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
+use serde_json::value::RawValue;
 
-use crate::config::LoadedConfig;
+use crate::config::{LoadedConfig, ParentConfig};
 use crate::error::{Classify, ErrorCode, ErrorRecord, Exit};
 use crate::events::Events;
 use crate::extract::request::{Bounds, RequestBuilder};
@@ -21,6 +25,9 @@ use crate::records;
 pub struct Step {
     pub step: String,
     pub ok: bool,
+    /// The step could not be tried (a child stream whose parent gave no record to take
+    /// its `{parent.*}` values from); it does not fail the check.
+    pub skipped: bool,
     pub detail: String,
     pub error: Option<ErrorRecord>,
 }
@@ -48,6 +55,19 @@ impl Recorder {
         self.steps.push(Step {
             step,
             ok: true,
+            skipped: false,
+            detail,
+            error: None,
+        });
+    }
+
+    fn skip(&mut self, step: impl Into<String>, reason: impl std::fmt::Display) {
+        let (step, detail) = (step.into(), format!("skipped: {reason}"));
+        self.events.check_step(&step, &detail, None);
+        self.steps.push(Step {
+            step,
+            ok: true,
+            skipped: true,
             detail,
             error: None,
         });
@@ -63,6 +83,7 @@ impl Recorder {
         self.steps.push(Step {
             step,
             ok: false,
+            skipped: false,
             detail: record.message.clone(),
             error: Some(record),
         });
@@ -110,8 +131,34 @@ pub async fn check(loaded: &LoadedConfig) -> (Report, Exit) {
                 )));
             }
             recorder.pass("http_client", format!("auth {}", config.source.auth.kind()));
-            for stream in &config.streams {
-                check_stream(&mut recorder, &client, loaded, stream).await;
+            // Parents first, as a run orders them: a child is probed with its parent's
+            // first record's values in place of `{parent.*}`.
+            let mut samples: HashMap<&str, Option<FirstPage>> = HashMap::new();
+            let (parents, children): (Vec<_>, Vec<_>) =
+                config.streams.iter().partition(|stream| stream.parent.is_none());
+            for stream in parents {
+                let page = check_stream(&mut recorder, &client, loaded, stream, None).await;
+                samples.insert(stream.name.as_str(), page);
+            }
+            for stream in children {
+                let Some(parent) = &stream.parent else { continue };
+                let step = format!("stream:{}", stream.name);
+                match samples.get(parent.stream.as_str()) {
+                    Some(Some(page)) => match page.parent_values(&parent.fields) {
+                        Ok(values) => {
+                            let child = crate::extract::interpolate(stream, &values);
+                            check_stream(&mut recorder, &client, loaded, &child, Some(&parent.stream)).await;
+                        }
+                        Err(reason) => recorder.skip(step, reason),
+                    },
+                    _ => recorder.skip(
+                        step,
+                        format_args!(
+                            "parent stream `{}` failed its check, so no parent record gives the values of {{parent.*}}",
+                            parent.stream
+                        ),
+                    ),
+                }
             }
         }
         Err(error) => recorder.fail("http_client", &StepFailure(ErrorCode::ConfigError, error.to_string())),
@@ -146,16 +193,61 @@ pub async fn check(loaded: &LoadedConfig) -> (Report, Exit) {
     (report, recorder.exit)
 }
 
+/// The first page a stream's probe read, for its children's `{parent.*}` values.
+struct FirstPage {
+    stream: String,
+    body: Bytes,
+    records: Vec<Range<usize>>,
+}
+
+impl FirstPage {
+    /// `(placeholder, value)` pairs from the first record that has every field, or why
+    /// there is none.
+    fn parent_values(&self, fields: &[String]) -> Result<Vec<(String, String)>, String> {
+        if self.records.is_empty() {
+            return Err(format!(
+                "parent stream `{}` returned no records on its first page, so there is no value for {{parent.*}}",
+                self.stream
+            ));
+        }
+        self.records
+            .iter()
+            .filter_map(|range| serde_json::from_slice::<&RawValue>(&self.body[range.clone()]).ok())
+            .find_map(|record| {
+                fields
+                    .iter()
+                    .map(|field| {
+                        let text = records::scalar_text(records::field(record, field)?)?;
+                        Some((ParentConfig::placeholder(field), text))
+                    })
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| {
+                format!(
+                    "no record on the first page of parent stream `{}` has a scalar value for each of {}",
+                    self.stream,
+                    fields.join(", ")
+                )
+            })
+    }
+}
+
+/// Probes a stream's first page; a child arrives with its `{parent.*}` already replaced
+/// (`parent` names the parent stream). Returns the page when the probe passed.
 async fn check_stream(
     recorder: &mut Recorder,
     client: &HttpClient,
     loaded: &LoadedConfig,
     stream: &crate::config::StreamConfig,
-) {
+    parent: Option<&str>,
+) -> Option<FirstPage> {
     let step = format!("stream:{}", stream.name);
     let builder = match RequestBuilder::new(&loaded.config, stream) {
         Ok(builder) => builder,
-        Err(error) => return recorder.fail(step, &StepFailure(ErrorCode::ConfigError, error.to_string())),
+        Err(error) => {
+            recorder.fail(step, &StepFailure(ErrorCode::ConfigError, error.to_string()));
+            return None;
+        }
     };
     let bounds = Bounds {
         lower: stream
@@ -177,24 +269,40 @@ async fn check_stream(
         .await
     {
         Ok(response) => response,
-        Err(error) => return recorder.fail(step, &error),
+        Err(error) => {
+            recorder.fail(step, &error);
+            return None;
+        }
     };
     match records::record_ranges(&response.body, &stream.records_path) {
-        Ok(ranges) => recorder.pass(
-            step,
-            format!(
-                "HTTP {} with {} records on the first page",
-                response.status,
-                ranges.len()
-            ),
-        ),
-        Err(error) => recorder.fail(
-            step,
-            &StepFailure(
-                ErrorCode::ParsingError,
-                format!("request {}: {error}", response.request_id),
-            ),
-        ),
+        Ok(ranges) => {
+            let of_parent = parent
+                .map(|parent| format!(" (for the first record of parent stream `{parent}`)"))
+                .unwrap_or_default();
+            recorder.pass(
+                step,
+                format!(
+                    "HTTP {} with {} records on the first page{of_parent}",
+                    response.status,
+                    ranges.len()
+                ),
+            );
+            Some(FirstPage {
+                stream: stream.name.clone(),
+                body: response.body,
+                records: ranges,
+            })
+        }
+        Err(error) => {
+            recorder.fail(
+                step,
+                &StepFailure(
+                    ErrorCode::ParsingError,
+                    format!("request {}: {error}", response.request_id),
+                ),
+            );
+            None
+        }
     }
 }
 

@@ -78,6 +78,66 @@ async fn validate_resolves_references_unless_told_not_to() {
     assert!(stderr(&output).contains("LANDFALL_CONFIG"));
 }
 
+/// Regression (issue 17): a missing `schema: {file:}` passed `validate` and `check` and
+/// failed only when the stream started.
+#[tokio::test]
+async fn validate_and_check_read_the_schema_file() {
+    let ws = Workspace::new();
+    let schema = ws.dir.path().join("orders.schema.json");
+    let write_config = |schema: &Path| {
+        ws.config(&format!(
+            "version: 1\nsource: {{name: shop, base_url: 'http://127.0.0.1:9'}}\nstreams:\n  - {{name: s, path: /s, schema: {{file: '{}'}}}}\nlanding: {{url: '{{landing}}'}}\n",
+            schema.display()
+        ))
+    };
+    let config = write_config(&schema);
+    for command in ["validate", "check"] {
+        let output = landfall(&[command, "--config", config.to_str().unwrap()], &[]).await;
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{command}: {message}");
+        assert!(
+            message.contains(&format!("streams[0].schema.file: cannot read {}", schema.display())),
+            "{command}: {message}"
+        );
+    }
+    // Reading files the config names is what --no-resolve leaves out.
+    let output = validate(&["--no-resolve"], &config).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    std::fs::write(&schema, r#"{"type": "no-such-type"}"#).unwrap();
+    let output = validate(&[], &config).await;
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains(&format!(
+            "streams[0].schema.file: {} is not a valid JSON Schema",
+            schema.display()
+        )),
+        "{message}"
+    );
+    std::fs::write(&schema, r#"{"type": "object", "required": ["id"]}"#).unwrap();
+    let output = validate(&[], &config).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+/// Regression (issue 17): `--run-id` was a free string, checked only after the config was
+/// loaded; it becomes the path segment `run_id=...`, so it is parsed as a UUID up front.
+#[tokio::test]
+async fn run_id_must_be_a_uuid() {
+    let ws = Workspace::new();
+    let missing = ws.dir.path().join("no-such-config.yaml");
+    for run_id in ["../escape", "r0", "", "0190c7a0-0000-7000-8000-00000000abcd/x"] {
+        let output = landfall(&["run", "--config", missing.to_str().unwrap(), "--run-id", run_id], &[]).await;
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{run_id:?}: {message}");
+        assert!(
+            message.contains("invalid value") && message.contains("--run-id"),
+            "{run_id:?}: {message}"
+        );
+        assert!(!message.contains("invalid config"), "{run_id:?}: {message}");
+    }
+}
+
 #[tokio::test]
 async fn example_configs_validate() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config-examples");
@@ -234,6 +294,108 @@ async fn check_reports_each_step() {
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["failed_step"], "stream:items");
     assert!(stderr(&output).contains("check failed at step stream:items"));
+}
+
+/// A parent `orders` at /orders answering `orders`, and its child `lines` at
+/// /orders/{parent.id}/lines (listed first: check orders parents before children).
+fn parent_child_config(ws: &Workspace, base: &str) -> PathBuf {
+    ws.config(&format!(
+        "version: 1
+source: {{name: shop, base_url: '{base}'}}
+streams:
+  - name: lines
+    path: /orders/{{parent.id}}/lines
+    records_path: /data
+    parent: {{stream: orders, fields: [id]}}
+  - name: orders
+    path: /orders
+    records_path: /data
+landing: {{url: '{{landing}}'}}
+"
+    ))
+}
+
+/// The check report's step named `name`.
+fn check_step<'a>(report: &'a Value, name: &str) -> &'a Value {
+    common::named(report, "steps", "step", name)
+}
+
+/// Regression (issue 17): `check` sent `{parent.id}` literally for a child stream.
+#[tokio::test]
+async fn check_probes_a_child_with_its_parents_first_record() {
+    let server = MockServer::start().await;
+    Mock::given(path("/orders"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [{"id": "o 17"}, {"id": "o-18"}]})))
+        .mount(&server)
+        .await;
+    Mock::given(path("/orders/o%2017/lines"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [{"line": 1}]})))
+        .mount(&server)
+        .await;
+    let ws = Workspace::new();
+    let config = parent_child_config(&ws, &server.uri());
+    let output = landfall(&["check", "--config", config.to_str().unwrap()], &[]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(&steps[2..4], ["stream:orders", "stream:lines"]);
+    let lines = check_step(&report, "stream:lines");
+    assert_eq!(
+        (lines["ok"].as_bool(), lines["skipped"].as_bool()),
+        (Some(true), Some(false)),
+        "{lines}"
+    );
+    assert!(lines["detail"].as_str().unwrap().contains("with 1 records"), "{lines}");
+    let paths: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|request| request.url.path().to_owned())
+        .collect();
+    assert_eq!(paths, ["/orders", "/orders/o%2017/lines"]);
+
+    // A parent without records gives no value: the child is skipped, nothing is sent.
+    let server = MockServer::start().await;
+    Mock::given(path("/orders"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": []})))
+        .mount(&server)
+        .await;
+    let config = parent_child_config(&ws, &server.uri());
+    let output = landfall(&["check", "--config", config.to_str().unwrap()], &[]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let lines = check_step(&report, "stream:lines");
+    assert_eq!(
+        (lines["ok"].as_bool(), lines["skipped"].as_bool()),
+        (Some(true), Some(true)),
+        "{lines}"
+    );
+    let detail = lines["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("skipped: parent stream `orders` returned no records on its first page"),
+        "{detail}"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+
+    // A parent that fails its check skips the child too.
+    let server = MockServer::start().await;
+    Mock::given(path("/orders"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    let config = parent_child_config(&ws, &server.uri());
+    let output = landfall(&["check", "--config", config.to_str().unwrap()], &[]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["failed_step"], "stream:orders");
+    assert_eq!(check_step(&report, "stream:lines")["skipped"], true);
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -113,9 +113,10 @@ pub struct RunArgs {
     /// Run only these streams (repeatable); default all.
     #[arg(long)]
     pub stream: Vec<String>,
-    /// Use this run id (a UUID) instead of a fresh UUIDv7.
+    /// Use this run id instead of a fresh UUIDv7. It must be a UUID (it becomes the path
+    /// segment `run_id=...`): anything else is a usage error (exit 2) before the run starts.
     #[arg(long)]
-    pub run_id: Option<String>,
+    pub run_id: Option<uuid::Uuid>,
     /// Lower bound of an explicit window (e.g. the Airflow data interval start).
     #[arg(long)]
     pub start: Option<String>,

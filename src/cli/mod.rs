@@ -104,7 +104,7 @@ async fn execute(cli: Cli) -> Exit {
             exit
         }
         Command::Run(run) => {
-            let run_id = run.run_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+            let run_id = run.run_id.unwrap_or_else(uuid::Uuid::now_v7).to_string();
             let loaded = match load(run.config.clone(), Resolve::References) {
                 Ok(loaded) => loaded,
                 Err(exit) => {
@@ -369,10 +369,6 @@ fn lineage(
     run_id: &str,
     events: &crate::events::Events,
 ) -> Result<Option<crate::openlineage::RunLineage>, crate::openlineage::LineageError> {
-    if uuid::Uuid::parse_str(run_id).is_err() {
-        // The run stops at once on the invalid --run-id; an event needs a UUID run id.
-        return Ok(None);
-    }
     let env = |name: &str| std::env::var(name).ok();
     let config = crate::openlineage::LineageConfig::from_env(
         run.openlineage_url.as_deref(),

@@ -6,6 +6,7 @@
 //! second resolves `${env:..}` / `${file:..}` references in every string and deserializes
 //! again into the config the run uses. Unknown keys are errors that name their path.
 
+pub mod schema;
 mod secret;
 pub mod spec;
 mod units;
@@ -1249,8 +1250,25 @@ impl ConnectorConfig {
         };
         // An error about a resolved value names its reference, never the value.
         config.validate().map_err(|error| resolved.mask(error))?;
+        if resolve == Resolve::References {
+            config.check_schemas().map_err(|error| resolved.mask(error))?;
+        }
         let config = config.with_deletes_streams();
         Ok(LoadedConfig { config, config_sha256 })
+    }
+
+    /// Reads and compiles each stream's `schema` (a `{file: PATH}` is read here), so a
+    /// missing or broken schema fails loading, naming the key and the file. Reading files
+    /// is I/O: it happens only with references resolved (`validate`, `check`, `run`).
+    fn check_schemas(&self) -> Result<(), ConfigError> {
+        for (index, stream) in self.streams.iter().enumerate() {
+            if let Some(schema) = &stream.schema {
+                schema::compile(schema).map_err(|error| {
+                    ConfigError::invalid(error.key(&format!("streams[{index}]")), error.to_string())
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// The config with each stream's `deletes` companion stream right after it.

@@ -15,6 +15,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+pub(crate) use stream::interpolate;
 pub use stream::{ParentKey, StreamError};
 
 use crate::config::LoadedConfig;

@@ -1406,7 +1406,7 @@ impl Checkpoint {
 }
 
 /// The child stream with `{parent.<name>}` replaced in its path and params.
-fn interpolate(stream: &StreamConfig, values: &[(String, String)]) -> StreamConfig {
+pub(crate) fn interpolate(stream: &StreamConfig, values: &[(String, String)]) -> StreamConfig {
     let mut stream = stream.clone();
     for (name, value) in values {
         let placeholder = format!("{{parent.{name}}}");

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::config::StreamConfig;
+use crate::config::schema::{SchemaError, compile};
 use crate::records;
 
 /// Why a record was dead-lettered (`_error` in the dead-letter envelope).
@@ -49,33 +50,23 @@ impl RecordValidator {
     pub fn new(stream: &StreamConfig) -> Result<Self, ValidatorError> {
         let schema = match &stream.schema {
             None => None,
-            Some(schema) => {
-                let document = match schema
-                    .as_object()
-                    .and_then(|object| object.get("file"))
-                    .and_then(|file| file.as_str())
-                {
-                    Some(path) if schema.as_object().is_some_and(|object| object.len() == 1) => {
-                        let text = std::fs::read_to_string(path).map_err(|error| ValidatorError::SchemaFile {
-                            stream: stream.name.clone(),
-                            path: path.to_owned(),
-                            message: error.to_string(),
-                        })?;
-                        serde_json::from_str(&text).map_err(|error| ValidatorError::SchemaFile {
-                            stream: stream.name.clone(),
-                            path: path.to_owned(),
-                            message: error.to_string(),
-                        })?
-                    }
-                    _ => schema.clone(),
-                };
-                Some(
-                    jsonschema::validator_for(&document).map_err(|error| ValidatorError::Schema {
+            Some(schema) => Some(compile(schema).map_err(|error| match error {
+                SchemaError::Invalid { message } => ValidatorError::Schema {
+                    stream: stream.name.clone(),
+                    message,
+                },
+                SchemaError::InvalidFile { path, message } => ValidatorError::Schema {
+                    stream: stream.name.clone(),
+                    message: format!("{path}: {message}"),
+                },
+                SchemaError::Read { path, message } | SchemaError::NotJson { path, message } => {
+                    ValidatorError::SchemaFile {
                         stream: stream.name.clone(),
-                        message: error.to_string(),
-                    })?,
-                )
-            }
+                        path,
+                        message,
+                    }
+                }
+            })?),
         };
         Ok(Self {
             primary_key: stream.primary_key.clone(),
