@@ -58,7 +58,7 @@ def table(header, lines):
 
 def report(rows, meta):
     counts = sorted({count for (label, count) in rows if label == "landfall"})
-    dlt_counts = sorted({count for (label, count) in rows if label.startswith("dlt")})
+    peer_counts = sorted({count for (label, count) in rows if label.startswith(("dlt", "airbyte", "singer"))})
     rounds = meta.get("rounds", "1")
     out = []
     out.append(
@@ -70,6 +70,8 @@ def report(rows, meta):
     out.append(
         f"`{meta['landfall_version']}` (git {meta['git']}, {meta['rustc']}); "
         + (f"dlt {meta['dlt']}; " if "dlt" in meta else "")
+        + (f"{meta['airbyte']}; " if "airbyte" in meta else "")
+        + (f"{meta['singer']}; " if "singer" in meta else "")
         + f"{meta['curl']}; {meta['gzip']}. Each figure is the median of {rounds} "
         "alternating round(s); every run's figures are listed at the end."
     )
@@ -79,12 +81,14 @@ def report(rows, meta):
     out.append("### One cursor-paginated stream (pages of 1000, about 410 bytes per record)")
     out.append("")
     lines = []
-    for count in sorted(set(counts) | set(dlt_counts)):
+    for count in sorted(set(counts) | set(peer_counts)):
         for label, name in (
             ("landfall", "Landfall"),
             ("landfall-l6", "Landfall (`compression_level: 6`)"),
             ("dlt", "dlt (defaults)"),
             ("dlt-lean", "dlt (`max_table_nesting=0`)"),
+            ("airbyte", "Airbyte low-code CDK (protocol stream, gzip -1)"),
+            ("singer", "Singer: tap-rest-api-msdk \\| target-jsonl, gzip -1"),
             ("bound", "curl + gzip bound"),
         ):
             runs = rows.get((label, count))
@@ -146,6 +150,15 @@ def report(rows, meta):
             )
         else:
             cells += ["", ""]
+        for label, name in (("airbyte", "Airbyte"), ("singer", "Singer")):
+            measured = sorted(c for (l, c) in rows if l == label)
+            if not measured:
+                cells.append("(not run)")
+                continue
+            base = count if count in measured else max(measured)
+            ratio = rate / (base / median(rows[(label, base)], "wall"))
+            note = "" if base == count else f" ({name} extrapolated from its records/s at {base:,})"
+            cells.append(f"{ratio:.1f}x{note}")
         lines.append(cells)
     out.append(
         table(
@@ -157,6 +170,8 @@ def report(rows, meta):
                 "bound / dlt (records/s)",
                 "Landfall / bound (wall time)",
                 "Landfall / bound (CPU time)",
+                "Landfall / Airbyte (records/s)",
+                "Landfall / Singer (records/s)",
             ],
             lines,
         )
