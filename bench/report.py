@@ -50,6 +50,19 @@ def fmt_rate(value):
     return f"{value:,.0f}"
 
 
+def peer_base(rows, label, count):
+    """The count to compare `label` at for Landfall's `count`: the same count if `label` ran
+    at it, else its largest count when that is smaller (its records/s grow with the count, so
+    extrapolating upwards flatters the peer), else None (not extrapolated downwards: a
+    small run is mostly start-up). Also None when `label` did not run at all."""
+    measured = sorted(c for (l, c) in rows if l == label)
+    if count in measured:
+        return count
+    if measured and max(measured) < count:
+        return max(measured)
+    return None
+
+
 def table(header, lines):
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(cell) for cell in line) + " |" for line in lines]
@@ -117,24 +130,23 @@ def report(rows, meta):
         rate = count / median(landfall, "wall")
         cells = [f"{count:,}"]
         for label, name in (("dlt", "dlt"), ("dlt-lean", "dlt with max_table_nesting=0")):
-            measured = sorted(c for (l, c) in rows if l == label)
-            if not measured:
+            base = peer_base(rows, label, count)
+            if base is None:
                 cells.append("(not run)")
                 continue
-            base = count if count in measured else max(measured)
             ratio = rate / (base / median(rows[(label, base)], "wall"))
             note = "" if base == count else f" ({name} extrapolated from its records/s at {base:,})"
             cells.append(f"{ratio:.1f}x{note}")
             verdicts.append(
                 (f"throughput at {count:,}: at least {DLT_FACTOR}x {name}{note}", ratio >= DLT_FACTOR, f"{ratio:.1f}x")
             )
-        dlt_measured = sorted(c for (l, c) in rows if l == "dlt")
+        dlt_base = peer_base(rows, "dlt", count)
 
         def versus_dlt(runs):
-            """Records/s of `runs` over dlt's (at this count, or its largest one)."""
-            if not runs or not dlt_measured:
+            """Records/s of `runs` over dlt's (at this count, or its largest one below)."""
+            if not runs or dlt_base is None:
                 return ""
-            base = count if count in dlt_measured else max(dlt_measured)
+            base = dlt_base
             return f"{(count / median(runs, 'wall')) / (base / median(rows[('dlt', base)], 'wall')):.1f}x"
 
         bound = rows.get(("bound", count))
@@ -151,11 +163,10 @@ def report(rows, meta):
         else:
             cells += ["", ""]
         for label, name in (("airbyte", "Airbyte"), ("singer", "Singer")):
-            measured = sorted(c for (l, c) in rows if l == label)
-            if not measured:
+            base = peer_base(rows, label, count)
+            if base is None:
                 cells.append("(not run)")
                 continue
-            base = count if count in measured else max(measured)
             ratio = rate / (base / median(rows[(label, base)], "wall"))
             note = "" if base == count else f" ({name} extrapolated from its records/s at {base:,})"
             cells.append(f"{ratio:.1f}x{note}")
