@@ -50,6 +50,19 @@ def fmt_rate(value):
     return f"{value:,.0f}"
 
 
+def peer_base(rows, label, count):
+    """The count to compare `label` at for Landfall's `count`: the same count if `label` ran
+    at it, else its largest count when that is smaller (its records/s grow with the count, so
+    extrapolating upwards flatters the peer), else None (not extrapolated downwards: a
+    small run is mostly start-up). Also None when `label` did not run at all."""
+    measured = sorted(c for (l, c) in rows if l == label)
+    if count in measured:
+        return count
+    if measured and max(measured) < count:
+        return max(measured)
+    return None
+
+
 def table(header, lines):
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(cell) for cell in line) + " |" for line in lines]
@@ -58,7 +71,7 @@ def table(header, lines):
 
 def report(rows, meta):
     counts = sorted({count for (label, count) in rows if label == "landfall"})
-    dlt_counts = sorted({count for (label, count) in rows if label.startswith("dlt")})
+    peer_counts = sorted({count for (label, count) in rows if label.startswith(("dlt", "airbyte", "singer"))})
     rounds = meta.get("rounds", "1")
     out = []
     out.append(
@@ -70,6 +83,8 @@ def report(rows, meta):
     out.append(
         f"`{meta['landfall_version']}` (git {meta['git']}, {meta['rustc']}); "
         + (f"dlt {meta['dlt']}; " if "dlt" in meta else "")
+        + (f"{meta['airbyte']}; " if "airbyte" in meta else "")
+        + (f"{meta['singer']}; " if "singer" in meta else "")
         + f"{meta['curl']}; {meta['gzip']}. Each figure is the median of {rounds} "
         "alternating round(s); every run's figures are listed at the end."
     )
@@ -79,12 +94,14 @@ def report(rows, meta):
     out.append("### One cursor-paginated stream (pages of 1000, about 410 bytes per record)")
     out.append("")
     lines = []
-    for count in sorted(set(counts) | set(dlt_counts)):
+    for count in sorted(set(counts) | set(peer_counts)):
         for label, name in (
             ("landfall", "Landfall"),
             ("landfall-l6", "Landfall (`compression_level: 6`)"),
             ("dlt", "dlt (defaults)"),
             ("dlt-lean", "dlt (`max_table_nesting=0`)"),
+            ("airbyte", "Airbyte low-code CDK (protocol stream, gzip -1)"),
+            ("singer", "Singer: tap-rest-api-msdk \\| target-jsonl, gzip -1"),
             ("bound", "curl + gzip bound"),
         ):
             runs = rows.get((label, count))
@@ -113,24 +130,23 @@ def report(rows, meta):
         rate = count / median(landfall, "wall")
         cells = [f"{count:,}"]
         for label, name in (("dlt", "dlt"), ("dlt-lean", "dlt with max_table_nesting=0")):
-            measured = sorted(c for (l, c) in rows if l == label)
-            if not measured:
+            base = peer_base(rows, label, count)
+            if base is None:
                 cells.append("(not run)")
                 continue
-            base = count if count in measured else max(measured)
             ratio = rate / (base / median(rows[(label, base)], "wall"))
             note = "" if base == count else f" ({name} extrapolated from its records/s at {base:,})"
             cells.append(f"{ratio:.1f}x{note}")
             verdicts.append(
                 (f"throughput at {count:,}: at least {DLT_FACTOR}x {name}{note}", ratio >= DLT_FACTOR, f"{ratio:.1f}x")
             )
-        dlt_measured = sorted(c for (l, c) in rows if l == "dlt")
+        dlt_base = peer_base(rows, "dlt", count)
 
         def versus_dlt(runs):
-            """Records/s of `runs` over dlt's (at this count, or its largest one)."""
-            if not runs or not dlt_measured:
+            """Records/s of `runs` over dlt's (at this count, or its largest one below)."""
+            if not runs or dlt_base is None:
                 return ""
-            base = count if count in dlt_measured else max(dlt_measured)
+            base = dlt_base
             return f"{(count / median(runs, 'wall')) / (base / median(rows[('dlt', base)], 'wall')):.1f}x"
 
         bound = rows.get(("bound", count))
@@ -146,6 +162,14 @@ def report(rows, meta):
             )
         else:
             cells += ["", ""]
+        for label, name in (("airbyte", "Airbyte"), ("singer", "Singer")):
+            base = peer_base(rows, label, count)
+            if base is None:
+                cells.append("(not run)")
+                continue
+            ratio = rate / (base / median(rows[(label, base)], "wall"))
+            note = "" if base == count else f" ({name} extrapolated from its records/s at {base:,})"
+            cells.append(f"{ratio:.1f}x{note}")
         lines.append(cells)
     out.append(
         table(
@@ -157,6 +181,8 @@ def report(rows, meta):
                 "bound / dlt (records/s)",
                 "Landfall / bound (wall time)",
                 "Landfall / bound (CPU time)",
+                "Landfall / Airbyte (records/s)",
+                "Landfall / Singer (records/s)",
             ],
             lines,
         )
