@@ -93,6 +93,19 @@ async fn a_landed_and_a_killed_run() -> (Workspace, PathBuf, MockServer) {
     (ws, config, api)
 }
 
+/// Sets the files' modification time to two days ago.
+fn age_two_days(files: &[&Path]) {
+    let two_days_ago = SystemTime::now() - Duration::from_secs(48 * 3600);
+    for file in files {
+        std::fs::File::options()
+            .write(true)
+            .open(file)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+    }
+}
+
 fn relative(ws: &Workspace, file: &Path) -> String {
     file.strip_prefix(ws.landing()).unwrap().to_string_lossy().into_owned()
 }
@@ -131,15 +144,7 @@ async fn delete_removes_only_old_orphans_whose_records_landed_again() {
     assert!(killed_part.exists());
 
     // Two days old: past the default, still short of a 72 h limit.
-    let two_days_ago = SystemTime::now() - Duration::from_secs(48 * 3600);
-    for file in [&killed_part, &covered_part] {
-        std::fs::File::options()
-            .write(true)
-            .open(file)
-            .unwrap()
-            .set_modified(two_days_ago)
-            .unwrap();
-    }
+    age_two_days(&[&killed_part, &covered_part]);
     let report = orphans(&config, &["--delete", "--older-than", "72h"]).await;
     assert_eq!(report["orphans"][0]["action"], "kept_too_recent", "{report:#}");
     assert!(killed_part.exists());
@@ -241,15 +246,7 @@ async fn a_staged_upload_left_under_tmp_is_listed_and_deleted_with_its_staged_ob
         (&"staged_upload".into(), &"events".into(), &run_id.into())
     );
 
-    let two_days_ago = SystemTime::now() - Duration::from_secs(48 * 3600);
-    for file in [&staged, &marker] {
-        std::fs::File::options()
-            .write(true)
-            .open(file)
-            .unwrap()
-            .set_modified(two_days_ago)
-            .unwrap();
-    }
+    age_two_days(&[&staged, &marker]);
     let report = orphans(&config, &["--delete"]).await;
     assert_eq!(report["deleted"], 1, "{report:#}");
     assert!(

@@ -16,6 +16,24 @@ fn with(mut schema: Value, key: &str, value: Value) -> Value {
     schema
 }
 
+/// `records_path` of a stream and of its deletes endpoint.
+fn records_path() -> Value {
+    with(
+        with(
+            string("JSON pointer to the records array; empty = the document is the array"),
+            "pattern",
+            json!(POINTER_PATTERN),
+        ),
+        "default",
+        json!(""),
+    )
+}
+
+/// `body` of a stream and of its deletes endpoint.
+fn request_body() -> Value {
+    json!({"type": ["object", "null"], "description": "JSON body for POST", "default": null})
+}
+
 fn string(description: &str) -> Value {
     json!({"type": "string", "description": description})
 }
@@ -365,22 +383,8 @@ fn stream() -> Value {
             ("method", enumeration("HTTP method", &["GET", "POST"], "GET")),
             ("params", scalar_map("Query parameters of this stream")),
             ("headers", string_map("Headers of this stream")),
-            (
-                "body",
-                json!({"type": ["object", "null"], "description": "JSON body for POST", "default": null}),
-            ),
-            (
-                "records_path",
-                with(
-                    with(
-                        string("JSON pointer to the records array; empty = the document is the array"),
-                        "pattern",
-                        json!(POINTER_PATTERN),
-                    ),
-                    "default",
-                    json!(""),
-                ),
-            ),
+            ("body", request_body()),
+            ("records_path", records_path()),
             ("primary_key", string_list("Record fields forming the primary key")),
             ("pagination", pagination()),
             (
@@ -458,22 +462,8 @@ fn deletes() -> Value {
             ("method", enumeration("HTTP method", &["GET", "POST"], "GET")),
             ("params", scalar_map("Query parameters, e.g. {type: customer.deleted}")),
             ("headers", string_map("Headers")),
-            (
-                "body",
-                json!({"type": ["object", "null"], "description": "JSON body for POST", "default": null}),
-            ),
-            (
-                "records_path",
-                with(
-                    with(
-                        string("JSON pointer to the records array; empty = the document is the array"),
-                        "pattern",
-                        json!(POINTER_PATTERN),
-                    ),
-                    "default",
-                    json!(""),
-                ),
-            ),
+            ("body", request_body()),
+            ("records_path", records_path()),
             (
                 "key",
                 string_list(

@@ -726,16 +726,14 @@ impl StreamJob {
                         Opened::Served(page) => {
                             let document =
                                 records::Document::spilled(&page.layout.skeleton, page.layout.last.as_deref());
-                            let total = crate::progress::expected(&self.stream, document);
-                            self.events.telemetry().expect(&self.stream.name, total);
-                            let view = PageView {
-                                url: &response.url,
-                                headers: &response.headers,
-                                document: Some(document),
-                                records: page.layout.records,
-                                records_digest: page.digest,
-                            };
-                            let next = paginator.next(&token, &view);
+                            let next = self.next_token(
+                                &mut paginator,
+                                &token,
+                                &response,
+                                document,
+                                page.layout.records,
+                                page.digest,
+                            );
                             break (response, Parsed::Spilled(page), next);
                         }
                         Opened::InMemory(body) => response.body = body,
@@ -780,18 +778,10 @@ impl StreamJob {
                                 return Err(None);
                             }
                         }
-                        let total = crate::progress::expected(&self.stream, document);
-                        self.events.telemetry().expect(&self.stream.name, total);
-                        let view = PageView {
-                            url: &response.url,
-                            headers: &response.headers,
-                            document: Some(document),
-                            records: records.len(),
-                            records_digest: crate::pagination::records_digest(
-                                records.iter().map(|record| &response.body[record.range.clone()]),
-                            ),
-                        };
-                        let next = paginator.next(&token, &view);
+                        let digest = crate::pagination::records_digest(
+                            records.iter().map(|record| &response.body[record.range.clone()]),
+                        );
+                        let next = self.next_token(&mut paginator, &token, &response, document, records.len(), digest);
                         break (response, Parsed::InMemory(records), next);
                     }
                     Err(source) => {
@@ -885,6 +875,29 @@ impl StreamJob {
                 Err(error) => return Err(Some(error.into())),
             }
         }
+    }
+
+    /// What a page says of the next one (and of the stream's expected total, for progress),
+    /// whether its records are held in memory or in a spilled file.
+    fn next_token(
+        &self,
+        paginator: &mut Paginator,
+        token: &PageToken,
+        response: &Response,
+        document: records::Document<'_>,
+        records: usize,
+        records_digest: Option<u64>,
+    ) -> Result<Option<PageToken>, PaginationError> {
+        let total = crate::progress::expected(&self.stream, document);
+        self.events.telemetry().expect(&self.stream.name, total);
+        let view = PageView {
+            url: &response.url,
+            headers: &response.headers,
+            document: Some(document),
+            records,
+            records_digest,
+        };
+        paginator.next(token, &view)
     }
 
     /// Finds the records array of a spilled body, off the async threads; a body the file
