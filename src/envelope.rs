@@ -90,6 +90,10 @@ pub struct RecordFields<'a> {
     /// UTF-8: `_raw` then holds them with invalid sequences replaced, and
     /// `_payload_sha256` is the hash of the exact bytes.
     pub raw_base64: Option<&'a str>,
+    /// The whole body's length (`_raw_length`), for a dead-lettered page too large to
+    /// keep: `_raw` (and `_raw_base64`) then hold only its first MiB, and
+    /// `_payload_sha256` is the hash of the whole body.
+    pub raw_length: Option<u64>,
 }
 
 /// Hex SHA-256 of a record's bytes, as `_payload_sha256` carries it.
@@ -147,6 +151,10 @@ pub fn write_line(
         out.extend_from_slice(base64.as_bytes());
         out.push(b'"');
     }
+    if let Some(length) = record.raw_length {
+        out.extend_from_slice(b",\"_raw_length\":");
+        out.extend_from_slice(length.to_string().as_bytes());
+    }
     out.extend_from_slice(b",\"_raw\":");
     serde_json::to_writer(&mut *out, raw).expect("writing to a Vec cannot fail");
     out.extend_from_slice(b"}\n");
@@ -171,6 +179,7 @@ mod tests {
             redacted: None,
             error: None,
             raw_base64: None,
+            raw_length: None,
         };
         write_line(&mut out, &template, &page, record, "2026-01-01T00:00:00.000002Z", raw);
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1, "one line");

@@ -1,6 +1,7 @@
 //! A run: every selected stream extracted and landed, then the manifest written last as
 //! the commit marker.
 
+mod dead_body;
 mod prefetch;
 pub mod request;
 mod stream;

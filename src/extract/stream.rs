@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::dead_body::DeadBody;
 use super::prefetch::Prefetcher;
 use super::request::{self, Bounds, RequestBuilder};
 use super::windows::{self, Window};
@@ -210,7 +211,7 @@ struct DeadPage {
     number: u64,
     endpoint: String,
     extracted_at: String,
-    body: Bytes,
+    body: DeadBody,
     error: Violation,
 }
 
@@ -246,6 +247,11 @@ enum Opened {
     /// The body, read back into memory: the file reader does not serve it
     /// ([`records::spilled`]).
     InMemory(Bytes),
+    /// A body that is not one JSON value, found so from its file: never read into memory.
+    Invalid {
+        body: DeadBody,
+        error: records::RecordsError,
+    },
 }
 
 /// Whether the records of a spilled page of `stream` may be read from the file: the page's
@@ -706,7 +712,7 @@ impl StreamJob {
                                 number,
                                 endpoint: endpoint.clone(),
                                 extracted_at: crate::clock::now_rfc3339(),
-                                body: Bytes::new(),
+                                body: DeadBody::Whole(Bytes::new()),
                                 error: Violation {
                                     code: ErrorCode::ResponseTooLarge.as_str(),
                                     message: format!("request {}: {}", error.request_id, error.message),
@@ -721,8 +727,10 @@ impl StreamJob {
                 stats.requests += u64::from(response.attempts);
                 stats.retries += u64::from(response.attempts - 1);
                 let mut response = response;
-                if let Some(spilled) = response.spilled.take() {
-                    match self.open_spilled(spilled, number).await.map_err(Some)? {
+                let spilled = response.spilled.is_some();
+                let mut invalid = None;
+                if let Some(body) = response.spilled.take() {
+                    match self.open_spilled(body, number).await.map_err(Some)? {
                         Opened::Served(page) => {
                             let document =
                                 records::Document::spilled(&page.layout.skeleton, page.layout.last.as_deref());
@@ -737,91 +745,100 @@ impl StreamJob {
                             break (response, Parsed::Spilled(page), next);
                         }
                         Opened::InMemory(body) => response.body = body,
+                        Opened::Invalid { body, error } => invalid = Some((error, body)),
                     }
                 }
-                // A page with bytes that are not UTF-8 is read with the bad sequences
-                // replaced, so its records without them still land (byte for byte as
-                // sent); its exact bytes go to the dead letters (base64).
-                let original = std::str::from_utf8(&response.body)
-                    .is_err()
-                    .then(|| response.body.clone());
-                if let Some(original) = &original {
-                    response.body = Bytes::from(String::from_utf8_lossy(original).into_owned());
-                }
-                let parsed = {
-                    let _transform = crate::telemetry::transform_span(&self.stream.name, number).entered();
-                    parse_page(&response.body, &record_reader, &mut stats.schema)
-                };
-                match parsed {
-                    Ok((mut records, document)) => {
+                let (source, body) = match invalid {
+                    Some(invalid) => invalid,
+                    None => {
+                        // A page with bytes that are not UTF-8 is read with the bad sequences
+                        // replaced, so its records without them still land (byte for byte as
+                        // sent); its exact bytes go to the dead letters (base64).
+                        let original = std::str::from_utf8(&response.body)
+                            .is_err()
+                            .then(|| response.body.clone());
                         if let Some(original) = &original {
-                            mark_replaced_bytes(&response.body, &mut records);
-                            let invalid = std::str::from_utf8(original)
-                                .err()
-                                .map(|e| e.to_string())
-                                .unwrap_or_default();
-                            let dead = DeadPage {
-                                number,
-                                endpoint: endpoint.clone(),
-                                extracted_at: crate::clock::now_rfc3339(),
-                                body: original.clone(),
-                                error: Violation {
-                                    code: "PARSING_ERROR",
-                                    message: format!(
-                                        "request {}: the page is not valid UTF-8 ({invalid}); its exact bytes are in _raw_base64, its records without invalid bytes were landed",
-                                        response.request_id
-                                    ),
-                                    path: String::new(),
-                                },
-                            };
-                            if sender.send(Item::DeadPage(dead)).await.is_err() {
-                                return Err(None);
+                            response.body = Bytes::from(String::from_utf8_lossy(original).into_owned());
+                        }
+                        let parsed = {
+                            let _transform = crate::telemetry::transform_span(&self.stream.name, number).entered();
+                            parse_page(&response.body, &record_reader, &mut stats.schema)
+                        };
+                        match parsed {
+                            Ok((mut records, document)) => {
+                                if let Some(original) = &original {
+                                    mark_replaced_bytes(&response.body, &mut records);
+                                    let invalid = std::str::from_utf8(original)
+                                        .err()
+                                        .map(|e| e.to_string())
+                                        .unwrap_or_default();
+                                    let dead = DeadPage {
+                                        number,
+                                        endpoint: endpoint.clone(),
+                                        extracted_at: crate::clock::now_rfc3339(),
+                                        body: DeadBody::of(original.clone(), spilled),
+                                        error: Violation {
+                                            code: "PARSING_ERROR",
+                                            message: format!(
+                                                "request {}: the page is not valid UTF-8 ({invalid}); its exact bytes are in _raw_base64, its records without invalid bytes were landed",
+                                                response.request_id
+                                            ),
+                                            path: String::new(),
+                                        },
+                                    };
+                                    if sender.send(Item::DeadPage(dead)).await.is_err() {
+                                        return Err(None);
+                                    }
+                                }
+                                let digest = crate::pagination::records_digest(
+                                    records.iter().map(|record| &response.body[record.range.clone()]),
+                                );
+                                let next =
+                                    self.next_token(&mut paginator, &token, &response, document, records.len(), digest);
+                                break (response, Parsed::InMemory(records), next);
+                            }
+                            Err(source) => {
+                                let body = original.unwrap_or_else(|| response.body.clone());
+                                (source, DeadBody::of(body, spilled))
                             }
                         }
-                        let digest = crate::pagination::records_digest(
-                            records.iter().map(|record| &response.body[record.range.clone()]),
-                        );
-                        let next = self.next_token(&mut paginator, &token, &response, document, records.len(), digest);
-                        break (response, Parsed::InMemory(records), next);
                     }
-                    Err(source) => {
-                        let policy = self.client.retry_policy();
-                        let delay = policy.next_delay(parse_attempt, std::time::Duration::ZERO, None);
-                        if let Some(delay) = delay.filter(|_| parse_attempt < policy.max_attempts) {
-                            self.events.request_retried(
-                                &self.stream.name,
-                                number,
-                                &response.request_id,
-                                parse_attempt,
-                                delay.as_millis() as u64,
-                                ErrorCode::ParsingError.as_str(),
-                                &source.to_string(),
-                            );
-                            self.client.sleeper().sleep(delay).await;
-                            stats.retries += 1;
-                            parse_attempt += 1;
-                            continue;
-                        }
-                        let dead = DeadPage {
-                            number,
-                            endpoint: endpoint.clone(),
-                            extracted_at: crate::clock::now_rfc3339(),
-                            body: original.unwrap_or_else(|| response.body.clone()),
-                            error: Violation {
-                                code: "PARSING_ERROR",
-                                message: format!("request {}: {source}", response.request_id),
-                                path: self.stream.records_path.clone(),
-                            },
-                        };
-                        let _ = sender.send(Item::DeadPage(dead)).await;
-                        return Err(Some(StreamError::Records {
-                            page: number,
-                            endpoint,
-                            request_id: response.request_id,
-                            source,
-                        }));
-                    }
+                };
+                let policy = self.client.retry_policy();
+                let delay = policy.next_delay(parse_attempt, std::time::Duration::ZERO, None);
+                if let Some(delay) = delay.filter(|_| parse_attempt < policy.max_attempts) {
+                    self.events.request_retried(
+                        &self.stream.name,
+                        number,
+                        &response.request_id,
+                        parse_attempt,
+                        delay.as_millis() as u64,
+                        ErrorCode::ParsingError.as_str(),
+                        &source.to_string(),
+                    );
+                    self.client.sleeper().sleep(delay).await;
+                    stats.retries += 1;
+                    parse_attempt += 1;
+                    continue;
                 }
+                let dead = DeadPage {
+                    number,
+                    endpoint: endpoint.clone(),
+                    extracted_at: crate::clock::now_rfc3339(),
+                    body,
+                    error: Violation {
+                        code: "PARSING_ERROR",
+                        message: format!("request {}: {source}", response.request_id),
+                        path: self.stream.records_path.clone(),
+                    },
+                };
+                let _ = sender.send(Item::DeadPage(dead)).await;
+                return Err(Some(StreamError::Records {
+                    page: number,
+                    endpoint,
+                    request_id: response.request_id,
+                    source,
+                }));
             };
             let extracted_at = crate::clock::now_rfc3339();
             stats.pages = number;
@@ -923,6 +940,12 @@ impl StreamJob {
                         digest: digest.finish(),
                     }));
                 }
+            }
+            // A body that is not JSON at all is found so from the file, and only its head
+            // is kept for the dead letters: it never costs its size in memory.
+            if let Err(error) = records::spilled::check_json(&mut spilled.file, spilled.len)? {
+                let body = DeadBody::from_file(&mut spilled.file, spilled.len)?;
+                return Ok(Opened::Invalid { body, error });
             }
             spilled.read_all().map(Opened::InMemory)
         })
@@ -1112,6 +1135,7 @@ impl StreamJob {
                         redacted,
                         error: violation,
                         raw_base64: None,
+                        raw_length: None,
                     };
                     let loaded_at = crate::clock::now_rfc3339();
                     envelope::write_line(&mut line, &template, &fields, fields_of_record, &loaded_at, &raw);
@@ -1177,14 +1201,15 @@ impl StreamJob {
     ) -> Result<(), StreamError> {
         // The body cannot be redacted by pointer: a stream with redaction rules keeps only
         // its size and hash, never the bytes.
-        let text = String::from_utf8_lossy(&dead.body);
+        let kept = dead.body.kept();
+        let text = String::from_utf8_lossy(kept);
         let withheld = format!("<{} bytes withheld: the stream has redaction rules>", dead.body.len());
         let raw: &str = if redactor.is_empty() { &text } else { &withheld };
         // A body that is not UTF-8 is kept exactly too, so the page can be replayed and its
         // hash checked.
         let raw_base64 = (redactor.is_empty() && matches!(text, std::borrow::Cow::Owned(_)))
-            .then(|| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &dead.body));
-        let sha256 = crate::hash::sha256_hex(&dead.body);
+            .then(|| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, kept));
+        let sha256 = dead.body.sha256();
         let fields = PageFields::new(&dead.endpoint, &dead.extracted_at, dead.number);
         let record = RecordFields {
             record_id: None,
@@ -1194,6 +1219,7 @@ impl StreamJob {
             redacted: None,
             error: Some(&dead.error),
             raw_base64: raw_base64.as_deref(),
+            raw_length: dead.body.cut_from(),
         };
         let mut line = Vec::with_capacity(raw.len() + 512);
         envelope::write_line(&mut line, template, &fields, record, &crate::clock::now_rfc3339(), raw);

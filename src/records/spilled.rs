@@ -115,6 +115,24 @@ pub fn locate(
     }))
 }
 
+/// Whether a spilled body of `len` bytes is one JSON value, read from the file in a fixed
+/// buffer: the error the buffered path would give ([`super::parse`]) for a body that is
+/// not, so such a body is never read into memory. Bytes that are not UTF-8 inside strings
+/// are not an error here (the buffered path reads them replaced).
+pub fn check_json(file: &mut std::fs::File, len: u64) -> io::Result<Result<(), super::RecordsError>> {
+    use serde::Deserialize;
+    file.seek(SeekFrom::Start(0))?;
+    let reader = BufReader::with_capacity(BUFFER, (&mut *file).take(len));
+    let mut document = serde_json::Deserializer::from_reader(reader);
+    let checked = serde::de::IgnoredAny::deserialize(&mut document).and_then(|_| document.end());
+    Ok(match checked {
+        Ok(()) => Ok(()),
+        Err(error) if error.is_io() => return Err(io::Error::other(error)),
+        Err(error) if error.is_eof() => Err(super::RecordsError::Truncated(error.to_string())),
+        Err(error) => Err(super::RecordsError::NotJson(error.to_string())),
+    })
+}
+
 /// The records of a spilled body, from the array [`locate`] found.
 pub struct Records<R: Read> {
     elements: Elements<R>,
@@ -451,6 +469,34 @@ mod tests {
             layout.skeleton.get().to_owned(),
             layout.last.map(|last| last.get().to_owned()),
         ))
+    }
+
+    /// The file check gives the buffered path's answer, error kind included.
+    #[test]
+    fn check_json_agrees_with_the_buffered_parse() {
+        let bodies: [&[u8]; 9] = [
+            b"{\"data\": [1, 2]}",
+            b"  [] \n",
+            b"<html>login</html>",
+            b"{\"data\": [1, 2",
+            b"{\"data\": [1]} trailing",
+            b"",
+            b"{\"a\": \"\xff\xfe\"}",
+            b"{\"a\": 1e999999}",
+            b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+        ];
+        for body in bodies {
+            let mut file = tempfile::tempfile().unwrap();
+            file.write_all(body).unwrap();
+            let checked = check_json(&mut file, body.len() as u64).unwrap();
+            let buffered = super::super::parse(&String::from_utf8_lossy(body).into_owned().into_bytes()).map(|_| ());
+            let kind = |result: &Result<(), super::super::RecordsError>| match result {
+                Ok(()) => "ok",
+                Err(super::super::RecordsError::Truncated(_)) => "truncated",
+                Err(_) => "not json",
+            };
+            assert_eq!(kind(&checked), kind(&buffered), "{}", String::from_utf8_lossy(body));
+        }
     }
 
     /// Where the file reader serves a body, it finds exactly the records the in-memory
