@@ -327,7 +327,6 @@ async fn two_concurrent_runs_of_one_stream() {
 /// over, wakes up holding records read before the pause. It must not commit them: the
 /// checkpoint stays where the run that took over left it.
 #[tokio::test]
-#[ignore = "flaky: a SIGSTOP that lands while the paused run holds the file:// folder lock makes the takeover wait for the lock (now bounded at 30 s, then a storage error); run with --ignored until the lock is lease-aware"]
 async fn a_stale_writer_woken_after_a_takeover_never_moves_the_checkpoint_back() {
     let source = Source::new(records(3000));
     source.set_latency(Duration::from_millis(40));
@@ -338,7 +337,7 @@ async fn a_stale_writer_woken_after_a_takeover_never_moves_the_checkpoint_back()
     assert!(common::wait_until(Duration::from_secs(20), || ws.state("src", "records").is_some()).await);
     // A page or two more, read into the open part, past the committed checkpoint.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    common::signal(&stale, "STOP");
+    pause_outside_the_folder_lock(&stale, &ws.landing().join("src/_state"));
     let paused_at = ws.state("src", "records").unwrap()["cursor"].clone();
     // The paused run's lease expires; another run takes the stream over and finishes it.
     tokio::time::sleep(Duration::from_millis(900)).await;
@@ -363,6 +362,31 @@ async fn a_stale_writer_woken_after_a_takeover_never_moves_the_checkpoint_back()
         .filter(|event| event["event"] == "lease_held" || event.to_string().contains("LEASE_LOST"))
         .count();
     assert!(lost > 0, "{}", stderr(&woken));
+}
+
+/// Pauses `child` (SIGSTOP) at an instant it does not hold the `file://` folder lock of
+/// `folder`: paused inside that lock (a conditional write, a millisecond or two), it would
+/// block every other writer of the folder for up to 30 s, then fail them with a retryable
+/// storage error (docs/contract.md, section 5): safe, but not the takeover this test is
+/// about.
+fn pause_outside_the_folder_lock(child: &tokio::process::Child, folder: &std::path::Path) {
+    use rustix::fs::{FlockOperation, flock};
+    let handle = std::fs::File::open(folder).expect("the run created its state folder");
+    for _ in 0..500 {
+        common::signal(child, "STOP");
+        match flock(&handle, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {
+                flock(&handle, FlockOperation::Unlock).unwrap();
+                return;
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                common::signal(child, "CONT");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(errno) => panic!("flock {}: {errno}", folder.display()),
+        }
+    }
+    panic!("the run held its folder lock at every one of 500 pauses");
 }
 
 #[tokio::test]
