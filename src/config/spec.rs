@@ -59,10 +59,6 @@ fn nullable_integer(description: &str) -> Value {
     json!({"type": ["integer", "null"], "minimum": 1, "description": description, "default": null})
 }
 
-fn number(description: &str, default: Value) -> Value {
-    json!({"type": "number", "description": description, "default": default})
-}
-
 fn boolean(description: &str, default: bool) -> Value {
     json!({"type": "boolean", "description": description, "default": default})
 }
@@ -263,7 +259,10 @@ fn source() -> Value {
                         ),
                         ("initial_delay", duration("Delay before the first retry", "1s")),
                         ("max_delay", duration("Longest delay between attempts", "30s")),
-                        ("multiplier", number("Backoff multiplier", json!(2))),
+                        (
+                            "multiplier",
+                            json!({"type": "number", "minimum": 1, "description": "Backoff multiplier", "default": 2}),
+                        ),
                         ("budget", duration("Total retry wait allowed per request", "2m")),
                         (
                             "retry_on_status",
@@ -281,15 +280,15 @@ fn source() -> Value {
                     vec![
                         (
                             "requests_per_second",
-                            json!({"type": ["number", "null"], "description": "Token bucket rate per second", "default": 10}),
+                            json!({"type": ["number", "null"], "minimum": 1.0 / 86_400.0, "description": "Token bucket rate per second; above zero, at least one request a day", "default": 10}),
                         ),
                         (
                             "requests_per_minute",
-                            json!({"type": ["number", "null"], "description": "Token bucket rate per minute", "default": null}),
+                            json!({"type": ["number", "null"], "minimum": 60.0 / 86_400.0, "description": "Token bucket rate per minute; above zero, at least one request a day", "default": null}),
                         ),
                         (
                             "requests_per_hour",
-                            json!({"type": ["number", "null"], "description": "Token bucket rate per hour", "default": null}),
+                            json!({"type": ["number", "null"], "minimum": 3600.0 / 86_400.0, "description": "Token bucket rate per hour; above zero, at least one request a day", "default": null}),
                         ),
                         ("burst", positive_integer("Bucket size", json!(10))),
                         ("concurrency", positive_integer("Requests in flight at once", json!(4))),
@@ -416,7 +415,7 @@ fn stream() -> Value {
             ),
             (
                 "max_dead_letter_ratio",
-                number("Dead-lettered share above which the stream fails", json!(0.01)),
+                json!({"type": "number", "minimum": 0, "maximum": 1, "description": "Dead-lettered share above which the stream fails", "default": 0.01}),
             ),
             (
                 "idempotency_key",
