@@ -2,6 +2,7 @@
 //! the commit marker.
 
 mod dead_body;
+mod parents;
 mod prefetch;
 pub mod request;
 mod stream;
@@ -16,8 +17,9 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+pub use parents::ParentKey;
+pub use stream::StreamError;
 pub(crate) use stream::interpolate;
-pub use stream::{ParentKey, StreamError};
 
 use crate::config::LoadedConfig;
 use crate::error::{Classify, ErrorCode, Exit};
@@ -406,7 +408,7 @@ async fn run_streams(
     let max_concurrent = context.config.source.max_concurrent_streams.max(1) as usize;
     let mut pending: VecDeque<(usize, StreamBounds)> = bounds.into_iter().enumerate().collect();
     let mut reports: Vec<Option<StreamReport>> = vec![None; selected.len()];
-    let mut parent_keys: HashMap<String, Arc<Vec<ParentKey>>> = HashMap::new();
+    let mut parent_keys: HashMap<String, parents::ParentKeys> = HashMap::new();
     let mut finished: HashSet<&str> = HashSet::new();
     let mut running = tokio::task::JoinSet::new();
     loop {
@@ -474,7 +476,7 @@ async fn run_streams(
         };
         let name = selected[index].name.as_str();
         if children_fields.contains_key(name) {
-            parent_keys.insert(name.to_owned(), Arc::new(outcome.parent_keys));
+            parent_keys.insert(name.to_owned(), outcome.parent_keys);
         }
         finished.insert(name);
         reports[index] = Some(outcome.report);

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::dead_body::DeadBody;
+use super::parents::{ParentKey, ParentKeys, ParentKeysWriter};
 use super::prefetch::Prefetcher;
 use super::request::{self, Bounds, RequestBuilder};
 use super::windows::{self, Window};
@@ -83,6 +84,10 @@ pub enum StreamError {
     /// A page spilled to a temporary file could not be read back (a local disk error).
     #[error("page {page}: reading its body back from a temporary file under {dir} failed: {message}")]
     Spill { page: u64, dir: String, message: String },
+    /// The parent records kept for the children in a temporary file could not be written or
+    /// read (a local disk error).
+    #[error("the parent records kept for child streams in a temporary file under {dir}: {message}")]
+    ParentKeys { dir: String, message: String },
 }
 
 impl StreamError {
@@ -99,7 +104,8 @@ impl StreamError {
             | StreamError::Url(_)
             | StreamError::Cancelled
             | StreamError::Task(_)
-            | StreamError::Spill { .. } => "fetch",
+            | StreamError::Spill { .. }
+            | StreamError::ParentKeys { .. } => "fetch",
             StreamError::Records { .. } => "parse",
             StreamError::Pagination(_) => "paginate",
             StreamError::Landing(_) => "store",
@@ -122,7 +128,7 @@ impl Classify for StreamError {
             StreamError::Cancelled => ErrorCode::Cancelled,
             StreamError::DeadLetterRatio { .. } | StreamError::SchemaDrift(_) => ErrorCode::ValidationError,
             StreamError::Task(_) => ErrorCode::Unsupported,
-            StreamError::Spill { .. } => ErrorCode::StorageError,
+            StreamError::Spill { .. } | StreamError::ParentKeys { .. } => ErrorCode::StorageError,
         }
     }
 
@@ -130,7 +136,7 @@ impl Classify for StreamError {
         match self {
             StreamError::Http(error) => error.retryable(),
             StreamError::Records { source, .. } => source.retryable(),
-            StreamError::Cancelled | StreamError::Spill { .. } => true,
+            StreamError::Cancelled | StreamError::Spill { .. } | StreamError::ParentKeys { .. } => true,
             StreamError::Pagination(error) => error.retryable(),
             StreamError::Landing(error) => error.retryable(),
             StreamError::State(error) => error.retryable(),
@@ -144,20 +150,11 @@ impl Classify for StreamError {
     }
 }
 
-/// A parent record as its children see it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParentKey {
-    /// `_parent_key` of the children: the value's text, or JSON array text for several.
-    pub key: String,
-    /// `(placeholder, value)` pairs for `{parent.<placeholder>}`.
-    pub values: Vec<(String, String)>,
-}
-
 /// What a stream's run produced.
 pub struct StreamOutcome {
     pub report: StreamReport,
     /// The records a child stream iterates over (only when `collect_parent_fields` was set).
-    pub parent_keys: Vec<ParentKey>,
+    pub parent_keys: ParentKeys,
 }
 
 /// Everything a stream's extraction needs.
@@ -184,7 +181,7 @@ pub struct StreamJob {
     pub full_refresh: bool,
     pub cancel: CancellationToken,
     /// The parent records of a child stream.
-    pub parents: Option<Arc<Vec<ParentKey>>>,
+    pub parents: Option<ParentKeys>,
     /// Set on a parent stream: the fields its children need.
     pub collect_parent_fields: Option<Vec<String>>,
 }
@@ -299,7 +296,7 @@ struct WriteStats {
     duplicate_rows: u64,
     /// Largest cursor among stored records.
     stored_cursor: Option<Cursor>,
-    parent_keys: Vec<ParentKey>,
+    parent_keys: ParentKeysWriter,
     /// Stored records whose cursor value does not parse in the stream's format, and the
     /// first such value.
     cursor_unparseable_rows: u64,
@@ -544,7 +541,7 @@ impl StreamJob {
         }
         StreamOutcome {
             report,
-            parent_keys: write_stats.parent_keys,
+            parent_keys: write_stats.parent_keys.finish(),
         }
     }
 
@@ -558,21 +555,24 @@ impl StreamJob {
         };
         StreamOutcome {
             report: StreamReport::not_run(&self.stream, status, record),
-            parent_keys: vec![],
+            parent_keys: ParentKeys::default(),
         }
     }
 
-    /// The request builders of the stream: one, or one per parent record.
-    fn builders(&self) -> Result<Vec<(Option<ParentKey>, RequestBuilder)>, url::ParseError> {
+    /// The request builder of the stream, or of one parent record's requests.
+    fn builder(&self, parent: Option<&ParentKey>) -> Result<RequestBuilder, url::ParseError> {
+        match parent {
+            None => RequestBuilder::new(&self.config, &self.stream),
+            Some(parent) => RequestBuilder::new(&self.config, &interpolate(&self.stream, &parent.values)),
+        }
+    }
+
+    /// The parent records to page through (read from the parent's file, one at a time), or
+    /// one pass without a parent.
+    fn passes(&self) -> Box<dyn Iterator<Item = std::io::Result<Option<ParentKey>>> + Send> {
         match &self.parents {
-            None => Ok(vec![(None, RequestBuilder::new(&self.config, &self.stream)?)]),
-            Some(parents) => parents
-                .iter()
-                .map(|parent| {
-                    let stream = interpolate(&self.stream, &parent.values);
-                    Ok((Some(parent.clone()), RequestBuilder::new(&self.config, &stream)?))
-                })
-                .collect(),
+            None => Box::new(std::iter::once(Ok(None))),
+            Some(parents) => Box::new(parents.iter().map(|parent| parent.map(Some))),
         }
     }
 
@@ -583,10 +583,12 @@ impl StreamJob {
         validator: Arc<RecordValidator>,
     ) -> (FetchStats, Option<StreamError>) {
         let mut stats = FetchStats::default();
-        let builders = match self.builders() {
-            Ok(builders) => builders,
-            Err(error) => return (stats, Some(error.into())),
-        };
+        // A stream whose URL does not parse fails before its first request.
+        if self.parents.is_none()
+            && let Err(error) = self.builder(None)
+        {
+            return (stats, Some(error.into()));
+        }
         let incremental = self.stream.incremental.clone();
         let format = incremental
             .as_ref()
@@ -606,7 +608,16 @@ impl StreamJob {
             let filter = incremental
                 .as_ref()
                 .is_some_and(|incremental| incremental.client_side_filter);
-            for (parent, builder) in &builders {
+            for parent in self.passes() {
+                let parent = match parent {
+                    Ok(parent) => parent,
+                    Err(error) => return (stats, Some(parent_keys_error(&error))),
+                };
+                let builder = match self.builder(parent.as_ref()) {
+                    Ok(builder) => builder,
+                    Err(error) => return (stats, Some(error.into())),
+                };
+                let builder = &builder;
                 let filter = filter.then_some(&window);
                 let mut prefetch = Prefetcher::new(&self.stream.pagination, self.config.source.rate_limit.concurrency);
                 let fetched = self
@@ -1166,7 +1177,10 @@ impl StreamJob {
                         }
                     }
                     if let Some(parent) = record.parent {
-                        stats.parent_keys.push(parent);
+                        stats
+                            .parent_keys
+                            .push(&parent)
+                            .map_err(|error| parent_keys_error(&error))?;
                     }
                     if writer.is_full() {
                         self.store_part(&mut writer, &mut stats, checkpoint).await?;
@@ -1468,6 +1482,13 @@ struct PageHead {
     endpoint: String,
     extracted_at: String,
     parent_key: Option<String>,
+}
+
+fn parent_keys_error(error: &std::io::Error) -> StreamError {
+    StreamError::ParentKeys {
+        dir: std::env::temp_dir().display().to_string(),
+        message: error.to_string(),
+    }
 }
 
 fn spill_error(page: u64, error: &std::io::Error) -> StreamError {

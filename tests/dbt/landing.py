@@ -1,4 +1,4 @@
-"""Writes landed data exactly as `landfall run` does (CONTRACT.md sections 2-4).
+"""Writes landed data exactly as `landfall run` does (docs/contract.md, sections 2-4).
 
 Used where the real binary cannot produce the case under test (duplicated parts, a
 manifest that miscounts, a null primary key) and as the data set of the fixture tests.
