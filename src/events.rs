@@ -226,12 +226,13 @@ impl Events {
         info!(event = MANIFEST_WRITTEN, run_id = %self.run_id, source = %self.source, path, status, "manifest written");
     }
 
-    pub fn lease_acquired(&self, stream: &str, expires_at: &str) {
-        info!(event = LEASE_ACQUIRED, run_id = %self.run_id, source = %self.source, stream, expires_at, "lease acquired");
+    /// `window` is set on a window's lease (a backfill), absent on the stream's lease.
+    pub fn lease_acquired(&self, stream: &str, window: Option<&str>, expires_at: &str) {
+        info!(event = LEASE_ACQUIRED, run_id = %self.run_id, source = %self.source, stream, window, expires_at, "lease acquired");
     }
 
-    pub fn lease_held(&self, stream: &str, holder: &str, expires_at: &str) {
-        warn!(event = LEASE_HELD, run_id = %self.run_id, source = %self.source, stream, holder, expires_at, code = "LEASE_HELD", stage = "lease", retryable = true, "lease held by another run");
+    pub fn lease_held(&self, stream: &str, window: Option<&str>, holder: &str, expires_at: &str) {
+        warn!(event = LEASE_HELD, run_id = %self.run_id, source = %self.source, stream, window, holder, expires_at, code = "LEASE_HELD", stage = "lease", retryable = true, "lease held by another run");
     }
 
     pub fn run_cancelled(&self, signal: &str, grace_seconds: f64) {
