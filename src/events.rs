@@ -274,9 +274,9 @@ impl Events {
     }
 
     /// A window run starts after the checkpoint: what lies between them is unread, so the
-    /// run lands its window but leaves the checkpoint where it is.
+    /// run lands its window as a completed range and leaves the checkpoint where it is.
     pub fn checkpoint_held(&self, stream: &str, start: &str, checkpoint: Option<&str>) {
-        warn!(event = CHECKPOINT_HELD, run_id = %self.run_id, source = %self.source, stream, start, checkpoint, "the window starts after the checkpoint; it is landed but the checkpoint stays where it is");
+        warn!(event = CHECKPOINT_HELD, run_id = %self.run_id, source = %self.source, stream, start, checkpoint, "the window starts after the checkpoint; it is landed and kept as a completed range, the checkpoint stays until the gap before it is filled");
     }
 
     /// Records carried a cursor value that does not parse in the stream's `incremental.format`:
