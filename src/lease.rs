@@ -85,19 +85,17 @@ impl LeaseScope<'_> {
 }
 
 /// A leased window as events carry it: `[start, end)`.
-fn window_text(window: &Option<LeasedWindow>) -> Option<String> {
-    window
-        .as_ref()
-        .map(|window| format!("[{}, {})", window.start, window.end.as_deref().unwrap_or("now")))
+fn window_text(window: Option<&LeasedWindow>) -> Option<String> {
+    window.map(|window| format!("[{}, {})", window.start, window.end.as_deref().unwrap_or("now")))
 }
 
 /// How a held lease's scope reads in an error: "stream `orders`" or "window [a, b) of stream `orders`".
-fn describe(stream: &str, window: &Option<LeasedWindow>) -> String {
+fn describe(stream: &str, window: &Option<Box<LeasedWindow>>) -> String {
     match window {
         None => format!("stream `{stream}`"),
-        Some(_) => format!(
+        Some(window) => format!(
             "window {} of stream `{stream}`",
-            window_text(window).unwrap_or_default()
+            window_text(Some(window)).unwrap_or_default()
         ),
     }
 }
@@ -112,7 +110,7 @@ pub enum LeaseError {
     )]
     Held {
         stream: String,
-        window: Option<LeasedWindow>,
+        window: Option<Box<LeasedWindow>>,
         holder: String,
         path: String,
         expires_at: String,
@@ -198,8 +196,12 @@ impl Held {
                     .map(|record| record.run_id)
                     .unwrap_or_else(|| "nobody".to_owned());
                 let reason = format!("lease {} is now held by {holder}", self.path);
-                self.events
-                    .lease_held(&inner.mine.stream, window_text(&inner.mine.window).as_deref(), &holder, "lost");
+                self.events.lease_held(
+                    &inner.mine.stream,
+                    window_text(inner.mine.window.as_ref()).as_deref(),
+                    &holder,
+                    "lost",
+                );
                 inner.lost = Some(reason.clone());
                 self.lost_token.cancel();
                 Err(reason)
@@ -290,7 +292,7 @@ impl Lease {
         };
         let held = |holder: String, expires_at: String| LeaseError::Held {
             stream: stream.to_owned(),
-            window: scope.window(),
+            window: scope.window().map(Box::new),
             holder,
             path: landing.url_of(&path),
             expires_at,
@@ -302,7 +304,7 @@ impl Lease {
                 Some((Some(current), _)) if !expired(&current) => {
                     events.lease_held(
                         stream,
-                        window_text(&mine.window).as_deref(),
+                        window_text(mine.window.as_ref()).as_deref(),
                         &current.run_id,
                         &current.expires_at,
                     );
@@ -321,7 +323,7 @@ impl Lease {
                 },
             },
         };
-        events.lease_acquired(stream, window_text(&mine.window).as_deref(), &mine.expires_at);
+        events.lease_acquired(stream, window_text(mine.window.as_ref()).as_deref(), &mine.expires_at);
         let shared = Arc::new(Held {
             state: state.clone(),
             path: path.clone(),

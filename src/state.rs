@@ -231,8 +231,13 @@ impl StateStore {
                 stream: stream.to_owned(),
                 reason,
             })?;
-            let Some(state) = next_state(stream, current.as_ref().map(|current| &current.state), &stored, &recent, run_id)
-            else {
+            let Some(state) = next_state(
+                stream,
+                current.as_ref().map(|current| &current.state),
+                &stored,
+                &recent,
+                run_id,
+            ) else {
                 return Ok((current, false));
             };
             match self
@@ -469,7 +474,9 @@ mod tests {
     async fn a_writer_that_lost_its_lease_writes_nothing() {
         let (_dir, store) = store();
         let fence = crate::lease::Unfenced;
-        let first = advance(&store, (ORIGIN, "2024-01-02"), "run-a", None, &fence).await.unwrap();
+        let first = advance(&store, (ORIGIN, "2024-01-02"), "run-a", None, &fence)
+            .await
+            .unwrap();
         let error = advance(&store, (ORIGIN, "2024-01-03"), "run-a", Some(&first), &Lost)
             .await
             .unwrap_err();
@@ -485,7 +492,9 @@ mod tests {
     async fn a_lost_race_keeps_the_newer_checkpoint_and_never_moves_it_back() {
         let (_dir, store) = store();
         let fence = crate::lease::Unfenced;
-        let start = advance(&store, (ORIGIN, "2024-01-02"), "run-a", None, &fence).await.unwrap();
+        let start = advance(&store, (ORIGIN, "2024-01-02"), "run-a", None, &fence)
+            .await
+            .unwrap();
         // Run b moves the checkpoint on from what both read.
         advance(&store, ("2024-01-01", "2024-01-05"), "run-b", Some(&start), &fence)
             .await
@@ -508,7 +517,9 @@ mod tests {
         );
         // A first write that finds a checkpoint created meanwhile does not overwrite it.
         let (_dir, fresh) = store_with_checkpoint("2024-02-01").await;
-        let kept = advance(&fresh, (ORIGIN, "2024-01-15"), "run-c", None, &fence).await.unwrap();
+        let kept = advance(&fresh, (ORIGIN, "2024-01-15"), "run-c", None, &fence)
+            .await
+            .unwrap();
         assert_eq!(kept.state.cursor.as_deref(), Some("2024-02-01"));
     }
 
@@ -563,16 +574,23 @@ mod tests {
         state
     }
 
-    fn next(current: Option<&StreamState>, start: &str, end: &str) -> Option<(Option<String>, Vec<(String, String)>)> {
+    /// A state as the tests compare it: the cursor and the completed ranges.
+    type Outcome = Option<(Option<String>, Vec<(String, String)>)>;
+
+    fn next(current: Option<&StreamState>, start: &str, end: &str) -> Outcome {
         next_state("orders", current, &range(start, end), &[], "run").map(|state| {
             (
                 state.cursor,
-                state.completed.into_iter().map(|range| (range.start, range.end)).collect(),
+                state
+                    .completed
+                    .into_iter()
+                    .map(|range| (range.start, range.end))
+                    .collect(),
             )
         })
     }
 
-    fn owned(cursor: &str, completed: &[(&str, &str)]) -> Option<(Option<String>, Vec<(String, String)>)> {
+    fn owned(cursor: &str, completed: &[(&str, &str)]) -> Outcome {
         Some((
             Some(cursor.to_owned()),
             completed
@@ -590,7 +608,10 @@ mod tests {
             next(Some(&at_jan_3), "2024-01-05", "2024-01-07"),
             owned("2024-01-03", &[("2024-01-05", "2024-01-07")])
         );
-        let waiting = state(Some("2024-01-03"), &[("2024-01-05", "2024-01-07"), ("2024-01-09", "2024-01-10")]);
+        let waiting = state(
+            Some("2024-01-03"),
+            &[("2024-01-05", "2024-01-07"), ("2024-01-09", "2024-01-10")],
+        );
         // Filling the gap before the first range moves over it, not over the second gap.
         assert_eq!(
             next(Some(&waiting), "2024-01-02", "2024-01-05"),
@@ -610,7 +631,10 @@ mod tests {
             Some((None, vec![("2024-01-02".to_owned(), "2024-01-04".to_owned())]))
         );
         let no_checkpoint = state(None, &[("2024-01-02", "2024-01-04")]);
-        assert_eq!(next(Some(&no_checkpoint), ORIGIN, "2024-01-02"), owned("2024-01-04", &[]));
+        assert_eq!(
+            next(Some(&no_checkpoint), ORIGIN, "2024-01-02"),
+            owned("2024-01-04", &[])
+        );
     }
 
     #[tokio::test]
@@ -624,7 +648,14 @@ mod tests {
                 tokio::spawn(async move {
                     let (start, end) = (format!("2024-01-{day:02}"), format!("2024-01-{:02}", day + 1));
                     store
-                        .advance("orders", range(&start, &end), vec![], &format!("day-{day}"), None, &crate::lease::Unfenced)
+                        .advance(
+                            "orders",
+                            range(&start, &end),
+                            vec![],
+                            &format!("day-{day}"),
+                            None,
+                            &crate::lease::Unfenced,
+                        )
                         .await
                         .unwrap();
                 })
@@ -645,10 +676,20 @@ mod tests {
         // The gap filled: the checkpoint moves over everything, and an operator's rewind
         // forgets the waiting ranges.
         store
-            .advance("orders", range("2024-01-06", "2024-01-07"), vec![], "day-6", None, &crate::lease::Unfenced)
+            .advance(
+                "orders",
+                range("2024-01-06", "2024-01-07"),
+                vec![],
+                "day-6",
+                None,
+                &crate::lease::Unfenced,
+            )
             .await
             .unwrap();
         let stored = store.load("orders").await.unwrap().unwrap();
-        assert_eq!((stored.cursor.as_deref(), stored.completed.len()), (Some("2024-01-10"), 0));
+        assert_eq!(
+            (stored.cursor.as_deref(), stored.completed.len()),
+            (Some("2024-01-10"), 0)
+        );
     }
 }

@@ -168,7 +168,10 @@ fn landed(ws: &Workspace) -> Vec<i64> {
         .iter()
         .map(|line| {
             let id = &line["_source_record_id"];
-            id.as_str().and_then(|id| id.parse().ok()).or(id.as_i64()).expect("record id")
+            id.as_str()
+                .and_then(|id| id.parse().ok())
+                .or(id.as_i64())
+                .expect("record id")
         })
         .collect();
     ids.sort();
@@ -199,7 +202,11 @@ async fn windows_of_one_stream_run_side_by_side_and_the_checkpoint_stops_at_the_
     let watched = Arc::new(Mutex::new(Vec::<i64>::new()));
     let stop = tokio_util::sync::CancellationToken::new();
     let watcher = {
-        let (watched, stop, state) = (watched.clone(), stop.clone(), ws.landing().join("src/_state/events.json"));
+        let (watched, stop, state) = (
+            watched.clone(),
+            stop.clone(),
+            ws.landing().join("src/_state/events.json"),
+        );
         tokio::spawn(async move {
             while !stop.is_cancelled() {
                 if let Some(cursor) = std::fs::read(&state)
@@ -256,7 +263,7 @@ async fn windows_of_one_stream_run_side_by_side_and_the_checkpoint_stops_at_the_
 
 #[tokio::test]
 async fn one_window_runs_once_at_a_time_beside_other_windows_and_the_scheduled_run() {
-    let (api, base) = Api::serve(Duration::from_millis(300), 4).await;
+    let (_api, base) = Api::serve(Duration::from_millis(300), 4).await;
     let ws = Workspace::new();
     let path = ws.config(&config(&base, "{requests_per_second: null}"));
     let first = spawn_window(&path, 1, 2, &[]);
@@ -271,7 +278,9 @@ async fn one_window_runs_once_at_a_time_beside_other_windows_and_the_scheduled_r
     // The same window, its bounds written another way: refused while the first one runs.
     let (start, end) = (
         chrono::DateTime::from_timestamp(MARCH_1 + DAY, 0).unwrap().to_rfc3339(),
-        chrono::DateTime::from_timestamp(MARCH_1 + 2 * DAY, 0).unwrap().to_rfc3339(),
+        chrono::DateTime::from_timestamp(MARCH_1 + 2 * DAY, 0)
+            .unwrap()
+            .to_rfc3339(),
     );
     let second = finish(spawn_run(&path, &["--start", &start, "--end", &end])).await;
     assert_eq!(second.status.code(), Some(75), "{}", stderr(&second));
@@ -323,7 +332,11 @@ async fn rate_shares_keep_parallel_processes_under_the_configured_rate() {
             "{most} requests started within {window:?}; the source allows {limit}"
         );
     }
-    assert!(started.elapsed() >= Duration::from_millis(1200), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1200),
+        "{:?}",
+        started.elapsed()
+    );
 
     // N must be a whole number from 1: anything else is a usage error naming the flag.
     for bad in ["0", "-1", "two", "1001"] {

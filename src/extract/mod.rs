@@ -289,9 +289,15 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
     let ttl = options.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL);
     let mut leases = Vec::with_capacity(selected.len());
     for (stream, (start, end)) in selected.iter().zip(&bounds) {
-        let format = stream.incremental.as_ref().map(|incremental| incremental.cursor_format());
+        let format = stream
+            .incremental
+            .as_ref()
+            .map(|incremental| incremental.cursor_format());
         let rendered = |bound: &Option<crate::cursor::Cursor>| {
-            format.as_ref().zip(bound.as_ref()).map(|(format, bound)| format.render(bound))
+            format
+                .as_ref()
+                .zip(bound.as_ref())
+                .map(|(format, bound)| format.render(bound))
         };
         let (start, end) = (rendered(start), rendered(end));
         let scope = match &start {
@@ -301,7 +307,17 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
             },
             None => LeaseScope::Stream,
         };
-        match Lease::acquire(&state, &stream.name, scope, &run_id, ttl, &events, options.cancel.clone()).await {
+        match Lease::acquire(
+            &state,
+            &stream.name,
+            scope,
+            &run_id,
+            ttl,
+            &events,
+            options.cancel.clone(),
+        )
+        .await
+        {
             Ok(lease) => leases.push(lease),
             Err(error) => {
                 for lease in leases {

@@ -1375,7 +1375,8 @@ impl StreamJob {
             .tail
             .retain(|seen| format.parse(&seen.cursor).is_ok_and(|seen| seen >= floor));
         let recent: Vec<SeenRecord> = checkpoint.tail.iter().cloned().collect();
-        let (start_text, end_text, origin_text) = (format.render(&start), format.render(cursor), format.render(&origin));
+        let (start_text, end_text, origin_text) =
+            (format.render(&start), format.render(cursor), format.render(&origin));
         let previous = checkpoint.committed.clone();
         let (stored, changed) = self
             .state
