@@ -192,7 +192,7 @@ fn checkpoint(ws: &Workspace) -> Option<String> {
 
 #[tokio::test]
 async fn windows_of_one_stream_run_side_by_side_and_the_checkpoint_stops_at_the_gap() {
-    let (api, base) = Api::serve(Duration::from_millis(80), 4).await;
+    let (api, base) = Api::serve(Duration::from_millis(200), 4).await;
     let ws = Workspace::new();
     let path = ws.config(&config(&base, "{requests_per_second: null}"));
     // Days 0 to 6 as mapped windows, day 2 left out: all at once.
