@@ -226,12 +226,13 @@ impl Events {
         info!(event = MANIFEST_WRITTEN, run_id = %self.run_id, source = %self.source, path, status, "manifest written");
     }
 
-    pub fn lease_acquired(&self, stream: &str, expires_at: &str) {
-        info!(event = LEASE_ACQUIRED, run_id = %self.run_id, source = %self.source, stream, expires_at, "lease acquired");
+    /// `window` is set on a window's lease (a backfill), absent on the stream's lease.
+    pub fn lease_acquired(&self, stream: &str, window: Option<&str>, expires_at: &str) {
+        info!(event = LEASE_ACQUIRED, run_id = %self.run_id, source = %self.source, stream, window, expires_at, "lease acquired");
     }
 
-    pub fn lease_held(&self, stream: &str, holder: &str, expires_at: &str) {
-        warn!(event = LEASE_HELD, run_id = %self.run_id, source = %self.source, stream, holder, expires_at, code = "LEASE_HELD", stage = "lease", retryable = true, "lease held by another run");
+    pub fn lease_held(&self, stream: &str, window: Option<&str>, holder: &str, expires_at: &str) {
+        warn!(event = LEASE_HELD, run_id = %self.run_id, source = %self.source, stream, window, holder, expires_at, code = "LEASE_HELD", stage = "lease", retryable = true, "lease held by another run");
     }
 
     pub fn run_cancelled(&self, signal: &str, grace_seconds: f64) {
@@ -273,9 +274,9 @@ impl Events {
     }
 
     /// A window run starts after the checkpoint: what lies between them is unread, so the
-    /// run lands its window but leaves the checkpoint where it is.
+    /// run lands its window as a completed range and leaves the checkpoint where it is.
     pub fn checkpoint_held(&self, stream: &str, start: &str, checkpoint: Option<&str>) {
-        warn!(event = CHECKPOINT_HELD, run_id = %self.run_id, source = %self.source, stream, start, checkpoint, "the window starts after the checkpoint; it is landed but the checkpoint stays where it is");
+        warn!(event = CHECKPOINT_HELD, run_id = %self.run_id, source = %self.source, stream, start, checkpoint, "the window starts after the checkpoint; it is landed and kept as a completed range, the checkpoint stays until the gap before it is filled");
     }
 
     /// Records carried a cursor value that does not parse in the stream's `incremental.format`:

@@ -2,6 +2,12 @@
 //! holding the run id and an expiry that the run renews. A second run finds it live and
 //! stops with `LEASE_HELD` (exit 75); an expired lease is taken over.
 //!
+//! A window run (a backfill, `--start`) leases its window instead:
+//! `_state/{stream}.window-{key}.lock`, keyed by the window's bounds, with the same expiry,
+//! renewal and fencing. Two runs of one window exclude each other; different windows of a
+//! stream, and the run that follows the checkpoint, run side by side, and their checkpoint
+//! writes meet in the checkpoint's compare-and-swap ([`crate::state::StateStore::advance`]).
+//!
 //! The lease fences the run's checkpoint writes: before each one the run renews its lease
 //! with a compare-and-swap on the version it wrote last ([`Lease::fence`]). A run that was
 //! paused past its expiry and whose lease another run took over fails that renewal and
@@ -30,17 +36,81 @@ pub struct LeaseRecord {
     pub stream: String,
     pub acquired_at: String,
     pub expires_at: String,
+    /// The window a window lease covers; absent on a stream's lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<LeasedWindow>,
+}
+
+/// The bounds of a leased window, in the stream's cursor format.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeasedWindow {
+    pub start: String,
+    /// Absent: open-ended (up to now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+}
+
+/// What a lease covers.
+#[derive(Clone, Copy, Debug)]
+pub enum LeaseScope<'a> {
+    /// The whole stream: the run that follows its checkpoint (or reads it all).
+    Stream,
+    /// One window `[start, end)` of the stream, in its cursor format: a backfill.
+    Window { start: &'a str, end: Option<&'a str> },
+}
+
+impl LeaseScope<'_> {
+    fn path(&self, source: &str, stream: &str) -> String {
+        match self {
+            LeaseScope::Stream => layout::lease(source, stream),
+            LeaseScope::Window { start, end } => {
+                // The bounds may hold any character a cursor format renders: the object
+                // name carries a hash of them, the record the bounds themselves.
+                let bounds = format!("{start}\n{}", end.unwrap_or(""));
+                let key = &crate::hash::sha256_hex(bounds.as_bytes())[..16];
+                layout::window_lease(source, stream, key)
+            }
+        }
+    }
+
+    fn window(&self) -> Option<LeasedWindow> {
+        match self {
+            LeaseScope::Stream => None,
+            LeaseScope::Window { start, end } => Some(LeasedWindow {
+                start: (*start).to_owned(),
+                end: end.map(str::to_owned),
+            }),
+        }
+    }
+}
+
+/// A leased window as events carry it: `[start, end)`.
+fn window_text(window: Option<&LeasedWindow>) -> Option<String> {
+    window.map(|window| format!("[{}, {})", window.start, window.end.as_deref().unwrap_or("now")))
+}
+
+/// How a held lease's scope reads in an error: "stream `orders`" or "window [a, b) of stream `orders`".
+fn describe(stream: &str, window: &Option<Box<LeasedWindow>>) -> String {
+    match window {
+        None => format!("stream `{stream}`"),
+        Some(window) => format!(
+            "window {} of stream `{stream}`",
+            window_text(Some(window)).unwrap_or_default()
+        ),
+    }
 }
 
 /// Why a lease could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     #[error(
-        "stream `{stream}` is being extracted by run {holder} (lease {path} valid until {expires_at}); \
-         retry later, or if that run is dead, wait for the lease to expire"
+        "{} is being extracted by run {holder} (lease {path} valid until {expires_at}); \
+         retry later, or if that run is dead, wait for the lease to expire",
+        describe(stream, window)
     )]
     Held {
         stream: String,
+        window: Option<Box<LeasedWindow>>,
         holder: String,
         path: String,
         expires_at: String,
@@ -104,7 +174,10 @@ impl Held {
             return Err(reason.clone());
         }
         let mine = &inner.mine;
-        let renewed = record(&mine.run_id, &mine.nonce, &mine.stream, &mine.acquired_at, self.ttl);
+        let renewed = LeaseRecord {
+            expires_at: expiry(self.ttl),
+            ..mine.clone()
+        };
         match self
             .state
             .write_object(&self.path, encode(&renewed), Some(&inner.version))
@@ -123,7 +196,12 @@ impl Held {
                     .map(|record| record.run_id)
                     .unwrap_or_else(|| "nobody".to_owned());
                 let reason = format!("lease {} is now held by {holder}", self.path);
-                self.events.lease_held(&inner.mine.stream, &holder, "lost");
+                self.events.lease_held(
+                    &inner.mine.stream,
+                    window_text(inner.mine.window.as_ref()).as_deref(),
+                    &holder,
+                    "lost",
+                );
                 inner.lost = Some(reason.clone());
                 self.lost_token.cancel();
                 Err(reason)
@@ -161,17 +239,9 @@ impl Fence for Unfenced {
     }
 }
 
-fn record(run_id: &str, nonce: &str, stream: &str, acquired_at: &str, ttl: Duration) -> LeaseRecord {
+fn expiry(ttl: Duration) -> String {
     let now = Utc::now();
-    LeaseRecord {
-        run_id: run_id.to_owned(),
-        nonce: nonce.to_owned(),
-        stream: stream.to_owned(),
-        acquired_at: acquired_at.to_owned(),
-        expires_at: crate::clock::rfc3339_micros(
-            now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
-        ),
-    }
+    crate::clock::rfc3339_micros(now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX))
 }
 
 fn encode(record: &LeaseRecord) -> Bytes {
@@ -198,23 +268,31 @@ fn expired(record: &LeaseRecord) -> bool {
 }
 
 impl Lease {
-    /// Takes the lease of `stream` for `run_id`, or says who holds it. `lost` is cancelled
-    /// if the lease is ever taken away (renewal found another holder).
+    /// Takes the lease of `stream` (or of one window of it, by `scope`) for `run_id`, or
+    /// says who holds it. `lost` is cancelled if the lease is ever taken away (renewal
+    /// found another holder).
     pub async fn acquire(
         state: &StateStore,
         stream: &str,
+        scope: LeaseScope<'_>,
         run_id: &str,
         ttl: Duration,
         events: &Events,
         lost: CancellationToken,
     ) -> Result<Self, LeaseError> {
         let landing = state.landing();
-        let path = layout::lease(state.source(), stream);
-        let acquired_at = crate::clock::now_rfc3339();
-        let nonce = uuid::Uuid::now_v7().to_string();
-        let mine = record(run_id, &nonce, stream, &acquired_at, ttl);
+        let path = scope.path(state.source(), stream);
+        let mine = LeaseRecord {
+            run_id: run_id.to_owned(),
+            nonce: uuid::Uuid::now_v7().to_string(),
+            stream: stream.to_owned(),
+            acquired_at: crate::clock::now_rfc3339(),
+            expires_at: expiry(ttl),
+            window: scope.window(),
+        };
         let held = |holder: String, expires_at: String| LeaseError::Held {
             stream: stream.to_owned(),
+            window: scope.window().map(Box::new),
             holder,
             path: landing.url_of(&path),
             expires_at,
@@ -224,7 +302,12 @@ impl Lease {
             Written::Stored(version) => version,
             Written::Conflict => match read_versioned(state, &path).await? {
                 Some((Some(current), _)) if !expired(&current) => {
-                    events.lease_held(stream, &current.run_id, &current.expires_at);
+                    events.lease_held(
+                        stream,
+                        window_text(mine.window.as_ref()).as_deref(),
+                        &current.run_id,
+                        &current.expires_at,
+                    );
                     return Err(held(current.run_id, current.expires_at));
                 }
                 // Expired (or unreadable): take it over with a compare-and-swap on the
@@ -240,7 +323,7 @@ impl Lease {
                 },
             },
         };
-        events.lease_acquired(stream, &mine.expires_at);
+        events.lease_acquired(stream, window_text(mine.window.as_ref()).as_deref(), &mine.expires_at);
         let shared = Arc::new(Held {
             state: state.clone(),
             path: path.clone(),

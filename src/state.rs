@@ -1,6 +1,12 @@
 //! Checkpoints (contract §5): `_state/{stream}.json` holds the cursor the next run starts
 //! from. It is replaced atomically, only after the parts holding the records up to that
 //! cursor are stored, and the previous version is kept as `.prev` for rollback.
+//!
+//! Several runs of a stream may write it at once (backfill windows beside the run that
+//! follows the checkpoint). Each write is a compare-and-swap on the version read, and what
+//! it writes is recomputed from the version it finds ([`StateStore::advance`]): a stored
+//! range joins the checkpoint only when it starts at or before it; a range that starts
+//! later is kept in `completed`, and joins once the gap before it is filled.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -24,7 +30,23 @@ pub struct StreamState {
     /// at most [`MAX_RECENT`]), so a re-read can tell an unchanged record from a new version.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent: Vec<SeenRecord>,
+    /// Ranges stored by window runs (backfills) beyond the checkpoint, with a gap before
+    /// them: sorted, disjoint, each starting after `cursor` (at most [`MAX_COMPLETED`]). The
+    /// checkpoint moves over one as soon as it reaches the range's start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub completed: Vec<CompletedRange>,
 }
+
+/// A cursor range `[start, end]` whose records are all stored, in the stream's format.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedRange {
+    pub start: String,
+    pub end: String,
+}
+
+/// The most completed ranges a checkpoint keeps; past it the latest are forgotten (their
+/// data stays landed; the checkpoint only reaches them later, by reading them again).
+pub const MAX_COMPLETED: usize = 1_000;
 
 /// A stored record remembered by its key, cursor and payload hash.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -174,47 +196,57 @@ impl StateStore {
         parse(&path, &bytes).map(|state| Some(Versioned { state, version }))
     }
 
-    /// Moves the checkpoint of `stream` forward to `cursor`, keeping the previous one as
-    /// `.prev`. `read` is the checkpoint this writer last read or wrote (`None`: there was
-    /// none). The write is fenced twice: `fence` must still confirm the writer's lease, and
-    /// the object must still be at the version read. When another writer changed it since,
-    /// the checkpoint is read again and kept if it is at or past `cursor` (a checkpoint
-    /// never moves backwards); otherwise the write is retried on the new version. Returns
-    /// the checkpoint now stored (the other writer's when it was newer).
-    pub async fn commit(
+    /// Records that the records of `stored` (a range of `stream`'s cursor) are stored, and
+    /// moves the checkpoint as far as that allows, keeping the previous one as `.prev`.
+    /// `read` is the checkpoint this writer last read or wrote (`None`: there was none).
+    ///
+    /// The rule ([`next_state`]): a range joins the checkpoint when it starts at or before
+    /// it (or, without a checkpoint, at or before `incremental.start`); the checkpoint then
+    /// moves to the range's end if that is further, and on over every completed range that
+    /// now starts at or before it. A range that does not join is kept in `completed`. The
+    /// checkpoint never moves backwards and never past a range nobody stored.
+    ///
+    /// The write is fenced twice: `fence` must still confirm the writer's lease, and the
+    /// object must still be at the version read. When another writer changed it since, the
+    /// checkpoint is read again and the new state computed again from it. Returns the state
+    /// now stored (`None`: there is none) and whether this call changed it.
+    pub async fn advance(
         &self,
         stream: &str,
-        cursor: CursorText<'_>,
+        stored: StoredRange<'_>,
         recent: Vec<SeenRecord>,
         run_id: &str,
         read: Option<&Versioned>,
         fence: &dyn Fence,
-    ) -> Result<Versioned, StateError> {
-        let CursorText { text: cursor, format } = cursor;
+    ) -> Result<(Option<Versioned>, bool), StateError> {
         let path = layout::state(&self.source, stream);
         let mut current = read.cloned();
-        for _ in 0..MAX_CAS_ATTEMPTS {
+        for attempt in 0..MAX_CAS_ATTEMPTS {
+            if attempt > 0 {
+                // Writers that collided spread out before they read again.
+                let pause: u64 = rand::Rng::random_range(&mut rand::rng(), 1..=20 * u64::from(attempt));
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
             fence.confirm().await.map_err(|reason| StateError::LeaseLost {
                 stream: stream.to_owned(),
                 reason,
             })?;
-            if let Some(current) = &current
-                && current
-                    .state
-                    .cursor
-                    .as_deref()
-                    .is_some_and(|stored| at_or_past(format, stored, cursor))
-            {
-                return Ok(current.clone());
-            }
-            let state = new_state(stream, Some(cursor), recent.clone(), run_id);
+            let Some(state) = next_state(
+                stream,
+                current.as_ref().map(|current| &current.state),
+                &stored,
+                &recent,
+                run_id,
+            ) else {
+                return Ok((current, false));
+            };
             match self
                 .write_object(&path, encode(&state), current.as_ref().map(|current| &current.version))
                 .await?
             {
                 Written::Stored(version) => {
                     self.keep_previous(stream, current.as_ref()).await?;
-                    return Ok(Versioned { state, version });
+                    return Ok((Some(Versioned { state, version }), true));
                 }
                 Written::Conflict => current = self.load_versioned(stream).await?,
             }
@@ -283,7 +315,100 @@ fn new_state(stream: &str, cursor: Option<&str>, recent: Vec<SeenRecord>, run_id
         run_id: run_id.to_owned(),
         updated_at: crate::clock::now_rfc3339(),
         recent,
+        completed: Vec::new(),
     }
+}
+
+/// What a writer reports to [`StateStore::advance`]: every record of the stream with a
+/// cursor from `start` up to `end` is stored (in the stream's format, as text).
+#[derive(Clone, Copy, Debug)]
+pub struct StoredRange<'a> {
+    /// Where the writer's reading began (a window's `--start`, or the checkpoint minus
+    /// `lookback` it started from).
+    pub start: &'a str,
+    /// How far its stored records reach: the checkpoint it proposes.
+    pub end: &'a str,
+    /// `incremental.start`: a range starting at or before it joins a stream that has no
+    /// checkpoint yet.
+    pub origin: &'a str,
+    pub format: &'a crate::cursor::CursorFormat,
+}
+
+/// The state after `stored` is recorded on `current`, or `None` when nothing changes. Pure:
+/// [`StateStore::advance`] calls it again on whatever version it finds after a lost race.
+pub fn next_state(
+    stream: &str,
+    current: Option<&StreamState>,
+    stored: &StoredRange<'_>,
+    recent: &[SeenRecord],
+    run_id: &str,
+) -> Option<StreamState> {
+    use crate::cursor::Cursor;
+    let format = stored.format;
+    let parse = |text: &str| format.parse(text).ok();
+    let (Some(start), Some(end)) = (parse(stored.start), parse(stored.end)) else {
+        return None;
+    };
+    let origin = parse(stored.origin);
+    let checkpoint = current.and_then(|state| state.cursor.as_deref()).and_then(parse);
+    // Ranges as read back; one that does not parse (hand-edited) is forgotten: that only
+    // means reading it again.
+    let ranges: Vec<(Cursor, Cursor)> = current
+        .map(|state| state.completed.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|range| Some((parse(&range.start)?, parse(&range.end)?)))
+        .collect();
+    let before = ranges.clone();
+    // The writer's own range is the last one, marked so its records are remembered when it
+    // moves the checkpoint.
+    let mut ranges: Vec<(Cursor, Cursor, bool)> = ranges.into_iter().map(|(start, end)| (start, end, false)).collect();
+    let end = end.max(start.clone());
+    ranges.push((start, end, true));
+    let joins = |reached: &Option<Cursor>, start: &Cursor| match reached {
+        Some(reached) => start <= reached,
+        None => origin.as_ref().is_some_and(|origin| start <= origin),
+    };
+    let mut reached = checkpoint.clone();
+    let mut moved_by_writer = false;
+    while let Some(position) = ranges.iter().position(|(start, _, _)| joins(&reached, start)) {
+        let (_, range_end, mine) = ranges.remove(position);
+        if reached.as_ref().is_none_or(|reached| range_end > *reached) {
+            moved_by_writer |= mine;
+            reached = Some(range_end);
+        }
+    }
+    ranges.sort();
+    let mut merged: Vec<(Cursor, Cursor)> = Vec::with_capacity(ranges.len());
+    for (start, end, _) in ranges {
+        match merged.last_mut() {
+            Some((_, last_end)) if start <= *last_end => {
+                if end > *last_end {
+                    *last_end = end;
+                }
+            }
+            _ => merged.push((start, end)),
+        }
+    }
+    merged.truncate(MAX_COMPLETED);
+    if reached == checkpoint && merged == before {
+        return None;
+    }
+    let cursor = reached.as_ref().map(|reached| format.render(reached));
+    let recent = if moved_by_writer {
+        recent.to_vec()
+    } else {
+        current.map(|state| state.recent.clone()).unwrap_or_default()
+    };
+    let mut state = new_state(stream, cursor.as_deref(), recent, run_id);
+    state.completed = merged
+        .iter()
+        .map(|(start, end)| CompletedRange {
+            start: format.render(start),
+            end: format.render(end),
+        })
+        .collect();
+    Some(state)
 }
 
 fn encode(state: &StreamState) -> Bytes {
@@ -292,25 +417,10 @@ fn encode(state: &StreamState) -> Bytes {
     Bytes::from(bytes)
 }
 
-/// A cursor as it is stored (text in the stream's format), with the format that orders it.
-#[derive(Clone, Copy, Debug)]
-pub struct CursorText<'a> {
-    pub text: &'a str,
-    pub format: &'a crate::cursor::CursorFormat,
-}
-
-/// Whether the stored cursor is at or past `cursor`, compared as values of the stream's format.
-/// A stored value that does not parse is never kept over a valid one.
-fn at_or_past(format: &crate::cursor::CursorFormat, stored: &str, cursor: &str) -> bool {
-    match (format.parse(stored), format.parse(cursor)) {
-        (Ok(stored), Ok(cursor)) => stored >= cursor,
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cursor::CursorFormat;
 
     struct Lost;
 
@@ -331,36 +441,43 @@ mod tests {
         (dir, StateStore::new(landing, "shop"))
     }
 
+    const ORIGIN: &str = "2024-01-01";
+
+    fn range<'a>(start: &'a str, end: &'a str) -> StoredRange<'a> {
+        StoredRange {
+            start,
+            end,
+            origin: ORIGIN,
+            format: &CursorFormat::Date,
+        }
+    }
+
+    /// Records `[start, end]` as stored by `run_id`, fenced by `fence`.
+    async fn advance(
+        store: &StateStore,
+        (start, end): (&str, &str),
+        run_id: &str,
+        read: Option<&Versioned>,
+        fence: &dyn Fence,
+    ) -> Result<Versioned, StateError> {
+        let (stored, _) = store
+            .advance("orders", range(start, end), vec![], run_id, read, fence)
+            .await?;
+        Ok(stored.expect("a state is stored"))
+    }
+
+    fn cursor_of(state: &Versioned) -> (Option<&str>, &str) {
+        (state.state.cursor.as_deref(), state.state.run_id.as_str())
+    }
+
     #[tokio::test]
     async fn a_writer_that_lost_its_lease_writes_nothing() {
         let (_dir, store) = store();
         let fence = crate::lease::Unfenced;
-        let first = store
-            .commit(
-                "orders",
-                CursorText {
-                    text: "2024-01-02",
-                    format: &crate::cursor::CursorFormat::Date,
-                },
-                vec![],
-                "run-a",
-                None,
-                &fence,
-            )
+        let first = advance(&store, (ORIGIN, "2024-01-02"), "run-a", None, &fence)
             .await
             .unwrap();
-        let error = store
-            .commit(
-                "orders",
-                CursorText {
-                    text: "2024-01-03",
-                    format: &crate::cursor::CursorFormat::Date,
-                },
-                vec![],
-                "run-a",
-                Some(&first),
-                &Lost,
-            )
+        let error = advance(&store, (ORIGIN, "2024-01-03"), "run-a", Some(&first), &Lost)
             .await
             .unwrap_err();
         assert!(matches!(error, StateError::LeaseLost { .. }), "{error}");
@@ -375,90 +492,32 @@ mod tests {
     async fn a_lost_race_keeps_the_newer_checkpoint_and_never_moves_it_back() {
         let (_dir, store) = store();
         let fence = crate::lease::Unfenced;
-        let start = store
-            .commit(
-                "orders",
-                CursorText {
-                    text: "2024-01-01",
-                    format: &crate::cursor::CursorFormat::Date,
-                },
-                vec![],
-                "run-a",
-                None,
-                &fence,
-            )
+        let start = advance(&store, (ORIGIN, "2024-01-02"), "run-a", None, &fence)
             .await
             .unwrap();
         // Run b moves the checkpoint on from what both read.
-        store
-            .commit(
-                "orders",
-                CursorText {
-                    text: "2024-01-05",
-                    format: &crate::cursor::CursorFormat::Date,
-                },
-                vec![],
-                "run-b",
-                Some(&start),
-                &fence,
-            )
+        advance(&store, ("2024-01-01", "2024-01-05"), "run-b", Some(&start), &fence)
             .await
             .unwrap();
-        // Run a, still holding the version it read, commits an older cursor: refused by the
+        // Run a, still holding the version it read, reports an older end: refused by the
         // version check, it reads again and keeps b's.
-        let kept = store
-            .commit(
-                "orders",
-                CursorText {
-                    text: "2024-01-03",
-                    format: &crate::cursor::CursorFormat::Date,
-                },
-                vec![],
-                "run-a",
-                Some(&start),
-                &fence,
-            )
+        let kept = advance(&store, ("2024-01-01", "2024-01-03"), "run-a", Some(&start), &fence)
             .await
             .unwrap();
-        assert_eq!(
-            (kept.state.cursor.as_deref(), kept.state.run_id.as_str()),
-            (Some("2024-01-05"), "run-b")
-        );
-        // A newer cursor than the stored one is written on the version just read.
-        let moved = store
-            .commit(
-                "orders",
-                CursorText {
-                    text: "2024-01-09",
-                    format: &crate::cursor::CursorFormat::Date,
-                },
-                vec![],
-                "run-a",
-                Some(&start),
-                &fence,
-            )
+        assert_eq!(cursor_of(&kept), (Some("2024-01-05"), "run-b"));
+        // A further end than the stored one is written on the version just read.
+        let moved = advance(&store, ("2024-01-01", "2024-01-09"), "run-a", Some(&start), &fence)
             .await
             .unwrap();
-        assert_eq!(moved.state.cursor.as_deref(), Some("2024-01-09"));
+        assert_eq!(cursor_of(&moved), (Some("2024-01-09"), "run-a"));
         let stored = store.load("orders").await.unwrap().unwrap();
         assert_eq!(
             (stored.cursor.as_deref(), stored.run_id.as_str()),
             (Some("2024-01-09"), "run-a")
         );
-        // A first commit that finds a checkpoint created meanwhile does not overwrite it.
+        // A first write that finds a checkpoint created meanwhile does not overwrite it.
         let (_dir, fresh) = store_with_checkpoint("2024-02-01").await;
-        let kept = fresh
-            .commit(
-                "orders",
-                CursorText {
-                    text: "2024-01-15",
-                    format: &crate::cursor::CursorFormat::Date,
-                },
-                vec![],
-                "run-c",
-                None,
-                &fence,
-            )
+        let kept = advance(&fresh, (ORIGIN, "2024-01-15"), "run-c", None, &fence)
             .await
             .unwrap();
         assert_eq!(kept.state.cursor.as_deref(), Some("2024-02-01"));
@@ -473,18 +532,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_writers_end_at_the_largest_cursor() {
         let (_dir, store) = store();
-        let start = store
-            .commit(
-                "orders",
-                CursorText {
-                    text: "2024-01-01",
-                    format: &crate::cursor::CursorFormat::Date,
-                },
-                vec![],
-                "seed",
-                None,
-                &crate::lease::Unfenced,
-            )
+        let start = advance(&store, (ORIGIN, "2024-01-02"), "seed", None, &crate::lease::Unfenced)
             .await
             .unwrap();
         let writers: Vec<_> = (1..=8)
@@ -492,17 +540,120 @@ mod tests {
                 let store = store.clone();
                 let start = start.clone();
                 tokio::spawn(async move {
-                    let cursor = format!("2024-01-{:02}", day + 1);
+                    let end = format!("2024-01-{:02}", day + 1);
+                    advance(
+                        &store,
+                        ("2024-01-02", &end),
+                        &format!("run-{day}"),
+                        Some(&start),
+                        &crate::lease::Unfenced,
+                    )
+                    .await
+                    .unwrap();
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        assert_eq!(
+            store.load("orders").await.unwrap().unwrap().cursor.as_deref(),
+            Some("2024-01-09")
+        );
+    }
+
+    fn state(cursor: Option<&str>, completed: &[(&str, &str)]) -> StreamState {
+        let mut state = new_state("orders", cursor, Vec::new(), "before");
+        state.completed = completed
+            .iter()
+            .map(|(start, end)| CompletedRange {
+                start: (*start).to_owned(),
+                end: (*end).to_owned(),
+            })
+            .collect();
+        state
+    }
+
+    /// A state as the tests compare it: the cursor and the completed ranges.
+    type Outcome = Option<(Option<String>, Vec<(String, String)>)>;
+
+    fn next(current: Option<&StreamState>, start: &str, end: &str) -> Outcome {
+        next_state("orders", current, &range(start, end), &[], "run").map(|state| {
+            (
+                state.cursor,
+                state
+                    .completed
+                    .into_iter()
+                    .map(|range| (range.start, range.end))
+                    .collect(),
+            )
+        })
+    }
+
+    fn owned(cursor: &str, completed: &[(&str, &str)]) -> Outcome {
+        Some((
+            Some(cursor.to_owned()),
+            completed
+                .iter()
+                .map(|(start, end)| ((*start).to_owned(), (*end).to_owned()))
+                .collect(),
+        ))
+    }
+
+    #[test]
+    fn a_range_after_a_gap_waits_and_joins_once_the_gap_is_filled() {
+        let at_jan_3 = state(Some("2024-01-03"), &[]);
+        // Starts after the checkpoint: kept aside, the checkpoint stays.
+        assert_eq!(
+            next(Some(&at_jan_3), "2024-01-05", "2024-01-07"),
+            owned("2024-01-03", &[("2024-01-05", "2024-01-07")])
+        );
+        let waiting = state(
+            Some("2024-01-03"),
+            &[("2024-01-05", "2024-01-07"), ("2024-01-09", "2024-01-10")],
+        );
+        // Filling the gap before the first range moves over it, not over the second gap.
+        assert_eq!(
+            next(Some(&waiting), "2024-01-02", "2024-01-05"),
+            owned("2024-01-07", &[("2024-01-09", "2024-01-10")])
+        );
+        // A range that touches or overlaps a waiting one merges with it.
+        assert_eq!(
+            next(Some(&waiting), "2024-01-07", "2024-01-09"),
+            owned("2024-01-03", &[("2024-01-05", "2024-01-10")])
+        );
+        // Behind the checkpoint: nothing changes, nothing is written.
+        assert_eq!(next(Some(&at_jan_3), "2024-01-01", "2024-01-02"), None);
+        assert_eq!(next(Some(&waiting), "2024-01-05", "2024-01-06"), None);
+        // Without a checkpoint a range joins only from incremental.start.
+        assert_eq!(
+            next(None, "2024-01-02", "2024-01-04"),
+            Some((None, vec![("2024-01-02".to_owned(), "2024-01-04".to_owned())]))
+        );
+        let no_checkpoint = state(None, &[("2024-01-02", "2024-01-04")]);
+        assert_eq!(
+            next(Some(&no_checkpoint), ORIGIN, "2024-01-02"),
+            owned("2024-01-04", &[])
+        );
+    }
+
+    #[tokio::test]
+    async fn racing_window_completions_end_where_the_data_is_contiguous() {
+        let (_dir, store) = store();
+        // Day windows [d, d+1] completing at once in any order, day 6 missing.
+        let writers: Vec<_> = (1..=9)
+            .filter(|day| *day != 6)
+            .map(|day| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let (start, end) = (format!("2024-01-{day:02}"), format!("2024-01-{:02}", day + 1));
                     store
-                        .commit(
+                        .advance(
                             "orders",
-                            CursorText {
-                                text: &cursor,
-                                format: &crate::cursor::CursorFormat::Date,
-                            },
+                            range(&start, &end),
                             vec![],
-                            &format!("run-{day}"),
-                            Some(&start),
+                            &format!("day-{day}"),
+                            None,
                             &crate::lease::Unfenced,
                         )
                         .await
@@ -513,9 +664,32 @@ mod tests {
         for writer in writers {
             writer.await.unwrap();
         }
+        let stored = store.load("orders").await.unwrap().unwrap();
+        assert_eq!(stored.cursor.as_deref(), Some("2024-01-06"));
         assert_eq!(
-            store.load("orders").await.unwrap().unwrap().cursor.as_deref(),
-            Some("2024-01-09")
+            stored.completed,
+            [CompletedRange {
+                start: "2024-01-07".to_owned(),
+                end: "2024-01-10".to_owned()
+            }]
+        );
+        // The gap filled: the checkpoint moves over everything, and an operator's rewind
+        // forgets the waiting ranges.
+        store
+            .advance(
+                "orders",
+                range("2024-01-06", "2024-01-07"),
+                vec![],
+                "day-6",
+                None,
+                &crate::lease::Unfenced,
+            )
+            .await
+            .unwrap();
+        let stored = store.load("orders").await.unwrap().unwrap();
+        assert_eq!(
+            (stored.cursor.as_deref(), stored.completed.len()),
+            (Some("2024-01-10"), 0)
         );
     }
 }

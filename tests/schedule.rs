@@ -484,6 +484,11 @@ async fn a_window_after_the_checkpoint_lands_but_never_moves_it_past_the_gap() {
         some(&[(MARCH_1 + 2 * DAY - 3600, MARCH_1 + 3 * DAY)])
     );
     assert_eq!(checkpoint(&ws), Some((MARCH_1 + DAY).to_string()));
+    // It waits in the state as a completed range.
+    assert_eq!(
+        ws.state("vendor", "charges").unwrap()["completed"],
+        serde_json::json!([{"start": (MARCH_1 + 2 * DAY - 3600).to_string(), "end": (MARCH_1 + 3 * DAY).to_string()}])
+    );
     let held = events(&output)
         .into_iter()
         .find(|event| event["event"] == "checkpoint_held")
@@ -499,9 +504,11 @@ async fn a_window_after_the_checkpoint_lands_but_never_moves_it_past_the_gap() {
     assert!(run_window(0, 1, &[]).await.status.success());
     assert_eq!(checkpoint(&ws), Some((MARCH_1 + DAY).to_string()));
 
-    // A backfill that starts at the checkpoint joins it and moves it to its end, no further.
+    // A backfill that starts at the checkpoint joins it and moves it to its end, and on over
+    // the completed range of day 3 that the gap held back.
     assert!(run_window(1, 2, &[]).await.status.success());
-    assert_eq!(checkpoint(&ws), Some((MARCH_1 + 2 * DAY).to_string()));
+    assert_eq!(checkpoint(&ws), Some((MARCH_1 + 3 * DAY).to_string()));
+    assert!(ws.state("vendor", "charges").unwrap().get("completed").is_none());
 
     // The next scheduled run reads on from there: every record of the ten days lands.
     let output = run(&config, &[]).await;

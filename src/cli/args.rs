@@ -143,6 +143,11 @@ pub struct RunArgs {
     /// After SIGTERM/SIGINT, how long to spend storing what was read before exiting.
     #[arg(long, default_value = "20s")]
     pub grace_period: crate::config::HumanDuration,
+    /// Take 1/N of the source's rate budget: `source.rate_limit`'s rates, burst and
+    /// concurrency divided by N (burst and concurrency at least 1), so N processes run at
+    /// once (mapped backfill tasks) together stay within the configured rate. 1 to 1000.
+    #[arg(long, value_name = "N", env = "LANDFALL_RATE_SHARE", value_parser = parse_rate_share)]
+    pub rate_share: Option<std::num::NonZeroU32>,
     /// Lifetime of a stream's single-writer lease; renewed every third of it.
     #[arg(long, default_value = "5m")]
     pub lease_ttl: crate::config::HumanDuration,
@@ -275,6 +280,20 @@ fn parse_instant(text: &str) -> Result<String, String> {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|_| text.to_owned())
         .map_err(|_| "must be an RFC 3339 timestamp, e.g. 2024-03-01T00:00:00+00:00".to_owned())
+}
+
+/// The most processes a source's rate budget is shared among.
+pub const MAX_RATE_SHARE: u32 = 1000;
+
+fn parse_rate_share(text: &str) -> Result<std::num::NonZeroU32, String> {
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|parts| (1..=MAX_RATE_SHARE).contains(parts))
+        .and_then(std::num::NonZeroU32::new)
+        .ok_or_else(|| {
+            format!("must be a whole number from 1 to {MAX_RATE_SHARE}: the number of processes sharing the source's rate_limit")
+        })
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

@@ -162,6 +162,7 @@ async fn execute(cli: Cli) -> Exit {
                 full_refresh: run.full_refresh,
                 sleeper: None,
                 cancel,
+                rate_share: run.rate_share,
                 lease_ttl: Some(run.lease_ttl.0),
                 max_duration: run.max_duration,
                 telemetry,

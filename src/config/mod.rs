@@ -474,6 +474,26 @@ fn default_concurrency() -> u32 {
     4
 }
 
+impl RateLimitConfig {
+    /// This budget divided among `parts` processes (`landfall run --rate-share N`): every
+    /// rate and the burst divided by `parts`, the concurrency too, the burst and the
+    /// concurrency never below 1. `parts` processes with their shares together never send
+    /// more than the configured rate (after at most `parts` first requests when the burst
+    /// is smaller than `parts`: each process needs one token to start).
+    pub fn share(&self, parts: std::num::NonZeroU32) -> Self {
+        let parts_f64 = f64::from(parts.get());
+        let divide = |rate: Option<f64>| rate.map(|rate| rate / parts_f64);
+        Self {
+            requests_per_second: divide(self.requests_per_second),
+            requests_per_minute: divide(self.requests_per_minute),
+            requests_per_hour: divide(self.requests_per_hour),
+            burst: (self.burst / parts.get()).max(1),
+            concurrency: (self.concurrency / parts.get()).max(1),
+            adaptive: self.adaptive,
+        }
+    }
+}
+
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
@@ -1495,6 +1515,30 @@ streams:
     primary_key: [id]
     pagination: {type: cursor, cursor_path: /meta/next, cursor_param: cursor}
 "#;
+
+    #[test]
+    fn a_rate_share_divides_the_budget_and_keeps_what_works() {
+        let budget = RateLimitConfig {
+            requests_per_second: Some(10.0),
+            requests_per_minute: Some(300.0),
+            requests_per_hour: None,
+            burst: 10,
+            concurrency: 4,
+            adaptive: true,
+        };
+        let share = budget.share(std::num::NonZeroU32::new(4).unwrap());
+        assert_eq!(share.requests_per_second, Some(2.5));
+        assert_eq!(share.requests_per_minute, Some(75.0));
+        assert_eq!(share.requests_per_hour, None);
+        assert_eq!((share.burst, share.concurrency, share.adaptive), (2, 1, true));
+        let tiny = budget.share(std::num::NonZeroU32::new(1000).unwrap());
+        assert_eq!((tiny.burst, tiny.concurrency), (1, 1));
+        let whole = budget.share(std::num::NonZeroU32::MIN);
+        assert_eq!(
+            (whole.requests_per_second, whole.burst, whole.concurrency),
+            (Some(10.0), 10, 4)
+        );
+    }
 
     #[test]
     fn loads_minimal_config_with_defaults() {

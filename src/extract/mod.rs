@@ -26,7 +26,7 @@ use crate::error::{Classify, ErrorCode, Exit};
 use crate::events::Events;
 use crate::http::{ClientBuildError, HttpClient, Sleeper};
 use crate::landing::{Landing, LandingError, layout};
-use crate::lease::{Lease, LeaseError};
+use crate::lease::{Lease, LeaseError, LeaseScope};
 use crate::manifest::{self, Connector, Manifest, Status, StreamReport};
 use crate::state::StateStore;
 
@@ -53,6 +53,9 @@ pub struct RunOptions {
     /// Cancelled on SIGTERM / SIGINT: stop fetching, store what was read, write the
     /// manifest with status `cancelled`.
     pub cancel: CancellationToken,
+    /// Take this share of the source's rate budget (`--rate-share N`: 1/N of
+    /// `source.rate_limit`). Default: the whole budget.
+    pub rate_share: Option<std::num::NonZeroU32>,
     /// How long a stream lease lives without renewal. Default: 5 minutes.
     pub lease_ttl: Option<Duration>,
     /// The longest the run may take (`--max-duration`); overrides
@@ -232,7 +235,11 @@ fn not_started(stream: &crate::config::StreamConfig, status: Status) -> StreamRe
 
 /// Runs the extraction described by `loaded`.
 pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcome, RunError> {
-    let config = Arc::new(loaded.config.clone());
+    let mut config = loaded.config.clone();
+    if let Some(parts) = options.rate_share {
+        config.source.rate_limit = config.source.rate_limit.share(parts);
+    }
+    let config = Arc::new(config);
     let run_id = match &options.run_id {
         Some(id) => uuid::Uuid::parse_str(id)
             .map_err(|_| RunError::InvalidRunId(id.clone()))?
@@ -279,11 +286,41 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
         });
     }
 
-    // Every stream's lease first: a run either owns all its streams or touches nothing.
+    // Every stream's lease first: a run either owns all its streams or touches nothing. A
+    // stream read from `--start` (a backfill) leases only its window, so windows of one
+    // stream run side by side; any other stream leases the whole stream.
     let ttl = options.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL);
     let mut leases = Vec::with_capacity(selected.len());
-    for stream in &selected {
-        match Lease::acquire(&state, &stream.name, &run_id, ttl, &events, options.cancel.clone()).await {
+    for (stream, (start, end)) in selected.iter().zip(&bounds) {
+        let format = stream
+            .incremental
+            .as_ref()
+            .map(|incremental| incremental.cursor_format());
+        let rendered = |bound: &Option<crate::cursor::Cursor>| {
+            format
+                .as_ref()
+                .zip(bound.as_ref())
+                .map(|(format, bound)| format.render(bound))
+        };
+        let (start, end) = (rendered(start), rendered(end));
+        let scope = match &start {
+            Some(start) => LeaseScope::Window {
+                start,
+                end: end.as_deref(),
+            },
+            None => LeaseScope::Stream,
+        };
+        match Lease::acquire(
+            &state,
+            &stream.name,
+            scope,
+            &run_id,
+            ttl,
+            &events,
+            options.cancel.clone(),
+        )
+        .await
+        {
             Ok(lease) => leases.push(lease),
             Err(error) => {
                 for lease in leases {

@@ -315,10 +315,17 @@ struct Checkpoint {
     committed: Option<Cursor>,
     /// The checkpoint object as last read or written: what the next write is conditional on.
     stored: Option<Versioned>,
-    /// Whether this run may move the checkpoint: its first window starts at or before the
-    /// checkpoint or `incremental.start`, so what it reads joins what was read before (or
-    /// the stream's beginning) without a gap. A backfill of a later window leaves it alone.
-    may_advance: bool,
+    /// Where this run's reading began (its first window's lower bound).
+    start: Option<Cursor>,
+    /// `incremental.start`.
+    origin: Option<Cursor>,
+    /// Whether what this run stores joins the checkpoint: its reading began at or before
+    /// the checkpoint (or, without one, at or before `incremental.start`), so it continues
+    /// what was read before without a gap. Checked again after every checkpoint write,
+    /// since other runs move the checkpoint too. A run that does not join (a backfill of a
+    /// later window) records each completed window as a range the checkpoint moves over
+    /// once it reaches the range ([`StateStore::advance`]).
+    joined: bool,
     /// The last records of the open part (at most [`MAX_RECENT`]), remembered once it is
     /// stored.
     open: VecDeque<SeenRecord>,
@@ -452,7 +459,9 @@ impl StreamJob {
                 .unwrap_or_default(),
             committed: checkpoint.clone(),
             stored: state,
-            may_advance,
+            start: cursor_start.clone(),
+            origin: configured_start.clone(),
+            joined: may_advance,
             open: VecDeque::new(),
             tail: VecDeque::new(),
             open_cursor: None,
@@ -1348,7 +1357,10 @@ impl StreamJob {
         while checkpoint.tail.len() > MAX_RECENT {
             checkpoint.tail.pop_front();
         }
+        // A run that joins the checkpoint moves it after every part; one that does not
+        // records its range only when a window is complete (fewer contended writes).
         if self.incremental_sorted()
+            && checkpoint.joined
             && let Some(cursor) = stats.stored_cursor.clone()
         {
             self.commit(checkpoint, &cursor).await?;
@@ -1379,13 +1391,18 @@ impl StreamJob {
         Ok(())
     }
 
-    /// Moves the checkpoint forward to `cursor`; never backwards (a backfill window that
-    /// ends before the checkpoint leaves it alone), and never past a gap (a window that
-    /// starts after the checkpoint leaves it alone too).
+    /// Reports that this run's records from its start up to `cursor` are stored: the
+    /// checkpoint moves forward to it when the run joins the checkpoint, else the range
+    /// waits in the state until the gap before it is filled (by this run or others). Never
+    /// backwards (a backfill window that ends before the checkpoint changes nothing), and
+    /// never past a gap.
     async fn commit(&self, checkpoint: &mut Checkpoint, cursor: &Cursor) -> Result<(), StateError> {
-        if !checkpoint.may_advance || checkpoint.committed.as_ref().is_some_and(|current| current >= cursor) {
+        if checkpoint.committed.as_ref().is_some_and(|current| current >= cursor) {
             return Ok(());
         }
+        let (Some(start), Some(origin)) = (checkpoint.start.clone(), checkpoint.origin.clone()) else {
+            return Ok(());
+        };
         let lookback = self
             .stream
             .incremental
@@ -1398,25 +1415,41 @@ impl StreamJob {
             .tail
             .retain(|seen| format.parse(&seen.cursor).is_ok_and(|seen| seen >= floor));
         let recent: Vec<SeenRecord> = checkpoint.tail.iter().cloned().collect();
-        let text = format.render(cursor);
-        let stored = self
+        let (start_text, end_text, origin_text) =
+            (format.render(&start), format.render(cursor), format.render(&origin));
+        let previous = checkpoint.committed.clone();
+        let (stored, changed) = self
             .state
-            .commit(
+            .advance(
                 &self.stream.name,
-                crate::state::CursorText { text: &text, format },
+                crate::state::StoredRange {
+                    start: &start_text,
+                    end: &end_text,
+                    origin: &origin_text,
+                    format,
+                },
                 recent,
                 &self.run_id,
                 checkpoint.stored.as_ref(),
                 self.fence.as_ref(),
             )
             .await?;
-        // Another run may have moved it further meanwhile: the stored cursor is the truth.
-        checkpoint.committed = match stored.state.cursor.as_deref().map(|stored| format.parse(stored)) {
-            Some(Ok(stored_cursor)) => Some(stored_cursor),
-            _ => Some(cursor.clone()),
+        let Some(stored) = stored else {
+            return Ok(());
         };
-        if stored.state.run_id == self.run_id {
-            self.events.checkpoint_committed(&self.stream.name, &text);
+        // Other runs may have moved it meanwhile: the stored checkpoint is the truth.
+        if let Some(Ok(stored_cursor)) = stored.state.cursor.as_deref().map(|stored| format.parse(stored)) {
+            checkpoint.committed = Some(stored_cursor);
+        }
+        checkpoint.joined = match &checkpoint.committed {
+            Some(reached) => start <= *reached,
+            None => start <= origin,
+        };
+        if changed
+            && checkpoint.committed != previous
+            && let Some(text) = stored.state.cursor.as_deref()
+        {
+            self.events.checkpoint_committed(&self.stream.name, text);
         }
         checkpoint.stored = Some(stored);
         Ok(())

@@ -40,6 +40,13 @@ pub fn lease(source: &str, stream: &str) -> String {
     format!("{source}/_state/{stream}.lock")
 }
 
+/// The lease of one window of a stream (a backfill, `run --start/--end`): `key` names
+/// the window (a hash of its bounds, see [`crate::lease::LeaseScope`]). Window leases of
+/// different windows, and the stream's own lease, do not exclude each other.
+pub fn window_lease(source: &str, stream: &str, key: &str) -> String {
+    format!("{source}/_state/{stream}.window-{key}.lock")
+}
+
 /// Credentials kept between runs (a rotated OAuth 2.0 refresh token, encrypted). Stream
 /// names cannot start with `_`, so it never collides with a checkpoint.
 pub fn auth_state(source: &str) -> String {
