@@ -98,6 +98,8 @@ def report(rows, meta):
         for label, name in (
             ("landfall", "Landfall"),
             ("landfall-l6", "Landfall (`compression_level: 6`)"),
+            ("landfall-zstd", "Landfall (`compression: zstd`, level 1)"),
+            ("landfall-zstd-l3", "Landfall (`compression: zstd`, level 3)"),
             ("dlt", "dlt (defaults)"),
             ("dlt-lean", "dlt (`max_table_nesting=0`)"),
             ("airbyte", "Airbyte low-code CDK (protocol stream, gzip -1)"),
@@ -119,7 +121,7 @@ def report(rows, meta):
                     landed_mib(runs),
                 ]
             )
-    out.append(table(["records", "tool", "wall s", "records/s", "CPU s", "peak RSS MiB", "gzip MiB landed"], lines))
+    out.append(table(["records", "tool", "wall s", "records/s", "CPU s", "peak RSS MiB", "MiB landed (gzip or zstd)"], lines))
     out.append("")
 
     # Ratios and targets.

@@ -282,7 +282,7 @@ impl LandedAgain {
     }
 }
 
-/// The `_payload_sha256` of each record of a part (gzip or plain JSONL), `None` for a line
+/// The `_payload_sha256` of each record of a part (gzip, zstd or plain JSONL), `None` for a line
 /// without one; `None` for a part that does not decompress.
 fn payload_hashes(bytes: &[u8]) -> Option<Vec<Option<String>>> {
     #[derive(serde::Deserialize)]
@@ -293,6 +293,12 @@ fn payload_hashes(bytes: &[u8]) -> Option<Vec<Option<String>>> {
     let mut text = Vec::new();
     let decoded: &[u8] = if bytes.starts_with(&[0x1f, 0x8b]) {
         flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut text).ok()?;
+        &text
+    } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        zstd::stream::read::Decoder::new(bytes)
+            .ok()?
+            .read_to_end(&mut text)
+            .ok()?;
         &text
     } else {
         bytes
@@ -359,7 +365,7 @@ mod tests {
     }
 
     #[test]
-    fn payload_hashes_read_plain_and_gzip_parts() {
+    fn payload_hashes_read_plain_gzip_and_zstd_parts() {
         use std::io::Write;
         let text = "{\"_payload_sha256\": \"aa\"}\n{\"other\": 1}\nnot json\n\n";
         let plain = payload_hashes(text.as_bytes()).unwrap();
@@ -369,5 +375,8 @@ mod tests {
         let gz = encoder.finish().unwrap();
         assert_eq!(payload_hashes(&gz).unwrap(), plain);
         assert!(payload_hashes(&gz[..gz.len() / 2]).is_none());
+        let zst = zstd::stream::encode_all(text.as_bytes(), 1).unwrap();
+        assert_eq!(payload_hashes(&zst).unwrap(), plain);
+        assert!(payload_hashes(&zst[..zst.len() / 2]).is_none());
     }
 }

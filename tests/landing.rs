@@ -245,6 +245,50 @@ async fn large_parts_stream_through_multipart_upload() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// `compression: zstd` lands `.jsonl.zst` parts (frames of whole lines, a multipart upload
+/// past the chunk size) whose lines, hashes and manifest are those of a gzip landing.
+#[tokio::test]
+async fn zstd_parts_hold_the_same_records_as_gzip_parts() {
+    let server = MockServer::start().await;
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(numbered(3000, 4)))
+        .mount(&server)
+        .await;
+    let mut landed = Vec::new();
+    for compression in ["gzip", "zstd"] {
+        let ws = Workspace::new();
+        let config = ws.config(
+            &one_stream(&server.uri(), "{name: items, path: /items, primary_key: [id]}").replace(
+                "  url: {landing}",
+                &format!(
+                    "  url: {{landing}}\n  compression: {compression}\n  compression_level: 3\n  multipart_chunk: 16KiB"
+                ),
+            ),
+        );
+        let output = run(&config, &[]).await;
+        assert!(output.status.success(), "{}", common::stderr(&output));
+        assert_manifest_matches_parts(&ws, "items", 3000);
+        let parts = ws.part_files("shop", "items");
+        let suffix = if compression == "gzip" {
+            ".jsonl.gz"
+        } else {
+            ".jsonl.zst"
+        };
+        assert!(
+            parts.iter().all(|part| part.to_string_lossy().ends_with(suffix)),
+            "{parts:?}"
+        );
+        let lines: Vec<(Value, Value)> = parts
+            .iter()
+            .flat_map(|part| common::read_part(part))
+            .map(|line| (line["_source_record_id"].clone(), line["_payload_sha256"].clone()))
+            .collect();
+        landed.push(lines);
+    }
+    assert_eq!(landed[0].len(), 3000);
+    assert_eq!(landed[0], landed[1]);
+}
+
 #[tokio::test]
 async fn parts_are_never_overwritten() {
     let server = odd_server().await;

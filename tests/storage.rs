@@ -546,7 +546,7 @@ fn limits() -> PartLimits {
         max_records: u64::MAX,
         max_bytes: u64::MAX,
         multipart_chunk: 5 << 20,
-        gzip_level: 5,
+        level: 5,
     }
 }
 

@@ -252,6 +252,9 @@ fn dbt_sources(
         Ok(loaded) => loaded,
         Err(exit) => return exit,
     };
+    if let Err(error) = adapter.reads(loaded.config.landing.compression) {
+        return fail(error, Exit::Usage);
+    }
     let options = crate::dbt::SourcesOptions { adapter, location };
     let text = crate::dbt::render_sources(&loaded.config, &options);
     // With the sources file on stdout, the written paths go to stderr.

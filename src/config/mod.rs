@@ -1083,6 +1083,8 @@ impl StreamConfig {
 pub enum Compression {
     #[default]
     Gzip,
+    /// Zstandard frames (`.jsonl.zst`).
+    Zstd,
     None,
 }
 
@@ -1100,8 +1102,9 @@ pub struct LandingConfig {
     /// Default: gzip.
     #[serde(default)]
     pub compression: Compression,
-    /// The gzip level, 1 (fastest) to 12 (smallest), libdeflate's scale. Default: 1, which
-    /// compresses JSONL about 12% larger than level 5 in 60% of its time.
+    /// The gzip or zstd level, 1 (fastest) to 12 (smallest): libdeflate's scale for gzip,
+    /// zstd's own levels 1 to 12 for zstd. Default: 1; for gzip it compresses JSONL about 12%
+    /// larger than level 5 in 60% of its time.
     #[serde(default)]
     pub compression_level: Option<u8>,
     /// Records per part before it is rolled. Default: 100000.
@@ -1186,12 +1189,12 @@ fn scalar_text_map<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<
         .collect()
 }
 
-/// The gzip level used when `landing.compression_level` is not set.
+/// The gzip or zstd level used when `landing.compression_level` is not set.
 pub const DEFAULT_COMPRESSION_LEVEL: u8 = 1;
 
 impl LandingConfig {
-    /// The gzip level in effect.
-    pub fn gzip_level(&self) -> u8 {
+    /// The gzip or zstd level in effect.
+    pub fn level(&self) -> u8 {
         self.compression_level.unwrap_or(DEFAULT_COMPRESSION_LEVEL)
     }
 }

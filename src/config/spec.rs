@@ -505,11 +505,15 @@ fn landing() -> Value {
             ),
             (
                 "compression",
-                enumeration("Part compression", &["gzip", "none"], "gzip"),
+                enumeration(
+                    "Part compression: gzip (.jsonl.gz, multi-member), zstd (.jsonl.zst, multi-frame) or none (.jsonl)",
+                    &["gzip", "zstd", "none"],
+                    "gzip",
+                ),
             ),
             (
                 "compression_level",
-                json!({"type": "integer", "minimum": 1, "maximum": 12, "description": "gzip level, 1 (fastest) to 12 (smallest), libdeflate's scale; only with compression: gzip", "default": 1}),
+                json!({"type": "integer", "minimum": 1, "maximum": 12, "description": "gzip or zstd level, 1 (fastest) to 12 (smallest): libdeflate's scale for gzip, zstd's levels 1 to 12 for zstd; not with compression: none", "default": 1}),
             ),
             (
                 "part_max_records",

@@ -200,10 +200,10 @@ impl ConnectorConfig {
             return Err(ConfigError::invalid("landing.part_max_records", "must be at least 1"));
         }
         if let Some(level) = landing.compression_level {
-            if landing.compression != crate::config::Compression::Gzip {
+            if landing.compression == crate::config::Compression::None {
                 return Err(ConfigError::invalid(
                     "landing.compression_level",
-                    "applies to gzip only; remove it or set landing.compression: gzip",
+                    "applies to gzip and zstd only; remove it or set landing.compression: gzip or zstd",
                 ));
             }
             if !(1..=12).contains(&level) {
@@ -673,12 +673,17 @@ mod tests {
                 "version: 1\nsource: {{name: s, base_url: 'https://api.test'}}\nstreams: [{{name: o, path: /o}}]\nlanding: {landing}\n"
             )
         };
-        assert_eq!(
-            load(&with_landing("{url: 'memory://'}")).unwrap().landing.gzip_level(),
-            1
-        );
+        assert_eq!(load(&with_landing("{url: 'memory://'}")).unwrap().landing.level(), 1);
         let config = load(&with_landing("{url: 'memory://', compression_level: 12}")).unwrap();
-        assert_eq!(config.landing.gzip_level(), 12);
+        assert_eq!(config.landing.level(), 12);
+        let zstd = load(&with_landing(
+            "{url: 'memory://', compression: zstd, compression_level: 12}",
+        ))
+        .unwrap();
+        assert_eq!(
+            (zstd.landing.compression, zstd.landing.level()),
+            (crate::config::Compression::Zstd, 12)
+        );
         for (landing, expected) in [
             (
                 "{url: 'memory://', compression_level: 0}",
@@ -689,8 +694,12 @@ mod tests {
                 "landing.compression_level: must be 1 (fastest) to 12 (smallest), not 13",
             ),
             (
+                "{url: 'memory://', compression: zstd, compression_level: 13}",
+                "landing.compression_level: must be 1 (fastest) to 12 (smallest), not 13",
+            ),
+            (
                 "{url: 'memory://', compression: none, compression_level: 3}",
-                "landing.compression_level: applies to gzip only",
+                "landing.compression_level: applies to gzip and zstd only",
             ),
         ] {
             let message = load(&with_landing(landing)).unwrap_err().to_string();

@@ -274,6 +274,15 @@ fn stream_columns(stream: &StreamConfig) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The name of a part compression, as the sources file's `meta.landfall.compression` says it.
+fn compression_name(compression: Compression) -> &'static str {
+    match compression {
+        Compression::Gzip => "gzip",
+        Compression::Zstd => "zstd",
+        Compression::None => "none",
+    }
+}
+
 /// Renders the sources file of `config` for `options.adapter`.
 ///
 /// Source tests are limited to landing integrity (duplicate parts, manifest reconciliation,
@@ -284,8 +293,12 @@ pub fn render_sources(config: &ConnectorConfig, options: &SourcesOptions) -> Str
     let warehouse = adapter != Adapter::Duckdb;
     let root = adapter.root(options.location.as_deref());
     let source = &config.source.name;
-    let gzip = config.landing.compression != Compression::None;
-    let part_glob = if gzip { "**/*.jsonl.gz" } else { "**/*.jsonl" };
+    let compression = config.landing.compression;
+    let part_glob = match compression {
+        Compression::Gzip => "**/*.jsonl.gz",
+        Compression::Zstd => "**/*.jsonl.zst",
+        Compression::None => "**/*.jsonl",
+    };
     let names: Vec<String> = config.streams.iter().map(|stream| stream.name.clone()).collect();
     let mut out = String::new();
     let mut w = |line: String| {
@@ -368,10 +381,7 @@ pub fn render_sources(config: &ConnectorConfig, options: &SourcesOptions) -> Str
         w(format!("              path: {}", scalar(&format!("{source}/{name}"))));
         w(format!("              files: {}", quoted(part_glob)));
         w("              format: jsonl".into());
-        w(format!(
-            "              compression: {}",
-            if gzip { "gzip" } else { "none" }
-        ));
+        w(format!("              compression: {}", compression_name(compression)));
         w("              partitions: [extracted_date, run_id]".into());
         w(format!("              sync_mode: {}", stream.sync_mode()));
         w(format!("              primary_key: {}", flow_list(&stream.primary_key)));
@@ -395,7 +405,8 @@ pub fn render_sources(config: &ConnectorConfig, options: &SourcesOptions) -> Str
             None => w("              delete_marker: null".into()),
         }
         if warehouse {
-            for line in adapter.external_block(&root, &format!("{source}/{name}"), gzip, STREAM_PARTITIONS) {
+            for line in adapter.external_block(&root, &format!("{source}/{name}"), Some(compression), STREAM_PARTITIONS)
+            {
                 w(line);
             }
         }
@@ -463,7 +474,7 @@ pub fn render_sources(config: &ConnectorConfig, options: &SourcesOptions) -> Str
     w("              compression: none".into());
     w("              partitions: [extracted_date]".into());
     if warehouse {
-        for line in adapter.external_block(&root, &format!("{source}/_manifests"), false, MANIFEST_PARTITIONS) {
+        for line in adapter.external_block(&root, &format!("{source}/_manifests"), None, MANIFEST_PARTITIONS) {
             w(line);
         }
     }

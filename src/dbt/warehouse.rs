@@ -3,6 +3,7 @@
 //! The blocks follow the properties that the macros vendored in
 //! `dbt/macros/external_tables/` (dbt-external-tables 0.8.0) read.
 
+use crate::config::Compression;
 use std::fmt;
 use std::str::FromStr;
 
@@ -124,19 +125,47 @@ impl Adapter {
         }
     }
 
+    /// Whether this warehouse's external tables read JSON parts compressed so: none of
+    /// BigQuery, Databricks and Redshift Spectrum documents zstd for JSON external tables,
+    /// so their sources are not generated over a zstd landing.
+    pub fn reads(self, compression: Compression) -> Result<(), String> {
+        match (self, compression) {
+            (Adapter::Bigquery | Adapter::Databricks | Adapter::Redshift, Compression::Zstd) => Err(format!(
+                "landing.compression: zstd: {self} external tables do not read zstd-compressed JSON; land with compression: gzip (the default) for {self}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The `external:` block (at 8 spaces, as a source table property) for the files under
-    /// `{root}/{path}`: `gzip` JSONL parts (`gzip`) or plain JSON manifests, partitioned by
-    /// `partitions` (Hive keys of the landing layout, each with its kind).
-    pub(super) fn external_block(self, root: &str, path: &str, gzip: bool, partitions: &[(&str, Kind)]) -> Vec<String> {
+    /// `{root}/{path}`: JSONL parts compressed so (`Some`) or plain JSON manifests (`None`),
+    /// partitioned by `partitions` (Hive keys of the landing layout, each with its kind).
+    pub(super) fn external_block(
+        self,
+        root: &str,
+        path: &str,
+        parts: Option<Compression>,
+        partitions: &[(&str, Kind)],
+    ) -> Vec<String> {
         let q = super::quoted;
-        let suffix = if gzip { "jsonl[.]gz" } else { "json" };
+        let suffix = match parts {
+            Some(Compression::Gzip) => "jsonl[.]gz",
+            Some(Compression::Zstd) => "jsonl[.]zst",
+            Some(Compression::None) => "jsonl",
+            None => "json",
+        };
+        let gzip = parts == Some(Compression::Gzip);
         let mut out = vec!["        external:".to_owned()];
         let mut push = |line: String| out.push(line);
         match self {
             Adapter::Duckdb => unreachable!("duckdb reads meta.external_location"),
             Adapter::Snowflake => {
                 push(format!("          location: {}", q(&format!("{root}/{path}/"))));
-                let compression = if gzip { "gzip" } else { "none" };
+                let compression = match parts {
+                    Some(Compression::Gzip) => "gzip",
+                    Some(Compression::Zstd) => "zstd",
+                    _ => "none",
+                };
                 push(format!(
                     "          file_format: \"(type = json compression = {compression})\""
                 ));
@@ -244,6 +273,28 @@ pub(super) enum Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snowflake_patterns_match_each_part_suffix() {
+        let pattern = |parts| {
+            Adapter::Snowflake
+                .external_block("@stage", "shop/orders", parts, &[])
+                .into_iter()
+                .find(|line| line.contains("pattern:"))
+                .unwrap()
+        };
+        assert!(pattern(Some(Compression::Gzip)).contains(".*[.]jsonl[.]gz"));
+        assert!(pattern(Some(Compression::Zstd)).contains(".*[.]jsonl[.]zst"));
+        assert!(pattern(Some(Compression::None)).contains(".*[.]jsonl\""));
+        assert!(pattern(None).contains(".*[.]json\""));
+        for adapter in [Adapter::Bigquery, Adapter::Databricks, Adapter::Redshift] {
+            let refused = adapter.reads(Compression::Zstd).unwrap_err();
+            assert!(refused.starts_with("landing.compression: zstd"), "{refused}");
+            assert!(adapter.reads(Compression::Gzip).is_ok());
+        }
+        assert!(Adapter::Snowflake.reads(Compression::Zstd).is_ok());
+        assert!(Adapter::Duckdb.reads(Compression::Zstd).is_ok());
+    }
 
     #[test]
     fn nested_types_per_warehouse() {

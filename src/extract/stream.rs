@@ -1054,7 +1054,7 @@ impl StreamJob {
                 max_records: landing.part_max_records,
                 max_bytes: landing.part_max_bytes.0,
                 multipart_chunk: landing.multipart_chunk.0 as usize,
-                gzip_level: landing.gzip_level(),
+                level: landing.level(),
             },
         )
     }

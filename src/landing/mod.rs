@@ -13,9 +13,9 @@
 //!
 //! Large parts are staged and published create-only by [`upload`].
 
+pub mod blocks;
 pub mod error;
 pub mod gcp_external_account;
-pub mod gzip;
 pub mod layout;
 mod local;
 pub mod options;

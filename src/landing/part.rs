@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use super::gzip::GzipBlocks;
+use super::blocks::{Blocks, Codec};
 
 use super::upload::StagedUpload;
 use super::{Landing, LandingError, layout};
@@ -27,12 +27,6 @@ pub struct StoredPart {
     pub multipart: bool,
 }
 
-/// A gzip member holding nothing: header, an empty final deflate block, CRC-32 and size 0.
-const EMPTY_GZIP_MEMBER: [u8; 20] = [
-    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00,
-];
-
 /// Limits of one part.
 #[derive(Clone, Copy, Debug)]
 pub struct PartLimits {
@@ -41,19 +35,19 @@ pub struct PartLimits {
     pub max_bytes: u64,
     /// Compressed bytes above which the part goes through a multipart upload.
     pub multipart_chunk: usize,
-    /// The gzip level (1 to 12).
-    pub gzip_level: u8,
+    /// The compression level (1 to 12) of gzip and zstd parts.
+    pub level: u8,
 }
 
 enum Encoder {
-    Gzip(GzipBlocks),
+    Blocks(Blocks),
     Plain(Vec<u8>),
 }
 
 impl Encoder {
     fn output(&mut self) -> &mut Vec<u8> {
         match self {
-            Encoder::Gzip(blocks) => &mut blocks.output,
+            Encoder::Blocks(blocks) => &mut blocks.output,
             Encoder::Plain(buffer) => buffer,
         }
     }
@@ -123,6 +117,7 @@ impl PartWriter {
     fn extension(&self) -> &'static str {
         match self.compression {
             Compression::Gzip => ".jsonl.gz",
+            Compression::Zstd => ".jsonl.zst",
             Compression::None => ".jsonl",
         }
     }
@@ -140,7 +135,7 @@ impl PartWriter {
         self.open_part();
         let part = self.open.as_mut().expect("a part is open");
         let written = match &mut part.encoder {
-            Encoder::Gzip(blocks) => blocks.write(line).await,
+            Encoder::Blocks(blocks) => blocks.write(line).await,
             Encoder::Plain(buffer) => {
                 buffer.extend_from_slice(line);
                 Ok(())
@@ -169,7 +164,8 @@ impl PartWriter {
             self.next_index += 1;
             let output = Self::output_buffer(&self.limits);
             let encoder = match self.compression {
-                Compression::Gzip => Encoder::Gzip(GzipBlocks::new(output, self.limits.gzip_level)),
+                Compression::Gzip => Encoder::Blocks(Blocks::new(output, Codec::Gzip(self.limits.level))),
+                Compression::Zstd => Encoder::Blocks(Blocks::new(output, Codec::Zstd(self.limits.level))),
                 Compression::None => Encoder::Plain(output),
             };
             self.open = Some(OpenPart {
@@ -202,7 +198,7 @@ impl PartWriter {
     pub async fn flush_chunk(&mut self) -> Result<(), LandingError> {
         let chunk = self.limits.multipart_chunk;
         let Some(part) = self.open.as_mut() else { return Ok(()) };
-        if let Encoder::Gzip(blocks) = &mut part.encoder {
+        if let Encoder::Blocks(blocks) = &mut part.encoder {
             blocks.collect_finished().map_err(|message| LandingError::Encode {
                 path: part.relative.clone(),
                 message,
@@ -249,16 +245,15 @@ impl PartWriter {
         let Some(mut part) = self.open.take() else {
             return Ok(None);
         };
+        let empty = part.rows == 0 && part.stored_bytes == 0;
         let mut tail = match part.encoder {
-            Encoder::Gzip(blocks) => blocks.finish().await.map_err(|message| LandingError::Encode {
+            Encoder::Blocks(blocks) if empty => blocks.codec().empty(),
+            Encoder::Blocks(blocks) => blocks.finish().await.map_err(|message| LandingError::Encode {
                 path: part.relative.clone(),
                 message,
             })?,
             Encoder::Plain(buffer) => buffer,
         };
-        if part.rows == 0 && part.stored_bytes == 0 && tail.is_empty() && self.compression == Compression::Gzip {
-            tail = EMPTY_GZIP_MEMBER.to_vec();
-        }
         // Stored objects keep their buffer: not the unused part of it.
         tail.shrink_to_fit();
         part.hasher.update(&tail);
@@ -326,7 +321,7 @@ mod tests {
             max_records: u64::MAX,
             max_bytes: u64::MAX,
             multipart_chunk: chunk,
-            gzip_level: 5,
+            level: 5,
         }
     }
 
@@ -401,11 +396,11 @@ mod tests {
         assert!(members.len() >= 2, "{} members", members.len());
         for member in &members[..members.len() - 1] {
             assert!(
-                member.len() >= super::super::gzip::BLOCK,
+                member.len() >= super::super::blocks::GZIP_BLOCK,
                 "a block is cut only once full"
             );
             assert!(
-                member.len() < super::super::gzip::BLOCK + 200,
+                member.len() < super::super::blocks::GZIP_BLOCK + 200,
                 "and at the first line end after that"
             );
         }
@@ -420,7 +415,7 @@ mod tests {
             max_records: u64::MAX,
             max_bytes: u64::MAX,
             multipart_chunk: 1024,
-            gzip_level: 5,
+            level: 5,
         };
         let mut writer = PartWriter::new(landing.clone(), dirs(), Compression::None, limits);
         for _ in 0..64 {
@@ -446,7 +441,7 @@ mod tests {
             max_records: 10,
             max_bytes: u64::MAX,
             multipart_chunk: 1 << 20,
-            gzip_level: 5,
+            level: 5,
         };
         landing
             .put_new("s/t/part-00000.jsonl", Bytes::from_static(b"x\n"))
@@ -462,11 +457,38 @@ mod tests {
         );
     }
 
+    /// A zstd part is a series of frames of whole lines that reads back as the lines, and
+    /// goes through a multipart upload as a gzip part does.
+    #[tokio::test]
+    async fn zstd_parts_hold_every_line_in_order() {
+        let landing = Landing::memory();
+        let mut writer = PartWriter::new(landing.clone(), dirs(), Compression::Zstd, gzip_limits(64 << 10));
+        let mut expected = String::new();
+        let mut seed = 7u64;
+        for index in 0..100_000 {
+            // Numbers that do not repeat, so the part compresses to more than a chunk.
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let line = format!("{{\"id\":{index},\"noise\":\"{seed:x}\"}}\n");
+            writer.append(line.as_bytes()).await.unwrap();
+            writer.flush_chunk().await.unwrap();
+            expected.push_str(&line);
+        }
+        let part = writer.finish().await.unwrap().unwrap();
+        assert!(part.path.ends_with("part-00000.jsonl.zst"), "{}", part.path);
+        assert!(part.multipart, "past the chunk size the part is uploaded in pieces");
+        assert_eq!(part.rows, 100_000);
+        let stored = landing.get(&part.path).await.unwrap().unwrap();
+        assert_eq!(part.sha256, crate::hash::sha256_hex(&stored));
+        let back = String::from_utf8(zstd::stream::decode_all(&stored[..]).unwrap()).unwrap();
+        assert_eq!(back, expected);
+    }
+
     #[tokio::test]
     async fn an_empty_part_is_a_valid_empty_file() {
         let landing = Landing::memory();
         for (compression, name) in [
             (Compression::Gzip, "part-00000.jsonl.gz"),
+            (Compression::Zstd, "part-00000.jsonl.zst"),
             (Compression::None, "part-00000.jsonl"),
         ] {
             let mut writer = PartWriter::new(landing.clone(), dirs(), compression, gzip_limits(1 << 20));
@@ -477,10 +499,13 @@ mod tests {
             let stored = landing.get(&part.path).await.unwrap().unwrap();
             assert_eq!(part.bytes, stored.len() as u64);
             assert_eq!(part.sha256, crate::hash::sha256_hex(&stored));
-            if compression == Compression::Gzip {
-                assert_eq!(gunzip(&stored), "");
-            } else {
-                assert!(stored.is_empty());
+            match compression {
+                Compression::Gzip => assert_eq!(gunzip(&stored), ""),
+                Compression::Zstd => {
+                    assert!(!stored.is_empty(), "one empty frame");
+                    assert!(zstd::stream::decode_all(&stored[..]).unwrap().is_empty());
+                }
+                Compression::None => assert!(stored.is_empty()),
             }
         }
     }

@@ -114,6 +114,13 @@ pub fn read_part(path: &Path) -> Vec<Value> {
             .read_to_string(&mut text)
             .expect("valid gzip");
         text
+    } else if path.extension().is_some_and(|ext| ext == "zst") {
+        let mut text = String::new();
+        zstd::stream::read::Decoder::new(&bytes[..])
+            .expect("a zstd decoder")
+            .read_to_string(&mut text)
+            .expect("valid zstd");
+        text
     } else {
         String::from_utf8(bytes).expect("utf-8")
     };

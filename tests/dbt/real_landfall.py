@@ -50,10 +50,12 @@ def demo_api(binary: Path):
         proc.wait(timeout=10)
 
 
-def landfall_run(binary: Path, api_url: str, landing_dir: Path, workdir: Path) -> subprocess.CompletedProcess:
+def landfall_run(
+    binary: Path, api_url: str, landing_dir: Path, workdir: Path, config: Path = DEMO_CONFIG
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "DEMO_API_URL": api_url, "LANDFALL_LANDING_URL": landing_dir.as_uri()}
     proc = subprocess.run(
-        [str(binary), "run", "--config", str(DEMO_CONFIG)],
+        [str(binary), "run", "--config", str(config)],
         cwd=workdir,
         env=env,
         capture_output=True,
@@ -64,10 +66,12 @@ def landfall_run(binary: Path, api_url: str, landing_dir: Path, workdir: Path) -
     return proc
 
 
-def land_with_landfall(binary: Path, landing_dir: Path, workdir: Path, runs: int = 1) -> None:
+def land_with_landfall(
+    binary: Path, landing_dir: Path, workdir: Path, runs: int = 1, config: Path = DEMO_CONFIG
+) -> None:
     with demo_api(binary) as url:
         for _ in range(runs):
-            landfall_run(binary, url, landing_dir, workdir)
+            landfall_run(binary, url, landing_dir, workdir, config)
 
 
 def dbt_sources(binary: Path, config: Path, *args: str) -> subprocess.CompletedProcess:

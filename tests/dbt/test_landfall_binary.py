@@ -18,13 +18,13 @@ STREAM_FIELDS = {
 }
 
 
-def landed_latest(landing_dir, stream):
+def landed_latest(landing_dir, stream, suffix="gz"):
     """Independent oracle: the latest version of each record, read straight from the parts."""
     with duckdb.connect() as conn:
         rows = conn.sql(
             f"""
             select _source_record_id, _raw from read_json_auto(
-                '{landing_dir}/demo/{stream}/**/*.jsonl.gz', format = 'newline_delimited',
+                '{landing_dir}/demo/{stream}/**/*.jsonl.{suffix}', format = 'newline_delimited',
                 columns = {{'_source_record_id': 'VARCHAR', '_source_updated_at': 'VARCHAR',
                            '_extracted_at': 'TIMESTAMPTZ', '_loaded_at': 'TIMESTAMPTZ', '_raw': 'VARCHAR'}})
             qualify row_number() over (partition by _source_record_id
@@ -83,3 +83,45 @@ def test_build_over_real_landfall_run(project, landing_dir, tmp_path):
     result = project.build()
     assert result.returncode == 0, result.output
     check_staging()
+
+
+def test_build_over_a_zstd_landing(project, landing_dir, tmp_path):
+    """`landing.compression: zstd`: `dbt-sources` reads `*.jsonl.zst` and duckdb decodes the
+    multi-frame parts natively; staging holds exactly what was landed. Warehouses whose
+    external tables do not read zstd JSON are refused with the reason."""
+    binary = real_landfall.require_landfall(tmp_path)
+    config = tmp_path / "demo-zstd.yaml"
+    config.write_text(
+        real_landfall.DEMO_CONFIG.read_text().replace("landing:\n", "landing:\n  compression: zstd\n", 1)
+    )
+    real_landfall.land_with_landfall(binary, landing_dir, tmp_path, config=config)
+    parts = sorted(landing_dir.glob("demo/*/**/part-*"))
+    assert parts and all(part.name.endswith(".jsonl.zst") for part in parts), parts
+    real_landfall.generate_sources(
+        binary, project.dir / "models" / "sources" / "demo", project.dir / "models" / "staging" / "demo", config=config
+    )
+    result = project.build()
+    assert result.returncode == 0, result.output
+    assert result.failed() == set()
+    for stream in STREAM_FIELDS:
+        expected = landed_latest(landing_dir, stream, suffix="zst")
+        assert expected, f"landfall landed no {stream}"
+        assert project.query(f"select count(*) from stg_demo__{stream}")[0][0] == len(expected)
+
+    for adapter in ["bigquery", "databricks", "redshift"]:
+        proc = subprocess.run(
+            [str(binary), "dbt-sources", "--config", str(config), "--adapter", adapter],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2, (adapter, proc.stderr)
+        assert "landing.compression: zstd" in proc.stderr and "gzip" in proc.stderr, proc.stderr
+    proc = subprocess.run(
+        [str(binary), "dbt-sources", "--config", str(config), "--adapter", "snowflake"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "compression = zstd" in proc.stdout and "jsonl[.]zst" in proc.stdout

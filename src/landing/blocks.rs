@@ -1,12 +1,14 @@
-//! Gzip output compressed in blocks, beside the writer.
+//! Part output compressed in blocks, beside the writer.
 //!
-//! A part's lines are gathered into blocks of whole lines, and each block is compressed to
-//! one gzip member (RFC 1952 §2.2: a gzip file is a series of members; gzip, zcat, Python,
-//! duckdb, Spark and the warehouses' loaders read them all, as they read `pigz` and `bgzip`
-//! output). Blocks are compressed with libdeflate by a small pool of threads while the writer
-//! goes on enveloping the next lines, and are stored in order. The bytes a block compresses
-//! to depend only on the block and the level, so a part's bytes do not depend on timing or
-//! on the number of threads.
+//! A part's lines are gathered into blocks of whole lines, and each block is compressed on
+//! its own: to one gzip member (RFC 1952 §2.2: a gzip file is a series of members; gzip,
+//! zcat, Python, duckdb, Spark and the warehouses' loaders read them all, as they read `pigz`
+//! and `bgzip` output), or to one zstd frame (RFC 8878 §3.1: a zstd file is a series of
+//! frames; `zstd -d`, duckdb and libzstd's streaming decoder read them all). Blocks are
+//! compressed (libdeflate, libzstd) by a small pool of threads while the writer goes on
+//! enveloping the next lines, and are stored in order. The bytes a block compresses to
+//! depend only on the block, the codec and the level, so a part's bytes do not depend on
+//! timing or on the number of threads.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -15,13 +17,37 @@ use std::sync::{Mutex, OnceLock, mpsc};
 use libdeflater::{CompressionLvl, Compressor};
 use tokio::sync::oneshot;
 
-/// Uncompressed bytes per gzip member. Large enough that the member framing (18 bytes) and
-/// the dictionary restart cost nothing measurable (deflate's window is 32 KiB); small enough
-/// that the blocks in flight stay about a MiB.
-pub const BLOCK: usize = 256 << 10;
+/// How each block is compressed, and at which level (checked with the config: 1 to 12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    Gzip(u8),
+    Zstd(u8),
+}
 
-/// Room for the line that crosses [`BLOCK`] without the buffer growing.
-const BLOCK_CAPACITY: usize = BLOCK + BLOCK / 4;
+impl Codec {
+    /// Uncompressed bytes per block. Gzip: large enough that the member framing (18 bytes)
+    /// and the dictionary restart cost nothing measurable (deflate's window is 32 KiB),
+    /// small enough that the blocks in flight stay about a MiB. Zstd: its window is larger
+    /// (1 MiB and more at the low levels), so a larger block keeps the ratio.
+    pub fn block(self) -> usize {
+        match self {
+            Codec::Gzip(_) => GZIP_BLOCK,
+            Codec::Zstd(_) => ZSTD_BLOCK,
+        }
+    }
+
+    /// What an empty part holds: one empty member or frame, so that readers see a valid
+    /// compressed file of zero lines.
+    pub fn empty(self) -> Vec<u8> {
+        compress(&[], self)
+    }
+}
+
+/// Uncompressed bytes per gzip member.
+pub const GZIP_BLOCK: usize = 256 << 10;
+
+/// Uncompressed bytes per zstd frame.
+pub const ZSTD_BLOCK: usize = 1 << 20;
 
 /// Threads compressing, and blocks in flight per writer: enough to keep the cores busy,
 /// few enough that memory stays flat (each thread keeps a compressor and its output room).
@@ -59,8 +85,38 @@ fn pool() -> &'static Mutex<mpsc::Sender<Job>> {
     })
 }
 
-/// One block compressed to one gzip member at `level` (1 to 12, checked with the config).
-/// Each compression thread keeps its compressor and output room.
+/// One block compressed to one gzip member or zstd frame.
+fn compress(block: &[u8], codec: Codec) -> Vec<u8> {
+    match codec {
+        Codec::Gzip(level) => gzip_member(block, level),
+        Codec::Zstd(level) => zstd_frame(block, level),
+    }
+}
+
+/// One block compressed to one zstd frame at `level`, with its content size and a
+/// checksum. Each compression thread keeps its context.
+fn zstd_frame(block: &[u8], level: u8) -> Vec<u8> {
+    thread_local! {
+        static COMPRESSOR: RefCell<Option<(u8, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    }
+    COMPRESSOR.with_borrow_mut(|slot| {
+        if slot.as_ref().is_none_or(|(current, _)| *current != level) {
+            let mut compressor =
+                zstd::bulk::Compressor::new(i32::from(level)).expect("levels are checked with the config");
+            compressor
+                .include_checksum(true)
+                .expect("setting the checksum flag cannot fail");
+            *slot = Some((level, compressor));
+        }
+        let (_, compressor) = slot.as_mut().expect("set above");
+        compressor
+            .compress(block)
+            .expect("a zstd context compresses any block within its bound")
+    })
+}
+
+/// One block compressed to one gzip member at `level`. Each compression thread keeps its
+/// compressor and output room.
 fn gzip_member(block: &[u8], level: u8) -> Vec<u8> {
     thread_local! {
         static COMPRESSOR: RefCell<Option<(u8, Compressor, Vec<u8>)>> = const { RefCell::new(None) };
@@ -85,8 +141,8 @@ fn gzip_member(block: &[u8], level: u8) -> Vec<u8> {
 /// A block on its way through the pool: its buffer comes back, emptied, with the member.
 type Member = oneshot::Receiver<(Vec<u8>, Vec<u8>)>;
 
-/// Gzip output built from independently compressed blocks, kept in order.
-pub struct GzipBlocks {
+/// Output built from independently compressed blocks, kept in order.
+pub struct Blocks {
     /// Lines not yet handed to the pool.
     block: Vec<u8>,
     /// Blocks being compressed, oldest first.
@@ -96,26 +152,36 @@ pub struct GzipBlocks {
     /// Compressed members, in order, not yet taken by the caller.
     pub output: Vec<u8>,
     in_flight: usize,
-    level: u8,
+    codec: Codec,
 }
 
-impl GzipBlocks {
-    pub fn new(output: Vec<u8>, level: u8) -> Self {
+impl Blocks {
+    pub fn new(output: Vec<u8>, codec: Codec) -> Self {
         Self {
-            block: Vec::with_capacity(BLOCK_CAPACITY),
+            block: Vec::with_capacity(Self::capacity(codec)),
             pending: VecDeque::new(),
             spare: Vec::new(),
             output,
             in_flight: threads(),
-            level,
+            codec,
         }
+    }
+
+    /// How the blocks are compressed.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// Room for the line that crosses the block size without the buffer growing.
+    fn capacity(codec: Codec) -> usize {
+        codec.block() + codec.block() / 4
     }
 
     /// Adds one line; a full block goes to the pool. Waits for the oldest block when too
     /// many are in flight.
     pub async fn write(&mut self, line: &[u8]) -> Result<(), String> {
         self.block.extend_from_slice(line);
-        if self.block.len() >= BLOCK {
+        if self.block.len() >= self.codec.block() {
             if self.pending.len() >= self.in_flight {
                 self.collect_oldest().await?;
             }
@@ -129,12 +195,15 @@ impl GzipBlocks {
         if self.block.is_empty() {
             return Ok(());
         }
-        let fresh = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(BLOCK_CAPACITY));
+        let fresh = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(Self::capacity(self.codec)));
         let mut block = std::mem::replace(&mut self.block, fresh);
-        let level = self.level;
+        let codec = self.codec;
         let (sender, receiver) = oneshot::channel();
         let job: Job = Box::new(move || {
-            let member = gzip_member(&block, level);
+            let member = compress(&block, codec);
             block.clear();
             let _ = sender.send((block, member));
         });
@@ -204,7 +273,7 @@ mod tests {
             .collect();
         let mut sizes = Vec::new();
         for level in [1u8, 5, 12] {
-            let mut blocks = GzipBlocks::new(Vec::new(), level);
+            let mut blocks = Blocks::new(Vec::new(), Codec::Gzip(level));
             for line in text.split_inclusive('\n') {
                 blocks.write(line.as_bytes()).await.unwrap();
             }
@@ -217,5 +286,49 @@ mod tests {
             sizes.push(gz.len());
         }
         assert!(sizes[0] > sizes[1] && sizes[1] > sizes[2], "{sizes:?}");
+    }
+}
+
+#[cfg(test)]
+mod zstd_tests {
+    use super::*;
+    use std::io::Read;
+
+    #[tokio::test]
+    async fn zstd_frames_round_trip_and_higher_levels_are_smaller() {
+        let text: String = (0..100_000)
+            .map(|index| {
+                format!(
+                    "{{\"id\":{index},\"status\":\"{}\"}}\n",
+                    ["open", "paid", "void"][index % 3]
+                )
+            })
+            .collect();
+        let mut sizes = Vec::new();
+        for level in [1u8, 6, 12] {
+            let mut blocks = Blocks::new(Vec::new(), Codec::Zstd(level));
+            for line in text.split_inclusive('\n') {
+                blocks.write(line.as_bytes()).await.unwrap();
+            }
+            let zst = blocks.finish().await.unwrap();
+            // Several frames, read back as one stream.
+            assert!(text.len() > 2 * ZSTD_BLOCK, "the text spans several frames");
+            let mut back = String::new();
+            zstd::stream::read::Decoder::new(&zst[..])
+                .unwrap()
+                .read_to_string(&mut back)
+                .unwrap();
+            assert_eq!(back, text, "level {level}");
+            sizes.push(zst.len());
+        }
+        // Small data compresses at any level; the levels' sizes are not ordered on it.
+        assert!(sizes.iter().all(|size| *size < text.len() / 5), "{sizes:?}");
+    }
+
+    #[test]
+    fn an_empty_frame_decodes_to_nothing() {
+        let empty = Codec::Zstd(1).empty();
+        assert!(!empty.is_empty());
+        assert!(zstd::stream::decode_all(&empty[..]).unwrap().is_empty());
     }
 }
