@@ -97,6 +97,7 @@ def report(rows, meta):
     for count in sorted(set(counts) | set(peer_counts)):
         for label, name in (
             ("landfall", "Landfall"),
+            ("landfall-musl", "Landfall, static musl build (the image's binary)"),
             ("landfall-l6", "Landfall (`compression_level: 6`)"),
             ("landfall-zstd", "Landfall (`compression: zstd`, level 1)"),
             ("landfall-zstd-l3", "Landfall (`compression: zstd`, level 3)"),
@@ -270,6 +271,52 @@ def report(rows, meta):
         out.append(table(["pagination", "records", "wall s", "records/s", "CPU s", "peak RSS MiB"], lines))
         out.append("")
 
+    # The shipped binary against the glibc build, and zstd against the bound.
+    lines = []
+    for count in counts:
+        glibc, musl, bound = (rows.get((label, count)) for label in ("landfall", "landfall-musl", "bound"))
+        zstd = rows.get(("landfall-zstd", count))
+        if glibc and musl:
+            ratio = median(musl, "wall") / median(glibc, "wall")
+            lines.append([f"{count:,}", "musl build (image) / glibc build, wall", f"{ratio:.2f}x", "at most 1.05x"])
+        if zstd and bound:
+            ratio = median(zstd, "wall") / median(bound, "wall")
+            lines.append([f"{count:,}", "`compression: zstd` / curl + gzip bound, wall", f"{ratio:.2f}x", "at most 0.70x"])
+            gzip1 = [int(run["notes"]["gzip_bytes"]) for run in glibc or [] if "gzip_bytes" in run["notes"]]
+            zbytes = [int(run["notes"]["gzip_bytes"]) for run in zstd if "gzip_bytes" in run["notes"]]
+            if gzip1 and zbytes:
+                size = statistics.median(zbytes) / statistics.median(gzip1)
+                lines.append([f"{count:,}", "`compression: zstd` bytes / gzip level 1 bytes", f"{size:.2f}x", "at most 1.00x"])
+    if lines:
+        out.append("### The shipped binary and zstd")
+        out.append("")
+        out.append(table(["records", "ratio", "measured", "target"], lines))
+        out.append("")
+
+    # Many streams.
+    many = [(label, count, runs) for (label, count), runs in sorted(rows.items()) if label.startswith("streams-")]
+    if many:
+        names = {
+            "streams-8-in-1": "8 streams in one process (`max_concurrent_streams: 8`)",
+            "streams-8-procs": "8 processes, one stream each (peak RSS: the largest process)",
+            "streams-1": "one stream of as many records",
+        }
+        out.append("### Many streams (the musl binary, pages of 1000)")
+        out.append("")
+        lines = [
+            [
+                names[label],
+                f"{count:,}",
+                f"{median(runs, 'wall'):.2f}",
+                fmt_rate(count / median(runs, "wall")),
+                f"{median(runs, 'cpu'):.2f}",
+                f"{median(runs, 'rss'):.1f}",
+            ]
+            for label, count, runs in many
+        ]
+        out.append(table(["how", "records", "wall s", "records/s", "CPU s", "peak RSS MiB"], lines))
+        out.append("")
+
     # 4. Startup and size.
     out.append("### Startup and size")
     out.append("")
@@ -279,7 +326,12 @@ def report(rows, meta):
             [
                 ["`landfall --version`, mean of 200 runs", f"{version_ms:.2f} ms"],
                 ["`landfall --version`, peak RSS", f"{int(meta['version_rss_kib']) / 1024:.1f} MiB"],
-                ["release binary (stripped, thin LTO)", f"{int(meta['binary_bytes']) / 1048576:.1f} MiB"],
+                ["release binary, glibc (stripped, fat LTO)", f"{int(meta['binary_bytes']) / 1048576:.1f} MiB"],
+                *(
+                    [["release binary, static musl (the image's)", f"{int(meta['musl_binary_bytes']) / 1048576:.1f} MiB"]]
+                    if "musl_binary_bytes" in meta
+                    else []
+                ),
             ],
         )
     )
