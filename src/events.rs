@@ -2,7 +2,7 @@
 //! `event` name (documented in `docs/events.md`). Every event carries `run_id`; stream
 //! events carry `stream`; page events carry `page` and `request_id`; error events carry
 //! `code`, `stage` and `retryable`. The constants below are the names; `docs/events.md`
-//! gives each one's level, fields and meaning, and `tests/observability.rs` holds the two
+//! gives each one's level, fields and meaning, and `tests/it/observability.rs` holds the two
 //! together. Log above `debug` only through these methods.
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The storage suite (tests/storage.rs) against real emulators: moto (S3), Azurite (Azure
+# The storage suite (tests/it/storage.rs) against real emulators: moto (S3), Azurite (Azure
 # Blob) and fake-gcs-server (GCS), each on a free 127.0.0.1 port, plus a second moto that
 # enforces IAM for the permission tests. Installs them on first use (tests/emulators/
 # emulators.sh), runs the suite with LANDFALL_STORAGE_REQUIRED=1 (a missing emulator fails
@@ -74,7 +74,14 @@ export GOOGLE_BEARER_TOKEN=landfall-emulator-bearer-token
 export LANDFALL_STORAGE_REQUIRED=1
 echo "storage: emulators ready in $((SECONDS - started)) s" >&2
 
-filter=()
-[[ $# -gt 0 ]] && filter=("$1")
-nice -n 10 cargo test --locked --test storage -- --test-threads 3 "${filter[@]}"
+# The storage tests are the `storage::` module of the one integration-test binary; NAME picks
+# those of them whose name contains it.
+filter=(storage::)
+if [[ $# -gt 0 ]]; then
+  mapfile -t filter < <(cargo test --locked --quiet --test it -- --list storage:: 2>/dev/null \
+    | sed -n 's/: test$//p' | grep -F -- "$1")
+  [[ ${#filter[@]} -gt 0 ]] || { echo "storage: no storage test name contains '$1'" >&2; exit 1; }
+  filter+=(--exact)
+fi
+nice -n 10 cargo test --locked --test it -- --test-threads 3 "${filter[@]}"
 echo "storage: suite finished in $((SECONDS - started)) s" >&2

@@ -4,7 +4,7 @@
 //! headers. The configs are used as shipped; only the API root, the secrets and the
 //! landing URL come from the environment, as they do in production.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Loopback servers that reproduce the example connectors' vendors (GitHub, Stripe,
 //! HubSpot, Zendesk, Open Exchange Rates, Omnidesk): response shapes, pagination,
 //! authentication (wrong credentials are refused) and rate-limit headers. Used by
-//! `tests/connectors.rs` (the examples run end to end) and `tests/init.rs` (`landfall init`
+//! `tests/it/connectors.rs` (the examples run end to end) and `tests/it/init.rs` (`landfall init`
 //! proposes the examples' essentials from them).
 
 use std::collections::HashMap;

@@ -10,7 +10,7 @@
 //!
 //! `LANDFALL_FAULT_SEED` picks the seed, `LANDFALL_FAULT_TRIALS` the number of kills (30).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! data for a vendor's. The credentials are the ones each example's `<name>.env.example`
 //! names; see docs/certification.md for what a passing run certifies.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

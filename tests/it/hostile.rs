@@ -5,7 +5,7 @@
 //! (measured by `wait4`), nothing panics, the exit code is the documented one, and no
 //! secret reaches stdout, stderr or the landing zone (docs/security.md).
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! `landfall orphans`: parts no manifest covers are listed, covered parts never are, and
 //! `--delete` removes only orphans older than `--older-than` whose records landed again.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};

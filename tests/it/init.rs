@@ -4,7 +4,7 @@
 //! written file and `check` must pass with it against the same fixture. Then the error
 //! paths: each with its documented exit code, nothing written, no secret echoed.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -1,6 +1,6 @@
 //! The binary's commands, exit codes, logs and secret hygiene.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -2,7 +2,7 @@
 //! file, mutual TLS with a client certificate, and the minimum version. Also `run` through
 //! HTTP and CONNECT proxies named by the standard environment variables.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

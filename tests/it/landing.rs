@@ -1,7 +1,7 @@
 //! What lands: byte-exact records, every envelope field, manifests that match the parts,
 //! part rolling (plain and multipart) and create-only writes.
 
-mod common;
+use crate::common;
 
 use common::{Workspace, one_stream, run};
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! Incremental sync: lookback re-reads, windows and backfills, client-side filtering,
 //! unsorted streams, parent-child streams, graceful stop and the single-writer lease.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Data quality end to end: dead letters for invalid records and unparseable pages, the
 //! dead-letter ratio, duplicates within a run, PII redaction, and schema drift.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 

@@ -3,7 +3,7 @@
 //! stand-in, OpenLineage events validated against the vendored schemas, the XCom summary
 //! and the progress display.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! limit holds across all of them, and a parent stream is extracted once for its children.
 //! Backfills scale out instead with `landfall plan`, whose windows are checked here too.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! most N at a time, and land them strictly in page order; speculative pages past the end
 //! or past `max_pages` never change what lands.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -3,7 +3,7 @@
 //! grows with a clock the test moves: bounds reach the API in the stream's format, and
 //! scheduled runs, pauses, failures and backfills never leave a hole behind the checkpoint.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

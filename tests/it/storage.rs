@@ -8,7 +8,7 @@
 //! The GCS live profile runs when `LANDFALL_GCS_LIVE_BUCKET` is set (README, "Storage
 //! tests").
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Read;

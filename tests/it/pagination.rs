@@ -1,6 +1,6 @@
 //! Every pagination type end to end against a loopback mock API, plus the loop guards.
 
-mod common;
+use crate::common;
 
 use std::ops::Range;
 

@@ -2,7 +2,7 @@
 //! circuit breaker and the transport. Waits run on a virtual clock unless a test measures
 //! real time.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};

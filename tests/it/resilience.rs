@@ -1,7 +1,7 @@
 //! The binary against misbehaving sources: a 5xx storm, a rate limit longer than the run
 //! may last, rotating OAuth 2.0 refresh tokens across runs, and secrets that must not leak.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
