@@ -196,7 +196,7 @@ fn name_of_source(config: &str) -> String {
 }
 
 #[tokio::test]
-#[ignore = "integration_live: calls api.github.com"]
+#[ignore = "needs api.github.com and its credentials; run by scripts/test integration_live"]
 async fn live_github_issues() {
     if requires("live_github_issues", &["GITHUB_TOKEN"], ENV_EXAMPLES) {
         live_connector(
@@ -211,7 +211,7 @@ async fn live_github_issues() {
 }
 
 #[tokio::test]
-#[ignore = "integration_live: calls api.stripe.com"]
+#[ignore = "needs api.stripe.com and its credentials; run by scripts/test integration_live"]
 async fn live_stripe_charges() {
     if requires("live_stripe_charges", &["STRIPE_SECRET_KEY"], ENV_EXAMPLES) {
         live_connector(
@@ -226,7 +226,7 @@ async fn live_stripe_charges() {
 }
 
 #[tokio::test]
-#[ignore = "integration_live: calls api.hubapi.com"]
+#[ignore = "needs api.hubapi.com and its credentials; run by scripts/test integration_live"]
 async fn live_hubspot_contacts() {
     let secrets = ["HUBSPOT_CLIENT_ID", "HUBSPOT_CLIENT_SECRET", "HUBSPOT_REFRESH_TOKEN"];
     if requires("live_hubspot_contacts", &secrets, ENV_EXAMPLES) {
@@ -242,7 +242,7 @@ async fn live_hubspot_contacts() {
 }
 
 #[tokio::test]
-#[ignore = "integration_live: calls a Zendesk account"]
+#[ignore = "needs a Zendesk account and its credentials; run by scripts/test integration_live"]
 async fn live_zendesk_tickets() {
     let needed = ["ZENDESK_API_URL", "ZENDESK_EMAIL", "ZENDESK_API_TOKEN"];
     if requires("live_zendesk_tickets", &needed, ENV_EXAMPLES) {
@@ -258,7 +258,7 @@ async fn live_zendesk_tickets() {
 }
 
 #[tokio::test]
-#[ignore = "integration_live: calls openexchangerates.org"]
+#[ignore = "needs openexchangerates.org and its credentials; run by scripts/test integration_live"]
 async fn live_open_exchange_rates() {
     if requires("live_open_exchange_rates", &["OXR_APP_ID"], ENV_EXAMPLES) {
         live_connector(
@@ -273,7 +273,7 @@ async fn live_open_exchange_rates() {
 }
 
 #[tokio::test]
-#[ignore = "integration_live: calls an Omnidesk account"]
+#[ignore = "needs an Omnidesk account and its credentials; run by scripts/test integration_live"]
 async fn live_omnidesk_cases() {
     let needed = ["OMNIDESK_API_URL", "OMNIDESK_STAFF_EMAIL", "OMNIDESK_API_KEY"];
     if requires("live_omnidesk_cases", &needed, ENV_EXAMPLES) {
@@ -358,19 +358,19 @@ async fn live_backend(test: &str, url_variable: &str) {
 }
 
 #[tokio::test]
-#[ignore = "integration_live: writes to a real S3 bucket"]
+#[ignore = "needs a real S3 bucket and its credentials; run by scripts/test integration_live"]
 async fn live_landing_s3() {
     live_backend("live_landing_s3", "LANDFALL_LIVE_S3_URL").await;
 }
 
 #[tokio::test]
-#[ignore = "integration_live: writes to a real Azure storage account"]
+#[ignore = "needs a real Azure storage account and its credentials; run by scripts/test integration_live"]
 async fn live_landing_azure() {
     live_backend("live_landing_azure", "LANDFALL_LIVE_AZURE_URL").await;
 }
 
 #[tokio::test]
-#[ignore = "integration_live: writes to a real GCS bucket"]
+#[ignore = "needs a real GCS bucket and its credentials; run by scripts/test integration_live"]
 async fn live_landing_gcs() {
     live_backend("live_landing_gcs", "LANDFALL_LIVE_GCS_URL").await;
 }

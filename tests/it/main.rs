@@ -7,6 +7,11 @@
 //! cargo test --test it http::               # one module
 //! cargo test --test it hostile::a_1_gib     # one test (add -- --ignored if it is ignored)
 //! ```
+//!
+//! A test that needs a service `cargo test` does not start (a storage emulator, a real vendor
+//! or cloud) is `#[ignore = "needs <service>; run by <suite>"]`, so a plain `cargo test` lists
+//! it as ignored instead of passing without running it; the suite named starts the service
+//! and runs it with `--ignored` or `--include-ignored`.
 
 mod common;
 

@@ -2,10 +2,13 @@
 //! (Azurite), file:// and, for what the emulator supports, GCS (fake-gcs-server), plus an
 //! opt-in live GCS profile.
 //!
-//! `tests/storage/run.sh` starts the emulators, exports their settings and sets
-//! `LANDFALL_STORAGE_REQUIRED=1`, so a missing emulator fails the suite instead of skipping.
-//! A plain `cargo test` runs the file:// cases and skips the emulator cases with a message.
-//! The GCS live profile runs when `LANDFALL_GCS_LIVE_BUCKET` is set (README, "Storage
+//! Each write scenario is two tests: one on file://, which `cargo test` runs, and one against
+//! S3 (moto) and Azure (Azurite), `#[ignore]`d because `cargo test` starts no emulator.
+//! `tests/storage/run.sh` starts the emulators, exports their settings and runs this module
+//! with `--include-ignored`; an ignored test run without its emulator's settings fails, naming
+//! them, so a plain `cargo test` lists the emulator cases as ignored and never passes them
+//! without running them. The GCS live profile (`gcs_live_profile`, ignored too) runs the write
+//! scenarios against a real bucket named by `LANDFALL_GCS_LIVE_BUCKET` (README, "Storage
 //! tests").
 
 use crate::common;
@@ -52,16 +55,14 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
-/// Set by tests/storage/run.sh: a missing emulator is then a failure, never a skip.
-fn required() -> bool {
-    env("LANDFALL_STORAGE_REQUIRED").as_deref() == Some("1")
-}
-
-fn skip(what: &str, variables: &str) {
-    if required() {
-        panic!("{what}: {variables} not set, but LANDFALL_STORAGE_REQUIRED=1 (tests/storage/run.sh sets both)");
-    }
-    eprintln!("skipping {what}: {variables} not set; run tests/storage/run.sh to test against the emulators");
+/// The values of `variables`, which tests/storage/run.sh exports; an ignored test run without
+/// them fails (it was asked to run), naming what is missing.
+fn required_env<const N: usize>(what: &str, variables: [&str; N]) -> [String; N] {
+    variables.map(|name| {
+        env(name).unwrap_or_else(|| {
+            panic!("{what}: {name} is not set; run tests/storage/run.sh, which starts the emulators and sets it")
+        })
+    })
 }
 
 fn unique(test: &str) -> String {
@@ -72,14 +73,10 @@ fn options(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-/// An emulator's endpoint and bucket (or container) from the variables `[endpoint, bucket]`,
-/// or `None` after skipping (failing, under run.sh) the `label` cases of `test`.
-fn emulator_env(test: &str, label: &str, [endpoint, bucket]: [&str; 2]) -> Option<(String, String)> {
-    let (Some(endpoint_value), Some(bucket_value)) = (env(endpoint), env(bucket)) else {
-        skip(&format!("{label} cases of {test}"), &format!("{endpoint}/{bucket}"));
-        return None;
-    };
-    Some((endpoint_value, bucket_value))
+/// An emulator's endpoint and bucket (or container) from the variables `[endpoint, bucket]`.
+fn emulator_env(test: &str, label: &str, variables: [&str; 2]) -> (String, String) {
+    let [endpoint, bucket] = required_env(&format!("the {label} cases of {test}"), variables);
+    (endpoint, bucket)
 }
 
 impl Target {
@@ -106,79 +103,48 @@ impl Target {
         }
     }
 
-    fn s3(test: &str) -> Option<Self> {
-        let (endpoint, bucket) = emulator_env(test, "S3", ["LANDFALL_TEST_S3_ENDPOINT", "LANDFALL_TEST_S3_BUCKET"])?;
+    fn s3(test: &str) -> Self {
+        let (endpoint, bucket) = emulator_env(test, "S3", ["LANDFALL_TEST_S3_ENDPOINT", "LANDFALL_TEST_S3_BUCKET"]);
         let options = options(&[
             ("endpoint", &endpoint),
             ("allow_http", "true"),
             ("virtual_hosted_style_request", "false"),
             ("region", "us-east-1"),
         ]);
-        Some(Self::in_bucket(
-            Kind::S3,
-            &format!("s3://{bucket}"),
-            unique(test),
-            options,
-        ))
+        Self::in_bucket(Kind::S3, &format!("s3://{bucket}"), unique(test), options)
     }
 
-    fn azure(test: &str) -> Option<Self> {
+    fn azure(test: &str) -> Self {
         let (endpoint, container) = emulator_env(
             test,
             "Azure",
             ["LANDFALL_TEST_AZURE_ENDPOINT", "LANDFALL_TEST_AZURE_CONTAINER"],
-        )?;
+        );
         // The account name and key come from AZURE_STORAGE_ACCOUNT_NAME/_KEY (env.sh).
         let options = options(&[("endpoint", &endpoint), ("allow_http", "true")]);
-        Some(Self::in_bucket(
-            Kind::Azure,
-            &format!("az://{container}"),
-            unique(test),
-            options,
-        ))
+        Self::in_bucket(Kind::Azure, &format!("az://{container}"), unique(test), options)
     }
 
-    fn gcs_emulator(test: &str) -> Option<Self> {
-        let (endpoint, bucket) = emulator_env(test, "GCS", ["LANDFALL_TEST_GCS_ENDPOINT", "LANDFALL_TEST_GCS_BUCKET"])?;
+    fn gcs_emulator(test: &str) -> Self {
+        let (endpoint, bucket) = emulator_env(test, "GCS", ["LANDFALL_TEST_GCS_ENDPOINT", "LANDFALL_TEST_GCS_BUCKET"]);
         // The token comes from GOOGLE_BEARER_TOKEN (run.sh); fake-gcs-server ignores it.
         let options = options(&[("base_url", &endpoint), ("allow_http", "true")]);
-        Some(Self::in_bucket(
-            Kind::Gcs,
-            &format!("gs://{bucket}"),
-            unique(test),
-            options,
-        ))
+        Self::in_bucket(Kind::Gcs, &format!("gs://{bucket}"), unique(test), options)
     }
 
     /// A real bucket, opt-in: `LANDFALL_GCS_LIVE_BUCKET` plus credentials in the standard
     /// environment (GOOGLE_APPLICATION_CREDENTIALS, ADC or the metadata server).
-    fn gcs_live(test: &str) -> Option<Self> {
-        let Some(bucket) = env("LANDFALL_GCS_LIVE_BUCKET") else {
-            eprintln!(
-                "skipping the live GCS profile of {test}: LANDFALL_GCS_LIVE_BUCKET is not set (set it and GCS credentials to run GCS writes against a real bucket)"
-            );
-            return None;
-        };
+    fn gcs_live(test: &str) -> Self {
+        let [bucket] = required_env(
+            "the live GCS profile (set it and GCS credentials to run GCS writes against a real bucket)",
+            ["LANDFALL_GCS_LIVE_BUCKET"],
+        );
         let prefix = format!(
             "{}/{}",
             env("LANDFALL_GCS_LIVE_PREFIX").unwrap_or_else(|| "landfall-live-tests".into()),
             unique(test)
         );
-        Some(Self::in_bucket(
-            Kind::Gcs,
-            &format!("gs://{bucket}"),
-            prefix,
-            BTreeMap::new(),
-        ))
-    }
-
-    /// file:// always, S3 and Azure when their emulators are up, GCS when live.
-    fn writable(test: &str) -> Vec<Self> {
-        let mut targets = vec![Self::file(test)];
-        targets.extend(Self::s3(test));
-        targets.extend(Self::azure(test));
-        targets.extend(Self::gcs_live(test));
-        targets
+        Self::in_bucket(Kind::Gcs, &format!("gs://{bucket}"), prefix, BTreeMap::new())
     }
 
     /// Removes what a test wrote to a live bucket (emulators and temp folders need nothing).
@@ -239,12 +205,16 @@ fn helper(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// Runs `scenario` against each of `Target::writable(test)`, cleaning up after each.
-async fn in_every_store(test: &str, scenario: impl AsyncFn(&Target)) {
-    for target in Target::writable(test) {
-        scenario(&target).await;
-        target.cleanup().await;
-    }
+/// Runs `scenario` on `target`, then removes what it wrote to a live bucket.
+async fn in_store(target: Target, scenario: impl AsyncFn(&Target)) {
+    scenario(&target).await;
+    target.cleanup().await;
+}
+
+/// Runs `scenario` on S3 (moto) and Azure (Azurite); the test is ignored unless run.sh runs it.
+async fn on_emulators(test: &str, scenario: impl AsyncFn(&Target)) {
+    in_store(Target::s3(test), &scenario).await;
+    in_store(Target::azure(test), &scenario).await;
 }
 
 /// A config file for `streams` against `api`, landing into `target`.
@@ -438,8 +408,14 @@ async fn full_extraction(target: &Target) {
 }
 
 #[tokio::test]
+async fn a_full_extraction_lands_on_file() {
+    in_store(Target::file("full"), full_extraction).await;
+}
+
+#[tokio::test]
+#[ignore = "needs moto and Azurite; run by tests/storage/run.sh"]
 async fn a_full_extraction_lands_in_every_store() {
-    in_every_store("full", full_extraction).await;
+    on_emulators("full", full_extraction).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -533,8 +509,14 @@ async fn multipart_rolling(target: &Target) {
 }
 
 #[tokio::test]
+async fn parts_roll_on_file() {
+    in_store(Target::file("multipart"), multipart_rolling).await;
+}
+
+#[tokio::test]
+#[ignore = "needs moto and Azurite; run by tests/storage/run.sh"]
 async fn parts_roll_through_staged_multipart_uploads() {
-    in_every_store("multipart", multipart_rolling).await;
+    on_emulators("multipart", multipart_rolling).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -644,8 +626,14 @@ async fn create_only(target: &Target) {
 }
 
 #[tokio::test]
+async fn parts_are_create_only_on_file() {
+    in_store(Target::file("create-only"), create_only).await;
+}
+
+#[tokio::test]
+#[ignore = "needs moto and Azurite; run by tests/storage/run.sh"]
 async fn parts_are_create_only_in_every_store() {
-    in_every_store("create-only", create_only).await;
+    on_emulators("create-only", create_only).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -754,13 +742,20 @@ async fn checkpoint_resumes(target: &Target) {
     );
 }
 
+async fn state_scenarios(target: &Target) {
+    conditional_primitives(target).await;
+    checkpoint_resumes(target).await;
+}
+
 #[tokio::test]
+async fn checkpoints_and_conditional_updates_work_on_file() {
+    in_store(Target::file("state"), state_scenarios).await;
+}
+
+#[tokio::test]
+#[ignore = "needs moto and Azurite; run by tests/storage/run.sh"]
 async fn checkpoints_and_conditional_updates_work_in_every_store() {
-    in_every_store("state", async |target| {
-        conditional_primitives(target).await;
-        checkpoint_resumes(target).await;
-    })
-    .await;
+    on_emulators("state", state_scenarios).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -950,8 +945,14 @@ async fn sigkill_and_resume(target: &Target) {
 }
 
 #[tokio::test]
+async fn a_run_killed_mid_run_resumes_on_file() {
+    in_store(Target::file("sigkill"), sigkill_and_resume).await;
+}
+
+#[tokio::test]
+#[ignore = "needs moto and Azurite; run by tests/storage/run.sh"]
 async fn a_run_killed_mid_upload_leaves_no_partial_part_and_resumes() {
-    in_every_store("sigkill", sigkill_and_resume).await;
+    on_emulators("sigkill", sigkill_and_resume).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -995,24 +996,29 @@ async fn check_passes(target: &Target) {
 }
 
 #[tokio::test]
+async fn check_proves_write_read_list_delete_on_file() {
+    in_store(Target::file("check"), check_passes).await;
+}
+
+#[tokio::test]
+#[ignore = "needs moto and Azurite; run by tests/storage/run.sh"]
 async fn check_proves_write_read_list_delete_on_every_store() {
-    in_every_store("check", check_passes).await;
+    on_emulators("check", check_passes).await;
 }
 
 /// S3 on a moto server that enforces IAM, as a user with GetObject and ListBucket only.
 #[tokio::test]
+#[ignore = "needs a moto enforcing IAM; run by tests/storage/run.sh"]
 async fn s3_permission_errors_exit_4_and_name_the_bucket_prefix_and_permission() {
-    let vars = [
-        "LANDFALL_TEST_S3_IAM_ENDPOINT",
-        "LANDFALL_TEST_S3_IAM_BUCKET",
-        "LANDFALL_TEST_S3_READONLY_KEY_ID",
-        "LANDFALL_TEST_S3_READONLY_SECRET",
-    ];
-    let values: Vec<String> = vars.iter().filter_map(|name| env(name)).collect();
-    if values.len() != vars.len() {
-        return skip("the S3 permission test", &vars.join(", "));
-    }
-    let (endpoint, bucket, key_id, secret) = (&values[0], &values[1], &values[2], &values[3]);
+    let [endpoint, bucket, key_id, secret] = required_env(
+        "the S3 permission test",
+        [
+            "LANDFALL_TEST_S3_IAM_ENDPOINT",
+            "LANDFALL_TEST_S3_IAM_BUCKET",
+            "LANDFALL_TEST_S3_READONLY_KEY_ID",
+            "LANDFALL_TEST_S3_READONLY_SECRET",
+        ],
+    );
     let prefix = unique("perm");
     let landing = format!(
         "landing:\n  url: 's3://{bucket}/{prefix}'\n  options: {{endpoint: '{endpoint}', allow_http: 'true', virtual_hosted_style_request: 'false'}}\n"
@@ -1052,11 +1058,13 @@ async fn s3_permission_errors_exit_4_and_name_the_bucket_prefix_and_permission()
 
 /// Azure on Azurite with a SAS that may read and list but not write.
 #[tokio::test]
+#[ignore = "needs Azurite; run by tests/storage/run.sh"]
 async fn azure_permission_errors_exit_4_and_name_the_permission() {
-    let Some(target) = Target::azure("perm") else { return };
-    let (Some(account), Some(key)) = (env("LANDFALL_TEST_AZURE_ACCOUNT"), env("LANDFALL_TEST_AZURE_KEY")) else {
-        return skip("the Azure permission test", "LANDFALL_TEST_AZURE_ACCOUNT/KEY");
-    };
+    let target = Target::azure("perm");
+    let [account, key] = required_env(
+        "the Azure permission test",
+        ["LANDFALL_TEST_AZURE_ACCOUNT", "LANDFALL_TEST_AZURE_KEY"],
+    );
     let sas = helper(&["azure-sas", &account, &key, "rl"]).trim().to_owned();
     let (_api, _dir, config) = shop_config(&target.yaml("")).await;
     let creds = [("AZURE_STORAGE_SAS_TOKEN", sas.as_str())];
@@ -1098,11 +1106,10 @@ fn customers_state(cursor: &str) -> ResponseTemplate {
 /// answers only the expected role and token) and signs every S3 request with them (a mock
 /// S3 checks the signature's key id and the session token).
 #[tokio::test]
+#[ignore = "needs the STS stand-in; run by tests/storage/run.sh"]
 async fn s3_web_identity_credentials_are_exchanged_and_used() {
     use wiremock::matchers::{header, header_regex};
-    let Some(sts) = env("LANDFALL_TEST_STS_ENDPOINT") else {
-        return skip("the S3 web identity test", "LANDFALL_TEST_STS_ENDPOINT");
-    };
+    let [sts] = required_env("the S3 web identity test", ["LANDFALL_TEST_STS_ENDPOINT"]);
     let s3 = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/bucket/prefix/shop/_state/customers.json"))
@@ -1259,10 +1266,9 @@ async fn gcs_seed(target: &Target, relative: &str, body: &str) {
 }
 
 #[tokio::test]
+#[ignore = "needs fake-gcs-server; run by tests/storage/run.sh"]
 async fn gcs_reads_lists_and_deletes_on_the_emulator() {
-    let Some(target) = Target::gcs_emulator("gcs-read") else {
-        return;
-    };
+    let target = Target::gcs_emulator("gcs-read");
     let state = r#"{"state_version":1,"stream":"customers","cursor":"2024-05-02T00:00:00Z","run_id":"r0","updated_at":"2024-05-02T00:00:01.000000Z"}"#;
     gcs_seed(&target, "shop/_state/customers.json", state).await;
     gcs_seed(
@@ -1674,10 +1680,10 @@ async fn credentials_in_landing_options_are_config_errors() {
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
+#[ignore = "needs a real GCS bucket (LANDFALL_GCS_LIVE_BUCKET); run by scripts/test integration_live"]
 async fn gcs_live_profile() {
-    let Some(target) = Target::gcs_live("live") else { return };
-    // The scenarios above include the live target through Target::writable; this test
-    // checks that the credentials reach the bucket at all, with a clear message if not.
+    // First that the credentials reach the bucket at all, with a clear message if not.
+    let target = Target::gcs_live("live");
     let landing = target.landing();
     let probe = "shop/_check/live-probe";
     landing
@@ -1685,4 +1691,11 @@ async fn gcs_live_profile() {
         .await
         .unwrap_or_else(|error| panic!("live GCS bucket {}: {error}", target.url));
     landing.delete(probe).await.unwrap();
+    // Then every write scenario, each under its own prefix, removed afterwards.
+    in_store(Target::gcs_live("full"), full_extraction).await;
+    in_store(Target::gcs_live("multipart"), multipart_rolling).await;
+    in_store(Target::gcs_live("create-only"), create_only).await;
+    in_store(Target::gcs_live("state"), state_scenarios).await;
+    in_store(Target::gcs_live("sigkill"), sigkill_and_resume).await;
+    in_store(Target::gcs_live("check"), check_passes).await;
 }
