@@ -37,6 +37,7 @@ pub fn main() -> ExitCode {
 /// another after they are landed) move into its per-thread arenas and fragment them: peak
 /// memory then grows with the record count (33 MiB at 100k records, 43 MiB at 1M).
 /// Pinned, large blocks go back to the system when freed and the peak stays flat.
+#[allow(unsafe_code)]
 fn keep_memory_flat() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; it is called before any other thread

@@ -378,6 +378,7 @@ async fn run_measured(config: &Path, envs: &[(&str, &str)]) -> Measured {
 }
 
 /// [`run_measured`] with extra arguments to `run`.
+#[allow(unsafe_code)]
 async fn run_measured_with(config: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Measured {
     let config = config.to_owned();
     let extra: Vec<String> = extra.iter().map(|arg| (*arg).to_owned()).collect();
