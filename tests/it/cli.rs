@@ -576,7 +576,7 @@ async fn every_log_event_carries_the_run_and_page_context() {
     for event in &events {
         assert_eq!(event["run_id"], run_id.as_str(), "{event}");
         assert!(
-            landfall::events::ALL.contains(&event["event"].as_str().unwrap()),
+            landfall::observe::events::ALL.contains(&event["event"].as_str().unwrap()),
             "{event}"
         );
     }

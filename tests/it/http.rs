@@ -13,11 +13,11 @@ use async_trait::async_trait;
 use base64::Engine;
 use landfall::config::{ConnectorConfig, Method, Resolve};
 use landfall::error::ErrorCode;
-use landfall::events::Events;
 use landfall::http::{
     CredentialStore, CredentialStoreError, HttpClient, HttpError, PostPolicy, Reason, RequestContext, RequestSpec,
     Response, Saved, StoredCredentials, VirtualClock,
 };
+use landfall::observe::events::Events;
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};

@@ -141,10 +141,10 @@ fn docs_and_the_catalogue_list_the_same_events() {
     let names: Vec<&str> = documented.iter().map(|(name, _)| name.as_str()).collect();
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len(), "an event is documented twice: {names:?}");
-    let declared: BTreeSet<&str> = landfall::events::ALL.iter().copied().collect();
+    let declared: BTreeSet<&str> = landfall::observe::events::ALL.iter().copied().collect();
     assert_eq!(
         declared.len(),
-        landfall::events::ALL.len(),
+        landfall::observe::events::ALL.len(),
         "events::ALL repeats a name"
     );
     assert_eq!(unique, declared, "docs/events.md and events::ALL differ");
@@ -160,7 +160,7 @@ fn docs_and_the_catalogue_list_the_same_events() {
     }
 }
 
-/// Log macros outside src/events.rs are debug details only: every info, warn and error
+/// Log macros outside src/observe/events.rs are debug details only: every info, warn and error
 /// line is a typed event.
 #[test]
 fn only_the_catalogue_logs_above_debug() {
@@ -178,7 +178,7 @@ fn only_the_catalogue_logs_above_debug() {
     walk(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")), &mut files);
     let pattern = regex::Regex::new(r"\b(info|warn|error|event)!\s*\(").unwrap();
     let mut offenders = Vec::new();
-    for file in files.iter().filter(|file| !file.ends_with("src/events.rs")) {
+    for file in files.iter().filter(|file| !file.ends_with("src/observe/events.rs")) {
         let text = std::fs::read_to_string(file).unwrap();
         for (number, line) in text.lines().enumerate() {
             if pattern.is_match(line) {
@@ -189,7 +189,7 @@ fn only_the_catalogue_logs_above_debug() {
     assert!(files.len() > 20, "walked {} files", files.len());
     assert!(
         offenders.is_empty(),
-        "log events outside src/events.rs:\n{}",
+        "log events outside src/observe/events.rs:\n{}",
         offenders.join("\n")
     );
 }
@@ -461,7 +461,7 @@ async fn manifest_metrics_equal_what_was_landed() {
     }
     assert_eq!(
         scrape.docs.len(),
-        landfall::metrics::ALL.len(),
+        landfall::report::metrics::ALL.len(),
         "every metric has its HELP"
     );
     // Written atomically: only the file itself in its folder.

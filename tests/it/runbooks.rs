@@ -69,7 +69,10 @@ struct Catalogue {
 impl Catalogue {
     fn from_code() -> Self {
         Self {
-            events: landfall::events::ALL.iter().map(|name| (*name).to_owned()).collect(),
+            events: landfall::observe::events::ALL
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect(),
             codes: ErrorCode::ALL.iter().map(|code| code.as_str().to_owned()).collect(),
         }
     }

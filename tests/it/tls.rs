@@ -12,8 +12,8 @@ use common::servers::{CountingServer, ProxyStandIn};
 use common::{Workspace, landfall, stderr};
 use landfall::config::{ConnectorConfig, Method, Resolve};
 use landfall::error::ErrorCode;
-use landfall::events::Events;
 use landfall::http::{HttpClient, PostPolicy, RequestContext, RequestSpec};
+use landfall::observe::events::Events;
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tracing::{error, info, warn};
 
 use crate::error::ErrorRecord;
-use crate::telemetry::Telemetry;
+use crate::observe::telemetry::Telemetry;
 
 pub const RUN_STARTED: &str = "run_started";
 pub const RUN_FINISHED: &str = "run_finished";

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::ErrorRecord;
-use crate::manifest::Manifest;
+use crate::report::manifest::Manifest;
 
 /// What an orchestrator learns about a run.
 #[derive(Debug, Serialize)]
@@ -85,7 +85,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{Status, StreamReport};
+    use crate::report::manifest::{Status, StreamReport};
 
     fn stream(name: &str, status: Status, rows: u64, cursor_end: Option<&str>) -> StreamReport {
         StreamReport {
@@ -126,7 +126,7 @@ mod tests {
             stream("orders", Status::Partial, 40, Some("2024-01-02T00:00:00Z")),
             stream("customers", Status::Succeeded, 7, None),
         ];
-        let manifest = crate::manifest::sample("0190c7a0-0000-7000-8000-000000000001", streams);
+        let manifest = crate::report::manifest::sample("0190c7a0-0000-7000-8000-000000000001", streams);
         let exit = crate::extract::exit_for(&manifest);
         let summary = Summary::from_manifest(&manifest, "memory:///shop/_manifests/x.json", exit.code());
         let dir = tempfile::tempdir().unwrap();

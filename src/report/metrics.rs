@@ -24,8 +24,8 @@ use chrono::{DateTime, Utc};
 use url::Url;
 
 use crate::error::{Classify, ErrorCode};
-use crate::events::Events;
-use crate::manifest::{Manifest, Status, StreamReport};
+use crate::observe::events::Events;
+use crate::report::manifest::{Manifest, Status, StreamReport};
 
 /// The Pushgateway job every group is pushed under.
 pub const JOB: &str = "landfall";
@@ -254,7 +254,7 @@ pub fn stream_samples(manifest: &Manifest, stream: &StreamReport) -> Vec<Sample>
         stream
             .cursor_end
             .as_deref()
-            .and_then(|cursor| crate::cursor::lag_seconds(cursor, finished))
+            .and_then(|cursor| crate::state::cursor::lag_seconds(cursor, finished))
     });
     if let Some(lag) = lag {
         samples.push(Sample::new(LAG, &labels, lag));
@@ -635,7 +635,7 @@ mod tests {
     }
 
     fn manifest(streams: Vec<StreamReport>) -> Manifest {
-        crate::manifest::sample("0190c7a0-0000-7000-8000-000000000000", streams)
+        crate::report::manifest::sample("0190c7a0-0000-7000-8000-000000000000", streams)
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Live instrumentation of a run, and the tracing spans of the page pipeline.
 //!
-//! The events catalogue ([`crate::events`]) feeds a [`Telemetry`] as it logs, the way
+//! The events catalogue ([`crate::observe::events`]) feeds a [`Telemetry`] as it logs, the way
 //! Vector's internal events both log and count: pages and records per stream for the
 //! progress display, and the time spent waiting on rate limits, which the run copies into
 //! the manifest (`rate_limit_waits_seconds`). Updates are a map lookup and a few atomic
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::progress::{Expected, Progress};
+use crate::observe::progress::{Expected, Progress};
 
 /// Name of the span around one page's request and body.
 pub const SPAN_FETCH: &str = "fetch";
@@ -112,10 +112,14 @@ impl Telemetry {
     }
 
     /// Telemetry for a command line run: with a progress display on stderr when `mode`
-    /// and the terminal allow it ([`crate::progress::enabled`]).
-    pub fn for_stderr(mode: crate::progress::ProgressMode) -> Self {
+    /// and the terminal allow it ([`crate::observe::progress::enabled`]).
+    pub fn for_stderr(mode: crate::observe::progress::ProgressMode) -> Self {
         use std::io::IsTerminal;
-        if crate::progress::enabled(mode, std::io::stderr().is_terminal(), crate::logging::json_logs()) {
+        if crate::observe::progress::enabled(
+            mode,
+            std::io::stderr().is_terminal(),
+            crate::observe::logging::json_logs(),
+        ) {
             Self::with_progress(Progress::stderr())
         } else {
             Self::default()

@@ -1,6 +1,13 @@
 //! Checkpoints (contract §5): `_state/{stream}.json` holds the cursor the next run starts
 //! from. It is replaced atomically, only after the parts holding the records up to that
 //! cursor are stored, and the previous version is kept as `.prev` for rollback.
+//!
+//! Everything a run keeps between runs lives here: checkpoints (this module), the
+//! single-writer [`lease`], rotated [`credentials`] and the typed incremental [`cursor`].
+
+pub mod credentials;
+pub mod cursor;
+pub mod lease;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -75,7 +82,7 @@ impl crate::error::Classify for StateError {
 }
 
 /// Proof that a writer still owns what it writes (the stream's lease), checked right
-/// before every checkpoint write. Implemented by [`crate::lease::Lease`]'s fence.
+/// before every checkpoint write. Implemented by [`crate::state::lease::Lease`]'s fence.
 #[async_trait::async_trait]
 pub trait Fence: Send + Sync {
     /// Confirms ownership (a conditional renewal of the lease), or says why it is lost.
@@ -296,12 +303,12 @@ fn encode(state: &StreamState) -> Bytes {
 #[derive(Clone, Copy, Debug)]
 pub struct CursorText<'a> {
     pub text: &'a str,
-    pub format: &'a crate::cursor::CursorFormat,
+    pub format: &'a crate::state::cursor::CursorFormat,
 }
 
 /// Whether the stored cursor is at or past `cursor`, compared as values of the stream's format.
 /// A stored value that does not parse is never kept over a valid one.
-fn at_or_past(format: &crate::cursor::CursorFormat, stored: &str, cursor: &str) -> bool {
+fn at_or_past(format: &crate::state::cursor::CursorFormat, stored: &str, cursor: &str) -> bool {
     match (format.parse(stored), format.parse(cursor)) {
         (Ok(stored), Ok(cursor)) => stored >= cursor,
         _ => false,
@@ -334,13 +341,13 @@ mod tests {
     #[tokio::test]
     async fn a_writer_that_lost_its_lease_writes_nothing() {
         let (_dir, store) = store();
-        let fence = crate::lease::Unfenced;
+        let fence = crate::state::lease::Unfenced;
         let first = store
             .commit(
                 "orders",
                 CursorText {
                     text: "2024-01-02",
-                    format: &crate::cursor::CursorFormat::Date,
+                    format: &crate::state::cursor::CursorFormat::Date,
                 },
                 vec![],
                 "run-a",
@@ -354,7 +361,7 @@ mod tests {
                 "orders",
                 CursorText {
                     text: "2024-01-03",
-                    format: &crate::cursor::CursorFormat::Date,
+                    format: &crate::state::cursor::CursorFormat::Date,
                 },
                 vec![],
                 "run-a",
@@ -374,13 +381,13 @@ mod tests {
     #[tokio::test]
     async fn a_lost_race_keeps_the_newer_checkpoint_and_never_moves_it_back() {
         let (_dir, store) = store();
-        let fence = crate::lease::Unfenced;
+        let fence = crate::state::lease::Unfenced;
         let start = store
             .commit(
                 "orders",
                 CursorText {
                     text: "2024-01-01",
-                    format: &crate::cursor::CursorFormat::Date,
+                    format: &crate::state::cursor::CursorFormat::Date,
                 },
                 vec![],
                 "run-a",
@@ -395,7 +402,7 @@ mod tests {
                 "orders",
                 CursorText {
                     text: "2024-01-05",
-                    format: &crate::cursor::CursorFormat::Date,
+                    format: &crate::state::cursor::CursorFormat::Date,
                 },
                 vec![],
                 "run-b",
@@ -411,7 +418,7 @@ mod tests {
                 "orders",
                 CursorText {
                     text: "2024-01-03",
-                    format: &crate::cursor::CursorFormat::Date,
+                    format: &crate::state::cursor::CursorFormat::Date,
                 },
                 vec![],
                 "run-a",
@@ -430,7 +437,7 @@ mod tests {
                 "orders",
                 CursorText {
                     text: "2024-01-09",
-                    format: &crate::cursor::CursorFormat::Date,
+                    format: &crate::state::cursor::CursorFormat::Date,
                 },
                 vec![],
                 "run-a",
@@ -452,7 +459,7 @@ mod tests {
                 "orders",
                 CursorText {
                     text: "2024-01-15",
-                    format: &crate::cursor::CursorFormat::Date,
+                    format: &crate::state::cursor::CursorFormat::Date,
                 },
                 vec![],
                 "run-c",
@@ -478,12 +485,12 @@ mod tests {
                 "orders",
                 CursorText {
                     text: "2024-01-01",
-                    format: &crate::cursor::CursorFormat::Date,
+                    format: &crate::state::cursor::CursorFormat::Date,
                 },
                 vec![],
                 "seed",
                 None,
-                &crate::lease::Unfenced,
+                &crate::state::lease::Unfenced,
             )
             .await
             .unwrap();
@@ -498,12 +505,12 @@ mod tests {
                             "orders",
                             CursorText {
                                 text: &cursor,
-                                format: &crate::cursor::CursorFormat::Date,
+                                format: &crate::state::cursor::CursorFormat::Date,
                             },
                             vec![],
                             &format!("run-{day}"),
                             Some(&start),
-                            &crate::lease::Unfenced,
+                            &crate::state::lease::Unfenced,
                         )
                         .await
                         .unwrap();

@@ -3,7 +3,7 @@
 //! and kept as a summary line when the stream ends. Nothing of it is drawn when stderr is
 //! not a terminal or the logs are JSON, so it never mixes with machine-read logs.
 //!
-//! The hot path only bumps counters ([`crate::telemetry`]); drawing happens on a
+//! The hot path only bumps counters ([`crate::observe::telemetry`]); drawing happens on a
 //! separate thread. Log lines and the progress line share stderr: the log writer clears
 //! the progress line before it writes ([`clear_stderr_line`]), and the next refresh draws
 //! it again below the log.
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::config::{PaginationConfig, StreamConfig};
-use crate::telemetry::StreamLive;
+use crate::observe::telemetry::StreamLive;
 
 /// How often the line is redrawn.
 const REFRESH: Duration = Duration::from_millis(250);
@@ -298,7 +298,7 @@ pub fn clear_stderr_line(stderr: &mut impl Write) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::Telemetry;
+    use crate::observe::telemetry::Telemetry;
 
     fn snapshot(records: u64, pages: u64, expected: Option<Expected>) -> Snapshot<'static> {
         Snapshot {

@@ -590,7 +590,7 @@ mod tests {
         let config = ConnectorConfig::from_yaml(crate::demo::DEMO_CONFIG, Resolve::SyntaxOnly, &|_| None)
             .unwrap()
             .config;
-        let expected = include_str!("../../dbt/models/sources/demo/demo.yml");
+        let expected = include_str!("../../../dbt/models/sources/demo/demo.yml");
         assert_eq!(render_sources(&config, &SourcesOptions::default()), expected);
     }
 

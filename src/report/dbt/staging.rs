@@ -5,7 +5,7 @@
 
 use super::{ColumnTest, ENVELOPE_COLUMNS, quoted, scalar, stream_columns};
 use crate::config::{ConnectorConfig, StreamConfig};
-use crate::cursor::CursorFormat;
+use crate::state::cursor::CursorFormat;
 
 /// A generated file: its name (inside the staging folder) and its text.
 pub struct StagingFile {
@@ -188,10 +188,10 @@ mod tests {
             ]
         );
         let shipped = [
-            include_str!("../../dbt/models/staging/demo/stg_demo__customers.sql"),
-            include_str!("../../dbt/models/staging/demo/stg_demo__orders.sql"),
-            include_str!("../../dbt/models/staging/demo/stg_demo__products.sql"),
-            include_str!("../../dbt/models/staging/demo/_stg_demo.yml"),
+            include_str!("../../../dbt/models/staging/demo/stg_demo__customers.sql"),
+            include_str!("../../../dbt/models/staging/demo/stg_demo__orders.sql"),
+            include_str!("../../../dbt/models/staging/demo/stg_demo__products.sql"),
+            include_str!("../../../dbt/models/staging/demo/_stg_demo.yml"),
         ];
         for (file, expected) in files.iter().zip(shipped) {
             assert_eq!(file.text, expected, "{}", file.name);

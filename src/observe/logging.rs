@@ -4,7 +4,7 @@
 //! carry the same events with the same fields. Filtered by `LANDFALL_LOG` (`info` by
 //! default, e.g. `LANDFALL_LOG=debug`). Every formatted line passes through the redaction
 //! layer ([`crate::redact::scrub`], which also masks a secret's JSON- and Debug-escaped
-//! forms) before it is written, and clears the progress line first ([`crate::progress`]).
+//! forms) before it is written, and clears the progress line first ([`crate::observe::progress`]).
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::OnceLock;
@@ -69,7 +69,7 @@ impl<'a> MakeWriter<'a> for Stderr {
 
     fn make_writer(&'a self) -> Self::Writer {
         let mut stderr = io::stderr().lock();
-        crate::progress::clear_stderr_line(&mut stderr);
+        crate::observe::progress::clear_stderr_line(&mut stderr);
         stderr
     }
 }
@@ -148,7 +148,7 @@ mod tests {
 
     fn logged(json: bool, ansi: bool, emit: impl Fn()) -> String {
         let captured = Captured::default();
-        // Debug level: log macros above debug belong in src/events.rs only.
+        // Debug level: log macros above debug belong in src/observe/events.rs only.
         let subscriber = subscriber(json, ansi, EnvFilter::new("debug"), captured.clone());
         tracing::subscriber::with_default(subscriber, emit);
         String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::landing::upload::{self, StaleUpload};
 use crate::landing::{Landing, LandingError, ListedObject};
-use crate::manifest::Manifest;
+use crate::report::manifest::Manifest;
 
 /// What kind of object an orphan is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Classify, ErrorCode};
-use crate::events::Events;
 use crate::landing::{LandingError, ObjectVersion, layout};
+use crate::observe::events::Events;
 use crate::state::{Fence, StateStore, Written};
 
 /// What a lease object holds.

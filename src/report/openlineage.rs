@@ -33,8 +33,8 @@ use url::Url;
 
 use crate::config::ConnectorConfig;
 use crate::error::{Classify, ErrorCode, ErrorRecord};
-use crate::events::Events;
-use crate::manifest::{Manifest, Status};
+use crate::observe::events::Events;
+use crate::report::manifest::{Manifest, Status};
 
 /// The schema every event declares.
 pub const SCHEMA_URL: &str = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent";

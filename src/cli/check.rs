@@ -13,10 +13,10 @@ use serde_json::value::RawValue;
 
 use crate::config::{LoadedConfig, ParentConfig};
 use crate::error::{Classify, ErrorCode, ErrorRecord, Exit};
-use crate::events::Events;
 use crate::extract::request::{Bounds, RequestBuilder};
 use crate::http::{HttpClient, RequestContext};
 use crate::landing::{Landing, layout};
+use crate::observe::events::Events;
 use crate::pagination::Paginator;
 use crate::records;
 
@@ -125,10 +125,9 @@ pub async fn check(loaded: &LoadedConfig) -> (Report, Exit) {
         Ok(mut client) => {
             // A rotated refresh token must be kept even when only `check` used it.
             if let Ok(landing) = Landing::open(&config.landing) {
-                client = client.with_credential_store(Arc::new(crate::credentials::LandingCredentialStore::new(
-                    landing,
-                    &config.source.name,
-                )));
+                client = client.with_credential_store(Arc::new(
+                    crate::state::credentials::LandingCredentialStore::new(landing, &config.source.name),
+                ));
             }
             recorder.pass("http_client", format!("auth {}", config.source.auth.kind()));
             // Parents first, as a run orders them: a child is probed with its parent's
