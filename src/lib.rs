@@ -4,39 +4,30 @@
 //!
 //! The pipeline, by module: [`config`] (parse and validate), [`http`] (requests, auth,
 //! retries), [`pagination`], [`records`] (byte-exact record extraction), [`envelope`]
-//! (provenance), [`landing`] (object storage layout and parts), [`state`] (checkpoints),
-//! [`manifest`], and [`extract`] which drives a run. [`cli`] is the binary's edge.
+//! (provenance), [`landing`] (object storage layout and parts), [`state`] (checkpoints,
+//! lease, credentials, cursors), [`report`] (manifest, XCom, metrics, lineage, dbt sources),
+//! and [`extract`] which drives a run. [`observe`] (events, logs, telemetry, progress) is
+//! used by all; [`cli`] is the binary's edge and its commands. `docs/architecture.md` maps
+//! them.
 
-pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod credentials;
-pub mod cursor;
-pub mod dbt;
 pub mod demo;
 pub mod envelope;
 pub mod error;
-pub mod events;
 pub mod extract;
 pub mod hash;
 pub mod http;
 pub mod init;
 pub mod landing;
-pub mod lease;
-pub mod logging;
-pub mod manifest;
-pub mod metrics;
-pub mod openlineage;
-pub mod orphans;
+pub mod observe;
 pub mod pagination;
-pub mod progress;
 pub mod quality;
 pub mod records;
 pub mod redact;
+pub mod report;
 pub mod state;
-pub mod telemetry;
-pub mod xcom;
 
 /// The connector version, as written into every record and manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -20,7 +20,7 @@ pub struct Cli {
         default_value = "auto",
         env = "LANDFALL_LOG_FORMAT"
     )]
-    pub log_format: crate::logging::LogFormat,
+    pub log_format: crate::observe::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -64,7 +64,7 @@ pub enum Command {
         out: Option<PathBuf>,
         /// dbt adapter: duckdb reads the files directly; the warehouses get
         /// dbt-external-tables `external:` blocks (run `stage_external_sources` before builds).
-        #[arg(long, default_value = "duckdb", value_parser = clap::builder::PossibleValuesParser::new(crate::dbt::Adapter::NAMES))]
+        #[arg(long, default_value = "duckdb", value_parser = clap::builder::PossibleValuesParser::new(crate::report::dbt::Adapter::NAMES))]
         adapter: String,
         /// Landing root as the warehouse reads it (s3://..., gs://..., abfss://..., or a
         /// Snowflake stage @db.schema.stage). Default: var landfall_external_root, else
@@ -169,7 +169,7 @@ pub struct RunArgs {
     /// Progress display on stderr: `auto` draws it when stderr is a terminal and logs are
     /// text; `never` does not.
     #[arg(long, value_enum, default_value = "auto", env = "LANDFALL_PROGRESS")]
-    pub progress: crate::progress::ProgressMode,
+    pub progress: crate::observe::progress::ProgressMode,
     /// The longest the run may take (e.g. 50m); a rate-limit wait that would pass it stops
     /// the stream at its last checkpoint with status partial (exit 3). Overrides
     /// source.max_run_duration.

@@ -2,7 +2,9 @@
 //! printed once and mapped to the contract's exit codes.
 
 mod args;
+pub mod check;
 mod init;
+pub mod orphans;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,7 +23,7 @@ pub use args::{Cli, Command, StateAction};
 pub fn main() -> ExitCode {
     keep_memory_flat();
     let cli = Cli::parse();
-    crate::logging::init(cli.log_format);
+    crate::observe::logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -37,6 +39,7 @@ pub fn main() -> ExitCode {
 /// another after they are landed) move into its per-thread arenas and fragment them: peak
 /// memory then grows with the record count (33 MiB at 100k records, 43 MiB at 1M).
 /// Pinned, large blocks go back to the system when freed and the peak stays flat.
+#[allow(unsafe_code)]
 fn keep_memory_flat() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; it is called before any other thread
@@ -93,7 +96,7 @@ async fn execute(cli: Cli) -> Exit {
                 Ok(loaded) => loaded,
                 Err(exit) => return exit,
             };
-            let (report, exit) = crate::check::check(&loaded).await;
+            let (report, exit) = crate::cli::check::check(&loaded).await;
             println!(
                 "{}",
                 crate::redact::scrub(&serde_json::to_string_pretty(&report).expect("report serializes"))
@@ -122,8 +125,8 @@ async fn execute(cli: Cli) -> Exit {
             let source = loaded.config.source.name.clone();
             let started = std::time::Instant::now();
             let cancel = tokio_util::sync::CancellationToken::new();
-            let telemetry = crate::telemetry::Telemetry::for_stderr(run.progress);
-            let events = crate::events::Events::new(&run_id, &source).with_telemetry(telemetry.clone());
+            let telemetry = crate::observe::telemetry::Telemetry::for_stderr(run.progress);
+            let events = crate::observe::events::Events::new(&run_id, &source).with_telemetry(telemetry.clone());
             let lineage = match lineage(&run, &loaded, &run_id, &events) {
                 Ok(lineage) => lineage,
                 Err(error) => {
@@ -139,7 +142,7 @@ async fn execute(cli: Cli) -> Exit {
                     return fail(message, Exit::Usage);
                 }
             };
-            let metrics = crate::metrics::MetricsTargets {
+            let metrics = crate::report::metrics::MetricsTargets {
                 push_url: run.metrics_push_url.clone(),
                 file: run.metrics_file.clone(),
             };
@@ -154,7 +157,7 @@ async fn execute(cli: Cli) -> Exit {
                 end: run.end,
                 start_lookback: run.start_lookback,
                 data_interval: (run.data_interval_start.is_some() || run.data_interval_end.is_some()).then(|| {
-                    crate::manifest::DataInterval {
+                    crate::report::manifest::DataInterval {
                         start: run.data_interval_start.clone(),
                         end: run.data_interval_end.clone(),
                     }
@@ -170,13 +173,13 @@ async fn execute(cli: Cli) -> Exit {
             match extract::run(&loaded, options).await {
                 Ok(outcome) => {
                     metrics
-                        .export(&crate::metrics::manifest_samples(&outcome.manifest), &events)
+                        .export(&crate::report::metrics::manifest_samples(&outcome.manifest), &events)
                         .await;
                     if let Some(lineage) = &lineage {
                         lineage.finish(&outcome.manifest).await;
                     }
                     if let Some(path) = &run.xcom_output {
-                        let summary = crate::xcom::Summary::from_manifest(
+                        let summary = crate::report::xcom::Summary::from_manifest(
                             &outcome.manifest,
                             &outcome.manifest_url,
                             outcome.exit.code(),
@@ -194,7 +197,7 @@ async fn execute(cli: Cli) -> Exit {
                 Err(error) => {
                     let exit = Exit::for_error(error.code(), error.retryable());
                     let record = ErrorRecord::from_error(&error);
-                    let samples = crate::metrics::run_samples(
+                    let samples = crate::report::metrics::run_samples(
                         &source,
                         "failed",
                         started.elapsed().as_secs_f64(),
@@ -244,7 +247,7 @@ fn dbt_sources(
     location: Option<String>,
     staging: Option<PathBuf>,
 ) -> Exit {
-    let adapter = match adapter.parse::<crate::dbt::Adapter>() {
+    let adapter = match adapter.parse::<crate::report::dbt::Adapter>() {
         Ok(adapter) => adapter,
         Err(error) => return fail(error, Exit::Usage),
     };
@@ -255,8 +258,8 @@ fn dbt_sources(
     if let Err(error) = adapter.reads(loaded.config.landing.compression) {
         return fail(error, Exit::Usage);
     }
-    let options = crate::dbt::SourcesOptions { adapter, location };
-    let text = crate::dbt::render_sources(&loaded.config, &options);
+    let options = crate::report::dbt::SourcesOptions { adapter, location };
+    let text = crate::report::dbt::render_sources(&loaded.config, &options);
     // With the sources file on stdout, the written paths go to stderr.
     let paths_on_stdout = out.is_some();
     let write = |path: PathBuf, text: &str| -> Result<(), Exit> {
@@ -285,7 +288,7 @@ fn dbt_sources(
         }
     }
     if let Some(folder) = staging {
-        for file in crate::dbt::render_staging(&loaded.config) {
+        for file in crate::report::dbt::render_staging(&loaded.config) {
             if let Err(exit) = write(folder.join(&file.name), &file.text) {
                 return exit;
             }
@@ -347,7 +350,7 @@ fn plan_windows(plan: args::PlanArgs) -> Exit {
 async fn stop_on_signal(
     cancel: tokio_util::sync::CancellationToken,
     grace: std::time::Duration,
-    events: crate::events::Events,
+    events: crate::observe::events::Events,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
@@ -371,16 +374,17 @@ fn lineage(
     run: &args::RunArgs,
     loaded: &LoadedConfig,
     run_id: &str,
-    events: &crate::events::Events,
-) -> Result<Option<crate::openlineage::RunLineage>, crate::openlineage::LineageError> {
+    events: &crate::observe::events::Events,
+) -> Result<Option<crate::report::openlineage::RunLineage>, crate::report::openlineage::LineageError> {
     let env = |name: &str| std::env::var(name).ok();
-    let config = crate::openlineage::LineageConfig::from_env(
+    let config = crate::report::openlineage::LineageConfig::from_env(
         run.openlineage_url.as_deref(),
         run.openlineage_file.clone(),
         &env,
     )?;
-    Ok(config
-        .map(|config| crate::openlineage::RunLineage::new(config, &loaded.config, &run.stream, run_id, events.clone())))
+    Ok(config.map(|config| {
+        crate::report::openlineage::RunLineage::new(config, &loaded.config, &run.stream, run_id, events.clone())
+    }))
 }
 
 fn write_failed_xcom(
@@ -397,7 +401,7 @@ fn write_failed_xcom(
             message: crate::redact::scrub(message).into_owned(),
             retryable: exit == Exit::Transient,
         };
-        if let Err(error) = crate::xcom::Summary::failed(source, run_id, exit.code(), record).write(path) {
+        if let Err(error) = crate::report::xcom::Summary::failed(source, run_id, exit.code(), record).write(path) {
             eprintln!("landfall: cannot write --xcom-output {}: {error}", path.display());
         }
     }
@@ -471,7 +475,7 @@ async fn orphans(config: Option<PathBuf>, delete: bool, older_than: std::time::D
         Ok(landing) => landing,
         Err(error) => return fail(&error, Exit::for_error(error.code(), error.retryable())),
     };
-    match crate::orphans::orphans(&landing, &loaded.config.source.name, older_than, delete).await {
+    match crate::cli::orphans::orphans(&landing, &loaded.config.source.name, older_than, delete).await {
         Ok(report) => {
             println!(
                 "{}",
@@ -500,7 +504,7 @@ async fn demo(landing: PathBuf, serve: bool, port: u16) -> Exit {
         Err(error) => return fail(format_args!("demo config: {error}"), Exit::Failure),
     };
     let options = RunOptions {
-        telemetry: crate::telemetry::Telemetry::for_stderr(crate::progress::ProgressMode::Auto),
+        telemetry: crate::observe::telemetry::Telemetry::for_stderr(crate::observe::progress::ProgressMode::Auto),
         ..RunOptions::default()
     };
     let outcome = extract::run(&loaded, options).await;

@@ -792,15 +792,15 @@ pub struct IncrementalConfig {
     /// `unix_seconds`, `unix_millis`, `date`, `strftime:<pattern>`, `integer` or `string`.
     /// Default: inferred from `start` (RFC 3339, integer, otherwise string).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<crate::cursor::CursorFormat>,
+    pub format: Option<crate::state::cursor::CursorFormat>,
 }
 
 impl IncrementalConfig {
     /// The stream's cursor format: `format`, or the one `start` implies.
-    pub fn cursor_format(&self) -> crate::cursor::CursorFormat {
+    pub fn cursor_format(&self) -> crate::state::cursor::CursorFormat {
         self.format
             .clone()
-            .unwrap_or_else(|| crate::cursor::CursorFormat::infer(&self.start))
+            .unwrap_or_else(|| crate::state::cursor::CursorFormat::infer(&self.start))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use crate::cursor::CursorFormat;
+use crate::state::cursor::CursorFormat;
 use url::Url;
 
 use super::{AuthConfig, ConfigError, ConnectorConfig, InjectInto, Method, OAuth2Flow, PaginationConfig, StreamConfig};

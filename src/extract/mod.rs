@@ -23,12 +23,12 @@ pub(crate) use stream::interpolate;
 
 use crate::config::LoadedConfig;
 use crate::error::{Classify, ErrorCode, Exit};
-use crate::events::Events;
 use crate::http::{ClientBuildError, HttpClient, Sleeper};
 use crate::landing::{Landing, LandingError, layout};
-use crate::lease::{Lease, LeaseError, LeaseScope};
-use crate::manifest::{self, Connector, Manifest, Status, StreamReport};
+use crate::observe::events::Events;
+use crate::report::manifest::{self, Connector, Manifest, Status, StreamReport};
 use crate::state::StateStore;
+use crate::state::lease::{Lease, LeaseError, LeaseScope};
 
 /// What `landfall run` was asked to do.
 #[derive(Clone, Default)]
@@ -63,7 +63,7 @@ pub struct RunOptions {
     pub max_duration: Option<std::time::Duration>,
     /// Live instrumentation the run's events feed (progress display, rate-limit waits).
     /// Default: counters only.
-    pub telemetry: crate::telemetry::Telemetry,
+    pub telemetry: crate::observe::telemetry::Telemetry,
 }
 
 /// Default lease lifetime; renewed every third of it.
@@ -89,7 +89,7 @@ pub enum RunError {
     Bound {
         option: &'static str,
         stream: String,
-        source: crate::cursor::CursorError,
+        source: crate::state::cursor::CursorError,
     },
     #[error(transparent)]
     Client(#[from] ClientBuildError),
@@ -192,7 +192,10 @@ fn select_streams(
 }
 
 /// A stream's `--start` and `--end`, in its cursor type.
-type StreamBounds = (Option<crate::cursor::Cursor>, Option<crate::cursor::Cursor>);
+type StreamBounds = (
+    Option<crate::state::cursor::Cursor>,
+    Option<crate::state::cursor::Cursor>,
+);
 
 /// `--start` and `--end` in each selected stream's cursor type (nothing for a stream that
 /// is not incremental). A bound a stream's format cannot carry stops the run before any
@@ -265,7 +268,7 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
     {
         client = client.with_max_duration(max_duration);
     }
-    let client = client.with_credential_store(Arc::new(crate::credentials::LandingCredentialStore::new(
+    let client = client.with_credential_store(Arc::new(crate::state::credentials::LandingCredentialStore::new(
         landing.clone(),
         &config.source.name,
     )));
@@ -296,7 +299,7 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
             .incremental
             .as_ref()
             .map(|incremental| incremental.cursor_format());
-        let rendered = |bound: &Option<crate::cursor::Cursor>| {
+        let rendered = |bound: &Option<crate::state::cursor::Cursor>| {
             format
                 .as_ref()
                 .zip(bound.as_ref())

@@ -21,20 +21,20 @@ use super::prefetch::Prefetcher;
 use super::request::{self, Bounds, RequestBuilder};
 use super::windows::{self, Window};
 use crate::config::{ConnectorConfig, ParentConfig, StreamConfig};
-use crate::cursor::{self, Cursor, CursorError, CursorFormat};
 use crate::envelope::{self, EnvelopeTemplate, PageFields, RecordFields};
 use crate::error::{Classify, ErrorCode, ErrorRecord};
-use crate::events::Events;
 use crate::http::{HttpClient, HttpError, RequestContext, Response, SpilledBody};
 use crate::landing::part::{PartDirs, PartLimits, PartWriter, StoredPart};
 use crate::landing::{Landing, LandingError, layout};
-use crate::manifest::{Status, StreamReport};
+use crate::observe::events::Events;
 use crate::pagination::{PageToken, PageView, PaginationError, Paginator, RecordsDigest};
 use crate::quality::dedupe::RunDeduper;
 use crate::quality::drift::{self, SchemaChange, SchemaTracker};
 use crate::quality::pii::Redactor;
 use crate::quality::validate::{RecordValidator, ValidatorError, Violation};
 use crate::records;
+use crate::report::manifest::{Status, StreamReport};
+use crate::state::cursor::{self, Cursor, CursorError, CursorFormat};
 use crate::state::{Fence, MAX_RECENT, SeenRecord, StateError, StateStore, Versioned, Written};
 
 /// Pages buffered between fetcher and writer.
@@ -718,7 +718,7 @@ impl StreamJob {
                 let response = tokio::select! {
                     biased;
                     _ = self.cancel.cancelled() => return Err(Some(StreamError::Cancelled)),
-                    response = send.instrument(crate::telemetry::fetch_span(&self.stream.name, number)) => response,
+                    response = send.instrument(crate::observe::telemetry::fetch_span(&self.stream.name, number)) => response,
                 };
                 let response = match response {
                     Ok(response) => response,
@@ -781,7 +781,7 @@ impl StreamJob {
                             response.body = Bytes::from(String::from_utf8_lossy(original).into_owned());
                         }
                         let parsed = {
-                            let _transform = crate::telemetry::transform_span(&self.stream.name, number).entered();
+                            let _transform = crate::observe::telemetry::transform_span(&self.stream.name, number).entered();
                             parse_page(&response.body, &record_reader, &mut stats.schema)
                         };
                         match parsed {
@@ -925,7 +925,7 @@ impl StreamJob {
         records: usize,
         records_digest: Option<u64>,
     ) -> Result<Option<PageToken>, PaginationError> {
-        let total = crate::progress::expected(&self.stream, document);
+        let total = crate::observe::progress::expected(&self.stream, document);
         self.events.telemetry().expect(&self.stream.name, total);
         let view = PageView {
             url: &response.url,
@@ -1335,7 +1335,7 @@ impl StreamJob {
     ) -> Result<(), StreamError> {
         let Some(part) = writer
             .finish()
-            .instrument(crate::telemetry::store_span(&self.stream.name))
+            .instrument(crate::observe::telemetry::store_span(&self.stream.name))
             .await?
         else {
             return Ok(());

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::config::IncrementalConfig;
-use crate::cursor::{Cursor, CursorFormat};
+use crate::state::cursor::{Cursor, CursorFormat};
 
 /// One window of an incremental stream (both bounds optional), in the stream's format's
 /// precision: what the requests carry is exactly these values.

@@ -40,7 +40,7 @@ pub use sleep::{Sleeper, TokioSleeper, VirtualClock};
 
 use crate::config::{Method, RedirectPolicy, RetryPost, SourceConfig};
 use crate::error::ErrorCode;
-use crate::events::Events;
+use crate::observe::events::Events;
 use auth::{AuthEnv, SignedParts};
 use circuit::{CircuitBreaker, Outcome};
 use error::ErrorContext;

@@ -8,9 +8,9 @@ use bytes::Bytes;
 use super::render::{self, PageFacts};
 use super::{Draft, InitError};
 use crate::config::{ConnectorConfig, Resolve};
-use crate::events::Events;
 use crate::extract::request::{Bounds, RequestBuilder};
 use crate::http::{HttpClient, RequestContext};
+use crate::observe::events::Events;
 use crate::pagination::{PageToken, next_link};
 
 /// The first page as received.

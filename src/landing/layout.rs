@@ -41,7 +41,7 @@ pub fn lease(source: &str, stream: &str) -> String {
 }
 
 /// The lease of one window of a stream (a backfill, `run --start/--end`): `key` names
-/// the window (a hash of its bounds, see [`crate::lease::LeaseScope`]). Window leases of
+/// the window (a hash of its bounds, see [`crate::state::lease::LeaseScope`]). Window leases of
 /// different windows, and the stream's own lease, do not exclude each other.
 pub fn window_lease(source: &str, stream: &str, key: &str) -> String {
     format!("{source}/_state/{stream}.window-{key}.lock")

@@ -41,7 +41,7 @@ pub use error::{LandingError, Operation};
 pub use options::Backend;
 
 use crate::config::LandingConfig;
-use crate::events::Events;
+use crate::observe::events::Events;
 
 /// An object's version as its store reports it: what a conditional update must match.
 /// S3 and Azure match on the ETag, GCS on the generation (`version`); both are kept.

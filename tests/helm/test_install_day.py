@@ -286,7 +286,7 @@ def test_lineage_and_metrics_env_reach_every_pod(render):
 
 def test_env_names_are_the_ones_landfall_reads():
     args = (ROOT / "src" / "cli" / "args.rs").read_text()
-    lineage = (ROOT / "src" / "openlineage.rs").read_text()
+    lineage = (ROOT / "src" / "report" / "openlineage.rs").read_text()
     assert 'env = "LANDFALL_METRICS_PUSH_URL"' in args
     assert 'env = "OPENLINEAGE_URL"' in args
     assert '"OPENLINEAGE_NAMESPACE"' in lineage and '"OPENLINEAGE_API_KEY"' in lineage
@@ -321,7 +321,7 @@ def test_service_monitor_needs_a_selector(chart):
 
 
 def declared_metrics() -> set[str]:
-    return set(re.findall(r'"(landfall_[a-z_]+)"', (ROOT / "src" / "metrics.rs").read_text()))
+    return set(re.findall(r'"(landfall_[a-z_]+)"', (ROOT / "src" / "report" / "metrics.rs").read_text()))
 
 
 def test_prometheus_rule_uses_only_declared_metrics_and_labels(render):
@@ -333,7 +333,7 @@ def test_prometheus_rule_uses_only_declared_metrics_and_labels(render):
                            "LandfallRetriesHigh"}
     declared = declared_metrics()
     statuses = re.search(r"const STATUSES: \[&str; \d\] = \[([^\]]*)\]",
-                         (ROOT / "src" / "metrics.rs").read_text()).group(1)
+                         (ROOT / "src" / "report" / "metrics.rs").read_text()).group(1)
     for name, alert in alerts.items():
         used = set(re.findall(r"\blandfall_[a-z_]+", alert["expr"]))
         assert used and used <= declared, (name, used - declared)

@@ -1,4 +1,4 @@
-"""Helpers for the storage suite (tests/storage.rs and tests/storage/run.sh).
+"""Helpers for the storage suite (tests/it/storage.rs and tests/storage/run.sh).
 
 Run with the emulator venv's python (it has boto3):
 

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The storage suite (tests/storage.rs) against real emulators: moto (S3), Azurite (Azure
+# The storage suite (tests/it/storage.rs) against real emulators: moto (S3), Azurite (Azure
 # Blob) and fake-gcs-server (GCS), each on a free 127.0.0.1 port, plus a second moto that
 # enforces IAM for the permission tests. Installs them on first use (tests/emulators/
-# emulators.sh), runs the suite with LANDFALL_STORAGE_REQUIRED=1 (a missing emulator fails
-# instead of skipping), and stops everything it started, by PID.
+# emulators.sh), runs the suite's tests with --include-ignored (the emulator tests are ignored
+# under a plain `cargo test`; run without an emulator's settings they fail), and stops
+# everything it started, by PID.
 #
 #   tests/storage/run.sh            # what `scripts/test integration` runs
 #   tests/storage/run.sh NAME       # only tests whose name contains NAME
 #
-# The opt-in live GCS profile runs too when LANDFALL_GCS_LIVE_BUCKET and GCS credentials
-# are set in the environment (README, "Storage tests").
+# The opt-in live GCS profile (storage::gcs_live_profile) runs too when
+# LANDFALL_GCS_LIVE_BUCKET and GCS credentials are set in the environment (README, "Storage
+# tests"); otherwise it is skipped here and stays listed as ignored.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -71,10 +73,21 @@ export LANDFALL_TEST_PYTHON="$python"
 # GCS credentials for the emulator come from the environment, as in production; the
 # emulator ignores the token.
 export GOOGLE_BEARER_TOKEN=landfall-emulator-bearer-token
-export LANDFALL_STORAGE_REQUIRED=1
 echo "storage: emulators ready in $((SECONDS - started)) s" >&2
 
-filter=()
-[[ $# -gt 0 ]] && filter=("$1")
-nice -n 10 cargo test --locked --test storage -- --test-threads 3 "${filter[@]}"
+# The storage tests are the `storage::` module of the one integration-test binary; NAME picks
+# those of them whose name contains it.
+filter=(storage::)
+if [[ $# -gt 0 ]]; then
+  mapfile -t filter < <(cargo test --locked --quiet --test it -- --list storage:: 2>/dev/null \
+    | sed -n 's/: test$//p' | grep -F -- "$1")
+  [[ ${#filter[@]} -gt 0 ]] || { echo "storage: no storage test name contains '$1'" >&2; exit 1; }
+  filter+=(--exact)
+fi
+live=()
+if [[ -z "${LANDFALL_GCS_LIVE_BUCKET:-}" ]]; then
+  echo "storage: SKIP storage::gcs_live_profile: LANDFALL_GCS_LIVE_BUCKET is not set" >&2
+  live=(--skip storage::gcs_live_profile)
+fi
+nice -n 10 cargo test --locked --test it -- --include-ignored --test-threads 3 "${filter[@]}" "${live[@]}"
 echo "storage: suite finished in $((SECONDS - started)) s" >&2

@@ -18,12 +18,12 @@ pub use self::hmac::{CANONICAL_PLACEHOLDERS, HEADER_PLACEHOLDERS, check_template
 use super::error::{ErrorContext, HttpError, Reason, Subsystem};
 use crate::config::{ApiKeyLocation, AuthConfig};
 use crate::error::ErrorCode;
-use crate::events::Events;
+use crate::observe::events::Events;
 
 /// Keeps credentials that change during a run (a rotated OAuth 2.0 refresh token) for the
 /// next run. The HTTP layer hands it an opaque document (the secret inside is already
 /// encrypted) and gets it back; where it lives is the caller's business
-/// (`crate::credentials` keeps it in the landing zone's `_state/`).
+/// (`crate::state::credentials` keeps it in the landing zone's `_state/`).
 ///
 /// Saves are compare-and-swap: a save names the version of the document its writer read
 /// last, and fails with [`Saved::Conflict`] when another process saved since. The caller

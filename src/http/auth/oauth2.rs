@@ -669,7 +669,7 @@ mod tests {
         let processes: Vec<(OAuth2, tokio::sync::Mutex<TokenState>)> = (0..6)
             .map(|_| {
                 let oauth = oauth("client-secret-1", "rt-config-1");
-                oauth.set_store(Arc::new(crate::credentials::LandingCredentialStore::new(
+                oauth.set_store(Arc::new(crate::state::credentials::LandingCredentialStore::new(
                     landing.clone(),
                     "shop",
                 )));
