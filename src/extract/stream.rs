@@ -781,7 +781,8 @@ impl StreamJob {
                             response.body = Bytes::from(String::from_utf8_lossy(original).into_owned());
                         }
                         let parsed = {
-                            let _transform = crate::observe::telemetry::transform_span(&self.stream.name, number).entered();
+                            let _transform =
+                                crate::observe::telemetry::transform_span(&self.stream.name, number).entered();
                             parse_page(&response.body, &record_reader, &mut stats.schema)
                         };
                         match parsed {

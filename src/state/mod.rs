@@ -539,9 +539,15 @@ mod tests {
     #[tokio::test]
     async fn concurrent_writers_end_at_the_largest_cursor() {
         let (_dir, store) = store();
-        let start = advance(&store, (ORIGIN, "2024-01-02"), "seed", None, &crate::state::lease::Unfenced)
-            .await
-            .unwrap();
+        let start = advance(
+            &store,
+            (ORIGIN, "2024-01-02"),
+            "seed",
+            None,
+            &crate::state::lease::Unfenced,
+        )
+        .await
+        .unwrap();
         let writers: Vec<_> = (1..=8)
             .map(|day| {
                 let store = store.clone();
