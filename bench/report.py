@@ -63,6 +63,19 @@ def peer_base(rows, label, count):
     return None
 
 
+def summary_row(name, count, runs):
+    """A table row: name, records, median wall s, records/s, CPU s and peak RSS MiB."""
+    wall = median(runs, "wall")
+    return [
+        name,
+        f"{count:,}",
+        f"{wall:.2f}",
+        fmt_rate(count / wall),
+        f"{median(runs, 'cpu'):.2f}",
+        f"{median(runs, 'rss'):.1f}",
+    ]
+
+
 def table(header, lines):
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(cell) for cell in line) + " |" for line in lines]
@@ -258,14 +271,7 @@ def report(rows, meta):
             "offset-fast-n4": "offset, concurrency 4",
         }
         lines = [
-            [
-                names[label],
-                f"{count:,}",
-                f"{median(runs, 'wall'):.2f}",
-                fmt_rate(count / median(runs, "wall")),
-                f"{median(runs, 'cpu'):.2f}",
-                f"{median(runs, 'rss'):.1f}",
-            ]
+summary_row(names[label], count, runs)
             for label, count, runs in others
         ]
         out.append(table(["pagination", "records", "wall s", "records/s", "CPU s", "peak RSS MiB"], lines))
@@ -304,14 +310,7 @@ def report(rows, meta):
         out.append("### Many streams (the musl binary, pages of 1000)")
         out.append("")
         lines = [
-            [
-                names[label],
-                f"{count:,}",
-                f"{median(runs, 'wall'):.2f}",
-                fmt_rate(count / median(runs, "wall")),
-                f"{median(runs, 'cpu'):.2f}",
-                f"{median(runs, 'rss'):.1f}",
-            ]
+summary_row(names[label], count, runs)
             for label, count, runs in many
         ]
         out.append(table(["how", "records", "wall s", "records/s", "CPU s", "peak RSS MiB"], lines))
