@@ -237,7 +237,9 @@ streams:
     parent: {stream: products, fields: [sku]}
 landing: {url: "file:///tmp/landing"}
 "#;
-        let config = ConnectorConfig::from_yaml(yaml, Resolve::SyntaxOnly, &|_| None).unwrap().config;
+        let config = ConnectorConfig::from_yaml(yaml, Resolve::SyntaxOnly, &|_| None)
+            .unwrap()
+            .config;
         let models: std::collections::BTreeMap<String, String> = render_staging(&config)
             .into_iter()
             .filter(|file| file.name.ends_with(".sql"))
@@ -247,7 +249,10 @@ landing: {url: "file:///tmp/landing"}
         assert!(!snapshot("customers"));
         assert!(!snapshot("addresses"), "child of an incremental parent");
         assert!(snapshot("products"));
-        assert!(snapshot("variants"), "child of a full-refresh parent reads every parent");
+        assert!(
+            snapshot("variants"),
+            "child of a full-refresh parent reads every parent"
+        );
     }
 
     #[test]
