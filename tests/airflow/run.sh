@@ -110,10 +110,15 @@ if [[ " $VERSIONS " == *" 3 "* && "${LANDFALL_SIMULATION:-1}" != 0 ]]; then
   (
     cd "$ROOT"
     LANDFALL_TEST_SCRATCH="$SCRATCH/simulation" LANDFALL_DBT_BIN_DIR="$TOOLS/dbt/bin" PYTHONDONTWRITEBYTECODE=1 \
-      "$TOOLS/airflow3/bin/python" -m pytest "$ROOT/tests/simulation" -q -rs -s -p no:cacheprovider
+      LANDFALL_SIMULATION_SUMMARY="$SCRATCH/simulation-summary.json" \
+      "$TOOLS/airflow3/bin/python" -m pytest "$ROOT/tests/simulation" -q -rsx -p no:cacheprovider
   )
   rc=$?
   set -e
+  if [[ -f "$SCRATCH/simulation-summary.json" ]]; then
+    log "simulated month summary:"
+    cat "$SCRATCH/simulation-summary.json" >&2
+  fi
   log "simulated month: pytest exit $rc after $((SECONDS - started)) s"
   if [[ $rc -ne 0 ]]; then
     status=1
