@@ -231,6 +231,16 @@ impl FirstPage {
     }
 }
 
+/// `incremental.start` as the stream's first run sends it: in the cursor's `format` (an
+/// RFC 3339 `start` of a `unix_seconds` stream goes out as Unix seconds).
+fn first_lower_bound(incremental: &crate::config::IncrementalConfig) -> String {
+    let format = incremental.cursor_format();
+    format
+        .parse(&incremental.start)
+        .map(|cursor| format.render(&format.floor(cursor)))
+        .unwrap_or_else(|_| incremental.start.clone())
+}
+
 /// Probes a stream's first page; a child arrives with its `{parent.*}` already replaced
 /// (`parent` names the parent stream). Returns the page when the probe passed.
 async fn check_stream(
@@ -252,7 +262,7 @@ async fn check_stream(
         lower: stream
             .incremental
             .as_ref()
-            .map(|incremental| (incremental.param.clone(), incremental.start.clone())),
+            .map(|incremental| (incremental.param.clone(), first_lower_bound(incremental))),
         upper: None,
     };
     let token = Paginator::new(&stream.pagination, builder.base_url()).first();
@@ -358,5 +368,39 @@ async fn report_staging(recorder: &mut Recorder, landing: &Landing, source: &str
             )
         }
         Err(error) => recorder.fail("landing_staging", &error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{HumanDuration, IncrementalConfig};
+
+    fn incremental(start: &str, format: Option<&str>) -> IncrementalConfig {
+        IncrementalConfig {
+            cursor_field: "updated_at".into(),
+            param: "start_time".into(),
+            end_param: None,
+            start: start.into(),
+            lookback: HumanDuration::from_secs(0),
+            sorted: true,
+            step: None,
+            client_side_filter: false,
+            format: format.map(|text| serde_json::from_value(serde_json::json!(text)).unwrap()),
+        }
+    }
+
+    /// tests/simulation found `check` sending an RFC 3339 `start` verbatim to a Unix-seconds
+    /// API (400), while `run` converts it: the probe now sends what the first run sends.
+    #[test]
+    fn check_probe_sends_start_in_the_streams_cursor_format() {
+        let unix = incremental("2024-01-01T00:00:00Z", Some("unix_seconds"));
+        assert_eq!(first_lower_bound(&unix), "1704067200");
+        let millis = incremental("2024-01-01T00:00:00Z", Some("unix_millis"));
+        assert_eq!(first_lower_bound(&millis), "1704067200000");
+        let rfc = incremental("2024-01-01T00:00:00Z", None);
+        assert_eq!(first_lower_bound(&rfc), "2024-01-01T00:00:00Z");
+        let opaque = incremental("abc", Some("string"));
+        assert_eq!(first_lower_bound(&opaque), "abc");
     }
 }

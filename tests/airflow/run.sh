@@ -5,6 +5,8 @@
 # target/debug/landfall; skipped without it) and dbt (.tools/dbt, installed here as
 # tests/dbt/run.sh installs it).
 #
+# Then, under Airflow 3, the simulated month (tests/simulation; LANDFALL_SIMULATION=0 skips it).
+#
 #   tests/airflow/run.sh                      # both Airflow versions
 #   AIRFLOW_VERSIONS=3 tests/airflow/run.sh   # one; extra arguments go to pytest
 set -euo pipefail
@@ -97,4 +99,29 @@ for version in $VERSIONS; do
     status=1
   fi
 done
+
+# The simulated month (tests/simulation, issue 16): the shipped DAG factory under Airflow 3
+# over 30 simulated days of a loopback vendor API, the real binary, then dbt. Airflow 3 only
+# (CI time); LANDFALL_SIMULATION=0 skips it.
+if [[ " $VERSIONS " == *" 3 "* && "${LANDFALL_SIMULATION:-1}" != 0 ]]; then
+  log "simulated month (Airflow 3)"
+  started=$SECONDS
+  set +e
+  (
+    cd "$ROOT"
+    LANDFALL_TEST_SCRATCH="$SCRATCH/simulation" LANDFALL_DBT_BIN_DIR="$TOOLS/dbt/bin" PYTHONDONTWRITEBYTECODE=1 \
+      LANDFALL_SIMULATION_SUMMARY="$SCRATCH/simulation-summary.json" \
+      "$TOOLS/airflow3/bin/python" -m pytest "$ROOT/tests/simulation" -q -rsx -p no:cacheprovider
+  )
+  rc=$?
+  set -e
+  if [[ -f "$SCRATCH/simulation-summary.json" ]]; then
+    log "simulated month summary:"
+    cat "$SCRATCH/simulation-summary.json" >&2
+  fi
+  log "simulated month: pytest exit $rc after $((SECONDS - started)) s"
+  if [[ $rc -ne 0 ]]; then
+    status=1
+  fi
+fi
 exit "$status"

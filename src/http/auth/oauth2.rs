@@ -40,6 +40,17 @@ const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
 /// Version of the saved credential document.
 const AUTH_STATE_VERSION: u32 = 1;
 
+/// After the token endpoint refused the refresh token, how long to wait before each look
+/// at the saved one (another process rotated it and may still be saving the new token):
+/// 3.75 s in all.
+const ROTATION_SETTLE_DELAYS: [Duration; 5] = [
+    Duration::ZERO,
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+
 /// How many times a lost save race is settled before giving up (retryable).
 const MAX_SAVE_ATTEMPTS: u32 = 8;
 
@@ -241,8 +252,21 @@ impl OAuth2 {
             Ok(response) => response,
             // Another process may have rotated (and so revoked) the token this one holds:
             // when the saved token changed, try once more with it.
+            // The process that rotated it may not have saved the new one yet (its answer can
+            // arrive after this refusal): look again for a few seconds before giving up.
             Err(error) if error.code == ErrorCode::AuthFailed && self.flow == OAuth2Flow::RefreshToken => {
-                if !self.reload(&mut state, env, &context).await? {
+                let mut changed = false;
+                for delay in ROTATION_SETTLE_DELAYS {
+                    tokio::time::sleep(delay).await;
+                    if self.reload(&mut state, env, &context).await? {
+                        changed = true;
+                        break;
+                    }
+                    if self.store.get().is_none() {
+                        break;
+                    }
+                }
+                if !changed {
                     return Err(error);
                 }
                 self.request_token(&state, env, &context).await?
@@ -713,6 +737,85 @@ mod tests {
         next.save_unsaved(&mut next_state, &context).await.unwrap();
         let stored = landing.get("shop/_state/_auth.json").await.unwrap().unwrap();
         assert_eq!(next.unseal(&stored, "rt-config-1").unwrap().token, "rt-rotated-again");
+    }
+
+    /// tests/simulation found the loser of a refresh race failing with AUTH_FAILED (exit 4,
+    /// no retry): the endpoint refused its revoked token before the winner had saved the
+    /// rotated one, and it looked at the saved token only once, at once.
+    #[tokio::test]
+    async fn a_refused_refresh_waits_for_the_rotated_token_another_process_is_saving() {
+        use wiremock::matchers::{body_string_contains, method};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(body_string_contains("refresh_token=rt-rotated-2"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "access_token": "at-2", "expires_in": 3600, "refresh_token": "rt-rotated-3"
+            })))
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({"error": "invalid_grant"})))
+            .mount(&server)
+            .await;
+        let dir = tempfile::tempdir().unwrap();
+        let landing = crate::landing::Landing::open(&crate::config::LandingConfig {
+            url: format!("file://{}", dir.path().display()),
+            ..Default::default()
+        })
+        .unwrap();
+        let process = |token_url: &str| {
+            let oauth = OAuth2::new(
+                &AuthConfig::OAuth2 {
+                    flow: OAuth2Flow::RefreshToken,
+                    token_url: token_url.to_owned(),
+                    client_id: "client".into(),
+                    client_secret: Secret::new("client-secret-1"),
+                    refresh_token: Some(Secret::new("rt-config-1")),
+                    scopes: vec![],
+                    client_auth: OAuth2ClientAuth::Body,
+                    token_params: BTreeMap::new(),
+                    refresh_margin: crate::config::HumanDuration::from_secs(60),
+                },
+                "shop",
+            )
+            .unwrap();
+            oauth.set_store(Arc::new(crate::credentials::LandingCredentialStore::new(
+                landing.clone(),
+                "shop",
+            )));
+            oauth
+        };
+        let context = ErrorContext {
+            method: "POST",
+            url: "https://auth.test/token".into(),
+            request_id: "r".into(),
+            attempt: 1,
+        };
+        // The winner rotated rt-config-1 into rt-rotated-2 and saves it 300 ms later.
+        let winner = process("https://auth.test/token");
+        let saving = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let mut state = TokenState {
+                sequence: 1,
+                unsaved: Some(rotation("rt-rotated-2", 1, "2026-01-01T00:00:00.000000Z")),
+                ..TokenState::default()
+            };
+            winner.save_unsaved(&mut state, &context).await.unwrap();
+        };
+        let loser = process(&format!("{}/token", server.uri()));
+        let http = reqwest::Client::new();
+        let events = crate::events::Events::new("run", "shop");
+        let env = AuthEnv {
+            http: &http,
+            now: std::time::Instant::now(),
+            wall: std::time::SystemTime::now(),
+            events: &events,
+        };
+        let (token, ()) = tokio::join!(loser.access_token(&env, &context), saving);
+        assert_eq!(token.unwrap(), "at-2");
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub fn render_staging(config: &ConnectorConfig) -> Vec<StagingFile> {
                 "{{{{ landfall.landfall_staging({}, {}{}{}) }}}}\n",
                 jinja_string(source),
                 jinja_string(&stream.name),
-                if stream.incremental.is_none() {
+                if is_snapshot(config, stream) {
                     ", snapshot_deletes=true"
                 } else {
                     ""
@@ -70,6 +70,20 @@ pub fn render_staging(config: &ConnectorConfig) -> Vec<StagingFile> {
         text: out,
     });
     files
+}
+
+/// Whether every run of `stream` reads all of its records, so that a key absent from a
+/// complete run was removed: full refresh, and for a child a full-refresh parent too. A
+/// child of an incremental parent reads only the children of the parents that changed
+/// since the checkpoint; its runs are not snapshots.
+fn is_snapshot(config: &ConnectorConfig, stream: &StreamConfig) -> bool {
+    let parent_incremental = stream.parent.as_ref().is_some_and(|parent| {
+        config
+            .streams
+            .iter()
+            .any(|candidate| candidate.name == parent.stream && candidate.incremental.is_some())
+    });
+    stream.incremental.is_none() && !parent_incremental
 }
 
 /// `, deletes={'stream': '<name>__deletes', 'time_format': '<format>'}` for a stream with a
@@ -196,6 +210,49 @@ mod tests {
         for (file, expected) in files.iter().zip(shipped) {
             assert_eq!(file.text, expected, "{}", file.name);
         }
+    }
+
+    /// tests/simulation found every child of an incremental parent marked deleted: the child
+    /// is full refresh by itself, but a run reads only the children of the parents it re-read.
+    #[test]
+    fn a_child_of_an_incremental_parent_is_not_a_snapshot() {
+        let yaml = r#"
+version: 1
+source: {name: shop, base_url: "https://api.example.com"}
+streams:
+  - name: customers
+    path: /customers
+    primary_key: [id]
+    incremental: {cursor_field: updated_at, param: since, start: "2024-01-01T00:00:00Z"}
+  - name: addresses
+    path: /customers/{parent.id}/addresses
+    primary_key: [id]
+    parent: {stream: customers, fields: [id]}
+  - name: products
+    path: /products
+    primary_key: [sku]
+  - name: variants
+    path: /products/{parent.sku}/variants
+    primary_key: [id]
+    parent: {stream: products, fields: [sku]}
+landing: {url: "file:///tmp/landing"}
+"#;
+        let config = ConnectorConfig::from_yaml(yaml, Resolve::SyntaxOnly, &|_| None)
+            .unwrap()
+            .config;
+        let models: std::collections::BTreeMap<String, String> = render_staging(&config)
+            .into_iter()
+            .filter(|file| file.name.ends_with(".sql"))
+            .map(|file| (file.name, file.text))
+            .collect();
+        let snapshot = |stream: &str| models[&format!("stg_shop__{stream}.sql")].contains("snapshot_deletes=true");
+        assert!(!snapshot("customers"));
+        assert!(!snapshot("addresses"), "child of an incremental parent");
+        assert!(snapshot("products"));
+        assert!(
+            snapshot("variants"),
+            "child of a full-refresh parent reads every parent"
+        );
     }
 
     #[test]
