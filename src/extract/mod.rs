@@ -22,7 +22,7 @@ pub use stream::StreamError;
 pub(crate) use stream::interpolate;
 
 use crate::config::LoadedConfig;
-use crate::error::{Classify, ErrorCode, Exit};
+use crate::error::{Classify, ErrorCode, ErrorRecord, Exit};
 use crate::http::{ClientBuildError, HttpClient, Sleeper};
 use crate::landing::{Landing, LandingError, layout};
 use crate::observe::events::Events;
@@ -450,6 +450,7 @@ async fn run_streams(
     let mut reports: Vec<Option<StreamReport>> = vec![None; selected.len()];
     let mut parent_keys: HashMap<String, parents::ParentKeys> = HashMap::new();
     let mut finished: HashSet<&str> = HashSet::new();
+    let mut family = Family::new(selected);
     let mut running = tokio::task::JoinSet::new();
     loop {
         if context.options.cancel.is_cancelled() {
@@ -492,6 +493,7 @@ async fn run_streams(
                 full_refresh: context.options.full_refresh,
                 cancel: context.options.cancel.clone(),
                 parents,
+                defer_checkpoint: children_fields.contains_key(selected[index].name.as_str()),
             };
             let events = context.events.clone();
             running.spawn(
@@ -520,12 +522,116 @@ async fn run_streams(
         }
         finished.insert(name);
         reports[index] = Some(outcome.report);
+        family.finished(index, outcome.deferred);
+        family.settle(&mut reports, &context.events).await;
     }
+    family.hold_unsettled(&context.events);
     reports
         .into_iter()
         .zip(selected)
         .map(|(report, stream)| report.unwrap_or_else(|| not_started(stream, Status::Cancelled)))
         .collect()
+}
+
+/// Parent and child streams of one run, for the parents' checkpoints: a parent's
+/// checkpoint is committed only once every child (and theirs, down the tree) succeeded
+/// ([`stream::DeferredCheckpoint`]); otherwise it stays where it was, so the next run reads
+/// those parents again and their children are fetched for all of them.
+struct Family {
+    /// The selected streams' children, by index.
+    children: Vec<Vec<usize>>,
+    /// The held checkpoints of parents that finished.
+    deferred: HashMap<usize, stream::DeferredCheckpoint>,
+    /// Streams that finished and are not settled yet.
+    waiting: Vec<usize>,
+    /// Settled streams: whether the stream and everything below it succeeded.
+    settled: HashMap<usize, bool>,
+    names: Vec<String>,
+}
+
+impl Family {
+    fn new(selected: &[crate::config::StreamConfig]) -> Self {
+        let children = selected
+            .iter()
+            .map(|parent| {
+                selected
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, child)| child.parent.as_ref().is_some_and(|of| of.stream == parent.name))
+                    .map(|(index, _)| index)
+                    .collect()
+            })
+            .collect();
+        Self {
+            children,
+            deferred: HashMap::new(),
+            waiting: Vec::new(),
+            settled: HashMap::new(),
+            names: selected.iter().map(|stream| stream.name.clone()).collect(),
+        }
+    }
+
+    fn finished(&mut self, index: usize, deferred: Option<stream::DeferredCheckpoint>) {
+        if let Some(deferred) = deferred {
+            self.deferred.insert(index, deferred);
+        }
+        self.waiting.push(index);
+    }
+
+    /// Settles every finished stream whose children are all settled, committing or
+    /// holding its checkpoint; repeats, since settling a child may settle its parent.
+    async fn settle(&mut self, reports: &mut [Option<StreamReport>], events: &Events) {
+        loop {
+            let Some(position) = self.waiting.iter().position(|index| {
+                self.children[*index]
+                    .iter()
+                    .all(|child| self.settled.contains_key(child))
+            }) else {
+                return;
+            };
+            let index = self.waiting.remove(position);
+            let failed_child = self.children[index]
+                .iter()
+                .find(|child| !self.settled[*child])
+                .map(|child| self.names[*child].clone());
+            let report = reports[index].as_mut().expect("a finished stream has its report");
+            let mut ok = report.status == Status::Succeeded && failed_child.is_none();
+            if let Some(deferred) = self.deferred.remove(&index) {
+                match &failed_child {
+                    Some(child) => events.parent_checkpoint_held(
+                        &self.names[index],
+                        &deferred.cursor(),
+                        report.cursor_end.as_deref(),
+                        child,
+                    ),
+                    None => match deferred.commit().await {
+                        Ok(cursor) => report.cursor_end = cursor,
+                        Err(error) => {
+                            let error = stream::StreamError::State(error);
+                            let record = ErrorRecord::from_error(&error);
+                            events.stream_failed(&self.names[index], error.stage(), &record);
+                            report.status = Status::Failed;
+                            report.error = Some(record);
+                            ok = false;
+                        }
+                    },
+                }
+            }
+            self.settled.insert(index, ok);
+        }
+    }
+
+    /// At the end of the run: the parents still waiting (a child was cancelled before it
+    /// started) keep their checkpoints.
+    fn hold_unsettled(&mut self, events: &Events) {
+        for (index, deferred) in self.deferred.drain() {
+            let child = self.children[index]
+                .iter()
+                .find(|child| !self.settled.get(*child).copied().unwrap_or(false))
+                .map_or("", |child| self.names[*child].as_str());
+            events.parent_checkpoint_held(&self.names[index], &deferred.cursor(), None, child);
+        }
+    }
 }
 
 /// Aborts the multipart uploads that killed runs left behind (they could not abort their

@@ -155,6 +155,36 @@ pub struct StreamOutcome {
     pub report: StreamReport,
     /// The records a child stream iterates over (only when `collect_parent_fields` was set).
     pub parent_keys: ParentKeys,
+    /// The checkpoint a parent stream held back for its children ([`StreamJob::defer_checkpoint`]).
+    pub deferred: Option<DeferredCheckpoint>,
+}
+
+/// A parent stream's checkpoint, held back until every child stream of the run succeeded:
+/// the children fetch what belongs to the parent records this run landed, so a parent
+/// checkpoint committed before them would, if a child then failed (or the run was killed),
+/// move past parents whose children were never fetched, and the next run would not read
+/// those parents again. Held, the next run reads them again (duplicates are absorbed
+/// downstream) and the children get every parent.
+pub struct DeferredCheckpoint {
+    job: StreamJob,
+    checkpoint: Checkpoint,
+    cursor: Cursor,
+}
+
+impl DeferredCheckpoint {
+    /// The checkpoint held back, in the stream's format.
+    pub fn cursor(&self) -> String {
+        self.checkpoint.format.render(&self.cursor)
+    }
+
+    /// Commits the checkpoint (fenced by the stream's lease, as every checkpoint write);
+    /// returns the stream's checkpoint after the write, in its format.
+    pub async fn commit(mut self) -> Result<Option<String>, StateError> {
+        self.job.defer_checkpoint = false;
+        self.job.commit(&mut self.checkpoint, &self.cursor).await?;
+        let format = &self.checkpoint.format;
+        Ok(self.checkpoint.committed.as_ref().map(|cursor| format.render(cursor)))
+    }
 }
 
 /// Everything a stream's extraction needs.
@@ -184,6 +214,10 @@ pub struct StreamJob {
     pub parents: Option<ParentKeys>,
     /// Set on a parent stream: the fields its children need.
     pub collect_parent_fields: Option<Vec<String>>,
+    /// Set on a parent stream whose children run in this run: the checkpoint is not
+    /// written but returned ([`StreamOutcome::deferred`]) and committed by the run once every
+    /// child succeeded.
+    pub defer_checkpoint: bool,
 }
 
 /// One run through a stream's pages: a request builder, its bounds, the parent it belongs
@@ -332,6 +366,9 @@ struct Checkpoint {
     /// Stored records near the top of the cursor range.
     tail: VecDeque<SeenRecord>,
     open_cursor: Option<Cursor>,
+    /// The checkpoint this run would have written, held back for the children
+    /// ([`StreamJob::defer_checkpoint`]).
+    deferred: Option<Cursor>,
 }
 
 impl StreamJob {
@@ -465,6 +502,7 @@ impl StreamJob {
             open: VecDeque::new(),
             tail: VecDeque::new(),
             open_cursor: None,
+            deferred: None,
         };
         let (write_stats, write_error) = self.write(receiver, &mut checkpoint_state).await;
         let (fetch_stats, fetch_error) = match fetcher.await {
@@ -548,9 +586,15 @@ impl StreamJob {
                 report.cursor_end.as_deref(),
             ),
         }
+        let deferred = checkpoint_state.deferred.take().map(|cursor| DeferredCheckpoint {
+            job: self.clone(),
+            checkpoint: checkpoint_state,
+            cursor,
+        });
         StreamOutcome {
             report,
             parent_keys: write_stats.parent_keys.finish(),
+            deferred,
         }
     }
 
@@ -565,6 +609,7 @@ impl StreamJob {
         StreamOutcome {
             report: StreamReport::not_run(&self.stream, status, record),
             parent_keys: ParentKeys::default(),
+            deferred: None,
         }
     }
 
@@ -1399,6 +1444,10 @@ impl StreamJob {
     /// never past a gap.
     async fn commit(&self, checkpoint: &mut Checkpoint, cursor: &Cursor) -> Result<(), StateError> {
         if checkpoint.committed.as_ref().is_some_and(|current| current >= cursor) {
+            return Ok(());
+        }
+        if self.defer_checkpoint {
+            checkpoint.deferred = cursor::max(checkpoint.deferred.take(), cursor.clone());
             return Ok(());
         }
         let (Some(start), Some(origin)) = (checkpoint.start.clone(), checkpoint.origin.clone()) else {

@@ -37,6 +37,7 @@ pub const STALE_UPLOAD_CLEANED: &str = "stale_upload_cleaned";
 pub const CONDITIONAL_WRITE_UNAVAILABLE: &str = "conditional_write_unavailable";
 pub const WINDOW_END_IGNORED: &str = "window_end_ignored";
 pub const CHECKPOINT_HELD: &str = "checkpoint_held";
+pub const PARENT_CHECKPOINT_HELD: &str = "parent_checkpoint_held";
 pub const CURSOR_UNPARSEABLE: &str = "cursor_unparseable";
 pub const LEASE_RENEWAL_FAILED: &str = "lease_renewal_failed";
 pub const LEASE_RELEASE_FAILED: &str = "lease_release_failed";
@@ -72,6 +73,7 @@ pub const ALL: &[&str] = &[
     CONDITIONAL_WRITE_UNAVAILABLE,
     WINDOW_END_IGNORED,
     CHECKPOINT_HELD,
+    PARENT_CHECKPOINT_HELD,
     CURSOR_UNPARSEABLE,
     LEASE_RENEWAL_FAILED,
     LEASE_RELEASE_FAILED,
@@ -277,6 +279,13 @@ impl Events {
     /// run lands its window as a completed range and leaves the checkpoint where it is.
     pub fn checkpoint_held(&self, stream: &str, start: &str, checkpoint: Option<&str>) {
         warn!(event = CHECKPOINT_HELD, run_id = %self.run_id, source = %self.source, stream, start, checkpoint, "the window starts after the checkpoint; it is landed and kept as a completed range, the checkpoint stays until the gap before it is filled");
+    }
+
+    /// A parent stream's checkpoint was not moved: child stream `child` did not succeed (or
+    /// did not run), so the next run reads the parent's records again and the child is
+    /// fetched for every parent.
+    pub fn parent_checkpoint_held(&self, stream: &str, held: &str, checkpoint: Option<&str>, child: &str) {
+        warn!(event = PARENT_CHECKPOINT_HELD, run_id = %self.run_id, source = %self.source, stream, held, checkpoint, child, "a child stream did not succeed: the parent's checkpoint stays, so the next run reads those parents again for it");
     }
 
     /// Records carried a cursor value that does not parse in the stream's `incremental.format`:

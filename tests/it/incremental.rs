@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::api::{Source, records, records_config};
 use common::{Workspace, events, run, stderr};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn stream_report(ws: &Workspace, source: &str, run_index: usize, stream: &str) -> Value {
     let mut manifests = ws.manifests(source);
@@ -219,6 +219,65 @@ landing: {{url: '{{landing}}'}}
         );
     }
     assert_eq!(ws.lines("src", "orders").len(), 3);
+}
+
+/// A parent's checkpoint waits for its children (found by the simulated month of issue
+/// 16): committed before them, a child that failed (or a killed run) left the parent's
+/// checkpoint past parents whose children were never fetched, and no later run read those
+/// parents again, so their children were lost for good. Held, the next run reads them
+/// again and the child gets every parent.
+#[tokio::test]
+async fn a_parents_checkpoint_waits_until_its_children_succeed() {
+    let source = Source::new(records(12));
+    source.failing_parents.lock().unwrap().insert(7, 503);
+    let base = source.serve().await;
+    let ws = Workspace::new();
+    let config = ws.config(
+        &records_config(&base, "", "")
+            .replace("retry: {max_attempts: 5,", "retry: {max_attempts: 2,")
+            .replace(
+                "landing:\n",
+                "  - name: lines\n    path: /orders/{parent.id}/lines\n    records_path: /data\n    primary_key: [line_id]\n    parent: {stream: records, fields: [id]}\nlanding:\n",
+            ),
+    );
+    let first = run(&config, &[]).await;
+    assert_eq!(first.status.code(), Some(75), "{}", stderr(&first));
+    let manifest = &ws.manifests("src")[0];
+    assert_eq!(manifest["streams"][0]["status"], "succeeded");
+    assert_eq!(manifest["streams"][1]["status"], "failed");
+    assert!(
+        ws.state("src", "records").is_none_or(|state| state["cursor"].is_null()),
+        "the parent's checkpoint moved although a child failed: {:?}",
+        ws.state("src", "records")
+    );
+    assert_eq!(manifest["streams"][0]["cursor_end"], Value::Null, "{manifest}");
+    let held = events(&first)
+        .into_iter()
+        .find(|event| event["event"] == "parent_checkpoint_held")
+        .unwrap_or_else(|| panic!("no parent_checkpoint_held event: {}", stderr(&first)));
+    assert_eq!((&held["stream"], &held["child"]), (&json!("records"), &json!("lines")));
+
+    // The vendor recovers: the next run reads every parent again, so order 7 and those
+    // after it get their lines, and only then does the parent's checkpoint move.
+    source.failing_parents.lock().unwrap().clear();
+    let second = run(&config, &[]).await;
+    assert!(second.status.success(), "{}", stderr(&second));
+    let mut orders: Vec<u64> = ws
+        .lines("src", "lines")
+        .iter()
+        .map(|line| line["_parent_key"].as_str().unwrap().parse().unwrap())
+        .collect();
+    orders.sort();
+    orders.dedup();
+    assert_eq!(orders, (1..=12).collect::<Vec<u64>>());
+    let state = ws.state("src", "records").expect("the parent's checkpoint is written");
+    assert_eq!(state["cursor"], "2024-01-01T00:04:00Z");
+    let manifests = ws.manifests("src");
+    let second_manifest = manifests
+        .iter()
+        .find(|manifest| manifest["status"] == "succeeded")
+        .unwrap();
+    assert_eq!(second_manifest["streams"][0]["cursor_end"], "2024-01-01T00:04:00Z");
 }
 
 #[tokio::test]
