@@ -782,7 +782,7 @@ mod tests {
                 "shop",
             )
             .unwrap();
-            oauth.set_store(Arc::new(crate::credentials::LandingCredentialStore::new(
+            oauth.set_store(Arc::new(crate::state::credentials::LandingCredentialStore::new(
                 landing.clone(),
                 "shop",
             )));
@@ -807,7 +807,7 @@ mod tests {
         };
         let loser = process(&format!("{}/token", server.uri()));
         let http = reqwest::Client::new();
-        let events = crate::events::Events::new("run", "shop");
+        let events = crate::observe::events::Events::new("run", "shop");
         let env = AuthEnv {
             http: &http,
             now: std::time::Instant::now(),
