@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::routing::get;
+use common::servers::{most_in_flight, most_started_within};
 use common::{Workspace, spawn_run, stderr};
 use serde_json::{Value, json};
 
@@ -137,28 +138,14 @@ async fn finish(child: tokio::process::Child) -> std::process::Output {
     output
 }
 
-/// The most requests in flight at once.
-fn most_in_flight(seen: &[Seen]) -> usize {
-    seen.iter()
-        .map(|request| {
-            seen.iter()
-                .filter(|other| other.started <= request.started && request.started < other.finished)
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
-}
+impl common::servers::Timed for Seen {
+    fn started(&self) -> Instant {
+        self.started
+    }
 
-/// The most requests that started within any `window`.
-fn most_started_within(seen: &[Seen], window: Duration) -> usize {
-    seen.iter()
-        .map(|first| {
-            seen.iter()
-                .filter(|other| other.started >= first.started && other.started < first.started + window)
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
+    fn finished(&self) -> Instant {
+        self.finished
+    }
 }
 
 /// The ids landed for `events`, sorted and deduplicated.

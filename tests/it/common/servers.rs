@@ -164,3 +164,33 @@ impl ProxyStandIn {
         self.seen.lock().unwrap().clone()
     }
 }
+
+/// A request an API logged: when it started and when its answer finished.
+pub trait Timed {
+    fn started(&self) -> std::time::Instant;
+    fn finished(&self) -> std::time::Instant;
+}
+
+/// The most requests in flight at once.
+pub fn most_in_flight(seen: &[impl Timed]) -> usize {
+    seen.iter()
+        .map(|request| {
+            seen.iter()
+                .filter(|other| other.started() <= request.started() && request.started() < other.finished())
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The most requests that started within any `window`.
+pub fn most_started_within(seen: &[impl Timed], window: Duration) -> usize {
+    seen.iter()
+        .map(|first| {
+            seen.iter()
+                .filter(|other| other.started() >= first.started() && other.started() < first.started() + window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
