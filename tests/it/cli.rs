@@ -168,6 +168,65 @@ async fn spec_is_a_json_schema_with_secret_markers() {
     }
 }
 
+/// The names of every property in a JSON Schema, at any depth (inside `oneOf` too), each
+/// with the path of the first object that has it.
+fn spec_properties(schema: &Value, path: &str, out: &mut std::collections::BTreeMap<String, String>) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(Value::Object(properties)) = map.get("properties") {
+                for (name, property) in properties {
+                    let at = format!("{path}.{name}");
+                    out.entry(name.clone()).or_insert_with(|| at.clone());
+                    spec_properties(property, &at, out);
+                }
+            }
+            for key in ["items", "oneOf", "additionalProperties"] {
+                if let Some(child) = map.get(key) {
+                    spec_properties(child, path, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| spec_properties(item, path, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_config_key_of_the_spec_is_in_the_contract() {
+    let output = landfall(&["spec"], &[]).await;
+    assert!(output.status.success());
+    let schema: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut keys = std::collections::BTreeMap::new();
+    spec_properties(&schema, "", &mut keys);
+    assert!(keys.len() > 100, "the spec walk found only {} keys", keys.len());
+
+    let contract = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/contract.md")).unwrap();
+    let section = contract
+        .split("## 1. Connector config (YAML)")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## 2.").next())
+        .expect("docs/contract.md has its section 1");
+    // A key is documented when the section's YAML writes it as `key:` (in a line, a flow
+    // mapping or a comment), not merely mentions the word.
+    let written = |key: &str| {
+        section.match_indices(&format!("{key}:")).any(|(at, _)| {
+            section[..at]
+                .chars()
+                .next_back()
+                .is_none_or(|before| !(before.is_alphanumeric() || before == '_' || before == '$'))
+        })
+    };
+    let missing: Vec<String> = keys
+        .iter()
+        .filter(|(key, _)| !written(key))
+        .map(|(key, path)| format!("{key} (at {path})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "config keys that `landfall spec` publishes but docs/contract.md section 1 does not write: {missing:#?}"
+    );
+}
+
 #[tokio::test]
 async fn version_names_the_commit() {
     let output = landfall(&["--version"], &[]).await;
