@@ -166,7 +166,7 @@ impl Paginator {
             Ok(found.and_then(records::scalar_text).filter(|text| !text.is_empty()))
         };
         match &self.config {
-            PaginationConfig::None => Ok(None),
+            PaginationConfig::None {} => Ok(None),
             PaginationConfig::Cursor {
                 cursor_path,
                 last_record_path,
@@ -285,7 +285,7 @@ fn parameter_hint(config: &PaginationConfig) -> String {
         PaginationConfig::PageNumber { page_param, .. } => format!("pagination.page_param: {page_param}"),
         PaginationConfig::Cursor { cursor_param, .. } => format!("pagination.cursor_param: {cursor_param}"),
         PaginationConfig::NextUrl { next_url_path, .. } => format!("pagination.next_url_path: {next_url_path}"),
-        PaginationConfig::LinkHeader { .. } | PaginationConfig::None => "the Link header".to_owned(),
+        PaginationConfig::LinkHeader { .. } | PaginationConfig::None {} => "the Link header".to_owned(),
     }
 }
 

@@ -179,11 +179,13 @@ pub enum OAuth2Flow {
 }
 
 /// `source.auth`, chosen by `type`.
-#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+///
+/// `none` is a variant with no fields rather than a unit variant: serde lets a unit variant
+/// of an internally tagged enum take any other key, and a misplaced key must be an error.
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AuthConfig {
-    #[default]
-    None,
+    None {},
     ApiKey {
         #[serde(rename = "in", default = "default_api_key_location")]
         location: ApiKeyLocation,
@@ -345,7 +347,7 @@ impl AuthConfig {
     /// Every secret field with its key path, for the literal-secret check.
     fn secrets(&self) -> Vec<(&'static str, &Secret)> {
         match self {
-            AuthConfig::None => vec![],
+            AuthConfig::None {} => vec![],
             AuthConfig::ApiKey { value, .. } => vec![("value", value)],
             AuthConfig::Bearer { token } => vec![("token", token)],
             AuthConfig::Basic { password, .. } => password.iter().map(|p| ("password", p)).collect(),
@@ -367,7 +369,7 @@ impl AuthConfig {
     /// The `type` value, as written in config.
     pub fn kind(&self) -> &'static str {
         match self {
-            AuthConfig::None => "none",
+            AuthConfig::None {} => "none",
             AuthConfig::ApiKey { .. } => "api_key",
             AuthConfig::Bearer { .. } => "bearer",
             AuthConfig::Basic { .. } => "basic",
@@ -597,11 +599,12 @@ pub enum InjectInto {
 }
 
 /// `streams[].pagination`, chosen by `type`.
-#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+/// (`none` has no fields rather than being a unit variant, so a misplaced key is refused:
+/// see [`AuthConfig`].)
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PaginationConfig {
-    #[default]
-    None,
+    None {},
     Cursor {
         /// JSON pointer to the next cursor in the response body. Exactly one of
         /// `cursor_path` and `last_record_path` is set. Default: none.
@@ -709,7 +712,7 @@ fn default_start_page() -> u64 {
 impl PaginationConfig {
     pub fn max_pages(&self) -> Option<u64> {
         match self {
-            PaginationConfig::None => None,
+            PaginationConfig::None {} => None,
             PaginationConfig::Cursor { max_pages, .. }
             | PaginationConfig::NextUrl { max_pages, .. }
             | PaginationConfig::LinkHeader { max_pages }
@@ -722,7 +725,7 @@ impl PaginationConfig {
     /// URL, stop flag, totals).
     pub fn body_pointers(&self) -> Vec<&str> {
         match self {
-            PaginationConfig::None | PaginationConfig::LinkHeader { .. } => vec![],
+            PaginationConfig::None {} | PaginationConfig::LinkHeader { .. } => vec![],
             PaginationConfig::Cursor {
                 cursor_path, stop_path, ..
             } => cursor_path.iter().chain(stop_path).map(String::as_str).collect(),
@@ -751,13 +754,25 @@ impl PaginationConfig {
 
     pub fn kind(&self) -> &'static str {
         match self {
-            PaginationConfig::None => "none",
+            PaginationConfig::None {} => "none",
             PaginationConfig::Cursor { .. } => "cursor",
             PaginationConfig::NextUrl { .. } => "next_url",
             PaginationConfig::LinkHeader { .. } => "link_header",
             PaginationConfig::Offset { .. } => "offset",
             PaginationConfig::PageNumber { .. } => "page_number",
         }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self::None {}
+    }
+}
+
+impl Default for PaginationConfig {
+    fn default() -> Self {
+        Self::None {}
     }
 }
 

@@ -411,7 +411,7 @@ fn stream() -> Value {
             ("required", string_list("Fields that must be present and non-null")),
             (
                 "schema",
-                json!({"type": ["object", "null"], "description": "JSON Schema each record must satisfy", "default": null}),
+                json!({"type": ["object", "null"], "description": "JSON Schema each record must satisfy, inline or {file: path}; read and compiled when the config is loaded", "default": null}),
             ),
             (
                 "max_dead_letter_ratio",
@@ -444,6 +444,66 @@ fn stream() -> Value {
                         ("replacement", nullable_string("Replacement for mask")),
                         ("salt", secret("HMAC salt for hash (a reference)")),
                     ]),
+                }),
+            ),
+            (
+                "parent",
+                json!({
+                    "type": ["object", "null"],
+                    "title": "Parent stream",
+                    "description": "Makes this a child stream: requested once per record of the parent stream, which runs first in the same run",
+                    "required": ["stream", "fields"],
+                    "additionalProperties": false,
+                    "default": null,
+                    "properties": {
+                        "stream": {"type": "string", "description": "The parent stream's name", "order": 0},
+                        "fields": {"type": "array", "items": {"type": "string"}, "description": "Parent record fields (top-level names or JSON pointers) usable as {parent.<name>} in path and params; /a/b becomes {parent.a.b}", "order": 1},
+                    },
+                }),
+            ),
+            (
+                "on_breaking_drift",
+                enumeration(
+                    "What breaking schema drift (removed fields, changed types) does: warn records it, fail also fails the stream",
+                    &["warn", "fail"],
+                    "warn",
+                ),
+            ),
+            (
+                "columns",
+                json!({
+                    "type": "object",
+                    "description": "Typed columns the dbt staging model parses out of _raw, in order; default: from schema.properties",
+                    "additionalProperties": {"type": "string", "enum": crate::config::COLUMN_TYPES},
+                    "default": {},
+                }),
+            ),
+            (
+                "delete_marker",
+                json!({
+                    "type": ["object", "null"],
+                    "title": "Delete marker",
+                    "description": "How the source marks a deleted record, for is_deleted and deleted_at in staging",
+                    "required": ["field"],
+                    "additionalProperties": false,
+                    "default": null,
+                    "properties": {
+                        "field": {"type": "string", "description": "The field that marks a deletion (a deletion timestamp, or a flag with value)", "order": 0},
+                        "value": {"description": "The value of field that means deleted; absent = any non-null value", "order": 1},
+                    },
+                }),
+            ),
+            (
+                "freshness",
+                json!({
+                    "type": ["object", "null"],
+                    "title": "Freshness",
+                    "description": "dbt source freshness of this stream; null disables it. Default: warn after 26h, error after 50h",
+                    "additionalProperties": false,
+                    "properties": {
+                        "warn_after": {"type": ["string", "null"], "pattern": DURATION_PATTERN, "description": "Warn when the newest record is older than this", "order": 0},
+                        "error_after": {"type": ["string", "null"], "pattern": DURATION_PATTERN, "description": "Error when the newest record is older than this", "order": 1},
+                    },
                 }),
             ),
             ("deletes", deletes()),
@@ -646,6 +706,164 @@ mod tests {
         if let Some(additional) = object.get("additionalProperties") {
             walk(additional, &format!("{at}.*"), errors);
         }
+    }
+
+    /// The fields a config type accepts, from the error serde gives for an unknown field
+    /// (every config struct denies unknown fields): `context` adds what the type needs to
+    /// get that far (the `type` tag of an enum variant).
+    fn accepted_fields<T: serde::de::DeserializeOwned>(context: Value) -> Vec<String> {
+        let mut probe = context;
+        probe["zz_not_a_field"] = json!(1);
+        let Err(error) = serde_json::from_value::<T>(probe) else {
+            // The type took a key it does not have: the spec cannot say what it accepts.
+            return vec!["(accepts any key)".to_owned()];
+        };
+        let error = error.to_string();
+        let Some((_, expected)) = error.split_once("expected") else {
+            assert!(error.contains("there are no fields"), "{error}");
+            return Vec::new();
+        };
+        let mut fields: Vec<String> = expected.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+        fields.sort();
+        fields
+    }
+
+    /// The property names the spec publishes at `pointer` (an object schema, or the `oneOf`
+    /// variant whose `type` is `kind`), without the `type` tag of a variant.
+    fn published_fields(pointer: &str, kind: Option<&str>) -> Vec<String> {
+        let spec = schema();
+        let mut at = spec
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("{pointer} is in the spec"))
+            .clone();
+        if let Some(kind) = kind {
+            at = at["oneOf"]
+                .as_array()
+                .and_then(|variants| {
+                    variants
+                        .iter()
+                        .find(|v| v.pointer("/properties/type/const") == Some(&json!(kind)))
+                })
+                .unwrap_or_else(|| panic!("{pointer} has a variant {kind}"))
+                .clone();
+        }
+        let mut fields: Vec<String> = at["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{pointer} has properties"))
+            .keys()
+            .filter(|name| kind.is_none() || *name != "type")
+            .cloned()
+            .collect();
+        fields.sort();
+        fields
+    }
+
+    /// Every key a config struct accepts is published by `landfall spec`, and every key the
+    /// spec publishes is accepted: the spec cannot drift from the structs.
+    #[test]
+    fn spec_publishes_exactly_the_keys_the_config_accepts() {
+        use crate::config as c;
+        const SOURCE: &str = "/properties/source/properties";
+        const STREAM: &str = "/properties/streams/items/properties";
+        let mut checked = vec![
+            (
+                "config",
+                accepted_fields::<c::ConnectorConfig>(json!({})),
+                published_fields("", None),
+            ),
+            (
+                "source",
+                accepted_fields::<c::SourceConfig>(json!({})),
+                published_fields("/properties/source", None),
+            ),
+            (
+                "source.retry",
+                accepted_fields::<c::RetryConfig>(json!({})),
+                published_fields(&format!("{SOURCE}/retry"), None),
+            ),
+            (
+                "source.rate_limit",
+                accepted_fields::<c::RateLimitConfig>(json!({})),
+                published_fields(&format!("{SOURCE}/rate_limit"), None),
+            ),
+            (
+                "source.circuit_breaker",
+                accepted_fields::<c::CircuitBreakerConfig>(json!({})),
+                published_fields(&format!("{SOURCE}/circuit_breaker"), None),
+            ),
+            (
+                "source.tls",
+                accepted_fields::<c::TlsConfig>(json!({})),
+                published_fields(&format!("{SOURCE}/tls"), None),
+            ),
+            (
+                "stream",
+                accepted_fields::<c::StreamConfig>(json!({})),
+                published_fields("/properties/streams/items", None),
+            ),
+            (
+                "stream.incremental",
+                accepted_fields::<c::IncrementalConfig>(json!({})),
+                published_fields(&format!("{STREAM}/incremental"), None),
+            ),
+            (
+                "stream.parent",
+                accepted_fields::<c::ParentConfig>(json!({})),
+                published_fields(&format!("{STREAM}/parent"), None),
+            ),
+            (
+                "stream.redact",
+                accepted_fields::<c::RedactRule>(json!({})),
+                published_fields(&format!("{STREAM}/redact/items"), None),
+            ),
+            (
+                "stream.delete_marker",
+                accepted_fields::<c::DeleteMarker>(json!({})),
+                published_fields(&format!("{STREAM}/delete_marker"), None),
+            ),
+            (
+                "stream.freshness",
+                accepted_fields::<c::Freshness>(json!({})),
+                published_fields(&format!("{STREAM}/freshness"), None),
+            ),
+            (
+                "stream.deletes",
+                accepted_fields::<c::DeletesConfig>(json!({})),
+                published_fields(&format!("{STREAM}/deletes"), None),
+            ),
+            (
+                "landing",
+                accepted_fields::<c::LandingConfig>(json!({})),
+                published_fields("/properties/landing", None),
+            ),
+            (
+                "landing.retry",
+                accepted_fields::<c::StorageRetryConfig>(json!({})),
+                published_fields("/properties/landing/properties/retry", None),
+            ),
+        ];
+        for kind in ["none", "api_key", "bearer", "basic", "oauth2", "hmac"] {
+            checked.push((
+                "source.auth",
+                accepted_fields::<c::AuthConfig>(json!({"type": kind})),
+                published_fields(&format!("{SOURCE}/auth"), Some(kind)),
+            ));
+        }
+        for kind in ["none", "cursor", "next_url", "link_header", "offset", "page_number"] {
+            checked.push((
+                "stream.pagination",
+                accepted_fields::<c::PaginationConfig>(json!({"type": kind})),
+                published_fields(&format!("{STREAM}/pagination"), Some(kind)),
+            ));
+        }
+        let drift: Vec<String> = checked
+            .iter()
+            .filter(|(_, accepted, published)| accepted != published)
+            .map(|(at, accepted, published)| {
+                format!("{at}: the config accepts {accepted:?}, the spec publishes {published:?}")
+            })
+            .collect();
+        assert!(drift.is_empty(), "{drift:#?}");
     }
 
     #[test]

@@ -318,7 +318,7 @@ impl ConnectorConfig {
 
     fn validate_auth(&self) -> Result<(), ConfigError> {
         match &self.source.auth {
-            AuthConfig::None | AuthConfig::Bearer { .. } | AuthConfig::Basic { .. } => Ok(()),
+            AuthConfig::None {} | AuthConfig::Bearer { .. } | AuthConfig::Basic { .. } => Ok(()),
             AuthConfig::ApiKey { name, .. } => non_empty("source.auth.name", name),
             AuthConfig::OAuth2 {
                 flow,
@@ -491,7 +491,7 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
         Ok(())
     };
     match &stream.pagination {
-        PaginationConfig::None | PaginationConfig::LinkHeader { .. } => {}
+        PaginationConfig::None {} | PaginationConfig::LinkHeader { .. } => {}
         PaginationConfig::Cursor {
             cursor_path,
             last_record_path,

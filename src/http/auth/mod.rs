@@ -100,7 +100,7 @@ impl Authenticator {
     /// of kept credentials to it). Fails on credentials that cannot be used at all.
     pub fn new(config: &AuthConfig, source: &str) -> Result<Self, String> {
         let scheme = match config {
-            AuthConfig::None => Scheme::None,
+            AuthConfig::None {} => Scheme::None,
             AuthConfig::ApiKey {
                 location: ApiKeyLocation::Header,
                 name,
