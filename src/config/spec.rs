@@ -866,6 +866,64 @@ mod tests {
         assert!(drift.is_empty(), "{drift:#?}");
     }
 
+    /// Every default the spec publishes for a key is the value the config takes when the key
+    /// is absent (compared on the serialized config of a minimal file, where both exist).
+    #[test]
+    fn spec_defaults_are_the_config_defaults() {
+        let minimal = "version: 1\nsource: {name: shop, base_url: 'https://api.test'}\nstreams:\n  - {name: s, path: /s, incremental: {cursor_field: u, param: since, start: '2024-01-01T00:00:00Z'}, parent: null}\n";
+        let config: crate::config::ConnectorConfig = serde_yaml_ng::from_str(minimal).unwrap();
+        let mut serialized = serde_json::to_value(&config).unwrap();
+        // Unset so that `compression: none` can refuse a level; the level in effect is 1.
+        assert_eq!(serialized["landing"]["compression_level"], Value::Null);
+        serialized["landing"]["compression_level"] = json!(config.landing.level());
+        let mut mismatches = Vec::new();
+        let mut compared = 0;
+        compare_defaults(&schema(), &serialized, "", &mut compared, &mut mismatches);
+        assert!(compared > 40, "only {compared} defaults compared");
+        assert!(mismatches.is_empty(), "{mismatches:#?}");
+    }
+
+    /// Whether a spec default and a config value are the same setting, however each is
+    /// written (`2` and `2.0`, `"8MiB"` and `8388608`, `"24h"` and `"1day"`).
+    fn same_default(default: &Value, actual: &Value) -> bool {
+        use crate::config::units::{ByteSize, HumanDuration};
+        match (default, actual) {
+            (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+            (Value::String(text), Value::Number(bytes)) => text
+                .parse::<ByteSize>()
+                .is_ok_and(|size| Some(size.0) == bytes.as_u64()),
+            (Value::String(a), Value::String(b)) if a != b => {
+                matches!((a.parse::<HumanDuration>(), b.parse::<HumanDuration>()), (Ok(a), Ok(b)) if a.0 == b.0)
+            }
+            _ => default == actual,
+        }
+    }
+
+    fn compare_defaults(spec: &Value, value: &Value, at: &str, compared: &mut usize, mismatches: &mut Vec<String>) {
+        let Some(properties) = spec.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        for (name, property) in properties {
+            let Some(actual) = value.get(name) else { continue };
+            if let Some(default) = property.get("default")
+                && !actual.is_object()
+            {
+                *compared += 1;
+                if !same_default(default, actual) {
+                    mismatches.push(format!("{at}.{name}: spec default {default}, config default {actual}"));
+                }
+            }
+            match (property.get("items"), actual) {
+                (Some(items), Value::Array(values)) => {
+                    for item in values {
+                        compare_defaults(items, item, &format!("{at}.{name}[]"), compared, mismatches);
+                    }
+                }
+                _ => compare_defaults(property, actual, &format!("{at}.{name}"), compared, mismatches),
+            }
+        }
+    }
+
     #[test]
     fn spec_follows_airbyte_conventions() {
         let mut errors = Vec::new();
@@ -887,6 +945,11 @@ mod tests {
         match kind {
             "cursor" => json!({"cursor_param": "cursor", "cursor_path": "/next"}),
             "next_url" => json!({"next_url_path": "/next"}),
+            "api_key" => json!({"name": "X-Api-Key", "value": "${env:KEY}"}),
+            "oauth2" => {
+                json!({"flow": "client_credentials", "token_url": "https://auth.test/token", "client_id": "landfall", "client_secret": "${env:SECRET}"})
+            }
+            "hmac" => json!({"secret": "${env:SECRET}"}),
             _ => json!({}),
         }
     }
@@ -911,6 +974,8 @@ mod tests {
         integer: bool,
         minimum: Option<f64>,
         maximum: Option<f64>,
+        /// The values of a string `enum`.
+        values: Option<Vec<String>>,
     }
 
     fn bounded_fields(schema: &Value, pointer: &str, context: &[(String, Value)], found: &mut Vec<Bounded>) {
@@ -919,7 +984,12 @@ mod tests {
             object.get("minimum").and_then(Value::as_f64),
             object.get("maximum").and_then(Value::as_f64),
         );
-        if minimum.is_some() || maximum.is_some() {
+        let values: Option<Vec<String>> = object
+            .get("enum")
+            .and_then(Value::as_array)
+            .map(|values| values.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .filter(|values: &Vec<String>| !values.is_empty());
+        if minimum.is_some() || maximum.is_some() || values.is_some() {
             let kinds: Vec<&str> = match &object["type"] {
                 Value::String(kind) => vec![kind.as_str()],
                 Value::Array(kinds) => kinds.iter().filter_map(Value::as_str).collect(),
@@ -931,6 +1001,7 @@ mod tests {
                 integer: kinds.contains(&"integer"),
                 minimum,
                 maximum,
+                values,
             });
         }
         if let Some(properties) = object.get("properties").and_then(Value::as_object) {
@@ -984,9 +1055,87 @@ mod tests {
 
     fn validates(config: &Value) -> Result<(), String> {
         let text = serde_json::to_string(config).expect("serializes");
-        crate::config::ConnectorConfig::from_yaml(&text, crate::config::Resolve::References, &|_| None)
-            .map(|_| ())
-            .map_err(|error| error.to_string())
+        // Every `${env:..}` reference resolves, to a value that is valid hex and base64 alike.
+        crate::config::ConnectorConfig::from_yaml(&text, crate::config::Resolve::References, &|_| {
+            Some("abcd1234".to_owned())
+        })
+        .map(|_| ())
+        .map_err(|error| error.to_string())
+    }
+
+    /// Every string `enum` the spec publishes is exactly what the config accepts: each value
+    /// validates, and the variants serde lists for a value that is not one of them are the
+    /// spec's values.
+    #[test]
+    fn spec_enums_match_the_config() {
+        let base = json!({
+            "version": 1,
+            "source": {"name": "shop", "base_url": "https://api.test"},
+            "streams": [{"name": "orders", "path": "/orders", "primary_key": ["id"]}],
+            "landing": {"url": "memory://"},
+        });
+        let mut found = Vec::new();
+        bounded_fields(&schema(), "", &[], &mut found);
+        let enums: Vec<&Bounded> = found.iter().filter(|field| field.values.is_some()).collect();
+        assert!(enums.len() >= 15, "the walker found only {} enums", enums.len());
+        let mut errors = Vec::new();
+        for field in enums {
+            let values = field.values.as_ref().expect("filtered");
+            let config_with = |value: Value| {
+                let mut config = base.clone();
+                if field.pointer.starts_with("/streams/0/redact/") {
+                    config["streams"][0]["redact"] =
+                        json!([{"path": "/email", "action": "hash", "salt": "${env:SALT}"}]);
+                }
+                for (pointer, setting) in &field.context {
+                    set(&mut config, pointer, setting.clone());
+                }
+                // Values that need another setting to be valid.
+                match (field.pointer.rsplit('/').next(), value.as_str()) {
+                    (Some("inject_into"), Some("body")) if field.pointer.contains("/deletes/") => {
+                        config["streams"][0]["deletes"]["method"] = json!("POST")
+                    }
+                    (Some("inject_into"), Some("body")) => config["streams"][0]["method"] = json!("POST"),
+                    (Some("flow"), Some("refresh_token")) => {
+                        config["source"]["auth"]["refresh_token"] = json!("${env:REFRESH}")
+                    }
+                    _ => {}
+                }
+                set(&mut config, &field.pointer, value);
+                config
+            };
+            for value in values {
+                if let Err(error) = validates(&config_with(json!(value))) {
+                    errors.push(format!(
+                        "{} = {value}: published, but validate says {error}",
+                        field.pointer
+                    ));
+                }
+            }
+            match validates(&config_with(json!("zz_not_a_value"))) {
+                Ok(()) => errors.push(format!("{}: accepts a value the spec does not list", field.pointer)),
+                Err(error) => {
+                    let Some((_, expected)) = error.split_once("expected") else {
+                        // A hand-written refusal must name every value instead.
+                        if !values.iter().all(|value| error.contains(&format!("\"{value}\""))) {
+                            errors.push(format!("{}: refused without naming the values: {error}", field.pointer));
+                        }
+                        continue;
+                    };
+                    let mut accepted: Vec<String> = expected.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+                    let mut published = values.clone();
+                    accepted.sort();
+                    published.sort();
+                    if accepted != published {
+                        errors.push(format!(
+                            "{}: the config accepts {accepted:?}, the spec publishes {published:?}",
+                            field.pointer
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(errors.is_empty(), "{errors:#?}");
     }
 
     /// `landfall spec` and `validate` agree on every published bound: a config at the
