@@ -148,8 +148,10 @@ pub struct RunArgs {
     /// once (mapped backfill tasks) together stay within the configured rate. 1 to 1000.
     #[arg(long, value_name = "N", env = "LANDFALL_RATE_SHARE", value_parser = parse_rate_share)]
     pub rate_share: Option<std::num::NonZeroU32>,
-    /// Lifetime of a stream's single-writer lease; renewed every third of it.
-    #[arg(long, default_value = "5m")]
+    /// Lifetime of a stream's single-writer lease; renewed every third of it. A run killed
+    /// without a chance to release its lease blocks the next run of the stream for at most
+    /// this long.
+    #[arg(long, env = "LANDFALL_LEASE_TTL", default_value = "5m")]
     pub lease_ttl: crate::config::HumanDuration,
     /// Push the run's metrics to this Prometheus Pushgateway (e.g. http://pushgateway:9091),
     /// one group per source and stream. A failed push is logged, never fails the run.

@@ -382,6 +382,44 @@ async fn two_concurrent_runs_of_one_stream() {
     assert_eq!(ws.manifests("src").len(), 1);
 }
 
+/// The lease lifetime can be set from the environment (`LANDFALL_LEASE_TTL`), as the DAGs
+/// and the chart pass settings: the live lock's expiry is that far after its renewal.
+#[tokio::test]
+async fn the_lease_ttl_comes_from_the_environment() {
+    let source = Source::new(records(3000));
+    source.set_latency(Duration::from_millis(40));
+    let base = source.serve().await;
+    let ws = Workspace::new();
+    let config = ws.config(&records_config(&base, "", ""));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_landfall"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("LANDFALL_LEASE_TTL", "7m")
+        .env("LANDFALL_LOG_FORMAT", "json")
+        .env_remove("LANDFALL_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lock = ws.landing().join("src/_state/records.lock");
+    let read_lock = || {
+        std::fs::read(&lock)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+    };
+    assert!(common::wait_until(Duration::from_secs(20), || read_lock().is_some()).await);
+    let held = read_lock().unwrap();
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let at = |key: &str| chrono::DateTime::parse_from_rfc3339(held[key].as_str().unwrap()).unwrap();
+    let ttl = at("expires_at") - at("acquired_at");
+    // Renewals move `expires_at` on; the first one is a third of the TTL after acquiring.
+    assert!(
+        ttl >= chrono::Duration::minutes(7) && ttl < chrono::Duration::minutes(7) + chrono::Duration::seconds(141),
+        "{held}"
+    );
+}
+
 /// Issue 15.5: a run paused (SIGSTOP) past its lease expiry, whose lease another run took
 /// over, wakes up holding records read before the pause. It must not commit them: the
 /// checkpoint stays where the run that took over left it.
