@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod cursor;
 pub mod demo;
 pub mod envelope;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod quality;
 pub mod records;
 pub mod redact;
 pub mod report;
+pub mod settings;
 pub mod state;
 
 /// The connector version, as written into every record and manifest.

@@ -3,7 +3,8 @@
 
 use url::Url;
 
-use crate::config::{ConnectorConfig, InjectInto, Method, PaginationConfig, StreamConfig};
+use crate::config::{ConnectorConfig, InjectInto, PaginationConfig, StreamConfig};
+use crate::http::config::Method;
 use crate::http::{PostPolicy, RequestSpec};
 use crate::pagination::PageToken;
 
