@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::config::{Method, RetryPost, SourceConfig};
 use crate::landing::config::LandingConfig;
+use crate::observe::progress::Expected;
+use crate::pagination::config::PaginationConfig;
 use crate::settings::{ConfigError, HumanDuration, Secret};
 use secret::is_reference;
 
@@ -41,181 +43,6 @@ pub struct ConnectorConfig {
     /// Where records land. Default: `file://./landing`.
     #[serde(default)]
     pub landing: LandingConfig,
-}
-
-/// Where a page token (cursor, offset, page number) goes in the next request.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum InjectInto {
-    #[default]
-    Query,
-    Body,
-    Header,
-}
-
-/// `streams[].pagination`, chosen by `type`.
-#[derive(Clone, Debug, Deserialize, Serialize, Default)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum PaginationConfig {
-    #[default]
-    None,
-    Cursor {
-        /// JSON pointer to the next cursor in the response body. Exactly one of
-        /// `cursor_path` and `last_record_path` is set. Default: none.
-        #[serde(default)]
-        cursor_path: Option<String>,
-        /// Field of the page's last record (a JSON pointer or a top-level name) that is the
-        /// next cursor, for APIs like Stripe's `starting_after=<last id>`. Default: none.
-        #[serde(default)]
-        last_record_path: Option<String>,
-        /// Name of the parameter that carries the cursor.
-        cursor_param: String,
-        #[serde(default)]
-        inject_into: InjectInto,
-        /// JSON pointer to a value in the body that says the stream ended, compared with
-        /// `stop_value` (Zendesk `/end_of_stream`; Stripe `/has_more` with `stop_value:
-        /// false`). Default: none.
-        #[serde(default)]
-        stop_path: Option<String>,
-        /// The value at `stop_path` that ends the stream. Default: true.
-        #[serde(default = "default_stop_value")]
-        stop_value: serde_json::Value,
-        #[serde(default)]
-        max_pages: Option<u64>,
-        /// The stream's `records_path`, filled in when the config is loaded so that
-        /// `last_record_path` finds the last record. Not a config key.
-        #[serde(skip)]
-        records_path: String,
-    },
-    NextUrl {
-        /// JSON pointer to the next page's URL (absolute or relative) in the body.
-        next_url_path: String,
-        /// As for `cursor`: a value in the body that says the stream ended. Default: none.
-        #[serde(default)]
-        stop_path: Option<String>,
-        /// The value at `stop_path` that ends the stream. Default: true.
-        #[serde(default = "default_stop_value")]
-        stop_value: serde_json::Value,
-        #[serde(default)]
-        max_pages: Option<u64>,
-    },
-    LinkHeader {
-        #[serde(default)]
-        max_pages: Option<u64>,
-    },
-    Offset {
-        /// Default: `offset`.
-        #[serde(default = "default_offset_param")]
-        offset_param: String,
-        /// Default: `limit`.
-        #[serde(default = "default_limit_param")]
-        limit_param: String,
-        /// Page size. Default: 100.
-        #[serde(default = "default_page_size")]
-        limit: u64,
-        /// JSON pointer to the total record count, if the API gives one.
-        #[serde(default)]
-        total_path: Option<String>,
-        #[serde(default)]
-        inject_into: InjectInto,
-        #[serde(default)]
-        max_pages: Option<u64>,
-    },
-    PageNumber {
-        /// Default: `page`.
-        #[serde(default = "default_page_param")]
-        page_param: String,
-        /// Default: none (the API's own page size).
-        #[serde(default)]
-        page_size_param: Option<String>,
-        /// Default: 100.
-        #[serde(default = "default_page_size")]
-        page_size: u64,
-        /// Default: 1.
-        #[serde(default = "default_start_page")]
-        start_page: u64,
-        /// JSON pointer to the total page count, if the API gives one.
-        #[serde(default)]
-        total_pages_path: Option<String>,
-        #[serde(default)]
-        inject_into: InjectInto,
-        #[serde(default)]
-        max_pages: Option<u64>,
-    },
-}
-
-fn default_stop_value() -> serde_json::Value {
-    serde_json::Value::Bool(true)
-}
-fn default_offset_param() -> String {
-    "offset".to_owned()
-}
-fn default_limit_param() -> String {
-    "limit".to_owned()
-}
-fn default_page_param() -> String {
-    "page".to_owned()
-}
-fn default_page_size() -> u64 {
-    100
-}
-fn default_start_page() -> u64 {
-    1
-}
-
-impl PaginationConfig {
-    pub fn max_pages(&self) -> Option<u64> {
-        match self {
-            PaginationConfig::None => None,
-            PaginationConfig::Cursor { max_pages, .. }
-            | PaginationConfig::NextUrl { max_pages, .. }
-            | PaginationConfig::LinkHeader { max_pages }
-            | PaginationConfig::Offset { max_pages, .. }
-            | PaginationConfig::PageNumber { max_pages, .. } => *max_pages,
-        }
-    }
-
-    /// The JSON pointers into the response body this pagination reads (next cursor or
-    /// URL, stop flag, totals).
-    pub fn body_pointers(&self) -> Vec<&str> {
-        match self {
-            PaginationConfig::None | PaginationConfig::LinkHeader { .. } => vec![],
-            PaginationConfig::Cursor {
-                cursor_path, stop_path, ..
-            } => cursor_path.iter().chain(stop_path).map(String::as_str).collect(),
-            PaginationConfig::NextUrl {
-                next_url_path,
-                stop_path,
-                ..
-            } => std::iter::once(next_url_path)
-                .chain(stop_path)
-                .map(String::as_str)
-                .collect(),
-            PaginationConfig::Offset { total_path, .. } => total_path.iter().map(String::as_str).collect(),
-            PaginationConfig::PageNumber { total_pages_path, .. } => {
-                total_pages_path.iter().map(String::as_str).collect()
-            }
-        }
-    }
-
-    /// Tells a `cursor` pagination where the stream's records are, for
-    /// `last_record_path`; called when the config is loaded.
-    pub fn attach_records_path(&mut self, stream_records_path: &str) {
-        if let PaginationConfig::Cursor { records_path, .. } = self {
-            stream_records_path.clone_into(records_path);
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            PaginationConfig::None => "none",
-            PaginationConfig::Cursor { .. } => "cursor",
-            PaginationConfig::NextUrl { .. } => "next_url",
-            PaginationConfig::LinkHeader { .. } => "link_header",
-            PaginationConfig::Offset { .. } => "offset",
-            PaginationConfig::PageNumber { .. } => "page_number",
-        }
-    }
 }
 
 /// `streams[].incremental`: absent means full refresh every run.
@@ -480,6 +307,21 @@ fn default_max_dead_letter_ratio() -> f64 {
 }
 
 impl StreamConfig {
+    /// The total a page announces for this stream, if its pagination has one. Child streams
+    /// and `step` windows page through several sequences, each with its own total, so they
+    /// show no percentage.
+    pub fn expected(&self, document: crate::records::Document<'_>) -> Option<Expected> {
+        if self.parent.is_some()
+            || self
+                .incremental
+                .as_ref()
+                .is_some_and(|incremental| incremental.step.is_some())
+        {
+            return None;
+        }
+        self.pagination.expected(document)
+    }
+
     /// The companion stream that lands this stream's `deletes` endpoint, if it has one: the
     /// endpoint's request and paging, keyed by the removed record's key, nothing else.
     pub fn deletes_stream(&self) -> Option<StreamConfig> {

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use crate::cursor::CursorFormat;
 
-use super::{ConnectorConfig, InjectInto, PaginationConfig, StreamConfig};
+use super::{ConnectorConfig, StreamConfig};
 use crate::http::config::Method;
 use crate::settings::ConfigError;
 use crate::settings::check::{check_field, check_param_value, check_pointer, is_identifier, non_empty};
@@ -184,100 +184,7 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
             "must be between 0 and 1",
         ));
     }
-    let pagination_at = format!("{at}.pagination");
-    let body_needed = |inject: InjectInto| -> Result<(), ConfigError> {
-        if inject == InjectInto::Body && stream.method != Method::Post {
-            return Err(ConfigError::invalid(
-                format!("{pagination_at}.inject_into"),
-                "inject_into: body needs method: POST",
-            ));
-        }
-        Ok(())
-    };
-    match &stream.pagination {
-        PaginationConfig::None | PaginationConfig::LinkHeader { .. } => {}
-        PaginationConfig::Cursor {
-            cursor_path,
-            last_record_path,
-            cursor_param,
-            inject_into,
-            stop_path,
-            ..
-        } => {
-            match (cursor_path, last_record_path) {
-                (Some(cursor_path), None) => check_pointer(&format!("{pagination_at}.cursor_path"), cursor_path)?,
-                (None, Some(field)) => check_field(&format!("{pagination_at}.last_record_path"), field)?,
-                _ => {
-                    return Err(ConfigError::invalid(
-                        pagination_at.clone(),
-                        "set exactly one of cursor_path (the cursor in the body) and last_record_path \
-                         (a field of the page's last record)",
-                    ));
-                }
-            }
-            non_empty(&format!("{pagination_at}.cursor_param"), cursor_param)?;
-            if let Some(stop_path) = stop_path {
-                check_pointer(&format!("{pagination_at}.stop_path"), stop_path)?;
-            }
-            body_needed(*inject_into)?;
-        }
-        PaginationConfig::NextUrl {
-            next_url_path,
-            stop_path,
-            ..
-        } => {
-            check_pointer(&format!("{pagination_at}.next_url_path"), next_url_path)?;
-            if let Some(stop_path) = stop_path {
-                check_pointer(&format!("{pagination_at}.stop_path"), stop_path)?;
-            }
-        }
-        PaginationConfig::Offset {
-            offset_param,
-            limit_param,
-            limit,
-            total_path,
-            inject_into,
-            ..
-        } => {
-            non_empty(&format!("{pagination_at}.offset_param"), offset_param)?;
-            non_empty(&format!("{pagination_at}.limit_param"), limit_param)?;
-            if *limit == 0 {
-                return Err(ConfigError::invalid(
-                    format!("{pagination_at}.limit"),
-                    "must be at least 1",
-                ));
-            }
-            if let Some(total_path) = total_path {
-                check_pointer(&format!("{pagination_at}.total_path"), total_path)?;
-            }
-            body_needed(*inject_into)?;
-        }
-        PaginationConfig::PageNumber {
-            page_param,
-            page_size,
-            total_pages_path,
-            inject_into,
-            ..
-        } => {
-            non_empty(&format!("{pagination_at}.page_param"), page_param)?;
-            if *page_size == 0 {
-                return Err(ConfigError::invalid(
-                    format!("{pagination_at}.page_size"),
-                    "must be at least 1",
-                ));
-            }
-            if let Some(total_pages_path) = total_pages_path {
-                check_pointer(&format!("{pagination_at}.total_pages_path"), total_pages_path)?;
-            }
-            body_needed(*inject_into)?;
-        }
-    }
-    if stream.pagination.max_pages() == Some(0) {
-        return Err(ConfigError::invalid(
-            format!("{pagination_at}.max_pages"),
-            "must be at least 1 or null",
-        ));
-    }
+    stream.pagination.validate(&format!("{at}.pagination"), stream.method)?;
     if let Some(incremental) = &stream.incremental {
         let inc_at = format!("{at}.incremental");
         check_field(&format!("{inc_at}.cursor_field"), &incremental.cursor_field)?;
@@ -349,6 +256,7 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
     use crate::config::Resolve;
+    use crate::pagination::config::PaginationConfig;
 
     fn load(text: &str) -> Result<ConnectorConfig, ConfigError> {
         ConnectorConfig::from_yaml(text, Resolve::References, &|_| None).map(|loaded| loaded.config)

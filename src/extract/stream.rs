@@ -971,7 +971,7 @@ impl StreamJob {
         records: usize,
         records_digest: Option<u64>,
     ) -> Result<Option<PageToken>, PaginationError> {
-        let total = crate::pagination::expected(&self.stream, document);
+        let total = self.stream.expected(document);
         self.events.telemetry().expect(&self.stream.name, total);
         let view = PageView {
             url: &response.url,

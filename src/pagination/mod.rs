@@ -10,10 +10,14 @@ use std::collections::HashSet;
 use reqwest::header::HeaderMap;
 use url::Url;
 
-use crate::config::{PaginationConfig, StreamConfig};
+pub mod ahead;
+pub mod config;
+pub mod inject;
+pub mod total;
+
 use crate::error::{Classify, ErrorCode};
-use crate::observe::progress::Expected;
 use crate::records;
+use config::PaginationConfig;
 
 /// What selects a page in a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -347,38 +351,6 @@ pub fn next_link(header: &str) -> Option<String> {
             return Some(target.to_owned());
         }
         rest = &rest[params_end..];
-    }
-}
-
-/// The total a page announces for its stream, if its pagination has one. Child streams
-/// and `step` windows page through several sequences, each with its own total, so they
-/// show no percentage.
-pub fn expected(stream: &StreamConfig, document: crate::records::Document<'_>) -> Option<Expected> {
-    if stream.parent.is_some()
-        || stream
-            .incremental
-            .as_ref()
-            .is_some_and(|incremental| incremental.step.is_some())
-    {
-        return None;
-    }
-    let number = |pointer: &str| {
-        document
-            .lookup(pointer)
-            .ok()
-            .flatten()
-            .and_then(crate::records::scalar_text)
-            .and_then(|text| text.parse::<u64>().ok())
-    };
-    match &stream.pagination {
-        PaginationConfig::Offset {
-            total_path: Some(path), ..
-        } => number(path).map(Expected::Records),
-        PaginationConfig::PageNumber {
-            total_pages_path: Some(path),
-            ..
-        } => number(path).map(Expected::Pages),
-        _ => None,
     }
 }
 
@@ -717,31 +689,5 @@ mod tests {
                 let _ = paginator.next(&token, &view);
             }
         }
-    }
-
-    #[test]
-    fn totals_come_from_the_configured_pointer() {
-        let stream: StreamConfig =
-            serde_yaml_ng::from_str("{name: s, path: /s, pagination: {type: offset, total_path: /meta/total}}")
-                .unwrap();
-        let document: Box<serde_json::value::RawValue> =
-            serde_json::from_str(r#"{"meta":{"total":"250"},"data":[]}"#).unwrap();
-        assert_eq!(
-            expected(&stream, crate::records::Document::new(&document)),
-            Some(Expected::Records(250))
-        );
-        let pages: StreamConfig =
-            serde_yaml_ng::from_str("{name: s, path: /s, pagination: {type: page_number, total_pages_path: /pages}}")
-                .unwrap();
-        let document: Box<serde_json::value::RawValue> = serde_json::from_str(r#"{"pages":7}"#).unwrap();
-        assert_eq!(
-            expected(&pages, crate::records::Document::new(&document)),
-            Some(Expected::Pages(7))
-        );
-        let cursor: StreamConfig = serde_yaml_ng::from_str(
-            "{name: s, path: /s, pagination: {type: cursor, cursor_path: /n, cursor_param: c}}",
-        )
-        .unwrap();
-        assert_eq!(expected(&cursor, crate::records::Document::new(&document)), None);
     }
 }
