@@ -2,13 +2,15 @@
 //! storage, with provenance on every record, a run manifest as the commit marker and
 //! checkpoints that make any crash resumable.
 //!
-//! The pipeline, by module: [`config`] (parse and validate), [`http`] (requests, auth,
-//! retries), [`pagination`], [`records`] (byte-exact record extraction), [`envelope`]
+//! The pipeline, by module: [`config`] (load, resolve references, compose the component
+//! configs), [`http`] (requests, auth, retries, and the `source:` config), [`pagination`] (each
+//! scheme end to end), [`records`] (byte-exact record extraction), [`envelope`]
 //! (provenance), [`landing`] (object storage layout and parts), [`state`] (checkpoints,
-//! lease, credentials, cursors), [`report`] (manifest, XCom, metrics, lineage, dbt sources),
+//! lease, credentials), [`report`] (manifest, XCom, metrics, lineage, dbt sources),
 //! and [`extract`] which drives a run. [`observe`] (events, logs, telemetry, progress) is
 //! used by all; [`cli`] is the binary's edge and its commands. `docs/architecture.md` maps
-//! them.
+//! them. Leaves below all of them: [`settings`] (what component configs are made of),
+//! [`cursor`], [`error`], [`redact`], [`hash`], [`clock`].
 
 pub mod cli;
 pub mod clock;

@@ -1,5 +1,7 @@
 //! Connector configuration (contract §1): strict YAML parsed into typed structs, then
-//! validated without I/O.
+//! validated without I/O. This module loads the file, resolves references and composes the
+//! component configs, each of which owns its settings and checks (`http::config` for
+//! `source:`, `landing::config`, `pagination::config`); no component imports `config`.
 //!
 //! Loading happens in two passes over the parsed document. The first deserializes it as
 //! written, so that secret fields can be checked to be references, never literals. The
