@@ -146,3 +146,19 @@ impl ErrorRecord {
         }
     }
 }
+
+/// Describes an error with its causes, which reqwest and `object_store` hide behind
+/// `source()`.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -2,17 +2,20 @@
 //! storage, with provenance on every record, a run manifest as the commit marker and
 //! checkpoints that make any crash resumable.
 //!
-//! The pipeline, by module: [`config`] (parse and validate), [`http`] (requests, auth,
-//! retries), [`pagination`], [`records`] (byte-exact record extraction), [`envelope`]
+//! The pipeline, by module: [`config`] (load, resolve references, compose the component
+//! configs), [`http`] (requests, auth, retries, and the `source:` config), [`pagination`] (each
+//! scheme end to end), [`records`] (byte-exact record extraction), [`envelope`]
 //! (provenance), [`landing`] (object storage layout and parts), [`state`] (checkpoints,
-//! lease, credentials, cursors), [`report`] (manifest, XCom, metrics, lineage, dbt sources),
+//! lease, credentials), [`report`] (manifest, XCom, metrics, lineage, dbt sources),
 //! and [`extract`] which drives a run. [`observe`] (events, logs, telemetry, progress) is
 //! used by all; [`cli`] is the binary's edge and its commands. `docs/architecture.md` maps
-//! them.
+//! them. Leaves below all of them: [`settings`] (what component configs are made of),
+//! [`cursor`], [`error`], [`redact`], [`hash`], [`clock`].
 
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod cursor;
 pub mod demo;
 pub mod envelope;
 pub mod error;
@@ -27,6 +30,7 @@ pub mod quality;
 pub mod records;
 pub mod redact;
 pub mod report;
+pub mod settings;
 pub mod state;
 
 /// The connector version, as written into every record and manifest.

@@ -142,7 +142,7 @@ pub struct RunArgs {
     pub xcom_output: Option<PathBuf>,
     /// After SIGTERM/SIGINT, how long to spend storing what was read before exiting.
     #[arg(long, default_value = "20s")]
-    pub grace_period: crate::config::HumanDuration,
+    pub grace_period: crate::settings::HumanDuration,
     /// Take 1/N of the source's rate budget: `source.rate_limit`'s rates, burst and
     /// concurrency divided by N (burst and concurrency at least 1), so N processes run at
     /// once (mapped backfill tasks) together stay within the configured rate. 1 to 1000.
@@ -152,7 +152,7 @@ pub struct RunArgs {
     /// without a chance to release its lease blocks the next run of the stream for at most
     /// this long.
     #[arg(long, env = "LANDFALL_LEASE_TTL", default_value = "5m")]
-    pub lease_ttl: crate::config::HumanDuration,
+    pub lease_ttl: crate::settings::HumanDuration,
     /// Push the run's metrics to this Prometheus Pushgateway (e.g. http://pushgateway:9091),
     /// one group per source and stream. A failed push is logged, never fails the run.
     #[arg(long, env = "LANDFALL_METRICS_PUSH_URL")]
@@ -299,7 +299,7 @@ fn parse_rate_share(text: &str) -> Result<std::num::NonZeroU32, String> {
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let duration = text.parse::<crate::config::HumanDuration>()?.0;
+    let duration = text.parse::<crate::settings::HumanDuration>()?.0;
     if duration.is_zero() {
         return Err("must be greater than zero".to_owned());
     }

@@ -374,7 +374,8 @@ async fn report_staging(recorder: &mut Recorder, landing: &Landing, source: &str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HumanDuration, IncrementalConfig};
+    use crate::config::IncrementalConfig;
+    use crate::settings::HumanDuration;
 
     fn incremental(start: &str, format: Option<&str>) -> IncrementalConfig {
         IncrementalConfig {

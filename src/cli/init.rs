@@ -4,8 +4,8 @@ use std::path::Path;
 
 use super::args::{InitArgs, InitAuth};
 use super::fail;
-use crate::config::ApiKeyLocation;
 use crate::error::{Classify, Exit};
+use crate::http::config::ApiKeyLocation;
 use crate::init::{AuthDraft, Draft, InitError};
 
 /// Runs `landfall init` against the process environment.
@@ -247,7 +247,7 @@ fn draft(
             return Err(usage("--header takes 'NAME: VALUE'"));
         };
         let name = name.trim();
-        if crate::config::is_credential_name(name) {
+        if crate::config::secret::is_credential_name(name) {
             return Err(usage(format!(
                 "--header {name} looks like a credential: pass it with --header-env {name}=ENV (or --token-env), \
                  never as a value"
@@ -260,7 +260,7 @@ fn draft(
         let Some((name, value)) = text.split_once('=').filter(|(name, _)| !name.is_empty()) else {
             return Err(usage("--param takes NAME=VALUE"));
         };
-        if crate::config::is_credential_name(name) {
+        if crate::config::secret::is_credential_name(name) {
             return Err(usage(format!(
                 "--param {name} looks like a credential: pass it with --query-env {name}=ENV, never as a value"
             )));

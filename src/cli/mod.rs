@@ -11,10 +11,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::config::{ConfigError, ConnectorConfig, LoadedConfig, Resolve};
+use crate::config::{ConnectorConfig, LoadedConfig, Resolve};
 use crate::error::{Classify, ErrorCode, ErrorRecord, Exit};
 use crate::extract::{self, RunOptions};
 use crate::landing::Landing;
+use crate::settings::ConfigError;
 use crate::state::StateStore;
 
 pub use args::{Cli, Command, StateAction};

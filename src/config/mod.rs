@@ -1,5 +1,7 @@
 //! Connector configuration (contract §1): strict YAML parsed into typed structs, then
-//! validated without I/O.
+//! validated without I/O. This module loads the file, resolves references and composes the
+//! component configs, each of which owns its settings and checks (`http::config` for
+//! `source:`, `landing::config`, `pagination::config`); no component imports `config`.
 //!
 //! Loading happens in two passes over the parsed document. The first deserializes it as
 //! written, so that secret fields can be checked to be references, never literals. The
@@ -7,9 +9,8 @@
 //! again into the config the run uses. Unknown keys are errors that name their path.
 
 pub mod schema;
-mod secret;
+pub mod secret;
 pub mod spec;
-mod units;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -17,31 +18,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use secret::{Secret, is_credential_name, is_reference};
-pub use units::{ByteSize, HumanDuration};
-
-/// Errors from reading, parsing or validating a connector config.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("config is not valid YAML: {0}")]
-    Yaml(String),
-    #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
-    #[error("no config given: pass --config FILE or set LANDFALL_CONFIG")]
-    Missing,
-}
-
-impl ConfigError {
-    pub(crate) fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
+use crate::http::config::{Method, RetryPost, SourceConfig};
+use crate::landing::config::LandingConfig;
+use crate::observe::progress::Expected;
+use crate::pagination::config::PaginationConfig;
+use crate::settings::{ConfigError, HumanDuration, Secret};
+use secret::is_reference;
 
 /// How references in the config are treated when loading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,717 +45,6 @@ pub struct ConnectorConfig {
     /// Where records land. Default: `file://./landing`.
     #[serde(default)]
     pub landing: LandingConfig,
-}
-
-/// The API and how to talk to it.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    /// `[a-z][a-z0-9_]*`; becomes `_source_system` and the landing prefix.
-    pub name: String,
-    /// Base URL every stream path is appended to.
-    pub base_url: String,
-    /// Free-form description, carried to generated dbt sources.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// Becomes `_tenant`. Default: null.
-    #[serde(default)]
-    pub tenant: Option<String>,
-    /// Becomes `_environment`. Default: null.
-    #[serde(default)]
-    pub environment: Option<String>,
-    /// Headers sent with every request. Default: none.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Query parameters sent with every request. Default: none.
-    #[serde(default)]
-    pub params: BTreeMap<String, serde_json::Value>,
-    /// Default: `{type: none}`.
-    #[serde(default)]
-    pub auth: AuthConfig,
-    /// Per-request timeout. Default: 30s.
-    #[serde(default = "default_timeout")]
-    pub timeout: HumanDuration,
-    #[serde(default)]
-    pub retry: RetryConfig,
-    #[serde(default)]
-    pub rate_limit: RateLimitConfig,
-    #[serde(default)]
-    pub circuit_breaker: CircuitBreakerConfig,
-    #[serde(default)]
-    pub tls: TlsConfig,
-    /// Allow plain `http://` to non-loopback hosts. Default: false.
-    #[serde(default)]
-    pub allow_insecure_http: bool,
-    /// The longest a run may take. A wait that would pass it (a rate limit, mostly) stops
-    /// the stream cleanly at its last checkpoint with status `partial`; `run
-    /// --max-duration` overrides it. Default: null (no limit).
-    #[serde(default)]
-    pub max_run_duration: Option<HumanDuration>,
-    /// How many streams `landfall run` extracts at once in its one process, all sharing
-    /// the source's one rate limiter, circuit breaker and token cache; a child stream
-    /// starts once its parent has finished. At least 1. Default: 4.
-    #[serde(default = "default_max_concurrent_streams")]
-    pub max_concurrent_streams: u32,
-    /// The most bytes one response body may hold, counted after decompression (gzip,
-    /// deflate, brotli) as it is read; a larger page fails with `RESPONSE_TOO_LARGE`.
-    /// Default: 256MiB.
-    #[serde(default = "default_max_response_size")]
-    pub max_response_size: ByteSize,
-    /// A response body larger than this is written to a temporary file (under `TMPDIR`)
-    /// as it arrives, and its records are read from there one at a time, so a page's size
-    /// does not decide the memory a stream takes. `0` spills every page. Default: 8MiB.
-    #[serde(default = "default_spill_threshold")]
-    pub spill_threshold: ByteSize,
-    /// Which redirects are followed. Default: `same_origin`.
-    #[serde(default)]
-    pub redirects: RedirectPolicy,
-}
-
-fn default_timeout() -> HumanDuration {
-    HumanDuration::from_secs(30)
-}
-
-fn default_max_concurrent_streams() -> u32 {
-    4
-}
-
-fn default_max_response_size() -> ByteSize {
-    ByteSize(256 << 20)
-}
-
-fn default_spill_threshold() -> ByteSize {
-    ByteSize(8 << 20)
-}
-
-/// `source.redirects`: which redirects a request follows (at most 10 hops). None is ever
-/// followed to another scheme (https to http), to a link-local or cloud metadata address,
-/// and no credential reaches another origin.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum RedirectPolicy {
-    /// Only to the same scheme, host and port, credentials kept.
-    #[default]
-    SameOrigin,
-    /// No redirect is followed: a 3xx fails the request.
-    None,
-    /// To any https origin; a hop to another origin carries no credential (no auth
-    /// header, no `source.headers`, no api key in the query).
-    AnyHttps,
-}
-
-/// Where an API key goes.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ApiKeyLocation {
-    Header,
-    Query,
-}
-
-/// OAuth 2.0 grant used to obtain access tokens.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum OAuth2Flow {
-    ClientCredentials,
-    RefreshToken,
-}
-
-/// `source.auth`, chosen by `type`.
-///
-/// `none` is a variant with no fields rather than a unit variant: serde lets a unit variant
-/// of an internally tagged enum take any other key, and a misplaced key must be an error.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum AuthConfig {
-    None {},
-    ApiKey {
-        #[serde(rename = "in", default = "default_api_key_location")]
-        location: ApiKeyLocation,
-        name: String,
-        #[serde(skip_serializing)]
-        value: Secret,
-    },
-    Bearer {
-        #[serde(skip_serializing)]
-        token: Secret,
-    },
-    Basic {
-        /// May be a reference; treated as a secret once resolved (some vendors put the API
-        /// key here).
-        #[serde(skip_serializing)]
-        username: Secret,
-        #[serde(skip_serializing, default)]
-        password: Option<Secret>,
-    },
-    #[serde(rename = "oauth2")]
-    OAuth2 {
-        flow: OAuth2Flow,
-        /// The token endpoint; https unless loopback or `allow_insecure_http`.
-        token_url: String,
-        client_id: String,
-        #[serde(skip_serializing)]
-        client_secret: Secret,
-        /// Needed by the `refresh_token` flow. A rotated refresh token returned by the
-        /// server replaces it for the rest of the run and is kept (encrypted) in
-        /// `{source}/_state/_auth.json` for the next run. Default: none.
-        #[serde(skip_serializing, default)]
-        refresh_token: Option<Secret>,
-        /// Scopes requested, joined by spaces into `scope`. Default: none.
-        #[serde(default)]
-        scopes: Vec<String>,
-        /// How the client authenticates to the token endpoint. Default: `body`.
-        #[serde(default)]
-        client_auth: OAuth2ClientAuth,
-        /// Extra form fields of the token request, e.g. `audience`. Default: none.
-        #[serde(default)]
-        token_params: BTreeMap<String, String>,
-        /// A token is refreshed this long before it expires (`expires_in` minus the
-        /// margin, at most half its lifetime). Default: 60s.
-        #[serde(default = "default_refresh_margin")]
-        refresh_margin: HumanDuration,
-    },
-    Hmac {
-        #[serde(skip_serializing)]
-        secret: Secret,
-        /// How the secret is written: `raw` (its bytes), `base64` or `hex`. Default: `raw`.
-        #[serde(default)]
-        secret_encoding: HmacSecretEncoding,
-        /// Header carrying the signature. Default: `X-Signature`.
-        #[serde(default = "default_hmac_header")]
-        header: String,
-        /// The signature header's value; `{signature}`, `{key_id}` and `{timestamp}` are
-        /// replaced. Default: `{signature}`.
-        #[serde(default = "default_hmac_header_value")]
-        header_value: String,
-        /// Key id for `{key_id}` (some vendors name the key next to the signature).
-        /// Default: none.
-        #[serde(default)]
-        key_id: Option<String>,
-        /// Default: `sha256`.
-        #[serde(default)]
-        algorithm: HmacAlgorithm,
-        /// How the signature is written: `hex` (lowercase) or `base64`. Default: `hex`.
-        #[serde(default)]
-        encoding: HmacEncoding,
-        /// The string that is signed. Placeholders: `{method}`, `{path}`, `{query}`,
-        /// `{path_and_query}`, `{host}`, `{timestamp}`, `{body_sha256}` (hex SHA-256 of the
-        /// body, of the empty string without one), `{body}`, `{key_id}`; YAML `\n` for
-        /// newlines. Default: `{method}\n{path_and_query}\n{timestamp}\n{body_sha256}`.
-        #[serde(default = "default_hmac_canonical")]
-        canonical: String,
-        /// Header that carries the timestamp; null sends none. Default: `X-Timestamp`.
-        #[serde(default = "default_hmac_timestamp_header")]
-        timestamp_header: Option<String>,
-        /// `unix` (seconds), `unix_ms` or `rfc3339`. Default: `unix`.
-        #[serde(default)]
-        timestamp_format: HmacTimestampFormat,
-    },
-}
-
-/// How an OAuth 2.0 client authenticates to the token endpoint.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum OAuth2ClientAuth {
-    /// `client_id` and `client_secret` as form fields (the default).
-    #[default]
-    Body,
-    /// HTTP basic authentication (RFC 6749 §2.3.1).
-    Basic,
-}
-
-/// How an HMAC secret is written in the config.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum HmacSecretEncoding {
-    #[default]
-    Raw,
-    Base64,
-    Hex,
-}
-
-/// The hash an HMAC signature uses.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum HmacAlgorithm {
-    #[default]
-    Sha256,
-    Sha512,
-}
-
-/// How an HMAC signature is written in its header.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum HmacEncoding {
-    #[default]
-    Hex,
-    Base64,
-}
-
-/// How the HMAC timestamp is written.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum HmacTimestampFormat {
-    /// Seconds since the Unix epoch.
-    #[default]
-    Unix,
-    /// Milliseconds since the Unix epoch.
-    UnixMs,
-    /// RFC 3339 UTC, seconds precision.
-    Rfc3339,
-}
-
-fn default_refresh_margin() -> HumanDuration {
-    HumanDuration::from_secs(60)
-}
-fn default_hmac_header_value() -> String {
-    "{signature}".to_owned()
-}
-fn default_hmac_canonical() -> String {
-    "{method}\n{path_and_query}\n{timestamp}\n{body_sha256}".to_owned()
-}
-fn default_hmac_timestamp_header() -> Option<String> {
-    Some("X-Timestamp".to_owned())
-}
-
-fn default_api_key_location() -> ApiKeyLocation {
-    ApiKeyLocation::Header
-}
-
-fn default_hmac_header() -> String {
-    "X-Signature".to_owned()
-}
-
-impl AuthConfig {
-    /// Every secret field with its key path, for the literal-secret check.
-    fn secrets(&self) -> Vec<(&'static str, &Secret)> {
-        match self {
-            AuthConfig::None {} => vec![],
-            AuthConfig::ApiKey { value, .. } => vec![("value", value)],
-            AuthConfig::Bearer { token } => vec![("token", token)],
-            AuthConfig::Basic { password, .. } => password.iter().map(|p| ("password", p)).collect(),
-            AuthConfig::OAuth2 {
-                client_secret,
-                refresh_token,
-                ..
-            } => {
-                let mut secrets = vec![("client_secret", client_secret)];
-                if let Some(token) = refresh_token {
-                    secrets.push(("refresh_token", token));
-                }
-                secrets
-            }
-            AuthConfig::Hmac { secret, .. } => vec![("secret", secret)],
-        }
-    }
-
-    /// The `type` value, as written in config.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            AuthConfig::None {} => "none",
-            AuthConfig::ApiKey { .. } => "api_key",
-            AuthConfig::Bearer { .. } => "bearer",
-            AuthConfig::Basic { .. } => "basic",
-            AuthConfig::OAuth2 { .. } => "oauth2",
-            AuthConfig::Hmac { .. } => "hmac",
-        }
-    }
-}
-
-/// `source.retry`: how failed requests are retried.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    /// Attempts in all, the first included. Default: 3.
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
-    /// Default: 1s.
-    #[serde(default = "default_initial_delay")]
-    pub initial_delay: HumanDuration,
-    /// Default: 30s.
-    #[serde(default = "default_max_delay")]
-    pub max_delay: HumanDuration,
-    /// Default: 2.
-    #[serde(default = "default_multiplier")]
-    pub multiplier: f64,
-    /// Total time one request may spend waiting between retries. Default: 2m.
-    #[serde(default = "default_budget")]
-    pub budget: HumanDuration,
-    /// Default: 408, 425, 429, 500, 502, 503, 504.
-    #[serde(default = "default_retry_on_status")]
-    pub retry_on_status: Vec<u16>,
-    /// Default: true.
-    #[serde(default = "default_true")]
-    pub respect_retry_after: bool,
-}
-
-fn default_max_attempts() -> u32 {
-    3
-}
-fn default_initial_delay() -> HumanDuration {
-    HumanDuration::from_secs(1)
-}
-fn default_max_delay() -> HumanDuration {
-    HumanDuration::from_secs(30)
-}
-fn default_multiplier() -> f64 {
-    2.0
-}
-fn default_budget() -> HumanDuration {
-    HumanDuration::from_secs(120)
-}
-fn default_retry_on_status() -> Vec<u16> {
-    vec![408, 425, 429, 500, 502, 503, 504]
-}
-fn default_true() -> bool {
-    true
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: default_max_attempts(),
-            initial_delay: default_initial_delay(),
-            max_delay: default_max_delay(),
-            multiplier: default_multiplier(),
-            budget: default_budget(),
-            retry_on_status: default_retry_on_status(),
-            respect_retry_after: true,
-        }
-    }
-}
-
-/// `source.rate_limit`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitConfig {
-    /// Default: 10.
-    #[serde(default = "default_rps")]
-    pub requests_per_second: Option<f64>,
-    /// Default: unlimited.
-    #[serde(default)]
-    pub requests_per_minute: Option<f64>,
-    /// Default: unlimited.
-    #[serde(default)]
-    pub requests_per_hour: Option<f64>,
-    /// Default: 10.
-    #[serde(default = "default_burst")]
-    pub burst: u32,
-    /// Requests in flight at once. Default: 4.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: u32,
-    /// Slow down from rate-limit response headers. Default: true.
-    #[serde(default = "default_true")]
-    pub adaptive: bool,
-}
-
-fn default_rps() -> Option<f64> {
-    Some(10.0)
-}
-fn default_burst() -> u32 {
-    10
-}
-fn default_concurrency() -> u32 {
-    4
-}
-
-impl RateLimitConfig {
-    /// This budget divided among `parts` processes (`landfall run --rate-share N`): every
-    /// rate and the burst divided by `parts`, the concurrency too, the burst and the
-    /// concurrency never below 1. `parts` processes with their shares together never send
-    /// more than the configured rate (after at most `parts` first requests when the burst
-    /// is smaller than `parts`: each process needs one token to start).
-    pub fn share(&self, parts: std::num::NonZeroU32) -> Self {
-        let parts_f64 = f64::from(parts.get());
-        let divide = |rate: Option<f64>| rate.map(|rate| rate / parts_f64);
-        Self {
-            requests_per_second: divide(self.requests_per_second),
-            requests_per_minute: divide(self.requests_per_minute),
-            requests_per_hour: divide(self.requests_per_hour),
-            burst: (self.burst / parts.get()).max(1),
-            concurrency: (self.concurrency / parts.get()).max(1),
-            adaptive: self.adaptive,
-        }
-    }
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        Self {
-            requests_per_second: default_rps(),
-            requests_per_minute: None,
-            requests_per_hour: None,
-            burst: default_burst(),
-            concurrency: default_concurrency(),
-            adaptive: true,
-        }
-    }
-}
-
-/// `source.circuit_breaker`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CircuitBreakerConfig {
-    /// Consecutive failed requests that open the circuit. Default: 5.
-    #[serde(default = "default_failure_threshold")]
-    pub failure_threshold: u32,
-    /// Default: 30s.
-    #[serde(default = "default_cooldown")]
-    pub cooldown: HumanDuration,
-}
-
-fn default_failure_threshold() -> u32 {
-    5
-}
-fn default_cooldown() -> HumanDuration {
-    HumanDuration::from_secs(30)
-}
-
-impl Default for CircuitBreakerConfig {
-    fn default() -> Self {
-        Self {
-            failure_threshold: default_failure_threshold(),
-            cooldown: default_cooldown(),
-        }
-    }
-}
-
-/// `source.tls`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Extra CA certificate bundle (PEM). Default: none (system roots).
-    #[serde(default)]
-    pub ca_file: Option<String>,
-    /// Client certificate (PEM) for mutual TLS. Default: none.
-    #[serde(default)]
-    pub client_cert_file: Option<String>,
-    /// Client key (PEM) for mutual TLS. Default: none.
-    #[serde(default)]
-    pub client_key_file: Option<String>,
-    /// `"1.2"` or `"1.3"`. Default: `"1.2"`.
-    #[serde(default = "default_tls_min_version")]
-    pub min_version: String,
-}
-
-fn default_tls_min_version() -> String {
-    "1.2".to_owned()
-}
-
-impl Default for TlsConfig {
-    fn default() -> Self {
-        Self {
-            ca_file: None,
-            client_cert_file: None,
-            client_key_file: None,
-            min_version: default_tls_min_version(),
-        }
-    }
-}
-
-/// HTTP method of a stream's requests.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Method {
-    #[default]
-    Get,
-    Post,
-}
-
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-        }
-    }
-}
-
-/// Where a page token (cursor, offset, page number) goes in the next request.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum InjectInto {
-    #[default]
-    Query,
-    Body,
-    Header,
-}
-
-/// `streams[].pagination`, chosen by `type`.
-/// (`none` has no fields rather than being a unit variant, so a misplaced key is refused:
-/// see [`AuthConfig`].)
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum PaginationConfig {
-    None {},
-    Cursor {
-        /// JSON pointer to the next cursor in the response body. Exactly one of
-        /// `cursor_path` and `last_record_path` is set. Default: none.
-        #[serde(default)]
-        cursor_path: Option<String>,
-        /// Field of the page's last record (a JSON pointer or a top-level name) that is the
-        /// next cursor, for APIs like Stripe's `starting_after=<last id>`. Default: none.
-        #[serde(default)]
-        last_record_path: Option<String>,
-        /// Name of the parameter that carries the cursor.
-        cursor_param: String,
-        #[serde(default)]
-        inject_into: InjectInto,
-        /// JSON pointer to a value in the body that says the stream ended, compared with
-        /// `stop_value` (Zendesk `/end_of_stream`; Stripe `/has_more` with `stop_value:
-        /// false`). Default: none.
-        #[serde(default)]
-        stop_path: Option<String>,
-        /// The value at `stop_path` that ends the stream. Default: true.
-        #[serde(default = "default_stop_value")]
-        stop_value: serde_json::Value,
-        #[serde(default)]
-        max_pages: Option<u64>,
-        /// The stream's `records_path`, filled in when the config is loaded so that
-        /// `last_record_path` finds the last record. Not a config key.
-        #[serde(skip)]
-        records_path: String,
-    },
-    NextUrl {
-        /// JSON pointer to the next page's URL (absolute or relative) in the body.
-        next_url_path: String,
-        /// As for `cursor`: a value in the body that says the stream ended. Default: none.
-        #[serde(default)]
-        stop_path: Option<String>,
-        /// The value at `stop_path` that ends the stream. Default: true.
-        #[serde(default = "default_stop_value")]
-        stop_value: serde_json::Value,
-        #[serde(default)]
-        max_pages: Option<u64>,
-    },
-    LinkHeader {
-        #[serde(default)]
-        max_pages: Option<u64>,
-    },
-    Offset {
-        /// Default: `offset`.
-        #[serde(default = "default_offset_param")]
-        offset_param: String,
-        /// Default: `limit`.
-        #[serde(default = "default_limit_param")]
-        limit_param: String,
-        /// Page size. Default: 100.
-        #[serde(default = "default_page_size")]
-        limit: u64,
-        /// JSON pointer to the total record count, if the API gives one.
-        #[serde(default)]
-        total_path: Option<String>,
-        #[serde(default)]
-        inject_into: InjectInto,
-        #[serde(default)]
-        max_pages: Option<u64>,
-    },
-    PageNumber {
-        /// Default: `page`.
-        #[serde(default = "default_page_param")]
-        page_param: String,
-        /// Default: none (the API's own page size).
-        #[serde(default)]
-        page_size_param: Option<String>,
-        /// Default: 100.
-        #[serde(default = "default_page_size")]
-        page_size: u64,
-        /// Default: 1.
-        #[serde(default = "default_start_page")]
-        start_page: u64,
-        /// JSON pointer to the total page count, if the API gives one.
-        #[serde(default)]
-        total_pages_path: Option<String>,
-        #[serde(default)]
-        inject_into: InjectInto,
-        #[serde(default)]
-        max_pages: Option<u64>,
-    },
-}
-
-fn default_stop_value() -> serde_json::Value {
-    serde_json::Value::Bool(true)
-}
-fn default_offset_param() -> String {
-    "offset".to_owned()
-}
-fn default_limit_param() -> String {
-    "limit".to_owned()
-}
-fn default_page_param() -> String {
-    "page".to_owned()
-}
-fn default_page_size() -> u64 {
-    100
-}
-fn default_start_page() -> u64 {
-    1
-}
-
-impl PaginationConfig {
-    pub fn max_pages(&self) -> Option<u64> {
-        match self {
-            PaginationConfig::None {} => None,
-            PaginationConfig::Cursor { max_pages, .. }
-            | PaginationConfig::NextUrl { max_pages, .. }
-            | PaginationConfig::LinkHeader { max_pages }
-            | PaginationConfig::Offset { max_pages, .. }
-            | PaginationConfig::PageNumber { max_pages, .. } => *max_pages,
-        }
-    }
-
-    /// The JSON pointers into the response body this pagination reads (next cursor or
-    /// URL, stop flag, totals).
-    pub fn body_pointers(&self) -> Vec<&str> {
-        match self {
-            PaginationConfig::None {} | PaginationConfig::LinkHeader { .. } => vec![],
-            PaginationConfig::Cursor {
-                cursor_path, stop_path, ..
-            } => cursor_path.iter().chain(stop_path).map(String::as_str).collect(),
-            PaginationConfig::NextUrl {
-                next_url_path,
-                stop_path,
-                ..
-            } => std::iter::once(next_url_path)
-                .chain(stop_path)
-                .map(String::as_str)
-                .collect(),
-            PaginationConfig::Offset { total_path, .. } => total_path.iter().map(String::as_str).collect(),
-            PaginationConfig::PageNumber { total_pages_path, .. } => {
-                total_pages_path.iter().map(String::as_str).collect()
-            }
-        }
-    }
-
-    /// Tells a `cursor` pagination where the stream's records are, for
-    /// `last_record_path`; called when the config is loaded.
-    pub fn attach_records_path(&mut self, stream_records_path: &str) {
-        if let PaginationConfig::Cursor { records_path, .. } = self {
-            stream_records_path.clone_into(records_path);
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            PaginationConfig::None {} => "none",
-            PaginationConfig::Cursor { .. } => "cursor",
-            PaginationConfig::NextUrl { .. } => "next_url",
-            PaginationConfig::LinkHeader { .. } => "link_header",
-            PaginationConfig::Offset { .. } => "offset",
-            PaginationConfig::PageNumber { .. } => "page_number",
-        }
-    }
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self::None {}
-    }
-}
-
-impl Default for PaginationConfig {
-    fn default() -> Self {
-        Self::None {}
-    }
 }
 
 /// `streams[].incremental`: absent means full refresh every run.
@@ -807,15 +78,15 @@ pub struct IncrementalConfig {
     /// `unix_seconds`, `unix_millis`, `date`, `strftime:<pattern>`, `integer` or `string`.
     /// Default: inferred from `start` (RFC 3339, integer, otherwise string).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<crate::state::cursor::CursorFormat>,
+    pub format: Option<crate::cursor::CursorFormat>,
 }
 
 impl IncrementalConfig {
     /// The stream's cursor format: `format`, or the one `start` implies.
-    pub fn cursor_format(&self) -> crate::state::cursor::CursorFormat {
+    pub fn cursor_format(&self) -> crate::cursor::CursorFormat {
         self.format
             .clone()
-            .unwrap_or_else(|| crate::state::cursor::CursorFormat::infer(&self.start))
+            .unwrap_or_else(|| crate::cursor::CursorFormat::infer(&self.start))
     }
 }
 
@@ -985,20 +256,6 @@ pub fn deletes_stream_name(name: &str) -> String {
     format!("{name}__deletes")
 }
 
-/// When a failed POST may be sent again. A request that never reached the source (no
-/// connection) is always retried.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum RetryPost {
-    /// Only when it carries an `Idempotency-Key` (the default).
-    #[default]
-    Auto,
-    /// Always: the stream declares its POST read-only (a search endpoint).
-    Safe,
-    /// Never.
-    Never,
-}
-
 /// `streams[].on_breaking_drift`.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
@@ -1043,11 +300,30 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+fn default_true() -> bool {
+    true
+}
+
 fn default_max_dead_letter_ratio() -> f64 {
     0.01
 }
 
 impl StreamConfig {
+    /// The total a page announces for this stream, if its pagination has one. Child streams
+    /// and `step` windows page through several sequences, each with its own total, so they
+    /// show no percentage.
+    pub fn expected(&self, document: crate::records::Document<'_>) -> Option<Expected> {
+        if self.parent.is_some()
+            || self
+                .incremental
+                .as_ref()
+                .is_some_and(|incremental| incremental.step.is_some())
+        {
+            return None;
+        }
+        self.pagination.expected(document)
+    }
+
     /// The companion stream that lands this stream's `deletes` endpoint, if it has one: the
     /// endpoint's request and paging, keyed by the removed record's key, nothing else.
     pub fn deletes_stream(&self) -> Option<StreamConfig> {
@@ -1088,158 +364,6 @@ impl StreamConfig {
             "incremental"
         } else {
             "full_refresh"
-        }
-    }
-}
-
-/// Part compression.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Compression {
-    #[default]
-    Gzip,
-    /// Zstandard frames (`.jsonl.zst`).
-    Zstd,
-    None,
-}
-
-/// `landing`: where and how parts are written.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct LandingConfig {
-    /// `file://`, `memory://`, `s3://`, `az://`, `gs://`. Default: `file://./landing`.
-    #[serde(default = "default_landing_url")]
-    pub url: String,
-    /// Backend options by `object_store` config key names; scalar values (`true`, `30`)
-    /// are taken as their text. Credentials are refused. Default: none.
-    #[serde(default, deserialize_with = "scalar_text_map")]
-    pub options: BTreeMap<String, String>,
-    /// Default: gzip.
-    #[serde(default)]
-    pub compression: Compression,
-    /// The gzip or zstd level, 1 (fastest) to 12 (smallest): libdeflate's scale for gzip,
-    /// zstd's own levels 1 to 12 for zstd. Default: 1; for gzip it compresses JSONL about 12%
-    /// larger than level 5 in 60% of its time.
-    #[serde(default)]
-    pub compression_level: Option<u8>,
-    /// Records per part before it is rolled. Default: 100000.
-    #[serde(default = "default_part_max_records")]
-    pub part_max_records: u64,
-    /// Uncompressed bytes per part before it is rolled. Default: 64MiB.
-    #[serde(default = "default_part_max_bytes")]
-    pub part_max_bytes: ByteSize,
-    /// Compressed bytes after which a part streams through a multipart upload, in chunks
-    /// of this size (S3 and GCS need at least 5MiB). Default: 8MiB.
-    #[serde(default = "default_multipart_chunk")]
-    pub multipart_chunk: ByteSize,
-    /// How failed storage requests are retried. Default: see [`StorageRetryConfig`].
-    #[serde(default)]
-    pub retry: StorageRetryConfig,
-    /// A run aborts the unfinished multipart uploads that earlier runs left under
-    /// `{source}/_tmp/` once they are older than this (a killed run cannot abort its own).
-    /// Default: 24h.
-    #[serde(default = "default_stale_upload_after")]
-    pub stale_upload_after: HumanDuration,
-}
-
-/// `landing.retry`: how storage requests that fail with a 5xx, 429, 408, a timeout or a
-/// connection error are retried (exponential backoff with jitter, by `object_store`).
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct StorageRetryConfig {
-    /// Retries per request after the first attempt; 0 disables retries. Default: 10.
-    #[serde(default = "default_storage_max_retries")]
-    pub max_retries: u32,
-    /// The first backoff. Default: 100ms.
-    #[serde(default = "default_storage_initial_backoff")]
-    pub initial_backoff: HumanDuration,
-    /// The longest backoff. Default: 15s.
-    #[serde(default = "default_storage_max_backoff")]
-    pub max_backoff: HumanDuration,
-    /// No retry starts later than this after a request's first attempt. Default: 3m.
-    #[serde(default = "default_storage_budget")]
-    pub budget: HumanDuration,
-}
-
-fn default_storage_max_retries() -> u32 {
-    10
-}
-fn default_storage_initial_backoff() -> HumanDuration {
-    HumanDuration(std::time::Duration::from_millis(100))
-}
-fn default_storage_max_backoff() -> HumanDuration {
-    HumanDuration::from_secs(15)
-}
-fn default_storage_budget() -> HumanDuration {
-    HumanDuration::from_secs(180)
-}
-fn default_stale_upload_after() -> HumanDuration {
-    HumanDuration::from_secs(24 * 3600)
-}
-
-impl Default for StorageRetryConfig {
-    fn default() -> Self {
-        Self {
-            max_retries: default_storage_max_retries(),
-            initial_backoff: default_storage_initial_backoff(),
-            max_backoff: default_storage_max_backoff(),
-            budget: default_storage_budget(),
-        }
-    }
-}
-
-/// A map whose values are strings, booleans or numbers, each kept as its text, so that
-/// `allow_http: true` reads as `object_store` expects it.
-fn scalar_text_map<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error> {
-    let raw = BTreeMap::<String, serde_json::Value>::deserialize(deserializer)?;
-    raw.into_iter()
-        .map(|(key, value)| match value {
-            serde_json::Value::String(text) => Ok((key, text)),
-            serde_json::Value::Bool(flag) => Ok((key, flag.to_string())),
-            serde_json::Value::Number(number) => Ok((key, number.to_string())),
-            other => Err(serde::de::Error::custom(format!(
-                "`{key}` must be a string, a boolean or a number, not {other}"
-            ))),
-        })
-        .collect()
-}
-
-/// The gzip or zstd level used when `landing.compression_level` is not set.
-pub const DEFAULT_COMPRESSION_LEVEL: u8 = 1;
-
-impl LandingConfig {
-    /// The gzip or zstd level in effect.
-    pub fn level(&self) -> u8 {
-        self.compression_level.unwrap_or(DEFAULT_COMPRESSION_LEVEL)
-    }
-}
-
-fn default_multipart_chunk() -> ByteSize {
-    ByteSize(8 << 20)
-}
-
-fn default_landing_url() -> String {
-    "file://./landing".to_owned()
-}
-fn default_part_max_records() -> u64 {
-    100_000
-}
-fn default_part_max_bytes() -> ByteSize {
-    ByteSize(64 << 20)
-}
-
-impl Default for LandingConfig {
-    fn default() -> Self {
-        Self {
-            url: default_landing_url(),
-            options: BTreeMap::new(),
-            compression: Compression::Gzip,
-            compression_level: None,
-            part_max_records: default_part_max_records(),
-            part_max_bytes: default_part_max_bytes(),
-            multipart_chunk: default_multipart_chunk(),
-            retry: StorageRetryConfig::default(),
-            stale_upload_after: default_stale_upload_after(),
         }
     }
 }
@@ -1515,6 +639,7 @@ fn typed(document: serde_json::Value) -> Result<ConnectorConfig, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::config::AuthConfig;
 
     fn env(name: &str) -> Option<String> {
         (name == "TOKEN").then(|| "tok-123456".to_owned())
@@ -1533,30 +658,6 @@ streams:
     primary_key: [id]
     pagination: {type: cursor, cursor_path: /meta/next, cursor_param: cursor}
 "#;
-
-    #[test]
-    fn a_rate_share_divides_the_budget_and_keeps_what_works() {
-        let budget = RateLimitConfig {
-            requests_per_second: Some(10.0),
-            requests_per_minute: Some(300.0),
-            requests_per_hour: None,
-            burst: 10,
-            concurrency: 4,
-            adaptive: true,
-        };
-        let share = budget.share(std::num::NonZeroU32::new(4).unwrap());
-        assert_eq!(share.requests_per_second, Some(2.5));
-        assert_eq!(share.requests_per_minute, Some(75.0));
-        assert_eq!(share.requests_per_hour, None);
-        assert_eq!((share.burst, share.concurrency, share.adaptive), (2, 1, true));
-        let tiny = budget.share(std::num::NonZeroU32::new(1000).unwrap());
-        assert_eq!((tiny.burst, tiny.concurrency), (1, 1));
-        let whole = budget.share(std::num::NonZeroU32::MIN);
-        assert_eq!(
-            (whole.requests_per_second, whole.burst, whole.concurrency),
-            (Some(10.0), 10, 4)
-        );
-    }
 
     #[test]
     fn loads_minimal_config_with_defaults() {

@@ -773,27 +773,27 @@ mod tests {
             ),
             (
                 "source",
-                accepted_fields::<c::SourceConfig>(json!({})),
+                accepted_fields::<crate::http::config::SourceConfig>(json!({})),
                 published_fields("/properties/source", None),
             ),
             (
                 "source.retry",
-                accepted_fields::<c::RetryConfig>(json!({})),
+                accepted_fields::<crate::http::config::RetryConfig>(json!({})),
                 published_fields(&format!("{SOURCE}/retry"), None),
             ),
             (
                 "source.rate_limit",
-                accepted_fields::<c::RateLimitConfig>(json!({})),
+                accepted_fields::<crate::http::config::RateLimitConfig>(json!({})),
                 published_fields(&format!("{SOURCE}/rate_limit"), None),
             ),
             (
                 "source.circuit_breaker",
-                accepted_fields::<c::CircuitBreakerConfig>(json!({})),
+                accepted_fields::<crate::http::config::CircuitBreakerConfig>(json!({})),
                 published_fields(&format!("{SOURCE}/circuit_breaker"), None),
             ),
             (
                 "source.tls",
-                accepted_fields::<c::TlsConfig>(json!({})),
+                accepted_fields::<crate::http::config::TlsConfig>(json!({})),
                 published_fields(&format!("{SOURCE}/tls"), None),
             ),
             (
@@ -833,26 +833,26 @@ mod tests {
             ),
             (
                 "landing",
-                accepted_fields::<c::LandingConfig>(json!({})),
+                accepted_fields::<crate::landing::config::LandingConfig>(json!({})),
                 published_fields("/properties/landing", None),
             ),
             (
                 "landing.retry",
-                accepted_fields::<c::StorageRetryConfig>(json!({})),
+                accepted_fields::<crate::landing::config::StorageRetryConfig>(json!({})),
                 published_fields("/properties/landing/properties/retry", None),
             ),
         ];
         for kind in ["none", "api_key", "bearer", "basic", "oauth2", "hmac"] {
             checked.push((
                 "source.auth",
-                accepted_fields::<c::AuthConfig>(json!({"type": kind})),
+                accepted_fields::<crate::http::config::AuthConfig>(json!({"type": kind})),
                 published_fields(&format!("{SOURCE}/auth"), Some(kind)),
             ));
         }
         for kind in ["none", "cursor", "next_url", "link_header", "offset", "page_number"] {
             checked.push((
                 "stream.pagination",
-                accepted_fields::<c::PaginationConfig>(json!({"type": kind})),
+                accepted_fields::<crate::pagination::config::PaginationConfig>(json!({"type": kind})),
                 published_fields(&format!("{STREAM}/pagination"), Some(kind)),
             ));
         }
@@ -886,7 +886,7 @@ mod tests {
     /// Whether a spec default and a config value are the same setting, however each is
     /// written (`2` and `2.0`, `"8MiB"` and `8388608`, `"24h"` and `"1day"`).
     fn same_default(default: &Value, actual: &Value) -> bool {
-        use crate::config::units::{ByteSize, HumanDuration};
+        use crate::settings::{ByteSize, HumanDuration};
         match (default, actual) {
             (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
             (Value::String(text), Value::Number(bytes)) => text

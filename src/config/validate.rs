@@ -2,58 +2,12 @@
 
 use std::collections::HashSet;
 
-use crate::state::cursor::CursorFormat;
-use url::Url;
+use crate::cursor::CursorFormat;
 
-use super::{AuthConfig, ConfigError, ConnectorConfig, InjectInto, Method, OAuth2Flow, PaginationConfig, StreamConfig};
-
-fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some('a'..='z'))
-        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
-        && name.len() <= 64
-}
-
-fn check_pointer(path: &str, pointer: &str) -> Result<(), ConfigError> {
-    if pointer.is_empty() || pointer.starts_with('/') {
-        Ok(())
-    } else {
-        Err(ConfigError::invalid(
-            path,
-            format!("`{pointer}` is not a JSON pointer: it must be empty or start with `/`"),
-        ))
-    }
-}
-
-fn check_field(path: &str, field: &str) -> Result<(), ConfigError> {
-    if field.is_empty() {
-        return Err(ConfigError::invalid(path, "must not be empty"));
-    }
-    Ok(())
-}
-
-fn non_empty(path: &str, value: &str) -> Result<(), ConfigError> {
-    if value.trim().is_empty() {
-        Err(ConfigError::invalid(path, "must not be empty"))
-    } else {
-        Ok(())
-    }
-}
-
-/// Whether a value still holds an unresolved reference (only with `validate --no-resolve`).
-fn has_reference(value: &str) -> bool {
-    value.contains("${")
-}
-
-/// Whether `url` points at this machine (plain HTTP is always allowed there).
-pub fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(domain)) => domain == "localhost",
-        None => false,
-    }
-}
+use super::{ConnectorConfig, StreamConfig};
+use crate::http::config::Method;
+use crate::settings::ConfigError;
+use crate::settings::check::{check_field, check_param_value, check_pointer, is_identifier, non_empty};
 
 impl ConnectorConfig {
     /// Checks everything that can be checked without I/O.
@@ -67,112 +21,7 @@ impl ConnectorConfig {
                 ),
             ));
         }
-        let source = &self.source;
-        if !is_identifier(&source.name) {
-            return Err(ConfigError::invalid(
-                "source.name",
-                format!("`{}` must match [a-z][a-z0-9_]* (at most 64 characters)", source.name),
-            ));
-        }
-        if !has_reference(&source.base_url) {
-            self.validate_base_url()?;
-        }
-        if source.timeout.0.is_zero() {
-            return Err(ConfigError::invalid("source.timeout", "must be greater than zero"));
-        }
-        if source.max_run_duration.is_some_and(|duration| duration.0.is_zero()) {
-            return Err(ConfigError::invalid(
-                "source.max_run_duration",
-                "must be greater than zero, or null for no limit",
-            ));
-        }
-        if source.max_concurrent_streams == 0 {
-            return Err(ConfigError::invalid(
-                "source.max_concurrent_streams",
-                "must be at least 1 (1 runs the streams one after another)",
-            ));
-        }
-        if source.circuit_breaker.cooldown.0.is_zero() {
-            return Err(ConfigError::invalid(
-                "source.circuit_breaker.cooldown",
-                "must be greater than zero",
-            ));
-        }
-        self.validate_auth()?;
-        let retry = &source.retry;
-        if retry.max_attempts == 0 {
-            return Err(ConfigError::invalid("source.retry.max_attempts", "must be at least 1"));
-        }
-        if retry.multiplier < 1.0 || !retry.multiplier.is_finite() {
-            return Err(ConfigError::invalid("source.retry.multiplier", "must be a number >= 1"));
-        }
-        if retry.max_delay < retry.initial_delay {
-            return Err(ConfigError::invalid(
-                "source.retry.max_delay",
-                "must be >= initial_delay",
-            ));
-        }
-        let rate = &source.rate_limit;
-        for (key, value, window) in [
-            ("requests_per_second", rate.requests_per_second, 1.0),
-            ("requests_per_minute", rate.requests_per_minute, 60.0),
-            ("requests_per_hour", rate.requests_per_hour, 3600.0),
-        ] {
-            if let Some(value) = value
-                && (value <= 0.0 || !value.is_finite())
-            {
-                return Err(ConfigError::invalid(
-                    format!("source.rate_limit.{key}"),
-                    "must be a positive number or null",
-                ));
-            }
-            // A rate slower than one request a day is a typo (and its waits overflow).
-            let least = window / 86_400.0;
-            if let Some(value) = value
-                && value < least
-            {
-                return Err(ConfigError::invalid(
-                    format!("source.rate_limit.{key}"),
-                    format!("must be at least {least} (one request a day), or null for no limit"),
-                ));
-            }
-        }
-        if source.max_response_size.0 < 1024 {
-            return Err(ConfigError::invalid(
-                "source.max_response_size",
-                "must be at least 1KiB",
-            ));
-        }
-        if rate.concurrency == 0 {
-            return Err(ConfigError::invalid(
-                "source.rate_limit.concurrency",
-                "must be at least 1",
-            ));
-        }
-        if rate.burst == 0 {
-            return Err(ConfigError::invalid("source.rate_limit.burst", "must be at least 1"));
-        }
-        if source.circuit_breaker.failure_threshold == 0 {
-            return Err(ConfigError::invalid(
-                "source.circuit_breaker.failure_threshold",
-                "must be at least 1",
-            ));
-        }
-        if !matches!(source.tls.min_version.as_str(), "1.2" | "1.3") {
-            return Err(ConfigError::invalid(
-                "source.tls.min_version",
-                "must be \"1.2\" or \"1.3\"",
-            ));
-        }
-        if source.tls.client_cert_file.is_some() != source.tls.client_key_file.is_some() {
-            return Err(ConfigError::invalid(
-                "source.tls",
-                "client_cert_file and client_key_file must be given together",
-            ));
-        }
-        for (key, value) in &source.params {
-            check_param_value(&format!("source.params.{key}"), value)?;
-        }
+        self.source.validate()?;
 
         if self.streams.is_empty() {
             return Err(ConfigError::invalid("streams", "at least one stream is required"));
@@ -194,86 +43,7 @@ impl ConnectorConfig {
 
         self.validate_parents()?;
 
-        let landing = &self.landing;
-        non_empty("landing.url", &landing.url)?;
-        if landing.part_max_records == 0 {
-            return Err(ConfigError::invalid("landing.part_max_records", "must be at least 1"));
-        }
-        if let Some(level) = landing.compression_level {
-            if landing.compression == crate::config::Compression::None {
-                return Err(ConfigError::invalid(
-                    "landing.compression_level",
-                    "applies to gzip and zstd only; remove it or set landing.compression: gzip or zstd",
-                ));
-            }
-            if !(1..=12).contains(&level) {
-                return Err(ConfigError::invalid(
-                    "landing.compression_level",
-                    format!("must be 1 (fastest) to 12 (smallest), not {level}"),
-                ));
-            }
-        }
-        if landing.part_max_bytes.0 < 1024 {
-            return Err(ConfigError::invalid("landing.part_max_bytes", "must be at least 1KiB"));
-        }
-        if landing.multipart_chunk.0 < 1024 {
-            return Err(ConfigError::invalid("landing.multipart_chunk", "must be at least 1KiB"));
-        }
-        if landing.retry.initial_backoff.0 > landing.retry.max_backoff.0 {
-            return Err(ConfigError::invalid(
-                "landing.retry.initial_backoff",
-                "must not exceed landing.retry.max_backoff",
-            ));
-        }
-        if !has_reference(&landing.url) {
-            use crate::landing::LandingError;
-            use crate::landing::options::Backend;
-            let parsed = crate::landing::store::parse(&landing.url)
-                .map_err(|message| ConfigError::invalid("landing.url", message))?;
-            crate::landing::store::check(&landing.url, &landing.options).map_err(|error| match error {
-                LandingError::Option { key, message } => {
-                    ConfigError::invalid(format!("landing.options.{key}"), message)
-                }
-                other => ConfigError::invalid("landing.url", other.to_string()),
-            })?;
-            // A staged part is published by one server-side copy, which S3 caps at 5 GiB.
-            if parsed.backend() == Backend::S3 && landing.part_max_bytes.0 > 5 << 30 {
-                return Err(ConfigError::invalid(
-                    "landing.part_max_bytes",
-                    "S3 publishes a part with one server-side copy, at most 5GiB",
-                ));
-            }
-            // S3 and GCS refuse multipart parts under 5 MiB (all but the last).
-            if matches!(parsed.backend(), Backend::S3 | Backend::Gcs) && landing.multipart_chunk.0 < 5 << 20 {
-                return Err(ConfigError::invalid(
-                    "landing.multipart_chunk",
-                    format!("{} needs multipart chunks of at least 5MiB", parsed.backend()),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn validate_base_url(&self) -> Result<(), ConfigError> {
-        let source = &self.source;
-        let base = Url::parse(&source.base_url).map_err(|error| {
-            ConfigError::invalid(
-                "source.base_url",
-                format!("`{}` is not a URL: {error}", source.base_url),
-            )
-        })?;
-        match base.scheme() {
-            "https" => Ok(()),
-            "http" if source.allow_insecure_http || is_loopback(&base) => Ok(()),
-            "http" => Err(ConfigError::invalid(
-                "source.base_url",
-                "plain http:// is refused; use https:// or set source.allow_insecure_http: true",
-            )),
-            other => Err(ConfigError::invalid(
-                "source.base_url",
-                format!("unsupported scheme `{other}`; use https://"),
-            )),
-        }
+        self.landing.validate()
     }
 
     fn validate_parents(&self) -> Result<(), ConfigError> {
@@ -314,72 +84,6 @@ impl ConnectorConfig {
             }
         }
         Ok(())
-    }
-
-    fn validate_auth(&self) -> Result<(), ConfigError> {
-        match &self.source.auth {
-            AuthConfig::None {} | AuthConfig::Bearer { .. } | AuthConfig::Basic { .. } => Ok(()),
-            AuthConfig::ApiKey { name, .. } => non_empty("source.auth.name", name),
-            AuthConfig::OAuth2 {
-                flow,
-                token_url,
-                client_id,
-                refresh_token,
-                ..
-            } => {
-                non_empty("source.auth.client_id", client_id)?;
-                if *flow == OAuth2Flow::RefreshToken && refresh_token.is_none() {
-                    return Err(ConfigError::invalid(
-                        "source.auth.refresh_token",
-                        "the refresh_token flow needs a refresh_token",
-                    ));
-                }
-                if has_reference(token_url) {
-                    return Ok(());
-                }
-                let url = Url::parse(token_url).map_err(|error| {
-                    ConfigError::invalid("source.auth.token_url", format!("`{token_url}` is not a URL: {error}"))
-                })?;
-                match url.scheme() {
-                    "https" => Ok(()),
-                    "http" if self.source.allow_insecure_http || is_loopback(&url) => Ok(()),
-                    _ => Err(ConfigError::invalid(
-                        "source.auth.token_url",
-                        "the token endpoint must use https:// (plain http only to loopback or with source.allow_insecure_http)",
-                    )),
-                }
-            }
-            AuthConfig::Hmac {
-                header,
-                header_value,
-                canonical,
-                secret,
-                secret_encoding,
-                ..
-            } => {
-                non_empty("source.auth.header", header)?;
-                non_empty("source.auth.canonical", canonical)?;
-                crate::http::auth::check_template(canonical, crate::http::auth::CANONICAL_PLACEHOLDERS)
-                    .map_err(|message| ConfigError::invalid("source.auth.canonical", message))?;
-                crate::http::auth::check_template(header_value, crate::http::auth::HEADER_PLACEHOLDERS)
-                    .map_err(|message| ConfigError::invalid("source.auth.header_value", message))?;
-                if !has_reference(secret.expose()) {
-                    crate::http::auth::decode_hmac_secret(secret.expose(), *secret_encoding)
-                        .map_err(|message| ConfigError::invalid("source.auth.secret", message))?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-fn check_param_value(path: &str, value: &serde_json::Value) -> Result<(), ConfigError> {
-    match value {
-        serde_json::Value::Array(_) | serde_json::Value::Object(_) => Err(ConfigError::invalid(
-            path,
-            "query parameters must be strings, numbers, booleans or null",
-        )),
-        _ => Ok(()),
     }
 }
 
@@ -480,100 +184,7 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
             "must be between 0 and 1",
         ));
     }
-    let pagination_at = format!("{at}.pagination");
-    let body_needed = |inject: InjectInto| -> Result<(), ConfigError> {
-        if inject == InjectInto::Body && stream.method != Method::Post {
-            return Err(ConfigError::invalid(
-                format!("{pagination_at}.inject_into"),
-                "inject_into: body needs method: POST",
-            ));
-        }
-        Ok(())
-    };
-    match &stream.pagination {
-        PaginationConfig::None {} | PaginationConfig::LinkHeader { .. } => {}
-        PaginationConfig::Cursor {
-            cursor_path,
-            last_record_path,
-            cursor_param,
-            inject_into,
-            stop_path,
-            ..
-        } => {
-            match (cursor_path, last_record_path) {
-                (Some(cursor_path), None) => check_pointer(&format!("{pagination_at}.cursor_path"), cursor_path)?,
-                (None, Some(field)) => check_field(&format!("{pagination_at}.last_record_path"), field)?,
-                _ => {
-                    return Err(ConfigError::invalid(
-                        pagination_at.clone(),
-                        "set exactly one of cursor_path (the cursor in the body) and last_record_path \
-                         (a field of the page's last record)",
-                    ));
-                }
-            }
-            non_empty(&format!("{pagination_at}.cursor_param"), cursor_param)?;
-            if let Some(stop_path) = stop_path {
-                check_pointer(&format!("{pagination_at}.stop_path"), stop_path)?;
-            }
-            body_needed(*inject_into)?;
-        }
-        PaginationConfig::NextUrl {
-            next_url_path,
-            stop_path,
-            ..
-        } => {
-            check_pointer(&format!("{pagination_at}.next_url_path"), next_url_path)?;
-            if let Some(stop_path) = stop_path {
-                check_pointer(&format!("{pagination_at}.stop_path"), stop_path)?;
-            }
-        }
-        PaginationConfig::Offset {
-            offset_param,
-            limit_param,
-            limit,
-            total_path,
-            inject_into,
-            ..
-        } => {
-            non_empty(&format!("{pagination_at}.offset_param"), offset_param)?;
-            non_empty(&format!("{pagination_at}.limit_param"), limit_param)?;
-            if *limit == 0 {
-                return Err(ConfigError::invalid(
-                    format!("{pagination_at}.limit"),
-                    "must be at least 1",
-                ));
-            }
-            if let Some(total_path) = total_path {
-                check_pointer(&format!("{pagination_at}.total_path"), total_path)?;
-            }
-            body_needed(*inject_into)?;
-        }
-        PaginationConfig::PageNumber {
-            page_param,
-            page_size,
-            total_pages_path,
-            inject_into,
-            ..
-        } => {
-            non_empty(&format!("{pagination_at}.page_param"), page_param)?;
-            if *page_size == 0 {
-                return Err(ConfigError::invalid(
-                    format!("{pagination_at}.page_size"),
-                    "must be at least 1",
-                ));
-            }
-            if let Some(total_pages_path) = total_pages_path {
-                check_pointer(&format!("{pagination_at}.total_pages_path"), total_pages_path)?;
-            }
-            body_needed(*inject_into)?;
-        }
-    }
-    if stream.pagination.max_pages() == Some(0) {
-        return Err(ConfigError::invalid(
-            format!("{pagination_at}.max_pages"),
-            "must be at least 1 or null",
-        ));
-    }
+    stream.pagination.validate(&format!("{at}.pagination"), stream.method)?;
     if let Some(incremental) = &stream.incremental {
         let inc_at = format!("{at}.incremental");
         check_field(&format!("{inc_at}.cursor_field"), &incremental.cursor_field)?;
@@ -593,7 +204,7 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
                 .as_ref()
                 .and_then(|body| body.pointer(parent))
                 .is_some_and(|at| at.is_object() || at.is_array());
-            if stream.method != crate::config::Method::Post || !found {
+            if stream.method != crate::http::config::Method::Post || !found {
                 return Err(ConfigError::invalid(
                     format!("{inc_at}.{key}"),
                     format!(
@@ -645,6 +256,7 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
     use crate::config::Resolve;
+    use crate::pagination::config::PaginationConfig;
 
     fn load(text: &str) -> Result<ConnectorConfig, ConfigError> {
         ConnectorConfig::from_yaml(text, Resolve::References, &|_| None).map(|loaded| loaded.config)
@@ -682,7 +294,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (zstd.landing.compression, zstd.landing.level()),
-            (crate::config::Compression::Zstd, 12)
+            (crate::landing::config::Compression::Zstd, 12)
         );
         for (landing, expected) in [
             (
@@ -747,9 +359,9 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(config.source.max_response_size.0, 1 << 20);
-        assert_eq!(config.source.redirects, crate::config::RedirectPolicy::SameOrigin);
+        assert_eq!(config.source.redirects, crate::http::config::RedirectPolicy::SameOrigin);
         let config = load(&with_source("redirects: any_https")).unwrap();
-        assert_eq!(config.source.redirects, crate::config::RedirectPolicy::AnyHttps);
+        assert_eq!(config.source.redirects, crate::http::config::RedirectPolicy::AnyHttps);
         assert_eq!(
             load(&with_source("rate_limit: {}")).unwrap().source.max_response_size.0,
             256 << 20

@@ -5,7 +5,8 @@ pub mod api;
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{ConfigError, ConnectorConfig, LoadedConfig, Resolve};
+use crate::config::{ConnectorConfig, LoadedConfig, Resolve};
+use crate::settings::ConfigError;
 
 /// The demo connector config, shipped as `config-examples/demo.yaml`.
 pub const DEMO_CONFIG: &str = include_str!("../../config-examples/demo.yaml");

@@ -89,7 +89,7 @@ pub enum RunError {
     Bound {
         option: &'static str,
         stream: String,
-        source: crate::state::cursor::CursorError,
+        source: crate::cursor::CursorError,
     },
     #[error(transparent)]
     Client(#[from] ClientBuildError),
@@ -192,10 +192,7 @@ fn select_streams(
 }
 
 /// A stream's `--start` and `--end`, in its cursor type.
-type StreamBounds = (
-    Option<crate::state::cursor::Cursor>,
-    Option<crate::state::cursor::Cursor>,
-);
+type StreamBounds = (Option<crate::cursor::Cursor>, Option<crate::cursor::Cursor>);
 
 /// `--start` and `--end` in each selected stream's cursor type (nothing for a stream that
 /// is not incremental). A bound a stream's format cannot carry stops the run before any
@@ -299,7 +296,7 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
             .incremental
             .as_ref()
             .map(|incremental| incremental.cursor_format());
-        let rendered = |bound: &Option<crate::state::cursor::Cursor>| {
+        let rendered = |bound: &Option<crate::cursor::Cursor>| {
             format
                 .as_ref()
                 .zip(bound.as_ref())

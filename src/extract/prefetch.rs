@@ -25,28 +25,10 @@ use std::future::Future;
 use futures::FutureExt;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::config::PaginationConfig;
 use crate::http::{HttpError, Response};
 use crate::pagination::PageToken;
-
-/// How a page's token predicts its successor's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
-    /// `offset + limit`.
-    Offset(u64),
-    /// `page + 1`.
-    Page,
-}
-
-impl Step {
-    fn after(self, token: &PageToken) -> Option<PageToken> {
-        match (self, token) {
-            (Step::Offset(limit), PageToken::Offset(offset)) => Some(PageToken::Offset(offset + limit)),
-            (Step::Page, PageToken::Page(number)) => Some(PageToken::Page(number + 1)),
-            _ => None,
-        }
-    }
-}
+use crate::pagination::ahead::Step;
+use crate::pagination::config::PaginationConfig;
 
 /// The requests a fetch result took, so discarded speculative pages are still counted.
 pub trait Attempts {
@@ -94,11 +76,7 @@ impl<T: Attempts + Send + 'static> Prefetcher<T> {
     /// A prefetcher for one page sequence, or `None` when pages cannot be fetched ahead:
     /// the pagination does not predict its next token, or `concurrency` is 1.
     pub fn new(pagination: &PaginationConfig, concurrency: u32) -> Option<Self> {
-        let step = match pagination {
-            PaginationConfig::Offset { limit, .. } => Step::Offset(*limit),
-            PaginationConfig::PageNumber { .. } => Step::Page,
-            _ => return None,
-        };
+        let step = pagination.step()?;
         (concurrency > 1).then(|| Self {
             step,
             depth: concurrency as usize,

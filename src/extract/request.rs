@@ -3,9 +3,11 @@
 
 use url::Url;
 
-use crate::config::{ConnectorConfig, InjectInto, Method, PaginationConfig, StreamConfig};
+use crate::config::{ConnectorConfig, StreamConfig};
+use crate::http::config::Method;
 use crate::http::{PostPolicy, RequestSpec};
 use crate::pagination::PageToken;
+use crate::pagination::config::{InjectInto, PaginationConfig};
 
 /// The incremental window of a request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -103,7 +105,7 @@ impl RequestBuilder {
                 );
             }
         }
-        for (target, name, value) in self.token_fields(token) {
+        for (target, name, value) in self.pagination.token_fields(token) {
             place(target, &name, value, &mut query, &mut headers, &mut body);
         }
         let mut url = follow_url.unwrap_or_else(|| self.url.clone());
@@ -127,55 +129,6 @@ impl RequestBuilder {
             InjectInto::Body
         } else {
             InjectInto::Query
-        }
-    }
-
-    fn token_fields(&self, token: &PageToken) -> Vec<(InjectInto, String, serde_json::Value)> {
-        match (&self.pagination, token) {
-            (
-                PaginationConfig::Cursor {
-                    cursor_param,
-                    inject_into,
-                    ..
-                },
-                PageToken::Cursor(cursor),
-            ) => {
-                vec![(
-                    *inject_into,
-                    cursor_param.clone(),
-                    serde_json::Value::String(cursor.clone()),
-                )]
-            }
-            (
-                PaginationConfig::Offset {
-                    offset_param,
-                    limit_param,
-                    limit,
-                    inject_into,
-                    ..
-                },
-                PageToken::Offset(offset),
-            ) => vec![
-                (*inject_into, offset_param.clone(), (*offset).into()),
-                (*inject_into, limit_param.clone(), (*limit).into()),
-            ],
-            (
-                PaginationConfig::PageNumber {
-                    page_param,
-                    page_size_param,
-                    page_size,
-                    inject_into,
-                    ..
-                },
-                PageToken::Page(number),
-            ) => {
-                let mut fields = vec![(*inject_into, page_param.clone(), (*number).into())];
-                if let Some(size_param) = page_size_param {
-                    fields.push((*inject_into, size_param.clone(), (*page_size).into()));
-                }
-                fields
-            }
-            _ => vec![],
         }
     }
 }

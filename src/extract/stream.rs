@@ -21,6 +21,7 @@ use super::prefetch::Prefetcher;
 use super::request::{self, Bounds, RequestBuilder};
 use super::windows::{self, Window};
 use crate::config::{ConnectorConfig, ParentConfig, StreamConfig};
+use crate::cursor::{self, Cursor, CursorError, CursorFormat};
 use crate::envelope::{self, EnvelopeTemplate, PageFields, RecordFields};
 use crate::error::{Classify, ErrorCode, ErrorRecord};
 use crate::http::{HttpClient, HttpError, RequestContext, Response, SpilledBody};
@@ -34,7 +35,6 @@ use crate::quality::pii::Redactor;
 use crate::quality::validate::{RecordValidator, ValidatorError, Violation};
 use crate::records;
 use crate::report::manifest::{Status, StreamReport};
-use crate::state::cursor::{self, Cursor, CursorError, CursorFormat};
 use crate::state::{Fence, MAX_RECENT, SeenRecord, StateError, StateStore, Versioned, Written};
 
 /// Pages buffered between fetcher and writer.
@@ -971,7 +971,7 @@ impl StreamJob {
         records: usize,
         records_digest: Option<u64>,
     ) -> Result<Option<PageToken>, PaginationError> {
-        let total = crate::observe::progress::expected(&self.stream, document);
+        let total = self.stream.expected(document);
         self.events.telemetry().expect(&self.stream.name, total);
         let view = PageView {
             url: &response.url,

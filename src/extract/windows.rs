@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::config::IncrementalConfig;
-use crate::state::cursor::{Cursor, CursorFormat};
+use crate::cursor::{Cursor, CursorFormat};
 
 /// One window of an incremental stream (both bounds optional), in the stream's format's
 /// precision: what the requests carry is exactly these values.
@@ -146,7 +146,7 @@ pub fn contains(window: &Window, value: &Cursor) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HumanDuration;
+    use crate::settings::HumanDuration;
 
     fn incremental(step: Option<u64>) -> IncrementalConfig {
         IncrementalConfig {

@@ -201,21 +201,6 @@ pub fn classify_transport(error: &reqwest::Error) -> (ErrorCode, Reason) {
     (code, reason)
 }
 
-/// Describes a transport error with its causes, which reqwest hides behind `source()`.
-pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

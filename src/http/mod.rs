@@ -17,6 +17,7 @@
 pub mod auth;
 pub(crate) mod body;
 pub mod circuit;
+pub mod config;
 pub mod error;
 pub mod rate_limit;
 pub mod redirect;
@@ -38,8 +39,8 @@ pub use resolve::GuardedResolver;
 pub use retry::{Decision, RetryPolicy};
 pub use sleep::{Sleeper, TokioSleeper, VirtualClock};
 
-use crate::config::{Method, RedirectPolicy, RetryPost, SourceConfig};
 use crate::error::ErrorCode;
+use crate::http::config::{Method, RedirectPolicy, RetryPost, SourceConfig};
 use crate::observe::events::Events;
 use auth::{AuthEnv, SignedParts};
 use circuit::{CircuitBreaker, Outcome};
@@ -222,7 +223,7 @@ impl HttpClient {
         }
         let client = builder.build().map_err(|error| ClientBuildError::Invalid {
             key: "source",
-            message: error::describe(&error),
+            message: crate::error::describe(&error),
         })?;
         let auth = Authenticator::new(&source.auth, &source.name).map_err(|message| ClientBuildError::Invalid {
             key: "source.auth",
@@ -666,7 +667,7 @@ impl HttpClient {
                 true,
                 Subsystem::Transport,
                 reason,
-                error::describe(&failure),
+                crate::error::describe(&failure),
             ))
         })
     }
@@ -758,7 +759,7 @@ impl HttpClient {
                         true,
                         Subsystem::Transport,
                         Reason::Body,
-                        format!("reading the body failed: {}", error::describe(&failure)),
+                        format!("reading the body failed: {}", crate::error::describe(&failure)),
                     )
                     .into());
             }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use reqwest::header::HeaderMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::RateLimitConfig;
+use crate::http::config::RateLimitConfig;
 
 /// The longest wait the local buckets impose (a deep queue of reservations at a slow rate).
 const MAX_LOCAL_WAIT: Duration = Duration::from_secs(1_000_000_000);

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 
-use crate::config::RedirectPolicy;
+use crate::http::config::RedirectPolicy;
 
 /// The most redirects one attempt follows.
 pub const MAX_REDIRECTS: usize = 10;

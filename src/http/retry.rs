@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use rand::Rng;
 
 use super::error::{HttpError, Reason};
-use crate::config::RetryConfig;
+use crate::http::config::RetryConfig;
 
 pub use super::sleep::{Sleeper, TokioSleeper, VirtualClock};
 
@@ -151,10 +151,10 @@ mod tests {
     fn policy() -> RetryPolicy {
         RetryPolicy::from_config(&RetryConfig {
             max_attempts: 5,
-            initial_delay: crate::config::HumanDuration(Duration::from_millis(100)),
-            max_delay: crate::config::HumanDuration(Duration::from_millis(1000)),
+            initial_delay: crate::settings::HumanDuration(Duration::from_millis(100)),
+            max_delay: crate::settings::HumanDuration(Duration::from_millis(1000)),
             multiplier: 2.0,
-            budget: crate::config::HumanDuration(Duration::from_secs(2)),
+            budget: crate::settings::HumanDuration(Duration::from_secs(2)),
             retry_on_status: vec![500],
             respect_retry_after: true,
         })

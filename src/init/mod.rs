@@ -12,9 +12,11 @@ pub mod fetch;
 pub mod infer;
 pub mod render;
 
-use crate::config::{ApiKeyLocation, ConfigError, ConnectorConfig, Resolve};
+use crate::config::{ConnectorConfig, Resolve};
 use crate::error::{Classify, ErrorCode};
 use crate::http::HttpError;
+use crate::http::config::ApiKeyLocation;
+use crate::settings::ConfigError;
 
 /// The source and stream as given on the command line, secrets as references.
 #[derive(Debug, Clone)]

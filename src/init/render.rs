@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use super::infer::{CursorGuess, KeyEvidence, Order, PaginationGuess, Proposal, Shape, Stop};
 use super::{AuthDraft, Draft};
-use crate::config::ApiKeyLocation;
+use crate::http::config::ApiKeyLocation;
 
 /// What the page looked like, for the header comment.
 #[derive(Debug, Clone)]

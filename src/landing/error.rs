@@ -169,14 +169,14 @@ impl Site<'_> {
                 url: self.url,
                 operation: self.operation,
                 needs: self.operation.needs(self.backend),
-                message: store_said(&crate::http::error::describe(source.as_ref())),
+                message: store_said(&crate::error::describe(source.as_ref())),
             },
             object_store::Error::Unauthenticated { source, .. } => LandingError::PermissionDenied {
                 path: self.path.to_owned(),
                 url: self.url,
                 operation: self.operation,
                 needs: "valid credentials from the environment (docs/credentials.md)",
-                message: store_said(&crate::http::error::describe(source.as_ref())),
+                message: store_said(&crate::error::describe(source.as_ref())),
             },
             object_store::Error::NotImplemented { operation, .. } => LandingError::Unsupported {
                 backend: self.backend,
@@ -195,7 +195,7 @@ impl Site<'_> {
                 url: self.url,
                 operation: self.operation,
                 needs: self.operation.needs(self.backend),
-                message: store_said(&crate::http::error::describe(&other)),
+                message: store_said(&crate::error::describe(&other)),
             },
             other => {
                 let retryable = is_transient(&other);
@@ -203,7 +203,7 @@ impl Site<'_> {
                     path: self.path.to_owned(),
                     url: self.url,
                     operation: self.operation,
-                    message: scrub(&crate::http::error::describe(&other)),
+                    message: scrub(&crate::error::describe(&other)),
                     retryable,
                 }
             }

@@ -14,6 +14,7 @@
 //! Large parts are staged and published create-only by [`upload`].
 
 pub mod blocks;
+pub mod config;
 pub mod error;
 pub mod gcp_external_account;
 pub mod layout;
@@ -40,7 +41,7 @@ use error::Site;
 pub use error::{LandingError, Operation};
 pub use options::Backend;
 
-use crate::config::LandingConfig;
+use crate::landing::config::LandingConfig;
 use crate::observe::events::Events;
 
 /// An object's version as its store reports it: what a conditional update must match.
@@ -289,7 +290,7 @@ impl Landing {
     /// A process-local store, for unit tests.
     #[cfg(test)]
     pub(crate) fn memory() -> Landing {
-        Landing::open(&crate::config::LandingConfig {
+        Landing::open(&crate::landing::config::LandingConfig {
             url: "memory://".into(),
             ..Default::default()
         })

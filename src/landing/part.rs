@@ -10,7 +10,7 @@ use super::blocks::{Blocks, Codec};
 
 use super::upload::StagedUpload;
 use super::{Landing, LandingError, layout};
-use crate::config::Compression;
+use crate::landing::config::Compression;
 
 /// A part that has been stored.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

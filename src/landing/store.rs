@@ -22,7 +22,7 @@ use url::Url;
 use super::LandingError;
 use super::gcp_external_account::{self, ExternalAccountCredentials};
 use super::options::{self, Backend, ParsedOptions};
-use crate::config::{LandingConfig, StorageRetryConfig};
+use crate::landing::config::{LandingConfig, StorageRetryConfig};
 
 /// A landing URL parsed into its scheme and location, without I/O.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,7 +174,7 @@ pub(crate) fn open(config: &LandingConfig) -> Result<Opened, LandingError> {
     let client_error = |error: object_store::Error| LandingError::Client {
         backend,
         url: url.to_owned(),
-        message: super::error::scrub(&crate::http::error::describe(&error)),
+        message: super::error::scrub(&crate::error::describe(&error)),
     };
     match parsed {
         LandingUrl::File(folder) => {

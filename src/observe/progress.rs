@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use crate::config::{PaginationConfig, StreamConfig};
 use crate::observe::telemetry::StreamLive;
 
 /// How often the line is redrawn.
@@ -44,45 +43,14 @@ pub fn enabled(mode: ProgressMode, stderr_is_terminal: bool, json_logs: bool) ->
     }
 }
 
-/// How much a stream has to read, as the API announced it.
+/// How much a stream has to read, as the API announced it (its pagination scheme reads it:
+/// `pagination::expected`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expected {
     /// Records in all (offset pagination's `total_path`).
     Records(u64),
     /// Pages in all (page number pagination's `total_pages_path`).
     Pages(u64),
-}
-
-/// The total a page announces for its stream, if its pagination has one. Child streams
-/// and `step` windows page through several sequences, each with its own total, so they
-/// show no percentage.
-pub fn expected(stream: &StreamConfig, document: crate::records::Document<'_>) -> Option<Expected> {
-    if stream.parent.is_some()
-        || stream
-            .incremental
-            .as_ref()
-            .is_some_and(|incremental| incremental.step.is_some())
-    {
-        return None;
-    }
-    let number = |pointer: &str| {
-        document
-            .lookup(pointer)
-            .ok()
-            .flatten()
-            .and_then(crate::records::scalar_text)
-            .and_then(|text| text.parse::<u64>().ok())
-    };
-    match &stream.pagination {
-        PaginationConfig::Offset {
-            total_path: Some(path), ..
-        } => number(path).map(Expected::Records),
-        PaginationConfig::PageNumber {
-            total_pages_path: Some(path),
-            ..
-        } => number(path).map(Expected::Pages),
-        _ => None,
-    }
 }
 
 /// One line's worth of a stream's progress.
@@ -391,31 +359,5 @@ mod tests {
         assert_eq!(progress.drawn(), "");
         progress.tick();
         assert!(progress.drawn().contains("orders 0 records"));
-    }
-
-    #[test]
-    fn totals_come_from_the_configured_pointer() {
-        let stream: StreamConfig =
-            serde_yaml_ng::from_str("{name: s, path: /s, pagination: {type: offset, total_path: /meta/total}}")
-                .unwrap();
-        let document: Box<serde_json::value::RawValue> =
-            serde_json::from_str(r#"{"meta":{"total":"250"},"data":[]}"#).unwrap();
-        assert_eq!(
-            expected(&stream, crate::records::Document::new(&document)),
-            Some(Expected::Records(250))
-        );
-        let pages: StreamConfig =
-            serde_yaml_ng::from_str("{name: s, path: /s, pagination: {type: page_number, total_pages_path: /pages}}")
-                .unwrap();
-        let document: Box<serde_json::value::RawValue> = serde_json::from_str(r#"{"pages":7}"#).unwrap();
-        assert_eq!(
-            expected(&pages, crate::records::Document::new(&document)),
-            Some(Expected::Pages(7))
-        );
-        let cursor: StreamConfig = serde_yaml_ng::from_str(
-            "{name: s, path: /s, pagination: {type: cursor, cursor_path: /n, cursor_param: c}}",
-        )
-        .unwrap();
-        assert_eq!(expected(&cursor, crate::records::Document::new(&document)), None);
     }
 }

@@ -245,7 +245,7 @@ fn with_separator(base: &str, range: Range<usize>) -> Range<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::settings::Secret;
 
     fn rule(path: &str, action: RedactAction) -> RedactRule {
         RedactRule {

@@ -254,7 +254,7 @@ pub fn stream_samples(manifest: &Manifest, stream: &StreamReport) -> Vec<Sample>
         stream
             .cursor_end
             .as_deref()
-            .and_then(|cursor| crate::state::cursor::lag_seconds(cursor, finished))
+            .and_then(|cursor| crate::cursor::lag_seconds(cursor, finished))
     });
     if let Some(lag) = lag {
         samples.push(Sample::new(LAG, &labels, lag));
@@ -540,7 +540,7 @@ pub async fn push(base: &Url, samples: &[Sample]) -> Result<usize, MetricsError>
             .await
             .map_err(|error| MetricsError::Push {
                 url: shown.clone(),
-                message: crate::http::error::describe(&error),
+                message: crate::error::describe(&error),
             })?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {

@@ -644,7 +644,7 @@ async fn send(transport: &Transport, text: &str) -> Result<(), LineageError> {
             }
             let response = request.send().await.map_err(|error| LineageError::Send {
                 url: shown.clone(),
-                message: crate::http::error::describe(&error),
+                message: crate::error::describe(&error),
             })?;
             let status = response.status().as_u16();
             if (200..300).contains(&status) {

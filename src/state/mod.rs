@@ -9,10 +9,11 @@
 //! later is kept in `completed`, and joins once the gap before it is filled.
 //!
 //! Everything a run keeps between runs lives here: checkpoints (this module), the
-//! single-writer [`lease`], rotated [`credentials`] and the typed incremental [`cursor`].
+//! single-writer [`lease`] and rotated [`credentials`]. The typed incremental cursor is the
+//! leaf [`crate::cursor`], since config names its formats.
 
 pub mod credentials;
-pub mod cursor;
+
 pub mod lease;
 
 use bytes::Bytes;
@@ -338,7 +339,7 @@ pub struct StoredRange<'a> {
     /// `incremental.start`: a range starting at or before it joins a stream that has no
     /// checkpoint yet.
     pub origin: &'a str,
-    pub format: &'a crate::state::cursor::CursorFormat,
+    pub format: &'a crate::cursor::CursorFormat,
 }
 
 /// The state after `stored` is recorded on `current`, or `None` when nothing changes. Pure:
@@ -350,7 +351,7 @@ pub fn next_state(
     recent: &[SeenRecord],
     run_id: &str,
 ) -> Option<StreamState> {
-    use crate::state::cursor::Cursor;
+    use crate::cursor::Cursor;
     let format = stored.format;
     let parse = |text: &str| format.parse(text).ok();
     let (Some(start), Some(end)) = (parse(stored.start), parse(stored.end)) else {
@@ -427,7 +428,7 @@ fn encode(state: &StreamState) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::cursor::CursorFormat;
+    use crate::cursor::CursorFormat;
 
     struct Lost;
 
@@ -440,7 +441,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, StateStore) {
         let dir = tempfile::tempdir().unwrap();
-        let landing = Landing::open(&crate::config::LandingConfig {
+        let landing = Landing::open(&crate::landing::config::LandingConfig {
             url: format!("file://{}", dir.path().display()),
             ..Default::default()
         })

@@ -104,6 +104,14 @@ async fn validate_and_check_read_the_schema_file() {
     let output = validate(&["--no-resolve"], &config).await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 
+    std::fs::write(&schema, "{not json").unwrap();
+    let output = validate(&[], &config).await;
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains(&format!("streams[0].schema.file: {} is not JSON", schema.display())),
+        "{message}"
+    );
     std::fs::write(&schema, r#"{"type": "no-such-type"}"#).unwrap();
     let output = validate(&[], &config).await;
     let message = stderr(&output);

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use base64::Engine;
-use landfall::config::{ConnectorConfig, Method, Resolve};
+use landfall::config::{ConnectorConfig, Resolve};
 use landfall::error::ErrorCode;
+use landfall::http::config::Method;
 use landfall::http::{
     CredentialStore, CredentialStoreError, HttpClient, HttpError, PostPolicy, Reason, RequestContext, RequestSpec,
     Response, Saved, StoredCredentials, VirtualClock,
@@ -426,8 +427,8 @@ async fn oauth2_client_credentials_lazy_cached_refreshed_before_expiry_and_on_40
 async fn oauth2_token_endpoint_refusal_is_auth_failed() {
     let server = oauth_server(OAuthServer::default()).await;
     let mut config = oauth_config(&server.uri(), "client_credentials", None);
-    if let landfall::config::AuthConfig::OAuth2 { client_secret, .. } = &mut config.source.auth {
-        *client_secret = landfall::config::Secret::new("cs-wrong-999999");
+    if let landfall::http::config::AuthConfig::OAuth2 { client_secret, .. } = &mut config.source.auth {
+        *client_secret = landfall::settings::Secret::new("cs-wrong-999999");
     }
     let error = get_once(&config).await.unwrap_err();
     assert_eq!(error.code, ErrorCode::AuthFailed);

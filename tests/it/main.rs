@@ -15,6 +15,7 @@
 
 mod common;
 
+mod architecture;
 mod cli;
 mod concurrency;
 mod connectors;

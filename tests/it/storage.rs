@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::stderr;
-use landfall::config::LandingConfig;
+use landfall::landing::config::LandingConfig;
 use landfall::landing::part::{PartDirs, PartLimits, PartWriter};
 use landfall::landing::{Landing, LandingError, ObjectVersion};
 use serde_json::Value;
@@ -540,7 +540,12 @@ async fn big_part_after_one_chunk(landing: &Landing, fill: &str) -> PartWriter {
         staging_dir: "shop/_tmp/r1/big".into(),
         run_id: "r1".into(),
     };
-    let mut writer = PartWriter::new(landing.clone(), dirs, landfall::config::Compression::None, limits());
+    let mut writer = PartWriter::new(
+        landing.clone(),
+        dirs,
+        landfall::landing::config::Compression::None,
+        limits(),
+    );
     let line = format!("{}\n", fill.repeat(1023));
     for _ in 0..(6 << 10) {
         writer.append(line.as_bytes()).await.unwrap();
@@ -1183,8 +1188,8 @@ fn s3_mock_landing(server: &MockServer, max_retries: u32) -> Landing {
         ..Default::default()
     };
     config.retry.max_retries = max_retries;
-    config.retry.initial_backoff = landfall::config::HumanDuration(Duration::from_millis(5));
-    config.retry.max_backoff = landfall::config::HumanDuration(Duration::from_millis(20));
+    config.retry.initial_backoff = landfall::settings::HumanDuration(Duration::from_millis(5));
+    config.retry.max_backoff = landfall::settings::HumanDuration(Duration::from_millis(20));
     Landing::open(&config).unwrap()
 }
 

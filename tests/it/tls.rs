@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use common::servers::{CountingServer, ProxyStandIn};
 use common::{Workspace, landfall, stderr};
-use landfall::config::{ConnectorConfig, Method, Resolve};
+use landfall::config::{ConnectorConfig, Resolve};
 use landfall::error::ErrorCode;
+use landfall::http::config::Method;
 use landfall::http::{HttpClient, PostPolicy, RequestContext, RequestSpec};
 use landfall::observe::events::Events;
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};

@@ -8,7 +8,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256, Sha512};
 
 use super::SignedParts;
-use crate::config::{AuthConfig, HmacAlgorithm, HmacEncoding, HmacSecretEncoding, HmacTimestampFormat};
+use crate::http::config::{AuthConfig, HmacAlgorithm, HmacEncoding, HmacSecretEncoding, HmacTimestampFormat};
 
 /// Placeholders the canonical string may use.
 pub const CANONICAL_PLACEHOLDERS: &[&str] = &[
@@ -205,7 +205,7 @@ impl HmacSigner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::settings::Secret;
     use url::Url;
 
     fn signer(secret: &str, canonical: &str) -> HmacSigner {

@@ -16,8 +16,8 @@ use url::Url;
 
 pub use self::hmac::{CANONICAL_PLACEHOLDERS, HEADER_PLACEHOLDERS, check_template, decode_hmac_secret};
 use super::error::{ErrorContext, HttpError, Reason, Subsystem};
-use crate::config::{ApiKeyLocation, AuthConfig};
 use crate::error::ErrorCode;
+use crate::http::config::{ApiKeyLocation, AuthConfig};
 use crate::observe::events::Events;
 
 /// Keeps credentials that change during a run (a rotated OAuth 2.0 refresh token) for the

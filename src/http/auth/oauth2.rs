@@ -29,9 +29,10 @@ use sha2::Sha256;
 use url::Url;
 
 use super::{AuthEnv, CredentialStore, Saved};
-use crate::config::{AuthConfig, OAuth2ClientAuth, OAuth2Flow, Secret};
 use crate::error::ErrorCode;
+use crate::http::config::{AuthConfig, OAuth2ClientAuth, OAuth2Flow};
 use crate::http::error::{self, ErrorContext, HttpError, Reason, Subsystem};
+use crate::settings::Secret;
 
 /// The longest an access token is used without a refresh, whatever `expires_in` says
 /// (a 401 or 403 refreshes it sooner).
@@ -568,7 +569,7 @@ impl OAuth2 {
                 true,
                 Subsystem::Auth,
                 Reason::Credentials,
-                format!("token request failed: {}", error::describe(&failure)),
+                format!("token request failed: {}", crate::error::describe(&failure)),
             )
         })?;
         let status = response.status().as_u16();
@@ -579,7 +580,10 @@ impl OAuth2 {
                 true,
                 Subsystem::Auth,
                 Reason::Credentials,
-                format!("reading the token response failed: {}", error::describe(&failure)),
+                format!(
+                    "reading the token response failed: {}",
+                    crate::error::describe(&failure)
+                ),
             )
         })?;
         if !(200..300).contains(&status) {
@@ -638,7 +642,7 @@ mod tests {
                 scopes: vec![],
                 client_auth: OAuth2ClientAuth::Body,
                 token_params: BTreeMap::new(),
-                refresh_margin: crate::config::HumanDuration::from_secs(60),
+                refresh_margin: crate::settings::HumanDuration::from_secs(60),
             },
             "shop",
         )
@@ -679,7 +683,7 @@ mod tests {
     #[tokio::test]
     async fn racing_saves_keep_the_newest_token() {
         let dir = tempfile::tempdir().unwrap();
-        let landing = crate::landing::Landing::open(&crate::config::LandingConfig {
+        let landing = crate::landing::Landing::open(&crate::landing::config::LandingConfig {
             url: format!("file://{}", dir.path().display()),
             ..Default::default()
         })
@@ -761,7 +765,7 @@ mod tests {
             .mount(&server)
             .await;
         let dir = tempfile::tempdir().unwrap();
-        let landing = crate::landing::Landing::open(&crate::config::LandingConfig {
+        let landing = crate::landing::Landing::open(&crate::landing::config::LandingConfig {
             url: format!("file://{}", dir.path().display()),
             ..Default::default()
         })
@@ -777,7 +781,7 @@ mod tests {
                     scopes: vec![],
                     client_auth: OAuth2ClientAuth::Body,
                     token_params: BTreeMap::new(),
-                    refresh_margin: crate::config::HumanDuration::from_secs(60),
+                    refresh_margin: crate::settings::HumanDuration::from_secs(60),
                 },
                 "shop",
             )

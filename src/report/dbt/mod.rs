@@ -18,7 +18,8 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::Value;
 
-use crate::config::{Compression, ConnectorConfig, StreamConfig};
+use crate::config::{ConnectorConfig, StreamConfig};
+use crate::landing::config::Compression;
 use warehouse::Kind;
 
 const DEFAULT_WARN_AFTER_SECONDS: u64 = 26 * 3600;

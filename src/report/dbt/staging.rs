@@ -5,7 +5,7 @@
 
 use super::{ColumnTest, ENVELOPE_COLUMNS, quoted, scalar, stream_columns};
 use crate::config::{ConnectorConfig, StreamConfig};
-use crate::state::cursor::CursorFormat;
+use crate::cursor::CursorFormat;
 
 /// A generated file: its name (inside the staging folder) and its text.
 pub struct StagingFile {

@@ -3,7 +3,7 @@
 //! The blocks follow the properties that the macros vendored in
 //! `dbt/macros/external_tables/` (dbt-external-tables 0.8.0) read.
 
-use crate::config::Compression;
+use crate::landing::config::Compression;
 use std::fmt;
 use std::str::FromStr;
 

@@ -10,9 +10,14 @@ use std::collections::HashSet;
 use reqwest::header::HeaderMap;
 use url::Url;
 
-use crate::config::PaginationConfig;
+pub mod ahead;
+pub mod config;
+pub mod inject;
+pub mod total;
+
 use crate::error::{Classify, ErrorCode};
 use crate::records;
+use config::PaginationConfig;
 
 /// What selects a page in a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
