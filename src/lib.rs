@@ -27,6 +27,7 @@ pub mod quality;
 pub mod records;
 pub mod redact;
 pub mod report;
+pub mod source;
 pub mod state;
 
 /// The connector version, as written into every record and manifest.

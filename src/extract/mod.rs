@@ -1,11 +1,10 @@
 //! A run: every selected stream extracted and landed, then the manifest written last as
 //! the commit marker.
 
-mod dead_body;
-mod parents;
-mod prefetch;
+pub(crate) mod dead_body;
+pub(crate) mod parents;
+pub(crate) mod prefetch;
 pub mod request;
-mod stream;
 pub mod windows;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -18,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use parents::ParentKey;
-pub use stream::StreamError;
-pub(crate) use stream::interpolate;
+pub use crate::source::rest::fetch::StreamError;
+pub(crate) use crate::source::rest::fetch::interpolate;
+use crate::source::rest::fetch as stream;
 
 use crate::config::LoadedConfig;
 use crate::error::{Classify, ErrorCode, ErrorRecord, Exit};

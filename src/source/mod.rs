@@ -1,0 +1,3 @@
+//! Where records come from: one folder per source family.
+
+pub mod rest;

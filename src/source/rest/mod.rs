@@ -1,0 +1,3 @@
+//! The REST source: HTTP requests paged through an API.
+
+pub(crate) mod fetch;
