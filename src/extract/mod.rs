@@ -1,11 +1,8 @@
 //! A run: every selected stream extracted and landed, then the manifest written last as
 //! the commit marker.
 
-pub(crate) mod dead_body;
-pub(crate) mod parents;
 pub(crate) mod prefetch;
 pub mod request;
-pub mod windows;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -16,7 +13,8 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use parents::ParentKey;
+pub use crate::source::parents::{self, ParentKey};
+pub use crate::source::windows;
 pub use crate::source::rest::fetch::StreamError;
 pub(crate) use crate::source::rest::fetch::interpolate;
 use crate::source::rest::fetch as stream;

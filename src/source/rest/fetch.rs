@@ -15,11 +15,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::extract::dead_body::DeadBody;
-use crate::extract::parents::{ParentKey, ParentKeys, ParentKeysWriter};
+use crate::source::dead_body::DeadBody;
+use crate::source::parents::{ParentKey, ParentKeys, ParentKeysWriter};
 use crate::extract::prefetch::Prefetcher;
 use crate::extract::request::{self, Bounds, RequestBuilder};
-use crate::extract::windows::{self, Window};
+use crate::source::windows::{self, Window};
 use crate::config::{ConnectorConfig, ParentConfig, StreamConfig};
 use crate::envelope::{self, EnvelopeTemplate, PageFields, RecordFields};
 use crate::error::{Classify, ErrorCode, ErrorRecord};
