@@ -1,8 +1,12 @@
 //! A run: every selected stream extracted and landed, then the manifest written last as
 //! the commit marker.
 
+mod error;
 pub(crate) mod prefetch;
+mod report;
 pub mod request;
+mod stream;
+mod write;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -14,10 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use crate::source::parents::{self, ParentKey};
+pub(crate) use crate::source::rest::interpolate;
 pub use crate::source::windows;
-pub use crate::source::rest::fetch::StreamError;
-pub(crate) use crate::source::rest::fetch::interpolate;
-use crate::source::rest::fetch as stream;
+pub use error::StreamError;
 
 use crate::config::LoadedConfig;
 use crate::error::{Classify, ErrorCode, ErrorRecord, Exit};
@@ -605,7 +608,7 @@ impl Family {
                     None => match deferred.commit().await {
                         Ok(cursor) => report.cursor_end = cursor,
                         Err(error) => {
-                            let error = stream::StreamError::State(error);
+                            let error = StreamError::State(error);
                             let record = ErrorRecord::from_error(&error);
                             events.stream_failed(&self.names[index], error.stage(), &record);
                             report.status = Status::Failed;
