@@ -9,6 +9,7 @@ use crate::quality::drift::SchemaChange;
 use crate::report::manifest::{Status, StreamReport};
 use crate::source::ReadStats;
 use crate::source::parents::ParentKeys;
+use crate::state::cursor::Cursor;
 
 /// What a stream's read and write left, for its report.
 pub(super) struct StreamEnd {
@@ -20,6 +21,8 @@ pub(super) struct StreamEnd {
     /// The checkpoint after the run.
     pub cursor_end: Option<String>,
     pub schema_changes: Vec<SchemaChange>,
+    /// The largest cursor among stored records, for the lag.
+    pub stored_cursor: Option<Cursor>,
 }
 
 /// The status a stream ended with.
@@ -42,6 +45,7 @@ impl StreamJob {
             cursor_start,
             cursor_end,
             schema_changes,
+            stored_cursor,
         } = end;
         let report = StreamReport {
             name: self.stream.name.clone(),
@@ -62,8 +66,7 @@ impl StreamJob {
             filtered_rows: read.filtered_rows,
             dead_letter_rows: write.dead_letter_rows,
             bytes_written: write.files.iter().map(|file| file.bytes).sum(),
-            lag_seconds: write
-                .stored_cursor
+            lag_seconds: stored_cursor
                 .as_ref()
                 .and_then(|cursor| cursor.lag_seconds(chrono::Utc::now())),
             status: status(error),

@@ -6,7 +6,6 @@
 //! The checkpoint moves only after the part holding its records is stored: after every
 //! part for sorted streams, after every completed window otherwise.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -14,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::StreamError;
 use super::report::StreamEnd;
-use super::write::Checkpoint;
 use crate::config::{ConnectorConfig, StreamConfig};
 use crate::http::HttpClient;
 use crate::landing::{Landing, layout};
@@ -26,6 +24,7 @@ use crate::source::rest::RestSource;
 use crate::source::windows::{self, Window};
 use crate::source::{ReadError, ReadPlan, ReadStats, Source};
 use crate::state::cursor::{Cursor, CursorFormat};
+use crate::state::tracker::{CheckpointTracker, TrackerStart};
 use crate::state::{Fence, StateError, StateStore};
 
 /// Pages buffered between fetcher and writer.
@@ -48,14 +47,14 @@ pub struct StreamOutcome {
 /// downstream) and the children get every parent.
 pub struct DeferredCheckpoint {
     job: StreamJob,
-    checkpoint: Checkpoint,
+    checkpoint: CheckpointTracker,
     cursor: Cursor,
 }
 
 impl DeferredCheckpoint {
     /// The checkpoint held back, in the stream's format.
     pub fn cursor(&self) -> String {
-        self.checkpoint.format.render(&self.cursor)
+        self.checkpoint.format().render(&self.cursor)
     }
 
     /// Commits the checkpoint (fenced by the stream's lease, as every checkpoint write);
@@ -63,8 +62,8 @@ impl DeferredCheckpoint {
     pub async fn commit(mut self) -> Result<Option<String>, StateError> {
         self.job.defer_checkpoint = false;
         self.job.commit(&mut self.checkpoint, &self.cursor).await?;
-        let format = &self.checkpoint.format;
-        Ok(self.checkpoint.committed.as_ref().map(|cursor| format.render(cursor)))
+        let format = self.checkpoint.format();
+        Ok(self.checkpoint.committed().map(|cursor| format.render(cursor)))
     }
 }
 
@@ -170,15 +169,22 @@ impl StreamJob {
                 upper: None,
             }],
         };
-        // The run joins what was read before when it starts at or before the checkpoint, or
-        // at or before the configured start (nothing before it is wanted).
-        let may_advance = match &cursor_start {
-            Some(lower) => {
-                configured_start.as_ref().is_some_and(|start| lower <= start)
-                    || checkpoint.as_ref().is_some_and(|reached| lower <= reached)
-            }
-            None => true,
-        };
+        // The tracker decides where the checkpoint may move; the run joins what was read
+        // before when it starts at or before the checkpoint, or at or before the configured
+        // start (nothing before it is wanted).
+        let lookback = incremental
+            .as_ref()
+            .map(|incremental| incremental.lookback.0)
+            .unwrap_or_default();
+        let mut checkpoint_state = CheckpointTracker::new(TrackerStart {
+            format: format.clone(),
+            checkpoint: checkpoint.clone(),
+            stored: state,
+            start: cursor_start.clone(),
+            origin: configured_start.clone(),
+            lookback,
+            full_refresh: self.full_refresh,
+        });
         let cursor_start_text = cursor_start.as_ref().map(|cursor| format.render(cursor));
         if let Some(window_end) = &self.window_end
             && incremental
@@ -188,7 +194,7 @@ impl StreamJob {
             self.events
                 .window_end_ignored(&self.stream.name, &format.render(window_end));
         }
-        if !may_advance {
+        if !checkpoint_state.joined() {
             self.events.checkpoint_held(
                 &self.stream.name,
                 cursor_start_text.as_deref().unwrap_or_default(),
@@ -213,31 +219,6 @@ impl StreamJob {
             validator,
         };
         let reader = tokio::spawn(source.read(plan, sender));
-        let mut checkpoint_state = Checkpoint {
-            format: format.clone(),
-            at_start: if self.full_refresh { None } else { checkpoint.clone() },
-            known: state
-                .as_ref()
-                .map(|stored| {
-                    stored
-                        .state
-                        .recent
-                        .clone()
-                        .into_iter()
-                        .map(|seen| ((seen.id, seen.cursor), seen.sha256))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            committed: checkpoint.clone(),
-            stored: state,
-            start: cursor_start.clone(),
-            origin: configured_start.clone(),
-            joined: may_advance,
-            open: VecDeque::new(),
-            tail: VecDeque::new(),
-            open_cursor: None,
-            deferred: None,
-        };
         let (mut write_stats, write_error) = self.write(receiver, &mut checkpoint_state).await;
         let (read_stats, read_error) = match reader.await {
             Ok(result) => result,
@@ -266,11 +247,12 @@ impl StreamJob {
             write: write_stats,
             endpoint,
             cursor_start: cursor_start_text,
-            cursor_end: checkpoint_state.committed.as_ref().map(|cursor| format.render(cursor)),
+            cursor_end: checkpoint_state.committed().map(|cursor| format.render(cursor)),
+            stored_cursor: checkpoint_state.stored_cursor().cloned(),
             schema_changes,
         };
         let report = self.report(end, error.as_ref());
-        let deferred = checkpoint_state.deferred.take().map(|cursor| DeferredCheckpoint {
+        let deferred = checkpoint_state.take_deferred().map(|cursor| DeferredCheckpoint {
             job: self.clone(),
             checkpoint: checkpoint_state,
             cursor,

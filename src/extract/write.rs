@@ -3,8 +3,6 @@
 //! letters in the landing zone, and checkpoint moves once the parts are stored. Schema
 //! drift and the dead-letter ratio are checked when the stream ends.
 
-use std::collections::{HashMap, VecDeque};
-
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -19,9 +17,10 @@ use crate::quality::drift::{self, SchemaChange, SchemaTracker};
 use crate::quality::pii::Redactor;
 use crate::source::parents::ParentKeysWriter;
 use crate::source::windows::Window;
-use crate::source::{DeadPage, Item, RecordMeta};
-use crate::state::cursor::{self, Cursor, CursorFormat};
-use crate::state::{MAX_RECENT, SeenRecord, StateError, Versioned, Written};
+use crate::source::{DeadPage, Item};
+use crate::state::cursor::Cursor;
+use crate::state::tracker::CheckpointTracker;
+use crate::state::{SeenRecord, StateError, Written};
 
 #[derive(Default)]
 pub(super) struct WriteStats {
@@ -30,47 +29,11 @@ pub(super) struct WriteStats {
     pub(super) dead_letter_rows: u64,
     pub(super) rows_written: u64,
     pub(super) duplicate_rows: u64,
-    /// Largest cursor among stored records.
-    pub(super) stored_cursor: Option<Cursor>,
     pub(super) parent_keys: ParentKeysWriter,
     /// Stored records whose cursor value does not parse in the stream's format, and the
     /// first such value.
     pub(super) cursor_unparseable_rows: u64,
     pub(super) cursor_unparseable_example: Option<String>,
-}
-
-/// Where the writer stands on checkpoints.
-pub(super) struct Checkpoint {
-    /// The stream's cursor format.
-    pub(super) format: CursorFormat,
-    /// The checkpoint when the run started.
-    pub(super) at_start: Option<Cursor>,
-    /// Stored records remembered by the checkpoint the run started from.
-    pub(super) known: HashMap<(String, String), String>,
-    /// The last committed checkpoint.
-    pub(super) committed: Option<Cursor>,
-    /// The checkpoint object as last read or written: what the next write is conditional on.
-    pub(super) stored: Option<Versioned>,
-    /// Where this run's reading began (its first window's lower bound).
-    pub(super) start: Option<Cursor>,
-    /// `incremental.start`.
-    pub(super) origin: Option<Cursor>,
-    /// Whether what this run stores joins the checkpoint: its reading began at or before
-    /// the checkpoint (or, without one, at or before `incremental.start`), so it continues
-    /// what was read before without a gap. Checked again after every checkpoint write,
-    /// since other runs move the checkpoint too. A run that does not join (a backfill of a
-    /// later window) records each completed window as a range the checkpoint moves over
-    /// once it reaches the range ([`StateStore::advance`]).
-    pub(super) joined: bool,
-    /// The last records of the open part (at most [`MAX_RECENT`]), remembered once it is
-    /// stored.
-    pub(super) open: VecDeque<SeenRecord>,
-    /// Stored records near the top of the cursor range.
-    pub(super) tail: VecDeque<SeenRecord>,
-    pub(super) open_cursor: Option<Cursor>,
-    /// The checkpoint this run would have written, held back for the children
-    /// ([`StreamJob::defer_checkpoint`]).
-    pub(super) deferred: Option<Cursor>,
 }
 
 impl StreamJob {
@@ -99,7 +62,7 @@ impl StreamJob {
     pub(super) async fn write(
         &self,
         mut receiver: mpsc::Receiver<Item>,
-        checkpoint: &mut Checkpoint,
+        checkpoint: &mut CheckpointTracker,
     ) -> (WriteStats, Option<StreamError>) {
         let source = &self.config.source.name;
         let dead_letter_staging = format!("_dead_letter_{}", self.stream.name);
@@ -135,7 +98,7 @@ impl StreamJob {
                     Item::Page(page) => page,
                     Item::WindowDone(window) => {
                         self.store_part(&mut writer, &mut stats, checkpoint).await?;
-                        self.window_done(&window, &stats, checkpoint).await?;
+                        self.window_done(&window, checkpoint).await?;
                         continue;
                     }
                     Item::DeadPage(dead) => {
@@ -158,7 +121,14 @@ impl StreamJob {
                             .id
                             .as_deref()
                             .is_some_and(|id| deduper.is_duplicate(id, record.cursor.as_deref(), &sha256));
-                        if repeated || checkpoint.is_known_duplicate(&record, &sha256) {
+                        if repeated
+                            || checkpoint.is_known_duplicate(
+                                record.id.as_deref(),
+                                record.cursor.as_deref(),
+                                record.cursor_value.as_ref(),
+                                &sha256,
+                            )
+                        {
                             stats.duplicate_rows += 1;
                             continue;
                         }
@@ -193,7 +163,7 @@ impl StreamJob {
                         }
                     }
                     if let (Some(value), Some(typed)) = (record.cursor, record.cursor_value) {
-                        checkpoint.open_cursor = cursor::max(checkpoint.open_cursor.take(), typed);
+                        checkpoint.landed(typed);
                         if let Some(id) = record.id {
                             checkpoint.remember(SeenRecord {
                                 id,
@@ -348,7 +318,7 @@ impl StreamJob {
         &self,
         writer: &mut PartWriter,
         stats: &mut WriteStats,
-        checkpoint: &mut Checkpoint,
+        checkpoint: &mut CheckpointTracker,
     ) -> Result<(), StreamError> {
         let Some(part) = writer
             .finish()
@@ -367,18 +337,10 @@ impl StreamJob {
         );
         stats.rows_written += part.rows;
         stats.files.push(part);
-        if let Some(cursor) = checkpoint.open_cursor.take() {
-            stats.stored_cursor = cursor::max(stats.stored_cursor.take(), cursor);
-        }
-        checkpoint.tail.extend(checkpoint.open.drain(..));
-        while checkpoint.tail.len() > MAX_RECENT {
-            checkpoint.tail.pop_front();
-        }
         // A run that joins the checkpoint moves it after every part; one that does not
         // records its range only when a window is complete (fewer contended writes).
-        if self.incremental_sorted()
-            && checkpoint.joined
-            && let Some(cursor) = stats.stored_cursor.clone()
+        if let Some(cursor) = checkpoint.part_stored()
+            && self.incremental_sorted()
         {
             self.commit(checkpoint, &cursor).await?;
         }
@@ -387,22 +349,11 @@ impl StreamJob {
 
     /// A window's data is stored: its end becomes the checkpoint when it is in the past
     /// (nothing before it remains unread), else the largest stored cursor.
-    async fn window_done(
-        &self,
-        window: &Window,
-        stats: &WriteStats,
-        checkpoint: &mut Checkpoint,
-    ) -> Result<(), StreamError> {
+    async fn window_done(&self, window: &Window, checkpoint: &mut CheckpointTracker) -> Result<(), StreamError> {
         if self.stream.incremental.is_none() {
             return Ok(());
         }
-        let mut candidate = stats.stored_cursor.clone();
-        if let Some(upper) = &window.upper
-            && upper_has_passed(upper, chrono::Utc::now())
-        {
-            candidate = cursor::max(candidate, upper.clone());
-        }
-        if let Some(candidate) = candidate {
+        if let Some(candidate) = checkpoint.window_done(window.upper.as_ref(), chrono::Utc::now()) {
             self.commit(checkpoint, &candidate).await?;
         }
         Ok(())
@@ -413,101 +364,32 @@ impl StreamJob {
     /// waits in the state until the gap before it is filled (by this run or others). Never
     /// backwards (a backfill window that ends before the checkpoint changes nothing), and
     /// never past a gap.
-    pub(super) async fn commit(&self, checkpoint: &mut Checkpoint, cursor: &Cursor) -> Result<(), StateError> {
-        if checkpoint.committed.as_ref().is_some_and(|current| current >= cursor) {
-            return Ok(());
-        }
-        if self.defer_checkpoint {
-            checkpoint.deferred = cursor::max(checkpoint.deferred.take(), cursor.clone());
-            return Ok(());
-        }
-        let (Some(start), Some(origin)) = (checkpoint.start.clone(), checkpoint.origin.clone()) else {
+    pub(super) async fn commit(&self, checkpoint: &mut CheckpointTracker, cursor: &Cursor) -> Result<(), StateError> {
+        let Some(advance) = checkpoint.advance(cursor, self.defer_checkpoint) else {
             return Ok(());
         };
-        let lookback = self
-            .stream
-            .incremental
-            .as_ref()
-            .map(|incremental| incremental.lookback.0)
-            .unwrap_or_default();
-        let format = &checkpoint.format;
-        let floor = format.minus(cursor, lookback);
-        checkpoint
-            .tail
-            .retain(|seen| format.parse(&seen.cursor).is_ok_and(|seen| seen >= floor));
-        let recent: Vec<SeenRecord> = checkpoint.tail.iter().cloned().collect();
-        let (start_text, end_text, origin_text) =
-            (format.render(&start), format.render(cursor), format.render(&origin));
-        let previous = checkpoint.committed.clone();
         let (stored, changed) = self
             .state
             .advance(
                 &self.stream.name,
                 crate::state::StoredRange {
-                    start: &start_text,
-                    end: &end_text,
-                    origin: &origin_text,
-                    format,
+                    start: &advance.start,
+                    end: &advance.end,
+                    origin: &advance.origin,
+                    format: checkpoint.format(),
                 },
-                recent,
+                advance.recent,
                 &self.run_id,
-                checkpoint.stored.as_ref(),
+                checkpoint.stored(),
                 self.fence.as_ref(),
             )
             .await?;
         let Some(stored) = stored else {
             return Ok(());
         };
-        // Other runs may have moved it meanwhile: the stored checkpoint is the truth.
-        if let Some(Ok(stored_cursor)) = stored.state.cursor.as_deref().map(|stored| format.parse(stored)) {
-            checkpoint.committed = Some(stored_cursor);
+        if let Some(text) = checkpoint.committed_as(stored, changed) {
+            self.events.checkpoint_committed(&self.stream.name, &text);
         }
-        checkpoint.joined = match &checkpoint.committed {
-            Some(reached) => start <= *reached,
-            None => start <= origin,
-        };
-        if changed
-            && checkpoint.committed != previous
-            && let Some(text) = stored.state.cursor.as_deref()
-        {
-            self.events.checkpoint_committed(&self.stream.name, text);
-        }
-        checkpoint.stored = Some(stored);
         Ok(())
-    }
-}
-
-/// Whether a window's upper bound is in the past, so nothing before it remains unread.
-/// Only a time cursor can say; an integer or string bound never becomes the checkpoint.
-fn upper_has_passed(upper: &Cursor, now: chrono::DateTime<chrono::Utc>) -> bool {
-    matches!(upper, Cursor::Instant(instant) if *instant <= now)
-}
-
-impl Checkpoint {
-    /// Keeps a landed record of the open part. Only the last [`MAX_RECENT`] can reach the
-    /// checkpoint, so only they are kept: memory stays flat however large the part.
-    fn remember(&mut self, record: SeenRecord) {
-        if self.open.len() == MAX_RECENT {
-            self.open.pop_front();
-        }
-        self.open.push_back(record);
-    }
-
-    /// A record at or below the starting checkpoint that was stored before with the same
-    /// payload: counted as a duplicate and not landed again.
-    fn is_known_duplicate(&self, record: &RecordMeta, sha256: &str) -> bool {
-        if self.known.is_empty() {
-            return false;
-        }
-        let (Some(at_start), Some(id), Some(value), Some(typed)) =
-            (&self.at_start, &record.id, &record.cursor, &record.cursor_value)
-        else {
-            return false;
-        };
-        typed <= at_start
-            && self
-                .known
-                .get(&(id.clone(), value.clone()))
-                .is_some_and(|known| known == sha256)
     }
 }

@@ -14,6 +14,7 @@
 pub mod credentials;
 pub mod cursor;
 pub mod lease;
+pub mod tracker;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
