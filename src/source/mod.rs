@@ -132,3 +132,46 @@ pub fn keep_in_window(records: &mut Vec<RecordMeta>, window: Option<&Window>) ->
     });
     (before - records.len()) as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::cursor::Cursor;
+
+    fn record(cursor: Option<i128>) -> RecordMeta {
+        RecordMeta {
+            range: 0..0,
+            id: None,
+            cursor: cursor.map(|value| value.to_string()),
+            cursor_value: cursor.map(Cursor::Integer),
+            parent: None,
+            violation: None,
+        }
+    }
+
+    #[test]
+    fn records_outside_the_window_are_dropped_and_counted() {
+        let window = Window {
+            lower: Some(Cursor::Integer(10)),
+            upper: Some(Cursor::Integer(20)),
+        };
+        let mut records: Vec<RecordMeta> = [5, 10, 15, 20, 25].map(|value| record(Some(value))).into();
+        records.push(record(None));
+        let dropped = keep_in_window(&mut records, Some(&window));
+        let kept: Vec<Option<Cursor>> = records.into_iter().map(|record| record.cursor_value).collect();
+        assert!(windows::contains(&window, &Cursor::Integer(10)));
+        assert_eq!(dropped as usize, 6 - kept.len());
+        // A record without a cursor value is never filtered out.
+        assert!(kept.contains(&None));
+        assert!(!kept.contains(&Some(Cursor::Integer(5))));
+        assert!(!kept.contains(&Some(Cursor::Integer(25))));
+        assert!(kept.contains(&Some(Cursor::Integer(15))));
+    }
+
+    #[test]
+    fn without_a_filter_every_record_is_kept() {
+        let mut records = vec![record(Some(1)), record(None)];
+        assert_eq!(keep_in_window(&mut records, None), 0);
+        assert_eq!(records.len(), 2);
+    }
+}

@@ -118,3 +118,91 @@ impl<'a> RecordReader<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(extra: &str) -> StreamConfig {
+        serde_json::from_str(&format!(
+            r#"{{"name": "s", "path": "/s", "primary_key": ["id"]{extra}}}"#
+        ))
+        .unwrap()
+    }
+
+    fn raw(text: &str) -> &RawValue {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_record_is_read_with_its_key_cursor_and_range() {
+        let stream = stream("");
+        let validator = RecordValidator::new(&stream).unwrap();
+        let format = CursorFormat::Integer;
+        let reader = RecordReader::new(&stream, Some(("seq", &format)), None, &validator);
+        let mut schema = SchemaTracker::default();
+        let record = reader.meta(raw(r#"{"id": 7, "seq": 42}"#), 3..24, &mut schema);
+        assert_eq!(record.range, 3..24);
+        assert_eq!(record.id.as_deref(), Some("7"));
+        assert_eq!(record.cursor.as_deref(), Some("42"));
+        assert_eq!(record.cursor_value, Some(Cursor::Integer(42)));
+        assert!(record.violation.is_none());
+        assert!(record.parent.is_none());
+        assert_eq!(schema.records, 1);
+    }
+
+    #[test]
+    fn a_cursor_that_does_not_parse_keeps_its_text_and_has_no_value() {
+        let stream = stream("");
+        let validator = RecordValidator::new(&stream).unwrap();
+        let format = CursorFormat::Integer;
+        let reader = RecordReader::new(&stream, Some(("seq", &format)), None, &validator);
+        let record = reader.meta(raw(r#"{"id": 7, "seq": "soon"}"#), 0..1, &mut SchemaTracker::default());
+        assert_eq!(record.cursor.as_deref(), Some("soon"));
+        assert_eq!(record.cursor_value, None);
+    }
+
+    #[test]
+    fn a_repeated_key_or_cursor_member_is_a_violation() {
+        let stream = stream("");
+        let validator = RecordValidator::new(&stream).unwrap();
+        let format = CursorFormat::Integer;
+        let reader = RecordReader::new(&stream, Some(("seq", &format)), None, &validator);
+        for text in [r#"{"id": 1, "id": 2, "seq": 1}"#, r#"{"id": 1, "seq": 1, "seq": 2}"#] {
+            let record = reader.meta(raw(text), 0..1, &mut SchemaTracker::default());
+            let violation = record.violation.expect("ambiguous record");
+            assert_eq!(violation.code, "VALIDATION_ERROR");
+        }
+    }
+
+    #[test]
+    fn a_record_without_its_primary_key_fails_validation() {
+        let stream = stream("");
+        let validator = RecordValidator::new(&stream).unwrap();
+        let reader = RecordReader::new(&stream, None, None, &validator);
+        let record = reader.meta(raw(r#"{"name": "x"}"#), 0..1, &mut SchemaTracker::default());
+        assert_eq!(record.id, None);
+        assert!(record.violation.is_some());
+    }
+
+    #[test]
+    fn a_parent_record_carries_the_fields_its_children_need() {
+        let stream = stream("");
+        let validator = RecordValidator::new(&stream).unwrap();
+        let one = ["id".to_owned()];
+        let reader = RecordReader::new(&stream, None, Some(&one), &validator);
+        let record = reader.meta(raw(r#"{"id": 7, "org": "a"}"#), 0..1, &mut SchemaTracker::default());
+        let parent = record.parent.expect("parent fields");
+        assert_eq!(parent.key, "7");
+        assert_eq!(parent.values, [(ParentConfig::placeholder("id"), "7".to_owned())]);
+
+        let two = ["id".to_owned(), "org".to_owned()];
+        let reader = RecordReader::new(&stream, None, Some(&two), &validator);
+        let record = reader.meta(raw(r#"{"id": 7, "org": "a"}"#), 0..1, &mut SchemaTracker::default());
+        assert_eq!(record.parent.expect("parent fields").key, r#"["7","a"]"#);
+
+        // A record without a field its children need is no parent.
+        let record = reader.meta(raw(r#"{"id": 7}"#), 0..1, &mut SchemaTracker::default());
+        assert!(record.parent.is_none());
+    }
+}

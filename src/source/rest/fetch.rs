@@ -371,19 +371,11 @@ impl RestSource {
                         }
                     }
                 };
-                let policy = self.client.retry_policy();
-                let delay = policy.next_delay(parse_attempt, std::time::Duration::ZERO, None);
-                if let Some(delay) = delay.filter(|_| parse_attempt < policy.max_attempts) {
-                    self.events.request_retried(
-                        &self.stream.name,
-                        number,
-                        &response.request_id,
-                        parse_attempt,
-                        delay.as_millis() as u64,
-                        ErrorCode::ParsingError.as_str(),
-                        &source.to_string(),
-                    );
-                    self.client.sleeper().sleep(delay).await;
+                if self
+                    .client
+                    .retry_unparseable(context, &response.request_id, parse_attempt, &source.to_string())
+                    .await
+                {
                     stats.retries += 1;
                     parse_attempt += 1;
                     continue;
@@ -677,4 +669,83 @@ fn parse_page<'a>(
         .map(|raw| reader.meta(raw, records::range_in(body, raw), schema))
         .collect();
     Ok((metas, document))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(extra: &str) -> StreamConfig {
+        let mut stream: StreamConfig = serde_json::from_str(&format!(
+            r#"{{"name": "s", "path": "/orgs/{{parent.id}}/users", "records_path": "/data", "primary_key": ["id"]{extra}}}"#
+        ))
+        .unwrap();
+        stream.pagination.attach_records_path(&stream.records_path.clone());
+        stream
+    }
+
+    #[test]
+    fn a_spilled_page_is_read_from_its_file_unless_pagination_looks_into_its_records() {
+        assert!(spill_serves(&stream("")));
+        assert!(spill_serves(&stream(
+            r#", "pagination": {"type": "cursor", "cursor_path": "/meta/next", "cursor_param": "c"}"#
+        )));
+        assert!(!spill_serves(&stream(
+            r#", "pagination": {"type": "cursor", "cursor_path": "/data/99/id", "cursor_param": "c"}"#
+        )));
+        assert!(!spill_serves(&stream(
+            r#", "pagination": {"type": "next_url", "next_url_path": "/data"}"#
+        )));
+        // A sibling whose name starts like the records array is not inside it.
+        assert!(spill_serves(&stream(
+            r#", "pagination": {"type": "next_url", "next_url_path": "/data_next"}"#
+        )));
+    }
+
+    #[test]
+    fn parent_values_are_encoded_in_the_path_and_kept_in_params() {
+        let stream = stream(r#", "params": {"org": "{parent.id}", "n": 1}"#);
+        let child = interpolate(&stream, &[("id".to_owned(), "a/b c".to_owned())]);
+        assert_eq!(child.path, "/orgs/a%2Fb%20c/users");
+        assert_eq!(child.params["org"], serde_json::json!("a/b c"));
+        assert_eq!(child.params["n"], serde_json::json!(1));
+    }
+
+    #[test]
+    fn records_holding_replaced_bytes_go_to_the_dead_letters() {
+        let body = "[{\"a\":\"ok\"},{\"a\":\"\u{FFFD}\"}]";
+        let second = body.find(",{").unwrap() + 1;
+        let mut records: Vec<RecordMeta> = [1..second - 1, second..body.len() - 1]
+            .into_iter()
+            .map(|range| RecordMeta {
+                range,
+                id: None,
+                cursor: None,
+                cursor_value: None,
+                parent: None,
+                violation: None,
+            })
+            .collect();
+        mark_replaced_bytes(body.as_bytes(), &mut records);
+        assert!(records[0].violation.is_none());
+        assert_eq!(records[1].violation.as_ref().map(|v| v.code), Some("PARSING_ERROR"));
+    }
+
+    #[test]
+    fn a_page_is_parsed_into_records_with_exact_byte_ranges() {
+        let stream = stream("");
+        let validator = RecordValidator::new(&stream).unwrap();
+        let reader = RecordReader::new(&stream, None, None, &validator);
+        let body = Bytes::from_static(br#"{"data": [{"id": 1,  "x": 1.50}, {"id": 2}], "meta": {}}"#);
+        let mut schema = SchemaTracker::default();
+        let (records, _) = parse_page(&body, &reader, &mut schema).unwrap();
+        let texts: Vec<&[u8]> = records.iter().map(|record| &body[record.range.clone()]).collect();
+        assert_eq!(texts, [&br#"{"id": 1,  "x": 1.50}"#[..], br#"{"id": 2}"#]);
+        assert_eq!(records[1].id.as_deref(), Some("2"));
+
+        let repeated = Bytes::from_static(br#"{"data": [], "data": [{"id": 1}]}"#);
+        assert!(parse_page(&repeated, &reader, &mut schema).is_err());
+        let truncated = Bytes::from_static(br#"{"data": [{"id": 1}"#);
+        assert!(parse_page(&truncated, &reader, &mut schema).is_err());
+    }
 }
