@@ -2,11 +2,12 @@
 //! storage, with provenance on every record, a run manifest as the commit marker and
 //! checkpoints that make any crash resumable.
 //!
-//! The pipeline, by module: [`config`] (parse and validate), [`http`] (requests, auth,
-//! retries), [`pagination`], [`records`] (byte-exact record extraction), [`envelope`]
-//! (provenance), [`landing`] (object storage layout and parts), [`state`] (checkpoints,
-//! lease, credentials, cursors), [`report`] (manifest, XCom, metrics, lineage, dbt sources),
-//! and [`extract`] which drives a run. [`observe`] (events, logs, telemetry, progress) is
+//! The pipeline, by module: [`config`] (parse and validate), [`source`] (where records come
+//! from: the `Source` trait, the REST family), [`http`] (requests, auth, retries),
+//! [`pagination`], [`records`] (byte-exact record extraction), [`envelope`] (provenance),
+//! [`landing`] (object storage layout and parts), [`state`] (checkpoints and where they may
+//! move, lease, credentials, cursors), [`report`] (manifest, XCom, metrics, lineage, dbt
+//! sources), and [`extract`] which drives a run and writes what sources read. [`observe`] (events, logs, telemetry, progress) is
 //! used by all; [`cli`] is the binary's edge and its commands. `docs/architecture.md` maps
 //! them.
 

@@ -9,7 +9,7 @@
 //! - [`record`]: a record as every family yields it, each with its exact bytes, key, cursor
 //!   and position (page number and byte range), read from JSON the same way everywhere.
 //! - [`windows`] (the cursor ranges an incremental stream reads), [`parents`] (the parent
-//!   records a child stream iterates over), [`dead_body`] (what a dead page keeps).
+//!   records a child stream iterates over), `dead_body` (what a dead page keeps).
 //!
 //! `docs/architecture.md` ("Adding a source family") shows how a database and a file source
 //! fit, and the files to touch.
