@@ -13,12 +13,12 @@ use serde_json::value::RawValue;
 
 use crate::config::{LoadedConfig, ParentConfig};
 use crate::error::{Classify, ErrorCode, ErrorRecord, Exit};
-use crate::extract::request::{Bounds, RequestBuilder};
 use crate::http::{HttpClient, RequestContext};
 use crate::landing::{Landing, layout};
 use crate::observe::events::Events;
 use crate::pagination::Paginator;
 use crate::records;
+use crate::source::rest::request::{Bounds, RequestBuilder};
 
 /// One step of the check.
 #[derive(Debug, Serialize)]

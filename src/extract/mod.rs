@@ -1,12 +1,10 @@
 //! A run: every selected stream extracted and landed, then the manifest written last as
 //! the commit marker.
 
-mod dead_body;
-mod parents;
-mod prefetch;
-pub mod request;
+mod error;
+mod report;
 mod stream;
-pub mod windows;
+mod write;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -17,9 +15,10 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use parents::ParentKey;
-pub use stream::StreamError;
-pub(crate) use stream::interpolate;
+pub use crate::source::parents::{self, ParentKey};
+pub(crate) use crate::source::rest::interpolate;
+pub use crate::source::windows;
+pub use error::StreamError;
 
 use crate::config::LoadedConfig;
 use crate::error::{Classify, ErrorCode, ErrorRecord, Exit};
@@ -604,7 +603,7 @@ impl Family {
                     None => match deferred.commit().await {
                         Ok(cursor) => report.cursor_end = cursor,
                         Err(error) => {
-                            let error = stream::StreamError::State(error);
+                            let error = StreamError::State(error);
                             let record = ErrorRecord::from_error(&error);
                             events.stream_failed(&self.names[index], error.stage(), &record);
                             report.status = Status::Failed;

@@ -247,7 +247,7 @@ impl HttpClient {
         })
     }
 
-    /// The retry policy (also used to re-fetch a page that did not parse).
+    /// The retry policy.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.retry
     }
@@ -404,18 +404,53 @@ impl HttpClient {
             {
                 return Err(error);
             }
-            self.events.request_retried(
-                context.stream,
-                context.page,
-                &error.request_id,
-                sent,
-                delay.as_millis() as u64,
-                error.code.as_str(),
-                &error.to_string(),
-            );
-            self.sleeper.sleep(delay).await;
+            self.wait_to_retry(context, &error.request_id, sent, delay, error.code, &error.to_string())
+                .await;
             waited += delay;
         }
+    }
+
+    /// Whether a page whose body did not parse (`failure`) is fetched again, after the wait
+    /// the retry policy gives ([`RetryPolicy::decide_unparseable`]): announced and waited
+    /// out as every retry of the send loop is. `false` when no attempt is left.
+    pub async fn retry_unparseable(
+        &self,
+        context: RequestContext<'_>,
+        request_id: &str,
+        attempt: u32,
+        failure: &str,
+    ) -> bool {
+        match self.retry.decide_unparseable(attempt) {
+            Decision::Retry(delay) => {
+                self.wait_to_retry(context, request_id, attempt, delay, ErrorCode::ParsingError, failure)
+                    .await;
+                true
+            }
+            Decision::GiveUp => false,
+        }
+    }
+
+    /// Announces a retry (`request_retried`) and waits `delay` before it: the one wait
+    /// every retry goes through.
+    async fn wait_to_retry(
+        &self,
+        context: RequestContext<'_>,
+        request_id: &str,
+        attempt: u32,
+        delay: Duration,
+        code: ErrorCode,
+        message: &str,
+    ) {
+        self.events.request_retried(
+            context.stream,
+            context.page,
+            request_id,
+            attempt,
+            delay.as_millis() as u64,
+            code.as_str(),
+            message,
+        );
+        self.sleeper.sleep(delay).await;
     }
 
     /// Fails with a clean-stop error when waiting `wait` for a rate limit would pass the

@@ -81,6 +81,17 @@ impl RetryPolicy {
         }
     }
 
+    /// Decides what follows attempt number `attempt` (from 1) of a page whose response came
+    /// back but whose body does not parse (it may be truncated): the page is fetched again
+    /// while attempts remain. Each fetch had its own HTTP retries, so these waits do not
+    /// count against the HTTP retry budget.
+    pub fn decide_unparseable(&self, attempt: u32) -> Decision {
+        match self.next_delay(attempt, Duration::ZERO, None) {
+            Some(delay) if attempt < self.max_attempts => Decision::Retry(delay),
+            _ => Decision::GiveUp,
+        }
+    }
+
     /// The backoff before retry number `retry` (0 for the first retry), without jitter:
     /// `min(initial_delay × multiplier^retry, max_delay)`.
     pub fn base_delay(&self, retry: u32) -> Duration {
@@ -168,6 +179,25 @@ mod tests {
         assert_eq!(policy.base_delay(3), Duration::from_millis(800));
         assert_eq!(policy.base_delay(4), Duration::from_millis(1000));
         assert_eq!(policy.base_delay(30), Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn an_unparseable_page_is_fetched_again_while_attempts_remain_whatever_the_budget() {
+        let policy = policy();
+        for attempt in 1..5 {
+            let Decision::Retry(delay) = policy.decide_unparseable(attempt) else {
+                panic!("attempt {attempt} is retried");
+            };
+            let base = policy.base_delay(attempt - 1);
+            assert!(delay >= base / 2 && delay <= base, "{delay:?} for attempt {attempt}");
+        }
+        assert_eq!(policy.decide_unparseable(5), Decision::GiveUp);
+        assert_eq!(policy.decide_unparseable(9), Decision::GiveUp);
+        let once = RetryPolicy {
+            max_attempts: 1,
+            ..policy
+        };
+        assert_eq!(once.decide_unparseable(1), Decision::GiveUp);
     }
 
     #[test]

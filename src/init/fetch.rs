@@ -8,10 +8,10 @@ use bytes::Bytes;
 use super::render::{self, PageFacts};
 use super::{Draft, InitError};
 use crate::config::{ConnectorConfig, Resolve};
-use crate::extract::request::{Bounds, RequestBuilder};
 use crate::http::{HttpClient, RequestContext};
 use crate::observe::events::Events;
 use crate::pagination::{PageToken, next_link};
+use crate::source::rest::request::{Bounds, RequestBuilder};
 
 /// The first page as received.
 #[derive(Debug)]

@@ -15,6 +15,7 @@
 pub mod credentials;
 
 pub mod lease;
+pub mod tracker;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,88 @@
+//! Why reading a stream from its source failed.
+
+use crate::error::{Classify, ErrorCode};
+use crate::http::HttpError;
+use crate::pagination::PaginationError;
+use crate::records;
+
+/// Why a source stopped reading a stream. A source family adds its own variants (a
+/// database's connection and query errors), each with its code, whether a rerun may help,
+/// and its stage.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("page {page} of {endpoint} (request {request_id}): {source}")]
+    Records {
+        page: u64,
+        endpoint: String,
+        request_id: String,
+        source: records::RecordsError,
+    },
+    #[error(transparent)]
+    Pagination(#[from] PaginationError),
+    #[error("invalid stream URL: {0}")]
+    Url(#[from] url::ParseError),
+    #[error("stopped by a termination signal; what was read is stored")]
+    Cancelled,
+    #[error("fetcher task failed: {0}")]
+    Task(String),
+    /// A page spilled to a temporary file could not be read back (a local disk error).
+    #[error("page {page}: reading its body back from a temporary file under {dir} failed: {message}")]
+    Spill { page: u64, dir: String, message: String },
+    /// The parent records kept for the children in a temporary file could not be read (a
+    /// local disk error).
+    #[error("the parent records kept for child streams in a temporary file under {dir}: {message}")]
+    ParentKeys { dir: String, message: String },
+}
+
+impl ReadError {
+    /// Whether the stream stopped cleanly at its last checkpoint (status `partial`) rather
+    /// than failed: a rate-limit wait would have passed the run's deadline.
+    pub fn stops_cleanly(&self) -> bool {
+        matches!(self, ReadError::Http(error) if error.stops_cleanly())
+    }
+
+    /// The stage the stream failed in.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            ReadError::Http(_)
+            | ReadError::Url(_)
+            | ReadError::Cancelled
+            | ReadError::Task(_)
+            | ReadError::Spill { .. }
+            | ReadError::ParentKeys { .. } => "fetch",
+            ReadError::Records { .. } => "parse",
+            ReadError::Pagination(_) => "paginate",
+        }
+    }
+}
+
+impl Classify for ReadError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            ReadError::Http(error) => error.code(),
+            ReadError::Records { .. } => ErrorCode::ParsingError,
+            ReadError::Pagination(error) => error.code(),
+            ReadError::Url(_) => ErrorCode::ConfigError,
+            ReadError::Cancelled => ErrorCode::Cancelled,
+            ReadError::Task(_) => ErrorCode::Unsupported,
+            ReadError::Spill { .. } | ReadError::ParentKeys { .. } => ErrorCode::StorageError,
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        match self {
+            ReadError::Http(error) => error.retryable(),
+            ReadError::Records { source, .. } => source.retryable(),
+            ReadError::Cancelled | ReadError::Spill { .. } | ReadError::ParentKeys { .. } => true,
+            ReadError::Pagination(error) => error.retryable(),
+            ReadError::Url(_) | ReadError::Task(_) => false,
+        }
+    }
+}
+
+/// The error of a temporary file holding parent records (`std::env::temp_dir()`).
+pub(crate) fn parent_keys_message(error: &std::io::Error) -> (String, String) {
+    (std::env::temp_dir().display().to_string(), error.to_string())
+}
