@@ -6,6 +6,59 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
+/// Where in a stream's run an error happened: the `stage` of the `stream_failed` event
+/// (`docs/events.md`). Stable names, like the error codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Before the first request: the stream's settings could not be put to use.
+    Plan,
+    /// Sending requests and receiving responses.
+    Fetch,
+    /// Reading records out of a response.
+    Parse,
+    /// Finding the next page.
+    Paginate,
+    /// The stream's data-quality limits (dead-letter ratio, breaking drift).
+    Validate,
+    /// Writing parts to the landing zone.
+    Store,
+    /// Moving the checkpoint.
+    Checkpoint,
+}
+
+impl Stage {
+    /// Every stage, in the order a stream meets them.
+    pub const ALL: [Stage; 7] = [
+        Stage::Plan,
+        Stage::Fetch,
+        Stage::Parse,
+        Stage::Paginate,
+        Stage::Validate,
+        Stage::Store,
+        Stage::Checkpoint,
+    ];
+
+    /// The name in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Plan => "plan",
+            Stage::Fetch => "fetch",
+            Stage::Parse => "parse",
+            Stage::Paginate => "paginate",
+            Stage::Validate => "validate",
+            Stage::Store => "store",
+            Stage::Checkpoint => "checkpoint",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Stable error codes. Runbooks refer to them by name; never rename one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -161,4 +214,22 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/events.md` lists every stage a `stream_failed` event can carry.
+    #[test]
+    fn every_stage_is_documented_for_stream_failed() {
+        let events = include_str!("../docs/events.md");
+        let row = events
+            .lines()
+            .find(|line| line.starts_with("| `stage` | string | always | `plan`"))
+            .expect("the stream_failed table has its stage row");
+        for stage in Stage::ALL {
+            assert!(row.contains(&format!("`{stage}`")), "{stage} is missing from {row}");
+        }
+    }
 }

@@ -359,12 +359,39 @@ impl StreamConfig {
         })
     }
 
-    pub fn sync_mode(&self) -> &'static str {
+    pub fn sync_mode(&self) -> SyncMode {
         if self.incremental.is_some() {
-            "incremental"
+            SyncMode::Incremental
         } else {
-            "full_refresh"
+            SyncMode::FullRefresh
         }
+    }
+}
+
+/// How a stream reads its endpoint: all of it every run, or from its checkpoint on. The
+/// manifest's `sync_mode` (contract §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// No `incremental`: the whole endpoint every run.
+    FullRefresh,
+    /// From the checkpoint (minus the lookback) on.
+    Incremental,
+}
+
+impl SyncMode {
+    /// The name in manifests, events and dbt sources.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::FullRefresh => "full_refresh",
+            SyncMode::Incremental => "incremental",
+        }
+    }
+}
+
+impl std::fmt::Display for SyncMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -534,7 +534,7 @@ mod tests {
         assert_eq!(companion.deletes_of.as_deref(), Some("customers"));
         assert_eq!(companion.path, "/v1/events");
         assert_eq!(companion.primary_key, ["/data/object/id"]);
-        assert_eq!(companion.sync_mode(), "incremental");
+        assert_eq!(companion.sync_mode(), crate::config::SyncMode::Incremental);
         assert!(companion.deletes.is_none() && config.streams[0].deletes_of.is_none());
     }
 

@@ -1,7 +1,7 @@
 //! Why a stream failed: its source's errors, and those of landing what was read.
 
 use crate::cursor::CursorError;
-use crate::error::{Classify, ErrorCode};
+use crate::error::{Classify, ErrorCode, Stage};
 use crate::landing::LandingError;
 use crate::quality::validate::ValidatorError;
 use crate::source::ReadError;
@@ -50,14 +50,14 @@ impl StreamError {
     }
 
     /// The stage the stream failed in.
-    pub fn stage(&self) -> &'static str {
+    pub fn stage(&self) -> Stage {
         match self {
             StreamError::Read(error) => error.stage(),
-            StreamError::ParentKeys { .. } => "fetch",
-            StreamError::Landing(_) => "store",
-            StreamError::State(_) | StreamError::Checkpoint { .. } => "checkpoint",
-            StreamError::Validator(_) => "plan",
-            StreamError::DeadLetterRatio { .. } | StreamError::SchemaDrift(_) => "validate",
+            StreamError::ParentKeys { .. } => Stage::Fetch,
+            StreamError::Landing(_) => Stage::Store,
+            StreamError::State(_) | StreamError::Checkpoint { .. } => Stage::Checkpoint,
+            StreamError::Validator(_) => Stage::Plan,
+            StreamError::DeadLetterRatio { .. } | StreamError::SchemaDrift(_) => Stage::Validate,
         }
     }
 

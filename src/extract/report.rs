@@ -49,7 +49,7 @@ impl StreamJob {
         } = end;
         let report = StreamReport {
             name: self.stream.name.clone(),
-            sync_mode: self.stream.sync_mode().to_owned(),
+            sync_mode: self.stream.sync_mode(),
             endpoint: if read.endpoint.is_empty() {
                 endpoint
             } else {

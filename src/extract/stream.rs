@@ -201,8 +201,11 @@ impl StreamJob {
                 checkpoint.as_ref().map(|cursor| format.render(cursor)).as_deref(),
             );
         }
-        self.events
-            .stream_started(&self.stream.name, self.stream.sync_mode(), cursor_start_text.as_deref());
+        self.events.stream_started(
+            &self.stream.name,
+            self.stream.sync_mode().as_str(),
+            cursor_start_text.as_deref(),
+        );
 
         let source = self.source();
         let endpoint = match source.endpoint() {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
-use crate::error::ErrorRecord;
+use crate::error::{ErrorRecord, Stage};
 use crate::observe::telemetry::Telemetry;
 
 pub const RUN_STARTED: &str = "run_started";
@@ -130,14 +130,14 @@ impl Events {
         info!(event = STREAM_FINISHED, run_id = %self.run_id, source = %self.source, stream, status, rows_written, pages, cursor_end, "stream finished");
     }
 
-    pub fn stream_failed(&self, stream: &str, stage: &str, error: &ErrorRecord) {
+    pub fn stream_failed(&self, stream: &str, stage: Stage, error: &ErrorRecord) {
         let status = if error.code == "CANCELLED" {
             "cancelled"
         } else {
             "failed"
         };
         self.telemetry.stream_finished(stream, status);
-        error!(event = STREAM_FAILED, run_id = %self.run_id, source = %self.source, stream, stage, code = %error.code, retryable = error.retryable, error = %error.message, "stream failed");
+        error!(event = STREAM_FAILED, run_id = %self.run_id, source = %self.source, stream, stage = stage.as_str(), code = %error.code, retryable = error.retryable, error = %error.message, "stream failed");
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::SyncMode;
 use crate::error::ErrorRecord;
 use crate::landing::part::StoredPart;
 
@@ -41,7 +42,7 @@ pub struct Connector {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StreamReport {
     pub name: String,
-    pub sync_mode: String,
+    pub sync_mode: SyncMode,
     pub endpoint: String,
     pub cursor_start: Option<String>,
     pub cursor_end: Option<String>,
@@ -80,7 +81,7 @@ impl StreamReport {
     pub fn not_run(stream: &crate::config::StreamConfig, status: Status, error: ErrorRecord) -> Self {
         Self {
             name: stream.name.clone(),
-            sync_mode: stream.sync_mode().to_owned(),
+            sync_mode: stream.sync_mode(),
             endpoint: String::new(),
             cursor_start: None,
             cursor_end: None,

@@ -610,7 +610,7 @@ mod tests {
     fn report(name: &str, status: Status) -> StreamReport {
         StreamReport {
             name: name.to_owned(),
-            sync_mode: "incremental".to_owned(),
+            sync_mode: crate::config::SyncMode::Incremental,
             endpoint: "GET /orders".to_owned(),
             cursor_start: None,
             cursor_end: Some("2024-01-01T00:00:00Z".to_owned()),

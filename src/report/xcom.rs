@@ -90,7 +90,7 @@ mod tests {
     fn stream(name: &str, status: Status, rows: u64, cursor_end: Option<&str>) -> StreamReport {
         StreamReport {
             name: name.to_owned(),
-            sync_mode: "incremental".to_owned(),
+            sync_mode: crate::config::SyncMode::Incremental,
             endpoint: String::new(),
             cursor_start: None,
             cursor_end: cursor_end.map(str::to_owned),

@@ -1,6 +1,6 @@
 //! Why reading a stream from its source failed.
 
-use crate::error::{Classify, ErrorCode};
+use crate::error::{Classify, ErrorCode, Stage};
 use crate::http::HttpError;
 use crate::pagination::PaginationError;
 use crate::records;
@@ -44,16 +44,16 @@ impl ReadError {
     }
 
     /// The stage the stream failed in.
-    pub fn stage(&self) -> &'static str {
+    pub fn stage(&self) -> Stage {
         match self {
             ReadError::Http(_)
             | ReadError::Url(_)
             | ReadError::Cancelled
             | ReadError::Task(_)
             | ReadError::Spill { .. }
-            | ReadError::ParentKeys { .. } => "fetch",
-            ReadError::Records { .. } => "parse",
-            ReadError::Pagination(_) => "paginate",
+            | ReadError::ParentKeys { .. } => Stage::Fetch,
+            ReadError::Records { .. } => Stage::Parse,
+            ReadError::Pagination(_) => Stage::Paginate,
         }
     }
 }
