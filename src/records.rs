@@ -419,9 +419,10 @@ pub(crate) mod scan {
         Some(Open::At(at))
     }
 
-    /// How many top-level members of the object `text` are named `key`; `None` when a
+    /// How many top-level members of the object `text` are named `key`, among those whose
+    /// name starts at or before `until` (the text's length for all of them); `None` when a
     /// member name is escaped (it might spell `key`) or the text is unexpected.
-    pub fn count_members(text: &str, key: &str) -> Option<usize> {
+    pub fn count_members(text: &str, key: &str, until: usize) -> Option<usize> {
         let bytes = text.as_bytes();
         if bytes.first() != Some(&b'{') {
             return None;
@@ -429,6 +430,9 @@ pub(crate) mod scan {
         let mut count = 0;
         let mut at = whitespace(bytes, 1);
         while bytes.get(at) == Some(&b'"') {
+            if at > until {
+                return Some(count);
+            }
             let name_end = string_end(bytes, at);
             let name = bytes.get(at + 1..name_end.saturating_sub(1))?;
             if name.contains(&b'\\') {
@@ -547,15 +551,22 @@ pub fn repeats_member(value: &RawValue, key: &str) -> bool {
     if !text.starts_with('{') {
         return false;
     }
+    let escaped = memchr::memchr(b'\\', text.as_bytes()).is_some();
     // Fast path: the name written plainly fewer than twice, and no escape that could spell it.
     let quoted = format!("\"{key}\"");
-    let plain = memchr::memmem::find_iter(text.as_bytes(), quoted.as_bytes())
-        .take(2)
-        .count();
-    if plain < 2 && memchr::memchr(b'\\', text.as_bytes()).is_none() {
+    let finder = memchr::memmem::Finder::new(quoted.as_bytes());
+    let plain = finder.find_iter(text.as_bytes()).take(2).count();
+    if plain < 2 && !escaped {
         return false;
     }
-    match scan::count_members(text, key) {
+    // Without escapes, no member after the name's last plain occurrence can be named `key`:
+    // the count stops there instead of reading the rest of the record.
+    let last = if escaped {
+        text.len()
+    } else {
+        memchr::memmem::rfind(text.as_bytes(), quoted.as_bytes()).unwrap_or(text.len())
+    };
+    match scan::count_members(text, key, last) {
         Some(count) => count > 1,
         // An escaped member name: decode the names.
         None => members(value).iter().filter(|(name, _)| name == key).count() > 1,
@@ -571,14 +582,19 @@ pub fn repeated_on_path(document: &RawValue, pointer: &str) -> Option<String> {
         .unwrap_or(pointer);
     let mut current = document;
     let mut walked = String::new();
-    for token in pointer.strip_prefix('/')?.split('/') {
+    let mut tokens = pointer.strip_prefix('/')?.split('/').peekable();
+    while let Some(token) = tokens.next() {
         let name = token.replace("~1", "/").replace("~0", "~");
         if repeats_member(current, &name) {
             return Some(format!("{walked}/{token}"));
         }
         walked.push('/');
         walked.push_str(token);
-        current = lookup(document, &walked).ok().flatten()?;
+        // The last step's value (the records array, the whole page) is never looked up:
+        // finding it reads it to its end, once per page.
+        if tokens.peek().is_some() {
+            current = lookup(document, &walked).ok().flatten()?;
+        }
     }
     None
 }
@@ -902,6 +918,17 @@ mod tests {
         assert!(!repeats_member(raw(r#"{"id":1,"x":{"id":2},"y":"\"id\""}"#), "id"));
         assert!(!repeats_member(raw(r#"{"id":1,"note":"a\nb"}"#), "id"));
         assert!(!repeats_member(raw(r#"[{"id":1},{"id":2}]"#), "id"));
+        // The count stops after the name's last plain occurrence, not before.
+        assert!(!repeats_member(raw(r#"{"id":1,"c":{"id":2},"items":[{"a":1}]}"#), "id"));
+        assert!(repeats_member(raw(r#"{"id":1,"c":{"id":2},"n":[1],"id" :3}"#), "id"));
+        assert!(repeats_member(
+            raw(r#"{"c":{"id":2},"id":1,"x":[{"y":1}],"id":3,"z":{}}"#),
+            "id"
+        ));
+        let two_levels = raw(r#"{"a":{"b":[],"b":[1]},"a":{"b":[2]}}"#);
+        assert_eq!(repeated_on_path(two_levels, "/a/b").as_deref(), Some("/a"));
+        let inner = raw(r#"{"a":{"b":[],"b":[1]}}"#);
+        assert_eq!(repeated_on_path(inner, "/a/b").as_deref(), Some("/a/b"));
         let page = raw(r#"{"data":[{"id":1}],"meta":{"data":[]},"data":[{"id":2}]}"#);
         assert_eq!(repeated_on_path(page, "/data").as_deref(), Some("/data"));
         let nested = raw(r#"{"result":{"items":[],"items":[1]},"items":0}"#);
@@ -940,6 +967,18 @@ mod tests {
                     let _ = repeats_member(record, "id");
                     let _ = primary_key_text(record, &["id".to_owned(), "next".to_owned()]);
                 }
+            }
+        }
+
+        /// The scan for repeated members (which stops after a name's last plain occurrence)
+        /// agrees with decoding every member name.
+        #[test]
+        fn repeated_members_match_decoded_names(text in arbitrary::json()) {
+            let Ok(value) = serde_json::from_str::<&RawValue>(&text) else { return Ok(()) };
+            for key in ["id", "data", "next", "total", ""] {
+                let decoded = value.get().starts_with('{')
+                    && members(value).iter().filter(|(name, _)| name == key).count() > 1;
+                proptest::prop_assert_eq!(repeats_member(value, key), decoded, "{} in {}", key, text);
             }
         }
     }
