@@ -440,7 +440,7 @@ async fn run_streams(
     children_fields: &HashMap<&str, Vec<String>>,
     context: StreamContext<'_>,
 ) -> Vec<StreamReport> {
-    let max_concurrent = context.config.source.max_concurrent_streams.max(1) as usize;
+    let max_concurrent = context.config.source.max_concurrent_streams.get() as usize;
     let mut pending: VecDeque<(usize, StreamBounds)> = bounds.into_iter().enumerate().collect();
     let mut reports: Vec<Option<StreamReport>> = vec![None; selected.len()];
     let mut parent_keys: HashMap<String, parents::ParentKeys> = HashMap::new();
