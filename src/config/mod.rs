@@ -690,7 +690,7 @@ streams:
     fn loads_minimal_config_with_defaults() {
         let loaded = ConnectorConfig::from_yaml(MINIMAL, Resolve::References, &env).unwrap();
         let config = loaded.config;
-        assert_eq!(config.source.retry.max_attempts, 3);
+        assert_eq!(config.source.retry.max_attempts.get(), 3);
         assert_eq!(config.landing.url, "file://./landing");
         assert_eq!(config.landing.part_max_bytes.0, 64 << 20);
         match &config.source.auth {

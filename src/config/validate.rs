@@ -368,6 +368,76 @@ mod tests {
         );
     }
 
+    /// Counts held as `NonZero*` refuse 0 while the config is read, naming the key (inside
+    /// `pagination`, the message names it) in the words the checks use.
+    #[test]
+    fn every_count_of_at_least_one_refuses_zero_naming_its_key() {
+        let source = |extra: &str| {
+            format!(
+                "version: 1\nsource: {{name: s, base_url: 'https://api.test', {extra}}}\nstreams: [{{name: o, path: /o}}]\n"
+            )
+        };
+        let pagination = |extra: &str| config_with_stream(&format!("{{name: o, path: /o, pagination: {extra}}}"));
+        for (config, expected) in [
+            (
+                source("max_concurrent_streams: 0"),
+                "source.max_concurrent_streams: must be at least 1",
+            ),
+            (
+                source("retry: {max_attempts: 0}"),
+                "source.retry.max_attempts: must be at least 1",
+            ),
+            (
+                source("rate_limit: {burst: 0}"),
+                "source.rate_limit.burst: must be at least 1",
+            ),
+            (
+                source("rate_limit: {concurrency: 0}"),
+                "source.rate_limit.concurrency: must be at least 1",
+            ),
+            (
+                source("circuit_breaker: {failure_threshold: 0}"),
+                "source.circuit_breaker.failure_threshold: must be at least 1",
+            ),
+            (
+                format!(
+                    "{}landing: {{url: 'memory://', part_max_records: 0}}\n",
+                    config_with_stream("{name: o, path: /o}")
+                ),
+                "landing.part_max_records: must be at least 1",
+            ),
+            (
+                pagination("{type: offset, limit: 0}"),
+                "streams[0].pagination: limit: must be at least 1",
+            ),
+            (
+                pagination("{type: page_number, page_size: 0}"),
+                "streams[0].pagination: page_size: must be at least 1",
+            ),
+            (
+                pagination("{type: link_header, max_pages: 0}"),
+                "streams[0].pagination: max_pages: must be at least 1 or null",
+            ),
+        ] {
+            let error = load(&config).unwrap_err();
+            assert_eq!(error.to_string(), expected, "{config}");
+        }
+        // Other values keep serde's words, and 1 (or null) is accepted.
+        let error = load(&source("retry: {max_attempts: -1}")).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "source.retry.max_attempts: invalid value: integer `-1`, expected u32"
+        );
+        for config in [
+            source("max_concurrent_streams: 1, retry: {max_attempts: 1}, rate_limit: {burst: 1, concurrency: 1}"),
+            pagination("{type: offset, limit: 1, max_pages: null}"),
+            pagination("{type: page_number, page_size: 1, max_pages: 1}"),
+        ] {
+            let config = load(&config).unwrap();
+            config.validate().unwrap();
+        }
+    }
+
     #[test]
     fn max_concurrent_streams_defaults_to_four_and_refuses_zero() {
         let with_source = |extra: &str| {
@@ -375,18 +445,19 @@ mod tests {
                 "version: 1\nsource: {{name: s, base_url: 'https://api.test'{extra}}}\nstreams: [{{name: o, path: /o}}]\n"
             )
         };
-        assert_eq!(load(&with_source("")).unwrap().source.max_concurrent_streams, 4);
+        assert_eq!(load(&with_source("")).unwrap().source.max_concurrent_streams.get(), 4);
         assert_eq!(
             load(&with_source(", max_concurrent_streams: 1"))
                 .unwrap()
                 .source
-                .max_concurrent_streams,
+                .max_concurrent_streams
+                .get(),
             1
         );
         let message = load(&with_source(", max_concurrent_streams: 0"))
             .unwrap_err()
             .to_string();
-        assert!(message.starts_with("source.max_concurrent_streams:"), "{message}");
+        assert_eq!(message, "source.max_concurrent_streams: must be at least 1");
     }
 
     #[test]

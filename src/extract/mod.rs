@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -247,7 +246,7 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
     };
     let selected = select_streams(&config, &options.streams)?;
     let bounds = window_bounds(&selected, &options)?;
-    let started = Utc::now();
+    let started = crate::clock::now();
     let extracted_date = started.format("%Y-%m-%d").to_string();
     let events = Events::new(&run_id, &config.source.name).with_telemetry(options.telemetry.clone());
     let landing = Landing::open(&config.landing)?.with_events(events.clone());
@@ -368,7 +367,7 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
     )
     .await;
 
-    let finished = Utc::now();
+    let finished = crate::clock::now();
     let mut manifest = Manifest {
         manifest_version: manifest::MANIFEST_VERSION,
         run_id: run_id.clone(),
@@ -382,8 +381,8 @@ pub async fn run(loaded: &LoadedConfig, options: RunOptions) -> Result<RunOutcom
             git_sha: crate::GIT_SHA.to_owned(),
         },
         config_sha256: loaded.config_sha256.clone(),
-        started_at: crate::clock::rfc3339_micros(started),
-        finished_at: crate::clock::rfc3339_micros(finished),
+        started_at: started,
+        finished_at: finished,
         duration_seconds: (finished - started).num_microseconds().unwrap_or_default() as f64 / 1e6,
         status: manifest::run_status(&reports),
         data_interval: options.data_interval.clone(),
@@ -441,7 +440,7 @@ async fn run_streams(
     children_fields: &HashMap<&str, Vec<String>>,
     context: StreamContext<'_>,
 ) -> Vec<StreamReport> {
-    let max_concurrent = context.config.source.max_concurrent_streams.max(1) as usize;
+    let max_concurrent = context.config.source.max_concurrent_streams.get() as usize;
     let mut pending: VecDeque<(usize, StreamBounds)> = bounds.into_iter().enumerate().collect();
     let mut reports: Vec<Option<StreamReport>> = vec![None; selected.len()];
     let mut parent_keys: HashMap<String, parents::ParentKeys> = HashMap::new();

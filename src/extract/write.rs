@@ -49,7 +49,7 @@ impl StreamJob {
             },
             landing.compression,
             PartLimits {
-                max_records: landing.part_max_records,
+                max_records: landing.part_max_records.get(),
                 max_bytes: landing.part_max_bytes.0,
                 multipart_chunk: landing.multipart_chunk.0 as usize,
                 level: landing.level(),

@@ -3,11 +3,13 @@
 //! the checks of each, made without I/O.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 
 use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::settings::check::{check_param_value, has_reference, is_identifier, is_loopback, non_empty};
+use crate::settings::nonzero::at_least_one;
 use crate::settings::{ByteSize, ConfigError, HumanDuration, Secret};
 
 /// The API and how to talk to it.
@@ -58,8 +60,8 @@ pub struct SourceConfig {
     /// How many streams `landfall run` extracts at once in its one process, all sharing
     /// the source's one rate limiter, circuit breaker and token cache; a child stream
     /// starts once its parent has finished. At least 1. Default: 4.
-    #[serde(default = "default_max_concurrent_streams")]
-    pub max_concurrent_streams: u32,
+    #[serde(default = "default_max_concurrent_streams", deserialize_with = "at_least_one")]
+    pub max_concurrent_streams: NonZeroU32,
     /// The most bytes one response body may hold, counted after decompression (gzip,
     /// deflate, brotli) as it is read; a larger page fails with `RESPONSE_TOO_LARGE`.
     /// Default: 256MiB.
@@ -79,8 +81,8 @@ fn default_timeout() -> HumanDuration {
     HumanDuration::from_secs(30)
 }
 
-fn default_max_concurrent_streams() -> u32 {
-    4
+fn default_max_concurrent_streams() -> NonZeroU32 {
+    NonZeroU32::new(4).expect("4 is not 0")
 }
 
 fn default_max_response_size() -> ByteSize {
@@ -335,8 +337,8 @@ impl AuthConfig {
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Attempts in all, the first included. Default: 3.
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
+    #[serde(default = "default_max_attempts", deserialize_with = "at_least_one")]
+    pub max_attempts: NonZeroU32,
     /// Default: 1s.
     #[serde(default = "default_initial_delay")]
     pub initial_delay: HumanDuration,
@@ -357,8 +359,8 @@ pub struct RetryConfig {
     pub respect_retry_after: bool,
 }
 
-fn default_max_attempts() -> u32 {
-    3
+fn default_max_attempts() -> NonZeroU32 {
+    NonZeroU32::new(3).expect("3 is not 0")
 }
 fn default_initial_delay() -> HumanDuration {
     HumanDuration::from_secs(1)
@@ -407,11 +409,11 @@ pub struct RateLimitConfig {
     #[serde(default)]
     pub requests_per_hour: Option<f64>,
     /// Default: 10.
-    #[serde(default = "default_burst")]
-    pub burst: u32,
+    #[serde(default = "default_burst", deserialize_with = "at_least_one")]
+    pub burst: NonZeroU32,
     /// Requests in flight at once. Default: 4.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: u32,
+    #[serde(default = "default_concurrency", deserialize_with = "at_least_one")]
+    pub concurrency: NonZeroU32,
     /// Slow down from rate-limit response headers. Default: true.
     #[serde(default = "default_true")]
     pub adaptive: bool,
@@ -420,11 +422,11 @@ pub struct RateLimitConfig {
 fn default_rps() -> Option<f64> {
     Some(10.0)
 }
-fn default_burst() -> u32 {
-    10
+fn default_burst() -> NonZeroU32 {
+    NonZeroU32::new(10).expect("10 is not 0")
 }
-fn default_concurrency() -> u32 {
-    4
+fn default_concurrency() -> NonZeroU32 {
+    NonZeroU32::new(4).expect("4 is not 0")
 }
 
 impl RateLimitConfig {
@@ -440,8 +442,8 @@ impl RateLimitConfig {
             requests_per_second: divide(self.requests_per_second),
             requests_per_minute: divide(self.requests_per_minute),
             requests_per_hour: divide(self.requests_per_hour),
-            burst: (self.burst / parts.get()).max(1),
-            concurrency: (self.concurrency / parts.get()).max(1),
+            burst: NonZeroU32::new(self.burst.get() / parts.get()).unwrap_or(NonZeroU32::MIN),
+            concurrency: NonZeroU32::new(self.concurrency.get() / parts.get()).unwrap_or(NonZeroU32::MIN),
             adaptive: self.adaptive,
         }
     }
@@ -465,15 +467,15 @@ impl Default for RateLimitConfig {
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreakerConfig {
     /// Consecutive failed requests that open the circuit. Default: 5.
-    #[serde(default = "default_failure_threshold")]
-    pub failure_threshold: u32,
+    #[serde(default = "default_failure_threshold", deserialize_with = "at_least_one")]
+    pub failure_threshold: NonZeroU32,
     /// Default: 30s.
     #[serde(default = "default_cooldown")]
     pub cooldown: HumanDuration,
 }
 
-fn default_failure_threshold() -> u32 {
-    5
+fn default_failure_threshold() -> NonZeroU32 {
+    NonZeroU32::new(5).expect("5 is not 0")
 }
 fn default_cooldown() -> HumanDuration {
     HumanDuration::from_secs(30)
@@ -575,12 +577,6 @@ impl SourceConfig {
                 "must be greater than zero, or null for no limit",
             ));
         }
-        if source.max_concurrent_streams == 0 {
-            return Err(ConfigError::invalid(
-                "source.max_concurrent_streams",
-                "must be at least 1 (1 runs the streams one after another)",
-            ));
-        }
         if source.circuit_breaker.cooldown.0.is_zero() {
             return Err(ConfigError::invalid(
                 "source.circuit_breaker.cooldown",
@@ -589,9 +585,6 @@ impl SourceConfig {
         }
         self.validate_auth()?;
         let retry = &source.retry;
-        if retry.max_attempts == 0 {
-            return Err(ConfigError::invalid("source.retry.max_attempts", "must be at least 1"));
-        }
         if retry.multiplier < 1.0 || !retry.multiplier.is_finite() {
             return Err(ConfigError::invalid("source.retry.multiplier", "must be a number >= 1"));
         }
@@ -630,21 +623,6 @@ impl SourceConfig {
             return Err(ConfigError::invalid(
                 "source.max_response_size",
                 "must be at least 1KiB",
-            ));
-        }
-        if rate.concurrency == 0 {
-            return Err(ConfigError::invalid(
-                "source.rate_limit.concurrency",
-                "must be at least 1",
-            ));
-        }
-        if rate.burst == 0 {
-            return Err(ConfigError::invalid("source.rate_limit.burst", "must be at least 1"));
-        }
-        if source.circuit_breaker.failure_threshold == 0 {
-            return Err(ConfigError::invalid(
-                "source.circuit_breaker.failure_threshold",
-                "must be at least 1",
             ));
         }
         if !matches!(source.tls.min_version.as_str(), "1.2" | "1.3") {
@@ -754,20 +732,23 @@ mod tests {
             requests_per_second: Some(10.0),
             requests_per_minute: Some(300.0),
             requests_per_hour: None,
-            burst: 10,
-            concurrency: 4,
+            burst: NonZeroU32::new(10).unwrap(),
+            concurrency: NonZeroU32::new(4).unwrap(),
             adaptive: true,
         };
         let share = budget.share(std::num::NonZeroU32::new(4).unwrap());
         assert_eq!(share.requests_per_second, Some(2.5));
         assert_eq!(share.requests_per_minute, Some(75.0));
         assert_eq!(share.requests_per_hour, None);
-        assert_eq!((share.burst, share.concurrency, share.adaptive), (2, 1, true));
+        assert_eq!(
+            (share.burst.get(), share.concurrency.get(), share.adaptive),
+            (2, 1, true)
+        );
         let tiny = budget.share(std::num::NonZeroU32::new(1000).unwrap());
-        assert_eq!((tiny.burst, tiny.concurrency), (1, 1));
+        assert_eq!((tiny.burst.get(), tiny.concurrency.get()), (1, 1));
         let whole = budget.share(std::num::NonZeroU32::MIN);
         assert_eq!(
-            (whole.requests_per_second, whole.burst, whole.concurrency),
+            (whole.requests_per_second, whole.burst.get(), whole.concurrency.get()),
             (Some(10.0), 10, 4)
         );
     }

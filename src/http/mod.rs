@@ -185,7 +185,7 @@ impl HttpClient {
             .timeout(source.timeout.0)
             .connect_timeout(source.timeout.0.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(source.rate_limit.concurrency.max(1) as usize)
+            .pool_max_idle_per_host(source.rate_limit.concurrency.get() as usize)
             // Redirects are followed hop by hop in `attempt`, each checked against
             // `source.redirects` (reqwest would forward custom credential headers).
             .redirect(reqwest::redirect::Policy::none())
@@ -235,7 +235,7 @@ impl HttpClient {
             retry: RetryPolicy::from_config(&source.retry),
             limiter: Arc::new(RateLimiter::new(&source.rate_limit)),
             circuit: Arc::new(CircuitBreaker::new(
-                source.circuit_breaker.failure_threshold,
+                source.circuit_breaker.failure_threshold.get(),
                 source.circuit_breaker.cooldown.0,
             )),
             sleeper: Arc::new(TokioSleeper),

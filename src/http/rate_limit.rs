@@ -176,7 +176,12 @@ impl RateLimiter {
             (Cause::RequestsPerHour, config.requests_per_hour, 3600),
         ] {
             if let Some(limit) = limit {
-                buckets.push(Bucket::new(cause, limit, Duration::from_secs(window), config.burst));
+                buckets.push(Bucket::new(
+                    cause,
+                    limit,
+                    Duration::from_secs(window),
+                    config.burst.get(),
+                ));
             }
         }
         Self {
@@ -184,7 +189,7 @@ impl RateLimiter {
                 buckets,
                 ..Default::default()
             }),
-            concurrency: Arc::new(Semaphore::new(config.concurrency.max(1) as usize)),
+            concurrency: Arc::new(Semaphore::new(config.concurrency.get() as usize)),
             adaptive: config.adaptive,
         }
     }
@@ -321,8 +326,8 @@ mod tests {
             requests_per_second: rps,
             requests_per_minute: rpm,
             requests_per_hour: None,
-            burst,
-            concurrency: 4,
+            burst: std::num::NonZeroU32::new(burst).unwrap(),
+            concurrency: std::num::NonZeroU32::new(4).unwrap(),
             adaptive: true,
         }
     }

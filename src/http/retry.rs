@@ -40,7 +40,7 @@ impl RetryPolicy {
     /// The policy of `source.retry`.
     pub fn from_config(config: &RetryConfig) -> Self {
         Self {
-            max_attempts: config.max_attempts,
+            max_attempts: config.max_attempts.get(),
             initial_delay: config.initial_delay.0,
             max_delay: config.max_delay.0,
             multiplier: config.multiplier,
@@ -161,7 +161,7 @@ mod tests {
 
     fn policy() -> RetryPolicy {
         RetryPolicy::from_config(&RetryConfig {
-            max_attempts: 5,
+            max_attempts: std::num::NonZeroU32::new(5).unwrap(),
             initial_delay: crate::settings::HumanDuration(Duration::from_millis(100)),
             max_delay: crate::settings::HumanDuration(Duration::from_millis(1000)),
             multiplier: 2.0,

@@ -42,8 +42,11 @@ pub struct LandingConfig {
     #[serde(default)]
     pub compression_level: Option<u8>,
     /// Records per part before it is rolled. Default: 100000.
-    #[serde(default = "default_part_max_records")]
-    pub part_max_records: u64,
+    #[serde(
+        default = "default_part_max_records",
+        deserialize_with = "crate::settings::nonzero::at_least_one"
+    )]
+    pub part_max_records: std::num::NonZeroU64,
     /// Uncompressed bytes per part before it is rolled. Default: 64MiB.
     #[serde(default = "default_part_max_bytes")]
     pub part_max_bytes: ByteSize,
@@ -140,8 +143,8 @@ fn default_multipart_chunk() -> ByteSize {
 fn default_landing_url() -> String {
     "file://./landing".to_owned()
 }
-fn default_part_max_records() -> u64 {
-    100_000
+fn default_part_max_records() -> std::num::NonZeroU64 {
+    std::num::NonZeroU64::new(100_000).expect("100,000 is not 0")
 }
 fn default_part_max_bytes() -> ByteSize {
     ByteSize(64 << 20)
@@ -168,9 +171,6 @@ impl LandingConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let landing = self;
         non_empty("landing.url", &landing.url)?;
-        if landing.part_max_records == 0 {
-            return Err(ConfigError::invalid("landing.part_max_records", "must be at least 1"));
-        }
         if let Some(level) = landing.compression_level {
             if landing.compression == Compression::None {
                 return Err(ConfigError::invalid(

@@ -30,7 +30,7 @@ impl PaginationConfig {
     /// (cursor, next URL, link header) or there is no next page.
     pub fn step(&self) -> Option<Step> {
         match self {
-            PaginationConfig::Offset { limit, .. } => Some(Step::Offset(*limit)),
+            PaginationConfig::Offset { limit, .. } => Some(Step::Offset(limit.get())),
             PaginationConfig::PageNumber { .. } => Some(Step::Page),
             _ => None,
         }

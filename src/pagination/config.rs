@@ -3,11 +3,14 @@
 //! token goes in a request ([`super::inject`]), whether pages can be fetched ahead
 //! ([`super::ahead`]) and the total it announces for progress ([`super::total`]).
 
+use std::num::NonZeroU64;
+
 use serde::{Deserialize, Serialize};
 
 use crate::http::config::Method;
 use crate::settings::ConfigError;
 use crate::settings::check::{check_field, check_pointer, non_empty};
+use crate::settings::nonzero;
 
 /// Where a page token (cursor, offset, page number) goes in the next request.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
@@ -48,8 +51,9 @@ pub enum PaginationConfig {
         /// The value at `stop_path` that ends the stream. Default: true.
         #[serde(default = "default_stop_value")]
         stop_value: serde_json::Value,
-        #[serde(default)]
-        max_pages: Option<u64>,
+        /// Most pages to read; reaching it while more remain is an error. Default: none.
+        #[serde(default, deserialize_with = "max_pages")]
+        max_pages: Option<NonZeroU64>,
         /// The stream's `records_path`, filled in when the config is loaded so that
         /// `last_record_path` finds the last record. Not a config key.
         #[serde(skip)]
@@ -64,12 +68,14 @@ pub enum PaginationConfig {
         /// The value at `stop_path` that ends the stream. Default: true.
         #[serde(default = "default_stop_value")]
         stop_value: serde_json::Value,
-        #[serde(default)]
-        max_pages: Option<u64>,
+        /// Most pages to read; reaching it while more remain is an error. Default: none.
+        #[serde(default, deserialize_with = "max_pages")]
+        max_pages: Option<NonZeroU64>,
     },
     LinkHeader {
-        #[serde(default)]
-        max_pages: Option<u64>,
+        /// Most pages to read; reaching it while more remain is an error. Default: none.
+        #[serde(default, deserialize_with = "max_pages")]
+        max_pages: Option<NonZeroU64>,
     },
     Offset {
         /// Default: `offset`.
@@ -79,15 +85,16 @@ pub enum PaginationConfig {
         #[serde(default = "default_limit_param")]
         limit_param: String,
         /// Page size. Default: 100.
-        #[serde(default = "default_page_size")]
-        limit: u64,
+        #[serde(default = "default_page_size", deserialize_with = "limit")]
+        limit: NonZeroU64,
         /// JSON pointer to the total record count, if the API gives one.
         #[serde(default)]
         total_path: Option<String>,
         #[serde(default)]
         inject_into: InjectInto,
-        #[serde(default)]
-        max_pages: Option<u64>,
+        /// Most pages to read; reaching it while more remain is an error. Default: none.
+        #[serde(default, deserialize_with = "max_pages")]
+        max_pages: Option<NonZeroU64>,
     },
     PageNumber {
         /// Default: `page`.
@@ -97,8 +104,8 @@ pub enum PaginationConfig {
         #[serde(default)]
         page_size_param: Option<String>,
         /// Default: 100.
-        #[serde(default = "default_page_size")]
-        page_size: u64,
+        #[serde(default = "default_page_size", deserialize_with = "page_size")]
+        page_size: NonZeroU64,
         /// Default: 1.
         #[serde(default = "default_start_page")]
         start_page: u64,
@@ -107,8 +114,9 @@ pub enum PaginationConfig {
         total_pages_path: Option<String>,
         #[serde(default)]
         inject_into: InjectInto,
-        #[serde(default)]
-        max_pages: Option<u64>,
+        /// Most pages to read; reaching it while more remain is an error. Default: none.
+        #[serde(default, deserialize_with = "max_pages")]
+        max_pages: Option<NonZeroU64>,
     },
 }
 
@@ -130,8 +138,20 @@ fn default_limit_param() -> String {
 fn default_page_param() -> String {
     "page".to_owned()
 }
-fn default_page_size() -> u64 {
-    100
+fn default_page_size() -> NonZeroU64 {
+    NonZeroU64::new(100).expect("100 is not 0")
+}
+
+// The variants are read from serde's buffer of the tagged enum, where the error path stops at
+// `pagination`: these name their key in the message.
+fn limit<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<NonZeroU64, D::Error> {
+    nonzero::named_at_least_one(deserializer, "limit")
+}
+fn page_size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<NonZeroU64, D::Error> {
+    nonzero::named_at_least_one(deserializer, "page_size")
+}
+fn max_pages<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<NonZeroU64>, D::Error> {
+    nonzero::named_at_least_one_or_null(deserializer, "max_pages")
 }
 fn default_start_page() -> u64 {
     1
@@ -145,7 +165,7 @@ impl PaginationConfig {
             | PaginationConfig::NextUrl { max_pages, .. }
             | PaginationConfig::LinkHeader { max_pages }
             | PaginationConfig::Offset { max_pages, .. }
-            | PaginationConfig::PageNumber { max_pages, .. } => *max_pages,
+            | PaginationConfig::PageNumber { max_pages, .. } => max_pages.map(NonZeroU64::get),
         }
     }
 
@@ -246,19 +266,12 @@ impl PaginationConfig {
             PaginationConfig::Offset {
                 offset_param,
                 limit_param,
-                limit,
                 total_path,
                 inject_into,
                 ..
             } => {
                 non_empty(&format!("{pagination_at}.offset_param"), offset_param)?;
                 non_empty(&format!("{pagination_at}.limit_param"), limit_param)?;
-                if *limit == 0 {
-                    return Err(ConfigError::invalid(
-                        format!("{pagination_at}.limit"),
-                        "must be at least 1",
-                    ));
-                }
                 if let Some(total_path) = total_path {
                     check_pointer(&format!("{pagination_at}.total_path"), total_path)?;
                 }
@@ -266,29 +279,16 @@ impl PaginationConfig {
             }
             PaginationConfig::PageNumber {
                 page_param,
-                page_size,
                 total_pages_path,
                 inject_into,
                 ..
             } => {
                 non_empty(&format!("{pagination_at}.page_param"), page_param)?;
-                if *page_size == 0 {
-                    return Err(ConfigError::invalid(
-                        format!("{pagination_at}.page_size"),
-                        "must be at least 1",
-                    ));
-                }
                 if let Some(total_pages_path) = total_pages_path {
                     check_pointer(&format!("{pagination_at}.total_pages_path"), total_pages_path)?;
                 }
                 body_needed(*inject_into)?;
             }
-        }
-        if self.max_pages() == Some(0) {
-            return Err(ConfigError::invalid(
-                format!("{pagination_at}.max_pages"),
-                "must be at least 1 or null",
-            ));
         }
         Ok(())
     }

@@ -35,7 +35,7 @@ impl PaginationConfig {
                 PageToken::Offset(offset),
             ) => vec![
                 (*inject_into, offset_param.clone(), (*offset).into()),
-                (*inject_into, limit_param.clone(), (*limit).into()),
+                (*inject_into, limit_param.clone(), limit.get().into()),
             ],
             (
                 PaginationConfig::PageNumber {
@@ -49,7 +49,7 @@ impl PaginationConfig {
             ) => {
                 let mut fields = vec![(*inject_into, page_param.clone(), (*number).into())];
                 if let Some(size_param) = page_size_param {
-                    fields.push((*inject_into, size_param.clone(), (*page_size).into()));
+                    fields.push((*inject_into, size_param.clone(), page_size.get().into()));
                 }
                 fields
             }

@@ -227,7 +227,7 @@ impl Paginator {
                     return Ok(None);
                 };
                 let next = offset.saturating_add(page.records as u64);
-                if page.records == 0 || (page.records as u64) < *limit {
+                if page.records == 0 || (page.records as u64) < limit.get() {
                     return Ok(None);
                 }
                 if let Some(total_path) = total_path
@@ -252,7 +252,7 @@ impl Paginator {
                 }
                 // A short page ends the stream only when we asked for the page size; an API's
                 // own size is unknown, so there only an empty page (or the total) ends it.
-                if page_size_param.is_some() && (page.records as u64) < *page_size {
+                if page_size_param.is_some() && (page.records as u64) < page_size.get() {
                     return Ok(None);
                 }
                 if let Some(total_pages_path) = total_pages_path

@@ -1,5 +1,6 @@
 //! The run manifest (contract §4): written last, it is the commit marker of a run.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::SyncMode;
@@ -117,8 +118,12 @@ pub struct Manifest {
     pub landing_url: String,
     pub connector: Connector,
     pub config_sha256: String,
-    pub started_at: String,
-    pub finished_at: String,
+    /// When the run started (UTC, written as `2026-11-21T11:12:14.123456Z`).
+    #[serde(with = "crate::clock::micros")]
+    pub started_at: DateTime<Utc>,
+    /// When the run finished, after its last stream.
+    #[serde(with = "crate::clock::micros")]
+    pub finished_at: DateTime<Utc>,
     pub duration_seconds: f64,
     pub status: Status,
     /// The orchestrator's data interval the run was scheduled for (audit only; the
@@ -151,8 +156,8 @@ pub(crate) fn sample(run_id: &str, streams: Vec<StreamReport>) -> Manifest {
             git_sha: "x".to_owned(),
         },
         config_sha256: String::new(),
-        started_at: "2024-05-01T10:00:00.000000Z".to_owned(),
-        finished_at: "2024-05-01T10:00:02.000000Z".to_owned(),
+        started_at: crate::clock::parse_rfc3339("2024-05-01T10:00:00.000000Z").unwrap(),
+        finished_at: crate::clock::parse_rfc3339("2024-05-01T10:00:02.000000Z").unwrap(),
         duration_seconds: 2.0,
         status: run_status(&streams),
         data_interval: None,
@@ -179,5 +184,53 @@ pub fn run_status(streams: &[StreamReport]) -> Status {
         Status::Partial
     } else {
         Status::Succeeded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manifest as the code before typed timestamps wrote it (one compact line).
+    const WRITTEN_BEFORE: &str = concat!(
+        r#"{"manifest_version":1,"run_id":"0190c7a0-0000-7000-8000-000000000001","source_system":"shop","#,
+        r#""tenant":null,"environment":"prod","landing_url":"file:///landing","#,
+        r#""connector":{"name":"landfall","version":"0.1.0","git_sha":"abc"},"config_sha256":"00ff","#,
+        r#""started_at":"2026-11-21T11:12:14.123456Z","finished_at":"2026-11-21T11:12:16.000001Z","#,
+        r#""duration_seconds":1.876545,"status":"partial","#,
+        r#""data_interval":{"start":"2026-11-20T00:00:00+00:00","end":null},"#,
+        r#""streams":[{"name":"orders","sync_mode":"incremental","endpoint":"/orders","#,
+        r#""cursor_start":"2026-11-20T00:00:00Z","cursor_end":"2026-11-21T00:00:00Z","pages":2,"#,
+        r#""requests":3,"retries":1,"rows_read":10,"rows_written":9,"duplicate_rows":1,"#,
+        r#""filtered_rows":0,"dead_letter_rows":0,"bytes_written":512,"lag_seconds":40334.123456,"#,
+        r#""status":"partial","error":{"code":"SERVER_ERROR","message":"HTTP 503","retryable":true},"#,
+        r#""files":[{"path":"shop/orders/extracted_date=2026-11-21/r-00000.jsonl.gz","rows":9,"#,
+        r#""bytes":512,"sha256":"ab"}],"dead_letter_files":[],"schema_changes":[],"#,
+        r#""duration_seconds":1.5,"rate_limit_waits_seconds":0.0}]}"#,
+        "\n"
+    );
+
+    #[test]
+    fn a_manifest_written_before_typed_timestamps_reads_and_writes_back_byte_for_byte() {
+        let manifest: Manifest = serde_json::from_str(WRITTEN_BEFORE).unwrap();
+        assert_eq!(
+            (manifest.finished_at - manifest.started_at).num_microseconds(),
+            Some(1_876_545)
+        );
+        assert_eq!(String::from_utf8(manifest.to_line()).unwrap(), WRITTEN_BEFORE);
+    }
+
+    #[test]
+    fn started_and_finished_read_any_rfc3339_and_nothing_else() {
+        let with = |started_at: &str| WRITTEN_BEFORE.replace("2026-11-21T11:12:14.123456Z", started_at);
+        let manifest: Manifest = serde_json::from_str(&with("2026-11-21T12:12:14.123456+01:00")).unwrap();
+        assert_eq!(
+            crate::clock::rfc3339_micros(manifest.started_at),
+            "2026-11-21T11:12:14.123456Z"
+        );
+        // Not a timestamp: the manifest does not parse (`orphans` then counts it unreadable
+        // and never calls its run's objects orphans).
+        let error = serde_json::from_str::<Manifest>(&with("yesterday")).unwrap_err();
+        assert!(error.to_string().contains("not an RFC 3339 timestamp"), "{error}");
     }
 }

@@ -220,10 +220,8 @@ impl Classify for MetricsError {
     }
 }
 
-fn unix_seconds(rfc3339: &str) -> Option<f64> {
-    DateTime::parse_from_rfc3339(rfc3339)
-        .ok()
-        .map(|time| time.with_timezone(&Utc).timestamp_micros() as f64 / 1e6)
+fn unix_seconds(instant: DateTime<Utc>) -> f64 {
+    instant.timestamp_micros() as f64 / 1e6
 }
 
 /// The series of one stream of a run, labelled `source` and `stream`.
@@ -247,9 +245,7 @@ pub fn stream_samples(manifest: &Manifest, stream: &StreamReport) -> Vec<Sample>
     ];
     // Nothing landed this run: the lag is still measured from the newest cursor landed
     // before, which the checkpoint holds.
-    let finished = DateTime::parse_from_rfc3339(&manifest.finished_at)
-        .map(|time| time.with_timezone(&Utc))
-        .unwrap_or_else(|_| Utc::now());
+    let finished = manifest.finished_at;
     let lag = stream.lag_seconds.or_else(|| {
         stream
             .cursor_end
@@ -267,11 +263,9 @@ pub fn stream_samples(manifest: &Manifest, stream: &StreamReport) -> Vec<Sample>
             value,
         ));
     }
-    if let Some(finished) = unix_seconds(&manifest.finished_at) {
-        samples.push(Sample::new(STREAM_LAST_RUN, &labels, finished));
-        if stream.status == Status::Succeeded {
-            samples.push(Sample::new(LAST_SUCCESS, &labels, finished));
-        }
+    samples.push(Sample::new(STREAM_LAST_RUN, &labels, unix_seconds(finished)));
+    if stream.status == Status::Succeeded {
+        samples.push(Sample::new(LAST_SUCCESS, &labels, unix_seconds(finished)));
     }
     samples
 }
@@ -284,19 +278,12 @@ pub fn run_samples(source: &str, status: &str, duration_seconds: f64, finished_a
         let value = if candidate == status { 1.0 } else { 0.0 };
         samples.push(Sample::new(RUN_STATUS, &[labels[0], ("status", candidate)], value));
     }
-    samples.push(Sample::new(
-        RUN_LAST,
-        &labels,
-        finished_at.timestamp_micros() as f64 / 1e6,
-    ));
+    samples.push(Sample::new(RUN_LAST, &labels, unix_seconds(finished_at)));
     samples
 }
 
 /// Every series of a run that wrote its manifest.
 pub fn manifest_samples(manifest: &Manifest) -> Vec<Sample> {
-    let finished = DateTime::parse_from_rfc3339(&manifest.finished_at)
-        .map(|time| time.with_timezone(&Utc))
-        .unwrap_or_else(|_| Utc::now());
     let mut samples: Vec<Sample> = manifest
         .streams
         .iter()
@@ -306,7 +293,7 @@ pub fn manifest_samples(manifest: &Manifest) -> Vec<Sample> {
         &manifest.source_system,
         manifest.status.as_str(),
         manifest.duration_seconds,
-        finished,
+        manifest.finished_at,
     ));
     samples
 }
@@ -726,7 +713,7 @@ mod tests {
         write_file(&path, &manifest_samples(&first)).unwrap();
         // The next run touches only orders, and it fails.
         let mut second = manifest(vec![report("orders", Status::Failed)]);
-        second.finished_at = "2024-05-02T10:00:02.000000Z".to_owned();
+        second.finished_at = crate::clock::parse_rfc3339("2024-05-02T10:00:02.000000Z").unwrap();
         second.streams[0].rows_written = 7;
         write_file(&path, &manifest_samples(&second)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();

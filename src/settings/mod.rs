@@ -5,6 +5,7 @@
 //! YAML, resolves references and composes them.
 
 pub mod check;
+pub mod nonzero;
 pub mod secret;
 pub mod units;
 

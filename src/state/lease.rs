@@ -17,10 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::StoredTime;
 use crate::error::{Classify, ErrorCode};
 use crate::landing::{LandingError, ObjectVersion, layout};
 use crate::observe::events::Events;
@@ -34,8 +35,9 @@ pub struct LeaseRecord {
     #[serde(default)]
     pub nonce: String,
     pub stream: String,
-    pub acquired_at: String,
-    pub expires_at: String,
+    pub acquired_at: StoredTime,
+    /// Past it (or unreadable), the lease may be taken over.
+    pub expires_at: StoredTime,
     /// The window a window lease covers; absent on a stream's lease.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<LeasedWindow>,
@@ -239,9 +241,9 @@ impl Fence for Unfenced {
     }
 }
 
-fn expiry(ttl: Duration) -> String {
+fn expiry(ttl: Duration) -> StoredTime {
     let now = Utc::now();
-    crate::clock::rfc3339_micros(now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX))
+    (now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)).into()
 }
 
 fn encode(record: &LeaseRecord) -> Bytes {
@@ -263,8 +265,9 @@ async fn read_versioned(
         .map(|(bytes, version)| (serde_json::from_slice::<LeaseRecord>(&bytes).ok(), version)))
 }
 
-fn expired(record: &LeaseRecord) -> bool {
-    DateTime::parse_from_rfc3339(&record.expires_at).map_or(true, |expiry| expiry.with_timezone(&Utc) <= Utc::now())
+/// Whether a lease may be taken over: its expiry has passed, or cannot be read.
+fn expired(record: &LeaseRecord, now: chrono::DateTime<Utc>) -> bool {
+    record.expires_at.instant().is_none_or(|expiry| expiry <= now)
 }
 
 impl Lease {
@@ -286,7 +289,7 @@ impl Lease {
             run_id: run_id.to_owned(),
             nonce: uuid::Uuid::now_v7().to_string(),
             stream: stream.to_owned(),
-            acquired_at: crate::clock::now_rfc3339(),
+            acquired_at: Utc::now().into(),
             expires_at: expiry(ttl),
             window: scope.window(),
         };
@@ -301,14 +304,14 @@ impl Lease {
         let version = match state.write_object(&path, encode(&mine), None).await? {
             Written::Stored(version) => version,
             Written::Conflict => match read_versioned(state, &path).await? {
-                Some((Some(current), _)) if !expired(&current) => {
+                Some((Some(current), _)) if !expired(&current, Utc::now()) => {
                     events.lease_held(
                         stream,
                         window_text(mine.window.as_ref()).as_deref(),
                         &current.run_id,
-                        &current.expires_at,
+                        current.expires_at.as_str(),
                     );
-                    return Err(held(current.run_id, current.expires_at));
+                    return Err(held(current.run_id, current.expires_at.to_string()));
                 }
                 // Expired (or unreadable): take it over with a compare-and-swap on the
                 // version just read, so of two runs taking over at once only one wins.
@@ -323,7 +326,11 @@ impl Lease {
                 },
             },
         };
-        events.lease_acquired(stream, window_text(mine.window.as_ref()).as_deref(), &mine.expires_at);
+        events.lease_acquired(
+            stream,
+            window_text(mine.window.as_ref()).as_deref(),
+            mine.expires_at.as_str(),
+        );
         let shared = Arc::new(Held {
             state: state.clone(),
             path: path.clone(),
@@ -393,5 +400,96 @@ async fn renew(held: Arc<Held>, stop: CancellationToken) {
         if held.renew().await.is_err() && held.inner.lock().await.lost.is_some() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::landing::Landing;
+
+    fn store() -> (tempfile::TempDir, StateStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let landing = Landing::open(&crate::landing::config::LandingConfig {
+            url: format!("file://{}", dir.path().display()),
+            ..Default::default()
+        })
+        .unwrap();
+        (dir, StateStore::new(landing, "shop"))
+    }
+
+    /// Writes the lease of `orders` as another writer (a person, another version) would.
+    async fn foreign_lease(state: &StateStore, expires_at: &str) {
+        let text = format!(
+            r#"{{"run_id": "other", "stream": "orders", "acquired_at": "now-ish", "expires_at": "{expires_at}"}}"#
+        );
+        let path = layout::lease("shop", "orders");
+        assert!(matches!(
+            state.write_object(&path, Bytes::from(text), None).await.unwrap(),
+            Written::Stored(_)
+        ));
+    }
+
+    async fn acquire(state: &StateStore) -> Result<Lease, LeaseError> {
+        Lease::acquire(
+            state,
+            "orders",
+            LeaseScope::Stream,
+            "mine",
+            Duration::from_secs(60),
+            &Events::new("mine", "shop"),
+            CancellationToken::new(),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_live_foreign_lease_is_reported_as_written_and_an_unreadable_expiry_is_expired() {
+        let (_dir, state) = store();
+        // Live, in another offset and precision: held, its expiry shown as it was written.
+        foreign_lease(&state, "2999-01-01T02:00:00+02:00").await;
+        let error = acquire(&state).await.err().expect("the lease is held");
+        assert!(
+            matches!(&error, LeaseError::Held { holder, expires_at, .. }
+            if holder == "other" && expires_at == "2999-01-01T02:00:00+02:00"),
+            "{error}"
+        );
+
+        // An expiry that is not a timestamp counts as expired: the lease is taken over, and
+        // the new record's times are written as `now_rfc3339` writes them.
+        let (_dir, state) = store();
+        foreign_lease(&state, "soon").await;
+        let lease = acquire(&state).await.unwrap();
+        let (bytes, _) = state
+            .read_object(&layout::lease("shop", "orders"))
+            .await
+            .unwrap()
+            .unwrap();
+        let written: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(written["run_id"], "mine");
+        for key in ["acquired_at", "expires_at"] {
+            let text = written[key].as_str().unwrap();
+            let instant = crate::clock::parse_rfc3339(text).unwrap();
+            assert_eq!(text, crate::clock::rfc3339_micros(instant), "{key}");
+        }
+        lease.release().await;
+    }
+
+    #[test]
+    fn expiry_is_compared_as_an_instant() {
+        let record = |expires_at: &str| LeaseRecord {
+            run_id: "r".to_owned(),
+            nonce: String::new(),
+            stream: "orders".to_owned(),
+            acquired_at: StoredTime::read("2024-05-01T10:00:00Z"),
+            expires_at: StoredTime::read(expires_at),
+            window: None,
+        };
+        let now = crate::clock::parse_rfc3339("2024-05-01T10:00:00Z").unwrap();
+        // 11:00+02:00 is 09:00 UTC: expired, although its text sorts after `now`'s.
+        assert!(expired(&record("2024-05-01T11:00:00+02:00"), now));
+        assert!(!expired(&record("2024-05-01T10:00:00.000001Z"), now));
+        assert!(expired(&record("2024-05-01T10:00:00Z"), now));
+        assert!(expired(&record(""), now));
     }
 }

@@ -34,7 +34,8 @@ pub struct StreamState {
     pub cursor: Option<String>,
     /// The run that wrote this checkpoint.
     pub run_id: String,
-    pub updated_at: String,
+    /// When it was written (informative: a text that is not RFC 3339 is kept as found).
+    pub updated_at: crate::clock::StoredTime,
     /// Stored records at the top of the cursor range (within `lookback` of the cursor,
     /// at most [`MAX_RECENT`]), so a re-read can tell an unchanged record from a new version.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -322,7 +323,7 @@ fn new_state(stream: &str, cursor: Option<&str>, recent: Vec<SeenRecord>, run_id
         stream: stream.to_owned(),
         cursor: cursor.map(str::to_owned),
         run_id: run_id.to_owned(),
-        updated_at: crate::clock::now_rfc3339(),
+        updated_at: chrono::Utc::now().into(),
         recent,
         completed: Vec::new(),
     }
@@ -530,6 +531,35 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(kept.state.cursor.as_deref(), Some("2024-02-01"));
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_whose_updated_at_is_not_a_timestamp_reads_and_is_kept_as_written() {
+        let (dir, store) = store();
+        let hand_edited =
+            r#"{"state_version":1,"stream":"orders","cursor":"2024-01-02","run_id":"r","updated_at":"by hand"}"#;
+        let written = store
+            .write_object(
+                &layout::state("shop", "orders"),
+                Bytes::from_static(hand_edited.as_bytes()),
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(written, Written::Stored(_)));
+        let read = store.load("orders").await.unwrap().unwrap();
+        assert_eq!((read.updated_at.as_str(), read.updated_at.instant()), ("by hand", None));
+        let moved = store.set("orders", "2024-01-05", "operator").await.unwrap();
+        let previous: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("shop/_state/orders.json.prev")).unwrap()).unwrap();
+        assert_eq!(previous["updated_at"], "by hand");
+        // What a run writes: `now_rfc3339`'s shape, microseconds and `Z`.
+        let text = moved.updated_at.as_str();
+        assert_eq!(
+            Some(text.to_owned()),
+            moved.updated_at.instant().map(crate::clock::rfc3339_micros)
+        );
+        assert!(text.len() == 27 && text.ends_with('Z'), "{text}");
     }
 
     async fn store_with_checkpoint(cursor: &str) -> (tempfile::TempDir, StateStore) {

@@ -305,7 +305,7 @@ mod tests {
                 stream: "s".to_owned(),
                 cursor: cursor.map(|cursor| cursor.to_string()),
                 run_id: "r".to_owned(),
-                updated_at: "2024-01-01T00:00:00Z".to_owned(),
+                updated_at: crate::clock::StoredTime::read("2024-01-01T00:00:00Z"),
                 recent,
                 completed: Vec::new(),
             },

@@ -174,7 +174,8 @@ impl RestSource {
                 };
                 let builder = &builder;
                 let filter = filter.then_some(&window);
-                let mut prefetch = Prefetcher::new(&self.stream.pagination, self.config.source.rate_limit.concurrency);
+                let mut prefetch =
+                    Prefetcher::new(&self.stream.pagination, self.config.source.rate_limit.concurrency.get());
                 let fetched = self
                     .fetch_pages(
                         PageSequence {

@@ -176,10 +176,10 @@ mod tests {
         PaginationConfig::Offset {
             offset_param: "offset".into(),
             limit_param: "limit".into(),
-            limit,
+            limit: std::num::NonZeroU64::new(limit).unwrap(),
             total_path: None,
             inject_into: Default::default(),
-            max_pages,
+            max_pages: max_pages.and_then(std::num::NonZeroU64::new),
         }
     }
 
