@@ -663,6 +663,16 @@ fn typed(document: serde_json::Value) -> Result<ConnectorConfig, ConfigError> {
     Ok(config)
 }
 
+/// A stream `s` at `/s` with `primary_key: [id]` and `extra` (more JSON members, each
+/// starting with a comma), for unit tests.
+#[cfg(test)]
+pub(crate) fn test_stream(extra: &str) -> StreamConfig {
+    serde_json::from_str(&format!(
+        r#"{{"name": "s", "path": "/s", "primary_key": ["id"]{extra}}}"#
+    ))
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,12 +123,7 @@ impl<'a> RecordReader<'a> {
 mod tests {
     use super::*;
 
-    fn stream(extra: &str) -> StreamConfig {
-        serde_json::from_str(&format!(
-            r#"{{"name": "s", "path": "/s", "primary_key": ["id"]{extra}}}"#
-        ))
-        .unwrap()
-    }
+    use crate::config::test_stream as stream;
 
     fn raw(text: &str) -> &RawValue {
         serde_json::from_str(text).unwrap()

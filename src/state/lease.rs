@@ -406,17 +406,8 @@ async fn renew(held: Arc<Held>, stop: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::landing::Landing;
 
-    fn store() -> (tempfile::TempDir, StateStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let landing = Landing::open(&crate::landing::config::LandingConfig {
-            url: format!("file://{}", dir.path().display()),
-            ..Default::default()
-        })
-        .unwrap();
-        (dir, StateStore::new(landing, "shop"))
-    }
+    use crate::state::test_store as store;
 
     /// Writes the lease of `orders` as another writer (a person, another version) would.
     async fn foreign_lease(state: &StateStore, expires_at: &str) {

@@ -427,6 +427,18 @@ fn encode(state: &StreamState) -> Bytes {
     Bytes::from(bytes)
 }
 
+/// A state store for source `shop` in a fresh `file://` folder, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_store() -> (tempfile::TempDir, StateStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let landing = Landing::open(&crate::landing::config::LandingConfig {
+        url: format!("file://{}", dir.path().display()),
+        ..Default::default()
+    })
+    .unwrap();
+    (dir, StateStore::new(landing, "shop"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,15 +453,7 @@ mod tests {
         }
     }
 
-    fn store() -> (tempfile::TempDir, StateStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let landing = Landing::open(&crate::landing::config::LandingConfig {
-            url: format!("file://{}", dir.path().display()),
-            ..Default::default()
-        })
-        .unwrap();
-        (dir, StateStore::new(landing, "shop"))
-    }
+    use super::test_store as store;
 
     const ORIGIN: &str = "2024-01-01";
 
