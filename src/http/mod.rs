@@ -317,10 +317,7 @@ impl HttpClient {
                 // A request already retrying waits out the cooldown when its attempts and
                 // budget allow, then probes; a new request fails fast.
                 let wait = refusal.retry_in;
-                let may_wait = sent > 0
-                    && !wait.is_zero()
-                    && counted < self.retry.max_attempts
-                    && waited + wait <= self.retry.budget
+                let may_wait = self.retry.waits_for_circuit(sent, counted, waited, wait)
                     && self
                         .deadline
                         .is_none_or(|deadline| self.sleeper.now() + wait <= deadline);

@@ -92,6 +92,14 @@ impl RetryPolicy {
         }
     }
 
+    /// Whether a request finds the circuit open and waits out its cooldown `wait` (then
+    /// probes) rather than failing: only a request already retrying (`sent` attempts so far,
+    /// `counted` of them against `max_attempts`), and only while its attempts and its budget
+    /// (`waited` so far) allow. A new request fails fast.
+    pub fn waits_for_circuit(&self, sent: u32, counted: u32, waited: Duration, wait: Duration) -> bool {
+        sent > 0 && !wait.is_zero() && counted < self.max_attempts && waited + wait <= self.budget
+    }
+
     /// The backoff before retry number `retry` (0 for the first retry), without jitter:
     /// `min(initial_delay × multiplier^retry, max_delay)`.
     pub fn base_delay(&self, retry: u32) -> Duration {
@@ -169,6 +177,29 @@ mod tests {
             retry_on_status: vec![500],
             respect_retry_after: true,
         })
+    }
+
+    #[test]
+    fn only_a_retrying_request_waits_for_an_open_circuit_within_its_attempts_and_budget() {
+        let policy = policy();
+        let second = Duration::from_secs(1);
+        assert!(
+            !policy.waits_for_circuit(0, 0, Duration::ZERO, second),
+            "a new request fails fast"
+        );
+        assert!(policy.waits_for_circuit(1, 1, Duration::ZERO, second));
+        assert!(
+            !policy.waits_for_circuit(5, 5, Duration::ZERO, second),
+            "attempts spent"
+        );
+        assert!(
+            !policy.waits_for_circuit(1, 1, second + second / 2, second),
+            "past the 2 s budget"
+        );
+        assert!(
+            !policy.waits_for_circuit(1, 1, Duration::ZERO, Duration::ZERO),
+            "nothing to wait for"
+        );
     }
 
     #[test]
