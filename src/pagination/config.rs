@@ -216,15 +216,19 @@ impl PaginationConfig {
     /// Checks the scheme's settings; `at` is its path (`streams[i].pagination`), `method`
     /// the stream's (a token goes in the body only of a POST).
     pub fn validate(&self, at: &str, method: Method) -> Result<(), ConfigError> {
-        let pagination_at = at;
         let body_needed = |inject: InjectInto| -> Result<(), ConfigError> {
             if inject == InjectInto::Body && method != Method::Post {
                 return Err(ConfigError::invalid(
-                    format!("{pagination_at}.inject_into"),
+                    format!("{at}.inject_into"),
                     "inject_into: body needs method: POST",
                 ));
             }
             Ok(())
+        };
+        // An optional JSON pointer into the body (`stop_path`, `total_path`, ...).
+        let optional_pointer = |key: &str, pointer: &Option<String>| match pointer {
+            Some(pointer) => check_pointer(&format!("{at}.{key}"), pointer),
+            None => Ok(()),
         };
         match self {
             PaginationConfig::None {} | PaginationConfig::LinkHeader { .. } => {}
@@ -237,20 +241,18 @@ impl PaginationConfig {
                 ..
             } => {
                 match (cursor_path, last_record_path) {
-                    (Some(cursor_path), None) => check_pointer(&format!("{pagination_at}.cursor_path"), cursor_path)?,
-                    (None, Some(field)) => check_field(&format!("{pagination_at}.last_record_path"), field)?,
+                    (Some(cursor_path), None) => check_pointer(&format!("{at}.cursor_path"), cursor_path)?,
+                    (None, Some(field)) => check_field(&format!("{at}.last_record_path"), field)?,
                     _ => {
                         return Err(ConfigError::invalid(
-                            pagination_at.to_owned(),
+                            at.to_owned(),
                             "set exactly one of cursor_path (the cursor in the body) and last_record_path \
                              (a field of the page's last record)",
                         ));
                     }
                 }
-                non_empty(&format!("{pagination_at}.cursor_param"), cursor_param)?;
-                if let Some(stop_path) = stop_path {
-                    check_pointer(&format!("{pagination_at}.stop_path"), stop_path)?;
-                }
+                non_empty(&format!("{at}.cursor_param"), cursor_param)?;
+                optional_pointer("stop_path", stop_path)?;
                 body_needed(*inject_into)?;
             }
             PaginationConfig::NextUrl {
@@ -258,10 +260,8 @@ impl PaginationConfig {
                 stop_path,
                 ..
             } => {
-                check_pointer(&format!("{pagination_at}.next_url_path"), next_url_path)?;
-                if let Some(stop_path) = stop_path {
-                    check_pointer(&format!("{pagination_at}.stop_path"), stop_path)?;
-                }
+                check_pointer(&format!("{at}.next_url_path"), next_url_path)?;
+                optional_pointer("stop_path", stop_path)?;
             }
             PaginationConfig::Offset {
                 offset_param,
@@ -270,11 +270,9 @@ impl PaginationConfig {
                 inject_into,
                 ..
             } => {
-                non_empty(&format!("{pagination_at}.offset_param"), offset_param)?;
-                non_empty(&format!("{pagination_at}.limit_param"), limit_param)?;
-                if let Some(total_path) = total_path {
-                    check_pointer(&format!("{pagination_at}.total_path"), total_path)?;
-                }
+                non_empty(&format!("{at}.offset_param"), offset_param)?;
+                non_empty(&format!("{at}.limit_param"), limit_param)?;
+                optional_pointer("total_path", total_path)?;
                 body_needed(*inject_into)?;
             }
             PaginationConfig::PageNumber {
@@ -283,10 +281,8 @@ impl PaginationConfig {
                 inject_into,
                 ..
             } => {
-                non_empty(&format!("{pagination_at}.page_param"), page_param)?;
-                if let Some(total_pages_path) = total_pages_path {
-                    check_pointer(&format!("{pagination_at}.total_pages_path"), total_pages_path)?;
-                }
+                non_empty(&format!("{at}.page_param"), page_param)?;
+                optional_pointer("total_pages_path", total_pages_path)?;
                 body_needed(*inject_into)?;
             }
         }
