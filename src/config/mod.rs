@@ -53,7 +53,9 @@ pub struct ConnectorConfig {
 pub struct IncrementalConfig {
     /// Field in each record (JSON pointer or top-level name) holding the source's cursor.
     pub cursor_field: String,
-    /// Request parameter that carries the lower bound.
+    /// Request parameter that carries the lower bound (`rest` sources: required; database
+    /// sources compare the column in SQL).
+    #[serde(default)]
     pub param: String,
     /// Request parameter that carries the upper bound of an explicit window. Default: none.
     #[serde(default)]
@@ -137,8 +139,25 @@ pub enum RedactAction {
 pub struct StreamConfig {
     /// `[a-z][a-z0-9_]*`; becomes `_source_object` and the landing folder.
     pub name: String,
-    /// Path appended to `source.base_url`.
+    /// Path appended to `source.base_url` (`rest` sources: required).
+    #[serde(default)]
     pub path: String,
+    /// Database sources: the table (`schema.name`, or `name` in the default schema) the
+    /// stream reads; or `query`. Default: none.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// Database sources: a read-only `SELECT` the stream reads instead of a table; it runs
+    /// inside a `READ ONLY` transaction, so a write is refused by the server. Default: none.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Database sources: the columns of `table` to read, in this order. Default: every
+    /// column, in table order.
+    #[serde(default)]
+    pub select: Vec<String>,
+    /// Database sources: rows per keyset chunk (one statement each, ordered by the cursor
+    /// and the primary key, never `OFFSET`). Default: 10000.
+    #[serde(default, deserialize_with = "crate::settings::nonzero::at_least_one_or_null")]
+    pub chunk_size: Option<std::num::NonZeroU32>,
     /// Free-form description, carried to generated dbt sources.
     #[serde(default)]
     pub description: Option<String>,
@@ -331,6 +350,10 @@ impl StreamConfig {
         Some(StreamConfig {
             name: deletes_stream_name(&self.name),
             path: deletes.path.clone(),
+            table: None,
+            query: None,
+            select: Vec::new(),
+            chunk_size: None,
             description: Some(format!(
                 "Records removed from stream `{}`, listed by its deletes endpoint.",
                 self.name
@@ -507,6 +530,14 @@ impl ConnectorConfig {
         };
         check_named("source", &self.source.headers, &self.source.params)?;
         check_base_url_secrets(&self.source.base_url)?;
+        if let Some(password) = &self.source.password
+            && !is_reference(password.expose())
+        {
+            return Err(ConfigError::invalid("source.password", HINT));
+        }
+        if let Some(url) = &self.source.url {
+            check_database_url_secrets(url.expose())?;
+        }
         for (stream_index, stream) in self.streams.iter().enumerate() {
             check_named(&format!("streams[{stream_index}]"), &stream.headers, &stream.params)?;
             if let Some(deletes) = &stream.deletes {
@@ -617,6 +648,30 @@ fn check_shape(text: &str) -> Result<(), ConfigError> {
             }
             at += 1;
         }
+    }
+    Ok(())
+}
+
+/// Refuses a password written literally into a database `source.url`: the whole URL (or
+/// the password in it) must be a reference.
+fn check_database_url_secrets(written: &str) -> Result<(), ConfigError> {
+    if is_reference(written) {
+        return Ok(());
+    }
+    let literal = REFERENCE_PATTERN.replace_all(written, "ref");
+    let Ok(url) = url::Url::parse(&literal) else {
+        return Ok(());
+    };
+    let literal_password = url.password().is_some_and(|password| password != "ref")
+        || url
+            .query_pairs()
+            .any(|(name, value)| name.eq_ignore_ascii_case("password") && value != "ref");
+    if literal_password {
+        return Err(ConfigError::invalid(
+            "source.url",
+            "holds a literal password; write the URL as a reference such as ${env:DATABASE_URL}, \
+             or set source.password: ${env:NAME}",
+        ));
     }
     Ok(())
 }

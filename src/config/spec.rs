@@ -226,7 +226,7 @@ fn pagination() -> Value {
 fn source() -> Value {
     object(
         "Source",
-        &["name", "base_url"],
+        &["name"],
         vec![
             (
                 "name",
@@ -236,7 +236,52 @@ fn source() -> Value {
                     json!(IDENTIFIER_PATTERN),
                 ),
             ),
-            ("base_url", string("Base URL every stream path is appended to")),
+            (
+                "type",
+                enumeration(
+                    "The source family: rest (HTTP APIs), postgres, or mysql (MySQL and MariaDB)",
+                    &["rest", "postgres", "mysql"],
+                    "rest",
+                ),
+            ),
+            (
+                "base_url",
+                string("Base URL every stream path is appended to (rest sources: required)"),
+            ),
+            (
+                "url",
+                json!({"type": ["string", "null"], "description": "Database sources: connection URL (postgres://..., mysql://...), a reference when it holds a password; or host", "airbyte_secret": true, "default": null}),
+            ),
+            (
+                "host",
+                nullable_string("Database sources: the server's host (instead of url)"),
+            ),
+            (
+                "port",
+                json!({"type": ["integer", "null"], "minimum": 1, "maximum": 65535, "description": "Database sources: the server's port; null = 5432 (postgres), 3306 (mysql)", "default": null}),
+            ),
+            ("database", nullable_string("Database sources: the database to read")),
+            ("user", nullable_string("Database sources: the login")),
+            (
+                "password",
+                json!({"type": ["string", "null"], "description": "Database sources: the password (a reference)", "airbyte_secret": true, "default": null}),
+            ),
+            (
+                "connect_timeout",
+                json!({"type": ["string", "null"], "pattern": DURATION_PATTERN, "description": "Database sources: how long connecting may take; null = 10s", "default": null}),
+            ),
+            (
+                "statement_timeout",
+                json!({"type": ["string", "null"], "pattern": DURATION_PATTERN, "description": "Database sources: the longest one chunk's statement may run; null = the server's setting", "default": null}),
+            ),
+            (
+                "application_name",
+                nullable_string("Database sources: the name the server shows for the sessions; null = landfall"),
+            ),
+            (
+                "pool_size",
+                nullable_integer("Database sources: the most connections open at once (caps max_concurrent_streams)"),
+            ),
             (
                 "description",
                 nullable_string("Description, carried to generated dbt sources"),
@@ -316,6 +361,10 @@ fn source() -> Value {
                     "TLS",
                     &[],
                     vec![
+                        (
+                            "mode",
+                            json!({"type": ["string", "null"], "enum": ["disable", "prefer", "require", "verify-full", null], "description": "Database sources: whether to use TLS; the certificate and host name are verified whenever TLS is used; null = prefer", "default": null}),
+                        ),
                         ("ca_file", nullable_string("Extra CA bundle (PEM)")),
                         (
                             "client_cert_file",
@@ -364,7 +413,7 @@ fn source() -> Value {
 fn stream() -> Value {
     object(
         "Stream",
-        &["name", "path"],
+        &["name"],
         vec![
             (
                 "name",
@@ -374,7 +423,28 @@ fn stream() -> Value {
                     json!(IDENTIFIER_PATTERN),
                 ),
             ),
-            ("path", string("Path appended to source.base_url")),
+            (
+                "path",
+                string("Path appended to source.base_url (rest sources: required)"),
+            ),
+            (
+                "table",
+                nullable_string("Database sources: the table read (schema.name or name); or query"),
+            ),
+            (
+                "query",
+                nullable_string(
+                    "Database sources: a read-only SELECT read instead of a table (runs in a READ ONLY transaction)",
+                ),
+            ),
+            (
+                "select",
+                string_list("Database sources: the columns of the table to read, in order; empty = all"),
+            ),
+            (
+                "chunk_size",
+                json!({"type": ["integer", "null"], "minimum": 1, "description": "Database sources: rows per keyset chunk; null = 10000", "default": null}),
+            ),
             (
                 "description",
                 nullable_string("Description, carried to generated dbt sources"),
@@ -392,12 +462,12 @@ fn stream() -> Value {
                     "type": ["object", "null"],
                     "title": "Incremental",
                     "description": "Absent = full refresh every run",
-                    "required": ["cursor_field", "param", "start"],
+                    "required": ["cursor_field", "start"],
                     "additionalProperties": false,
                     "default": null,
                     "properties": {
                         "cursor_field": {"type": "string", "description": "Field holding the record's cursor", "order": 0},
-                        "param": {"type": "string", "description": "Request parameter carrying the lower bound", "order": 1},
+                        "param": {"type": "string", "description": "Request parameter carrying the lower bound (rest sources: required)", "default": "", "order": 1},
                         "end_param": {"type": ["string", "null"], "description": "Request parameter carrying the upper bound", "order": 2},
                         "start": {"type": "string", "description": "Lower bound of the first run", "order": 3},
                         "lookback": {"type": "string", "pattern": DURATION_PATTERN, "description": "Re-read window behind the checkpoint", "default": "0s", "order": 4},
@@ -870,7 +940,7 @@ mod tests {
     /// is absent (compared on the serialized config of a minimal file, where both exist).
     #[test]
     fn spec_defaults_are_the_config_defaults() {
-        let minimal = "version: 1\nsource: {name: shop, base_url: 'https://api.test'}\nstreams:\n  - {name: s, path: /s, incremental: {cursor_field: u, param: since, start: '2024-01-01T00:00:00Z'}, parent: null}\n";
+        let minimal = "version: 1\nsource: {name: shop, base_url: 'https://api.test'}\nstreams:\n  - {name: s, path: /s, incremental: {cursor_field: u, start: '2024-01-01T00:00:00Z'}, parent: null}\n";
         let config: crate::config::ConnectorConfig = serde_yaml_ng::from_str(minimal).unwrap();
         let mut serialized = serde_json::to_value(&config).unwrap();
         // Unset so that `compression: none` can refuse a level; the level in effect is 1.
@@ -1053,6 +1123,35 @@ mod tests {
         at[tokens[tokens.len() - 1]] = value;
     }
 
+    /// Keys only a database source reads: checked on [`database_base`].
+    const DATABASE_KEYS: &[&str] = &[
+        "/source/type",
+        "/source/port",
+        "/source/pool_size",
+        "/source/tls/mode",
+        "/streams/0/chunk_size",
+    ];
+
+    /// A valid config of a database source.
+    fn database_base() -> Value {
+        json!({
+            "version": 1,
+            "source": {"name": "shop", "type": "postgres", "host": "db.test", "user": "landfall", "password": "${env:PW}"},
+            "streams": [{"name": "orders", "table": "public.orders", "primary_key": ["id"]}],
+            "landing": {"url": "memory://"},
+        })
+    }
+
+    /// The config a value of `pointer` is checked in: a database source's for its keys
+    /// (except `type: rest`), else `base`.
+    fn base_for(base: &Value, pointer: &str, value: &Value) -> Value {
+        if DATABASE_KEYS.contains(&pointer) && value != "rest" {
+            database_base()
+        } else {
+            base.clone()
+        }
+    }
+
     fn validates(config: &Value) -> Result<(), String> {
         let text = serde_json::to_string(config).expect("serializes");
         // Every `${env:..}` reference resolves, to a value that is valid hex and base64 alike.
@@ -1082,7 +1181,7 @@ mod tests {
         for field in enums {
             let values = field.values.as_ref().expect("filtered");
             let config_with = |value: Value| {
-                let mut config = base.clone();
+                let mut config = base_for(&base, &field.pointer, &value);
                 if field.pointer.starts_with("/streams/0/redact/") {
                     config["streams"][0]["redact"] =
                         json!([{"path": "/email", "action": "hash", "salt": "${env:SALT}"}]);
@@ -1177,7 +1276,7 @@ mod tests {
             .flatten()
             {
                 for (value, valid) in [(bound, true), (past, false)] {
-                    let mut config = base.clone();
+                    let mut config = base_for(&base, &field.pointer, &number(value));
                     for (pointer, setting) in &field.context {
                         set(&mut config, pointer, setting.clone());
                     }

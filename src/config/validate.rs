@@ -36,6 +36,11 @@ impl ConnectorConfig {
                 ));
             }
             validate_stream(&at, stream)?;
+            if self.source.kind.is_database() {
+                validate_database_stream(&at, stream, self.source.kind)?;
+            } else {
+                validate_rest_stream(&at, stream)?;
+            }
         }
         for (index, stream) in self.streams.iter().enumerate() {
             validate_deletes(&format!("streams[{index}]"), stream, &names)?;
@@ -131,14 +136,151 @@ fn validate_deletes(at: &str, stream: &StreamConfig, names: &HashSet<&str>) -> R
             ),
         ));
     }
-    validate_stream(&at, &companion).map_err(|error| match error {
-        // the companion's primary_key is the `key` of the deletes block
-        ConfigError::Invalid { path, message } => ConfigError::Invalid {
-            path: path.replace(&format!("{at}.primary_key"), &format!("{at}.key")),
-            message,
-        },
-        other => other,
-    })
+    validate_stream(&at, &companion)
+        .and_then(|()| validate_rest_stream(&at, &companion))
+        .map_err(|error| match error {
+            // the companion's primary_key is the `key` of the deletes block
+            ConfigError::Invalid { path, message } => ConfigError::Invalid {
+                path: path.replace(&format!("{at}.primary_key"), &format!("{at}.key")),
+                message,
+            },
+            other => other,
+        })
+}
+
+/// A stream of a `rest` source: none of the database keys.
+fn validate_rest_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
+    let database_keys = [
+        ("table", stream.table.is_some()),
+        ("query", stream.query.is_some()),
+        ("select", !stream.select.is_empty()),
+        ("chunk_size", stream.chunk_size.is_some()),
+    ];
+    if let Some((key, _)) = database_keys.into_iter().find(|(_, set)| *set) {
+        return Err(ConfigError::invalid(
+            format!("{at}.{key}"),
+            "is read only by database sources (source.type: postgres or mysql)",
+        ));
+    }
+    if let Some(incremental) = &stream.incremental {
+        non_empty(&format!("{at}.incremental.param"), &incremental.param)?;
+    }
+    Ok(())
+}
+
+/// A stream of a database source: a `table` or a `query`, a primary key for the keyset
+/// chunks, a column as cursor, and none of the HTTP-only keys.
+fn validate_database_stream(
+    at: &str,
+    stream: &StreamConfig,
+    kind: crate::http::config::SourceKind,
+) -> Result<(), ConfigError> {
+    let kind = kind.as_str();
+    match (&stream.table, &stream.query) {
+        (None, None) => {
+            return Err(ConfigError::invalid(
+                format!("{at}.table"),
+                format!("a {kind} stream reads a table (schema.name) or a query; set one"),
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(
+                format!("{at}.query"),
+                "set either table or query, not both",
+            ));
+        }
+        (Some(table), None) => {
+            let parts: Vec<&str> = table.split('.').collect();
+            if parts.len() > 2
+                || parts
+                    .iter()
+                    .any(|part| part.is_empty() || part.contains(['"', '`', '\0']))
+            {
+                return Err(ConfigError::invalid(
+                    format!("{at}.table"),
+                    format!("`{table}` must be `schema.name` or `name`"),
+                ));
+            }
+        }
+        (None, Some(query)) => {
+            non_empty(&format!("{at}.query"), query.trim())?;
+            if !stream.select.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{at}.select"),
+                    "chooses columns of a table; a query selects its own",
+                ));
+            }
+            if query.contains('\0') {
+                return Err(ConfigError::invalid(format!("{at}.query"), "holds a NUL character"));
+            }
+        }
+    }
+    for (index, column) in stream.select.iter().enumerate() {
+        if column.is_empty() || column.contains(['"', '`', '\0']) {
+            return Err(ConfigError::invalid(
+                format!("{at}.select[{index}]"),
+                "must be a column name (without quotes)",
+            ));
+        }
+    }
+    if stream.primary_key.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{at}.primary_key"),
+            "a database stream needs its primary key columns: it reads in keyset chunks ordered by them",
+        ));
+    }
+    for (index, column) in stream.primary_key.iter().enumerate() {
+        if column.starts_with('/') {
+            return Err(ConfigError::invalid(
+                format!("{at}.primary_key[{index}]"),
+                "names a column of the table or query, not a JSON pointer",
+            ));
+        }
+    }
+    let http_only = [
+        ("path", !stream.path.is_empty()),
+        ("params", !stream.params.is_empty()),
+        ("headers", !stream.headers.is_empty()),
+        ("body", stream.body.is_some()),
+        ("records_path", !stream.records_path.is_empty()),
+        (
+            "pagination",
+            !matches!(stream.pagination, crate::pagination::config::PaginationConfig::None {}),
+        ),
+        ("parent", stream.parent.is_some()),
+        ("deletes", stream.deletes.is_some()),
+    ];
+    if let Some((key, _)) = http_only.into_iter().find(|(_, set)| *set) {
+        return Err(ConfigError::invalid(
+            format!("{at}.{key}"),
+            format!("is read only by rest sources; a {kind} stream reads a table or a query"),
+        ));
+    }
+    if let Some(incremental) = &stream.incremental {
+        let inc_at = format!("{at}.incremental");
+        if incremental.cursor_field.starts_with('/') {
+            return Err(ConfigError::invalid(
+                format!("{inc_at}.cursor_field"),
+                "names a column of the table or query, not a JSON pointer",
+            ));
+        }
+        for (key, set) in [
+            ("param", !incremental.param.is_empty()),
+            ("end_param", incremental.end_param.is_some()),
+            ("client_side_filter", incremental.client_side_filter),
+            ("sorted", !incremental.sorted),
+        ] {
+            if set {
+                return Err(ConfigError::invalid(
+                    format!("{inc_at}.{key}"),
+                    format!(
+                        "is read only by rest sources; a {kind} stream filters and orders by the cursor column in SQL"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
@@ -188,7 +330,6 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
     if let Some(incremental) = &stream.incremental {
         let inc_at = format!("{at}.incremental");
         check_field(&format!("{inc_at}.cursor_field"), &incremental.cursor_field)?;
-        non_empty(&format!("{inc_at}.param"), &incremental.param)?;
         non_empty(&format!("{inc_at}.start"), &incremental.start)?;
         for (key, param) in [
             ("param", Some(&incremental.param)),

@@ -20,6 +20,7 @@ use crate::landing::{Landing, layout};
 use crate::observe::events::Events;
 use crate::quality::validate::RecordValidator;
 use crate::report::manifest::StreamReport;
+use crate::source::database::DatabaseSource;
 use crate::source::parents::ParentKeys;
 use crate::source::rest::RestSource;
 use crate::source::windows::{self, Window};
@@ -269,6 +270,13 @@ impl StreamJob {
 
     /// The source that reads the stream: where a source family is chosen.
     fn source(&self) -> Box<dyn Source> {
+        if self.config.source.kind.is_database() {
+            return Box::new(DatabaseSource {
+                config: self.config.clone(),
+                stream: self.stream.clone(),
+                cancel: self.cancel.clone(),
+            });
+        }
         Box::new(RestSource {
             config: self.config.clone(),
             stream: self.stream.clone(),

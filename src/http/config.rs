@@ -18,8 +18,49 @@ use crate::settings::{ByteSize, ConfigError, HumanDuration, Secret};
 pub struct SourceConfig {
     /// `[a-z][a-z0-9_]*`; becomes `_source_system` and the landing prefix.
     pub name: String,
-    /// Base URL every stream path is appended to.
+    /// The source family: `rest` (HTTP APIs), `postgres` or `mysql` (MySQL and MariaDB).
+    /// Default: `rest`.
+    #[serde(default, rename = "type")]
+    pub kind: SourceKind,
+    /// Base URL every stream path is appended to (`rest` sources: required).
+    #[serde(default)]
     pub base_url: String,
+    /// Database sources: the connection URL (`postgres://user@host:5432/db`,
+    /// `mysql://user@host:3306/db`); a reference such as `${env:DATABASE_URL}` when it
+    /// holds a password. Either `url` or `host` is required. Default: none.
+    #[serde(default, skip_serializing)]
+    pub url: Option<Secret>,
+    /// Database sources: the server's host (instead of `url`). Default: none.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Database sources: the server's port. Default: 5432 (postgres), 3306 (mysql).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Database sources: the database to read. Default: the server's default for the user.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Database sources: the login. Default: none.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Database sources: the password, a reference (`${env:NAME}`, `${file:/path}`).
+    /// Default: none.
+    #[serde(default, skip_serializing)]
+    pub password: Option<Secret>,
+    /// Database sources: how long connecting may take. Default: 10s.
+    #[serde(default)]
+    pub connect_timeout: Option<HumanDuration>,
+    /// Database sources: the longest one chunk's statement may run on the server.
+    /// Default: none (the server's setting).
+    #[serde(default)]
+    pub statement_timeout: Option<HumanDuration>,
+    /// Database sources: the name the server shows for Landfall's sessions. Default:
+    /// `landfall`.
+    #[serde(default)]
+    pub application_name: Option<String>,
+    /// Database sources: the most connections the run opens at once (one per stream being
+    /// read; it caps `max_concurrent_streams`). Default: `max_concurrent_streams`.
+    #[serde(default, deserialize_with = "crate::settings::nonzero::at_least_one_or_null")]
+    pub pool_size: Option<NonZeroU32>,
     /// Free-form description, carried to generated dbt sources.
     #[serde(default)]
     pub description: Option<String>,
@@ -494,6 +535,11 @@ impl Default for CircuitBreakerConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    /// Database sources: `disable`, `prefer` (TLS when the server offers it), `require`
+    /// or `verify-full`. Landfall verifies the server's certificate and host name whenever
+    /// it uses TLS (`require` and `verify-full` differ only in name). Default: `prefer`.
+    #[serde(default)]
+    pub mode: Option<TlsMode>,
     /// Extra CA certificate bundle (PEM). Default: none (system roots).
     #[serde(default)]
     pub ca_file: Option<String>,
@@ -515,12 +561,53 @@ fn default_tls_min_version() -> String {
 impl Default for TlsConfig {
     fn default() -> Self {
         Self {
+            mode: None,
             ca_file: None,
             client_cert_file: None,
             client_key_file: None,
             min_version: default_tls_min_version(),
         }
     }
+}
+
+/// `source.type`: the family of the source.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    #[default]
+    Rest,
+    Postgres,
+    /// MySQL and MariaDB.
+    Mysql,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Rest => "rest",
+            SourceKind::Postgres => "postgres",
+            SourceKind::Mysql => "mysql",
+        }
+    }
+
+    /// Whether the source is a database.
+    pub fn is_database(self) -> bool {
+        self != SourceKind::Rest
+    }
+}
+
+/// `source.tls.mode` (database sources).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum TlsMode {
+    #[serde(rename = "disable")]
+    Disable,
+    #[default]
+    #[serde(rename = "prefer")]
+    Prefer,
+    #[serde(rename = "require")]
+    Require,
+    #[serde(rename = "verify-full")]
+    VerifyFull,
 }
 
 /// HTTP method of a stream's requests.
@@ -565,8 +652,13 @@ impl SourceConfig {
                 format!("`{}` must match [a-z][a-z0-9_]* (at most 64 characters)", source.name),
             ));
         }
-        if !has_reference(&source.base_url) {
-            self.validate_base_url()?;
+        if source.kind.is_database() {
+            self.validate_database()?;
+        } else {
+            self.validate_not_database()?;
+            if !has_reference(&source.base_url) {
+                self.validate_base_url()?;
+            }
         }
         if source.timeout.0.is_zero() {
             return Err(ConfigError::invalid("source.timeout", "must be greater than zero"));
@@ -639,6 +731,116 @@ impl SourceConfig {
         }
         for (key, value) in &source.params {
             check_param_value(&format!("source.params.{key}"), value)?;
+        }
+        Ok(())
+    }
+
+    /// The keys only a database source reads, with whether each is set.
+    fn database_keys(&self) -> [(&'static str, bool); 11] {
+        [
+            ("url", self.url.is_some()),
+            ("host", self.host.is_some()),
+            ("port", self.port.is_some()),
+            ("database", self.database.is_some()),
+            ("user", self.user.is_some()),
+            ("password", self.password.is_some()),
+            ("connect_timeout", self.connect_timeout.is_some()),
+            ("statement_timeout", self.statement_timeout.is_some()),
+            ("application_name", self.application_name.is_some()),
+            ("pool_size", self.pool_size.is_some()),
+            ("tls.mode", self.tls.mode.is_some()),
+        ]
+    }
+
+    /// A `rest` source: no database key is set.
+    fn validate_not_database(&self) -> Result<(), ConfigError> {
+        if let Some((key, _)) = self.database_keys().into_iter().find(|(_, set)| *set) {
+            return Err(ConfigError::invalid(
+                format!("source.{key}"),
+                "is read only by database sources (source.type: postgres or mysql)",
+            ));
+        }
+        if self.base_url.is_empty() {
+            return Err(ConfigError::invalid(
+                "source.base_url",
+                "is required (or set source.type: postgres or mysql for a database)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A database source: a connection (`url` or `host`), and none of the HTTP-only keys.
+    fn validate_database(&self) -> Result<(), ConfigError> {
+        let kind = self.kind.as_str();
+        if !self.base_url.is_empty() {
+            return Err(ConfigError::invalid(
+                "source.base_url",
+                format!("a {kind} source connects with source.url or source.host, not a base URL"),
+            ));
+        }
+        match (&self.url, &self.host) {
+            (None, None) => {
+                return Err(ConfigError::invalid(
+                    "source.url",
+                    format!("a {kind} source needs source.url (e.g. ${{env:DATABASE_URL}}) or source.host"),
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "source.host",
+                    "give either source.url or source.host (with port, database, user, password), not both",
+                ));
+            }
+            (Some(url), None) if !has_reference(url.expose()) => {
+                let scheme = url.expose().split_once("://").map(|(scheme, _)| scheme);
+                let expected: &[&str] = match self.kind {
+                    SourceKind::Postgres => &["postgres", "postgresql"],
+                    _ => &["mysql", "mariadb"],
+                };
+                if !scheme.is_some_and(|scheme| expected.contains(&scheme)) {
+                    return Err(ConfigError::invalid(
+                        "source.url",
+                        format!("must start with {}:// for a {kind} source", expected[0]),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if let Some(host) = &self.host {
+            non_empty("source.host", host)?;
+        }
+        if self.port == Some(0) {
+            return Err(ConfigError::invalid("source.port", "must be between 1 and 65535"));
+        }
+        for (key, duration) in [
+            ("connect_timeout", self.connect_timeout),
+            ("statement_timeout", self.statement_timeout),
+        ] {
+            if duration.is_some_and(|duration| duration.0.is_zero()) {
+                return Err(ConfigError::invalid(
+                    format!("source.{key}"),
+                    "must be greater than zero",
+                ));
+            }
+        }
+        if let Some(name) = &self.application_name
+            && (name.is_empty() || name.len() > 63 || !name.chars().all(|c| c.is_ascii_graphic() || c == ' '))
+        {
+            return Err(ConfigError::invalid(
+                "source.application_name",
+                "must be 1 to 63 printable ASCII characters",
+            ));
+        }
+        let http_only = [
+            ("auth", !matches!(self.auth, AuthConfig::None {})),
+            ("headers", !self.headers.is_empty()),
+            ("params", !self.params.is_empty()),
+        ];
+        if let Some((key, _)) = http_only.into_iter().find(|(_, set)| *set) {
+            return Err(ConfigError::invalid(
+                format!("source.{key}"),
+                format!("is read only by rest sources; a {kind} source authenticates with user and password"),
+            ));
         }
         Ok(())
     }

@@ -21,6 +21,9 @@ pub enum ReadError {
     },
     #[error(transparent)]
     Pagination(#[from] PaginationError),
+    /// A database source's connection, statement or row.
+    #[error(transparent)]
+    Database(#[from] crate::source::database::DatabaseError),
     #[error("invalid stream URL: {0}")]
     Url(#[from] url::ParseError),
     #[error("stopped by a termination signal; what was read is stored")]
@@ -54,6 +57,7 @@ impl ReadError {
             | ReadError::ParentKeys { .. } => Stage::Fetch,
             ReadError::Records { .. } => Stage::Parse,
             ReadError::Pagination(_) => Stage::Paginate,
+            ReadError::Database(error) => error.stage,
         }
     }
 }
@@ -64,6 +68,7 @@ impl Classify for ReadError {
             ReadError::Http(error) => error.code(),
             ReadError::Records { .. } => ErrorCode::ParsingError,
             ReadError::Pagination(error) => error.code(),
+            ReadError::Database(error) => error.code,
             ReadError::Url(_) => ErrorCode::ConfigError,
             ReadError::Cancelled => ErrorCode::Cancelled,
             ReadError::Task(_) => ErrorCode::Unsupported,
@@ -77,6 +82,7 @@ impl Classify for ReadError {
             ReadError::Records { source, .. } => source.retryable(),
             ReadError::Cancelled | ReadError::Spill { .. } | ReadError::ParentKeys { .. } => true,
             ReadError::Pagination(error) => error.retryable(),
+            ReadError::Database(error) => error.retryable,
             ReadError::Url(_) | ReadError::Task(_) => false,
         }
     }

@@ -14,6 +14,7 @@
 //! `docs/architecture.md` ("Adding a source family") shows how a database and a file source
 //! fit, and the files to touch.
 
+pub mod database;
 pub(crate) mod dead_body;
 pub mod error;
 pub mod parents;

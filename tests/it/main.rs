@@ -19,6 +19,7 @@ mod architecture;
 mod cli;
 mod concurrency;
 mod connectors;
+mod database;
 mod fault_injection;
 mod hostile;
 mod http;

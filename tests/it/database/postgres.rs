@@ -1,0 +1,396 @@
+//! PostgreSQL sources (`source.type: postgres`) against the suite's real server.
+
+use serde_json::{Value, json};
+
+use super::{config as write_config, postgres_url, records, run};
+use crate::common::{self, Workspace};
+
+/// A connection to the suite's server (as its superuser), for setting up tables.
+async fn admin() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+        .await
+        .expect("the suite's PostgreSQL accepts connections");
+    tokio::spawn(connection);
+    client
+}
+
+/// A fresh schema named `name` (dropped first), for one test's tables.
+async fn schema(name: &str) -> tokio_postgres::Client {
+    let client = admin().await;
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name};"))
+        .await
+        .unwrap();
+    client
+}
+
+/// Creates `schema.items` with `count` rows: id, name, updated_at one minute apart.
+async fn items(client: &tokio_postgres::Client, schema: &str, count: i64) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {schema}.items (id bigint PRIMARY KEY, name text NOT NULL, updated_at timestamptz NOT NULL);
+             INSERT INTO {schema}.items SELECT g, 'item ' || g, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 minute'
+             FROM generate_series(1, {count}) g;"
+        ))
+        .await
+        .unwrap();
+}
+
+fn ids(records: &[Value]) -> Vec<i64> {
+    let mut ids: Vec<i64> = records
+        .iter()
+        .map(|record| record["id"].as_i64().expect("an integer id"))
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
+async fn every_column_type_lands_exactly() {
+    let client = schema("lf_types").await;
+    client
+        .batch_execute(
+            r#"CREATE TYPE lf_types.mood AS ENUM ('sad', 'happy');
+            CREATE TABLE lf_types.t (
+                id bigint PRIMARY KEY, big bigint, small smallint, amount numeric(40,20), nan numeric,
+                f double precision, r real, flag boolean, name text, "Mixed Case" varchar(10),
+                at timestamptz, local timestamp(6), day date, clock time, span interval,
+                blob bytea, doc json, docb jsonb, tags text[], grid int[], u uuid, m lf_types.mood,
+                ip inet, cash money, nothing text);
+            INSERT INTO lf_types.t VALUES (
+                1, 9223372036854775807, -32768, 12345678901234567890.12345678901234567890, 'NaN',
+                0.1, 1.5, true, E'line\nbreak "quoted" \\ back', 'x',
+                '2024-02-29 23:59:59.123456+03', '2024-02-29 23:59:59.999999', '2024-02-29', '12:34:56.789',
+                interval '1 year 2 months 3 days 04:05:06.5',
+                '\x00ff10'::bytea, '{"z": 1, "a" : [1, 2]}', '{"z": 1, "a": 2}', ARRAY['a', 'b"c'], ARRAY[1, NULL, 3],
+                'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'happy', '192.168.0.1/24', 1234.56, NULL);"#,
+        )
+        .await
+        .unwrap();
+    let ws = Workspace::new();
+    let config = write_config(
+        &ws,
+        "postgres",
+        "",
+        "  - {name: t, table: lf_types.t, primary_key: [id]}\n",
+    );
+    let output = run(&config, &postgres_url(), &[]).await;
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let lines = ws.lines("db", "t");
+    assert_eq!(lines.len(), 1);
+    let line = &lines[0];
+    let raw = line["_raw"].as_str().unwrap();
+    assert_eq!(line["_source_endpoint"], "table lf_types.t");
+    assert_eq!(line["_source_record_id"], "1");
+    assert_eq!(
+        line["_payload_sha256"],
+        landfall::hash::sha256_hex(raw.as_bytes()),
+        "the hash is of _raw's exact text"
+    );
+    // Numbers keep every digit: checked in the text, which no float ever held.
+    assert!(raw.contains(r#""big":9223372036854775807"#), "{raw}");
+    assert!(
+        raw.contains(r#""amount":12345678901234567890.12345678901234567890"#),
+        "{raw}"
+    );
+    assert!(
+        raw.contains(r#""cash":1234.56"#),
+        "money lands as an exact number: {raw}"
+    );
+    // Columns in table order.
+    let record: serde_json::Map<String, Value> = serde_json::from_str(raw).unwrap();
+    let names: Vec<&str> = record.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "id",
+            "big",
+            "small",
+            "amount",
+            "nan",
+            "f",
+            "r",
+            "flag",
+            "name",
+            "Mixed Case",
+            "at",
+            "local",
+            "day",
+            "clock",
+            "span",
+            "blob",
+            "doc",
+            "docb",
+            "tags",
+            "grid",
+            "u",
+            "m",
+            "ip",
+            "cash",
+            "nothing"
+        ]
+    );
+    let expected = json!({
+        "id": 1, "small": -32768, "nan": "NaN", "f": 0.1, "r": 1.5, "flag": true,
+        "name": "line\nbreak \"quoted\" \\ back", "Mixed Case": "x",
+        "at": "2024-02-29T20:59:59.123456+00:00",
+        "local": "2024-02-29T23:59:59.999999",
+        "day": "2024-02-29", "clock": "12:34:56.789",
+        "span": "P1Y2M3DT4H5M6.5S",
+        "blob": "AP8Q",
+        "doc": {"z": 1, "a": [1, 2]}, "docb": {"a": 2, "z": 1},
+        "tags": ["a", "b\"c"], "grid": [1, null, 3],
+        "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "m": "happy", "ip": "192.168.0.1/24",
+        "nothing": null,
+    });
+    for (name, value) in expected.as_object().unwrap() {
+        assert_eq!(&record[name], value, "column {name} in {raw}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
+async fn keyset_chunks_read_every_row_once() {
+    let client = schema("lf_chunks").await;
+    items(&client, "lf_chunks", 2_345).await;
+    let ws = Workspace::new();
+    let config = write_config(
+        &ws,
+        "postgres",
+        "",
+        "  - {name: items, table: lf_chunks.items, primary_key: [id], chunk_size: 100}\n  - {name: evens, query: 'SELECT id, name FROM lf_chunks.items WHERE id % 2 = 0', primary_key: [id], chunk_size: 64}\n",
+    );
+    let output = run(&config, &postgres_url(), &[]).await;
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    assert_eq!(ids(&records(&ws, "items")), (1..=2_345).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&records(&ws, "evens")),
+        (1..=1_172).map(|n| n * 2).collect::<Vec<_>>()
+    );
+    let manifest = &ws.manifests("db")[0];
+    let report = common::stream_report(manifest, "items");
+    assert_eq!(report["rows_written"], 2_345);
+    // 2,345 rows in chunks of 100: 24 statements (the last one short).
+    assert_eq!(report["requests"], 24, "{report:#}");
+    let evens = common::stream_report(manifest, "evens");
+    assert!(
+        evens["endpoint"].as_str().unwrap().starts_with("query sha256:"),
+        "{evens:#}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
+async fn incremental_reads_what_changed_since_the_checkpoint() {
+    let client = schema("lf_incremental").await;
+    items(&client, "lf_incremental", 500).await;
+    let ws = Workspace::new();
+    let config = write_config(
+        &ws,
+        "postgres",
+        "",
+        "  - {name: items, table: lf_incremental.items, primary_key: [id], chunk_size: 50, incremental: {cursor_field: updated_at, start: '2024-01-01T00:00:00Z'}}\n",
+    );
+    let output = run(&config, &postgres_url(), &[]).await;
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    assert_eq!(records(&ws, "items").len(), 500);
+    let state = ws.state("db", "items").expect("a checkpoint");
+    assert_eq!(state["cursor"], "2024-01-01T08:20:00Z", "{state:#}");
+
+    // Ten rows change, five are new; one new row shares the checkpoint's timestamp.
+    client
+        .batch_execute(
+            "UPDATE lf_incremental.items SET name = 'changed', updated_at = timestamptz '2024-01-02 00:00:00+00' + id * interval '1 second' WHERE id <= 10;
+             INSERT INTO lf_incremental.items SELECT g, 'new', timestamptz '2024-01-03 00:00:00+00' FROM generate_series(501, 504) g;
+             INSERT INTO lf_incremental.items VALUES (505, 'same instant', timestamptz '2024-01-01 08:20:00+00');",
+        )
+        .await
+        .unwrap();
+    let before = ws.lines("db", "items").len();
+    let output = run(&config, &postgres_url(), &[]).await;
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let second: Vec<Value> = records(&ws, "items").split_off(before);
+    let mut expected: Vec<i64> = (1..=10).chain(501..=505).collect();
+    expected.sort_unstable();
+    assert_eq!(
+        ids(&second),
+        expected,
+        "the second run reads the changed and new rows only"
+    );
+    assert!(
+        second
+            .iter()
+            .filter(|record| record["id"] != 505)
+            .all(|record| record["name"] != "item 500")
+    );
+    let state = ws.state("db", "items").unwrap();
+    assert_eq!(state["cursor"], "2024-01-03T00:00:00Z");
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
+async fn a_broken_connection_is_resumed_after_the_last_row_read() {
+    let client = schema("lf_reconnect").await;
+    items(&client, "lf_reconnect", 60_000).await;
+    let ws = Workspace::new();
+    let config = write_config(
+        &ws,
+        "postgres",
+        "  application_name: landfall_reconnect_test\n",
+        "  - {name: items, table: lf_reconnect.items, primary_key: [id], chunk_size: 500}\n",
+    );
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_landfall"));
+    command
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("LANDFALL_LOG_FORMAT", "json")
+        .env("DATABASE_URL", postgres_url())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = command.spawn().unwrap();
+    // Terminate Landfall's session twice while it reads.
+    let mut terminated = 0;
+    for _ in 0..400 {
+        let rows = client
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'landfall_reconnect_test' AND state <> 'idle'",
+                &[],
+            )
+            .await
+            .unwrap();
+        terminated += rows.len();
+        if terminated >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let output = child.wait_with_output().await.unwrap();
+    assert!(terminated >= 1, "the test never caught the session");
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    assert_eq!(
+        ids(&records(&ws, "items")),
+        (1..=60_000).collect::<Vec<_>>(),
+        "every row once"
+    );
+    let manifest = &ws.manifests("db")[0];
+    let report = common::stream_report(manifest, "items");
+    assert!(report["retries"].as_u64().unwrap() >= 1, "{report:#}");
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
+async fn auth_and_privilege_failures_exit_4_without_the_password() {
+    let client = schema("lf_auth").await;
+    items(&client, "lf_auth", 3).await;
+    client
+        .batch_execute(
+            "DROP ROLE IF EXISTS lf_auth_reader; CREATE ROLE lf_auth_reader LOGIN PASSWORD 'right-Secret-4417';
+             GRANT USAGE ON SCHEMA lf_auth TO lf_auth_reader;",
+        )
+        .await
+        .unwrap();
+    let base = url::Url::parse(&postgres_url()).unwrap();
+    let with_login = |password: &str| {
+        let mut url = base.clone();
+        url.set_username("lf_auth_reader").unwrap();
+        url.set_password(Some(password)).unwrap();
+        url.to_string()
+    };
+    let ws = Workspace::new();
+    let config = write_config(
+        &ws,
+        "postgres",
+        "",
+        "  - {name: items, table: lf_auth.items, primary_key: [id]}\n",
+    );
+
+    let output = run(&config, &with_login("wrong-Secret-9931"), &[]).await;
+    assert_eq!(output.status.code(), Some(4), "{}", common::stderr(&output));
+    let everything = format!("{}{}", common::stderr(&output), common::stdout(&output));
+    assert!(everything.contains("AUTH_FAILED"), "{everything}");
+    assert!(everything.contains("password authentication failed"), "{everything}");
+    assert!(!everything.contains("wrong-Secret-9931") && !everything.contains("right-Secret-4417"));
+
+    // The right password, but no SELECT on the table: the error names the privilege.
+    let output = run(&config, &with_login("right-Secret-4417"), &[]).await;
+    assert_eq!(output.status.code(), Some(4), "{}", common::stderr(&output));
+    let everything = format!("{}{}", common::stderr(&output), common::stdout(&output));
+    assert!(everything.contains("permission denied for table items"), "{everything}");
+    assert!(!everything.contains("right-Secret-4417"));
+    for manifest in ws.manifests("db") {
+        assert!(!manifest.to_string().contains("Secret-"), "{manifest:#}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
+async fn a_query_that_writes_or_lacks_its_key_is_refused_clearly() {
+    let client = schema("lf_refused").await;
+    items(&client, "lf_refused", 3).await;
+    client.batch_execute("CREATE SEQUENCE lf_refused.seq;").await.unwrap();
+    let ws = Workspace::new();
+    let config = write_config(
+        &ws,
+        "postgres",
+        "",
+        "  - {name: writes, query: \"SELECT nextval('lf_refused.seq') AS id\", primary_key: [id]}\n",
+    );
+    let output = run(&config, &postgres_url(), &[]).await;
+    assert!(!output.status.success());
+    let stderr = common::stderr(&output);
+    assert!(
+        stderr.contains("read-only transaction") && stderr.contains("READ ONLY"),
+        "{stderr}"
+    );
+    let value: i64 = client
+        .query_one("SELECT last_value FROM lf_refused.seq", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let called: bool = client
+        .query_one("SELECT is_called FROM lf_refused.seq", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(value == 1 && !called, "the sequence never moved");
+
+    let ws = Workspace::new();
+    let config = write_config(
+        &ws,
+        "postgres",
+        "",
+        "  - {name: keyless, query: 'SELECT name FROM lf_refused.items', primary_key: [id]}\n",
+    );
+    let output = run(&config, &postgres_url(), &[]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "not retryable: {}",
+        common::stderr(&output)
+    );
+    let stderr = common::stderr(&output);
+    assert!(stderr.contains("returns no primary key column `id`"), "{stderr}");
+    assert!(stderr.contains("CONFIG_ERROR"), "{stderr}");
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
+async fn a_statement_timeout_is_a_timeout_that_names_the_setting() {
+    let client = schema("lf_timeout").await;
+    items(&client, "lf_timeout", 3).await;
+    let ws = Workspace::new();
+    let config = write_config(
+        &ws,
+        "postgres",
+        "  statement_timeout: 200ms\n",
+        "  - {name: slow, query: 'SELECT id, pg_sleep(1)::text AS slept FROM lf_timeout.items', primary_key: [id]}\n",
+    );
+    let output = run(&config, &postgres_url(), &[]).await;
+    assert!(!output.status.success());
+    let stderr = common::stderr(&output);
+    assert!(
+        stderr.contains("TIMEOUT") && stderr.contains("statement_timeout"),
+        "{stderr}"
+    );
+}
