@@ -121,46 +121,22 @@ pub async fn check(loaded: &LoadedConfig) -> (Report, Exit) {
     };
     recorder.pass("config", "parsed and validated; secrets resolved");
 
-    match HttpClient::new(&config.source, events.clone()) {
-        Ok(mut client) => {
-            // A rotated refresh token must be kept even when only `check` used it.
-            if let Ok(landing) = Landing::open(&config.landing) {
-                client = client.with_credential_store(Arc::new(
-                    crate::state::credentials::LandingCredentialStore::new(landing, &config.source.name),
-                ));
-            }
-            recorder.pass("http_client", format!("auth {}", config.source.auth.kind()));
-            // Parents first, as a run orders them: a child is probed with its parent's
-            // first record's values in place of `{parent.*}`.
-            let mut samples: HashMap<&str, Option<FirstPage>> = HashMap::new();
-            let (parents, children): (Vec<_>, Vec<_>) =
-                config.streams.iter().partition(|stream| stream.parent.is_none());
-            for stream in parents {
-                let page = check_stream(&mut recorder, &client, loaded, stream, None).await;
-                samples.insert(stream.name.as_str(), page);
-            }
-            for stream in children {
-                let Some(parent) = &stream.parent else { continue };
-                let step = format!("stream:{}", stream.name);
-                match samples.get(parent.stream.as_str()) {
-                    Some(Some(page)) => match page.parent_values(&parent.fields) {
-                        Ok(values) => {
-                            let child = crate::extract::interpolate(stream, &values);
-                            check_stream(&mut recorder, &client, loaded, &child, Some(&parent.stream)).await;
-                        }
-                        Err(reason) => recorder.skip(step, reason),
-                    },
-                    _ => recorder.skip(
-                        step,
-                        format_args!(
-                            "parent stream `{}` failed its check, so no parent record gives the values of {{parent.*}}",
-                            parent.stream
-                        ),
-                    ),
-                }
+    if config.source.kind.is_database() {
+        // A database source: each stream's probe connects, reads its columns and one row.
+        for stream in &config.streams {
+            let source = crate::source::database::DatabaseSource {
+                config: Arc::new(config.clone()),
+                stream: stream.clone(),
+                cancel: tokio_util::sync::CancellationToken::new(),
+            };
+            let step = format!("stream:{}", stream.name);
+            match source.probe().await {
+                Ok(found) => recorder.pass(step, found),
+                Err(error) => recorder.fail(step, &error),
             }
         }
-        Err(error) => recorder.fail("http_client", &StepFailure(ErrorCode::ConfigError, error.to_string())),
+    } else {
+        check_http(&mut recorder, loaded, &events).await;
     }
 
     match Landing::open(&config.landing) {
@@ -190,6 +166,53 @@ pub async fn check(loaded: &LoadedConfig) -> (Report, Exit) {
         steps: recorder.steps,
     };
     (report, recorder.exit)
+}
+
+/// The HTTP steps of a `rest` source: the client, then one request per stream (parents
+/// first).
+async fn check_http(recorder: &mut Recorder, loaded: &LoadedConfig, events: &Events) {
+    let config = &loaded.config;
+    match HttpClient::new(&config.source, events.clone()) {
+        Ok(mut client) => {
+            // A rotated refresh token must be kept even when only `check` used it.
+            if let Ok(landing) = Landing::open(&config.landing) {
+                client = client.with_credential_store(Arc::new(
+                    crate::state::credentials::LandingCredentialStore::new(landing, &config.source.name),
+                ));
+            }
+            recorder.pass("http_client", format!("auth {}", config.source.auth.kind()));
+            // Parents first, as a run orders them: a child is probed with its parent's
+            // first record's values in place of `{parent.*}`.
+            let mut samples: HashMap<&str, Option<FirstPage>> = HashMap::new();
+            let (parents, children): (Vec<_>, Vec<_>) =
+                config.streams.iter().partition(|stream| stream.parent.is_none());
+            for stream in parents {
+                let page = check_stream(recorder, &client, loaded, stream, None).await;
+                samples.insert(stream.name.as_str(), page);
+            }
+            for stream in children {
+                let Some(parent) = &stream.parent else { continue };
+                let step = format!("stream:{}", stream.name);
+                match samples.get(parent.stream.as_str()) {
+                    Some(Some(page)) => match page.parent_values(&parent.fields) {
+                        Ok(values) => {
+                            let child = crate::extract::interpolate(stream, &values);
+                            check_stream(recorder, &client, loaded, &child, Some(&parent.stream)).await;
+                        }
+                        Err(reason) => recorder.skip(step, reason),
+                    },
+                    _ => recorder.skip(
+                        step,
+                        format_args!(
+                            "parent stream `{}` failed its check, so no parent record gives the values of {{parent.*}}",
+                            parent.stream
+                        ),
+                    ),
+                }
+            }
+        }
+        Err(error) => recorder.fail("http_client", &StepFailure(ErrorCode::ConfigError, error.to_string())),
+    }
 }
 
 /// The first page a stream's probe read, for its children's `{parent.*}` values.

@@ -579,6 +579,72 @@ mod tests {
         }
     }
 
+    /// A database source's config, with `source` and `stream` members added.
+    fn database(source: &str, stream: &str) -> String {
+        format!(
+            "version: 1\nsource: {{name: db, type: postgres, host: db.test, user: reader, password: '${{env:PW}}'{source}}}\nstreams:\n  - {{name: orders, table: public.orders, primary_key: [id]{stream}}}\n"
+        )
+    }
+
+    #[test]
+    fn database_sources_check_their_keys_and_refuse_the_http_ones() {
+        let loads = |text: &str| {
+            ConnectorConfig::from_yaml(text, Resolve::References, &|_| Some("pw".to_owned()))
+                .map(|loaded| loaded.config)
+        };
+        let config = loads(&database("", "")).expect("a minimal database config is valid");
+        assert!(config.source.kind.is_database());
+        let refused = |text: String| loads(&text).unwrap_err().to_string();
+        for (text, expected) in [
+            (
+                "version: 1\nsource: {name: db, type: postgres}\nstreams: [{name: o, table: o, primary_key: [id]}]\n".to_owned(),
+                "source.url: a postgres source needs source.url",
+            ),
+            (database(", url: '${env:URL}'", ""), "source.host: give either source.url or source.host"),
+            (database(", base_url: 'https://api.test'", ""), "source.base_url: a postgres source connects with"),
+            (database(", auth: {type: bearer, token: '${env:T}'}", ""), "source.auth: is read only by rest sources"),
+            (database(", port: 0", ""), "source.port: must be between 1 and 65535"),
+            (database(", statement_timeout: 0s", ""), "source.statement_timeout: must be greater than zero"),
+            (database(", pool_size: 0", ""), "source.pool_size: must be at least 1"),
+            (database("", ", path: /orders"), "streams[0].path: is read only by rest sources"),
+            (database("", ", query: 'select 1 as id'"), "streams[0].query: set either table or query"),
+            (database("", ", table: 'a.b.c'"), "streams[0].table: `a.b.c` must be `schema.name` or `name`"),
+            (database("", ", primary_key: []"), "streams[0].primary_key: a database stream needs"),
+            (
+                database("", ", incremental: {cursor_field: updated_at, param: since, start: '2024-01-01T00:00:00Z'}"),
+                "streams[0].incremental.param: is read only by rest sources",
+            ),
+            (
+                database("", ", incremental: {cursor_field: /updated_at, start: '2024-01-01T00:00:00Z'}"),
+                "streams[0].incremental.cursor_field: names a column",
+            ),
+            (
+                "version: 1\nsource: {name: db, type: mysql, url: 'mysql://reader:hunter2@db.test/shop'}\nstreams: [{name: o, table: o, primary_key: [id]}]\n".to_owned(),
+                "source.url: holds a literal password",
+            ),
+            (
+                "version: 1\nsource: {name: db, type: mysql, host: db.test, user: r, password: hunter2}\nstreams: [{name: o, table: o, primary_key: [id]}]\n".to_owned(),
+                "source.password: secret fields must be a reference",
+            ),
+            (
+                config_with_stream("{name: o, path: /o, table: public.o}"),
+                "streams[0].table: is read only by database sources",
+            ),
+            (
+                "version: 1\nsource: {name: s, base_url: 'https://api.test', host: db.test}\nstreams: [{name: o, path: /o}]\n".to_owned(),
+                "source.host: is read only by database sources",
+            ),
+            (
+                config_with_stream("{name: o, path: /o, incremental: {cursor_field: u, start: '2024-01-01T00:00:00Z'}}"),
+                "streams[0].incremental.param: must not be empty",
+            ),
+        ] {
+            let message = refused(text.clone());
+            assert!(message.contains(expected), "{text}\ngave: {message}\nexpected: {expected}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+    }
+
     #[test]
     fn max_concurrent_streams_defaults_to_four_and_refuses_zero() {
         let with_source = |extra: &str| {

@@ -440,7 +440,12 @@ async fn run_streams(
     children_fields: &HashMap<&str, Vec<String>>,
     context: StreamContext<'_>,
 ) -> Vec<StreamReport> {
-    let max_concurrent = context.config.source.max_concurrent_streams.get() as usize;
+    // A database stream holds one connection while it runs: `pool_size` caps them.
+    let source = &context.config.source;
+    let max_concurrent = source
+        .max_concurrent_streams
+        .min(source.pool_size.unwrap_or(source.max_concurrent_streams))
+        .get() as usize;
     let mut pending: VecDeque<(usize, StreamBounds)> = bounds.into_iter().enumerate().collect();
     let mut reports: Vec<Option<StreamReport>> = vec![None; selected.len()];
     let mut parent_keys: HashMap<String, parents::ParentKeys> = HashMap::new();

@@ -82,6 +82,16 @@ impl DatabaseError {
     }
 }
 
+impl crate::error::Classify for DatabaseError {
+    fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    fn retryable(&self) -> bool {
+        self.retryable
+    }
+}
+
 /// One row of a chunk: its JSON text and its keyset values as text (cursor first, then the
 /// primary key columns).
 pub struct Row {
@@ -138,6 +148,37 @@ impl DatabaseSource {
                 Box::new(postgres::Postgres::new(&self.config.source))
             }
         }
+    }
+}
+
+impl DatabaseSource {
+    /// `landfall check`'s probe of the stream: connects (once, no retry), reads the columns,
+    /// checks the keyset against them and reads one row, which proves the `SELECT` grant.
+    /// Returns what it found.
+    pub async fn probe(&self) -> Result<String, DatabaseError> {
+        let dialect = self.dialect();
+        let spec = ReadSpec::new(&self.stream);
+        let mut connection = dialect.connect().await?;
+        let columns = connection.describe(&spec).await?;
+        spec.check_columns(&columns)?;
+        let statement = dialect.chunk_sql(&spec, &columns, &sql::Bounds::default(), 1);
+        let mut rows = connection.chunk(&statement, &[]).await?;
+        let mut read = 0;
+        while let Some(row) = rows.next().await {
+            row?;
+            read += 1;
+        }
+        Ok(format!(
+            "{}: {} columns ({}), ordered by {}; {read} row read",
+            spec.endpoint(),
+            columns.len(),
+            columns
+                .iter()
+                .map(|column| column.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            spec.keyset.join(", ")
+        ))
     }
 }
 

@@ -232,13 +232,14 @@ async fn incremental_reads_what_changed_since_the_checkpoint() {
 #[ignore = "needs the servers of tests/database/run.sh"]
 async fn a_broken_connection_is_resumed_after_the_last_row_read() {
     let client = schema("lf_reconnect").await;
+    // Small chunks (600 statements) keep the read going long after the first kill.
     items(&client, "lf_reconnect", 60_000).await;
     let ws = Workspace::new();
     let config = write_config(
         &ws,
         "postgres",
         "  application_name: landfall_reconnect_test\n",
-        "  - {name: items, table: lf_reconnect.items, primary_key: [id], chunk_size: 500}\n",
+        "  - {name: items, table: lf_reconnect.items, primary_key: [id], chunk_size: 100}\n",
     );
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_landfall"));
     command
@@ -321,6 +322,93 @@ async fn auth_and_privilege_failures_exit_4_without_the_password() {
     for manifest in ws.manifests("db") {
         assert!(!manifest.to_string().contains("Secret-"), "{manifest:#}");
     }
+
+    // `landfall check` finds the same before any run: its stream step reads one row.
+    let args = ["check", "--config", config.to_str().unwrap()];
+    let output = common::landfall(&args, &[("DATABASE_URL", &with_login("right-Secret-4417"))]).await;
+    assert_eq!(output.status.code(), Some(4), "{}", common::stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    assert_eq!(report["failed_step"], "stream:items", "{report:#}");
+    let step = common::named(&report, "steps", "step", "stream:items");
+    assert!(
+        step["detail"]
+            .as_str()
+            .unwrap()
+            .contains("permission denied for table items"),
+        "{step:#}"
+    );
+    assert!(!common::stderr(&output).contains("right-Secret-4417"));
+    client
+        .batch_execute("GRANT SELECT ON lf_auth.items TO lf_auth_reader;")
+        .await
+        .unwrap();
+    let output = common::landfall(&args, &[("DATABASE_URL", &with_login("right-Secret-4417"))]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let step = common::named(&report, "steps", "step", "stream:items");
+    assert!(
+        step["detail"].as_str().unwrap().contains("ordered by id; 1 row read"),
+        "{step:#}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
+async fn pool_size_caps_the_streams_read_at_once() {
+    let client = schema("lf_pool").await;
+    items(&client, "lf_pool", 2_000).await;
+    let ws = Workspace::new();
+    let streams: String = (1..=3)
+        .map(|n| format!("  - {{name: s{n}, table: lf_pool.items, primary_key: [id], chunk_size: 100}}\n"))
+        .collect();
+    let config = write_config(&ws, "postgres", "  pool_size: 1\n", &streams);
+    let output = run(&config, &postgres_url(), &[]).await;
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    // One stream at a time: each starts after the previous one finished.
+    let mut running = 0;
+    let mut most = 0;
+    for event in common::events(&output) {
+        match event["event"].as_str() {
+            Some("stream_started") => running += 1,
+            Some("stream_finished") => running -= 1,
+            _ => {}
+        }
+        most = most.max(running);
+    }
+    assert_eq!(most, 1, "pool_size 1 lets one stream read at a time");
+    for n in 1..=3 {
+        assert_eq!(records(&ws, &format!("s{n}")).len(), 2_000);
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
+async fn a_column_type_change_is_recorded_as_schema_drift() {
+    let client = schema("lf_drift").await;
+    items(&client, "lf_drift", 10).await;
+    let ws = Workspace::new();
+    let config = write_config(
+        &ws,
+        "postgres",
+        "",
+        "  - {name: items, table: lf_drift.items, primary_key: [id]}\n",
+    );
+    let output = run(&config, &postgres_url(), &[]).await;
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    client
+        .batch_execute("ALTER TABLE lf_drift.items ALTER COLUMN name TYPE integer USING length(name);")
+        .await
+        .unwrap();
+    let output = run(&config, &postgres_url(), &[]).await;
+    assert!(
+        output.status.success(),
+        "drift warns by default: {}",
+        common::stderr(&output)
+    );
+    let manifests = ws.manifests("db");
+    let report = common::stream_report(&manifests[1], "items");
+    let changes = report["schema_changes"].to_string();
+    assert!(changes.contains("name"), "{report:#}");
 }
 
 #[tokio::test]
