@@ -232,8 +232,8 @@ async fn incremental_reads_what_changed_since_the_checkpoint() {
 #[ignore = "needs the servers of tests/database/run.sh"]
 async fn a_broken_connection_is_resumed_after_the_last_row_read() {
     let client = schema("lf_reconnect").await;
-    // Small chunks (600 statements) keep the read going long after the first kill.
-    items(&client, "lf_reconnect", 60_000).await;
+    // Small chunks (300 statements) keep the read going long after the first kill.
+    items(&client, "lf_reconnect", 30_000).await;
     let ws = Workspace::new();
     let config = write_config(
         &ws,
@@ -271,7 +271,7 @@ async fn a_broken_connection_is_resumed_after_the_last_row_read() {
     assert!(output.status.success(), "{}", common::stderr(&output));
     assert_eq!(
         ids(&records(&ws, "items")),
-        (1..=60_000).collect::<Vec<_>>(),
+        (1..=30_000).collect::<Vec<_>>(),
         "every row once"
     );
     let manifest = &ws.manifests("db")[0];
@@ -481,4 +481,69 @@ async fn a_statement_timeout_is_a_timeout_that_names_the_setting() {
         stderr.contains("TIMEOUT") && stderr.contains("statement_timeout"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
+async fn a_sigkill_mid_read_then_a_rerun_lands_every_row_and_no_unstored_checkpoint() {
+    let client = schema("lf_kill").await;
+    items(&client, "lf_kill", 30_000).await;
+    let ws = Workspace::new();
+    let config = write_config(
+        &ws,
+        "postgres",
+        "",
+        "  - {name: items, table: lf_kill.items, primary_key: [id], chunk_size: 500, incremental: {cursor_field: updated_at, start: '2024-01-01T00:00:00Z'}}\n",
+    );
+    // Small parts, so several are stored (and the checkpoint moves) before the kill.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("landing:\n  url:", "landing:\n  part_max_records: 2000\n  url:");
+    std::fs::write(&config, text).unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_landfall"));
+    command
+        .args(["run", "--config", config.to_str().unwrap(), "--lease-ttl", "2s"])
+        .env("LANDFALL_LOG_FORMAT", "json")
+        .env("DATABASE_URL", postgres_url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let mut child = command.spawn().unwrap();
+    let stored = common::wait_until(std::time::Duration::from_secs(120), || {
+        ws.part_files("db", "items").len() >= 2
+    })
+    .await;
+    assert!(stored, "two parts were stored before the kill");
+    child.start_kill().unwrap();
+    let status = child.wait().await.unwrap();
+    assert!(!status.success(), "killed mid-read");
+
+    // The checkpoint never passes a stored row.
+    let landed = records(&ws, "items");
+    assert!(
+        landed.len() < 30_000,
+        "killed before the end ({} rows landed)",
+        landed.len()
+    );
+    let instant = |text: &str| chrono::DateTime::parse_from_rfc3339(text).expect("RFC 3339");
+    if let Some(state) = ws.state("db", "items") {
+        let checkpoint = instant(state["cursor"].as_str().unwrap());
+        let newest = landed
+            .iter()
+            .map(|record| instant(record["updated_at"].as_str().unwrap()))
+            .max()
+            .unwrap();
+        assert!(
+            checkpoint <= newest,
+            "checkpoint {checkpoint} is past the newest stored row {newest}"
+        );
+    }
+
+    // A rerun, once the killed run's lease expired, lands every row.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let output = run(&config, &postgres_url(), &[]).await;
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let mut all = ids(&records(&ws, "items"));
+    all.dedup();
+    assert_eq!(all, (1..=30_000).collect::<Vec<_>>(), "every row at least once");
 }
