@@ -281,12 +281,18 @@ EOF
 
 # Stops what runs under RUN_DIR, whatever a test did to it: the PIDs come from the servers'
 # own pid files (a restart changes them) and from the ones exported at start.
+# A PID is signalled only while its command line names RUN_DIR (a PID freed by a restart may
+# have been reused).
+_landfall_db_runs_under() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2/"; }
+
 landfall_db_stop() {
   local run="$1" pid
   for pid in "$(_landfall_db_pg_pid "$run/postgres")" "${LANDFALL_TEST_POSTGRES_PID:-}"; do
+    _landfall_db_runs_under "$pid" "$run" || continue
     _landfall_db_kill "$pid" INT 20  # PostgreSQL's fast shutdown
   done
   for pid in "$(_landfall_db_mysql_pid "$run/mariadb")" "${LANDFALL_TEST_MYSQL_PID:-}"; do
+    _landfall_db_runs_under "$pid" "$run" || continue
     _landfall_db_kill "$pid" TERM 30
   done
 }
