@@ -72,13 +72,19 @@ def main():
     lines = [
         f"## {meta['date']}: {rows:,} rows",
         "",
-        f"Machine: {meta['machine']}; load average (1, 5, 15 min) before: {meta['load']}.",
+        f"Machine: {meta['machine']}; load average (1, 5, 15 min) "
+        + (
+            f"before the runs: {meta['load_before']}, after: {meta['load_after']}."
+            if "load_before" in meta
+            else f"after the runs: {meta['load']}."
+        ),
         "",
         "Versions: " + "; ".join(meta[k] for k in ("landfall", "postgres", "mysql", "dlt", "gzip") if k in meta) + ".",
         "",
         f"Each figure is the median of {meta['rounds']} run(s). CPU s and peak RSS are the client's "
         "(the process and its children, e.g. psql and gzip); server CPU s is what the database "
-        "server spent meanwhile, read from /proc.",
+        "server spent meanwhile, read from /proc. Wall time grows with the machine's load; rows "
+        "per CPU s much less.",
         "",
     ]
     rates = {}
@@ -89,22 +95,23 @@ def main():
         lines += [
             f"### {DB_NAMES[db]}",
             "",
-            "| tool | rows/s | wall s | CPU s | server CPU s | peak RSS MB | output bytes |",
-            "|---|---|---|---|---|---|---|",
+            "| tool | rows/s | wall s | CPU s | server CPU s | rows per CPU s (client + server) | peak RSS MB | output bytes |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for key in keys:
             measured = [run for run in runs[key] if "wall" in run]
             name = TOOL_NAMES.get(key[1], key[1])
             if not measured:
-                lines.append(f"| {name} | {runs[key][0]['note']} | | | | | |")
+                lines.append(f"| {name} | {runs[key][0]['note']} | | | | | | |")
                 continue
             wall = med(measured, "wall")
             rates[key] = rows / wall
             rss = med(measured, "rss_mb")
             rates[(db, key[1], "rss")] = rss
+            cpu, server = med(measured, "cpu"), med(measured, "server")
             lines.append(
-                f"| {name} | {rows / wall:,.0f} | {wall:.2f} | {med(measured, 'cpu'):.2f} | "
-                f"{med(measured, 'server'):.2f} | {rss:.1f} | {int(med(measured, 'bytes')):,} |"
+                f"| {name} | {rows / wall:,.0f} | {wall:.2f} | {cpu:.2f} | {server:.2f} | "
+                f"{rows / max(cpu + server, 0.01):,.0f} | {rss:.1f} | {int(med(measured, 'bytes')):,} |"
             )
         lines.append("")
         landfall = rates.get((db, "Landfall"))
