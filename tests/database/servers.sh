@@ -283,7 +283,7 @@ EOF
 # own pid files (a restart changes them) and from the ones exported at start.
 # A PID is signalled only while its command line names RUN_DIR (a PID freed by a restart may
 # have been reused).
-_landfall_db_runs_under() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2/"; }
+_landfall_db_runs_under() { { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null | grep -qF -- "$2/"; }
 
 landfall_db_stop() {
   local run="$1" pid
