@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The database suite (tests/it/database.rs) against real servers: PostgreSQL 15 and MariaDB
+# 10.11 from Debian's packages (installed on first use), each initialised into a fresh temporary
+# data directory, run by an unprivileged user (postgres, mysql) on a free 127.0.0.1 port, and
+# stopped by PID when the suite ends, however it ends (tests/database/servers.sh).
+#
+#   tests/database/run.sh            # what `scripts/test integration` runs
+#   tests/database/run.sh NAME       # only database tests whose name contains NAME
+#
+# The tests are ignored under a plain `cargo test` and fail without the servers; they find them
+# through LANDFALL_TEST_{POSTGRES,MYSQL}_{URL,PID,DATA,RESTART} and LANDFALL_TEST_PG_CTL
+# (described in servers.sh). Both logins are `landfall` with a random password and may create
+# tables, roles and users; TCP connections need the password (PostgreSQL: SCRAM-SHA-256).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+started=$SECONDS
+
+[[ $(id -u) -eq 0 ]] || { echo "database: run as root (apt-get, runuser and mariadbd --user need it)" >&2; exit 1; }
+
+# shellcheck source=servers.sh
+source "$root/tests/database/servers.sh"
+run_dir=$(mktemp -d "${TMPDIR:-/tmp}/landfall-database.XXXXXX")
+
+cleanup() {
+  local status=$?
+  landfall_db_stop "$run_dir"
+  if [[ $status -ne 0 ]]; then
+    for log in "$run_dir"/postgres/postgres.log "$run_dir"/mariadb/mariadb.log; do
+      [[ -s "$log" ]] || continue
+      echo "--- $(basename "$log") (last lines)" >&2
+      tail -n 15 "$log" >&2
+    done
+  fi
+  rm -rf "$run_dir"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+landfall_db_install
+landfall_db_start_postgres "$run_dir"
+landfall_db_start_mysql "$run_dir"
+landfall_db_versions
+
+# Smoke: the logins work over TCP (landfall_db_versions above), and a wrong password is refused
+# on both, so the tests run against servers that check passwords.
+wrong_pg="${LANDFALL_TEST_POSTGRES_URL/landfall:*@/landfall:wrong@}"
+if "$(landfall_db_pg_bindir)/psql" "$wrong_pg" -X -At -c 'select 1' >/dev/null 2>&1; then
+  echo "database: PostgreSQL accepted a wrong password" >&2
+  exit 1
+fi
+wrong_my="${LANDFALL_TEST_MYSQL_URL/landfall:*@/landfall:wrong@}"
+if _landfall_db_mysql_url_client "$wrong_my" -e 'select 1' >/dev/null 2>&1; then
+  echo "database: MariaDB accepted a wrong password" >&2
+  exit 1
+fi
+echo "database: servers ready in $((SECONDS - started)) s" >&2
+
+# The database tests are the `database::` module of the one integration-test binary; NAME picks
+# those of them whose name contains it.
+filter=(database::)
+if [[ $# -gt 0 ]]; then
+  mapfile -t filter < <(cargo test --locked --quiet --test it -- --ignored --list database:: 2>/dev/null \
+    | sed -n 's/: test$//p' | grep -F -- "$1")
+  [[ ${#filter[@]} -gt 0 ]] || { echo "database: no database test name contains '$1'" >&2; exit 1; }
+  filter+=(--exact)
+fi
+nice -n 10 cargo test --locked --test it -- --ignored --test-threads 2 "${filter[@]}"
+echo "database: suite finished in $((SECONDS - started)) s" >&2
