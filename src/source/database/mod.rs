@@ -227,10 +227,10 @@ impl DatabaseSource {
         let mut delay = retry.initial_delay.0;
 
         let (mut connection, columns) = loop {
-            let mut connection = self.connect(dialect.as_ref(), &mut attempts, &mut delay).await?;
+            let mut connection = self.connect(dialect.as_ref(), &mut attempts, &mut delay, stats).await?;
             match connection.describe(&spec).await {
                 Ok(columns) => break (connection, columns),
-                Err(error) if error.reconnect => self.wait_to_retry(error, &mut attempts, &mut delay).await?,
+                Err(error) if error.reconnect => self.wait_to_retry(error, &mut attempts, &mut delay, stats).await?,
                 Err(error) => return Err(Some(error.into())),
             }
         };
@@ -265,11 +265,9 @@ impl DatabaseSource {
                     }
                     Some(error) if error.reconnect => {
                         // The rows before the break were sent: read on after the last one.
-                        stats.retries += 1;
                         tracing::warn!(stream = %self.stream.name, error = %error, "the connection broke; reconnecting");
-                        connection = self
-                            .reconnect(dialect.as_ref(), error, &mut attempts, &mut delay)
-                            .await?;
+                        self.wait_to_retry(error, &mut attempts, &mut delay, stats).await?;
+                        connection = self.connect(dialect.as_ref(), &mut attempts, &mut delay, stats).await?;
                     }
                     Some(error) => return Err(Some(error.into())),
                 }
@@ -281,41 +279,33 @@ impl DatabaseSource {
         Ok(())
     }
 
+    /// Connects, retrying a connection that fails as `source.retry` allows.
     async fn connect(
         &self,
         dialect: &dyn Dialect,
         attempts: &mut u32,
         delay: &mut Duration,
+        stats: &mut ReadStats,
     ) -> Result<Box<dyn Connection>, Option<ReadError>> {
         loop {
             match dialect.connect().await {
                 Ok(connection) => return Ok(connection),
                 Err(error) if error.reconnect => {
-                    self.wait_to_retry(error, attempts, delay).await?;
+                    self.wait_to_retry(error, attempts, delay, stats).await?;
                 }
                 Err(error) => return Err(Some(error.into())),
             }
         }
     }
 
-    async fn reconnect(
-        &self,
-        dialect: &dyn Dialect,
-        error: DatabaseError,
-        attempts: &mut u32,
-        delay: &mut Duration,
-    ) -> Result<Box<dyn Connection>, Option<ReadError>> {
-        self.wait_to_retry(error, attempts, delay).await?;
-        self.connect(dialect, attempts, delay).await
-    }
-
-    /// Waits before another attempt, or gives up with `error` when `source.retry` allows no
-    /// more.
+    /// Waits before another attempt (counted in the manifest's `retries`), or gives up with
+    /// `error` when `source.retry` allows no more.
     async fn wait_to_retry(
         &self,
         error: DatabaseError,
         attempts: &mut u32,
         delay: &mut Duration,
+        stats: &mut ReadStats,
     ) -> Result<(), Option<ReadError>> {
         let retry = &self.config.source.retry;
         *attempts += 1;
@@ -323,6 +313,7 @@ impl DatabaseSource {
             let message = format!("{} (after {} attempts)", error.message, attempts);
             return Err(Some(DatabaseError { message, ..error }.into()));
         }
+        stats.retries += 1;
         tracing::warn!(stream = %self.stream.name, attempt = *attempts, wait_ms = delay.as_millis() as u64, error = %error, "database error; retrying");
         tokio::select! {
             _ = tokio::time::sleep(*delay) => {}

@@ -250,12 +250,12 @@ async fn a_broken_connection_is_resumed_after_the_last_row_read() {
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     let child = command.spawn().unwrap();
-    // Terminate Landfall's session twice while it reads.
+    // Terminate Landfall's session twice while a statement of it runs.
     let mut terminated = 0;
     for _ in 0..400 {
         let rows = client
             .query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'landfall_reconnect_test' AND state <> 'idle'",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'landfall_reconnect_test' AND state = 'active'",
                 &[],
             )
             .await
