@@ -18,7 +18,14 @@ _landfall_tools_stamp() {  # lock file(s) -> a short digest of their content and
   { cat "$@"; python3 -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-16
 }
 
+# Two suites may install the same venv at once (the image suite's background build runs beside
+# the other suites, and all of them need .tools/uv): one installs, the other waits for it.
 landfall_tools_venv() {
+  mkdir -p "$(dirname "$2")" || return 1
+  ( flock 9 || exit 1; _landfall_tools_venv_unlocked "$@" ) 9>"$2.install-lock"
+}
+
+_landfall_tools_venv_unlocked() {
   local name="$1" dir="$2" lock="$LANDFALL_TOOLS_LOCKS/$1.txt" stamp
   [[ -f "$lock" ]] || { echo "tests/tools: no lock $lock" >&2; return 1; }
   stamp="$(_landfall_tools_stamp "$lock")"
