@@ -17,9 +17,9 @@
 #
 #   tests/image/run.sh --build-only
 #                      installs the tools and builds the two release binaries, nothing else.
-#                      `scripts/test integration` starts it in the background (niced) while the
-#                      Python suites before this one run, so that the builds use the core those
-#                      leave idle; this suite's own cargo calls then find the binaries fresh (or
+#                      `scripts/test integration` starts it in the background (niced) after the
+#                      airflow suite, so that the builds use the core the suites between that
+#                      one and this one leave idle; this suite's own cargo calls then find the binaries fresh (or
 #                      wait for that build's lock) and only the images and pytest remain.
 set -euo pipefail
 
