@@ -29,7 +29,9 @@ CREATED = os.environ.get("LANDFALL_IMAGE_CREATED", "")
 VERSION = os.environ.get("LANDFALL_IMAGE_VERSION", "")
 GIT_SHA = os.environ.get("LANDFALL_IMAGE_GIT_SHA", "unknown")
 BINARY_GIT_SHA = os.environ.get("LANDFALL_BINARY_GIT_SHA", "unknown")
-MAX_IMAGE_BYTES = 20 * 1000 * 1000
+# 24 MB: the static binary was about 18.4 MB before the database drivers (tokio-postgres,
+# mysql_async), which add about 2 MB (docs/databases.md); the budget keeps 3 MB of room.
+MAX_IMAGE_BYTES = 24 * 1000 * 1000
 UID = 65532
 
 needs_image = pytest.mark.skipif(not IMAGE, reason="run through tests/image/run.sh")
@@ -158,7 +160,7 @@ def rootfs(container):
 
 
 @needs_image
-def test_image_size_is_under_20_mb(image_info):
+def test_image_size_is_under_24_mb(image_info):
     manifest = json.loads(image_info["Manifest"])
     size = sum(layer["size"] for layer in manifest["layers"])
     assert 0 < size < MAX_IMAGE_BYTES, f"image layers are {size} bytes"
