@@ -60,7 +60,7 @@ async fn every_column_type_lands_exactly() {
             latin varchar(20) CHARACTER SET latin1, `Mixed Case` char(3), `quo\"te` int,
             at timestamp(6) NULL, local datetime(3), whole datetime, day date, clock time(3),
             yr year, bits bit(10), mood enum('sad', 'happy'), tags set('a', 'b', 'c'),
-            blob_col blob, bin binary(4), vbin varbinary(8), doc json, nothing text);
+            blob_col blob, bin binary(4), vbin varbinary(8), doc json, place point, nothing text);
          SET time_zone = '+03:00';
          INSERT INTO t VALUES (
             1, 18446744073709551615, -32768, 1,
@@ -69,7 +69,7 @@ async fn every_column_type_lands_exactly() {
             'café', 'x', 7,
             '2024-02-29 23:59:59.123456', '2024-02-29 23:59:59.999', '2024-02-29 23:59:59', '2024-02-29',
             '-12:34:56.5', 2024, b'1010101010', 'happy', 'a,c',
-            REPEAT(x'ff', 100), x'41', x'00ff10', '{\"z\": 1, \"a\": [1, 2.50, \"x\"]}', NULL);
+            REPEAT(x'ff', 100), x'41', x'00ff10', '{\"z\": 1, \"a\": [1, 2.50, \"x\"]}', ST_GeomFromText('POINT(1 2)'), NULL);
          SET time_zone = '+00:00';",
     )
     .await
@@ -129,6 +129,7 @@ async fn every_column_type_lands_exactly() {
             "bin",
             "vbin",
             "doc",
+            "place",
             "nothing"
         ],
         "columns in table order"
@@ -145,6 +146,8 @@ async fn every_column_type_lands_exactly() {
         "blob_col": format!("{}/w==", "////".repeat(33)),
         "bin": "QQAAAA==", "vbin": "AP8Q",
         "doc": {"z": 1, "a": [1, 2.5, "x"]},
+        // SRID 0, then the WKB of POINT(1 2).
+        "place": "AAAAAAEBAAAAAAAAAAAA8D8AAAAAAAAAQA==",
         "nothing": null,
     });
     for (name, value) in expected.as_object().unwrap() {
