@@ -33,6 +33,7 @@ pub const DEFAULT_PORT: u16 = 3306;
 pub struct Mysql {
     opts: Result<OptsBuilder, DatabaseError>,
     tls: TlsChoice,
+    ca_file: Option<String>,
     connect_timeout: Duration,
     statement_timeout: Option<Duration>,
 }
@@ -72,6 +73,7 @@ impl Mysql {
         Self {
             opts,
             tls,
+            ca_file: source.tls.ca_file.clone(),
             connect_timeout: source
                 .connect_timeout
                 .map_or(DEFAULT_CONNECT_TIMEOUT, |timeout| timeout.0),
@@ -154,6 +156,13 @@ fn connection_opts(source: &SourceConfig) -> Result<OptsBuilder, DatabaseError> 
 impl Dialect for Mysql {
     async fn connect(&self) -> Result<Box<dyn Connection>, DatabaseError> {
         let opts = self.opts.clone()?;
+        if let Some(path) = self.ca_file.as_deref().filter(|_| self.tls != TlsChoice::Disable) {
+            // Read again at the handshake; a file that is not there is a config error, not
+            // a connection to retry.
+            std::fs::metadata(path).map_err(|error| {
+                DatabaseError::config(format!("source.tls.ca_file `{path}` cannot be read: {error}"))
+            })?;
+        }
         let plain = opts.clone().ssl_opts(None::<SslOpts>);
         let mut conn = match self.open(opts).await? {
             Some(conn) => conn,
@@ -616,6 +625,7 @@ mod tests {
         let mysql = Mysql {
             opts: Err(DatabaseError::config("unused")),
             tls: TlsChoice::Disable,
+            ca_file: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             statement_timeout: None,
         };
