@@ -68,7 +68,16 @@ impl Mysql {
         let opts = opts.map(|opts| match tls {
             TlsChoice::Disable => opts.ssl_opts(None::<SslOpts>),
             TlsChoice::Prefer | TlsChoice::Require => opts.ssl_opts(ssl_opts(source.tls.ca_file.as_deref())),
-            TlsChoice::Url => opts,
+            // The URL's TLS settings, with the CA file added to its roots.
+            TlsChoice::Url => match (&source.tls.ca_file, Opts::from(opts.clone()).ssl_opts()) {
+                (Some(path), Some(url_tls)) => {
+                    let mut roots = url_tls.root_certs().to_vec();
+                    roots.push(std::path::PathBuf::from(path).into());
+                    let url_tls = url_tls.clone().with_root_certs(roots);
+                    opts.ssl_opts(url_tls)
+                }
+                _ => opts,
+            },
         });
         Self {
             opts,
@@ -545,6 +554,29 @@ fn classify(error: &mysql_async::Error, doing: &str) -> DatabaseError {
         mysql_async::Error::Server(server) => server,
         mysql_async::Error::Url(_) => {
             return DatabaseError::config(format!("mysql: {doing}: source.url is not a valid MySQL URL"));
+        }
+        // mysql_async reads `?` and `:name` outside quotes as parameters of the statement.
+        mysql_async::Error::Driver(
+            DriverError::Params(_)
+            | DriverError::MixedParams
+            | DriverError::StmtParamsMismatch { .. }
+            | DriverError::StmtParamsNumberExceedsLimit { .. },
+        ) => {
+            return DatabaseError::config(format!(
+                "mysql: {doing}: {error}; a query must not hold `?` or `:name` outside quotes \
+                 (the driver reads them as parameters)"
+            ));
+        }
+        mysql_async::Error::Driver(
+            DriverError::UnknownAuthPlugin { .. }
+            | DriverError::MysqlOldPasswordDisabled
+            | DriverError::CleartextPluginDisabled,
+        ) => {
+            return DatabaseError::new(
+                ErrorCode::AuthFailed,
+                false,
+                format!("mysql: {doing}: {error}; give the login a supported authentication plugin"),
+            );
         }
         // No answer from the server: refused, reset, timed out, closed, or TLS that failed.
         other => return DatabaseError::connection(format!("mysql: {doing}: {other}")),

@@ -418,6 +418,23 @@ async fn a_query_that_writes_or_lacks_its_key_is_refused_clearly() {
     assert!(stderr.contains("returns no primary key column `id`"), "{stderr}");
     assert!(stderr.contains("CONFIG_ERROR"), "{stderr}");
 
+    // A placeholder the driver would fill is a config error, not a connection to retry.
+    let ws = Workspace::new();
+    let config = write_config(
+        &ws,
+        "mysql",
+        "",
+        "  - {name: placeholder, query: 'SELECT id FROM items WHERE name <> :oops', primary_key: [id]}\n",
+    );
+    let output = run(&config, &url("lf_my_refused"), &[]).await;
+    let stderr = common::stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("CONFIG_ERROR") && stderr.contains("outside quotes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("retrying"), "{stderr}");
+
     // A table that does not exist is a config error naming it.
     let ws = Workspace::new();
     let config = write_config(
