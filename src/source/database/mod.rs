@@ -11,6 +11,7 @@
 //! connection (a server restart, a network error) is retried with a new connection from
 //! the last row sent, as `source.retry` allows, so nothing is read twice or lost.
 
+pub mod mysql;
 pub mod postgres;
 mod sql;
 
@@ -143,8 +144,9 @@ impl DatabaseSource {
     fn dialect(&self) -> Box<dyn Dialect> {
         match self.config.source.kind {
             SourceKind::Postgres => Box::new(postgres::Postgres::new(&self.config.source)),
-            SourceKind::Mysql | SourceKind::Rest => {
-                // A config that reaches here was validated: mysql lands in the next change.
+            SourceKind::Mysql => Box::new(mysql::Mysql::new(&self.config.source)),
+            SourceKind::Rest => {
+                // Only database configs build a DatabaseSource (StreamJob::source).
                 Box::new(postgres::Postgres::new(&self.config.source))
             }
         }

@@ -4,6 +4,7 @@
 //! database (MariaDB) of its own, so they run in parallel.
 #![allow(dead_code)]
 
+mod mysql;
 mod postgres;
 
 use std::path::PathBuf;
