@@ -127,6 +127,7 @@ pub async fn check(loaded: &LoadedConfig) -> (Report, Exit) {
             let source = crate::source::database::DatabaseSource {
                 config: Arc::new(config.clone()),
                 stream: stream.clone(),
+                events: events.clone(),
                 cancel: tokio_util::sync::CancellationToken::new(),
             };
             let step = format!("stream:{}", stream.name);

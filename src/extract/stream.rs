@@ -274,6 +274,7 @@ impl StreamJob {
             return Box::new(DatabaseSource {
                 config: self.config.clone(),
                 stream: self.stream.clone(),
+                events: self.events.clone(),
                 cancel: self.cancel.clone(),
             });
         }

@@ -137,6 +137,7 @@ pub trait Dialect: Send + Sync {
 pub struct DatabaseSource {
     pub config: Arc<ConnectorConfig>,
     pub stream: StreamConfig,
+    pub events: crate::observe::events::Events,
     pub cancel: CancellationToken,
 }
 
@@ -238,7 +239,7 @@ impl DatabaseSource {
         };
         spec.check_columns(&columns).map_err(|error| Some(error.into()))?;
         if let Some(snapshot) = connection.snapshot() {
-            tracing::info!(stream = %self.stream.name, snapshot = %snapshot, "reading in one snapshot");
+            tracing::debug!(stream = %self.stream.name, snapshot = %snapshot, "reading in one snapshot");
         }
 
         for window in plan.windows {
@@ -267,7 +268,7 @@ impl DatabaseSource {
                     }
                     Some(error) if error.reconnect => {
                         // The rows before the break were sent: read on after the last one.
-                        tracing::warn!(stream = %self.stream.name, error = %error, "the connection broke; reconnecting");
+                        // `request_retried` (below) says so.
                         self.wait_to_retry(error, &mut attempts, &mut delay, stats).await?;
                         connection = self.connect(dialect.as_ref(), &mut attempts, &mut delay, stats).await?;
                     }
@@ -316,7 +317,15 @@ impl DatabaseSource {
             return Err(Some(DatabaseError { message, ..error }.into()));
         }
         stats.retries += 1;
-        tracing::warn!(stream = %self.stream.name, attempt = *attempts, wait_ms = delay.as_millis() as u64, error = %error, "database error; retrying");
+        self.events.request_retried(
+            &self.stream.name,
+            stats.pages + 1,
+            "",
+            *attempts,
+            delay.as_millis() as u64,
+            error.code.as_str(),
+            &error.message,
+        );
         tokio::select! {
             _ = tokio::time::sleep(*delay) => {}
             _ = self.cancel.cancelled() => return Err(Some(ReadError::Cancelled)),

@@ -2,7 +2,7 @@
 //!
 //! Each row is rendered by the server: `JSON_OBJECT('column', expression, ...)` over the
 //! selected columns in select order, each expression chosen from the column's type so the
-//! JSON is exact (`docs/databases-mysql.md` has the mapping): DECIMAL and 64-bit integers
+//! JSON is exact (`docs/databases.md` has the mapping): DECIMAL and 64-bit integers
 //! as JSON numbers with every digit, DATETIME and TIMESTAMP as RFC 3339 text with their
 //! declared fractional digits (TIMESTAMP in UTC, `+00:00`), binary strings as base64. The
 //! session runs in UTC (`time_zone = '+00:00'`) with utf8mb4 results, and every chunk of a
