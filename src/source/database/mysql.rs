@@ -21,7 +21,7 @@ use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Params, SslOpts, Value};
 
-use super::sql::{Bounds, Column, ReadSpec, Relation, quote_identifier};
+use super::sql::{Bounds, Column, ReadSpec, quote_identifier};
 use super::{Connection, DEFAULT_CONNECT_TIMEOUT, DatabaseError, Dialect, Row};
 use crate::error::ErrorCode;
 use crate::http::config::{SourceConfig, TlsMode};
@@ -229,7 +229,7 @@ impl Dialect for Mysql {
         for column in &keyset {
             sql.push_str(&format!(", {}", Kind::of(&column.type_name).key_text(&q(&column.name))));
         }
-        sql.push_str(&format!(" FROM ({}) AS {SUBQUERY}", from(spec)));
+        sql.push_str(&format!(" FROM ({}) AS {SUBQUERY}", spec.relation_sql('`')));
         let mut conditions = Vec::new();
         let mut param = 0;
         let mut next = |column: &Column| {
@@ -290,29 +290,6 @@ fn string_literal(text: &str) -> String {
     } else {
         let hex: String = text.bytes().map(|byte| format!("{byte:02X}")).collect();
         format!("_utf8mb4 X'{hex}'")
-    }
-}
-
-/// The relation a stream's statements select from.
-fn from(spec: &ReadSpec) -> String {
-    match &spec.relation {
-        Relation::Query(query) => query.clone(),
-        Relation::Table { schema, name } => {
-            let table = match schema {
-                Some(schema) => format!("{}.{}", quote_identifier(schema, '`'), quote_identifier(name, '`')),
-                None => quote_identifier(name, '`'),
-            };
-            let columns = if spec.select.is_empty() {
-                "*".to_owned()
-            } else {
-                spec.select
-                    .iter()
-                    .map(|column| quote_identifier(column, '`'))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            format!("SELECT {columns} FROM {table}")
-        }
     }
 }
 
@@ -462,7 +439,10 @@ impl Connection for MysqlConnection {
     async fn describe(&mut self, spec: &ReadSpec) -> Result<Vec<Column>, DatabaseError> {
         let statement = self
             .conn
-            .prep(format!("SELECT * FROM ({}) AS {SUBQUERY} LIMIT 0", from(spec)))
+            .prep(format!(
+                "SELECT * FROM ({}) AS {SUBQUERY} LIMIT 0",
+                spec.relation_sql('`')
+            ))
             .await
             .map_err(|error| classify(&error, &format!("reading the columns of {}", spec.endpoint())))?;
         let columns = statement

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio_postgres::error::SqlState;
 
-use super::sql::{Bounds, Column, ReadSpec, Relation, quote_identifier};
+use super::sql::{Bounds, Column, ReadSpec, quote_identifier};
 use super::{Connection, DEFAULT_CONNECT_TIMEOUT, DatabaseError, Dialect, Row};
 use crate::error::ErrorCode;
 use crate::http::config::{SourceConfig, TlsMode};
@@ -173,7 +173,7 @@ impl Dialect for Postgres {
         }
         sql.push_str(&format!(
             " FROM ({}) {SUBQUERY} CROSS JOIN LATERAL (SELECT {}) {ROW}",
-            from(spec),
+            spec.relation_sql('"'),
             rendered.join(", ")
         ));
         let mut conditions = Vec::new();
@@ -211,29 +211,6 @@ impl Dialect for Postgres {
 const SUBQUERY: &str = "_landfall_source";
 const ROW: &str = "_landfall_row";
 
-/// The relation a stream's statements select from.
-fn from(spec: &ReadSpec) -> String {
-    match &spec.relation {
-        Relation::Query(query) => query.clone(),
-        Relation::Table { schema, name } => {
-            let table = match schema {
-                Some(schema) => format!("{}.{}", quote_identifier(schema, '"'), quote_identifier(name, '"')),
-                None => quote_identifier(name, '"'),
-            };
-            let columns = if spec.select.is_empty() {
-                "*".to_owned()
-            } else {
-                spec.select
-                    .iter()
-                    .map(|column| quote_identifier(column, '"'))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            format!("SELECT {columns} FROM {table}")
-        }
-    }
-}
-
 struct PostgresConnection {
     client: tokio_postgres::Client,
     snapshot: Option<String>,
@@ -244,7 +221,10 @@ impl Connection for PostgresConnection {
     async fn describe(&mut self, spec: &ReadSpec) -> Result<Vec<Column>, DatabaseError> {
         let statement = self
             .client
-            .prepare(&format!("SELECT * FROM ({}) {SUBQUERY} LIMIT 0", from(spec)))
+            .prepare(&format!(
+                "SELECT * FROM ({}) {SUBQUERY} LIMIT 0",
+                spec.relation_sql('"')
+            ))
             .await
             .map_err(|error| classify(&error, &format!("reading the columns of {}", spec.endpoint())))?;
         Ok(statement

@@ -120,6 +120,30 @@ impl ReadSpec {
         Ok(())
     }
 
+    /// The relation the stream's statements select from: the query, or `SELECT <select or
+    /// *> FROM <table>` with identifiers quoted by `quote` (`"` or `` ` ``).
+    pub fn relation_sql(&self, quote: char) -> String {
+        match &self.relation {
+            Relation::Query(query) => query.clone(),
+            Relation::Table { schema, name } => {
+                let table = match schema {
+                    Some(schema) => format!("{}.{}", quote_identifier(schema, quote), quote_identifier(name, quote)),
+                    None => quote_identifier(name, quote),
+                };
+                let columns = if self.select.is_empty() {
+                    "*".to_owned()
+                } else {
+                    self.select
+                        .iter()
+                        .map(|column| quote_identifier(column, quote))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                format!("SELECT {columns} FROM {table}")
+            }
+        }
+    }
+
     /// The keyset columns with their types, in keyset order.
     pub fn keyset_columns<'a>(&self, columns: &'a [Column]) -> Vec<&'a Column> {
         self.keyset

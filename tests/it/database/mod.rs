@@ -51,6 +51,20 @@ pub async fn run(config: &std::path::Path, url: &str, extra: &[&str]) -> Output 
     output
 }
 
+/// Starts `landfall run` with `DATABASE_URL` without waiting for it (output captured).
+pub fn spawn(config: &std::path::Path, url: &str, extra: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_landfall"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .args(extra)
+        .env("LANDFALL_LOG_FORMAT", "json")
+        .env("DATABASE_URL", url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("landfall starts")
+}
+
 /// The `_raw` record of each landed line of `stream`, parsed.
 pub fn records(ws: &Workspace, stream: &str) -> Vec<serde_json::Value> {
     ws.lines("db", stream)

@@ -277,15 +277,7 @@ async fn a_killed_connection_is_resumed_after_the_last_row_read() {
         "",
         "  - {name: items, table: items, primary_key: [id], chunk_size: 500}\n",
     );
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_landfall"));
-    command
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("LANDFALL_LOG_FORMAT", "json")
-        .env("DATABASE_URL", url("lf_my_reconnect"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let child = command.spawn().unwrap();
+    let child = super::spawn(&config, &url("lf_my_reconnect"), &[]);
     // Kill Landfall's session (the only one on its database) twice while it reads a chunk.
     let mut killed = 0;
     for _ in 0..800 {

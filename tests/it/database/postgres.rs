@@ -241,15 +241,7 @@ async fn a_broken_connection_is_resumed_after_the_last_row_read() {
         "  application_name: landfall_reconnect_test\n",
         "  - {name: items, table: lf_reconnect.items, primary_key: [id], chunk_size: 100}\n",
     );
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_landfall"));
-    command
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("LANDFALL_LOG_FORMAT", "json")
-        .env("DATABASE_URL", postgres_url())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let child = command.spawn().unwrap();
+    let child = super::spawn(&config, &postgres_url(), &[]);
     // Terminate Landfall's session twice while a statement of it runs.
     let mut terminated = 0;
     for _ in 0..400 {
@@ -500,15 +492,7 @@ async fn a_sigkill_mid_read_then_a_rerun_lands_every_row_and_no_unstored_checkpo
         .unwrap()
         .replace("landing:\n  url:", "landing:\n  part_max_records: 2000\n  url:");
     std::fs::write(&config, text).unwrap();
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_landfall"));
-    command
-        .args(["run", "--config", config.to_str().unwrap(), "--lease-ttl", "2s"])
-        .env("LANDFALL_LOG_FORMAT", "json")
-        .env("DATABASE_URL", postgres_url())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let mut child = command.spawn().unwrap();
+    let mut child = super::spawn(&config, &postgres_url(), &["--lease-ttl", "2s"]);
     let stored = common::wait_until(std::time::Duration::from_secs(120), || {
         ws.part_files("db", "items").len() >= 2
     })
