@@ -21,7 +21,7 @@ use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Params, SslOpts, Value};
 
-use super::sql::{Bounds, Column, ReadSpec, quote_identifier};
+use super::sql::{Bounds, Column, ROW, ReadSpec, SUBQUERY, finish_chunk, quote_identifier};
 use super::{Connection, DEFAULT_CONNECT_TIMEOUT, DatabaseError, Dialect, Row};
 use crate::error::ErrorCode;
 use crate::http::config::{SourceConfig, TlsMode};
@@ -263,20 +263,13 @@ impl Dialect for Mysql {
             }
             conditions.push(after);
         }
-        if !conditions.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&conditions.join(" AND "));
-        }
         let order: Vec<String> = keyset.iter().map(|column| q(&column.name)).collect();
-        sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", order.join(", ")));
+        finish_chunk(&mut sql, &conditions, &order, limit);
         sql
     }
 }
 
-/// The aliases of a chunk's subquery and rendered row, and the prefix of its named
-/// parameters: names no real column is likely to have.
-const SUBQUERY: &str = "_landfall_source";
-const ROW: &str = "_landfall_row";
+/// The prefix of a chunk's named parameters: a name no real column is likely to have.
 const PARAM: &str = "landfall_p";
 
 /// A string literal that reads the same whatever `sql_mode` says about backslashes: plain

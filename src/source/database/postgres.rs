@@ -13,7 +13,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio_postgres::error::SqlState;
 
-use super::sql::{Bounds, Column, ReadSpec, quote_identifier};
+use super::sql::{Bounds, Column, ROW, ReadSpec, SUBQUERY, finish_chunk, quote_identifier};
 use super::{Connection, DEFAULT_CONNECT_TIMEOUT, DatabaseError, Dialect, Row};
 use crate::error::ErrorCode;
 use crate::http::config::{SourceConfig, TlsMode};
@@ -196,20 +196,11 @@ impl Dialect for Postgres {
             let values: Vec<String> = keyset.iter().map(|column| cast(next(), column)).collect();
             conditions.push(format!("({}) > ({})", names.join(", "), values.join(", ")));
         }
-        if !conditions.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&conditions.join(" AND "));
-        }
         let order: Vec<String> = keyset.iter().map(|column| q(&column.name)).collect();
-        sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", order.join(", ")));
+        finish_chunk(&mut sql, &conditions, &order, limit);
         sql
     }
 }
-
-/// The aliases of a chunk's subquery and rendered row: names no real column is likely to
-/// have (a column named like an alias would make references to it ambiguous).
-const SUBQUERY: &str = "_landfall_source";
-const ROW: &str = "_landfall_row";
 
 struct PostgresConnection {
     client: tokio_postgres::Client,

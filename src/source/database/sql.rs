@@ -183,6 +183,21 @@ impl Bounds {
     }
 }
 
+/// The aliases of a chunk's subquery and rendered row: names no real column is likely to
+/// have (a column named like an alias would make references to it ambiguous).
+pub const SUBQUERY: &str = "_landfall_source";
+pub const ROW: &str = "_landfall_row";
+
+/// Ends a chunk's statement: its `conditions` (joined by `AND`), then ordered by `order`
+/// (the keyset columns, as written in the statement) and limited to `limit` rows.
+pub fn finish_chunk(sql: &mut String, conditions: &[String], order: &[String], limit: u32) {
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", order.join(", ")));
+}
+
 /// Quotes an identifier with `quote` (`"` or `` ` ``), doubling the quote inside.
 pub fn quote_identifier(name: &str, quote: char) -> String {
     let doubled = format!("{quote}{quote}");
