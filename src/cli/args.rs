@@ -89,6 +89,10 @@ pub enum Command {
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         older_than: std::time::Duration,
     },
+    /// Read a database source's catalog (schemas, tables and views, columns with their
+    /// types, primary keys, cursor candidates) as JSON; with --write-config, also a starter
+    /// config with a stream per table that has a primary key.
+    Discover(DiscoverArgs),
     /// Propose a connector config from one page of an API: records_path, primary key,
     /// pagination and incremental cursor, written as commented YAML (to -o FILE or stdout).
     Init(InitArgs),
@@ -256,6 +260,25 @@ pub struct InitArgs {
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Overwrite the -o file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `landfall discover`.
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// A config whose `source:` is postgres or mysql (its streams, if any, are not read).
+    #[arg(long, env = "LANDFALL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Only this schema (MySQL: database); repeatable. Default: every schema but the system
+    /// ones.
+    #[arg(long = "schema", value_name = "SCHEMA")]
+    pub schemas: Vec<String>,
+    /// Also write a starter config here: the config's `source:` and `landing:` as written
+    /// (references unresolved) and a stream per table that has a primary key.
+    #[arg(long, value_name = "FILE")]
+    pub write_config: Option<PathBuf>,
+    /// Overwrite the --write-config file if it exists.
     #[arg(long)]
     pub force: bool,
 }

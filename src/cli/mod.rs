@@ -3,6 +3,7 @@
 
 mod args;
 pub mod check;
+mod discover;
 mod init;
 pub mod orphans;
 
@@ -234,6 +235,7 @@ async fn execute(cli: Cli) -> Exit {
             delete,
             older_than,
         } => orphans(config, delete, older_than).await,
+        Command::Discover(args) => discover::discover(args).await,
         Command::Init(args) => init::init(args).await,
         Command::Demo { landing, serve, port } => demo(landing, serve, port).await,
     }

@@ -442,9 +442,7 @@ impl ConnectorConfig {
         resolve: Resolve,
         lookup_env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<LoadedConfig, ConfigError> {
-        check_shape(text)?;
-        let mut document: serde_json::Value =
-            serde_yaml_ng::from_str(text).map_err(|error| ConfigError::Yaml(error.to_string()))?;
+        let mut document = parse_as_written(text)?;
         let config_sha256 = crate::hash::sha256_hex(
             serde_json::to_string(&document)
                 .expect("a parsed document serializes")
@@ -600,6 +598,13 @@ pub const MAX_CONFIG_DEPTH: usize = 64;
 /// collections (`[`, `{` outside quotes and comments) count one level each; block
 /// collections count their indentation and `- ` / `? ` markers, which a deeper level needs
 /// at least one more of.
+/// Config text parsed as written (references unresolved), its size and depth checked
+/// first: what `landfall discover` copies `source:` and `landing:` from.
+pub fn parse_as_written(text: &str) -> Result<serde_json::Value, ConfigError> {
+    check_shape(text)?;
+    serde_yaml_ng::from_str(text).map_err(|error| ConfigError::Yaml(error.to_string()))
+}
+
 fn check_shape(text: &str) -> Result<(), ConfigError> {
     if text.len() > MAX_CONFIG_BYTES {
         return Err(ConfigError::Yaml(format!(

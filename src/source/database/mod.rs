@@ -11,6 +11,7 @@
 //! connection (a server restart, a network error) is retried with a new connection from
 //! the last row sent, as `source.retry` allows, so nothing is read twice or lost.
 
+pub mod discover;
 pub mod mysql;
 pub mod postgres;
 mod sql;
@@ -114,6 +115,11 @@ pub trait Connection: Send {
         params: &'a [String],
     ) -> Result<BoxStream<'a, Result<Row, DatabaseError>>, DatabaseError>;
 
+    /// The catalog (`landfall discover`): a row per column of every table and view of
+    /// `schemas` (empty: every schema but the system ones), ordered by schema, table and
+    /// column position.
+    async fn discover(&mut self, schemas: &[String]) -> Result<Vec<discover::CatalogColumn>, DatabaseError>;
+
     /// What the transaction reads from, for the logs (PostgreSQL: the snapshot).
     fn snapshot(&self) -> Option<String> {
         None
@@ -143,13 +149,18 @@ pub struct DatabaseSource {
 
 impl DatabaseSource {
     fn dialect(&self) -> Box<dyn Dialect> {
-        match self.config.source.kind {
-            SourceKind::Postgres => Box::new(postgres::Postgres::new(&self.config.source)),
-            SourceKind::Mysql => Box::new(mysql::Mysql::new(&self.config.source)),
-            SourceKind::Rest => {
-                // Only database configs build a DatabaseSource (StreamJob::source).
-                Box::new(postgres::Postgres::new(&self.config.source))
-            }
+        dialect(&self.config.source)
+    }
+}
+
+/// The dialect of a database `source`.
+fn dialect(source: &crate::http::config::SourceConfig) -> Box<dyn Dialect> {
+    match source.kind {
+        SourceKind::Postgres => Box::new(postgres::Postgres::new(source)),
+        SourceKind::Mysql => Box::new(mysql::Mysql::new(source)),
+        SourceKind::Rest => {
+            // Only database configs build a DatabaseSource (StreamJob::source) or discover.
+            Box::new(postgres::Postgres::new(source))
         }
     }
 }

@@ -21,6 +21,7 @@ use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Params, SslOpts, Value};
 
+use super::discover::{CatalogColumn, TypeClass};
 use super::sql::{Bounds, Column, ROW, ReadSpec, SUBQUERY, finish_chunk, quote_identifier};
 use super::{Connection, DEFAULT_CONNECT_TIMEOUT, DatabaseError, Dialect, Row};
 use crate::error::ErrorCode;
@@ -422,6 +423,20 @@ fn type_name(column: &mysql_async::Column) -> String {
     }
 }
 
+/// Every column of the tables and views the login sees (`information_schema` lists only
+/// those it holds a privilege on), outside the system schemas. Columns: schema, table, table
+/// type, column, type as written, `DATA_TYPE`, `IS_NULLABLE`, position in the primary key.
+/// The caller adds the schema filter and the order.
+const CATALOG_SQL: &str = "SELECT c.TABLE_SCHEMA, c.TABLE_NAME, t.TABLE_TYPE, c.COLUMN_NAME, c.COLUMN_TYPE, \
+    c.DATA_TYPE, c.IS_NULLABLE, k.ORDINAL_POSITION \
+    FROM information_schema.COLUMNS c \
+    JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
+    LEFT JOIN information_schema.KEY_COLUMN_USAGE k ON k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA \
+    AND k.TABLE_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME AND k.COLUMN_NAME = c.COLUMN_NAME \
+    AND k.CONSTRAINT_NAME = 'PRIMARY' \
+    WHERE t.TABLE_TYPE IN ('BASE TABLE', 'VIEW', 'SYSTEM VERSIONED') \
+    AND c.TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')";
+
 struct MysqlConnection {
     conn: Conn,
     version: Option<String>,
@@ -451,6 +466,56 @@ impl Connection for MysqlConnection {
             .await
             .map_err(|error| classify(&error, "closing a statement"))?;
         Ok(columns)
+    }
+
+    async fn discover(&mut self, schemas: &[String]) -> Result<Vec<CatalogColumn>, DatabaseError> {
+        let mut sql = CATALOG_SQL.to_owned();
+        if !schemas.is_empty() {
+            sql.push_str(&format!(
+                " AND c.TABLE_SCHEMA IN ({})",
+                vec!["?"; schemas.len()].join(", ")
+            ));
+        }
+        sql.push_str(" ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION");
+        let params: Vec<Value> = schemas.iter().map(|schema| Value::from(schema.as_str())).collect();
+        let params = if params.is_empty() {
+            Params::Empty
+        } else {
+            Params::Positional(params)
+        };
+        let rows: Vec<mysql_async::Row> = self
+            .conn
+            .exec(sql, params)
+            .await
+            .map_err(|error| classify(&error, "reading the catalog"))?;
+        rows.into_iter()
+            .map(|row| {
+                let mut values = row.unwrap_raw().into_iter().map(|value| value.unwrap_or(Value::NULL));
+                let mut next = || -> Result<String, DatabaseError> {
+                    text(values.next().unwrap_or(Value::NULL))?.ok_or_else(|| {
+                        DatabaseError::new(ErrorCode::ParsingError, false, "mysql: the catalog holds a NULL name")
+                    })
+                };
+                let (schema, table, table_type, column, type_name, data_type, nullable) =
+                    (next()?, next()?, next()?, next()?, next()?, next()?, next()?);
+                let key_position = text(values.next().unwrap_or(Value::NULL))?
+                    .map(|position| position.parse::<i64>())
+                    .transpose()
+                    .map_err(|_| {
+                        DatabaseError::new(ErrorCode::ParsingError, false, "mysql: a key position is not a number")
+                    })?;
+                Ok(CatalogColumn {
+                    schema,
+                    table,
+                    kind: if table_type == "VIEW" { "view" } else { "table" }.to_owned(),
+                    column,
+                    class: TypeClass::of_mysql(&data_type),
+                    type_name,
+                    nullable: nullable == "YES",
+                    key_position,
+                })
+            })
+            .collect()
     }
 
     async fn chunk<'a>(

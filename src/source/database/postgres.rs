@@ -13,6 +13,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio_postgres::error::SqlState;
 
+use super::discover::{CatalogColumn, TypeClass};
 use super::sql::{Bounds, Column, ROW, ReadSpec, SUBQUERY, finish_chunk, quote_identifier};
 use super::{Connection, DEFAULT_CONNECT_TIMEOUT, DatabaseError, Dialect, Row};
 use crate::error::ErrorCode;
@@ -202,6 +203,29 @@ impl Dialect for Postgres {
     }
 }
 
+/// Every column of the tables and views the login may read, outside the system schemas
+/// (`pg_catalog`, `information_schema`, `pg_toast` and the other `pg_` ones), partitions
+/// left to their parent; `$1`: the schemas to read (empty: all). Columns: schema, table,
+/// kind, column, type as written, `typname`, `typcategory`, nullable, position in the
+/// primary key.
+const CATALOG_SQL: &str = "SELECT n.nspname::text, c.relname::text, \
+    CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized_view' WHEN 'f' THEN 'foreign_table' \
+    ELSE 'table' END, \
+    a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), t.typname::text, t.typcategory::text, \
+    NOT a.attnotnull, \
+    (SELECT k.position FROM pg_catalog.pg_constraint p \
+     CROSS JOIN LATERAL unnest(p.conkey) WITH ORDINALITY AS k(attnum, position) \
+     WHERE p.conrelid = c.oid AND p.contype = 'p' AND k.attnum = a.attnum) \
+    FROM pg_catalog.pg_class c \
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+    JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition \
+    AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' \
+    AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_table_privilege(c.oid, 'SELECT') \
+    AND (cardinality($1::text[]) = 0 OR n.nspname::text = ANY($1::text[])) \
+    ORDER BY 1, 2, a.attnum";
+
 struct PostgresConnection {
     client: tokio_postgres::Client,
     snapshot: Option<String>,
@@ -235,6 +259,38 @@ impl Connection for PostgresConnection {
                 column
             })
             .collect())
+    }
+
+    async fn discover(&mut self, schemas: &[String]) -> Result<Vec<CatalogColumn>, DatabaseError> {
+        let rows = self
+            .client
+            .query(CATALOG_SQL, &[&schemas])
+            .await
+            .map_err(|error| classify(&error, "reading the catalog"))?;
+        let text = |row: &tokio_postgres::Row, index: usize| -> Result<String, DatabaseError> {
+            row.try_get::<_, String>(index)
+                .map_err(|error| DatabaseError::new(ErrorCode::ParsingError, false, error.to_string()))
+        };
+        rows.iter()
+            .map(|row| {
+                let key_position: Option<i64> = row
+                    .try_get(8)
+                    .map_err(|error| DatabaseError::new(ErrorCode::ParsingError, false, error.to_string()))?;
+                let nullable: bool = row
+                    .try_get(7)
+                    .map_err(|error| DatabaseError::new(ErrorCode::ParsingError, false, error.to_string()))?;
+                Ok(CatalogColumn {
+                    schema: text(row, 0)?,
+                    table: text(row, 1)?,
+                    kind: text(row, 2)?,
+                    column: text(row, 3)?,
+                    type_name: text(row, 4)?,
+                    class: TypeClass::of_postgres(&text(row, 5)?, &text(row, 6)?),
+                    nullable,
+                    key_position,
+                })
+            })
+            .collect()
     }
 
     async fn chunk<'a>(

@@ -4,6 +4,7 @@
 //! database (MariaDB) of its own, so they run in parallel.
 #![allow(dead_code)]
 
+mod discover;
 mod mysql;
 mod postgres;
 
