@@ -356,7 +356,7 @@ mod tests {
         let text = &starter.text;
         assert!(text.contains("url: ${env:DATABASE_URL}"), "{text}");
         assert!(
-            text.contains("- name: order_lines\n    table: shop.Order Lines\n    primary_key: [order_id, line]"),
+            text.contains("- name: order_lines\n    table: \"shop.Order Lines\"\n    primary_key: [order_id, line]"),
             "{text}"
         );
         assert!(text.contains("cursor_field: updated_at\n      start: \"1970-01-01T00:00:00\"\n      format: \"strftime:%Y-%m-%dT%H:%M:%S%.f\""), "{text}");
