@@ -425,10 +425,10 @@ fn type_name(column: &mysql_async::Column) -> String {
 
 /// Every column of the tables and views the login sees (`information_schema` lists only
 /// those it holds a privilege on), outside the system schemas. Columns: schema, table, table
-/// type, column, type as written, `DATA_TYPE`, `IS_NULLABLE`, position in the primary key.
-/// The caller adds the schema filter and the order.
+/// type, column, type as written, `DATA_TYPE`, `IS_NULLABLE`, position in the primary key,
+/// whether it holds JSON (`{json_check}`). The caller adds the schema filter and the order.
 const CATALOG_SQL: &str = "SELECT c.TABLE_SCHEMA, c.TABLE_NAME, t.TABLE_TYPE, c.COLUMN_NAME, c.COLUMN_TYPE, \
-    c.DATA_TYPE, c.IS_NULLABLE, k.ORDINAL_POSITION \
+    c.DATA_TYPE, c.IS_NULLABLE, k.ORDINAL_POSITION, {json_check} \
     FROM information_schema.COLUMNS c \
     JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
     LEFT JOIN information_schema.KEY_COLUMN_USAGE k ON k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA \
@@ -469,7 +469,18 @@ impl Connection for MysqlConnection {
     }
 
     async fn discover(&mut self, schemas: &[String]) -> Result<Vec<CatalogColumn>, DatabaseError> {
-        let mut sql = CATALOG_SQL.to_owned();
+        // MariaDB's JSON is LONGTEXT with a `json_valid` check, and lands embedded as JSON.
+        let mariadb = self
+            .version
+            .as_deref()
+            .is_some_and(|version| version.contains("MariaDB"));
+        let json_check = if mariadb {
+            "EXISTS (SELECT 1 FROM information_schema.CHECK_CONSTRAINTS j WHERE j.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA \
+             AND j.TABLE_NAME = c.TABLE_NAME AND j.CHECK_CLAUSE = CONCAT('json_valid(`', c.COLUMN_NAME, '`)'))"
+        } else {
+            "0"
+        };
+        let mut sql = CATALOG_SQL.replace("{json_check}", json_check);
         if !schemas.is_empty() {
             sql.push_str(&format!(
                 " AND c.TABLE_SCHEMA IN ({})",
@@ -498,18 +509,30 @@ impl Connection for MysqlConnection {
                 };
                 let (schema, table, table_type, column, type_name, data_type, nullable) =
                     (next()?, next()?, next()?, next()?, next()?, next()?, next()?);
-                let key_position = text(values.next().unwrap_or(Value::NULL))?
-                    .map(|position| position.parse::<i64>())
-                    .transpose()
-                    .map_err(|_| {
-                        DatabaseError::new(ErrorCode::ParsingError, false, "mysql: a key position is not a number")
-                    })?;
+                let mut number = || -> Result<Option<i64>, DatabaseError> {
+                    text(values.next().unwrap_or(Value::NULL))?
+                        .map(|number| number.parse::<i64>())
+                        .transpose()
+                        .map_err(|_| {
+                            DatabaseError::new(
+                                ErrorCode::ParsingError,
+                                false,
+                                "mysql: the catalog sent a number that is not one",
+                            )
+                        })
+                };
+                let key_position = number()?;
+                let json = number()? == Some(1);
                 Ok(CatalogColumn {
                     schema,
                     table,
                     kind: if table_type == "VIEW" { "view" } else { "table" }.to_owned(),
                     column,
-                    class: TypeClass::of_mysql(&data_type),
+                    class: if json {
+                        TypeClass::Json
+                    } else {
+                        TypeClass::of_mysql(&data_type)
+                    },
                     type_name,
                     nullable: nullable == "YES",
                     key_position,

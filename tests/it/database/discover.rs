@@ -277,8 +277,8 @@ async fn mariadb_discover_writes_a_starter_config_that_runs() {
         ("paid", "tinyint(1)", false, "integer"),
         ("created_at", "timestamp(6)", false, "timestamp"),
         ("updated_at", "datetime(6)", false, "timestamp"),
-        // MariaDB's JSON is LONGTEXT and lands as text.
-        ("meta", "longtext", true, "string"),
+        // MariaDB's JSON is LONGTEXT with a json_valid check, and lands embedded.
+        ("meta", "longtext", true, "json"),
     ] {
         let column = column(orders, name);
         assert_eq!(column["type"], database_type, "{column}");
@@ -308,12 +308,21 @@ async fn mariadb_discover_writes_a_starter_config_that_runs() {
         text.contains("#   lf_my_discover.audit_log (table): no primary key"),
         "{text}"
     );
-    assert_eq!(records(&ws, "orders").len(), 25);
+    let orders = records(&ws, "orders");
+    assert_eq!(orders.len(), 25);
+    assert_eq!(
+        orders[0]["meta"],
+        serde_json::json!({"k": 1}),
+        "the JSON lands embedded"
+    );
     assert_eq!(records(&ws, "order_lines").len(), 12);
-    assert!(ws.state("db", "orders").is_some());
+    assert_eq!(
+        ws.state("db", "orders").expect("a checkpoint")["cursor"],
+        "2024-02-02T01:00:00"
+    );
     assert!(
         text.contains(
-            "columns: {id: integer, customer: string, amount: number, paid: integer, created_at: timestamp, updated_at: timestamp, meta: string}"
+            "columns: {id: integer, customer: string, amount: number, paid: integer, created_at: timestamp, updated_at: timestamp, meta: json}"
         ),
         "{text}"
     );
