@@ -14,6 +14,7 @@
 pub mod mysql;
 pub mod postgres;
 mod sql;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
