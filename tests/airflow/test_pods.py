@@ -9,7 +9,7 @@ import types
 import pendulum
 import pytest
 
-from conftest import FIXTURE_CONFIGS
+from conftest import CONFIG_EXAMPLES, FIXTURE_CONFIGS
 from landfall_airflow import discovery, factory
 
 START = pendulum.datetime(2024, 4, 30, tz="UTC")
@@ -346,3 +346,40 @@ def test_source_with_underscore_gets_dns_safe_names(tmp_path, monkeypatch):
     pod = build_pod(dag.get_task("extract"))
     assert pod.metadata.name.startswith("landfall-web-shop-extract")
     assert any(volume.config_map and volume.config_map.name == "landfall-web-shop" for volume in pod.spec.volumes)
+
+
+def test_the_postgres_example_runs_unchanged_as_a_dag(tmp_path, monkeypatch):
+    """config-examples/postgres.yaml (a database source, issue 18): the same factory builds its
+    DAG; the pod runs `landfall run` on the mounted config, with the connector's Secret (which
+    holds DATABASE_URL) as its environment, and each table stream is an asset."""
+    shutil.copy(CONFIG_EXAMPLES / "postgres.yaml", tmp_path / "postgres.yaml")
+    monkeypatch.setenv("LANDFALL_CONFIG_DIR", str(tmp_path))
+    monkeypatch.delenv("LANDFALL_AIRFLOW_MODE", raising=False)
+    monkeypatch.setenv("LANDFALL_LANDING_URL", "s3://lake/landing")
+    [item], errors = discovery.discover(lambda key: None)
+    assert errors == []
+    assert item.settings["streams"] == ["orders", "customers"]
+    [dag] = factory.build_all_dags(lambda key: None)
+    assert dag.dag_id == item.settings["dag_id"]
+    pod = build_pod(dag.get_task("extract"))
+    main = container(pod, "landfall")
+    assert main.args == [
+        "run",
+        "--config",
+        "/etc/landfall/config.yaml",
+        "--data-interval-start",
+        "2024-04-30T00:00:00+00:00",
+        "--data-interval-end",
+        "2024-05-01T00:00:00+00:00",
+        "--xcom-output",
+        "/airflow/xcom/return.json",
+    ]
+    [env_from] = main.env_from
+    assert env_from.secret_ref.name == "landfall-shop-postgres"
+    assert not any(item.name == "DATABASE_URL" for item in main.env), "the URL comes from the Secret only"
+    assert any(volume.config_map and volume.config_map.name == "landfall-shop-postgres" for volume in pod.spec.volumes)
+    assert pod.metadata.labels["landfall.dev/connector"] == "shop_postgres"
+    uris = [outlet.uri for outlet in dag.get_task("extract").outlets]
+    assert uris == ["s3://lake/landing/shop_postgres/orders", "s3://lake/landing/shop_postgres/customers"]
+    check = container(build_pod(dag.get_task("check")), "landfall")
+    assert check.args[:3] == ["check", "--config", "/etc/landfall/config.yaml"]

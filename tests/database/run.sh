@@ -6,10 +6,19 @@
 #
 #   tests/database/run.sh            # what `scripts/test integration` runs
 #   tests/database/run.sh NAME       # only database tests whose name contains NAME
+#   tests/database/run.sh dbt        # only the dbt build over the PostgreSQL example
+#
+# Last, tests/dbt/test_database_source.py: config-examples/postgres.yaml landed from this
+# PostgreSQL, `landfall dbt-sources --staging` and `dbt build` with the project's tests (about
+# 1 min; the dbt venv .tools/dbt is the one tests/airflow/run.sh and tests/dbt/run.sh install
+# from tests/tools/dbt.txt, reused when present).
 #
 # The tests are ignored under a plain `cargo test` and fail without the servers; they find them
 # through LANDFALL_TEST_{POSTGRES,MYSQL}_{URL,PID,DATA,RESTART} and LANDFALL_TEST_PG_CTL
-# (described in servers.sh). Both logins are `landfall` with a random password and may create
+# (described in servers.sh). Both servers serve TLS with a certificate for 127.0.0.1 signed by
+# a throwaway CA (LANDFALL_TEST_TLS_CA; LANDFALL_TEST_TLS_OTHER_CA signed nothing). The tests
+# whose name contains `without_tls` run last, after MariaDB is restarted without TLS (about 2 s;
+# one server each keeps the suite short). Both logins are `landfall` with a random password and may create
 # tables, roles and users; TCP connections need the password (PostgreSQL: SCRAM-SHA-256).
 set -euo pipefail
 
@@ -41,6 +50,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 landfall_db_install
+landfall_db_tls "$run_dir"
 landfall_db_start_postgres "$run_dir"
 landfall_db_start_mysql "$run_dir"
 landfall_db_versions
@@ -61,12 +71,33 @@ echo "database: servers ready in $((SECONDS - started)) s" >&2
 
 # The database tests are the `database::` module of the one integration-test binary; NAME picks
 # those of them whose name contains it.
-filter=(database::)
-if [[ $# -gt 0 ]]; then
-  mapfile -t filter < <(cargo test --locked --quiet --test it -- --ignored --list database:: 2>/dev/null \
-    | sed -n 's/: test$//p' | grep -F -- "$1")
-  [[ ${#filter[@]} -gt 0 ]] || { echo "database: no database test name contains '$1'" >&2; exit 1; }
-  filter+=(--exact)
+tests=()
+if [[ ${1:-} != dbt ]]; then
+  mapfile -t tests < <(cargo test --locked --quiet --test it -- --ignored --list database:: 2>/dev/null \
+    | sed -n 's/: test$//p' | grep -F -- "${1:-database::}")
+  [[ ${#tests[@]} -gt 0 ]] || { echo "database: no database test name contains '${1:-database::}'" >&2; exit 1; }
 fi
-nice -n 10 cargo test --locked --test it -- --ignored --test-threads 2 "${filter[@]}"
+with_tls=() without_tls=()
+for name in "${tests[@]}"; do
+  if [[ $name == *without_tls* ]]; then without_tls+=("$name"); else with_tls+=("$name"); fi
+done
+if [[ ${#with_tls[@]} -gt 0 ]]; then
+  nice -n 10 cargo test --locked --test it -- --ignored --test-threads 2 --exact "${with_tls[@]}"
+fi
+if [[ $# -eq 0 || $1 == dbt ]]; then
+  # shellcheck source=../tools/tools.sh
+  source "$root/tests/tools/tools.sh"
+  landfall_tools_venv dbt "$root/.tools/dbt" || { echo "database: installing tests/tools/dbt.txt failed" >&2; exit 1; }
+  cargo build --locked --quiet
+  dbt_started=$SECONDS
+  LANDFALL_BIN="${LANDFALL_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/landfall}" PYTHONDONTWRITEBYTECODE=1 \
+    nice -n 10 "$root/.tools/dbt/bin/python" -m pytest tests/dbt/test_database_source.py -q -rs -p no:cacheprovider
+  echo "database: dbt build over the PostgreSQL example in $((SECONDS - dbt_started)) s" >&2
+fi
+if [[ ${#without_tls[@]} -gt 0 ]]; then
+  rm -rf "$run_dir/mariadb/tls"
+  LANDFALL_TEST_MYSQL_PID="$("$LANDFALL_TEST_MYSQL_RESTART" fast)"
+  echo "database: MariaDB restarted without TLS (pid $LANDFALL_TEST_MYSQL_PID)" >&2
+  nice -n 10 cargo test --locked --test it -- --ignored --test-threads 2 --exact "${without_tls[@]}"
+fi
 echo "database: suite finished in $((SECONDS - started)) s" >&2

@@ -7,6 +7,9 @@
 # mariadbd --user), as the other suites' installs do.
 #
 #   landfall_db_install                  apt-get install postgresql / mariadb-server if missing
+#   landfall_db_tls RUN_DIR              a throwaway CA and server certificate (openssl) under
+#                                        RUN_DIR/tls: servers started after it serve TLS with
+#                                        them; exports LANDFALL_TEST_TLS_* (below)
 #   landfall_db_start_postgres RUN_DIR   initdb + start; exports LANDFALL_TEST_POSTGRES_* (below)
 #   landfall_db_start_mysql RUN_DIR      mariadb-install-db + start; exports LANDFALL_TEST_MYSQL_*
 #   landfall_db_stop RUN_DIR             stop every server under RUN_DIR by PID (TERM/INT, then KILL)
@@ -24,6 +27,13 @@
 #   LANDFALL_TEST_MYSQL_PID         mariadbd's PID
 #   LANDFALL_TEST_MYSQL_DATA        its data directory (owned by mysql)
 #   LANDFALL_TEST_MYSQL_RESTART     script: restart [fast|kill]; prints the new PID
+# and, after landfall_db_tls (the servers then take TLS and plain TCP on the same port):
+#   LANDFALL_TEST_TLS_CA            the CA (PEM) that signed both servers' certificate, whose
+#                                   only name is the IP address 127.0.0.1 (not `localhost`)
+#   LANDFALL_TEST_TLS_OTHER_CA      another CA (PEM), which signed nothing the servers serve
+# A server's TLS files are copied into its directory (RUN_DIR/postgres/tls, RUN_DIR/mariadb/tls,
+# owned by its user); a restart serves TLS while that directory exists, plain TCP once it is
+# removed.
 
 _landfall_db_helper="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/servers.sh"
 
@@ -92,6 +102,41 @@ _landfall_db_kill() {
   _landfall_db_wait_dead "$pid" 10
 }
 
+# ---- TLS ----------------------------------------------------------------------------------
+# Under RUN_DIR/tls: ca.crt/ca.key (the CA), other-ca.crt (a second CA), server.crt/server.key
+# (signed by the CA, subjectAltName IP:127.0.0.1 only). ECDSA P-256 keys, valid for two days.
+
+landfall_db_tls() {
+  local run="$1" dir="$1/tls"
+  command -v openssl >/dev/null || { _landfall_db_log "openssl is not installed"; return 1; }
+  mkdir -p "$dir" && chmod 700 "$dir" || return 1
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+  local ca_ext=(-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign")
+  {
+    openssl req -x509 "${ec[@]}" -keyout "$dir/ca.key" -out "$dir/ca.crt" -days 2 \
+      -subj "/CN=Landfall test CA" "${ca_ext[@]}" &&
+      openssl req -x509 "${ec[@]}" -keyout "$dir/other-ca.key" -out "$dir/other-ca.crt" -days 2 \
+        -subj "/CN=Landfall other test CA" "${ca_ext[@]}" &&
+      openssl req "${ec[@]}" -keyout "$dir/server.key" -out "$dir/server.csr" -subj "/CN=127.0.0.1" &&
+      printf '%s\n' "subjectAltName=IP:127.0.0.1" "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >"$dir/server.ext" &&
+      openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+        -days 2 -extfile "$dir/server.ext" -out "$dir/server.crt"
+  } >"$dir/openssl.log" 2>&1 || { _landfall_db_log "openssl failed:"; tail -n 10 "$dir/openssl.log" >&2; return 1; }
+  export LANDFALL_TEST_TLS_CA="$dir/ca.crt"
+  export LANDFALL_TEST_TLS_OTHER_CA="$dir/other-ca.crt"
+  _landfall_db_log "TLS on: CA $LANDFALL_TEST_TLS_CA, server certificate for IP 127.0.0.1"
+}
+
+# _landfall_db_tls_copy RUN_DIR DIR USER: the server certificate and key into DIR/tls, readable
+# by USER only (PostgreSQL refuses a key others can read); nothing without landfall_db_tls.
+_landfall_db_tls_copy() {
+  [[ -f "$1/tls/server.crt" ]] || return 0
+  mkdir -p "$2/tls" &&
+    cp "$1/tls/ca.crt" "$1/tls/server.crt" "$1/tls/server.key" "$2/tls/" &&
+    chown -R "$3": "$2/tls" && chmod 700 "$2/tls" && chmod 600 "$2/tls/server.key"
+}
+
 # ---- PostgreSQL ---------------------------------------------------------------------------
 # Layout under RUN_DIR/postgres (owned by postgres): data/, sock/ (the Unix socket), port,
 # postgres.log, restart.
@@ -100,14 +145,16 @@ _landfall_db_pg_pid() { head -n 1 "$1/data/postmaster.pid" 2>/dev/null; }
 
 # _landfall_db_pg_launch DIR: start on the recorded port, wait until it accepts connections.
 _landfall_db_pg_launch() {
-  local dir="$1" bindir port
+  local dir="$1" bindir port tls=""
   bindir="$(landfall_db_pg_bindir)"
   port="$(cat "$dir/port")"
+  [[ -f "$dir/tls/server.crt" ]] &&
+    tls=" -c ssl=on -c ssl_cert_file=$dir/tls/server.crt -c ssl_key_file=$dir/tls/server.key"
   # -w waits for the postmaster.pid "ready" state; -l sends the server's output to the log, so
   # a caller reading this function's stdout (a test running the restart script) does not wait
   # for the server to close it.
   runuser -u postgres -- "$bindir/pg_ctl" start -D "$dir/data" -l "$dir/postgres.log" -w -t 60 -s \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/sock" </dev/null >/dev/null
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/sock$tls" </dev/null >/dev/null
 }
 
 # _landfall_db_pg_restart DIR [fast|immediate|kill]: stop (or SIGKILL) the running server and
@@ -141,6 +188,7 @@ landfall_db_start_postgres() {
   _landfall_db_ensure_user postgres || return 1
   chmod 711 "$run"
   mkdir -p "$dir/sock"
+  _landfall_db_tls_copy "$run" "$dir" postgres || return 1
   chown -R postgres: "$dir"
   chmod 700 "$dir"
   # Unix-socket connections are trusted (the set-up below runs over them, as postgres); every
@@ -191,16 +239,18 @@ _landfall_db_mysql_admin() {  # DIR ARGS...: mariadb-admin as root over the sock
 
 # _landfall_db_mysql_launch DIR: start on the recorded port, wait until it answers a ping.
 _landfall_db_mysql_launch() {
-  local dir="$1" port pid i mariadbd
+  local dir="$1" port pid i mariadbd tls=()
   port="$(cat "$dir/port")"
   mariadbd="$(command -v mariadbd || echo /usr/sbin/mariadbd)"
+  [[ -f "$dir/tls/server.crt" ]] &&
+    tls=(--ssl-ca="$dir/tls/ca.crt" --ssl-cert="$dir/tls/server.crt" --ssl-key="$dir/tls/server.key")
   rm -f "$dir/mysqld.pid"
   # mariadbd drops to --user before it opens any file. --no-defaults: nothing from
   # /etc/mysql/ (its socket and pid paths belong to the packaged service). The server's
   # output goes to its log, never to the caller's stdout (see _landfall_db_pg_launch).
   "$mariadbd" --no-defaults --user=mysql --datadir="$dir/data" --socket="$dir/mysqld.sock" \
     --pid-file="$dir/mysqld.pid" --bind-address=127.0.0.1 --port="$port" --skip-networking=0 \
-    --skip-name-resolve --log-error="$dir/mariadb.log" </dev/null >>"$dir/mariadb.log" 2>&1 &
+    --skip-name-resolve --log-error="$dir/mariadb.log" "${tls[@]}" </dev/null >>"$dir/mariadb.log" 2>&1 &
   pid=$!
   for ((i = 0; i < 600; i++)); do
     if ! _landfall_db_pid_alive "$pid"; then
@@ -237,6 +287,7 @@ landfall_db_start_mysql() {
   _landfall_db_ensure_user mysql || return 1
   chmod 711 "$run"
   mkdir -p "$dir"
+  _landfall_db_tls_copy "$run" "$dir" mysql || return 1
   chown mysql: "$dir"
   chmod 700 "$dir"
   # Runs the bootstrap server as mysql. --skip-test-db: no `test` database, and no anonymous

@@ -15,6 +15,7 @@ pub mod discover;
 pub mod mysql;
 pub mod postgres;
 mod sql;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -639,8 +639,13 @@ fn classify(error: &mysql_async::Error, doing: &str) -> DatabaseError {
                 format!("mysql: {doing}: {error}; give the login a supported authentication plugin"),
             );
         }
-        // No answer from the server: refused, reset, timed out, closed, or TLS that failed.
-        other => return DatabaseError::connection(format!("mysql: {doing}: {other}")),
+        other => {
+            if let Some(failure) = super::tls::certificate_failure(other, &format!("mysql: {doing}")) {
+                return failure;
+            }
+            // No answer from the server: refused, reset, timed out, closed, or TLS that failed.
+            return DatabaseError::connection(format!("mysql: {doing}: {other}"));
+        }
     };
     let message = format!(
         "mysql: {doing}: {} (error {}, SQLSTATE {})",

@@ -328,6 +328,9 @@ impl Connection for PostgresConnection {
 /// table, column or privilege, never a password.
 fn classify(error: &tokio_postgres::Error, doing: &str) -> DatabaseError {
     let Some(db) = error.as_db_error() else {
+        if let Some(failure) = super::tls::certificate_failure(error, &format!("postgres: {doing}")) {
+            return failure;
+        }
         // No answer from the server: refused, reset, timed out or closed.
         return DatabaseError::connection(format!("postgres: {doing}: {error}"));
     };

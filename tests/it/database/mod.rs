@@ -2,6 +2,12 @@
 //! `tests/database/run.sh`, which exports their URLs and runs these tests (`--ignored`:
 //! the plain `cargo test` has no servers). Each test works in a schema (PostgreSQL) or
 //! database (MariaDB) of its own, so they run in parallel.
+//!
+//! Both servers serve TLS with a certificate for `127.0.0.1` signed by a throwaway CA
+//! (`LANDFALL_TEST_TLS_CA`): every config here trusts that CA unless its test sets `tls:`
+//! itself, so the default mode (`prefer`) reads over verified TLS. The tests whose name
+//! contains `without_tls` need MariaDB without TLS: `run.sh` runs them last, after restarting
+//! it so.
 #![allow(dead_code)]
 
 mod discover;
@@ -28,6 +34,20 @@ pub fn mysql_url() -> String {
     })
 }
 
+/// The CA (PEM) that signed both servers' certificate, whose only name is `127.0.0.1`.
+pub fn tls_ca() -> String {
+    std::env::var("LANDFALL_TEST_TLS_CA").unwrap_or_else(|_| {
+        panic!("LANDFALL_TEST_TLS_CA is not set: run the database tests with tests/database/run.sh")
+    })
+}
+
+/// A second CA (PEM), which signed neither server's certificate.
+pub fn other_tls_ca() -> String {
+    std::env::var("LANDFALL_TEST_TLS_OTHER_CA").unwrap_or_else(|_| {
+        panic!("LANDFALL_TEST_TLS_OTHER_CA is not set: run the database tests with tests/database/run.sh")
+    })
+}
+
 /// `url` with its path (the database) replaced by `database`.
 pub fn with_database(url: &str, database: &str) -> String {
     let mut url = url::Url::parse(url).expect("a URL");
@@ -36,10 +56,15 @@ pub fn with_database(url: &str, database: &str) -> String {
 }
 
 /// A config of a `kind` source reading `streams` (YAML list items, indented by 2), whose
-/// URL comes from `DATABASE_URL`.
+/// URL comes from `DATABASE_URL`; it trusts the suite's CA unless `source_extra` sets `tls:`.
 pub fn config(ws: &Workspace, kind: &str, source_extra: &str, streams: &str) -> PathBuf {
+    let tls = if source_extra.contains("  tls:") {
+        String::new()
+    } else {
+        format!("  tls: {{ca_file: '{}'}}\n", tls_ca())
+    };
     ws.config(&format!(
-        "version: 1\nsource:\n  name: db\n  type: {kind}\n  url: ${{env:DATABASE_URL}}\n  retry: {{max_attempts: 5, initial_delay: 50ms, max_delay: 500ms}}\n{source_extra}streams:\n{streams}landing:\n  url: {{landing}}\n"
+        "version: 1\nsource:\n  name: db\n  type: {kind}\n  url: ${{env:DATABASE_URL}}\n  retry: {{max_attempts: 5, initial_delay: 50ms, max_delay: 500ms}}\n{tls}{source_extra}streams:\n{streams}landing:\n  url: {{landing}}\n"
     ))
 }
 
@@ -72,4 +97,135 @@ pub fn records(ws: &Workspace, stream: &str) -> Vec<serde_json::Value> {
         .iter()
         .map(|line| serde_json::from_str(line["_raw"].as_str().expect("_raw is text")).expect("_raw is JSON"))
         .collect()
+}
+
+/// The `id` of each record, sorted.
+pub fn ids(records: &[serde_json::Value]) -> Vec<i64> {
+    let mut ids: Vec<i64> = records
+        .iter()
+        .map(|record| record["id"].as_i64().expect("an integer id"))
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// SIGKILLs `landfall run` while it reads `table` (`rows` rows with ids 1 to `rows` and an
+/// `updated_at` cursor, enough for several parts) from the `kind` source at `url`, then checks
+/// that no checkpoint passed a stored row and that a rerun lands every row at least once.
+pub async fn sigkill_mid_read_then_rerun(kind: &str, url: &str, table: &str, rows: i64) {
+    let ws = Workspace::new();
+    let config = config(
+        &ws,
+        kind,
+        "",
+        &format!(
+            "  - {{name: items, table: {table}, primary_key: [id], chunk_size: 500, incremental: {{cursor_field: updated_at, start: '2024-01-01T00:00:00Z'}}}}\n"
+        ),
+    );
+    // Small parts, so several are stored (and the checkpoint moves) before the kill.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("landing:\n  url:", "landing:\n  part_max_records: 2000\n  url:");
+    std::fs::write(&config, text).unwrap();
+    let mut child = spawn(&config, url, &["--lease-ttl", "2s"]);
+    let stored = common::wait_until(std::time::Duration::from_secs(120), || {
+        ws.part_files("db", "items").len() >= 2
+    })
+    .await;
+    assert!(stored, "two parts were stored before the kill");
+    child.start_kill().unwrap();
+    let status = child.wait().await.unwrap();
+    assert!(!status.success(), "killed mid-read");
+
+    // The checkpoint never passes a stored row.
+    let landed = records(&ws, "items");
+    assert!(
+        (landed.len() as i64) < rows,
+        "killed before the end ({} rows landed)",
+        landed.len()
+    );
+    let instant = |text: &str| chrono::DateTime::parse_from_rfc3339(text).expect("RFC 3339");
+    if let Some(state) = ws.state("db", "items") {
+        let checkpoint = instant(state["cursor"].as_str().unwrap());
+        let newest = landed
+            .iter()
+            .map(|record| instant(record["updated_at"].as_str().unwrap()))
+            .max()
+            .unwrap();
+        assert!(
+            checkpoint <= newest,
+            "checkpoint {checkpoint} is past the newest stored row {newest}"
+        );
+    }
+
+    // A rerun, once the killed run's lease expired, lands every row.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let output = run(&config, url, &[]).await;
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let mut all = ids(&records(&ws, "items"));
+    all.dedup();
+    assert_eq!(all, (1..=rows).collect::<Vec<_>>(), "every row at least once");
+}
+
+/// TLS against the suite's certificate (a throwaway CA, the name `127.0.0.1` only), on the
+/// `kind` source at `url`: `require` and `verify-full` with the CA as `ca_file` read over TLS
+/// (`tls_query` returns `id` and `tls`: `true`, or the TLS version, while the session uses
+/// TLS); `verify-full` with another CA, `verify-full` through a host name the certificate does
+/// not name (`localhost`) and `prefer` without the CA are refused at once, not retried, with
+/// an error that says what to set.
+pub async fn tls_against_the_suite_certificate(kind: &str, url: &str, tls_query: &str) {
+    let stream = format!("  - {{name: tls, query: \"{tls_query}\", primary_key: [id]}}\n");
+    let ca = tls_ca();
+    for mode in ["require", "verify-full"] {
+        let ws = Workspace::new();
+        let tls = format!("  tls: {{mode: {mode}, ca_file: '{ca}'}}\n");
+        let output = run(&config(&ws, kind, &tls, &stream), url, &[]).await;
+        assert!(output.status.success(), "{mode}: {}", common::stderr(&output));
+        let landed = records(&ws, "tls");
+        let tls = &landed[0]["tls"];
+        assert!(
+            *tls == serde_json::Value::Bool(true) || tls.as_str().is_some_and(|version| version.starts_with("TLSv")),
+            "{mode}: the session uses TLS: {landed:?}"
+        );
+    }
+
+    let mut localhost = url::Url::parse(url).unwrap();
+    localhost.set_host(Some("localhost")).unwrap();
+    let other_ca = other_tls_ca();
+    let refused = [
+        (
+            "a CA that did not sign the certificate",
+            format!("  tls: {{mode: verify-full, ca_file: '{other_ca}'}}\n"),
+            url.to_owned(),
+            "UnknownIssuer",
+        ),
+        (
+            "a host name the certificate does not name",
+            format!("  tls: {{mode: verify-full, ca_file: '{ca}'}}\n"),
+            localhost.to_string(),
+            "localhost",
+        ),
+        (
+            "prefer without the CA",
+            "  tls: {mode: prefer}\n".to_owned(),
+            url.to_owned(),
+            "UnknownIssuer",
+        ),
+    ];
+    for (case, tls, url, detail) in refused {
+        let ws = Workspace::new();
+        let output = run(&config(&ws, kind, &tls, &stream), &url, &[]).await;
+        let stderr = common::stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{case}: not retryable: {stderr}");
+        assert!(
+            stderr.contains("CONFIG_ERROR") && stderr.contains("certificate") && stderr.contains(detail),
+            "{case}: {stderr}"
+        );
+        assert!(
+            stderr.contains("source.tls.ca_file"),
+            "{case}: the error says what to set: {stderr}"
+        );
+        assert!(!stderr.contains("request_retried"), "{case}: not retried: {stderr}");
+        assert!(ws.part_files("db", "tls").is_empty(), "{case}: nothing landed");
+    }
 }

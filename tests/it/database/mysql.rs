@@ -3,7 +3,7 @@
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
 
-use super::{config as write_config, mysql_url, records, run, with_database};
+use super::{config as write_config, ids, mysql_url, records, run, with_database};
 use crate::common::{self, Workspace};
 
 /// A fresh database `name` (dropped first) on the suite's server, and a connection to it in
@@ -38,15 +38,6 @@ async fn items(conn: &mut mysql_async::Conn, count: i64) {
     ))
     .await
     .unwrap();
-}
-
-fn ids(records: &[Value]) -> Vec<i64> {
-    let mut ids: Vec<i64> = records
-        .iter()
-        .map(|record| record["id"].as_i64().expect("an integer id"))
-        .collect();
-    ids.sort_unstable();
-    ids
 }
 
 #[tokio::test]
@@ -313,6 +304,15 @@ async fn a_killed_connection_is_resumed_after_the_last_row_read() {
 
 #[tokio::test]
 #[ignore = "needs the servers of tests/database/run.sh"]
+async fn a_sigkill_mid_read_then_a_rerun_lands_every_row_and_no_unstored_checkpoint() {
+    let mut conn = database("lf_my_kill").await;
+    items(&mut conn, 30_000).await;
+    drop(conn);
+    super::sigkill_mid_read_then_rerun("mysql", &url("lf_my_kill"), "items", 30_000).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
 async fn auth_and_privilege_failures_exit_4_without_the_password() {
     let mut conn = database("lf_my_auth").await;
     items(&mut conn, 3).await;
@@ -472,25 +472,39 @@ async fn a_statement_timeout_is_a_timeout_that_names_the_setting() {
 
 #[tokio::test]
 #[ignore = "needs the servers of tests/database/run.sh"]
+async fn tls_modes_verify_the_certificate_and_host_name() {
+    drop(database("lf_my_tls").await);
+    super::tls_against_the_suite_certificate(
+        "mysql",
+        &url("lf_my_tls"),
+        "SELECT 1 AS id, VARIABLE_VALUE AS tls FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'SSL_VERSION'",
+    )
+    .await;
+}
+
+/// Run last by `tests/database/run.sh`, after it restarted MariaDB without TLS.
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
 async fn tls_modes_prefer_and_require_against_a_server_without_tls() {
-    let mut conn = database("lf_my_tls").await;
+    let mut conn = database("lf_my_plain").await;
     let have_ssl: Option<String> = conn.query_first("SELECT @@have_ssl").await.unwrap();
-    if have_ssl.as_deref() == Some("YES") {
-        eprintln!("the suite's server offers TLS: nothing to check here");
-        return;
-    }
+    assert_ne!(
+        have_ssl.as_deref(),
+        Some("YES"),
+        "needs MariaDB without TLS: tests/database/run.sh runs this test last, after restarting it so"
+    );
     items(&mut conn, 3).await;
     let streams = "  - {name: items, table: items, primary_key: [id]}\n";
     // prefer (the default): the server offers no TLS, so the connection is plain.
     let ws = Workspace::new();
     let config = write_config(&ws, "mysql", "", streams);
-    let output = run(&config, &url("lf_my_tls"), &[]).await;
+    let output = run(&config, &url("lf_my_plain"), &[]).await;
     assert!(output.status.success(), "{}", common::stderr(&output));
     assert_eq!(records(&ws, "items").len(), 3);
     // require: no connection without TLS, and the error says which setting asked for it.
     let ws = Workspace::new();
     let config = write_config(&ws, "mysql", "  tls: {mode: require}\n", streams);
-    let output = run(&config, &url("lf_my_tls"), &[]).await;
+    let output = run(&config, &url("lf_my_plain"), &[]).await;
     let stderr = common::stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(

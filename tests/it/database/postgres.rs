@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{config as write_config, postgres_url, records, run};
+use super::{config as write_config, ids, postgres_url, records, run};
 use crate::common::{self, Workspace};
 
 /// A connection to the suite's server (as its superuser), for setting up tables.
@@ -34,15 +34,6 @@ async fn items(client: &tokio_postgres::Client, schema: &str, count: i64) {
         ))
         .await
         .unwrap();
-}
-
-fn ids(records: &[Value]) -> Vec<i64> {
-    let mut ids: Vec<i64> = records
-        .iter()
-        .map(|record| record["id"].as_i64().expect("an integer id"))
-        .collect();
-    ids.sort_unstable();
-    ids
 }
 
 #[tokio::test]
@@ -226,6 +217,58 @@ async fn incremental_reads_what_changed_since_the_checkpoint() {
     );
     let state = ws.state("db", "items").unwrap();
     assert_eq!(state["cursor"], "2024-01-03T00:00:00Z");
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
+async fn updates_reach_the_next_incremental_run_deletes_only_a_full_refresh() {
+    let client = schema("lf_deletes").await;
+    items(&client, "lf_deletes", 100).await;
+    client
+        .batch_execute("ALTER TABLE lf_deletes.items ADD COLUMN deleted_at timestamptz;")
+        .await
+        .unwrap();
+    let ws = Workspace::new();
+    let config = write_config(
+        &ws,
+        "postgres",
+        "",
+        "  - {name: changed, table: lf_deletes.items, primary_key: [id], incremental: {cursor_field: updated_at, start: '2024-01-01T00:00:00Z'}}\n  - {name: everything, table: lf_deletes.items, primary_key: [id]}\n",
+    );
+    let output = run(&config, &postgres_url(), &[]).await;
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    assert_eq!(ids(&records(&ws, "changed")), (1..=100).collect::<Vec<_>>());
+
+    // Row 1 is updated (its cursor moves), row 2 is deleted, row 3 is soft-deleted: marked,
+    // with its cursor moved.
+    client
+        .batch_execute(
+            "UPDATE lf_deletes.items SET name = 'renamed', updated_at = timestamptz '2024-02-01 00:00:00+00' WHERE id = 1;
+             DELETE FROM lf_deletes.items WHERE id = 2;
+             UPDATE lf_deletes.items SET deleted_at = timestamptz '2024-02-01 00:00:01+00', updated_at = timestamptz '2024-02-01 00:00:01+00' WHERE id = 3;",
+        )
+        .await
+        .unwrap();
+    let (changed_before, everything_before) = (ws.lines("db", "changed").len(), ws.lines("db", "everything").len());
+    let output = run(&config, &postgres_url(), &[]).await;
+    assert!(output.status.success(), "{}", common::stderr(&output));
+
+    // The incremental stream reads the update and the soft delete; the deleted row leaves no
+    // trace in it (nothing to read past the cursor), and its first landing stays.
+    let changed = records(&ws, "changed").split_off(changed_before);
+    assert_eq!(ids(&changed), [1, 3], "{changed:?}");
+    assert_eq!(changed[0]["name"], "renamed");
+    let soft = changed.iter().find(|record| record["id"] == 3).unwrap();
+    assert_eq!(soft["deleted_at"], "2024-02-01T00:00:01+00:00");
+    assert!(
+        ids(&records(&ws, "changed")).contains(&2),
+        "the first landing keeps row 2"
+    );
+
+    // The full refresh lands the table as it is now: row 2 is absent from this run's rows.
+    let everything = records(&ws, "everything").split_off(everything_before);
+    let expected: Vec<i64> = (1..=100).filter(|id| *id != 2).collect();
+    assert_eq!(ids(&everything), expected);
 }
 
 #[tokio::test]
@@ -480,54 +523,16 @@ async fn a_statement_timeout_is_a_timeout_that_names_the_setting() {
 async fn a_sigkill_mid_read_then_a_rerun_lands_every_row_and_no_unstored_checkpoint() {
     let client = schema("lf_kill").await;
     items(&client, "lf_kill", 30_000).await;
-    let ws = Workspace::new();
-    let config = write_config(
-        &ws,
+    super::sigkill_mid_read_then_rerun("postgres", &postgres_url(), "lf_kill.items", 30_000).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
+async fn tls_modes_verify_the_certificate_and_host_name() {
+    super::tls_against_the_suite_certificate(
         "postgres",
-        "",
-        "  - {name: items, table: lf_kill.items, primary_key: [id], chunk_size: 500, incremental: {cursor_field: updated_at, start: '2024-01-01T00:00:00Z'}}\n",
-    );
-    // Small parts, so several are stored (and the checkpoint moves) before the kill.
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("landing:\n  url:", "landing:\n  part_max_records: 2000\n  url:");
-    std::fs::write(&config, text).unwrap();
-    let mut child = super::spawn(&config, &postgres_url(), &["--lease-ttl", "2s"]);
-    let stored = common::wait_until(std::time::Duration::from_secs(120), || {
-        ws.part_files("db", "items").len() >= 2
-    })
+        &postgres_url(),
+        "SELECT 1 AS id, ssl AS tls FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
     .await;
-    assert!(stored, "two parts were stored before the kill");
-    child.start_kill().unwrap();
-    let status = child.wait().await.unwrap();
-    assert!(!status.success(), "killed mid-read");
-
-    // The checkpoint never passes a stored row.
-    let landed = records(&ws, "items");
-    assert!(
-        landed.len() < 30_000,
-        "killed before the end ({} rows landed)",
-        landed.len()
-    );
-    let instant = |text: &str| chrono::DateTime::parse_from_rfc3339(text).expect("RFC 3339");
-    if let Some(state) = ws.state("db", "items") {
-        let checkpoint = instant(state["cursor"].as_str().unwrap());
-        let newest = landed
-            .iter()
-            .map(|record| instant(record["updated_at"].as_str().unwrap()))
-            .max()
-            .unwrap();
-        assert!(
-            checkpoint <= newest,
-            "checkpoint {checkpoint} is past the newest stored row {newest}"
-        );
-    }
-
-    // A rerun, once the killed run's lease expired, lands every row.
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let output = run(&config, &postgres_url(), &[]).await;
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    let mut all = ids(&records(&ws, "items"));
-    all.dedup();
-    assert_eq!(all, (1..=30_000).collect::<Vec<_>>(), "every row at least once");
 }

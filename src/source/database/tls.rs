@@ -1,0 +1,56 @@
+//! TLS failures of database connections. A server certificate that does not verify (an
+//! unknown CA, a host name it does not name, an expired certificate) is met again by every
+//! retry and every rerun: it is a `CONFIG_ERROR`, not retried, whose message says why and
+//! what to set; the drivers' own messages hide the cause ("error performing TLS handshake").
+
+use std::error::Error;
+
+use super::DatabaseError;
+
+/// The certificate error somewhere in `error`'s chain: rustls's error reaches the drivers
+/// inside an `io::Error`, whose `source()` skips what it wraps, so those are opened too.
+fn certificate_error<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a rustls::CertificateError> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(rustls::Error::InvalidCertificate(certificate)) = error.downcast_ref::<rustls::Error>() {
+            return Some(certificate);
+        }
+        if let Some(inner) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| certificate_error(inner))
+        {
+            return Some(inner);
+        }
+        next = error.source();
+    }
+    None
+}
+
+/// `Some` when `error` is a server certificate that did not verify.
+pub(super) fn certificate_failure(error: &(dyn Error + 'static), doing: &str) -> Option<DatabaseError> {
+    let certificate = certificate_error(error)?;
+    Some(DatabaseError::config(format!(
+        "{doing}: the server's TLS certificate did not verify: {certificate} \
+         (trust the CA that signed it with source.tls.ca_file, and connect with a host name the certificate names)"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_error_inside_io_errors_is_found() {
+        let rustls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls);
+        let outer = std::io::Error::other(io);
+        let failure = certificate_failure(&outer, "postgres: connecting").expect("a certificate failure");
+        assert_eq!(failure.code, crate::error::ErrorCode::ConfigError);
+        assert!(!failure.retryable);
+        assert!(failure.message.contains("UnknownIssuer"), "{}", failure.message);
+        assert!(failure.message.contains("source.tls.ca_file"));
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(certificate_failure(&refused, "connecting").is_none());
+    }
+}
