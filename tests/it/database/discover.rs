@@ -5,13 +5,15 @@
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
-use super::{mysql_url, postgres_url, records, with_database};
+use super::{mysql_url, postgres_url, records, tls_ca, with_database};
 use crate::common::{self, Workspace};
 
-/// A config with only `source:` and `landing:` (discover proposes the streams).
+/// A config with only `source:` and `landing:` (discover proposes the streams), trusting
+/// the suite's CA.
 fn source_only(ws: &Workspace, kind: &str) -> std::path::PathBuf {
     ws.config(&format!(
-        "version: 1\nsource:\n  name: db\n  type: {kind}\n  url: ${{env:DATABASE_URL}}\nlanding:\n  url: {{landing}}\n"
+        "version: 1\nsource:\n  name: db\n  type: {kind}\n  url: ${{env:DATABASE_URL}}\n  tls: {{ca_file: '{}'}}\nlanding:\n  url: {{landing}}\n",
+        tls_ca()
     ))
 }
 
