@@ -22,7 +22,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Params, SslOpts, Value};
 
 use super::sql::{Bounds, Column, ROW, ReadSpec, SUBQUERY, finish_chunk, quote_identifier};
-use super::{Connection, DEFAULT_CONNECT_TIMEOUT, DatabaseError, Dialect, Row};
+use super::{Connection, DEFAULT_CONNECT_TIMEOUT, DatabaseError, Dialect, Row, Snapshot};
 use crate::error::ErrorCode;
 use crate::http::config::{SourceConfig, TlsMode};
 
@@ -212,7 +212,27 @@ impl Dialect for Mysql {
                 .await
                 .map_err(|error| classify(&error, "starting the read-only transaction"))?;
         }
-        Ok(Box::new(MysqlConnection { conn, version }))
+        // What names the snapshot without extra privileges: the GTID position, read right
+        // after the snapshot opened (at or after it). Empty without a binary log: omitted.
+        let (kind, gtid) = if mariadb {
+            ("gtid_current_pos", "SELECT @@gtid_current_pos")
+        } else {
+            ("gtid_executed", "SELECT @@global.gtid_executed")
+        };
+        let snapshot = conn
+            .query_first::<Option<String>, _>(gtid)
+            .await
+            .ok()
+            .flatten()
+            .flatten()
+            .map(|position| position.trim().to_owned())
+            .filter(|position| !position.is_empty())
+            .map(|position| Snapshot {
+                kind,
+                text: position,
+                xids: None,
+            });
+        Ok(Box::new(MysqlConnection { conn, snapshot }))
     }
 
     fn chunk_sql(&self, spec: &ReadSpec, columns: &[Column], bounds: &Bounds, limit: u32) -> String {
@@ -424,7 +444,7 @@ fn type_name(column: &mysql_async::Column) -> String {
 
 struct MysqlConnection {
     conn: Conn,
-    version: Option<String>,
+    snapshot: Option<Snapshot>,
 }
 
 #[async_trait]
@@ -499,8 +519,8 @@ impl Connection for MysqlConnection {
             .boxed())
     }
 
-    fn snapshot(&self) -> Option<String> {
-        self.version.as_ref().map(|version| format!("server {version}"))
+    fn snapshot(&self) -> Option<Snapshot> {
+        self.snapshot.clone()
     }
 }
 
@@ -626,6 +646,7 @@ mod tests {
             lower: Some("2024-01-01T00:00:00Z".into()),
             upper: None,
             after: Some(vec!["2024-01-01 00:00:01.000000".into(), "7".into()]),
+            xid_horizon: None,
         };
         let mysql = Mysql {
             opts: Err(DatabaseError::config("unused")),

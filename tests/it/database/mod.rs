@@ -6,6 +6,7 @@
 
 mod mysql;
 mod postgres;
+mod postgres_xmin;
 
 use std::path::PathBuf;
 use std::process::Output;

@@ -6,7 +6,7 @@ use super::{config as write_config, postgres_url, records, run};
 use crate::common::{self, Workspace};
 
 /// A connection to the suite's server (as its superuser), for setting up tables.
-async fn admin() -> tokio_postgres::Client {
+pub(super) async fn admin() -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
         .await
         .expect("the suite's PostgreSQL accepts connections");
@@ -15,7 +15,7 @@ async fn admin() -> tokio_postgres::Client {
 }
 
 /// A fresh schema named `name` (dropped first), for one test's tables.
-async fn schema(name: &str) -> tokio_postgres::Client {
+pub(super) async fn schema(name: &str) -> tokio_postgres::Client {
     let client = admin().await;
     client
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name};"))
@@ -36,7 +36,7 @@ async fn items(client: &tokio_postgres::Client, schema: &str, count: i64) {
         .unwrap();
 }
 
-fn ids(records: &[Value]) -> Vec<i64> {
+pub(super) fn ids(records: &[Value]) -> Vec<i64> {
     let mut ids: Vec<i64> = records
         .iter()
         .map(|record| record["id"].as_i64().expect("an integer id"))
