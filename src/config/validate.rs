@@ -665,10 +665,7 @@ mod tests {
                     .to_owned(),
                 "streams[0].incremental.mode: xmin reads the row versions of a table",
             ),
-            (
-                database("", ", incremental: {mode: sometimes}"),
-                "mode",
-            ),
+            (database("", ", incremental: {mode: sometimes}"), "mode"),
         ] {
             let message = refused(text);
             assert!(message.contains(expected), "expected `{expected}` in: {message}");

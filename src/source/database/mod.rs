@@ -254,7 +254,8 @@ impl DatabaseSource {
         };
         spec.check_columns(&columns).map_err(|error| Some(error.into()))?;
         let mut snapshot = connection.snapshot();
-        self.opened(snapshot.as_ref(), &spec, stats).map_err(|error| Some(error.into()))?;
+        self.opened(snapshot.as_ref(), &spec, stats)
+            .map_err(|error| Some(error.into()))?;
 
         for window in plan.windows {
             let mut after: Option<Vec<String>> = None;
@@ -267,7 +268,10 @@ impl DatabaseSource {
                     // The whole stream is one window from the checkpoint; the widening is
                     // relative to the snapshot that reads the chunk.
                     bounds.upper = None;
-                    bounds.xid_horizon = snapshot.as_ref().and_then(|snapshot| snapshot.xids).map(|(_, xmax)| xmax);
+                    bounds.xid_horizon = snapshot
+                        .as_ref()
+                        .and_then(|snapshot| snapshot.xids)
+                        .map(|(_, xmax)| xmax);
                 }
                 let statement = dialect.chunk_sql(&spec, &columns, &bounds, chunk_size);
                 stats.requests += 1;
@@ -292,13 +296,17 @@ impl DatabaseSource {
                         self.wait_to_retry(error, &mut attempts, &mut delay, stats).await?;
                         connection = self.connect(dialect.as_ref(), &mut attempts, &mut delay, stats).await?;
                         snapshot = connection.snapshot();
-                        self.opened(snapshot.as_ref(), &spec, stats).map_err(|error| Some(error.into()))?;
+                        self.opened(snapshot.as_ref(), &spec, stats)
+                            .map_err(|error| Some(error.into()))?;
                     }
                     Some(error) => return Err(Some(error.into())),
                 }
             }
             if let Some(xmin) = stats.xmin_checkpoint
-                && out.send(Item::Checkpoint(Cursor::Integer(i128::from(xmin)))).await.is_err()
+                && out
+                    .send(Item::Checkpoint(Cursor::Integer(i128::from(xmin))))
+                    .await
+                    .is_err()
             {
                 return Err(None);
             }

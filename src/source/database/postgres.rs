@@ -362,7 +362,9 @@ mod tests {
 
     #[test]
     fn an_xmin_chunk_filters_the_table_by_widened_xmin_and_orders_by_the_key_alone() {
-        let spec = ReadSpec::new(&test_stream(r#", "table": "public.events", "incremental": {"mode": "xmin"}"#));
+        let spec = ReadSpec::new(&test_stream(
+            r#", "table": "public.events", "incremental": {"mode": "xmin"}"#,
+        ));
         assert!(spec.xmin);
         assert_eq!(spec.keyset, ["id"]);
         let columns = [Column {

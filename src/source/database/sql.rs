@@ -75,7 +75,10 @@ impl ReadSpec {
             select: stream.select.clone(),
             keyset,
             cursor,
-            xmin: stream.incremental.as_ref().is_some_and(|incremental| incremental.is_xmin()),
+            xmin: stream
+                .incremental
+                .as_ref()
+                .is_some_and(|incremental| incremental.is_xmin()),
         }
     }
 

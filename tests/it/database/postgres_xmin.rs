@@ -11,7 +11,10 @@ use crate::common::{self, Workspace};
 
 /// The full transaction id a transaction on `client` runs as (assigned by this call).
 async fn current_xid(client: &tokio_postgres::Client) -> u64 {
-    let row = client.query_one("SELECT pg_current_xact_id()::text", &[]).await.unwrap();
+    let row = client
+        .query_one("SELECT pg_current_xact_id()::text", &[])
+        .await
+        .unwrap();
     row.get::<_, String>(0).parse().unwrap()
 }
 
@@ -74,7 +77,10 @@ async fn xmin_reads_the_rows_written_since_the_snapshot_and_waits_for_open_trans
     assert!(output.status.success(), "{}", common::stderr(&output));
     assert_eq!(ids(&records(&ws, "events")), (1..=200).collect::<Vec<_>>());
     let first = checkpoint(&ws);
-    assert!(first > written as u64, "the snapshot's xmin {first} is after the committed insert {written}");
+    assert!(
+        first > written as u64,
+        "the snapshot's xmin {first} is after the committed insert {written}"
+    );
     let report = last_report(&ws, "events");
     assert_eq!(report["cursor_start"], "0", "{report:#}");
     assert_eq!(report["cursor_end"], first.to_string(), "{report:#}");
@@ -92,7 +98,18 @@ async fn xmin_reads_the_rows_written_since_the_snapshot_and_waits_for_open_trans
         ["id", "payload"]
     );
     // `landfall state` shows the checkpoint.
-    let shown = common::landfall(&["state", "show", "--config", config.to_str().unwrap(), "--stream", "events"], &[("DATABASE_URL", &postgres_url())]).await;
+    let shown = common::landfall(
+        &[
+            "state",
+            "show",
+            "--config",
+            config.to_str().unwrap(),
+            "--stream",
+            "events",
+        ],
+        &[("DATABASE_URL", &postgres_url())],
+    )
+    .await;
     assert!(
         common::stdout(&shown).contains(&first.to_string()),
         "{}{}",
@@ -119,7 +136,12 @@ async fn xmin_reads_the_rows_written_since_the_snapshot_and_waits_for_open_trans
         [1, 2, 3, 4, 5, 201, 202, 203],
         "the changed and new rows only"
     );
-    assert!(second.iter().filter(|record| record["id"].as_i64() < Some(6)).all(|record| record["payload"] == "changed"));
+    assert!(
+        second
+            .iter()
+            .filter(|record| record["id"].as_i64() < Some(6))
+            .all(|record| record["payload"] == "changed")
+    );
     let second_checkpoint = checkpoint(&ws);
     assert!(second_checkpoint > first);
     let report = last_report(&ws, "events");
@@ -129,9 +151,15 @@ async fn xmin_reads_the_rows_written_since_the_snapshot_and_waits_for_open_trans
     // A transaction left open during a run: its row is not visible, and the checkpoint
     // stays at or below it, so the run after its commit lands it.
     let other = admin().await;
-    other.batch_execute("BEGIN; INSERT INTO lf_xmin.events VALUES (300, 'late');").await.unwrap();
+    other
+        .batch_execute("BEGIN; INSERT INTO lf_xmin.events VALUES (300, 'late');")
+        .await
+        .unwrap();
     let open_xid = current_xid(&other).await;
-    client.batch_execute("UPDATE lf_xmin.events SET payload = 'meanwhile' WHERE id = 7;").await.unwrap();
+    client
+        .batch_execute("UPDATE lf_xmin.events SET payload = 'meanwhile' WHERE id = 7;")
+        .await
+        .unwrap();
     let before = ws.lines("db", "events").len();
     let output = run(&config, &postgres_url(), &[]).await;
     assert!(output.status.success(), "{}", common::stderr(&output));
@@ -139,7 +167,10 @@ async fn xmin_reads_the_rows_written_since_the_snapshot_and_waits_for_open_trans
     assert!(ids(&third).contains(&7), "{third:?}");
     assert!(!ids(&third).contains(&300), "an uncommitted row is invisible");
     let held = checkpoint(&ws);
-    assert!(held <= open_xid, "checkpoint {held} passed the open transaction {open_xid}");
+    assert!(
+        held <= open_xid,
+        "checkpoint {held} passed the open transaction {open_xid}"
+    );
     let report = last_report(&ws, "events");
     assert!(
         report["source_snapshot"]["snapshot"]
