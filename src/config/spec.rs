@@ -1198,6 +1198,14 @@ mod tests {
                     (Some("flow"), Some("refresh_token")) => {
                         config["source"]["auth"]["refresh_token"] = json!("${env:REFRESH}")
                     }
+                    (Some("mode"), Some("cursor")) if field.pointer == "/streams/0/incremental/mode" => {
+                        config["streams"][0]["incremental"] =
+                            json!({"cursor_field": "u", "param": "since", "start": "2024-01-01T00:00:00Z"})
+                    }
+                    (Some("mode"), Some("xmin")) if field.pointer == "/streams/0/incremental/mode" => {
+                        config["source"] = json!({"name": "shop", "type": "postgres", "host": "db.test", "user": "r"});
+                        config["streams"][0] = json!({"name": "orders", "table": "orders", "primary_key": ["id"]});
+                    }
                     _ => {}
                 }
                 set(&mut config, &field.pointer, value);
