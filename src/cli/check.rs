@@ -260,9 +260,9 @@ impl FirstPage {
 fn first_lower_bound(incremental: &crate::config::IncrementalConfig) -> String {
     let format = incremental.cursor_format();
     format
-        .parse(&incremental.start)
+        .parse(incremental.first_start())
         .map(|cursor| format.render(&format.floor(cursor)))
-        .unwrap_or_else(|_| incremental.start.clone())
+        .unwrap_or_else(|_| incremental.first_start().to_owned())
 }
 
 /// Probes a stream's first page; a child arrives with its `{parent.*}` already replaced
@@ -403,6 +403,7 @@ mod tests {
 
     fn incremental(start: &str, format: Option<&str>) -> IncrementalConfig {
         IncrementalConfig {
+            mode: Default::default(),
             cursor_field: "updated_at".into(),
             param: "start_time".into(),
             end_param: None,

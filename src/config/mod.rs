@@ -51,7 +51,14 @@ pub struct ConnectorConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IncrementalConfig {
-    /// Field in each record (JSON pointer or top-level name) holding the source's cursor.
+    /// What the checkpoint follows: `cursor` (the `cursor_field` of each record) or `xmin`
+    /// (PostgreSQL tables without an updated-at column: the transaction that last wrote each
+    /// row). Default: cursor.
+    #[serde(default, skip_serializing_if = "IncrementalMode::is_cursor")]
+    pub mode: IncrementalMode,
+    /// Field in each record (JSON pointer or top-level name) holding the source's cursor
+    /// (`mode: cursor`: required; `mode: xmin`: none).
+    #[serde(default)]
     pub cursor_field: String,
     /// Request parameter that carries the lower bound (`rest` sources: required; database
     /// sources compare the column in SQL).
@@ -60,7 +67,9 @@ pub struct IncrementalConfig {
     /// Request parameter that carries the upper bound of an explicit window. Default: none.
     #[serde(default)]
     pub end_param: Option<String>,
-    /// Lower bound of the first run.
+    /// Lower bound of the first run (`mode: cursor`: required; `mode: xmin`: none, the first
+    /// run reads every row).
+    #[serde(default)]
     pub start: String,
     /// Re-read this far behind the checkpoint (timestamp cursors). Default: 0s.
     #[serde(default)]
@@ -83,12 +92,49 @@ pub struct IncrementalConfig {
     pub format: Option<crate::cursor::CursorFormat>,
 }
 
+/// `streams[].incremental.mode`: what an incremental stream's checkpoint follows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncrementalMode {
+    /// A cursor field (column) of each record.
+    #[default]
+    Cursor,
+    /// PostgreSQL: the 64-bit id of the transaction that last wrote each row (its `xmin`,
+    /// widened); the checkpoint is the read snapshot's xmin (`docs/databases.md`).
+    Xmin,
+}
+
+impl IncrementalMode {
+    pub fn is_cursor(&self) -> bool {
+        *self == IncrementalMode::Cursor
+    }
+}
+
 impl IncrementalConfig {
-    /// The stream's cursor format: `format`, or the one `start` implies.
+    /// The stream's cursor format: `format`, or the one `start` implies (`mode: xmin`: an
+    /// integer, the transaction id).
     pub fn cursor_format(&self) -> crate::cursor::CursorFormat {
+        if self.is_xmin() {
+            return crate::cursor::CursorFormat::Integer;
+        }
         self.format
             .clone()
             .unwrap_or_else(|| crate::cursor::CursorFormat::infer(&self.start))
+    }
+
+    /// `mode: xmin`: the checkpoint follows PostgreSQL transaction ids, not a field.
+    pub fn is_xmin(&self) -> bool {
+        self.mode == IncrementalMode::Xmin
+    }
+
+    /// The field (column) each record's cursor is read from; `None` with `mode: xmin`.
+    pub fn cursor_column(&self) -> Option<&str> {
+        (!self.is_xmin()).then_some(self.cursor_field.as_str())
+    }
+
+    /// Where the first run starts: `start`, or transaction id 0 (every row) with `mode: xmin`.
+    pub fn first_start(&self) -> &str {
+        if self.is_xmin() { "0" } else { &self.start }
     }
 }
 

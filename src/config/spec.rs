@@ -462,19 +462,19 @@ fn stream() -> Value {
                     "type": ["object", "null"],
                     "title": "Incremental",
                     "description": "Absent = full refresh every run",
-                    "required": ["cursor_field", "start"],
                     "additionalProperties": false,
                     "default": null,
                     "properties": {
-                        "cursor_field": {"type": "string", "description": "Field holding the record's cursor", "order": 0},
+                        "cursor_field": {"type": "string", "description": "Field holding the record's cursor (mode cursor: required; mode xmin: none)", "order": 0},
                         "param": {"type": "string", "description": "Request parameter carrying the lower bound (rest sources: required)", "default": "", "order": 1},
                         "end_param": {"type": ["string", "null"], "description": "Request parameter carrying the upper bound", "order": 2},
-                        "start": {"type": "string", "description": "Lower bound of the first run", "order": 3},
+                        "start": {"type": "string", "description": "Lower bound of the first run (mode cursor: required; mode xmin: none)", "order": 3},
                         "lookback": {"type": "string", "pattern": DURATION_PATTERN, "description": "Re-read window behind the checkpoint", "default": "0s", "order": 4},
                         "sorted": {"type": "boolean", "description": "Records arrive in cursor order", "default": true, "order": 5},
                 "step": {"type": ["string", "null"], "pattern": DURATION_PATTERN, "description": "Slice long windows into sub-windows of this length, each checkpointed on completion", "default": null, "order": 6},
                 "client_side_filter": {"type": "boolean", "description": "Drop records outside the window on the client", "default": false, "order": 7},
                 "format": {"type": ["string", "null"], "pattern": "^(rfc3339|unix_seconds|unix_millis|date|integer|string|strftime:.+)$", "description": "How the cursor is written in requests and the checkpoint; null = inferred from start (RFC 3339, integer, otherwise string)", "default": null, "order": 8},
+                "mode": {"type": "string", "enum": ["cursor", "xmin"], "description": "What the checkpoint follows: cursor (cursor_field) or xmin (postgres tables: the transaction that last wrote each row)", "default": "cursor", "order": 9},
                     },
                 }),
             ),
@@ -1197,6 +1197,14 @@ mod tests {
                     (Some("inject_into"), Some("body")) => config["streams"][0]["method"] = json!("POST"),
                     (Some("flow"), Some("refresh_token")) => {
                         config["source"]["auth"]["refresh_token"] = json!("${env:REFRESH}")
+                    }
+                    (Some("mode"), Some("cursor")) if field.pointer == "/streams/0/incremental/mode" => {
+                        config["streams"][0]["incremental"] =
+                            json!({"cursor_field": "u", "param": "since", "start": "2024-01-01T00:00:00Z"})
+                    }
+                    (Some("mode"), Some("xmin")) if field.pointer == "/streams/0/incremental/mode" => {
+                        config["source"] = json!({"name": "shop", "type": "postgres", "host": "db.test", "user": "r"});
+                        config["streams"][0] = json!({"name": "orders", "table": "orders", "primary_key": ["id"]});
                     }
                     _ => {}
                 }

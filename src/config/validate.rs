@@ -163,6 +163,13 @@ fn validate_rest_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigErr
         ));
     }
     if let Some(incremental) = &stream.incremental {
+        if incremental.is_xmin() {
+            return Err(ConfigError::invalid(
+                format!("{at}.incremental.mode"),
+                "xmin is read only by postgres sources (it follows PostgreSQL transaction ids); \
+                 a rest stream needs mode: cursor with a cursor_field",
+            ));
+        }
         non_empty(&format!("{at}.incremental.param"), &incremental.param)?;
     }
     Ok(())
@@ -258,6 +265,21 @@ fn validate_database_stream(
     }
     if let Some(incremental) = &stream.incremental {
         let inc_at = format!("{at}.incremental");
+        if incremental.is_xmin() && kind != "postgres" {
+            return Err(ConfigError::invalid(
+                format!("{inc_at}.mode"),
+                format!(
+                    "xmin is read only by postgres sources (it follows PostgreSQL transaction ids); \
+                     a {kind} stream needs mode: cursor with a cursor_field (an updated-at column)"
+                ),
+            ));
+        }
+        if incremental.is_xmin() && stream.query.is_some() {
+            return Err(ConfigError::invalid(
+                format!("{inc_at}.mode"),
+                "xmin reads the row versions of a table: set table, not query",
+            ));
+        }
         if incremental.cursor_field.starts_with('/') {
             return Err(ConfigError::invalid(
                 format!("{inc_at}.cursor_field"),
@@ -327,7 +349,26 @@ fn validate_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
         ));
     }
     stream.pagination.validate(&format!("{at}.pagination"), stream.method)?;
-    if let Some(incremental) = &stream.incremental {
+    if let Some(incremental) = stream.incremental.as_ref().filter(|incremental| incremental.is_xmin()) {
+        let inc_at = format!("{at}.incremental");
+        for (key, set) in [
+            ("cursor_field", !incremental.cursor_field.is_empty()),
+            ("start", !incremental.start.is_empty()),
+            ("lookback", !incremental.lookback.0.is_zero()),
+            ("step", incremental.step.is_some()),
+            ("format", incremental.format.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::invalid(
+                    format!("{inc_at}.{key}"),
+                    "mode: xmin follows the transaction that last wrote each row (its checkpoint is a \
+                     PostgreSQL transaction id) and takes no cursor_field, start, lookback, step or format; \
+                     remove it, or use mode: cursor with an updated-at column",
+                ));
+            }
+        }
+    }
+    if let Some(incremental) = stream.incremental.as_ref().filter(|incremental| !incremental.is_xmin()) {
         let inc_at = format!("{at}.incremental");
         check_field(&format!("{inc_at}.cursor_field"), &incremental.cursor_field)?;
         non_empty(&format!("{inc_at}.start"), &incremental.start)?;
@@ -584,6 +625,51 @@ mod tests {
         format!(
             "version: 1\nsource: {{name: db, type: postgres, host: db.test, user: reader, password: '${{env:PW}}'{source}}}\nstreams:\n  - {{name: orders, table: public.orders, primary_key: [id]{stream}}}\n"
         )
+    }
+
+    #[test]
+    fn xmin_mode_is_for_postgres_tables_and_takes_no_cursor() {
+        let loads = |text: &str| {
+            ConnectorConfig::from_yaml(text, Resolve::References, &|_| Some("pw".to_owned()))
+                .map(|loaded| loaded.config)
+        };
+        let config = loads(&database("", ", incremental: {mode: xmin}")).expect("xmin on a postgres table is valid");
+        let incremental = config.streams[0].incremental.as_ref().unwrap();
+        assert!(incremental.is_xmin());
+        assert_eq!(incremental.cursor_column(), None);
+        assert_eq!(incremental.cursor_format(), CursorFormat::Integer);
+        assert_eq!(incremental.first_start(), "0");
+        let refused = |text: String| loads(&text).unwrap_err().to_string();
+        for (text, expected) in [
+            (
+                database("", ", incremental: {mode: xmin, cursor_field: updated_at}"),
+                "streams[0].incremental.cursor_field: mode: xmin follows the transaction",
+            ),
+            (
+                database("", ", incremental: {mode: xmin, start: '0'}"),
+                "streams[0].incremental.start: mode: xmin",
+            ),
+            (
+                "version: 1\nsource: {name: db, type: mysql, host: db.test, user: r, password: '${env:PW}'}\n\
+                 streams: [{name: o, table: o, primary_key: [id], incremental: {mode: xmin}}]\n"
+                    .to_owned(),
+                "streams[0].incremental.mode: xmin is read only by postgres sources",
+            ),
+            (
+                config_with_stream("{name: o, path: /o, incremental: {mode: xmin, param: since}}"),
+                "streams[0].incremental.mode: xmin is read only by postgres sources",
+            ),
+            (
+                "version: 1\nsource: {name: db, type: postgres, host: db.test, user: r, password: '${env:PW}'}\n\
+                 streams: [{name: o, query: 'select 1 as id', primary_key: [id], incremental: {mode: xmin}}]\n"
+                    .to_owned(),
+                "streams[0].incremental.mode: xmin reads the row versions of a table",
+            ),
+            (database("", ", incremental: {mode: sometimes}"), "mode"),
+        ] {
+            let message = refused(text);
+            assert!(message.contains(expected), "expected `{expected}` in: {message}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::write::WriteStats;
 use crate::cursor::Cursor;
 use crate::error::ErrorRecord;
 use crate::quality::drift::SchemaChange;
-use crate::report::manifest::{Status, StreamReport};
+use crate::report::manifest::{SourceSnapshot, Status, StreamReport};
 use crate::source::ReadStats;
 use crate::source::parents::ParentKeys;
 
@@ -76,6 +76,11 @@ impl StreamJob {
             schema_changes,
             duration_seconds: 0.0,
             rate_limit_waits_seconds: 0.0,
+            source_snapshot: read.snapshot.clone().map(|(kind, snapshot)| SourceSnapshot {
+                kind,
+                snapshot,
+                xmin_checkpoint: read.xmin_checkpoint,
+            }),
         };
         if let (Some(incremental), Some(example)) = (
             self.stream.incremental.as_ref(),
@@ -83,7 +88,7 @@ impl StreamJob {
         ) {
             self.events.cursor_unparseable(
                 &self.stream.name,
-                &incremental.cursor_field,
+                incremental.cursor_column().unwrap_or_default(),
                 &incremental.cursor_format().to_string(),
                 write.cursor_unparseable_rows,
                 example,

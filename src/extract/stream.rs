@@ -140,8 +140,8 @@ impl StreamJob {
         };
         let configured_start = incremental.as_ref().map(|incremental| {
             format
-                .parse(&incremental.start)
-                .unwrap_or(Cursor::Text(incremental.start.clone()))
+                .parse(incremental.first_start())
+                .unwrap_or(Cursor::Text(incremental.first_start().to_owned()))
         });
         let cursor_start = incremental
             .as_ref()

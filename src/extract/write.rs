@@ -101,6 +101,10 @@ impl StreamJob {
                         self.window_done(&window, checkpoint).await?;
                         continue;
                     }
+                    Item::Checkpoint(cursor) => {
+                        checkpoint.source_position(cursor);
+                        continue;
+                    }
                     Item::DeadPage(dead) => {
                         self.write_dead_page(&mut dead_letters, &template, &redactor, dead, &mut stats)
                             .await?;

@@ -75,6 +75,26 @@ pub struct StreamReport {
     /// `Retry-After` on 429 alike).
     #[serde(default)]
     pub rate_limit_waits_seconds: f64,
+    /// Database sources: the consistent snapshot the stream read in. Absent for rest
+    /// sources, and when the server names none cheaply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_snapshot: Option<SourceSnapshot>,
+}
+
+/// The consistent snapshot a database stream read in (`docs/contract.md`, the manifest).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceSnapshot {
+    /// What names it: `pg_current_snapshot` (PostgreSQL), `gtid_current_pos` (MariaDB) or
+    /// `gtid_executed` (MySQL).
+    pub kind: String,
+    /// Its text: PostgreSQL's `xmin:xmax:xip,..` (64-bit transaction ids) of the read
+    /// transaction, or the GTID position read right after the snapshot opened. With a
+    /// reconnect, the first transaction's.
+    pub snapshot: String,
+    /// `incremental.mode: xmin`: the checkpoint this read supplies (the snapshot's xmin, a
+    /// full transaction id), written once every part is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xmin_checkpoint: Option<u64>,
 }
 
 impl StreamReport {
@@ -103,6 +123,7 @@ impl StreamReport {
             schema_changes: vec![],
             duration_seconds: 0.0,
             rate_limit_waits_seconds: 0.0,
+            source_snapshot: None,
         }
     }
 }
@@ -218,6 +239,26 @@ mod tests {
             Some(1_876_545)
         );
         assert_eq!(String::from_utf8(manifest.to_line()).unwrap(), WRITTEN_BEFORE);
+    }
+
+    #[test]
+    fn a_source_snapshot_is_written_only_when_there_is_one() {
+        let mut manifest: Manifest = serde_json::from_str(WRITTEN_BEFORE).unwrap();
+        assert_eq!(manifest.streams[0].source_snapshot, None);
+        manifest.streams[0].source_snapshot = Some(SourceSnapshot {
+            kind: "pg_current_snapshot".to_owned(),
+            snapshot: "745:750:746".to_owned(),
+            xmin_checkpoint: Some(745),
+        });
+        let line = String::from_utf8(manifest.to_line()).unwrap();
+        assert!(
+            line.contains(
+                r#""rate_limit_waits_seconds":0.0,"source_snapshot":{"kind":"pg_current_snapshot","snapshot":"745:750:746","xmin_checkpoint":745}}"#
+            ),
+            "{line}"
+        );
+        let read: Manifest = serde_json::from_str(&line).unwrap();
+        assert_eq!(read, manifest);
     }
 
     #[test]

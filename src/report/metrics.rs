@@ -618,6 +618,7 @@ mod tests {
             rate_limit_waits_seconds: 0.5,
             dead_letter_files: vec![],
             schema_changes: vec![],
+            source_snapshot: None,
         }
     }
 

@@ -115,6 +115,7 @@ mod tests {
             rate_limit_waits_seconds: 0.0,
             dead_letter_files: vec![],
             schema_changes: vec![],
+            source_snapshot: None,
         }
     }
 

@@ -78,6 +78,11 @@ pub enum Item {
     Page(Page),
     /// Every record of the window was sent.
     WindowDone(Window),
+    /// The source's own position, for a stream whose records carry no cursor (PostgreSQL
+    /// `mode: xmin`: the read snapshot's xmin): the checkpoint may move to it once the next
+    /// [`Item::WindowDone`] is handled, after the parts before it are stored. Never moves it
+    /// backwards.
+    Checkpoint(crate::cursor::Cursor),
     /// A response that never parsed, after retries: its body goes to the dead letters.
     DeadPage(DeadPage),
 }
@@ -119,6 +124,12 @@ pub struct ReadStats {
     pub endpoint: String,
     /// The fields seen in the records, for schema drift.
     pub schema: SchemaTracker,
+    /// Database sources: the consistent snapshot the stream read in (its first, when a
+    /// reconnect opened another), as what names it and its text (the manifest's
+    /// `source_snapshot`).
+    pub snapshot: Option<(String, String)>,
+    /// PostgreSQL `mode: xmin`: the checkpoint the read supplies (its snapshot's xmin).
+    pub xmin_checkpoint: Option<u64>,
 }
 
 /// Drops the records outside `window` (`client_side_filter`); returns how many.

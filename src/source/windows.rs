@@ -150,6 +150,7 @@ mod tests {
 
     fn incremental(step: Option<u64>) -> IncrementalConfig {
         IncrementalConfig {
+            mode: Default::default(),
             cursor_field: "updated_at".into(),
             param: "since".into(),
             end_param: Some("until".into()),

@@ -82,6 +82,8 @@ pub struct CheckpointTracker {
     stored_cursor: Option<Cursor>,
     /// The checkpoint this run would have written, held back for the children.
     deferred: Option<Cursor>,
+    /// The source's own position, for records without a cursor (`mode: xmin`).
+    source_position: Option<Cursor>,
 }
 
 impl CheckpointTracker {
@@ -124,6 +126,7 @@ impl CheckpointTracker {
             open_cursor: None,
             stored_cursor: None,
             deferred: None,
+            source_position: None,
         }
     }
 
@@ -201,12 +204,21 @@ impl CheckpointTracker {
         if self.joined { self.stored_cursor.clone() } else { None }
     }
 
+    /// The source's own position ([`crate::source::Item::Checkpoint`]): where the
+    /// checkpoint may move when the window being read is done.
+    pub fn source_position(&mut self, cursor: Cursor) {
+        self.source_position = Some(cursor);
+    }
+
     /// A window is complete and every part before is stored: the checkpoint may move to
     /// its end when that is in the past (nothing before it remains unread), else to the
-    /// largest stored cursor. Only a time cursor can be in the past; an integer or string
-    /// bound never becomes the checkpoint.
+    /// largest stored cursor, or to the source's own position when it gave one. Only a time
+    /// cursor can be in the past; an integer or string bound never becomes the checkpoint.
     pub fn window_done(&self, upper: Option<&Cursor>, now: chrono::DateTime<chrono::Utc>) -> Option<Cursor> {
         let mut candidate = self.stored_cursor.clone();
+        if let Some(position) = &self.source_position {
+            candidate = cursor::max(candidate, position.clone());
+        }
         if let Some(upper @ Cursor::Instant(instant)) = upper
             && *instant <= now
         {
@@ -502,6 +514,20 @@ mod tests {
         tracker.part_stored();
         assert_eq!(tracker.window_done(Some(&future), now), Some(stored));
         assert_eq!(tracker.window_done(Some(&past), now), Some(past));
+    }
+
+    #[test]
+    fn a_source_position_becomes_the_checkpoint_when_the_window_is_done_never_backwards() {
+        let mut tracker = tracker(Some(10), 10);
+        assert_eq!(tracker.window_done(None, chrono::Utc::now()), None);
+        tracker.source_position(int(25));
+        assert_eq!(tracker.window_done(None, chrono::Utc::now()), Some(int(25)));
+        assert!(tracker.advance(&int(25), false).is_some());
+        // A position below the committed checkpoint writes nothing.
+        tracker.committed_as(versioned(Some(25), Vec::new()), true);
+        tracker.source_position(int(20));
+        let candidate = tracker.window_done(None, chrono::Utc::now()).unwrap();
+        assert_eq!(tracker.advance(&candidate, false), None);
     }
 
     #[test]

@@ -345,7 +345,7 @@ pub fn render_sources(config: &ConnectorConfig, options: &SourcesOptions) -> Str
         let cursor_field = stream
             .incremental
             .as_ref()
-            .map(|incremental| incremental.cursor_field.as_str());
+            .and_then(|incremental| incremental.cursor_column());
         w(format!("      - name: {}", scalar(name)));
         let description = stream.description.clone().unwrap_or_else(|| {
             format!("Stream `{name}` of source `{source}`: one row per landed record version; `_raw` holds the record as the API sent it.")

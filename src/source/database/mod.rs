@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConnectorConfig, StreamConfig};
-use crate::cursor::CursorFormat;
+use crate::cursor::{Cursor, CursorFormat};
 use crate::error::{ErrorCode, Stage};
 use crate::http::config::SourceKind;
 use crate::source::{Item, Page, ReadError, ReadOutcome, ReadPlan, ReadStats, RecordMeta, RecordReader, Source};
@@ -121,10 +121,24 @@ pub trait Connection: Send {
     /// column position.
     async fn discover(&mut self, schemas: &[String]) -> Result<Vec<discover::CatalogColumn>, DatabaseError>;
 
-    /// What the transaction reads from, for the logs (PostgreSQL: the snapshot).
-    fn snapshot(&self) -> Option<String> {
+    /// The consistent snapshot the transaction reads, when the server names it cheaply.
+    fn snapshot(&self) -> Option<Snapshot> {
         None
     }
+}
+
+/// The consistent snapshot a connection's transaction reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// What names it: `pg_current_snapshot`, `gtid_current_pos` (MariaDB) or
+    /// `gtid_executed` (MySQL).
+    pub kind: &'static str,
+    /// How the server names it: PostgreSQL's `pg_current_snapshot()` (`xmin:xmax:xip,..`,
+    /// 64-bit transaction ids), MariaDB's `@@gtid_current_pos`, MySQL's `@@gtid_executed`.
+    pub text: String,
+    /// PostgreSQL: the snapshot's xmin (the oldest transaction still in progress: every
+    /// earlier one is finished) and xmax (the first not yet assigned), full 64-bit ids.
+    pub xids: Option<(u64, u64)>,
 }
 
 /// What differs between databases: connecting and the SQL of a chunk.
@@ -234,7 +248,8 @@ impl DatabaseSource {
             .stream
             .incremental
             .as_ref()
-            .map(|incremental| (incremental.cursor_field.as_str(), &format));
+            .and_then(|incremental| incremental.cursor_column())
+            .map(|column| (column, &format));
         let reader = RecordReader::new(&self.stream, cursor, None, &plan.validator);
         let chunk_size = self.stream.chunk_size.map_or(DEFAULT_CHUNK_SIZE, |size| size.get());
         let retry = &self.config.source.retry;
@@ -250,9 +265,9 @@ impl DatabaseSource {
             }
         };
         spec.check_columns(&columns).map_err(|error| Some(error.into()))?;
-        if let Some(snapshot) = connection.snapshot() {
-            tracing::debug!(stream = %self.stream.name, snapshot = %snapshot, "reading in one snapshot");
-        }
+        let mut snapshot = connection.snapshot();
+        self.opened(snapshot.as_ref(), &spec, stats)
+            .map_err(|error| Some(error.into()))?;
 
         for window in plan.windows {
             let mut after: Option<Vec<String>> = None;
@@ -260,7 +275,16 @@ impl DatabaseSource {
                 if self.cancel.is_cancelled() {
                     return Err(Some(ReadError::Cancelled));
                 }
-                let bounds = sql::Bounds::new(&window, &format, after.clone());
+                let mut bounds = sql::Bounds::new(&window, &format, after.clone());
+                if spec.xmin {
+                    // The whole stream is one window from the checkpoint; the widening is
+                    // relative to the snapshot that reads the chunk.
+                    bounds.upper = None;
+                    bounds.xid_horizon = snapshot
+                        .as_ref()
+                        .and_then(|snapshot| snapshot.xids)
+                        .map(|(_, xmax)| xmax);
+                }
                 let statement = dialect.chunk_sql(&spec, &columns, &bounds, chunk_size);
                 stats.requests += 1;
                 let read = self
@@ -283,13 +307,46 @@ impl DatabaseSource {
                         // `request_retried` (below) says so.
                         self.wait_to_retry(error, &mut attempts, &mut delay, stats).await?;
                         connection = self.connect(dialect.as_ref(), &mut attempts, &mut delay, stats).await?;
+                        snapshot = connection.snapshot();
+                        self.opened(snapshot.as_ref(), &spec, stats)
+                            .map_err(|error| Some(error.into()))?;
                     }
                     Some(error) => return Err(Some(error.into())),
                 }
             }
+            if let Some(xmin) = stats.xmin_checkpoint
+                && out
+                    .send(Item::Checkpoint(Cursor::Integer(i128::from(xmin))))
+                    .await
+                    .is_err()
+            {
+                return Err(None);
+            }
             if out.send(Item::WindowDone(window)).await.is_err() {
                 return Err(None);
             }
+        }
+        Ok(())
+    }
+
+    /// A transaction began in `snapshot`: the first one names the stream's snapshot in the
+    /// manifest; with `mode: xmin`, the checkpoint is the xmin of the earliest (a reconnect's
+    /// snapshot is later, and a transaction in progress for the first one may have changed
+    /// rows read before the break).
+    fn opened(&self, snapshot: Option<&Snapshot>, spec: &ReadSpec, stats: &mut ReadStats) -> Result<(), DatabaseError> {
+        if let Some(snapshot) = snapshot {
+            tracing::debug!(stream = %self.stream.name, snapshot = %snapshot.text, "reading in one snapshot");
+            stats
+                .snapshot
+                .get_or_insert_with(|| (snapshot.kind.to_owned(), snapshot.text.clone()));
+        }
+        if spec.xmin {
+            let Some((xmin, _)) = snapshot.and_then(|snapshot| snapshot.xids) else {
+                return Err(DatabaseError::config(
+                    "incremental.mode: xmin needs the snapshot's transaction ids (PostgreSQL 13 or later)",
+                ));
+            };
+            stats.xmin_checkpoint = Some(stats.xmin_checkpoint.map_or(xmin, |earlier| earlier.min(xmin)));
         }
         Ok(())
     }

@@ -23,7 +23,7 @@ use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Params, SslOpts, Value};
 
 use super::discover::{CatalogColumn, TypeClass};
 use super::sql::{Bounds, Column, ROW, ReadSpec, SUBQUERY, finish_chunk, quote_identifier};
-use super::{Connection, DEFAULT_CONNECT_TIMEOUT, DatabaseError, Dialect, Row};
+use super::{Connection, DEFAULT_CONNECT_TIMEOUT, DatabaseError, Dialect, Row, Snapshot};
 use crate::error::ErrorCode;
 use crate::http::config::{SourceConfig, TlsMode};
 
@@ -213,7 +213,31 @@ impl Dialect for Mysql {
                 .await
                 .map_err(|error| classify(&error, "starting the read-only transaction"))?;
         }
-        Ok(Box::new(MysqlConnection { conn, version }))
+        // What names the snapshot without extra privileges: the GTID position, read right
+        // after the snapshot opened (at or after it). Empty without a binary log: omitted.
+        let (kind, gtid) = if mariadb {
+            ("gtid_current_pos", "SELECT @@gtid_current_pos")
+        } else {
+            ("gtid_executed", "SELECT @@global.gtid_executed")
+        };
+        let snapshot = conn
+            .query_first::<Option<String>, _>(gtid)
+            .await
+            .ok()
+            .flatten()
+            .flatten()
+            .map(|position| position.trim().to_owned())
+            .filter(|position| !position.is_empty())
+            .map(|position| Snapshot {
+                kind,
+                text: position,
+                xids: None,
+            });
+        Ok(Box::new(MysqlConnection {
+            conn,
+            mariadb,
+            snapshot,
+        }))
     }
 
     fn chunk_sql(&self, spec: &ReadSpec, columns: &[Column], bounds: &Bounds, limit: u32) -> String {
@@ -439,7 +463,9 @@ const CATALOG_SQL: &str = "SELECT c.TABLE_SCHEMA, c.TABLE_NAME, t.TABLE_TYPE, c.
 
 struct MysqlConnection {
     conn: Conn,
-    version: Option<String>,
+    /// MariaDB rather than MySQL (`VERSION()` says so).
+    mariadb: bool,
+    snapshot: Option<Snapshot>,
 }
 
 #[async_trait]
@@ -470,11 +496,7 @@ impl Connection for MysqlConnection {
 
     async fn discover(&mut self, schemas: &[String]) -> Result<Vec<CatalogColumn>, DatabaseError> {
         // MariaDB's JSON is LONGTEXT with a `json_valid` check, and lands embedded as JSON.
-        let mariadb = self
-            .version
-            .as_deref()
-            .is_some_and(|version| version.contains("MariaDB"));
-        let json_check = if mariadb {
+        let json_check = if self.mariadb {
             "EXISTS (SELECT 1 FROM information_schema.CHECK_CONSTRAINTS j WHERE j.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA \
              AND j.TABLE_NAME = c.TABLE_NAME AND j.CHECK_CLAUSE = CONCAT('json_valid(`', c.COLUMN_NAME, '`)'))"
         } else {
@@ -587,8 +609,8 @@ impl Connection for MysqlConnection {
             .boxed())
     }
 
-    fn snapshot(&self) -> Option<String> {
-        self.version.as_ref().map(|version| format!("server {version}"))
+    fn snapshot(&self) -> Option<Snapshot> {
+        self.snapshot.clone()
     }
 }
 
@@ -719,6 +741,7 @@ mod tests {
             lower: Some("2024-01-01T00:00:00Z".into()),
             upper: None,
             after: Some(vec!["2024-01-01 00:00:01.000000".into(), "7".into()]),
+            xid_horizon: None,
         };
         let mysql = Mysql {
             opts: Err(DatabaseError::config("unused")),

@@ -15,7 +15,7 @@ use tokio_postgres::error::SqlState;
 
 use super::discover::{CatalogColumn, TypeClass};
 use super::sql::{Bounds, Column, ROW, ReadSpec, SUBQUERY, finish_chunk, quote_identifier};
-use super::{Connection, DEFAULT_CONNECT_TIMEOUT, DatabaseError, Dialect, Row};
+use super::{Connection, DEFAULT_CONNECT_TIMEOUT, DatabaseError, Dialect, Row, Snapshot};
 use crate::error::ErrorCode;
 use crate::http::config::{SourceConfig, TlsMode};
 
@@ -145,12 +145,24 @@ impl Dialect for Postgres {
             .batch_execute(&setup)
             .await
             .map_err(|error| classify(&error, "starting the read-only transaction"))?;
-        let snapshot = client
-            .query_one("SELECT pg_current_snapshot()::text", &[])
+        // The transaction's snapshot is taken by its first statement: this one.
+        let row = client
+            .query_one(
+                "SELECT s::text, pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text FROM pg_current_snapshot() AS s",
+                &[],
+            )
             .await
-            .map_err(|error| classify(&error, "reading the snapshot"))?
-            .try_get::<_, String>(0)
-            .ok();
+            .map_err(|error| classify(&error, "reading the snapshot"))?;
+        let xid = |index: usize| {
+            row.try_get::<_, String>(index)
+                .ok()
+                .and_then(|text| text.parse::<u64>().ok())
+        };
+        let snapshot = row.try_get::<_, String>(0).ok().map(|text| Snapshot {
+            kind: "pg_current_snapshot",
+            text,
+            xids: xid(1).zip(xid(2)),
+        });
         Ok(Box::new(PostgresConnection { client, snapshot }))
     }
 
@@ -172,17 +184,25 @@ impl Dialect for Postgres {
         for column in &keyset {
             sql.push_str(&format!(", {}::text", q(&column.name)));
         }
-        sql.push_str(&format!(
-            " FROM ({}) {SUBQUERY} CROSS JOIN LATERAL (SELECT {}) {ROW}",
-            spec.relation_sql('"'),
-            rendered.join(", ")
-        ));
-        let mut conditions = Vec::new();
         let mut param = 0;
         let mut next = || {
             param += 1;
             format!("${param}::text")
         };
+        let mut relation = spec.relation_sql('"');
+        if let (true, Some(_), Some(horizon)) = (spec.xmin, &bounds.lower, bounds.xid_horizon) {
+            // The table's own `xmin`, inside the relation: the subquery has no system columns.
+            relation.push_str(&format!(
+                " WHERE {} >= CAST({} AS bigint)",
+                widened_xmin("xmin", horizon),
+                next()
+            ));
+        }
+        sql.push_str(&format!(
+            " FROM ({relation}) {SUBQUERY} CROSS JOIN LATERAL (SELECT {}) {ROW}",
+            rendered.join(", ")
+        ));
+        let mut conditions = Vec::new();
         let cast = |placeholder: String, column: &Column| format!("CAST({placeholder} AS {})", column.type_name);
         if let Some(cursor) = keyset.first().filter(|_| spec.cursor.is_some()) {
             if bounds.lower.is_some() {
@@ -225,10 +245,26 @@ const CATALOG_SQL: &str = "SELECT n.nspname::text, c.relname::text, \
     AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_table_privilege(c.oid, 'SELECT') \
     AND (cardinality($1::text[]) = 0 OR n.nspname::text = ANY($1::text[])) \
     ORDER BY 1, 2, a.attnum";
+/// A row's 32-bit `xid` (the SQL expression `xid`, e.g. the `xmin` column) as a 64-bit full
+/// transaction id: the largest full id at or below `horizon` (the snapshot's xmax, a full id
+/// above every transaction the snapshot sees) whose low 32 bits are the xid, that is
+/// `horizon - ((horizon mod 2^32) - xid) mod 2^32`. Exact for every transaction less than
+/// 2^32 ids before `horizon` (PostgreSQL's wraparound protection keeps the live ones within
+/// 2^31); for an older one (a frozen row keeps its original xmin) it is never below the
+/// true id, so such a row may be read again but never missed. The special ids below 3
+/// (invalid, bootstrap, frozen) are 0.
+pub fn widened_xmin(xid: &str, horizon: u64) -> String {
+    const EPOCH: u64 = 1 << 32;
+    let low = horizon % EPOCH;
+    format!(
+        "(CASE WHEN {xid}::text::bigint < 3 THEN 0::bigint \
+         ELSE {horizon}::bigint - ((({low} - {xid}::text::bigint) % {EPOCH} + {EPOCH}) % {EPOCH}) END)"
+    )
+}
 
 struct PostgresConnection {
     client: tokio_postgres::Client,
-    snapshot: Option<String>,
+    snapshot: Option<Snapshot>,
 }
 
 #[async_trait]
@@ -318,7 +354,7 @@ impl Connection for PostgresConnection {
             .boxed())
     }
 
-    fn snapshot(&self) -> Option<String> {
+    fn snapshot(&self) -> Option<Snapshot> {
         self.snapshot.clone()
     }
 }
@@ -374,5 +410,49 @@ fn classify(error: &tokio_postgres::Error, doing: &str) -> DatabaseError {
         DatabaseError::new(ErrorCode::ServerError, true, message)
     } else {
         DatabaseError::new(ErrorCode::ServerError, false, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_stream;
+
+    #[test]
+    fn an_xmin_chunk_filters_the_table_by_widened_xmin_and_orders_by_the_key_alone() {
+        let spec = ReadSpec::new(&test_stream(
+            r#", "table": "public.events", "incremental": {"mode": "xmin"}"#,
+        ));
+        assert!(spec.xmin);
+        assert_eq!(spec.keyset, ["id"]);
+        let columns = [Column {
+            name: "id".into(),
+            type_name: "pg_catalog.int8".into(),
+        }];
+        let bounds = Bounds {
+            lower: Some("4294967301".into()),
+            upper: None,
+            after: Some(vec!["7".into()]),
+            xid_horizon: Some((1 << 32) + 10),
+        };
+        let postgres = Postgres {
+            config: Err(DatabaseError::config("unused")),
+            ca_file: None,
+            statement_timeout: None,
+        };
+        let sql = postgres.chunk_sql(&spec, &columns, &bounds, 30);
+        let inner = format!(
+            "(SELECT * FROM \"public\".\"events\" WHERE {} >= CAST($1::text AS bigint))",
+            widened_xmin("xmin", (1 << 32) + 10)
+        );
+        assert!(sql.contains(&inner), "{sql}");
+        assert!(
+            sql.ends_with(&format!(
+                "WHERE ({SUBQUERY}.\"id\") > (CAST($2::text AS pg_catalog.int8)) ORDER BY {SUBQUERY}.\"id\" LIMIT 30"
+            )),
+            "{sql}"
+        );
+        assert_eq!(bounds.params(), ["4294967301", "7"]);
+        assert!(widened_xmin("xmin", (1 << 32) + 10).contains("4294967306::bigint - (((10 - xmin::text::bigint)"));
     }
 }

@@ -26,6 +26,9 @@ pub struct ReadSpec {
     pub keyset: Vec<String>,
     /// The cursor column, first of `keyset`, when incremental.
     pub cursor: Option<String>,
+    /// `incremental.mode: xmin` (PostgreSQL tables): rows are filtered by the transaction
+    /// that last wrote them, and chunks ordered by the primary key alone.
+    pub xmin: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -57,7 +60,8 @@ impl ReadSpec {
         let cursor = stream
             .incremental
             .as_ref()
-            .map(|incremental| incremental.cursor_field.clone());
+            .and_then(|incremental| incremental.cursor_column())
+            .map(str::to_owned);
         let mut keyset: Vec<String> = cursor.iter().cloned().collect();
         keyset.extend(
             stream
@@ -71,6 +75,10 @@ impl ReadSpec {
             select: stream.select.clone(),
             keyset,
             cursor,
+            xmin: stream
+                .incremental
+                .as_ref()
+                .is_some_and(|incremental| incremental.is_xmin()),
         }
     }
 
@@ -160,6 +168,9 @@ pub struct Bounds {
     pub lower: Option<String>,
     pub upper: Option<String>,
     pub after: Option<Vec<String>>,
+    /// `mode: xmin`: the full transaction id a row's 32-bit xmin is widened against (the
+    /// snapshot's xmax), written in the statement; `lower` is then a full transaction id.
+    pub xid_horizon: Option<u64>,
 }
 
 impl Bounds {
@@ -168,6 +179,7 @@ impl Bounds {
             lower: window.lower.as_ref().map(|cursor| format.render(cursor)),
             upper: window.upper.as_ref().map(|cursor| format.render(cursor)),
             after,
+            xid_horizon: None,
         }
     }
 

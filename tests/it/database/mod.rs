@@ -13,6 +13,7 @@
 mod discover;
 mod mysql;
 mod postgres;
+mod postgres_xmin;
 
 use std::path::PathBuf;
 use std::process::Output;

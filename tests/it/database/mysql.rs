@@ -222,6 +222,16 @@ async fn incremental_reads_what_changed_since_the_checkpoint() {
     assert_eq!(records(&ws, "events").len(), 300);
     let state = ws.state("db", "events").expect("a checkpoint");
     assert_eq!(state["cursor"], "2024-01-01T00:00:00.450", "{state:#}");
+    // The manifest names the range read, and the GTID position when the server has one.
+    let manifest = &ws.manifests("db")[0];
+    let report = common::stream_report(manifest, "items");
+    assert_eq!(report["cursor_start"], "2024-01-01T00:00:00Z", "{report:#}");
+    assert_eq!(report["cursor_end"], "2024-01-01T08:20:00Z", "{report:#}");
+    let position: Option<String> = conn.query_first("SELECT @@gtid_current_pos").await.unwrap();
+    match position.filter(|position| !position.is_empty()) {
+        Some(_) => assert_eq!(report["source_snapshot"]["kind"], "gtid_current_pos", "{report:#}"),
+        None => assert!(report.get("source_snapshot").is_none(), "{report:#}"),
+    }
 
     // Ten rows change, four are new; one new row shares the checkpoint's instant.
     conn.query_drop(

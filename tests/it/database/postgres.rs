@@ -6,7 +6,7 @@ use super::{config as write_config, ids, postgres_url, records, run};
 use crate::common::{self, Workspace};
 
 /// A connection to the suite's server (as its superuser), for setting up tables.
-async fn admin() -> tokio_postgres::Client {
+pub(super) async fn admin() -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
         .await
         .expect("the suite's PostgreSQL accepts connections");
@@ -15,7 +15,7 @@ async fn admin() -> tokio_postgres::Client {
 }
 
 /// A fresh schema named `name` (dropped first), for one test's tables.
-async fn schema(name: &str) -> tokio_postgres::Client {
+pub(super) async fn schema(name: &str) -> tokio_postgres::Client {
     let client = admin().await;
     client
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name};"))
@@ -188,6 +188,15 @@ async fn incremental_reads_what_changed_since_the_checkpoint() {
     assert_eq!(records(&ws, "items").len(), 500);
     let state = ws.state("db", "items").expect("a checkpoint");
     assert_eq!(state["cursor"], "2024-01-01T08:20:00Z", "{state:#}");
+    // The manifest names the range read and the snapshot it was read in.
+    let manifest = &ws.manifests("db")[0];
+    let report = common::stream_report(manifest, "items");
+    assert_eq!(report["cursor_start"], "2024-01-01T00:00:00Z", "{report:#}");
+    assert_eq!(report["cursor_end"], "2024-01-01T08:20:00Z", "{report:#}");
+    assert_eq!(report["source_snapshot"]["kind"], "pg_current_snapshot", "{report:#}");
+    let snapshot = report["source_snapshot"]["snapshot"].as_str().unwrap();
+    assert_eq!(snapshot.split(':').count(), 3, "xmin:xmax:xip: {report:#}");
+    assert!(report["source_snapshot"].get("xmin_checkpoint").is_none(), "{report:#}");
 
     // Ten rows change, five are new; one new row shares the checkpoint's timestamp.
     client
