@@ -17,6 +17,7 @@
 # through LANDFALL_TEST_{POSTGRES,MYSQL}_{URL,PID,DATA,RESTART} and LANDFALL_TEST_PG_CTL
 # (described in servers.sh). Both servers serve TLS with a certificate for 127.0.0.1 signed by
 # a throwaway CA (LANDFALL_TEST_TLS_CA; LANDFALL_TEST_TLS_OTHER_CA signed nothing). The tests
+# whose name contains `server_restart` run alone after the others (they restart a server); those
 # whose name contains `without_tls` run last, after MariaDB is restarted without TLS (about 2 s;
 # one server each keeps the suite short). Both logins are `landfall` with a random password and may create
 # tables, roles and users; TCP connections need the password (PostgreSQL: SCRAM-SHA-256).
@@ -77,12 +78,20 @@ if [[ ${1:-} != dbt ]]; then
     | sed -n 's/: test$//p' | grep -F -- "${1:-database::}")
   [[ ${#tests[@]} -gt 0 ]] || { echo "database: no database test name contains '${1:-database::}'" >&2; exit 1; }
 fi
-with_tls=() without_tls=()
+with_tls=() restarts=() without_tls=()
 for name in "${tests[@]}"; do
-  if [[ $name == *without_tls* ]]; then without_tls+=("$name"); else with_tls+=("$name"); fi
+  case $name in
+    *without_tls*) without_tls+=("$name") ;;
+    *server_restart*) restarts+=("$name") ;;
+    *) with_tls+=("$name") ;;
+  esac
 done
 if [[ ${#with_tls[@]} -gt 0 ]]; then
   nice -n 10 cargo test --locked --test it -- --ignored --test-threads 2 --exact "${with_tls[@]}"
+fi
+# A server restart ends every session on that server: these tests run alone, one at a time.
+if [[ ${#restarts[@]} -gt 0 ]]; then
+  nice -n 10 cargo test --locked --test it -- --ignored --test-threads 1 --exact "${restarts[@]}"
 fi
 if [[ $# -eq 0 || $1 == dbt ]]; then
   # shellcheck source=../tools/tools.sh

@@ -22,6 +22,10 @@ from conftest import (
 AIRFLOW = load_values("airflow-values.yaml")
 CRONJOB = load_values("cronjob-values.yaml")
 
+REPO = Path(__file__).resolve().parents[2]
+# A database source, unchanged from the shipped example: the chart is source-agnostic.
+POSTGRES_EXAMPLE = (REPO / "config-examples" / "postgres.yaml").read_text()
+
 AZURE_CLIENT_ID = "11111111-2222-3333-4444-555555555555"
 MINIMAL_CONFIG = {
     "version": 1,
@@ -82,6 +86,15 @@ SCENARIOS: dict[str, dict[str, Any] | None] = {
                    "envFromSecrets": ["warehouse"], "env": {"LANDFALL_LANDING_URL": "gs://lake-raw/landfall"}},
         metrics={"prometheusRule": {"enabled": True}},
     ),
+    "cronjob-postgres": {
+        "mode": "cronjob",
+        "connectors": {"shop_postgres": {"schedule": "@hourly", "configYaml": POSTGRES_EXAMPLE,
+                                         "envFromSecrets": ["landfall-shop-postgres"]}},
+        "networkPolicy": {"enabled": True, "egress": "restricted",
+                          "dns": {"enabled": True, "namespace": "kube-system"},
+                          "api": [{"cidr": "10.30.0.5/32", "ports": [5432]}],
+                          "storage": [{"cidr": "198.51.100.0/24"}]},
+    },
     "cronjob-restricted-identity": {
         "mode": "cronjob",
         "connectors": {"demo": {"schedule": "@daily", "config": MINIMAL_CONFIG}},
@@ -310,6 +323,25 @@ def test_connector_configmaps_hold_config_yaml(render):
         AIRFLOW["connectors"]["shop_api"]["configYaml"].rstrip("\n")
     # ${env:...} references reach landfall untouched.
     assert "${env:SHOP_TOKEN}" in shop["data"]["config.yaml"]
+
+
+def test_a_database_source_deploys_unchanged(render):
+    """config-examples/postgres.yaml as a CronJob: its config reaches the pod as written (the
+    connection URL stays a reference to the Secret's environment), and the restricted egress
+    opens the database's port, not 443."""
+    rendered = render(SCENARIOS["cronjob-postgres"])
+    config = rendered.one("ConfigMap", "landfall-shop-postgres")["data"]["config.yaml"]
+    assert config.rstrip("\n") == POSTGRES_EXAMPLE.rstrip("\n")
+    assert yaml.safe_load(config)["source"]["type"] == "postgres"
+    assert "${env:DATABASE_URL}" in config
+    cronjob = rendered.one("CronJob", "landfall-shop-postgres")
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["run", "--config", "/etc/landfall/config.yaml"]
+    assert container["envFrom"] == [{"secretRef": {"name": "landfall-shop-postgres"}}]
+    assert not any(e["name"] == "DATABASE_URL" for e in container.get("env", []))
+    dns, database, storage = rendered.one("NetworkPolicy")["spec"]["egress"]
+    assert database == {"to": [{"ipBlock": {"cidr": "10.30.0.5/32"}}],
+                        "ports": [{"protocol": "TCP", "port": 5432}]}
 
 
 # --- security ---------------------------------------------------------------------------

@@ -694,7 +694,10 @@ fn classify(error: &mysql_async::Error, doing: &str) -> DatabaseError {
         1969 | 3024 => DatabaseError::new(
             ErrorCode::Timeout,
             true,
-            format!("{message}; raise source.statement_timeout or lower the stream's chunk_size"),
+            format!(
+                "{message}; raise source.statement_timeout or lower the stream's chunk_size \
+                 (a statement waiting for a lock that another session holds counts too)"
+            ),
         ),
         // Lost or killed connections, a server shutting down, too many connections, a
         // killed query, lock waits and deadlocks: a new connection resumes after the last

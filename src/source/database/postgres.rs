@@ -391,7 +391,10 @@ fn classify(error: &tokio_postgres::Error, doing: &str) -> DatabaseError {
         DatabaseError::new(
             ErrorCode::Timeout,
             true,
-            format!("{message}; raise source.statement_timeout or lower the stream's chunk_size"),
+            format!(
+                "{message}; raise source.statement_timeout or lower the stream's chunk_size \
+                 (a statement waiting for a lock that another session holds counts too)"
+            ),
         )
     } else if *state == SqlState::LOCK_NOT_AVAILABLE
         || *state == SqlState::T_R_SERIALIZATION_FAILURE

@@ -168,6 +168,81 @@ pub async fn sigkill_mid_read_then_rerun(kind: &str, url: &str, table: &str, row
     assert_eq!(all, (1..=rows).collect::<Vec<_>>(), "every row at least once");
 }
 
+/// The peak resident set (`VmHWM`, KiB) of process `pid`, read from `/proc` until it exits.
+pub async fn peak_rss_kib(pid: u32) -> u64 {
+    let mut peak = 0;
+    loop {
+        let Ok(status) = tokio::fs::read_to_string(format!("/proc/{pid}/status")).await else {
+            return peak;
+        };
+        let Some(kib) = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        else {
+            return peak; // exited, not yet reaped
+        };
+        peak = peak.max(kib);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Restarts the `kind` server at `url` (the suite's `restart` script, `fast`: sessions are
+/// ended and the server is down for a moment) while `landfall run` reads `table` (`rows` rows
+/// with ids 1 to `rows`) in small chunks, then checks that the run retried on a new
+/// connection from the last row read: it succeeds, with every row exactly once. Tests that
+/// call this have `server_restart` in their name: `run.sh` runs them alone, since the restart
+/// ends every session on the server.
+pub async fn server_restart_mid_read(kind: &str, url: &str, table: &str, rows: i64, restart: &str) {
+    let ws = Workspace::new();
+    let config = config(
+        &ws,
+        kind,
+        "",
+        &format!("  - {{name: items, table: {table}, primary_key: [id], chunk_size: 100}}\n"),
+    );
+    // Retries patient enough for a restart, and parts small enough to show the read is under way.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            "retry: {max_attempts: 5, initial_delay: 50ms, max_delay: 500ms}",
+            "retry: {max_attempts: 12, initial_delay: 250ms, max_delay: 2s}",
+        )
+        .replace("landing:\n  url:", "landing:\n  part_max_records: 2000\n  url:");
+    std::fs::write(&config, text).unwrap();
+    let child = spawn(&config, url, &[]);
+    let stored = common::wait_until(std::time::Duration::from_secs(120), || {
+        !ws.part_files("db", "items").is_empty()
+    })
+    .await;
+    assert!(stored, "a part was stored before the restart");
+    let script = std::env::var(restart)
+        .unwrap_or_else(|_| panic!("{restart} is not set: run the database tests with tests/database/run.sh"));
+    let restarted = tokio::process::Command::new(&script)
+        .arg("fast")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        restarted.status.success(),
+        "{script} fast: {}",
+        String::from_utf8_lossy(&restarted.stderr)
+    );
+    let output = child.wait_with_output().await.unwrap();
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    assert_eq!(
+        ids(&records(&ws, "items")),
+        (1..=rows).collect::<Vec<_>>(),
+        "every row exactly once"
+    );
+    let manifests = ws.manifests("db");
+    let report = common::stream_report(&manifests[0], "items");
+    assert!(
+        report["retries"].as_u64().unwrap() >= 1,
+        "the restart broke the read: {report:#}"
+    );
+}
+
 /// TLS against the suite's certificate (a throwaway CA, the name `127.0.0.1` only), on the
 /// `kind` source at `url`: `require` and `verify-full` with the CA as `ca_file` read over TLS
 /// (`tls_query` returns `id` and `tls`: `true`, or the TLS version, while the session uses

@@ -314,6 +314,22 @@ async fn a_killed_connection_is_resumed_after_the_last_row_read() {
 
 #[tokio::test]
 #[ignore = "needs the servers of tests/database/run.sh"]
+async fn a_server_restart_mid_read_is_resumed_after_the_last_row_read() {
+    let mut conn = database("lf_my_restart").await;
+    items(&mut conn, 100_000).await;
+    drop(conn);
+    super::server_restart_mid_read(
+        "mysql",
+        &url("lf_my_restart"),
+        "items",
+        100_000,
+        "LANDFALL_TEST_MYSQL_RESTART",
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
 async fn a_sigkill_mid_read_then_a_rerun_lands_every_row_and_no_unstored_checkpoint() {
     let mut conn = database("lf_my_kill").await;
     items(&mut conn, 30_000).await;

@@ -532,6 +532,139 @@ async fn a_statement_timeout_is_a_timeout_that_names_the_setting() {
 
 #[tokio::test]
 #[ignore = "needs the servers of tests/database/run.sh"]
+async fn a_server_restart_mid_read_is_resumed_after_the_last_row_read() {
+    let client = schema("lf_restart").await;
+    items(&client, "lf_restart", 100_000).await;
+    drop(client);
+    super::server_restart_mid_read(
+        "postgres",
+        &postgres_url(),
+        "lf_restart.items",
+        100_000,
+        "LANDFALL_TEST_POSTGRES_RESTART",
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
+async fn a_lock_wait_past_the_statement_timeout_is_a_retryable_timeout_that_lands_nothing() {
+    let client = schema("lf_lock").await;
+    items(&client, "lf_lock", 10).await;
+    // Another session holds the table's ACCESS EXCLUSIVE lock (an ALTER TABLE or a LOCK
+    // TABLE in a long transaction): every read of the table waits for it.
+    let holder = admin().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE lf_lock.items IN ACCESS EXCLUSIVE MODE;")
+        .await
+        .unwrap();
+    let ws = Workspace::new();
+    let config = write_config(
+        &ws,
+        "postgres",
+        "  statement_timeout: 300ms\n",
+        "  - {name: items, table: lf_lock.items, primary_key: [id], incremental: {cursor_field: updated_at, start: '2024-01-01T00:00:00Z'}}\n",
+    );
+    let output = run(&config, &postgres_url(), &[]).await;
+    let stderr = common::stderr(&output);
+    assert_eq!(output.status.code(), Some(75), "a rerun may help: {stderr}");
+    assert!(
+        stderr.contains("TIMEOUT") && stderr.contains("statement_timeout") && stderr.contains("lock"),
+        "{stderr}"
+    );
+    assert!(ws.part_files("db", "items").is_empty(), "nothing landed");
+    assert!(ws.state("db", "items").is_none(), "no checkpoint");
+
+    // Once the lock is released, the rerun lands every row.
+    holder.batch_execute("ROLLBACK;").await.unwrap();
+    let output = run(&config, &postgres_url(), &[]).await;
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    assert_eq!(ids(&records(&ws, "items")), (1..=10).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
+async fn a_table_dropped_during_a_read_waits_for_it_then_is_a_config_error_naming_it() {
+    let client = schema("lf_dropped").await;
+    items(&client, "lf_dropped", 30_000).await;
+    let ws = Workspace::new();
+    let config = write_config(
+        &ws,
+        "postgres",
+        "",
+        "  - {name: items, table: lf_dropped.items, primary_key: [id], chunk_size: 100}\n",
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("landing:\n  url:", "landing:\n  part_max_records: 2000\n  url:");
+    std::fs::write(&config, text).unwrap();
+    let child = super::spawn(&config, &postgres_url(), &[]);
+    let stored = common::wait_until(std::time::Duration::from_secs(120), || {
+        !ws.part_files("db", "items").is_empty()
+    })
+    .await;
+    assert!(stored, "a part was stored before the drop");
+    // The read holds the table's ACCESS SHARE lock until its transaction ends: the DROP waits
+    // for it, and the read finishes in its snapshot.
+    client.batch_execute("DROP TABLE lf_dropped.items;").await.unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    assert_eq!(ids(&records(&ws, "items")), (1..=30_000).collect::<Vec<_>>());
+
+    // The next run finds no table: not retried, named.
+    let output = run(&config, &postgres_url(), &[]).await;
+    let stderr = common::stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("CONFIG_ERROR") && stderr.contains("lf_dropped.items") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("request_retried"), "{stderr}");
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
+async fn very_wide_rows_land_exactly_in_bounded_memory() {
+    let client = schema("lf_wide").await;
+    // 300 columns, one of them 4 MB of text: 12 rows are about 50 MB, more than a run may hold.
+    let columns: Vec<String> = (1..=300).map(|n| format!("c{n} integer DEFAULT {n}")).collect();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE lf_wide.t (id bigint PRIMARY KEY, {}, big text NOT NULL);
+             INSERT INTO lf_wide.t (id, big) SELECT g, repeat(chr(64 + g), 4 * 1024 * 1024) FROM generate_series(1, 12) g;",
+            columns.join(", ")
+        ))
+        .await
+        .unwrap();
+    let ws = Workspace::new();
+    let config = write_config(
+        &ws,
+        "postgres",
+        "",
+        "  - {name: wide, table: lf_wide.t, primary_key: [id]}\n",
+    );
+    let child = super::spawn(&config, &postgres_url(), &[]);
+    let pid = child.id().expect("landfall runs");
+    let peak = tokio::spawn(super::peak_rss_kib(pid));
+    let output = child.wait_with_output().await.unwrap();
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let landed = records(&ws, "wide");
+    assert_eq!(ids(&landed), (1..=12).collect::<Vec<_>>());
+    for record in &landed {
+        let id = record["id"].as_i64().unwrap();
+        assert_eq!(record.as_object().unwrap().len(), 302, "every column");
+        assert_eq!(record["c300"], 300);
+        let big = record["big"].as_str().unwrap();
+        assert_eq!(big.len(), 4 * 1024 * 1024);
+        assert!(big.bytes().all(|byte| byte == 64 + id as u8));
+    }
+    // Rows go to the writer in pages of at most 2 MiB (or one row), whatever the chunk.
+    let peak = peak.await.unwrap();
+    assert!(peak > 0 && peak < 96 * 1024, "peak RSS {peak} KiB");
+}
+
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
 async fn a_sigkill_mid_read_then_a_rerun_lands_every_row_and_no_unstored_checkpoint() {
     let client = schema("lf_kill").await;
     items(&client, "lf_kill", 30_000).await;
