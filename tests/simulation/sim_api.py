@@ -14,7 +14,7 @@ landfall read. Records are visible once their update time has come (`updated_at 
 
 Every request is logged (monotonic time, path, status) for the rate check. Faults: `fail_500_after`
 (every data request after the Nth answers 500), `throttle_every` (every Nth data request answers 429 with
-`Retry-After: 1`), `kill_after` (after N child requests, SIGKILL the landfall process
+`Retry-After: 1`, unless it is a retry that waited that second out), `kill_after` (after N child requests, SIGKILL the landfall process
 reading this API, found in /proc by its config path), `hidden_tickets` (a vendor bug: those
 tickets are missing from /v1/tickets until fixed).
 """
@@ -65,6 +65,7 @@ class Vendor:
     # faults
     fail_500_after: int | None = None  # data requests answer 500 from this request number on
     throttle_every: int = 0
+    throttled: dict[str, float] = field(default_factory=dict)  # path and query -> when it got a 429
     kill_after: int | None = None
     kill_config: str | None = None
     killed: list[int] = field(default_factory=list)
@@ -173,7 +174,16 @@ class Vendor:
                     number = vendor.data_requests
                     if vendor.fail_500_after is not None and number > vendor.fail_500_after:
                         return self.send(500, {"error": "internal"}, url.path)
-                    if vendor.throttle_every and number % vendor.throttle_every == 0:
+                    # A request that waited out its Retry-After is served, as a vendor's rate
+                    # window would let it through: a plain counter could throttle the same
+                    # request on every retry when the other streams' requests line up.
+                    waited = vendor.throttled.pop(self.path, None)
+                    if (
+                        vendor.throttle_every
+                        and number % vendor.throttle_every == 0
+                        and (waited is None or time.monotonic() - waited < 1.0)
+                    ):
+                        vendor.throttled[self.path] = time.monotonic()
                         return self.send(429, {"error": "slow down"}, url.path, {"Retry-After": "1"})
                     try:
                         status, document = vendor.route(url.path, query)
