@@ -17,7 +17,8 @@
 # through LANDFALL_TEST_{POSTGRES,MYSQL}_{URL,PID,DATA,RESTART} and LANDFALL_TEST_PG_CTL
 # (described in servers.sh). Both servers serve TLS with a certificate for 127.0.0.1 signed by
 # a throwaway CA (LANDFALL_TEST_TLS_CA; LANDFALL_TEST_TLS_OTHER_CA signed nothing). The tests
-# whose name contains `server_restart` run alone after the others (they restart a server); those
+# whose name contains `server_restart`, and the `postgres_xmin` tests, run alone after the others
+# (they restart a server, or need no other transaction open); those
 # whose name contains `without_tls` run last, after MariaDB is restarted without TLS (about 2 s;
 # one server each keeps the suite short). Both logins are `landfall` with a random password and may create
 # tables, roles and users; TCP connections need the password (PostgreSQL: SCRAM-SHA-256).
@@ -78,20 +79,22 @@ if [[ ${1:-} != dbt ]]; then
     | sed -n 's/: test$//p' | grep -F -- "${1:-database::}")
   [[ ${#tests[@]} -gt 0 ]] || { echo "database: no database test name contains '${1:-database::}'" >&2; exit 1; }
 fi
-with_tls=() restarts=() without_tls=()
+with_tls=() alone=() without_tls=()
 for name in "${tests[@]}"; do
   case $name in
     *without_tls*) without_tls+=("$name") ;;
-    *server_restart*) restarts+=("$name") ;;
+    *server_restart*|*postgres_xmin::*) alone+=("$name") ;;
     *) with_tls+=("$name") ;;
   esac
 done
 if [[ ${#with_tls[@]} -gt 0 ]]; then
   nice -n 10 cargo test --locked --test it -- --ignored --test-threads 2 --exact "${with_tls[@]}"
 fi
-# A server restart ends every session on that server: these tests run alone, one at a time.
-if [[ ${#restarts[@]} -gt 0 ]]; then
-  nice -n 10 cargo test --locked --test it -- --ignored --test-threads 1 --exact "${restarts[@]}"
+# A server restart ends every session on that server, and the xmin tests assert which
+# transactions a snapshot saw (another test's open transaction would lower its xmin): these tests
+# run alone, one at a time.
+if [[ ${#alone[@]} -gt 0 ]]; then
+  nice -n 10 cargo test --locked --test it -- --ignored --test-threads 1 --exact "${alone[@]}"
 fi
 if [[ $# -eq 0 || $1 == dbt ]]; then
   # shellcheck source=../tools/tools.sh

@@ -265,9 +265,7 @@ impl DatabaseSource {
             }
         };
         spec.check_columns(&columns).map_err(|error| Some(error.into()))?;
-        let mut snapshot = connection.snapshot();
-        self.opened(snapshot.as_ref(), &spec, stats)
-            .map_err(|error| Some(error.into()))?;
+        let mut snapshot = self.opened(connection.as_ref(), &spec, stats)?;
 
         for window in plan.windows {
             let mut after: Option<Vec<String>> = None;
@@ -307,9 +305,7 @@ impl DatabaseSource {
                         // `request_retried` (below) says so.
                         self.wait_to_retry(error, &mut attempts, &mut delay, stats).await?;
                         connection = self.connect(dialect.as_ref(), &mut attempts, &mut delay, stats).await?;
-                        snapshot = connection.snapshot();
-                        self.opened(snapshot.as_ref(), &spec, stats)
-                            .map_err(|error| Some(error.into()))?;
+                        snapshot = self.opened(connection.as_ref(), &spec, stats)?;
                     }
                     Some(error) => return Err(Some(error.into())),
                 }
@@ -329,26 +325,35 @@ impl DatabaseSource {
         Ok(())
     }
 
-    /// A transaction began in `snapshot`: the first one names the stream's snapshot in the
-    /// manifest; with `mode: xmin`, the checkpoint is the xmin of the earliest (a reconnect's
-    /// snapshot is later, and a transaction in progress for the first one may have changed
-    /// rows read before the break).
-    fn opened(&self, snapshot: Option<&Snapshot>, spec: &ReadSpec, stats: &mut ReadStats) -> Result<(), DatabaseError> {
-        if let Some(snapshot) = snapshot {
+    /// `connection`'s transaction began: returns its snapshot. The first one names the
+    /// stream's snapshot in the manifest; with `mode: xmin`, the checkpoint is the xmin of the
+    /// earliest (a reconnect's snapshot is later, and a transaction in progress for the first
+    /// one may have changed rows read before the break).
+    fn opened(
+        &self,
+        connection: &dyn Connection,
+        spec: &ReadSpec,
+        stats: &mut ReadStats,
+    ) -> Result<Option<Snapshot>, Option<ReadError>> {
+        let snapshot = connection.snapshot();
+        if let Some(snapshot) = &snapshot {
             tracing::debug!(stream = %self.stream.name, snapshot = %snapshot.text, "reading in one snapshot");
             stats
                 .snapshot
                 .get_or_insert_with(|| (snapshot.kind.to_owned(), snapshot.text.clone()));
         }
         if spec.xmin {
-            let Some((xmin, _)) = snapshot.and_then(|snapshot| snapshot.xids) else {
-                return Err(DatabaseError::config(
-                    "incremental.mode: xmin needs the snapshot's transaction ids (PostgreSQL 13 or later)",
+            let Some((xmin, _)) = snapshot.as_ref().and_then(|snapshot| snapshot.xids) else {
+                return Err(Some(
+                    DatabaseError::config(
+                        "incremental.mode: xmin needs the snapshot's transaction ids (PostgreSQL 13 or later)",
+                    )
+                    .into(),
                 ));
             };
             stats.xmin_checkpoint = Some(stats.xmin_checkpoint.map_or(xmin, |earlier| earlier.min(xmin)));
         }
-        Ok(())
+        Ok(snapshot)
     }
 
     /// Connects, retrying a connection that fails as `source.retry` allows.

@@ -69,6 +69,24 @@ pub fn config(ws: &Workspace, kind: &str, source_extra: &str, streams: &str) -> 
     ))
 }
 
+/// Lands `config`'s records in parts of 2,000, so a read stores several parts (and moves
+/// its checkpoint) long before it ends.
+pub fn small_parts(config: &std::path::Path) {
+    let text = std::fs::read_to_string(config)
+        .unwrap()
+        .replace("landing:\n  url:", "landing:\n  part_max_records: 2000\n  url:");
+    std::fs::write(config, text).unwrap();
+}
+
+/// Waits (up to 2 minutes) until `count` parts of the stream `items` are stored: the read
+/// is under way.
+pub async fn parts_stored(ws: &Workspace, count: usize) -> bool {
+    common::wait_until(std::time::Duration::from_secs(120), || {
+        ws.part_files("db", "items").len() >= count
+    })
+    .await
+}
+
 /// Runs `landfall run` with `DATABASE_URL`.
 pub async fn run(config: &std::path::Path, url: &str, extra: &[&str]) -> Output {
     let mut args = vec!["run", "--config", config.to_str().unwrap()];
@@ -123,17 +141,9 @@ pub async fn sigkill_mid_read_then_rerun(kind: &str, url: &str, table: &str, row
             "  - {{name: items, table: {table}, primary_key: [id], chunk_size: 500, incremental: {{cursor_field: updated_at, start: '2024-01-01T00:00:00Z'}}}}\n"
         ),
     );
-    // Small parts, so several are stored (and the checkpoint moves) before the kill.
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("landing:\n  url:", "landing:\n  part_max_records: 2000\n  url:");
-    std::fs::write(&config, text).unwrap();
+    small_parts(&config);
     let mut child = spawn(&config, url, &["--lease-ttl", "2s"]);
-    let stored = common::wait_until(std::time::Duration::from_secs(120), || {
-        ws.part_files("db", "items").len() >= 2
-    })
-    .await;
-    assert!(stored, "two parts were stored before the kill");
+    assert!(parts_stored(&ws, 2).await, "two parts were stored before the kill");
     child.start_kill().unwrap();
     let status = child.wait().await.unwrap();
     assert!(!status.success(), "killed mid-read");
@@ -201,21 +211,15 @@ pub async fn server_restart_mid_read(kind: &str, url: &str, table: &str, rows: i
         "",
         &format!("  - {{name: items, table: {table}, primary_key: [id], chunk_size: 100}}\n"),
     );
-    // Retries patient enough for a restart, and parts small enough to show the read is under way.
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(
-            "retry: {max_attempts: 5, initial_delay: 50ms, max_delay: 500ms}",
-            "retry: {max_attempts: 12, initial_delay: 250ms, max_delay: 2s}",
-        )
-        .replace("landing:\n  url:", "landing:\n  part_max_records: 2000\n  url:");
+    // Retries patient enough for a restart.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "retry: {max_attempts: 5, initial_delay: 50ms, max_delay: 500ms}",
+        "retry: {max_attempts: 12, initial_delay: 250ms, max_delay: 2s}",
+    );
     std::fs::write(&config, text).unwrap();
+    small_parts(&config);
     let child = spawn(&config, url, &[]);
-    let stored = common::wait_until(std::time::Duration::from_secs(120), || {
-        !ws.part_files("db", "items").is_empty()
-    })
-    .await;
-    assert!(stored, "a part was stored before the restart");
+    assert!(parts_stored(&ws, 1).await, "a part was stored before the restart");
     let script = std::env::var(restart)
         .unwrap_or_else(|_| panic!("{restart} is not set: run the database tests with tests/database/run.sh"));
     let restarted = tokio::process::Command::new(&script)

@@ -594,16 +594,9 @@ async fn a_table_dropped_during_a_read_waits_for_it_then_is_a_config_error_namin
         "",
         "  - {name: items, table: lf_dropped.items, primary_key: [id], chunk_size: 100}\n",
     );
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("landing:\n  url:", "landing:\n  part_max_records: 2000\n  url:");
-    std::fs::write(&config, text).unwrap();
+    super::small_parts(&config);
     let child = super::spawn(&config, &postgres_url(), &[]);
-    let stored = common::wait_until(std::time::Duration::from_secs(120), || {
-        !ws.part_files("db", "items").is_empty()
-    })
-    .await;
-    assert!(stored, "a part was stored before the drop");
+    assert!(super::parts_stored(&ws, 1).await, "a part was stored before the drop");
     // The read holds the table's ACCESS SHARE lock until its transaction ends: the DROP waits
     // for it, and the read finishes in its snapshot.
     client.batch_execute("DROP TABLE lf_dropped.items;").await.unwrap();
@@ -626,12 +619,13 @@ async fn a_table_dropped_during_a_read_waits_for_it_then_is_a_config_error_namin
 #[ignore = "needs the servers of tests/database/run.sh"]
 async fn very_wide_rows_land_exactly_in_bounded_memory() {
     let client = schema("lf_wide").await;
-    // 300 columns, one of them 4 MB of text: 12 rows are about 50 MB, more than a run may hold.
+    // 300 columns, one of them 4 MB of text: 24 rows are about 100 MB, more than a run may
+    // hold (held whole, with its copies in the page and the envelope, it would pass 200 MB).
     let columns: Vec<String> = (1..=300).map(|n| format!("c{n} integer DEFAULT {n}")).collect();
     client
         .batch_execute(&format!(
             "CREATE TABLE lf_wide.t (id bigint PRIMARY KEY, {}, big text NOT NULL);
-             INSERT INTO lf_wide.t (id, big) SELECT g, repeat(chr(64 + g), 4 * 1024 * 1024) FROM generate_series(1, 12) g;",
+             INSERT INTO lf_wide.t (id, big) SELECT g, repeat(chr(64 + g), 4 * 1024 * 1024) FROM generate_series(1, 24) g;",
             columns.join(", ")
         ))
         .await
@@ -649,7 +643,7 @@ async fn very_wide_rows_land_exactly_in_bounded_memory() {
     let output = child.wait_with_output().await.unwrap();
     assert!(output.status.success(), "{}", common::stderr(&output));
     let landed = records(&ws, "wide");
-    assert_eq!(ids(&landed), (1..=12).collect::<Vec<_>>());
+    assert_eq!(ids(&landed), (1..=24).collect::<Vec<_>>());
     for record in &landed {
         let id = record["id"].as_i64().unwrap();
         assert_eq!(record.as_object().unwrap().len(), 302, "every column");
@@ -658,9 +652,11 @@ async fn very_wide_rows_land_exactly_in_bounded_memory() {
         assert_eq!(big.len(), 4 * 1024 * 1024);
         assert!(big.bytes().all(|byte| byte == 64 + id as u8));
     }
-    // Rows go to the writer in pages of at most 2 MiB (or one row), whatever the chunk.
+    // Rows go to the writer in pages of at most 2 MiB (or one row), whatever the chunk; the
+    // pages in flight between reader and writer are counted, not sized, so a 4 MB row costs
+    // more than a small one (about 115 MB measured in a debug build with 12 rows).
     let peak = peak.await.unwrap();
-    assert!(peak > 0 && peak < 96 * 1024, "peak RSS {peak} KiB");
+    assert!(peak > 0 && peak < 160 * 1024, "peak RSS {peak} KiB");
 }
 
 #[tokio::test]
