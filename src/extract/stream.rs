@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::error::StreamError;
@@ -27,9 +26,6 @@ use crate::source::windows::{self, Window};
 use crate::source::{ReadError, ReadPlan, ReadStats, Source};
 use crate::state::tracker::{CheckpointTracker, TrackerStart};
 use crate::state::{Fence, StateError, StateStore};
-
-/// Pages buffered between fetcher and writer.
-const PAGE_BUFFER: usize = 4;
 
 /// What a stream's run produced.
 pub struct StreamOutcome {
@@ -217,7 +213,7 @@ impl StreamJob {
             Ok(validator) => Arc::new(validator),
             Err(error) => return self.failed_before_start(error.into()),
         };
-        let (sender, receiver) = mpsc::channel(PAGE_BUFFER);
+        let (sender, receiver) = crate::source::channel::channel();
         let plan = ReadPlan {
             windows: planned,
             validator,

@@ -4,7 +4,6 @@
 //! drift and the dead-letter ratio are checked when the stream ends.
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::error::StreamError;
@@ -18,7 +17,7 @@ use crate::quality::drift::{self, SchemaChange, SchemaTracker};
 use crate::quality::pii::Redactor;
 use crate::source::parents::ParentKeysWriter;
 use crate::source::windows::Window;
-use crate::source::{DeadPage, Item};
+use crate::source::{DeadPage, Item, ItemReceiver};
 use crate::state::tracker::CheckpointTracker;
 use crate::state::{SeenRecord, StateError, Written};
 
@@ -61,7 +60,7 @@ impl StreamJob {
     /// as parts are stored.
     pub(super) async fn write(
         &self,
-        mut receiver: mpsc::Receiver<Item>,
+        mut receiver: ItemReceiver,
         checkpoint: &mut CheckpointTracker,
     ) -> (WriteStats, Option<StreamError>) {
         let source = &self.config.source.name;
@@ -93,8 +92,10 @@ impl StreamJob {
         }
         let mut line = Vec::with_capacity(4096);
         let result: Result<(), StreamError> = async {
-            while let Some(item) = receiver.recv().await {
-                let page = match item {
+            while let Some(delivery) = receiver.recv().await {
+                // The page's share of the channel's byte budget goes back when it is landed.
+                let _budget = delivery.budget;
+                let page = match delivery.item {
                     Item::Page(page) => page,
                     Item::WindowDone(window) => {
                         self.store_part(&mut writer, &mut stats, checkpoint).await?;

@@ -14,6 +14,7 @@
 //! `docs/architecture.md` ("Adding a source family") shows how a database and a file source
 //! fit, and the files to touch.
 
+pub mod channel;
 pub mod database;
 pub(crate) mod dead_body;
 pub mod error;
@@ -25,10 +26,9 @@ pub mod windows;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
-use tokio::sync::mpsc;
-
+pub use channel::{ItemReceiver, ItemSender};
 pub use error::ReadError;
+use futures::future::BoxFuture;
 pub use record::{RecordMeta, RecordReader};
 
 use crate::quality::drift::SchemaTracker;
@@ -47,8 +47,9 @@ use windows::Window;
 ///   only when every record of the window was sent: the checkpoint may then move to the
 ///   window's end (records of a sorted stream move it part by part);
 /// - what cannot be parsed is sent as a [`DeadPage`] with its exact bytes, never dropped;
-/// - the channel is bounded: a full channel makes the source wait (memory stays flat), and a
-///   closed one (the writer failed) ends the read without an error of its own;
+/// - the channel ([`channel`]) is bounded by items and by bytes: a full channel makes the
+///   source wait (memory stays flat, whatever the size of a row), and a closed one (the
+///   writer failed) ends the read without an error of its own;
 /// - cancellation ([`ReadError::Cancelled`]) is checked between pages.
 pub trait Source: Send + 'static {
     /// What the stream reads, named in the manifest's `endpoint` when nothing was read; an
@@ -57,7 +58,7 @@ pub trait Source: Send + 'static {
 
     /// Reads the planned windows, sending what it reads to `out`; returns what it counted
     /// and why it stopped early, if it did.
-    fn read(self: Box<Self>, plan: ReadPlan, out: mpsc::Sender<Item>) -> BoxFuture<'static, ReadOutcome>;
+    fn read(self: Box<Self>, plan: ReadPlan, out: ItemSender) -> BoxFuture<'static, ReadOutcome>;
 }
 
 /// What a source is asked to read.

@@ -26,14 +26,15 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConnectorConfig, StreamConfig};
 use crate::cursor::{Cursor, CursorFormat};
 use crate::error::{ErrorCode, Stage};
 use crate::http::config::SourceKind;
-use crate::source::{Item, Page, ReadError, ReadOutcome, ReadPlan, ReadStats, RecordMeta, RecordReader, Source};
+use crate::source::{
+    Item, ItemSender, Page, ReadError, ReadOutcome, ReadPlan, ReadStats, RecordMeta, RecordReader, Source,
+};
 
 pub use sql::{Column, ReadSpec};
 
@@ -216,7 +217,7 @@ impl Source for DatabaseSource {
         Ok(ReadSpec::new(&self.stream).endpoint())
     }
 
-    fn read(self: Box<Self>, plan: ReadPlan, out: mpsc::Sender<Item>) -> BoxFuture<'static, ReadOutcome> {
+    fn read(self: Box<Self>, plan: ReadPlan, out: ItemSender) -> BoxFuture<'static, ReadOutcome> {
         Box::pin(async move {
             let mut stats = ReadStats {
                 endpoint: ReadSpec::new(&self.stream).endpoint(),
@@ -233,7 +234,7 @@ impl DatabaseSource {
     async fn read_windows(
         &self,
         plan: ReadPlan,
-        out: &mpsc::Sender<Item>,
+        out: &ItemSender,
         stats: &mut ReadStats,
     ) -> Result<(), Option<ReadError>> {
         let dialect = self.dialect();
@@ -417,7 +418,7 @@ impl DatabaseSource {
         statement: &str,
         params: &[String],
         reader: &RecordReader<'_>,
-        out: &mpsc::Sender<Item>,
+        out: &ItemSender,
         stats: &mut ReadStats,
     ) -> Result<(u64, Option<Vec<String>>, Option<DatabaseError>), Option<ReadError>> {
         let mut rows = match connection.chunk(statement, params).await {
@@ -465,7 +466,7 @@ impl DatabaseSource {
         &self,
         page: PageBuilder,
         reader: &RecordReader<'_>,
-        out: &mpsc::Sender<Item>,
+        out: &ItemSender,
         stats: &mut ReadStats,
     ) -> Result<(), Option<ReadError>> {
         if self.cancel.is_cancelled() {

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -28,7 +27,8 @@ use crate::source::rest::prefetch::Prefetcher;
 use crate::source::rest::request::{self, Bounds, RequestBuilder};
 use crate::source::windows::Window;
 use crate::source::{
-    self, DeadPage, Item, Page, ReadError, ReadOutcome, ReadPlan, ReadStats, RecordMeta, RecordReader, Source,
+    self, DeadPage, Item, ItemSender, Page, ReadError, ReadOutcome, ReadPlan, ReadStats, RecordMeta, RecordReader,
+    Source,
 };
 
 /// A REST API stream, read page by page through the source's HTTP client.
@@ -52,7 +52,7 @@ impl Source for RestSource {
         Ok(request::endpoint(self.stream.method, builder.base_url()))
     }
 
-    fn read(self: Box<Self>, plan: ReadPlan, out: mpsc::Sender<Item>) -> BoxFuture<'static, ReadOutcome> {
+    fn read(self: Box<Self>, plan: ReadPlan, out: ItemSender) -> BoxFuture<'static, ReadOutcome> {
         Box::pin((*self).fetch(plan.windows, out, plan.validator))
     }
 }
@@ -134,7 +134,7 @@ impl RestSource {
     async fn fetch(
         self,
         planned: Vec<Window>,
-        sender: mpsc::Sender<Item>,
+        sender: ItemSender,
         validator: Arc<RecordValidator>,
     ) -> (ReadStats, Option<ReadError>) {
         let mut stats = ReadStats::default();
@@ -210,7 +210,7 @@ impl RestSource {
     async fn fetch_pages(
         &self,
         sequence: PageSequence<'_>,
-        sender: &mpsc::Sender<Item>,
+        sender: &ItemSender,
         validator: &RecordValidator,
         stats: &mut ReadStats,
     ) -> Result<(), Option<ReadError>> {
@@ -528,7 +528,7 @@ impl RestSource {
         response: &Response,
         filter: Option<&Window>,
         reader: &RecordReader<'_>,
-        sender: &mpsc::Sender<Item>,
+        sender: &ItemSender,
         stats: &mut ReadStats,
     ) -> Result<(), Option<ReadError>> {
         let failed = |error: std::io::Error| Some(spill_error(head.number, &error));

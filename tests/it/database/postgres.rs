@@ -652,11 +652,13 @@ async fn very_wide_rows_land_exactly_in_bounded_memory() {
         assert_eq!(big.len(), 4 * 1024 * 1024);
         assert!(big.bytes().all(|byte| byte == 64 + id as u8));
     }
-    // Rows go to the writer in pages of at most 2 MiB (or one row), whatever the chunk; the
-    // pages in flight between reader and writer are counted, not sized, so a 4 MB row costs
-    // more than a small one (about 115 MB measured in a debug build with 12 rows).
+    // Rows go to the writer in pages of at most 2 MiB (or one row), whatever the chunk, and
+    // at most 8 MiB of pages wait for the writer (src/source/channel.rs): two of these rows,
+    // not four. A debug build idles at about 60 MB; this run peaked at about 104 MB (115 MB
+    // with 12 rows when the pages in flight were only counted).
     let peak = peak.await.unwrap();
-    assert!(peak > 0 && peak < 160 * 1024, "peak RSS {peak} KiB");
+    eprintln!("very wide rows: peak RSS {peak} KiB");
+    assert!(peak > 0 && peak < 140 * 1024, "peak RSS {peak} KiB");
 }
 
 #[tokio::test]
