@@ -8,6 +8,7 @@ use std::ops::Range;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+pub mod format;
 pub mod spilled;
 
 /// Why a page's records could not be read.
