@@ -1273,6 +1273,12 @@ mod tests {
                         config["streams"][0]["deletes"]["method"] = json!("POST")
                     }
                     (Some("inject_into"), Some("body")) => config["streams"][0]["method"] = json!("POST"),
+                    (Some("format"), Some("xml")) => {
+                        config["streams"][0]["xml"] = json!({"record_path": "/root/item"})
+                    }
+                    (Some("compression"), Some("gzip" | "auto")) if field.pointer == "/streams/0/compression" => {
+                        config["streams"][0]["format"] = json!("ndjson")
+                    }
                     (Some("flow"), Some("refresh_token")) => {
                         config["source"]["auth"]["refresh_token"] = json!("${env:REFRESH}")
                     }

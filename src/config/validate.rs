@@ -1086,3 +1086,50 @@ mod tests {
         assert!(message.contains("longer than 64 characters"), "{message}");
     }
 }
+
+#[cfg(test)]
+mod format_tests {
+    use crate::config::{ConnectorConfig, Resolve};
+
+    fn refusal(stream: &str) -> String {
+        let text = format!("version: 1\nsource: {{name: shop, base_url: 'https://api.test'}}\nstreams:\n  - {stream}\n");
+        match ConnectorConfig::from_yaml(&text, Resolve::References, &|_| None) {
+            Ok(_) => "accepted".to_owned(),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn formats_take_only_their_keys_and_paginations_that_need_nothing_from_the_body() {
+        for (stream, key) in [
+            ("{name: o, path: /o, format: csv, pagination: {type: cursor, cursor_path: /next, cursor_param: c}}", "streams[0].pagination.type"),
+            ("{name: o, path: /o, format: xml, xml: {record_path: /a/b}, pagination: {type: next_url, next_url_path: /n}}", "streams[0].pagination.type"),
+            ("{name: o, path: /o, format: ndjson, pagination: {type: offset, limit: 10, total_path: /total}}", "streams[0].pagination.total_path"),
+            ("{name: o, path: /o, format: tsv, pagination: {type: page_number, total_pages_path: /pages}}", "streams[0].pagination.total_pages_path"),
+            ("{name: o, path: /o, format: csv, records_path: /data}", "streams[0].records_path"),
+            ("{name: o, path: /o, csv: {delimiter: ';'}}", "streams[0].csv"),
+            ("{name: o, path: /o, format: ndjson, xml: {record_path: /a/b}}", "streams[0].xml"),
+            ("{name: o, path: /o, encoding: windows-1251}", "streams[0].encoding"),
+            ("{name: o, path: /o, compression: gzip}", "streams[0].compression"),
+            ("{name: o, path: /o, format: csv, encoding: utf-16le}", "streams[0].encoding"),
+            ("{name: o, path: /o, format: csv, csv: {delimiter: ';;'}}", "streams[0].csv.delimiter"),
+            ("{name: o, path: /o, format: csv, csv: {quote: ','}}", "streams[0].csv.quote"),
+            ("{name: o, path: /o, format: csv, csv: {header: false}}", "streams[0].csv.columns"),
+            ("{name: o, path: /o, format: csv, csv: {columns: [a, a]}}", "streams[0].csv.columns[1]"),
+            ("{name: o, path: /o, format: xml}", "streams[0].xml.record_path"),
+            ("{name: o, path: /o, format: xml, xml: {record_path: ValCurs}}", "streams[0].xml.record_path"),
+            ("{name: o, path: /o, format: csv, redact: [{path: /email, action: drop}]}", "streams[0].redact"),
+        ] {
+            let message = refusal(stream);
+            assert!(message.starts_with(&format!("{key}:")), "{stream}: {message}");
+        }
+        for stream in [
+            "{name: o, path: /o, format: csv, pagination: {type: offset, limit: 100}, encoding: windows-1251, compression: auto}",
+            "{name: o, path: /o, format: tsv, csv: {header: false, columns: [a, b]}, pagination: {type: link_header}}",
+            "{name: o, path: /o, format: xml, xml: {record_path: /ValCurs/Valute}, pagination: {type: page_number}}",
+            "{name: o, path: /o, format: ndjson, compression: gzip, redact: [{path: /email, action: drop}]}",
+        ] {
+            assert_eq!(refusal(stream), "accepted", "{stream}");
+        }
+    }
+}
