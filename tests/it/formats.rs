@@ -107,6 +107,26 @@ async fn cbr_daily_rates_in_windows_1251_land_element_by_element() {
                            "Name": "Доллар США", "Value": "92,5058", "VunitRate": "92,5058"})
     );
     assert_eq!(record(&lines[1])["Name"], "Евро");
+
+    // The example config reads the same answer.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config-examples/cbr.yaml");
+    let daily = MockServer::start().await;
+    let (body, _, _) = encoding_rs::WINDOWS_1251.encode(CBR);
+    Mock::given(method("GET"))
+        .and(path("/scripts/XML_daily.asp"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body.into_owned(), "application/xml; charset=windows-1251"))
+        .mount(&daily)
+        .await;
+    let ws = Workspace::new();
+    let landing = format!("file://{}", ws.landing().display());
+    let output = common::landfall(
+        &["run", "--config", example],
+        &[("CBR_API_URL", daily.uri().as_str()), ("LANDFALL_LANDING_URL", landing.as_str())],
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let ids: Vec<Value> = ws.lines("cbr", "daily_rates").into_iter().map(|line| line["_source_record_id"].clone()).collect();
+    assert_eq!(ids, ["R01235", "R01239"]);
 }
 
 #[tokio::test]
@@ -215,7 +235,7 @@ async fn an_incremental_run_over_a_csv_column() {
 /// A CSV body of tens of MiB lands row by row from its temporary file in flat memory.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_large_csv_body_lands_in_flat_memory() {
-    const ROWS: usize = 400_000;
+    const ROWS: usize = 600_000;
     let mut body = String::from("id,name,amount,note\n");
     for id in 0..ROWS {
         body.push_str(&format!("{id},name {id},{}.{:02},\"a note, with a comma and some padding ............\"\n", id * 7, id % 100));

@@ -60,6 +60,10 @@ impl Source for RestSource {
 /// The records of a spilled page go to the writer in pieces of about this many bytes.
 const SPILLED_PIECE: usize = 1 << 20;
 
+/// The rows of a body that is not JSON go to the writer in pieces of about this many bytes
+/// (each row twice: as sent and parsed).
+const ROWS_PIECE: usize = 256 << 10;
+
 /// One run through a stream's pages: a request builder, its bounds, the parent it belongs
 /// to, and the window records are filtered to (with `client_side_filter`).
 struct PageSequence<'a> {
@@ -601,7 +605,7 @@ impl RestSource {
     /// Reads the rows of a page that is not one JSON document (`format: ndjson | csv | tsv
     /// | xml`) from its body, in memory or spilled to a temporary file, decompressed as
     /// `compression` says, and hands them to the writer in pieces of about
-    /// [`SPILLED_PIECE`] bytes, each a page of its own with the page's number. A malformed
+    /// [`ROWS_PIECE`] bytes, each a page of its own with the page's number. A malformed
     /// row is a dead letter with its exact bytes; a body that breaks off (malformed XML)
     /// dead-letters its rest and fails the stream. Returns what the page says of the next.
     #[allow(clippy::too_many_arguments)]
@@ -666,9 +670,9 @@ impl RestSource {
         };
         let mut ended = false;
         while !ended {
-            let mut body = String::with_capacity(SPILLED_PIECE + SPILLED_PIECE / 4);
+            let mut body = String::with_capacity(ROWS_PIECE + ROWS_PIECE / 4);
             let mut metas = Vec::new();
-            while body.len() < SPILLED_PIECE {
+            while body.len() < ROWS_PIECE {
                 let next = match rows.next_row() {
                     Ok(next) => next,
                     Err(error) => {
