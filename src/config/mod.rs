@@ -398,7 +398,11 @@ impl StreamConfig {
     /// What the row readers need of `format`, `csv`, `xml` and `encoding` (checked by
     /// `validate`; a value it refuses reads as the default here).
     pub fn format_spec(&self) -> FormatSpec {
-        let delimiter = self.csv.delimiter.as_deref().and_then(crate::records::format::ascii_char);
+        let delimiter = self
+            .csv
+            .delimiter
+            .as_deref()
+            .and_then(crate::records::format::ascii_char);
         FormatSpec {
             format: self.format,
             delimiter: delimiter.unwrap_or(if self.format == Format::Tsv { b'\t' } else { b',' }),
@@ -408,7 +412,13 @@ impl StreamConfig {
             record_path: self
                 .xml
                 .as_ref()
-                .map(|xml| xml.record_path.split('/').filter(|name| !name.is_empty()).map(str::to_owned).collect())
+                .map(|xml| {
+                    xml.record_path
+                        .split('/')
+                        .filter(|name| !name.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
                 .unwrap_or_default(),
             encoding: self.encoding.as_deref().and_then(crate::records::format::encoding_for),
         }

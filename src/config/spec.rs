@@ -621,7 +621,9 @@ fn csv_options() -> Value {
             ("header", boolean("Whether the first row names the columns", true)),
             (
                 "columns",
-                string_list("Column names in order (required without a header row; with one, the header row is dropped)"),
+                string_list(
+                    "Column names in order (required without a header row; with one, the header row is dropped)",
+                ),
             ),
         ],
     );
@@ -1273,9 +1275,7 @@ mod tests {
                         config["streams"][0]["deletes"]["method"] = json!("POST")
                     }
                     (Some("inject_into"), Some("body")) => config["streams"][0]["method"] = json!("POST"),
-                    (Some("format"), Some("xml")) => {
-                        config["streams"][0]["xml"] = json!({"record_path": "/root/item"})
-                    }
+                    (Some("format"), Some("xml")) => config["streams"][0]["xml"] = json!({"record_path": "/root/item"}),
                     (Some("compression"), Some("gzip" | "auto")) if field.pointer == "/streams/0/compression" => {
                         config["streams"][0]["format"] = json!("ndjson")
                     }

@@ -223,8 +223,14 @@ fn validate_format(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
     if !stream.records_path.is_empty() {
         return Err(ConfigError::invalid(
             format!("{at}.records_path"),
-            format!("is read only with format: json (a {name} body's records are its rows{})",
-                if format == Format::Xml { "; use xml.record_path" } else { "" }),
+            format!(
+                "is read only with format: json (a {name} body's records are its rows{})",
+                if format == Format::Xml {
+                    "; use xml.record_path"
+                } else {
+                    ""
+                }
+            ),
         ));
     }
     let unsupported = match &stream.pagination {
@@ -256,14 +262,23 @@ fn validate_format(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
             let delimiter = match &csv.delimiter {
                 None => None,
                 Some(value) => Some(crate::records::format::ascii_char(value).ok_or_else(|| {
-                    ConfigError::invalid(format!("{at}.csv.delimiter"), "must be one ASCII character, not a line break")
+                    ConfigError::invalid(
+                        format!("{at}.csv.delimiter"),
+                        "must be one ASCII character, not a line break",
+                    )
                 })?),
             };
             let quote = crate::records::format::ascii_char(&csv.quote).ok_or_else(|| {
-                ConfigError::invalid(format!("{at}.csv.quote"), "must be one ASCII character, not a line break")
+                ConfigError::invalid(
+                    format!("{at}.csv.quote"),
+                    "must be one ASCII character, not a line break",
+                )
             })?;
             if delimiter.unwrap_or(if format == Format::Tsv { b'\t' } else { b',' }) == quote {
-                return Err(ConfigError::invalid(format!("{at}.csv.quote"), "must differ from the delimiter"));
+                return Err(ConfigError::invalid(
+                    format!("{at}.csv.quote"),
+                    "must differ from the delimiter",
+                ));
             }
             if !csv.header && csv.columns.is_empty() {
                 return Err(ConfigError::invalid(
@@ -1092,7 +1107,8 @@ mod format_tests {
     use crate::config::{ConnectorConfig, Resolve};
 
     fn refusal(stream: &str) -> String {
-        let text = format!("version: 1\nsource: {{name: shop, base_url: 'https://api.test'}}\nstreams:\n  - {stream}\n");
+        let text =
+            format!("version: 1\nsource: {{name: shop, base_url: 'https://api.test'}}\nstreams:\n  - {stream}\n");
         match ConnectorConfig::from_yaml(&text, Resolve::References, &|_| None) {
             Ok(_) => "accepted".to_owned(),
             Err(error) => error.to_string(),
@@ -1102,23 +1118,62 @@ mod format_tests {
     #[test]
     fn formats_take_only_their_keys_and_paginations_that_need_nothing_from_the_body() {
         for (stream, key) in [
-            ("{name: o, path: /o, format: csv, pagination: {type: cursor, cursor_path: /next, cursor_param: c}}", "streams[0].pagination.type"),
-            ("{name: o, path: /o, format: xml, xml: {record_path: /a/b}, pagination: {type: next_url, next_url_path: /n}}", "streams[0].pagination.type"),
-            ("{name: o, path: /o, format: ndjson, pagination: {type: offset, limit: 10, total_path: /total}}", "streams[0].pagination.total_path"),
-            ("{name: o, path: /o, format: tsv, pagination: {type: page_number, total_pages_path: /pages}}", "streams[0].pagination.total_pages_path"),
-            ("{name: o, path: /o, format: csv, records_path: /data}", "streams[0].records_path"),
+            (
+                "{name: o, path: /o, format: csv, pagination: {type: cursor, cursor_path: /next, cursor_param: c}}",
+                "streams[0].pagination.type",
+            ),
+            (
+                "{name: o, path: /o, format: xml, xml: {record_path: /a/b}, pagination: {type: next_url, next_url_path: /n}}",
+                "streams[0].pagination.type",
+            ),
+            (
+                "{name: o, path: /o, format: ndjson, pagination: {type: offset, limit: 10, total_path: /total}}",
+                "streams[0].pagination.total_path",
+            ),
+            (
+                "{name: o, path: /o, format: tsv, pagination: {type: page_number, total_pages_path: /pages}}",
+                "streams[0].pagination.total_pages_path",
+            ),
+            (
+                "{name: o, path: /o, format: csv, records_path: /data}",
+                "streams[0].records_path",
+            ),
             ("{name: o, path: /o, csv: {delimiter: ';'}}", "streams[0].csv"),
-            ("{name: o, path: /o, format: ndjson, xml: {record_path: /a/b}}", "streams[0].xml"),
+            (
+                "{name: o, path: /o, format: ndjson, xml: {record_path: /a/b}}",
+                "streams[0].xml",
+            ),
             ("{name: o, path: /o, encoding: windows-1251}", "streams[0].encoding"),
             ("{name: o, path: /o, compression: gzip}", "streams[0].compression"),
-            ("{name: o, path: /o, format: csv, encoding: utf-16le}", "streams[0].encoding"),
-            ("{name: o, path: /o, format: csv, csv: {delimiter: ';;'}}", "streams[0].csv.delimiter"),
-            ("{name: o, path: /o, format: csv, csv: {quote: ','}}", "streams[0].csv.quote"),
-            ("{name: o, path: /o, format: csv, csv: {header: false}}", "streams[0].csv.columns"),
-            ("{name: o, path: /o, format: csv, csv: {columns: [a, a]}}", "streams[0].csv.columns[1]"),
+            (
+                "{name: o, path: /o, format: csv, encoding: utf-16le}",
+                "streams[0].encoding",
+            ),
+            (
+                "{name: o, path: /o, format: csv, csv: {delimiter: ';;'}}",
+                "streams[0].csv.delimiter",
+            ),
+            (
+                "{name: o, path: /o, format: csv, csv: {quote: ','}}",
+                "streams[0].csv.quote",
+            ),
+            (
+                "{name: o, path: /o, format: csv, csv: {header: false}}",
+                "streams[0].csv.columns",
+            ),
+            (
+                "{name: o, path: /o, format: csv, csv: {columns: [a, a]}}",
+                "streams[0].csv.columns[1]",
+            ),
             ("{name: o, path: /o, format: xml}", "streams[0].xml.record_path"),
-            ("{name: o, path: /o, format: xml, xml: {record_path: ValCurs}}", "streams[0].xml.record_path"),
-            ("{name: o, path: /o, format: csv, redact: [{path: /email, action: drop}]}", "streams[0].redact"),
+            (
+                "{name: o, path: /o, format: xml, xml: {record_path: ValCurs}}",
+                "streams[0].xml.record_path",
+            ),
+            (
+                "{name: o, path: /o, format: csv, redact: [{path: /email, action: drop}]}",
+                "streams[0].redact",
+            ),
         ] {
             let message = refusal(stream);
             assert!(message.starts_with(&format!("{key}:")), "{stream}: {message}");

@@ -62,26 +62,49 @@ async fn csv_rows_land_as_sent_with_their_parsed_form() {
         serde_json::json!({"id": "1", "name": "Smith, J", "note": "said \"hi\"\r\nthen left"})
     );
     assert_eq!(lines[0]["_source_record_id"], "1");
-    assert_eq!(lines[0]["_payload_sha256"], sha256(lines[0]["_raw"].as_str().unwrap().as_bytes()).as_str());
+    assert_eq!(
+        lines[0]["_payload_sha256"],
+        sha256(lines[0]["_raw"].as_str().unwrap().as_bytes()).as_str()
+    );
     assert_eq!(lines[1]["_raw"], "2,Ann,");
-    assert_eq!(record(&lines[1]), serde_json::json!({"id": "2", "name": "Ann", "note": ""}));
+    assert_eq!(
+        record(&lines[1]),
+        serde_json::json!({"id": "2", "name": "Ann", "note": ""})
+    );
     // Column order is the header's.
     assert!(lines[1]["_record"].as_str().unwrap().starts_with("{\"id\""));
     let manifest = &ws.manifests("shop")[0]["streams"][0];
     assert_eq!(manifest["rows_written"], 2);
     assert_eq!(manifest["dead_letter_rows"], 0);
+
+    // `check` reads the first page's rows the same way.
+    let config = ws.config(&common::one_stream(
+        &server.uri(),
+        "{name: export, path: /export, format: csv, primary_key: [id]}",
+    ));
+    let output = common::landfall(&["check", "--config", config.to_str().unwrap()], &[]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let said = format!("{}{}", common::stdout(&output), stderr(&output));
+    assert!(said.contains("HTTP 200 with 2 records on the first page"), "{said}");
 }
 
 #[tokio::test]
 async fn tsv_with_explicit_columns_and_no_header() {
     let server = serve(b"a1\tx;y\nb2\t\"q\"\n".to_vec(), "text/tab-separated-values").await;
-    let (ws, output) = run(&server, "format: tsv, csv: {header: false, columns: [code, value]}, primary_key: [code]").await;
+    let (ws, output) = run(
+        &server,
+        "format: tsv, csv: {header: false, columns: [code, value]}, primary_key: [code]",
+    )
+    .await;
     assert!(output.status.success(), "{}", stderr(&output));
     let lines = ws.lines("shop", "export");
     let records: Vec<Value> = lines.iter().map(record).collect();
     assert_eq!(
         records,
-        [serde_json::json!({"code": "a1", "value": "x;y"}), serde_json::json!({"code": "b2", "value": "q"})]
+        [
+            serde_json::json!({"code": "a1", "value": "x;y"}),
+            serde_json::json!({"code": "b2", "value": "q"})
+        ]
     );
     assert_eq!(lines[1]["_raw"], "b2\t\"q\"");
 }
@@ -93,7 +116,11 @@ const CBR: &str = "<?xml version=\"1.0\" encoding=\"windows-1251\"?>\n<ValCurs D
 async fn cbr_daily_rates_in_windows_1251_land_element_by_element() {
     let (body, _, _) = encoding_rs::WINDOWS_1251.encode(CBR);
     let server = serve(body.into_owned(), "application/xml; charset=windows-1251").await;
-    let (ws, output) = run(&server, "format: xml, xml: {record_path: /ValCurs/Valute}, primary_key: [\"@ID\"]").await;
+    let (ws, output) = run(
+        &server,
+        "format: xml, xml: {record_path: /ValCurs/Valute}, primary_key: [\"@ID\"]",
+    )
+    .await;
     assert!(output.status.success(), "{}", stderr(&output));
     let lines = ws.lines("shop", "export");
     assert_eq!(lines.len(), 2);
@@ -114,24 +141,37 @@ async fn cbr_daily_rates_in_windows_1251_land_element_by_element() {
     let (body, _, _) = encoding_rs::WINDOWS_1251.encode(CBR);
     Mock::given(method("GET"))
         .and(path("/scripts/XML_daily.asp"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(body.into_owned(), "application/xml; charset=windows-1251"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(body.into_owned(), "application/xml; charset=windows-1251"),
+        )
         .mount(&daily)
         .await;
     let ws = Workspace::new();
     let landing = format!("file://{}", ws.landing().display());
     let output = common::landfall(
         &["run", "--config", example],
-        &[("CBR_API_URL", daily.uri().as_str()), ("LANDFALL_LANDING_URL", landing.as_str())],
+        &[
+            ("CBR_API_URL", daily.uri().as_str()),
+            ("LANDFALL_LANDING_URL", landing.as_str()),
+        ],
     )
     .await;
     assert!(output.status.success(), "{}", stderr(&output));
-    let ids: Vec<Value> = ws.lines("cbr", "daily_rates").into_iter().map(|line| line["_source_record_id"].clone()).collect();
+    let ids: Vec<Value> = ws
+        .lines("cbr", "daily_rates")
+        .into_iter()
+        .map(|line| line["_source_record_id"].clone())
+        .collect();
     assert_eq!(ids, ["R01235", "R01239"]);
 }
 
 #[tokio::test]
 async fn ndjson_lines_land_and_a_bad_line_is_a_dead_letter() {
-    let server = serve(b"{\"id\": 1}\n{\"id\":2,\"x\":[1]}\r\n{\"id\": 3\n\n".to_vec(), "application/x-ndjson").await;
+    let server = serve(
+        b"{\"id\": 1}\n{\"id\":2,\"x\":[1]}\r\n{\"id\": 3\n\n".to_vec(),
+        "application/x-ndjson",
+    )
+    .await;
     let (ws, output) = run(&server, "format: ndjson, primary_key: [id], max_dead_letter_ratio: 0.5").await;
     assert!(output.status.success(), "{}", stderr(&output));
     let lines = ws.lines("shop", "export");
@@ -152,7 +192,11 @@ async fn a_gzip_body_is_decompressed_as_it_is_read() {
     let server = serve(encoder.finish().unwrap(), "application/gzip").await;
     let (ws, output) = run(&server, "format: csv, compression: auto, primary_key: [id]").await;
     assert!(output.status.success(), "{}", stderr(&output));
-    let raw: Vec<Value> = ws.lines("shop", "export").into_iter().map(|line| line["_raw"].clone()).collect();
+    let raw: Vec<Value> = ws
+        .lines("shop", "export")
+        .into_iter()
+        .map(|line| line["_raw"].clone())
+        .collect();
     assert_eq!(raw, ["1,a", "2,b"]);
 
     // Without compression the gzip bytes are rows of garbage: the stream fails, nothing lost.
@@ -183,7 +227,11 @@ async fn malformed_rows_are_dead_letters_with_their_exact_bytes() {
     // XML that breaks off: the records before land, the rest is one dead letter, the
     // stream fails.
     let server = serve(b"<r><i>1</i><i>2</x></r>".to_vec(), "application/xml").await;
-    let (ws, output) = run(&server, "format: xml, xml: {record_path: /r/i}, max_dead_letter_ratio: 1").await;
+    let (ws, output) = run(
+        &server,
+        "format: xml, xml: {record_path: /r/i}, max_dead_letter_ratio: 1",
+    )
+    .await;
     assert!(!output.status.success());
     assert!(stderr(&output).contains("PARSING_ERROR"), "{}", stderr(&output));
     assert_eq!(ws.lines("shop", "export").len(), 1);
@@ -200,16 +248,17 @@ async fn an_incremental_run_over_a_csv_column() {
     Mock::given(method("GET"))
         .and(path("/export"))
         .and(query_param("since", "2024-01-01"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(
-            b"id,updated\n1,2024-01-03\n2,2024-01-05\n".to_vec(),
-            "text/csv",
-        ))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(b"id,updated\n1,2024-01-03\n2,2024-01-05\n".to_vec(), "text/csv"),
+        )
         .mount(&server)
         .await;
     Mock::given(method("GET"))
         .and(path("/export"))
         .and(query_param("since", "2024-01-05"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(b"id,updated\n2,2024-01-05\n3,2024-01-06\n".to_vec(), "text/csv"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(b"id,updated\n2,2024-01-05\n3,2024-01-06\n".to_vec(), "text/csv"),
+        )
         .mount(&server)
         .await;
     let ws = Workspace::new();
@@ -238,7 +287,11 @@ async fn a_large_csv_body_lands_in_flat_memory() {
     const ROWS: usize = 600_000;
     let mut body = String::from("id,name,amount,note\n");
     for id in 0..ROWS {
-        body.push_str(&format!("{id},name {id},{}.{:02},\"a note, with a comma and some padding ............\"\n", id * 7, id % 100));
+        body.push_str(&format!(
+            "{id},name {id},{}.{:02},\"a note, with a comma and some padding ............\"\n",
+            id * 7,
+            id % 100
+        ));
     }
     let size = body.len();
     assert!(size > 40 << 20, "{size} bytes");
@@ -254,5 +307,10 @@ async fn a_large_csv_body_lands_in_flat_memory() {
     let stream = &ws.manifests("shop")[0]["streams"][0];
     assert_eq!(stream["rows_written"], ROWS);
     assert_eq!(stream["pages"], 1);
-    assert!(run.peak_rss_mib < 64, "peak RSS {} MiB for a body of {} MiB", run.peak_rss_mib, size >> 20);
+    assert!(
+        run.peak_rss_mib < 64,
+        "peak RSS {} MiB for a body of {} MiB",
+        run.peak_rss_mib,
+        size >> 20
+    );
 }

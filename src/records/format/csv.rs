@@ -144,7 +144,11 @@ impl<R: BufRead> CsvRows<R> {
             if self.header {
                 self.header = false;
                 if self.names.is_none() {
-                    if let Some(repeated) = values.iter().enumerate().find(|(at, name)| values[..*at].contains(name)) {
+                    if let Some(repeated) = values
+                        .iter()
+                        .enumerate()
+                        .find(|(at, name)| values[..*at].contains(name))
+                    {
                         let message = format!("the header row names column `{}` twice", repeated.1);
                         return Ok(Next::Fatal(header_error(line, message)));
                     }
@@ -153,7 +157,10 @@ impl<R: BufRead> CsvRows<R> {
                 continue;
             }
             let Some(names) = self.names.as_ref() else {
-                return Ok(Next::Fatal(header_error(line, "no column names: set csv.columns".to_owned())));
+                return Ok(Next::Fatal(header_error(
+                    line,
+                    "no column names: set csv.columns".to_owned(),
+                )));
             };
             if values.len() != names.len() {
                 return Ok(malformed(format!(
@@ -192,7 +199,10 @@ fn header_error(line: Vec<u8>, message: String) -> Rest {
 
 /// A record's bytes without the line breaks before it (blank lines) and its terminator.
 fn trim_terminators(raw: &[u8]) -> &[u8] {
-    let start = raw.iter().position(|byte| !matches!(byte, b'\r' | b'\n')).unwrap_or(raw.len());
+    let start = raw
+        .iter()
+        .position(|byte| !matches!(byte, b'\r' | b'\n'))
+        .unwrap_or(raw.len());
     let mut end = raw.len();
     while end > start && matches!(raw[end - 1], b'\r' | b'\n') {
         end -= 1;
@@ -234,7 +244,9 @@ fn check_quoting(line: &[u8], delimiter: u8, quote: u8) -> Result<(), String> {
                         at += 1;
                         break;
                     }
-                    Some(&byte) if byte == quote => return Err(format!("a quote inside an unquoted field at byte {at}")),
+                    Some(&byte) if byte == quote => {
+                        return Err(format!("a quote inside an unquoted field at byte {at}"));
+                    }
                     Some(_) => at += 1,
                 }
             }
@@ -305,6 +317,9 @@ mod tests {
 
     #[test]
     fn a_header_that_repeats_a_name_ends_the_body() {
-        assert_eq!(rows(&read_all(&spec(Format::Csv), b"a,a\n1,2\n")), ["fatal: header row: the header row names column `a` twice"]);
+        assert_eq!(
+            rows(&read_all(&spec(Format::Csv), b"a,a\n1,2\n")),
+            ["fatal: header row: the header row names column `a` twice"]
+        );
     }
 }

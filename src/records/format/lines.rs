@@ -75,6 +75,15 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(raw, ["{\"id\":1}", "{\"id\": 2 }", "bad:{\"id\":", "bad:not json", "{\"id\":3}"]);
+        assert_eq!(
+            raw,
+            [
+                "{\"id\":1}",
+                "{\"id\": 2 }",
+                "bad:{\"id\":",
+                "bad:not json",
+                "{\"id\":3}"
+            ]
+        );
     }
 }

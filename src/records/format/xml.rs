@@ -403,14 +403,22 @@ mod tests {
     #[test]
     fn a_bad_entity_is_a_malformed_record_and_broken_xml_ends_the_body() {
         let body = "<r><i>&bogus;</i><i>ok</i><i>cut</r> trailing";
-        let rows = read_all(&{
-            let mut spec = spec(Format::Xml);
-            spec.record_path = vec!["r".into(), "i".into()];
-            spec
-        }, body.as_bytes());
-        assert!(matches!(&rows[0], Next::Malformed { bytes, .. } if bytes == b"<i>&bogus;</i>"), "{rows:?}");
+        let rows = read_all(
+            &{
+                let mut spec = spec(Format::Xml);
+                spec.record_path = vec!["r".into(), "i".into()];
+                spec
+            },
+            body.as_bytes(),
+        );
+        assert!(
+            matches!(&rows[0], Next::Malformed { bytes, .. } if bytes == b"<i>&bogus;</i>"),
+            "{rows:?}"
+        );
         assert!(matches!(&rows[1], Next::Row { raw, .. } if raw == "<i>ok</i>"));
-        let Next::Fatal(rest) = &rows[2] else { panic!("{rows:?}") };
+        let Next::Fatal(rest) = &rows[2] else {
+            panic!("{rows:?}")
+        };
         assert_eq!(rest.head, b"<i>cut</r> trailing");
         assert_eq!(rows.len(), 3);
     }

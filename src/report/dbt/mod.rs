@@ -448,11 +448,16 @@ pub fn render_sources(config: &ConnectorConfig, options: &SourcesOptions) -> Str
         if stream.format.has_parsed_form() {
             w("          - name: _record".into());
             if warehouse {
-                w(format!("            data_type: {}", type_scalar(&adapter.sql_type(&Kind::Text))));
+                w(format!(
+                    "            data_type: {}",
+                    type_scalar(&adapter.sql_type(&Kind::Text))
+                ));
             }
             w(format!(
                 "            description: {}",
-                quoted("The row's parsed form as JSON text (csv, tsv: header to value, all strings; xml: docs/contract.md section 3); declared columns are read from it.")
+                quoted(
+                    "The row's parsed form as JSON text (csv, tsv: header to value, all strings; xml: docs/contract.md section 3); declared columns are read from it."
+                )
             ));
         }
         if let Some(expression) = adapter.file_column_expression() {

@@ -308,7 +308,16 @@ impl RestSource {
                         parent_key: parent.map(|parent| parent.key.clone()),
                     };
                     let next = self
-                        .land_rows(response, head, &mut paginator, &token, filter, &record_reader, sender, stats)
+                        .land_rows(
+                            response,
+                            head,
+                            &mut paginator,
+                            &token,
+                            filter,
+                            &record_reader,
+                            sender,
+                            stats,
+                        )
                         .await?;
                     match next {
                         Ok(Some(next)) => token = next,
@@ -636,7 +645,10 @@ impl RestSource {
             Some(spilled) => {
                 let mut file = spilled.file;
                 file.seek(std::io::SeekFrom::Start(0)).map_err(failed)?;
-                (Box::new(std::io::BufReader::with_capacity(256 << 10, file)), spilled.len)
+                (
+                    Box::new(std::io::BufReader::with_capacity(256 << 10, file)),
+                    spilled.len,
+                )
             }
             None => {
                 let body = std::mem::take(&mut response.body);
