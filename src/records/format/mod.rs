@@ -214,7 +214,7 @@ pub(crate) fn push_json_string(out: &mut String, value: &str) {
 /// Reads the rows of one body.
 pub enum RowReader<R: BufRead> {
     Lines(lines::LineRows<R>),
-    Csv(csv::CsvRows<R>),
+    Csv(Box<csv::CsvRows<R>>),
     Xml(Box<xml::XmlRows<R>>),
 }
 
@@ -224,7 +224,7 @@ impl<R: BufRead> RowReader<R> {
     pub fn new(spec: &FormatSpec, input: R) -> Self {
         match spec.format {
             Format::Json | Format::Ndjson => RowReader::Lines(lines::LineRows::new(input, spec.encoding)),
-            Format::Csv | Format::Tsv => RowReader::Csv(csv::CsvRows::new(input, spec)),
+            Format::Csv | Format::Tsv => RowReader::Csv(Box::new(csv::CsvRows::new(input, spec))),
             Format::Xml => RowReader::Xml(Box::new(xml::XmlRows::new(input, spec))),
         }
     }
