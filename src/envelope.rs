@@ -94,6 +94,9 @@ pub struct RecordFields<'a> {
     /// keep: `_raw` (and `_raw_base64`) then hold only its first MiB, and
     /// `_payload_sha256` is the hash of the whole body.
     pub raw_length: Option<u64>,
+    /// The record's parsed form as JSON text (`_record`), for csv, tsv and xml rows, whose
+    /// `_raw` is the row as sent.
+    pub record: Option<&'a str>,
 }
 
 /// Hex SHA-256 of a record's bytes, as `_payload_sha256` carries it.
@@ -155,6 +158,10 @@ pub fn write_line(
         out.extend_from_slice(b",\"_raw_length\":");
         out.extend_from_slice(length.to_string().as_bytes());
     }
+    if let Some(record) = record.record {
+        out.extend_from_slice(b",\"_record\":");
+        serde_json::to_writer(&mut *out, record).expect("writing to a Vec cannot fail");
+    }
     out.extend_from_slice(b",\"_raw\":");
     serde_json::to_writer(&mut *out, raw).expect("writing to a Vec cannot fail");
     out.extend_from_slice(b"}\n");
@@ -180,6 +187,7 @@ mod tests {
             error: None,
             raw_base64: None,
             raw_length: None,
+            record: None,
         };
         write_line(&mut out, &template, &page, record, "2026-01-01T00:00:00.000002Z", raw);
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1, "one line");

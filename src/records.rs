@@ -8,6 +8,7 @@ use std::ops::Range;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+pub mod format;
 pub mod spilled;
 
 /// Why a page's records could not be read.
@@ -18,6 +19,9 @@ pub enum RecordsError {
     /// The JSON ends before it is complete: the body was cut short on the way.
     #[error("response JSON is cut short: {0}")]
     Truncated(String),
+    /// A csv, tsv or xml body that cannot be read on (`streams[].format`).
+    #[error("{0}")]
+    Rows(String),
     #[error("records_path `{0}` is not in the response")]
     PathMissing(String),
     /// A member on the way to the records appears twice: which one is meant is ambiguous.

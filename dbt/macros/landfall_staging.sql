@@ -45,12 +45,17 @@
 {%- set cursor_field = spec.get('cursor_field') -%}
 {%- set cursor_type = declared.get(cursor_field) if cursor_field else none -%}
 {%- set marker = spec.get('delete_marker') -%}
+{#- csv, tsv and xml streams: `_raw` is the row as sent, declared columns come from `_record`. -#}
+{%- set record_column = spec.get('record_column') or '_raw' -%}
 
 {%- set envelope = [
     '_source_system', '_source_object', '_source_endpoint', '_source_updated_at',
     '_extracted_at', '_loaded_at', '_run_id', '_connector_version', '_tenant',
     '_environment', '_payload_sha256', '_page', '_raw', '_landed_file',
 ] -%}
+{%- if record_column != '_raw' -%}
+  {%- do envelope.append(record_column) -%}
+{%- endif -%}
 {%- set output_columns = ['_source_record_id'] -%}
 {%- for field in declared -%}
   {%- do output_columns.append(landfall.landfall_column_name(field)) -%}
@@ -65,7 +70,7 @@
 {%- endif -%}
 
 {%- if marker -%}
-  {%- set marker_text = landfall.landfall_json_text('_raw', marker['field']) -%}
+  {%- set marker_text = landfall.landfall_json_text(record_column, marker['field']) -%}
   {%- if 'value' in marker -%}
     {%- set marker_value = marker['value'] if marker['value'] is string else tojson(marker['value']) -%}
     {%- set is_deleted = "coalesce(" ~ marker_text ~ " = '" ~ (marker_value | replace("'", "''")) ~ "', false)" -%}
@@ -107,7 +112,7 @@ parsed as (
         coalesce(_source_record_id, _payload_sha256) as _source_record_id,
         {%- endif %}
         {%- for field, type in declared.items() %}
-        {{ landfall.landfall_field('_raw', field, type) }} as {{ adapter.quote(landfall.landfall_column_name(field)) }},
+        {{ landfall.landfall_field(record_column, field, type) }} as {{ adapter.quote(landfall.landfall_column_name(field)) }},
         {%- endfor %}
         {{ is_deleted }} as is_deleted,
         {{ deleted_at }} as deleted_at,

@@ -307,8 +307,14 @@ async fn check_stream(
             return None;
         }
     };
-    match records::record_ranges(&response.body, &stream.records_path) {
-        Ok(ranges) => {
+    let mut response = response;
+    let parsed = if stream.format == crate::config::Format::Json {
+        records::record_ranges(&response.body, &stream.records_path).map(|ranges| (response.body.clone(), ranges))
+    } else {
+        first_rows(stream, &mut response, loaded.config.source.max_response_size.0)
+    };
+    match parsed {
+        Ok((body, ranges)) => {
             let of_parent = parent
                 .map(|parent| format!(" (for the first record of parent stream `{parent}`)"))
                 .unwrap_or_default();
@@ -322,7 +328,7 @@ async fn check_stream(
             );
             Some(FirstPage {
                 stream: stream.name.clone(),
-                body: response.body,
+                body,
                 records: ranges,
             })
         }
@@ -338,6 +344,51 @@ async fn check_stream(
         }
     }
 }
+
+/// The rows of the first page of a stream whose `format` is not json (at most
+/// [`FIRST_ROWS`]), as the JSON records they parse to; malformed rows are skipped, a body
+/// that breaks before its first row fails.
+fn first_rows(
+    stream: &crate::config::StreamConfig,
+    response: &mut crate::http::Response,
+    limit: u64,
+) -> Result<(Bytes, Vec<Range<usize>>), records::RecordsError> {
+    use std::io::{BufRead, Seek};
+
+    use records::format::{self, Next, RowReader};
+    let failed = |error: std::io::Error| records::RecordsError::Rows(format!("the body could not be read: {error}"));
+    let input: Box<dyn BufRead + Send> = match response.spilled.take() {
+        Some(spilled) => {
+            let mut file = spilled.file;
+            file.seek(std::io::SeekFrom::Start(0)).map_err(failed)?;
+            Box::new(std::io::BufReader::new(file))
+        }
+        None => Box::new(std::io::Cursor::new(response.body.clone())),
+    };
+    let content_type = response
+        .headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    let input = format::decompressed(input, stream.compression, content_type, limit).map_err(failed)?;
+    let mut rows = RowReader::new(&stream.format_spec(), input);
+    let (mut body, mut ranges) = (String::new(), Vec::new());
+    while ranges.len() < FIRST_ROWS {
+        match rows.next_row().map_err(failed)? {
+            Next::Row { raw, record } => {
+                let start = body.len();
+                body.push_str(record.as_deref().unwrap_or(&raw));
+                ranges.push(start..body.len());
+            }
+            Next::Malformed { .. } => {}
+            Next::Fatal(rest) if ranges.is_empty() => return Err(records::RecordsError::Rows(rest.message)),
+            Next::Fatal(_) | Next::End => break,
+        }
+    }
+    Ok((Bytes::from(body), ranges))
+}
+
+/// Rows of a non-JSON first page `check` reads.
+const FIRST_ROWS: usize = 1000;
 
 async fn check_landing(recorder: &mut Recorder, landing: &Landing, source: &str, check_id: &str) {
     let probe = layout::probe(source, check_id);

@@ -22,6 +22,7 @@ use crate::http::config::{Method, RetryPost, SourceConfig};
 use crate::landing::config::LandingConfig;
 use crate::observe::progress::Expected;
 use crate::pagination::config::PaginationConfig;
+pub use crate::records::format::{BodyCompression, CsvOptions, Format, FormatSpec, XmlOptions};
 use crate::settings::{ConfigError, HumanDuration, Secret};
 use secret::is_reference;
 
@@ -274,6 +275,26 @@ pub struct StreamConfig {
     /// the staging model marks the keys they name `is_deleted`. Default: none.
     #[serde(default)]
     pub deletes: Option<DeletesConfig>,
+    /// How a response body holds its records: `json` (one document, records at
+    /// `records_path`), `ndjson`, `csv`, `tsv` or `xml` (read row by row, in bounded
+    /// memory). Default: json.
+    #[serde(default)]
+    pub format: Format,
+    /// How a `csv` or `tsv` body is written. Default: `,` (tab for tsv), `"`, a header row.
+    #[serde(default)]
+    pub csv: CsvOptions,
+    /// Where the records of an `xml` body are (required with `format: xml`). Default: none.
+    #[serde(default)]
+    pub xml: Option<XmlOptions>,
+    /// The body's character encoding (a WHATWG label, e.g. `windows-1251`), for ndjson,
+    /// csv, tsv and xml. Default: UTF-8; for xml what the document's declaration says.
+    #[serde(default)]
+    pub encoding: Option<String>,
+    /// Compression of the body itself, beyond `Content-Encoding` (which is always decoded):
+    /// `none`, `gzip`, or `auto` (gzip when the body starts with the gzip magic bytes or is
+    /// served as `application/gzip`), for ndjson, csv, tsv and xml. Default: none.
+    #[serde(default)]
+    pub compression: BodyCompression,
     /// Set on the companion stream built from another stream's `deletes`: that stream's
     /// name. Never read from the config.
     #[serde(skip)]
@@ -374,6 +395,35 @@ fn default_max_dead_letter_ratio() -> f64 {
 }
 
 impl StreamConfig {
+    /// What the row readers need of `format`, `csv`, `xml` and `encoding` (checked by
+    /// `validate`; a value it refuses reads as the default here).
+    pub fn format_spec(&self) -> FormatSpec {
+        let delimiter = self
+            .csv
+            .delimiter
+            .as_deref()
+            .and_then(crate::records::format::ascii_char);
+        FormatSpec {
+            format: self.format,
+            delimiter: delimiter.unwrap_or(if self.format == Format::Tsv { b'\t' } else { b',' }),
+            quote: crate::records::format::ascii_char(&self.csv.quote).unwrap_or(b'"'),
+            header: self.csv.header,
+            columns: self.csv.columns.clone(),
+            record_path: self
+                .xml
+                .as_ref()
+                .map(|xml| {
+                    xml.record_path
+                        .split('/')
+                        .filter(|name| !name.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            encoding: self.encoding.as_deref().and_then(crate::records::format::encoding_for),
+        }
+    }
+
     /// The total a page announces for this stream, if its pagination has one. Child streams
     /// and `step` windows page through several sequences, each with its own total, so they
     /// show no percentage.
@@ -424,6 +474,11 @@ impl StreamConfig {
             delete_marker: None,
             freshness: None,
             deletes: None,
+            format: Format::Json,
+            csv: CsvOptions::default(),
+            xml: None,
+            encoding: None,
+            compression: BodyCompression::None,
             deletes_of: Some(self.name.clone()),
         })
     }

@@ -577,11 +577,81 @@ fn stream() -> Value {
                 }),
             ),
             ("deletes", deletes()),
+            (
+                "format",
+                enumeration(
+                    "How a response body holds its records: json (one document, records at records_path), ndjson (a JSON value per line), csv, tsv or xml (rows read in bounded memory; _raw is the row as sent, _record its parsed form)",
+                    &["json", "ndjson", "csv", "tsv", "xml"],
+                    "json",
+                ),
+            ),
+            ("csv", csv_options()),
+            ("xml", xml_options()),
+            (
+                "encoding",
+                json!({"type": ["string", "null"], "description": "Character encoding of an ndjson, csv, tsv or xml body (a WHATWG label of an ASCII-compatible encoding, e.g. windows-1251); null = UTF-8, for xml the document's declaration", "default": null}),
+            ),
+            (
+                "compression",
+                enumeration(
+                    "Compression of an ndjson, csv, tsv or xml body beyond Content-Encoding (always decoded): none, gzip, or auto (gzip when the body starts with the gzip magic bytes or is served as application/gzip)",
+                    &["none", "gzip", "auto"],
+                    "none",
+                ),
+            ),
         ],
     )
 }
 
 /// `streams[].deletes`: an endpoint listing removed records, landed as `<stream>__deletes`.
+/// `streams[].csv`.
+fn csv_options() -> Value {
+    let mut schema = object(
+        "CSV options",
+        &[],
+        vec![
+            (
+                "delimiter",
+                json!({"type": ["string", "null"], "minLength": 1, "maxLength": 1, "description": "One ASCII character between fields; null = , for csv, a tab for tsv", "default": null}),
+            ),
+            (
+                "quote",
+                json!({"type": "string", "minLength": 1, "maxLength": 1, "description": "One ASCII character around fields holding the delimiter, the quote or a line break (doubled inside)", "default": "\""}),
+            ),
+            ("header", boolean("Whether the first row names the columns", true)),
+            (
+                "columns",
+                string_list(
+                    "Column names in order (required without a header row; with one, the header row is dropped)",
+                ),
+            ),
+        ],
+    );
+    schema["description"] = json!("How a csv or tsv body is written (format: csv or tsv only)");
+    schema["default"] = json!({"delimiter": null, "quote": "\"", "header": true, "columns": []});
+    schema
+}
+
+/// `streams[].xml`.
+fn xml_options() -> Value {
+    let mut schema = object(
+        "XML options",
+        &["record_path"],
+        vec![(
+            "record_path",
+            with(
+                string("The repeated element holding one record, as element names from the root: /ValCurs/Valute"),
+                "pattern",
+                json!("^(/[^/]+)+$"),
+            ),
+        )],
+    );
+    schema["type"] = json!(["object", "null"]);
+    schema["default"] = Value::Null;
+    schema["description"] = json!("Where the records of an xml body are (required with format: xml)");
+    schema
+}
+
 fn deletes() -> Value {
     let mut schema = object(
         "Deletes endpoint",
@@ -897,6 +967,16 @@ mod tests {
                 published_fields(&format!("{STREAM}/freshness"), None),
             ),
             (
+                "stream.csv",
+                accepted_fields::<c::CsvOptions>(json!({})),
+                published_fields(&format!("{STREAM}/csv"), None),
+            ),
+            (
+                "stream.xml",
+                accepted_fields::<c::XmlOptions>(json!({"record_path": "/a/b"})),
+                published_fields(&format!("{STREAM}/xml"), None),
+            ),
+            (
                 "stream.deletes",
                 accepted_fields::<c::DeletesConfig>(json!({})),
                 published_fields(&format!("{STREAM}/deletes"), None),
@@ -1195,6 +1275,10 @@ mod tests {
                         config["streams"][0]["deletes"]["method"] = json!("POST")
                     }
                     (Some("inject_into"), Some("body")) => config["streams"][0]["method"] = json!("POST"),
+                    (Some("format"), Some("xml")) => config["streams"][0]["xml"] = json!({"record_path": "/root/item"}),
+                    (Some("compression"), Some("gzip" | "auto")) if field.pointer == "/streams/0/compression" => {
+                        config["streams"][0]["format"] = json!("ndjson")
+                    }
                     (Some("flow"), Some("refresh_token")) => {
                         config["source"]["auth"]["refresh_token"] = json!("${env:REFRESH}")
                     }

@@ -172,6 +172,146 @@ fn validate_rest_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigErr
         }
         non_empty(&format!("{at}.incremental.param"), &incremental.param)?;
     }
+    validate_format(at, stream)
+}
+
+/// `format` and the keys that go with it: each key only with the formats that read it, and
+/// only the paginations that need nothing from the body with a body that is not JSON.
+fn validate_format(at: &str, stream: &StreamConfig) -> Result<(), ConfigError> {
+    use super::{BodyCompression, CsvOptions, Format};
+    use crate::pagination::config::PaginationConfig;
+    let format = stream.format;
+    let name = format.as_str();
+    if !matches!(format, Format::Csv | Format::Tsv) && stream.csv != CsvOptions::default() {
+        return Err(ConfigError::invalid(
+            format!("{at}.csv"),
+            format!("is read only with format: csv or tsv (the stream's format is {name})"),
+        ));
+    }
+    if format != Format::Xml && stream.xml.is_some() {
+        return Err(ConfigError::invalid(
+            format!("{at}.xml"),
+            format!("is read only with format: xml (the stream's format is {name})"),
+        ));
+    }
+    if format == Format::Json {
+        for (key, set) in [
+            ("encoding", stream.encoding.is_some()),
+            ("compression", stream.compression != BodyCompression::None),
+        ] {
+            if set {
+                return Err(ConfigError::invalid(
+                    format!("{at}.{key}"),
+                    "is read only with format: ndjson, csv, tsv or xml (a json body is UTF-8, and its \
+                     Content-Encoding is always decoded)",
+                ));
+            }
+        }
+        return Ok(());
+    }
+    if let Some(label) = &stream.encoding
+        && crate::records::format::encoding_for(label).is_none()
+    {
+        return Err(ConfigError::invalid(
+            format!("{at}.encoding"),
+            format!(
+                "`{label}` is not an encoding Landfall reads: use a WHATWG label of an ASCII-compatible \
+                 encoding (utf-8, windows-1251, iso-8859-1, koi8-r, shift_jis, gbk, ...)"
+            ),
+        ));
+    }
+    if !stream.records_path.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{at}.records_path"),
+            format!(
+                "is read only with format: json (a {name} body's records are its rows{})",
+                if format == Format::Xml {
+                    "; use xml.record_path"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    let unsupported = match &stream.pagination {
+        PaginationConfig::None {} | PaginationConfig::LinkHeader { .. } => None,
+        PaginationConfig::Offset { total_path, .. } => total_path.as_ref().map(|_| "pagination.total_path"),
+        PaginationConfig::PageNumber { total_pages_path, .. } => {
+            total_pages_path.as_ref().map(|_| "pagination.total_pages_path")
+        }
+        PaginationConfig::Cursor { .. } | PaginationConfig::NextUrl { .. } => Some("pagination.type"),
+    };
+    if let Some(key) = unsupported {
+        return Err(ConfigError::invalid(
+            format!("{at}.{key}"),
+            format!(
+                "a {name} body has no JSON document to read a page token or total from: with format: {name} \
+                 use pagination none, link_header, offset or page_number (without total_path / total_pages_path)"
+            ),
+        ));
+    }
+    if format.has_parsed_form() && !stream.redact.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{at}.redact"),
+            format!("is not supported with format: {name} yet: `_raw` keeps each row exactly as sent"),
+        ));
+    }
+    match format {
+        Format::Csv | Format::Tsv => {
+            let csv = &stream.csv;
+            let delimiter = match &csv.delimiter {
+                None => None,
+                Some(value) => Some(crate::records::format::ascii_char(value).ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("{at}.csv.delimiter"),
+                        "must be one ASCII character, not a line break",
+                    )
+                })?),
+            };
+            let quote = crate::records::format::ascii_char(&csv.quote).ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("{at}.csv.quote"),
+                    "must be one ASCII character, not a line break",
+                )
+            })?;
+            if delimiter.unwrap_or(if format == Format::Tsv { b'\t' } else { b',' }) == quote {
+                return Err(ConfigError::invalid(
+                    format!("{at}.csv.quote"),
+                    "must differ from the delimiter",
+                ));
+            }
+            if !csv.header && csv.columns.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{at}.csv.columns"),
+                    "names the columns when there is no header row (csv.header: false)",
+                ));
+            }
+            for (index, column) in csv.columns.iter().enumerate() {
+                if column.is_empty() || csv.columns[..index].contains(column) {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.csv.columns[{index}]"),
+                        format!("`{column}` must be a non-empty name, unique among the columns"),
+                    ));
+                }
+            }
+        }
+        Format::Xml => {
+            let Some(xml) = &stream.xml else {
+                return Err(ConfigError::invalid(
+                    format!("{at}.xml.record_path"),
+                    "is required with format: xml: the repeated element's names from the root, e.g. /ValCurs/Valute",
+                ));
+            };
+            let path = &xml.record_path;
+            if !path.starts_with('/') || path.len() < 2 || path[1..].split('/').any(|name| name.is_empty()) {
+                return Err(ConfigError::invalid(
+                    format!("{at}.xml.record_path"),
+                    format!("`{path}` must be element names from the root, each after a `/` (e.g. /ValCurs/Valute)"),
+                ));
+            }
+        }
+        Format::Json | Format::Ndjson => {}
+    }
     Ok(())
 }
 
@@ -256,6 +396,11 @@ fn validate_database_stream(
         ),
         ("parent", stream.parent.is_some()),
         ("deletes", stream.deletes.is_some()),
+        ("format", stream.format != super::Format::Json),
+        ("csv", stream.csv != super::CsvOptions::default()),
+        ("xml", stream.xml.is_some()),
+        ("encoding", stream.encoding.is_some()),
+        ("compression", stream.compression != super::BodyCompression::None),
     ];
     if let Some((key, _)) = http_only.into_iter().find(|(_, set)| *set) {
         return Err(ConfigError::invalid(
@@ -954,5 +1099,92 @@ mod tests {
         );
         let message = load(&config_with_stream(&long)).unwrap_err().to_string();
         assert!(message.contains("longer than 64 characters"), "{message}");
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use crate::config::{ConnectorConfig, Resolve};
+
+    fn refusal(stream: &str) -> String {
+        let text =
+            format!("version: 1\nsource: {{name: shop, base_url: 'https://api.test'}}\nstreams:\n  - {stream}\n");
+        match ConnectorConfig::from_yaml(&text, Resolve::References, &|_| None) {
+            Ok(_) => "accepted".to_owned(),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn formats_take_only_their_keys_and_paginations_that_need_nothing_from_the_body() {
+        for (stream, key) in [
+            (
+                "{name: o, path: /o, format: csv, pagination: {type: cursor, cursor_path: /next, cursor_param: c}}",
+                "streams[0].pagination.type",
+            ),
+            (
+                "{name: o, path: /o, format: xml, xml: {record_path: /a/b}, pagination: {type: next_url, next_url_path: /n}}",
+                "streams[0].pagination.type",
+            ),
+            (
+                "{name: o, path: /o, format: ndjson, pagination: {type: offset, limit: 10, total_path: /total}}",
+                "streams[0].pagination.total_path",
+            ),
+            (
+                "{name: o, path: /o, format: tsv, pagination: {type: page_number, total_pages_path: /pages}}",
+                "streams[0].pagination.total_pages_path",
+            ),
+            (
+                "{name: o, path: /o, format: csv, records_path: /data}",
+                "streams[0].records_path",
+            ),
+            ("{name: o, path: /o, csv: {delimiter: ';'}}", "streams[0].csv"),
+            (
+                "{name: o, path: /o, format: ndjson, xml: {record_path: /a/b}}",
+                "streams[0].xml",
+            ),
+            ("{name: o, path: /o, encoding: windows-1251}", "streams[0].encoding"),
+            ("{name: o, path: /o, compression: gzip}", "streams[0].compression"),
+            (
+                "{name: o, path: /o, format: csv, encoding: utf-16le}",
+                "streams[0].encoding",
+            ),
+            (
+                "{name: o, path: /o, format: csv, csv: {delimiter: ';;'}}",
+                "streams[0].csv.delimiter",
+            ),
+            (
+                "{name: o, path: /o, format: csv, csv: {quote: ','}}",
+                "streams[0].csv.quote",
+            ),
+            (
+                "{name: o, path: /o, format: csv, csv: {header: false}}",
+                "streams[0].csv.columns",
+            ),
+            (
+                "{name: o, path: /o, format: csv, csv: {columns: [a, a]}}",
+                "streams[0].csv.columns[1]",
+            ),
+            ("{name: o, path: /o, format: xml}", "streams[0].xml.record_path"),
+            (
+                "{name: o, path: /o, format: xml, xml: {record_path: ValCurs}}",
+                "streams[0].xml.record_path",
+            ),
+            (
+                "{name: o, path: /o, format: csv, redact: [{path: /email, action: drop}]}",
+                "streams[0].redact",
+            ),
+        ] {
+            let message = refusal(stream);
+            assert!(message.starts_with(&format!("{key}:")), "{stream}: {message}");
+        }
+        for stream in [
+            "{name: o, path: /o, format: csv, pagination: {type: offset, limit: 100}, encoding: windows-1251, compression: auto}",
+            "{name: o, path: /o, format: tsv, csv: {header: false, columns: [a, b]}, pagination: {type: link_header}}",
+            "{name: o, path: /o, format: xml, xml: {record_path: /ValCurs/Valute}, pagination: {type: page_number}}",
+            "{name: o, path: /o, format: ndjson, compression: gzip, redact: [{path: /email, action: drop}]}",
+        ] {
+            assert_eq!(refusal(stream), "accepted", "{stream}");
+        }
     }
 }

@@ -115,7 +115,19 @@ impl StreamJob {
                 let body = std::str::from_utf8(&page.body).expect("pages are checked to be UTF-8 when parsed");
                 let fields = PageFields::new(&page.endpoint, &page.extracted_at, page.number);
                 for record in page.records {
-                    let (raw, applied) = redactor.apply(&body[record.range.clone()]);
+                    // A csv, tsv or xml row lands as sent in `_raw`, its parsed form in
+                    // `_record` (such streams have no redaction rules: validate refuses them).
+                    let (raw, applied, parsed) = match &record.source_text {
+                        Some(text) => (
+                            std::borrow::Cow::Borrowed(&body[text.clone()]),
+                            Vec::new(),
+                            Some(&body[record.range.clone()]),
+                        ),
+                        None => {
+                            let (raw, applied) = redactor.apply(&body[record.range.clone()]);
+                            (raw, applied, None)
+                        }
+                    };
                     let sha256 = envelope::payload_sha256(&raw);
                     let redacted = (!redactor.is_empty()).then_some(applied.as_slice());
                     // A record that failed its checks goes to the dead letters, never
@@ -148,6 +160,7 @@ impl StreamJob {
                         error: violation,
                         raw_base64: None,
                         raw_length: None,
+                        record: parsed,
                     };
                     let loaded_at = crate::clock::now_rfc3339();
                     envelope::write_line(&mut line, &template, &fields, fields_of_record, &loaded_at, &raw);
@@ -235,6 +248,7 @@ impl StreamJob {
             error: Some(&dead.error),
             raw_base64: raw_base64.as_deref(),
             raw_length: dead.body.cut_from(),
+            record: None,
         };
         let mut line = Vec::with_capacity(raw.len() + 512);
         envelope::write_line(&mut line, template, &fields, record, &crate::clock::now_rfc3339(), raw);

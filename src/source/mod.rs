@@ -159,6 +159,7 @@ mod tests {
             cursor_value: cursor.map(Cursor::Integer),
             parent: None,
             violation: None,
+            source_text: None,
         }
     }
 

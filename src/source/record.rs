@@ -31,6 +31,10 @@ pub struct RecordMeta {
     pub parent: Option<ParentKey>,
     /// Set when the record fails validation: it goes to the dead letters.
     pub violation: Option<Violation>,
+    /// For a csv, tsv or xml row: where the row's text as sent (`_raw`) is in the page's
+    /// body; `range` then holds its parsed form (`_record`), which keys, cursors, checks
+    /// and schema drift read.
+    pub source_text: Option<Range<usize>>,
 }
 
 /// What the writer needs of each record, read the same way for pages in memory and pages
@@ -115,6 +119,7 @@ impl<'a> RecordReader<'a> {
             cursor: text,
             cursor_value,
             parent,
+            source_text: None,
         }
     }
 }

@@ -313,16 +313,16 @@ fn gzip_bomb() -> Vec<u8> {
 // Running the binary under measurement.
 // ---------------------------------------------------------------------------------------
 
-struct Measured {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    peak_rss_mib: u64,
+pub(crate) struct Measured {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) peak_rss_mib: u64,
 }
 
 impl Measured {
     /// No panic, the expected exit code, and peak RSS under the bound.
-    fn assert_sane(&self, exit: i32, attack: &str) {
+    pub(crate) fn assert_sane(&self, exit: i32, attack: &str) {
         eprintln!("{attack}: exit {:?}, peak RSS {} MiB", self.code, self.peak_rss_mib);
         assert!(
             !self.stderr.contains("panicked") && self.code != Some(101),
@@ -357,7 +357,7 @@ impl Measured {
 /// parent's high-water mark into a child spawned with `vfork` + `exec`, and this process holds
 /// every integration test, so it is large. The child's own `VmHWM` (`/proc/<pid>/status`,
 /// which starts afresh at `exec`) is sampled every 20 ms until it exits and covers the rest.
-async fn run_measured(config: &Path, envs: &[(&str, &str)]) -> Measured {
+pub(crate) async fn run_measured(config: &Path, envs: &[(&str, &str)]) -> Measured {
     run_measured_with(config, &[], envs).await
 }
 

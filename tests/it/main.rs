@@ -21,6 +21,7 @@ mod concurrency;
 mod connectors;
 mod database;
 mod fault_injection;
+mod formats;
 mod hostile;
 mod http;
 mod incremental;

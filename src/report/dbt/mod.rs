@@ -42,6 +42,15 @@ const ENVELOPE_TYPES: &[(&str, Kind)] = &[
     ("_raw", Kind::Text),
 ];
 
+/// The envelope's columns in a stream's files: `_record` too for csv, tsv and xml streams.
+fn envelope_types(stream: &crate::config::StreamConfig) -> Vec<(&'static str, Kind)> {
+    let mut types = ENVELOPE_TYPES.to_vec();
+    if stream.format.has_parsed_form() {
+        types.push(("_record", Kind::Text));
+    }
+    types
+}
+
 const MANIFEST_FILE: Kind = Kind::Struct(&[
     ("path", Kind::Text),
     ("rows", Kind::Int),
@@ -372,7 +381,7 @@ pub fn render_sources(config: &ConnectorConfig, options: &SourcesOptions) -> Str
                 "read_json_auto('${{landfall_landing_root}}/{source}/{name}/{part_glob}', format = 'newline_delimited', \
                  hive_partitioning = true, hive_types = {{'extracted_date': 'DATE', 'run_id': 'VARCHAR'}}, filename = true, \
                  columns = {})",
-                duckdb_struct(ENVELOPE_TYPES)
+                duckdb_struct(&envelope_types(stream))
             );
             w(format!("            external_location: {}", quoted(&location)));
         }
@@ -395,6 +404,11 @@ pub fn render_sources(config: &ConnectorConfig, options: &SourcesOptions) -> Str
             .map(|(column, kind)| format!("{}: {}", scalar(column), scalar(kind)))
             .collect();
         w(format!("              columns: {{{}}}", columns.join(", ")));
+        if stream.format.has_parsed_form() {
+            // `_raw` is the row as sent (a CSV line, an XML element): columns come from
+            // its parsed form.
+            w("              record_column: _record".into());
+        }
         match &stream.delete_marker {
             Some(marker) => {
                 let mut parts = vec![format!("field: {}", scalar(&marker.field))];
@@ -430,6 +444,21 @@ pub fn render_sources(config: &ConnectorConfig, options: &SourcesOptions) -> Str
                 ));
             }
             w(format!("            description: {}", quoted(description)));
+        }
+        if stream.format.has_parsed_form() {
+            w("          - name: _record".into());
+            if warehouse {
+                w(format!(
+                    "            data_type: {}",
+                    type_scalar(&adapter.sql_type(&Kind::Text))
+                ));
+            }
+            w(format!(
+                "            description: {}",
+                quoted(
+                    "The row's parsed form as JSON text (csv, tsv: header to value, all strings; xml: docs/contract.md section 3); declared columns are read from it."
+                )
+            ));
         }
         if let Some(expression) = adapter.file_column_expression() {
             w("          - name: filename".into());

@@ -258,7 +258,7 @@ impl FromStr for Adapter {
 }
 
 /// The type of a landed field, independent of the warehouse.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) enum Kind {
     Text,
     Timestamp,

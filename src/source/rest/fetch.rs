@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::{ConnectorConfig, StreamConfig};
+use crate::config::{ConnectorConfig, Format, StreamConfig};
 use crate::cursor::CursorFormat;
 use crate::error::ErrorCode;
 use crate::http::{HttpClient, HttpError, RequestContext, Response, SpilledBody};
@@ -59,6 +59,10 @@ impl Source for RestSource {
 
 /// The records of a spilled page go to the writer in pieces of about this many bytes.
 const SPILLED_PIECE: usize = 1 << 20;
+
+/// The rows of a body that is not JSON go to the writer in pieces of about this many bytes
+/// (each row twice: as sent and parsed).
+const ROWS_PIECE: usize = 256 << 10;
 
 /// One run through a stream's pages: a request builder, its bounds, the parent it belongs
 /// to, and the window records are filtered to (with `client_side_filter`).
@@ -237,7 +241,7 @@ impl RestSource {
             self.collect_parent_fields.as_deref(),
             validator,
         );
-        loop {
+        'pages: loop {
             if self.cancel.is_cancelled() {
                 return Err(Some(ReadError::Cancelled));
             }
@@ -294,6 +298,34 @@ impl RestSource {
                 stats.requests += u64::from(response.attempts);
                 stats.retries += u64::from(response.attempts - 1);
                 let mut response = response;
+                if self.stream.format != Format::Json {
+                    // Rows are landed as they are read: a page is not fetched again.
+                    stats.pages = number;
+                    let head = PageHead {
+                        number,
+                        endpoint: endpoint.clone(),
+                        extracted_at: crate::clock::now_rfc3339(),
+                        parent_key: parent.map(|parent| parent.key.clone()),
+                    };
+                    let next = self
+                        .land_rows(
+                            response,
+                            head,
+                            &mut paginator,
+                            &token,
+                            filter,
+                            &record_reader,
+                            sender,
+                            stats,
+                        )
+                        .await?;
+                    match next {
+                        Ok(Some(next)) => token = next,
+                        Ok(None) => return Ok(()),
+                        Err(error) => return Err(Some(error.into())),
+                    }
+                    continue 'pages;
+                }
                 let spilled = response.spilled.is_some();
                 let mut invalid = None;
                 if let Some(body) = response.spilled.take() {
@@ -579,6 +611,208 @@ impl RestSource {
         Ok(())
     }
 
+    /// Reads the rows of a page that is not one JSON document (`format: ndjson | csv | tsv
+    /// | xml`) from its body, in memory or spilled to a temporary file, decompressed as
+    /// `compression` says, and hands them to the writer in pieces of about
+    /// [`ROWS_PIECE`] bytes, each a page of its own with the page's number. A malformed
+    /// row is a dead letter with its exact bytes; a body that breaks off (malformed XML)
+    /// dead-letters its rest and fails the stream. Returns what the page says of the next.
+    #[allow(clippy::too_many_arguments)]
+    async fn land_rows(
+        &self,
+        mut response: Response,
+        head: PageHead,
+        paginator: &mut Paginator,
+        token: &PageToken,
+        filter: Option<&Window>,
+        reader: &RecordReader<'_>,
+        sender: &ItemSender,
+        stats: &mut ReadStats,
+    ) -> Result<Result<Option<PageToken>, PaginationError>, Option<ReadError>> {
+        use std::io::Seek;
+
+        use crate::records::format::{self, Next, RowReader};
+
+        let number = head.number;
+        let failed = |error: std::io::Error| Some(spill_error(number, &error));
+        let spec = self.stream.format_spec();
+        let content_type = response
+            .headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let (input, received): (Box<dyn std::io::BufRead + Send>, u64) = match response.spilled.take() {
+            Some(spilled) => {
+                let mut file = spilled.file;
+                file.seek(std::io::SeekFrom::Start(0)).map_err(failed)?;
+                (
+                    Box::new(std::io::BufReader::with_capacity(256 << 10, file)),
+                    spilled.len,
+                )
+            }
+            None => {
+                let body = std::mem::take(&mut response.body);
+                let len = body.len() as u64;
+                (Box::new(std::io::Cursor::new(body)), len)
+            }
+        };
+        let input = format::decompressed(
+            input,
+            self.stream.compression,
+            content_type.as_deref(),
+            self.config.source.max_response_size.0,
+        )
+        .map_err(failed)?;
+        let mut rows = RowReader::new(&spec, input);
+        let mut digest = RecordsDigest::default();
+        let (mut read, mut kept) = (0usize, 0usize);
+        let mut broken = None;
+        let dead = |bytes: DeadBody, code: &'static str, message: String| {
+            Item::DeadPage(DeadPage {
+                number,
+                endpoint: head.endpoint.clone(),
+                extracted_at: head.extracted_at.clone(),
+                body: bytes,
+                error: Violation {
+                    code,
+                    message: format!("request {}: {message}", response.request_id),
+                    path: String::new(),
+                },
+            })
+        };
+        let mut ended = false;
+        while !ended {
+            let mut body = String::with_capacity(ROWS_PIECE + ROWS_PIECE / 4);
+            let mut metas = Vec::new();
+            while body.len() < ROWS_PIECE {
+                let next = match rows.next_row() {
+                    Ok(next) => next,
+                    Err(error) => {
+                        // A corrupt gzip stream, a body past max_response_size once
+                        // decompressed (recorded like RESPONSE_TOO_LARGE, without its
+                        // bytes), or a local disk error: the rows read so far land.
+                        let message = format!("the body could not be read on: {error}");
+                        if error.to_string() == format::TOO_LARGE {
+                            let item = dead(
+                                DeadBody::Whole(Bytes::new()),
+                                ErrorCode::ResponseTooLarge.as_str(),
+                                message.clone(),
+                            );
+                            if sender.send(item).await.is_err() {
+                                return Err(None);
+                            }
+                        }
+                        broken = Some(message);
+                        ended = true;
+                        break;
+                    }
+                };
+                match next {
+                    Next::Row { raw, record } => {
+                        read += 1;
+                        digest.push(raw.as_bytes());
+                        let meta = match record {
+                            Some(record) => {
+                                let Ok(value) = serde_json::from_str::<&RawValue>(&record) else {
+                                    return Err(Some(ReadError::Task("a row's parsed form is not JSON".to_owned())));
+                                };
+                                let range = body.len()..body.len() + record.len();
+                                let mut meta = reader.meta(value, range, &mut stats.schema);
+                                body.push_str(&record);
+                                let start = body.len();
+                                body.push_str(&raw);
+                                meta.source_text = Some(start..body.len());
+                                meta
+                            }
+                            None => {
+                                let Ok(value) = serde_json::from_str::<&RawValue>(&raw) else {
+                                    return Err(Some(ReadError::Task("an ndjson row is not JSON".to_owned())));
+                                };
+                                let range = body.len()..body.len() + raw.len();
+                                let meta = reader.meta(value, range, &mut stats.schema);
+                                body.push_str(&raw);
+                                meta
+                            }
+                        };
+                        metas.push(meta);
+                    }
+                    Next::Malformed { bytes, message } => {
+                        read += 1;
+                        stats.rows_read += 1;
+                        let item = dead(DeadBody::Whole(Bytes::from(bytes)), "PARSING_ERROR", message);
+                        if sender.send(item).await.is_err() {
+                            return Err(None);
+                        }
+                    }
+                    Next::Fatal(rest) => {
+                        let body = if rest.len as usize == rest.head.len() {
+                            DeadBody::Whole(Bytes::from(rest.head))
+                        } else {
+                            DeadBody::Head {
+                                head: Bytes::from(rest.head),
+                                len: rest.len,
+                                sha256: rest.sha256,
+                            }
+                        };
+                        let message = format!("{}; the body's rest from there is in this dead letter", rest.message);
+                        if sender.send(dead(body, "PARSING_ERROR", message)).await.is_err() {
+                            return Err(None);
+                        }
+                        broken = Some(rest.message);
+                        ended = true;
+                        break;
+                    }
+                    Next::End => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            stats.rows_read += metas.len() as u64;
+            stats.filtered_rows += source::keep_in_window(&mut metas, filter);
+            kept += metas.len();
+            if metas.is_empty() {
+                continue;
+            }
+            let piece = Page {
+                number,
+                endpoint: head.endpoint.clone(),
+                extracted_at: head.extracted_at.clone(),
+                body: Bytes::from(body),
+                records: metas,
+                parent_key: head.parent_key.clone(),
+            };
+            if sender.send(Item::Page(piece)).await.is_err() {
+                return Err(None);
+            }
+        }
+        self.events.page_fetched(
+            &self.stream.name,
+            number,
+            &response.request_id,
+            response.status,
+            kept,
+            received as usize,
+            response.elapsed.as_millis() as u64,
+        );
+        if let Some(message) = broken {
+            return Err(Some(ReadError::Records {
+                page: number,
+                endpoint: head.endpoint,
+                request_id: response.request_id,
+                source: records::RecordsError::Rows(message),
+            }));
+        }
+        let view = PageView {
+            url: &response.url,
+            headers: &response.headers,
+            document: None,
+            records: read,
+            records_digest: digest.finish(),
+        };
+        Ok(paginator.next(token, &view))
+    }
+
     /// The request for the page `token` (page `number` of the stream), as a task of its own.
     fn send_page(
         &self,
@@ -725,6 +959,7 @@ mod tests {
                 cursor_value: None,
                 parent: None,
                 violation: None,
+                source_text: None,
             })
             .collect();
         mark_replaced_bytes(body.as_bytes(), &mut records);
