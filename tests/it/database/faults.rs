@@ -317,14 +317,20 @@ pub async fn sigkill_at_random_moments(kind: &str, url: &str, mut db: Database, 
         trial += 1;
         let run_id = uuid::Uuid::now_v7().to_string();
         let stored_before = ws.part_files("db", "items").len();
-        // The moment: after `parts` more parts are stored, plus up to 150 ms; one run in five
-        // is let finish, so the checkpoint moves in every mode.
+        // The moment: after `parts` more parts are stored, plus up to 150 ms; every fourth run
+        // is let finish, so the checkpoint moves between kills in every mode (an xmin
+        // checkpoint moves only when a run finishes).
         let parts = kills.rng.random_range(0..=6);
         let delay = Duration::from_millis(kills.rng.random_range(0..150));
-        let finish = kills.rng.random_ratio(1, 5);
+        let finish = trial % 4 == 0;
         let context = format!(
-            "seed {seed}, trial {trial} (kill {}), run {run_id}, killed {delay:?} after {parts} parts stored",
-            kills.kills + 1
+            "seed {seed}, trial {trial} (kill {}), run {run_id}, {}",
+            kills.kills + 1,
+            if finish {
+                "let finish".to_owned()
+            } else {
+                format!("killed {delay:?} after {parts} parts stored")
+            }
         );
         let moment = async {
             if finish {
