@@ -324,8 +324,8 @@ pub async fn sigkill_at_random_moments(kind: &str, url: &str, mut db: Database, 
         let delay = Duration::from_millis(kills.rng.random_range(0..150));
         let finish = trial % 4 == 0;
         let context = format!(
-            "seed {seed}, trial {trial} (kill {}), run {run_id}, {}",
-            kills.kills + 1,
+            "seed {seed}, trial {trial} ({} kills before), run {run_id}, {}",
+            kills.kills,
             if finish {
                 "let finish".to_owned()
             } else {
