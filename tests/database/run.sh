@@ -7,6 +7,9 @@
 #   tests/database/run.sh            # what `scripts/test integration` runs
 #   tests/database/run.sh NAME       # only database tests whose name contains NAME
 #   tests/database/run.sh dbt        # only the dbt build over the PostgreSQL example
+#   tests/database/run.sh fault      # only the fault-injection cases (tests/it/database/faults.rs
+#                                    # and the xmin one): seeded SIGKILLs mid-chunk and reruns,
+#                                    # LANDFALL_FAULT_TRIALS kills per case (8), LANDFALL_FAULT_SEED
 #
 # Last, tests/dbt/test_database_source.py: config-examples/postgres.yaml landed from this
 # PostgreSQL, `landfall dbt-sources --staging` and `dbt build` with the project's tests (about

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 mod discover;
+mod faults;
 mod mysql;
 mod postgres;
 mod postgres_xmin;
@@ -69,12 +70,13 @@ pub fn config(ws: &Workspace, kind: &str, source_extra: &str, streams: &str) -> 
     ))
 }
 
-/// Lands `config`'s records in parts of 2,000, so a read stores several parts (and moves
-/// its checkpoint) long before it ends.
-pub fn small_parts(config: &std::path::Path) {
-    let text = std::fs::read_to_string(config)
-        .unwrap()
-        .replace("landing:\n  url:", "landing:\n  part_max_records: 2000\n  url:");
+/// Lands `config`'s records in parts of `records` (2,000, say), so a read stores several
+/// parts (and moves its checkpoint) long before it ends.
+pub fn small_parts(config: &std::path::Path, records: u32) {
+    let text = std::fs::read_to_string(config).unwrap().replace(
+        "landing:\n  url:",
+        &format!("landing:\n  part_max_records: {records}\n  url:"),
+    );
     std::fs::write(config, text).unwrap();
 }
 
@@ -128,56 +130,6 @@ pub fn ids(records: &[serde_json::Value]) -> Vec<i64> {
     ids
 }
 
-/// SIGKILLs `landfall run` while it reads `table` (`rows` rows with ids 1 to `rows` and an
-/// `updated_at` cursor, enough for several parts) from the `kind` source at `url`, then checks
-/// that no checkpoint passed a stored row and that a rerun lands every row at least once.
-pub async fn sigkill_mid_read_then_rerun(kind: &str, url: &str, table: &str, rows: i64) {
-    let ws = Workspace::new();
-    let config = config(
-        &ws,
-        kind,
-        "",
-        &format!(
-            "  - {{name: items, table: {table}, primary_key: [id], chunk_size: 500, incremental: {{cursor_field: updated_at, start: '2024-01-01T00:00:00Z'}}}}\n"
-        ),
-    );
-    small_parts(&config);
-    let mut child = spawn(&config, url, &["--lease-ttl", "2s"]);
-    assert!(parts_stored(&ws, 2).await, "two parts were stored before the kill");
-    child.start_kill().unwrap();
-    let status = child.wait().await.unwrap();
-    assert!(!status.success(), "killed mid-read");
-
-    // The checkpoint never passes a stored row.
-    let landed = records(&ws, "items");
-    assert!(
-        (landed.len() as i64) < rows,
-        "killed before the end ({} rows landed)",
-        landed.len()
-    );
-    let instant = |text: &str| chrono::DateTime::parse_from_rfc3339(text).expect("RFC 3339");
-    if let Some(state) = ws.state("db", "items") {
-        let checkpoint = instant(state["cursor"].as_str().unwrap());
-        let newest = landed
-            .iter()
-            .map(|record| instant(record["updated_at"].as_str().unwrap()))
-            .max()
-            .unwrap();
-        assert!(
-            checkpoint <= newest,
-            "checkpoint {checkpoint} is past the newest stored row {newest}"
-        );
-    }
-
-    // A rerun, once the killed run's lease expired, lands every row.
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let output = run(&config, url, &[]).await;
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    let mut all = ids(&records(&ws, "items"));
-    all.dedup();
-    assert_eq!(all, (1..=rows).collect::<Vec<_>>(), "every row at least once");
-}
-
 /// The peak resident set (`VmHWM`, KiB) of process `pid`, read from `/proc` until it exits.
 pub async fn peak_rss_kib(pid: u32) -> u64 {
     let mut peak = 0;
@@ -217,7 +169,7 @@ pub async fn server_restart_mid_read(kind: &str, url: &str, table: &str, rows: i
         "retry: {max_attempts: 12, initial_delay: 250ms, max_delay: 2s}",
     );
     std::fs::write(&config, text).unwrap();
-    small_parts(&config);
+    small_parts(&config, 2000);
     let child = spawn(&config, url, &[]);
     assert!(parts_stored(&ws, 1).await, "a part was stored before the restart");
     let script = std::env::var(restart)

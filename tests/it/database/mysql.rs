@@ -8,7 +8,7 @@ use crate::common::{self, Workspace};
 
 /// A fresh database `name` (dropped first) on the suite's server, and a connection to it in
 /// UTC, for one test's tables.
-async fn database(name: &str) -> mysql_async::Conn {
+pub(super) async fn database(name: &str) -> mysql_async::Conn {
     let mut admin = mysql_async::Conn::from_url(mysql_url())
         .await
         .expect("the suite's MariaDB accepts connections");
@@ -25,7 +25,7 @@ async fn database(name: &str) -> mysql_async::Conn {
 }
 
 /// The suite's URL with database `name`.
-fn url(name: &str) -> String {
+pub(super) fn url(name: &str) -> String {
     with_database(&mysql_url(), name)
 }
 
@@ -326,15 +326,6 @@ async fn a_server_restart_mid_read_is_resumed_after_the_last_row_read() {
         "LANDFALL_TEST_MYSQL_RESTART",
     )
     .await;
-}
-
-#[tokio::test]
-#[ignore = "needs the servers of tests/database/run.sh"]
-async fn a_sigkill_mid_read_then_a_rerun_lands_every_row_and_no_unstored_checkpoint() {
-    let mut conn = database("lf_my_kill").await;
-    items(&mut conn, 30_000).await;
-    drop(conn);
-    super::sigkill_mid_read_then_rerun("mysql", &url("lf_my_kill"), "items", 30_000).await;
 }
 
 #[tokio::test]

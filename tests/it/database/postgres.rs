@@ -594,7 +594,7 @@ async fn a_table_dropped_during_a_read_waits_for_it_then_is_a_config_error_namin
         "",
         "  - {name: items, table: lf_dropped.items, primary_key: [id], chunk_size: 100}\n",
     );
-    super::small_parts(&config);
+    super::small_parts(&config, 2000);
     let child = super::spawn(&config, &postgres_url(), &[]);
     assert!(super::parts_stored(&ws, 1).await, "a part was stored before the drop");
     // The read holds the table's ACCESS SHARE lock until its transaction ends: the DROP waits
@@ -659,14 +659,6 @@ async fn very_wide_rows_land_exactly_in_bounded_memory() {
     let peak = peak.await.unwrap();
     eprintln!("very wide rows: peak RSS {peak} KiB");
     assert!(peak > 0 && peak < 140 * 1024, "peak RSS {peak} KiB");
-}
-
-#[tokio::test]
-#[ignore = "needs the servers of tests/database/run.sh"]
-async fn a_sigkill_mid_read_then_a_rerun_lands_every_row_and_no_unstored_checkpoint() {
-    let client = schema("lf_kill").await;
-    items(&client, "lf_kill", 30_000).await;
-    super::sigkill_mid_read_then_rerun("postgres", &postgres_url(), "lf_kill.items", 30_000).await;
 }
 
 #[tokio::test]

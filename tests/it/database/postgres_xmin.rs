@@ -226,3 +226,19 @@ async fn the_xmin_widening_is_exact_across_epochs() {
         );
     }
 }
+
+/// The fault-injection series (`faults.rs`) over an xmin stream: here, since the xmin tests
+/// run alone.
+#[tokio::test]
+#[ignore = "needs the servers of tests/database/run.sh"]
+async fn fault_injection_sigkill_at_random_moments() {
+    let client = schema("lf_fault_xmin").await;
+    super::faults::sigkill_at_random_moments(
+        "postgres",
+        &postgres_url(),
+        super::faults::Database::Postgres(client),
+        "lf_fault_xmin.items",
+        super::faults::Mode::Xmin,
+    )
+    .await;
+}
