@@ -216,9 +216,44 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// The server-certificate error somewhere in `error`'s chain, if a TLS handshake failed
+/// because the peer's certificate did not verify (an unknown CA, a host name it does not
+/// name, an expired certificate). rustls's error reaches reqwest and the database drivers
+/// inside an `io::Error`, whose `source()` skips what it wraps, so those are opened too.
+pub fn certificate_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::CertificateError> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(rustls::Error::InvalidCertificate(certificate)) = error.downcast_ref::<rustls::Error>() {
+            return Some(certificate);
+        }
+        if let Some(inner) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| certificate_error(inner))
+        {
+            return Some(inner);
+        }
+        next = error.source();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_error_inside_io_errors_is_found() {
+        let rustls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls);
+        let outer = std::io::Error::other(io);
+        assert_eq!(
+            certificate_error(&outer),
+            Some(&rustls::CertificateError::UnknownIssuer)
+        );
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(certificate_error(&refused).is_none());
+    }
 
     /// `docs/events.md` lists every stage a `stream_failed` event can carry.
     #[test]

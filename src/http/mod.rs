@@ -692,6 +692,20 @@ impl HttpClient {
                     refused.to_string(),
                 ));
             }
+            if let Some(certificate) = crate::error::certificate_error(&failure) {
+                // Met again by every retry and every rerun: a config error, not retried.
+                return Failure::from(request.error(
+                    ErrorCode::ConfigError,
+                    None,
+                    false,
+                    Subsystem::Transport,
+                    Reason::Connect,
+                    format!(
+                        "the server's TLS certificate did not verify: {certificate} (trust the CA that signed it \
+                         with source.tls.ca_file, and use a host name the certificate names)"
+                    ),
+                ));
+            }
             let (code, reason) = error::classify_transport(&failure);
             Failure::from(request.error(
                 code,

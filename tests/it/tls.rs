@@ -143,12 +143,38 @@ async fn private_ca_and_client_certificate() {
     let error = without_identity.send(&spec, CONTEXT).await.unwrap_err();
     assert_eq!(error.code, ErrorCode::NetworkError, "{error}");
 
-    // Without the private CA the server is not trusted.
+    // Without the private CA the server is not trusted: a config error (every retry and
+    // rerun would meet it again), naming the key that fixes it.
     let (untrusting, spec) = client(&base, "{}");
     let error = untrusting.send(&spec, CONTEXT).await.unwrap_err();
-    assert_eq!(error.code, ErrorCode::NetworkError);
-    assert!(error.to_string().to_lowercase().contains("certificate"), "{error}");
+    assert_eq!(error.code, ErrorCode::ConfigError, "{error}");
+    assert!(!error.retryable, "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains("certificate did not verify") && text.contains("UnknownIssuer"),
+        "{text}"
+    );
+    assert!(text.contains("source.tls.ca_file"), "{text}");
     assert_eq!(server.counts.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_fails_the_run_once_with_exit_1() {
+    let pki = Pki::new();
+    let server = CountingServer::start(Some(pki.acceptor(false, rustls::ALL_VERSIONS)), Duration::ZERO).await;
+    let ws = Workspace::new();
+    let config = ws.config(&format!(
+        "version: 1\nsource:\n  name: shop\n  base_url: https://localhost:{}\n  retry: {{max_attempts: 4, initial_delay: 10ms}}\nstreams: [{{name: items, path: /items}}]\nlanding: {{url: '{{landing}}'}}\n",
+        server.addr.port()
+    ));
+    let output = landfall(&["run", "--config", config.to_str().unwrap()], &[]).await;
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("CONFIG_ERROR") && text.contains("source.tls.ca_file"),
+        "{text}"
+    );
+    assert!(!text.contains("request_retried"), "not retried: {text}");
 }
 
 #[tokio::test]

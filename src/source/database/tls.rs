@@ -7,29 +7,9 @@ use std::error::Error;
 
 use super::DatabaseError;
 
-/// The certificate error somewhere in `error`'s chain: rustls's error reaches the drivers
-/// inside an `io::Error`, whose `source()` skips what it wraps, so those are opened too.
-fn certificate_error<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a rustls::CertificateError> {
-    let mut next = Some(error);
-    while let Some(error) = next {
-        if let Some(rustls::Error::InvalidCertificate(certificate)) = error.downcast_ref::<rustls::Error>() {
-            return Some(certificate);
-        }
-        if let Some(inner) = error
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| certificate_error(inner))
-        {
-            return Some(inner);
-        }
-        next = error.source();
-    }
-    None
-}
-
 /// `Some` when `error` is a server certificate that did not verify.
 pub(super) fn certificate_failure(error: &(dyn Error + 'static), doing: &str) -> Option<DatabaseError> {
-    let certificate = certificate_error(error)?;
+    let certificate = crate::error::certificate_error(error)?;
     Some(DatabaseError::config(format!(
         "{doing}: the server's TLS certificate did not verify: {certificate} \
          (trust the CA that signed it with source.tls.ca_file, and connect with a host name the certificate names)"
