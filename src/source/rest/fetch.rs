@@ -581,23 +581,7 @@ impl RestSource {
                 body.extend_from_slice(&record);
                 metas.push(reader.meta(raw, start..body.len(), &mut stats.schema));
             }
-            stats.rows_read += metas.len() as u64;
-            stats.filtered_rows += source::keep_in_window(&mut metas, filter);
-            kept += metas.len();
-            if metas.is_empty() {
-                continue;
-            }
-            let piece = Page {
-                number: head.number,
-                endpoint: head.endpoint.clone(),
-                extracted_at: head.extracted_at.clone(),
-                body: Bytes::from(body),
-                records: metas,
-                parent_key: head.parent_key.clone(),
-            };
-            if sender.send(Item::Page(piece)).await.is_err() {
-                return Err(None);
-            }
+            kept += head.send_piece(Bytes::from(body), metas, filter, sender, stats).await?;
         }
         self.events.page_fetched(
             &self.stream.name,
@@ -768,23 +752,7 @@ impl RestSource {
                     }
                 }
             }
-            stats.rows_read += metas.len() as u64;
-            stats.filtered_rows += source::keep_in_window(&mut metas, filter);
-            kept += metas.len();
-            if metas.is_empty() {
-                continue;
-            }
-            let piece = Page {
-                number,
-                endpoint: head.endpoint.clone(),
-                extracted_at: head.extracted_at.clone(),
-                body: Bytes::from(body),
-                records: metas,
-                parent_key: head.parent_key.clone(),
-            };
-            if sender.send(Item::Page(piece)).await.is_err() {
-                return Err(None);
-            }
+            kept += head.send_piece(Bytes::from(body), metas, filter, sender, stats).await?;
         }
         self.events.page_fetched(
             &self.stream.name,
@@ -852,12 +820,42 @@ pub(crate) fn interpolate(stream: &StreamConfig, values: &[(String, String)]) ->
     stream
 }
 
-/// What the pieces of a spilled page share.
+/// What the pieces of a page read piece by piece (spilled, or not one JSON document) share.
 struct PageHead {
     number: u64,
     endpoint: String,
     extracted_at: String,
     parent_key: Option<String>,
+}
+
+impl PageHead {
+    /// Counts a piece's records, drops those outside the window, and sends the rest to the
+    /// writer as a page of their own with the page's number. Returns the records sent.
+    async fn send_piece(
+        &self,
+        body: Bytes,
+        mut records: Vec<RecordMeta>,
+        filter: Option<&Window>,
+        sender: &ItemSender,
+        stats: &mut ReadStats,
+    ) -> Result<usize, Option<ReadError>> {
+        stats.rows_read += records.len() as u64;
+        stats.filtered_rows += source::keep_in_window(&mut records, filter);
+        let kept = records.len();
+        if kept == 0 {
+            return Ok(0);
+        }
+        let piece = Page {
+            number: self.number,
+            endpoint: self.endpoint.clone(),
+            extracted_at: self.extracted_at.clone(),
+            body,
+            records,
+            parent_key: self.parent_key.clone(),
+        };
+        sender.send(Item::Page(piece)).await.map_err(|_| None)?;
+        Ok(kept)
+    }
 }
 
 fn parent_keys_error(error: &std::io::Error) -> ReadError {
