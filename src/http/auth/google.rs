@@ -79,6 +79,9 @@ impl ServiceAccountKey {
             .private_key
             .filter(|key| !key.trim().is_empty())
             .ok_or("is not a service-account key: it has no private_key")?;
+        // Never printed; registered in the form the JSON unescapes it to, in case a
+        // message ever quotes it (the key file's text as a whole is registered on load).
+        crate::redact::register(pem.trim());
         let key = parse_rsa_pem(&pem)?;
         Ok(Self {
             client_email,
