@@ -1,5 +1,6 @@
-//! OAuth 2.0 access tokens (`client_credentials` and `refresh_token` grants): fetched
-//! lazily, cached, refreshed before they expire and once more on a 401 or 403.
+//! OAuth 2.0 access tokens (`client_credentials` and `refresh_token` grants, and the JWT
+//! bearer grant of a Google service account, its assertions signed by [`super::google`]):
+//! fetched lazily, cached, refreshed before they expire and once more on a 401 or 403.
 //!
 //! Many vendors rotate refresh tokens: each refresh answers with a new one and revokes the
 //! old. The new token is used for the rest of the run and saved at once through the
