@@ -173,6 +173,12 @@ fn auth() -> Value {
                 ("timestamp_header", with(nullable_string("Header carrying the timestamp; null sends none"), "default", json!("X-Timestamp"))),
                 ("timestamp_format", enumeration("How the timestamp is written", &["unix", "unix_ms", "rfc3339"], "unix")),
             ]),
+            variant("google_service_account", "Google service account (JWT bearer grant)", &["key", "scopes"], vec![
+                ("key", secret("The service account's JSON key, e.g. ${file:/run/secrets/key.json}")),
+                ("scopes", json!({"type": "array", "description": "Scopes requested (at least one), e.g. https://www.googleapis.com/auth/spreadsheets.readonly", "items": {"type": "string", "minLength": 1}, "minItems": 1})),
+                ("subject", nullable_string("User to act as through domain-wide delegation (the assertion's sub)")),
+                ("token_url", nullable_string("Token endpoint; default: the key's token_uri, else https://oauth2.googleapis.com/token")),
+            ]),
         ],
     })
 }
@@ -992,7 +998,15 @@ mod tests {
                 published_fields("/properties/landing/properties/retry", None),
             ),
         ];
-        for kind in ["none", "api_key", "bearer", "basic", "oauth2", "hmac"] {
+        for kind in [
+            "none",
+            "api_key",
+            "bearer",
+            "basic",
+            "oauth2",
+            "hmac",
+            "google_service_account",
+        ] {
             checked.push((
                 "source.auth",
                 accepted_fields::<crate::http::config::AuthConfig>(json!({"type": kind})),
@@ -1100,6 +1114,9 @@ mod tests {
                 json!({"flow": "client_credentials", "token_url": "https://auth.test/token", "client_id": "landfall", "client_secret": "${env:SECRET}"})
             }
             "hmac" => json!({"secret": "${env:SECRET}"}),
+            "google_service_account" => {
+                json!({"key": "${file:/run/secrets/key.json}", "scopes": ["https://www.googleapis.com/auth/spreadsheets.readonly"]})
+            }
             _ => json!({}),
         }
     }

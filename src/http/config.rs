@@ -256,6 +256,23 @@ pub enum AuthConfig {
         #[serde(default)]
         timestamp_format: HmacTimestampFormat,
     },
+    /// A Google service account: a JWT signed with its private key (RS256) is exchanged for
+    /// an access token (RFC 7523 JWT bearer grant), cached and refreshed like an OAuth 2.0
+    /// token.
+    GoogleServiceAccount {
+        /// The service account's JSON key, e.g. `${file:/run/secrets/key.json}`.
+        #[serde(skip_serializing)]
+        key: Secret,
+        /// Scopes requested, joined by spaces into the assertion's `scope`; at least one.
+        scopes: Vec<String>,
+        /// The user to act as (domain-wide delegation), the assertion's `sub`. Default: none.
+        #[serde(default)]
+        subject: Option<String>,
+        /// The token endpoint. Default: the key's `token_uri`, else
+        /// `https://oauth2.googleapis.com/token`.
+        #[serde(default)]
+        token_url: Option<String>,
+    },
 }
 
 impl Default for AuthConfig {
@@ -316,7 +333,7 @@ pub enum HmacTimestampFormat {
     Rfc3339,
 }
 
-fn default_refresh_margin() -> HumanDuration {
+pub(crate) fn default_refresh_margin() -> HumanDuration {
     HumanDuration::from_secs(60)
 }
 fn default_hmac_header_value() -> String {
@@ -357,6 +374,7 @@ impl AuthConfig {
                 secrets
             }
             AuthConfig::Hmac { secret, .. } => vec![("secret", secret)],
+            AuthConfig::GoogleServiceAccount { key, .. } => vec![("key", key)],
         }
     }
 
@@ -369,6 +387,7 @@ impl AuthConfig {
             AuthConfig::Basic { .. } => "basic",
             AuthConfig::OAuth2 { .. } => "oauth2",
             AuthConfig::Hmac { .. } => "hmac",
+            AuthConfig::GoogleServiceAccount { .. } => "google_service_account",
         }
     }
 }
@@ -867,6 +886,23 @@ impl SourceConfig {
         }
     }
 
+    /// A token endpoint: https, or http to loopback or with `allow_insecure_http`.
+    fn validate_token_url(&self, key: &str, token_url: &str) -> Result<(), ConfigError> {
+        if has_reference(token_url) {
+            return Ok(());
+        }
+        let url = Url::parse(token_url)
+            .map_err(|error| ConfigError::invalid(key, format!("`{token_url}` is not a URL: {error}")))?;
+        match url.scheme() {
+            "https" => Ok(()),
+            "http" if self.allow_insecure_http || is_loopback(&url) => Ok(()),
+            _ => Err(ConfigError::invalid(
+                key,
+                "the token endpoint must use https:// (plain http only to loopback or with source.allow_insecure_http)",
+            )),
+        }
+    }
+
     fn validate_auth(&self) -> Result<(), ConfigError> {
         match &self.auth {
             AuthConfig::None {} | AuthConfig::Bearer { .. } | AuthConfig::Basic { .. } => Ok(()),
@@ -885,20 +921,38 @@ impl SourceConfig {
                         "the refresh_token flow needs a refresh_token",
                     ));
                 }
-                if has_reference(token_url) {
+                self.validate_token_url("source.auth.token_url", token_url)
+            }
+            AuthConfig::GoogleServiceAccount {
+                key,
+                scopes,
+                subject,
+                token_url,
+            } => {
+                if scopes.is_empty() {
+                    return Err(ConfigError::invalid(
+                        "source.auth.scopes",
+                        "at least one scope is needed, e.g. https://www.googleapis.com/auth/spreadsheets.readonly",
+                    ));
+                }
+                for scope in scopes {
+                    non_empty("source.auth.scopes", scope)?;
+                }
+                if let Some(subject) = subject {
+                    non_empty("source.auth.subject", subject)?;
+                }
+                if let Some(token_url) = token_url {
+                    self.validate_token_url("source.auth.token_url", token_url)?;
+                }
+                if has_reference(key.expose()) {
                     return Ok(());
                 }
-                let url = Url::parse(token_url).map_err(|error| {
-                    ConfigError::invalid("source.auth.token_url", format!("`{token_url}` is not a URL: {error}"))
-                })?;
-                match url.scheme() {
-                    "https" => Ok(()),
-                    "http" if self.allow_insecure_http || is_loopback(&url) => Ok(()),
-                    _ => Err(ConfigError::invalid(
-                        "source.auth.token_url",
-                        "the token endpoint must use https:// (plain http only to loopback or with source.allow_insecure_http)",
-                    )),
+                let key = super::auth::google::ServiceAccountKey::parse(key.expose())
+                    .map_err(|message| ConfigError::invalid("source.auth.key", message))?;
+                if token_url.is_none() {
+                    self.validate_token_url("source.auth.key", key.token_uri())?;
                 }
+                Ok(())
             }
             AuthConfig::Hmac {
                 header,

@@ -22,6 +22,7 @@ mod connectors;
 mod database;
 mod fault_injection;
 mod formats;
+mod google_auth;
 mod hostile;
 mod http;
 mod incremental;

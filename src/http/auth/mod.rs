@@ -1,8 +1,10 @@
 //! Request authentication from `source.auth`: static credentials here, OAuth 2.0 tokens in
-//! [`oauth2`], request signatures in [`hmac`]. Every credential header is marked
+//! [`oauth2`] (Google service accounts too, their assertions signed in [`google`]), request
+//! signatures in [`hmac`]. Every credential header is marked
 //! sensitive; every secret that appears at run time (a fetched token, a rotated refresh
 //! token) is registered with [`crate::redact`] before it is used.
 
+pub mod google;
 pub mod hmac;
 pub mod oauth2;
 
@@ -131,6 +133,9 @@ impl Authenticator {
             }
             AuthConfig::OAuth2 { .. } => Scheme::OAuth2(Arc::new(oauth2::OAuth2::new(config, source)?)),
             AuthConfig::Hmac { .. } => Scheme::Hmac(hmac::HmacSigner::new(config)?),
+            AuthConfig::GoogleServiceAccount { .. } => {
+                Scheme::OAuth2(Arc::new(oauth2::OAuth2::google_service_account(config, source)?))
+            }
         };
         Ok(Self {
             scheme: Arc::new(scheme),

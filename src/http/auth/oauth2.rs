@@ -1,5 +1,6 @@
-//! OAuth 2.0 access tokens (`client_credentials` and `refresh_token` grants): fetched
-//! lazily, cached, refreshed before they expire and once more on a 401 or 403.
+//! OAuth 2.0 access tokens (`client_credentials` and `refresh_token` grants, and the JWT
+//! bearer grant of a Google service account, its assertions signed by [`super::google`]):
+//! fetched lazily, cached, refreshed before they expire and once more on a 401 or 403.
 //!
 //! Many vendors rotate refresh tokens: each refresh answers with a new one and revokes the
 //! old. The new token is used for the rest of the run and saved at once through the
@@ -165,6 +166,15 @@ pub(crate) struct OAuth2 {
     source: String,
     store: OnceLock<Arc<dyn CredentialStore>>,
     state: tokio::sync::Mutex<TokenState>,
+    /// Set for a Google service account: tokens come from the JWT bearer grant, the client
+    /// proving itself with a signed assertion instead of a client secret.
+    jwt_bearer: Option<JwtBearer>,
+}
+
+/// The signer of a JWT bearer grant's assertions.
+struct JwtBearer {
+    key: super::google::ServiceAccountKey,
+    subject: Option<String>,
 }
 
 impl std::fmt::Debug for OAuth2 {
@@ -221,7 +231,55 @@ impl OAuth2 {
             source: source.to_owned(),
             store: OnceLock::new(),
             state: tokio::sync::Mutex::new(TokenState::default()),
+            jwt_bearer: None,
         })
+    }
+
+    /// The client of a Google service account (`source.auth.type: google_service_account`):
+    /// no refresh token, so nothing is saved between runs; a new assertion is signed for
+    /// every token request.
+    pub fn google_service_account(config: &AuthConfig, source: &str) -> Result<Self, String> {
+        let AuthConfig::GoogleServiceAccount {
+            key,
+            scopes,
+            subject,
+            token_url,
+        } = config
+        else {
+            unreachable!("OAuth2::google_service_account is called with a google_service_account config")
+        };
+        let key = super::google::ServiceAccountKey::parse(key.expose())
+            .map_err(|message| format!("source.auth.key {message}"))?;
+        let token_url = token_url.clone().unwrap_or_else(|| key.token_uri().to_owned());
+        Url::parse(&token_url).map_err(|error| format!("the token endpoint is not a URL: {error}"))?;
+        Ok(Self {
+            flow: OAuth2Flow::ClientCredentials,
+            token_url,
+            client_id: key.client_email().to_owned(),
+            client_secret: Secret::new(""),
+            config_refresh_token: None,
+            scopes: scopes.clone(),
+            client_auth: OAuth2ClientAuth::Body,
+            token_params: BTreeMap::new(),
+            margin: crate::http::config::default_refresh_margin().0,
+            state_key: [0; 32],
+            source: source.to_owned(),
+            store: OnceLock::new(),
+            state: tokio::sync::Mutex::new(TokenState::default()),
+            jwt_bearer: Some(JwtBearer {
+                key,
+                subject: subject.clone(),
+            }),
+        })
+    }
+
+    /// The grant's name in events and messages.
+    fn grant_name(&self) -> &'static str {
+        if self.jwt_bearer.is_some() {
+            "jwt_bearer"
+        } else {
+            flow_name(self.flow)
+        }
     }
 
     pub fn set_store(&self, store: Arc<dyn CredentialStore>) {
@@ -294,11 +352,8 @@ impl OAuth2 {
             }
             _ => false,
         };
-        env.events.token_refreshed(
-            flow_name(self.flow),
-            lifetime.map(|lifetime| lifetime.as_secs()),
-            rotated,
-        );
+        env.events
+            .token_refreshed(self.grant_name(), lifetime.map(|lifetime| lifetime.as_secs()), rotated);
         self.save_unsaved(&mut state, &context).await?;
         Ok(response.access_token)
     }
@@ -524,7 +579,29 @@ impl OAuth2 {
         env: &AuthEnv<'_>,
         context: &ErrorContext,
     ) -> Result<TokenResponse, HttpError> {
-        let body = {
+        let body = if let Some(bearer) = &self.jwt_bearer {
+            let claims = super::google::AssertionClaims {
+                scopes: &self.scopes,
+                audience: &self.token_url,
+                subject: bearer.subject.as_deref(),
+            };
+            let assertion = bearer.key.assertion(&claims, env.wall).map_err(|message| {
+                context.error(
+                    ErrorCode::AuthFailed,
+                    None,
+                    false,
+                    Subsystem::Auth,
+                    Reason::Credentials,
+                    message,
+                )
+            })?;
+            // An assertion buys tokens until it expires: a credential like any other.
+            crate::redact::register(&assertion);
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", super::google::JWT_BEARER_GRANT);
+            form.append_pair("assertion", &assertion);
+            form.finish()
+        } else {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
             form.append_pair("grant_type", flow_name(self.flow));
             if self.flow == OAuth2Flow::RefreshToken {
@@ -548,7 +625,7 @@ impl OAuth2 {
             .header(reqwest::header::ACCEPT, "application/json")
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header("x-request-id", uuid::Uuid::now_v7().to_string());
-        if self.client_auth == OAuth2ClientAuth::Basic {
+        if self.client_auth == OAuth2ClientAuth::Basic && self.jwt_bearer.is_none() {
             let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
             let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
                 "{}:{}",
@@ -600,11 +677,7 @@ impl OAuth2 {
                 transient,
                 Subsystem::Auth,
                 Reason::Credentials,
-                format!(
-                    "the token endpoint refused the {} grant: {}",
-                    flow_name(self.flow),
-                    detail
-                ),
+                format!("the token endpoint refused the {} grant: {}", self.grant_name(), detail),
             ));
         }
         serde_json::from_slice::<TokenResponse>(&body).map_err(|failure| {
