@@ -692,18 +692,14 @@ impl HttpClient {
                     refused.to_string(),
                 ));
             }
-            if let Some(certificate) = crate::error::certificate_error(&failure) {
-                // Met again by every retry and every rerun: a config error, not retried.
+            if let Some(message) = error::certificate_failure(&failure) {
                 return Failure::from(request.error(
                     ErrorCode::ConfigError,
                     None,
                     false,
                     Subsystem::Transport,
                     Reason::Connect,
-                    format!(
-                        "the server's TLS certificate did not verify: {certificate} (trust the CA that signed it \
-                         with source.tls.ca_file, and use a host name the certificate names)"
-                    ),
+                    message,
                 ));
             }
             let (code, reason) = error::classify_transport(&failure);

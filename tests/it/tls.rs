@@ -175,6 +175,24 @@ async fn an_untrusted_certificate_fails_the_run_once_with_exit_1() {
         "{text}"
     );
     assert!(!text.contains("request_retried"), "not retried: {text}");
+
+    // The same for an OAuth 2.0 token endpoint the run does not trust.
+    let config = ws.config(&format!(
+        "version: 1\nsource:\n  name: shop\n  base_url: https://localhost:{port}\n  auth: {{type: oauth2, flow: client_credentials, token_url: 'https://localhost:{port}/token', client_id: c, client_secret: '${{env:TLS_CLIENT_SECRET}}'}}\n  retry: {{max_attempts: 4, initial_delay: 10ms}}\nstreams: [{{name: items, path: /items}}]\nlanding: {{url: '{{landing}}'}}\n",
+        port = server.addr.port()
+    ));
+    let output = landfall(
+        &["run", "--config", config.to_str().unwrap()],
+        &[("TLS_CLIENT_SECRET", "s3cret-value")],
+    )
+    .await;
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("token request failed") && text.contains("source.tls.ca_file"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret-value"), "{text}");
 }
 
 #[tokio::test]

@@ -639,6 +639,16 @@ impl OAuth2 {
             request = request.header(reqwest::header::AUTHORIZATION, value);
         }
         let response = request.body(body).send().await.map_err(|failure| {
+            if let Some(message) = error::certificate_failure(&failure) {
+                return context.error(
+                    ErrorCode::ConfigError,
+                    None,
+                    false,
+                    Subsystem::Auth,
+                    Reason::Credentials,
+                    format!("token request failed: {message}"),
+                );
+            }
             let (code, _) = error::classify_transport(&failure);
             context.error(
                 code,
