@@ -172,6 +172,15 @@ fn validate_rest_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigErr
         }
         non_empty(&format!("{at}.incremental.param"), &incremental.param)?;
     }
+    if let Some(job) = &stream.async_job {
+        job.validate(at)?;
+        if stream.parent.is_some() {
+            return Err(ConfigError::invalid(
+                format!("{at}.async_job"),
+                "is not read by child streams (one job per parent record is not supported)",
+            ));
+        }
+    }
     validate_format(at, stream)
 }
 
