@@ -410,6 +410,7 @@ fn validate_database_stream(
         ("xml", stream.xml.is_some()),
         ("encoding", stream.encoding.is_some()),
         ("compression", stream.compression != super::BodyCompression::None),
+        ("async_job", stream.async_job.is_some()),
     ];
     if let Some((key, _)) = http_only.into_iter().find(|(_, set)| *set) {
         return Err(ConfigError::invalid(

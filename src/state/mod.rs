@@ -673,6 +673,39 @@ mod tests {
         );
     }
 
+    #[test]
+    fn state_without_an_async_job_reads_and_one_with_it_survives_a_checkpoint_move() {
+        // A state file written before `async_job` existed.
+        let old = br#"{"state_version": 1, "stream": "orders", "cursor": "2024-01-01", "run_id": "r", "updated_at": "2024-01-01T00:00:00Z"}"#;
+        let state = parse("orders.json", old).unwrap();
+        assert_eq!(state.async_job, None);
+        assert!(
+            !String::from_utf8(encode(&state).to_vec())
+                .unwrap()
+                .contains("async_job")
+        );
+
+        let mut current = state;
+        current.async_job = Some(AsyncJobState {
+            id: "job-7".to_owned(),
+            window_start: Some("2024-01-01".to_owned()),
+            run_id: "r".to_owned(),
+            created_at: crate::clock::StoredTime::read("2024-01-02T00:00:00Z"),
+        });
+        let read_back = parse("orders.json", &encode(&current)).unwrap();
+        assert_eq!(read_back, current);
+        let format = crate::cursor::CursorFormat::Text;
+        let stored = StoredRange {
+            start: "2024-01-01",
+            end: "2024-01-05",
+            origin: "2024-01-01",
+            format: &format,
+        };
+        let next = next_state("orders", Some(&current), &stored, &[], "r2").unwrap();
+        assert_eq!(next.cursor.as_deref(), Some("2024-01-05"));
+        assert_eq!(next.async_job, current.async_job);
+    }
+
     fn state(cursor: Option<&str>, completed: &[(&str, &str)]) -> StreamState {
         let mut state = new_state("orders", cursor, Vec::new(), "before");
         state.completed = completed

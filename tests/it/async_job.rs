@@ -366,3 +366,52 @@ async fn bad_async_job_keys_are_refused_naming_the_key() {
         assert!(stderr(&output).contains(expected), "{expected}: {}", stderr(&output));
     }
 }
+
+#[tokio::test]
+async fn a_result_url_on_another_origin_gets_no_credentials() {
+    // The job API answers with a pre-signed URL on a storage host.
+    let storage = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/bucket/result.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"rows": [{"id": "s-1"}]})))
+        .mount(&storage)
+        .await;
+    let api = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/exports"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 5})))
+        .mount(&api)
+        .await;
+    let signed = format!("{}/bucket/result.json?X-Amz-Signature=sig", storage.uri());
+    Mock::given(method("GET"))
+        .and(path("/exports/5"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"state": "done", "url": signed})))
+        .mount(&api)
+        .await;
+    let ws = Workspace::new();
+    let text = format!(
+        "version: 1\nsource:\n  name: shop\n  base_url: {}\n  auth: {{type: bearer, token: '${{env:EXPORT_TOKEN}}'}}\n  headers: {{X-Org: acme}}\n\
+         streams:\n  - {{name: report, records_path: /rows, primary_key: [id], async_job: {{create: {{path: /exports}}, id_path: /id, \
+         poll: {{path: '/exports/{{job_id}}', interval: 10ms, status_path: /state, done_values: [done]}}, result: {{urls_path: /url}}}}}}\n\
+         landing:\n  url: {{landing}}\n",
+        api.uri()
+    );
+    let output = run(&ws.config(&text)).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(ids(&ws), ["s-1"]);
+    let to_api = api.received_requests().await.unwrap();
+    assert!(
+        to_api
+            .iter()
+            .all(|request| request.headers.contains_key("authorization"))
+    );
+    let to_storage = storage.received_requests().await.unwrap();
+    assert_eq!(to_storage.len(), 1);
+    assert!(
+        !to_storage[0].headers.contains_key("authorization"),
+        "{:?}",
+        to_storage[0].headers
+    );
+    assert!(!to_storage[0].headers.contains_key("x-org"));
+    assert_eq!(to_storage[0].url.query(), Some("X-Amz-Signature=sig"));
+}

@@ -345,6 +345,29 @@ mod tests {
     }
 
     #[test]
+    fn a_url_on_another_origin_gets_no_params_headers_or_credentials() {
+        let text = "version: 1\nsource: {name: s, base_url: 'https://api.test/v2/', params: {api_version: 3}, headers: {X-Org: o}}\nstreams:\n  - {name: o, path: /o}\n";
+        let config = ConnectorConfig::from_yaml(text, Resolve::References, &|_| None)
+            .unwrap()
+            .config;
+        let stream = &config.streams[0];
+        let signed = Url::parse("https://bucket.s3.test/r.csv?X-Amz-Signature=abc").unwrap();
+        let spec = RequestBuilder::for_url(&config, stream, signed.clone())
+            .unwrap()
+            .build(&PageToken::Initial, &Bounds::default());
+        assert_eq!(spec.url, signed);
+        assert!(spec.headers.is_empty());
+        assert!(!spec.credentials);
+        let own = Url::parse("https://api.test/v2/files/1").unwrap();
+        let spec = RequestBuilder::for_url(&config, stream, own.clone())
+            .unwrap()
+            .build(&PageToken::Initial, &Bounds::default());
+        assert_eq!(spec.url, own);
+        assert_eq!(spec.headers, [("X-Org".to_owned(), "o".to_owned())]);
+        assert!(spec.credentials);
+    }
+
+    #[test]
     fn endpoint_masks_secrets() {
         let url = Url::parse("https://api.test/x?api_key=k&limit=1").unwrap();
         assert_eq!(endpoint(Method::Get, &url), "GET /x?api_key=***&limit=1");
