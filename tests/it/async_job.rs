@@ -415,3 +415,32 @@ async fn a_result_url_on_another_origin_gets_no_credentials() {
     assert!(!to_storage[0].headers.contains_key("x-org"));
     assert_eq!(to_storage[0].url.query(), Some("X-Amz-Signature=sig"));
 }
+
+#[tokio::test]
+async fn an_operator_forgets_a_stuck_job_and_the_next_run_creates_another() {
+    let api = JobApi::start(None).await;
+    let ws = Workspace::new();
+    let config = config(&ws, &api, ", timeout: 100ms", URLS, "");
+    assert!(!run(&config).await.status.success());
+    assert_eq!(ws.state("shop", "report").unwrap()["async_job"]["id"], "job-1");
+    let forget = common::landfall(
+        &[
+            "state",
+            "forget-job",
+            "--config",
+            config.to_str().unwrap(),
+            "--stream",
+            "report",
+        ],
+        &[("EXPORT_TOKEN", "x")],
+    )
+    .await;
+    assert!(forget.status.success(), "{}", stderr(&forget));
+    assert!(common::stdout(&forget).contains("async job job-1 of report forgotten"));
+    assert!(ws.state("shop", "report").unwrap().get("async_job").is_none());
+    api.vendor().pending_polls = Some(0);
+    let output = run(&config).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(api.vendor().creates, 2);
+    assert_eq!(ids(&ws), expected_ids("job-2"));
+}
