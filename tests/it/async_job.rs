@@ -29,6 +29,10 @@ struct Vendor {
     final_status: String,
     /// Jobs whose poll answers 410 Gone.
     expired: BTreeSet<String>,
+    /// Result downloads answer after this long.
+    download_delay: Duration,
+    /// Result downloads received.
+    downloads: u64,
 }
 
 /// The loopback report API: `POST /exports`, `GET /exports/{id}`, `GET /files/{id}.json`
@@ -83,16 +87,21 @@ impl JobApi {
             })
             .mount(&server)
             .await;
+        let state = vendor.clone();
         Mock::given(method("GET"))
             .and(path_regex("^/files/.+\\.json$"))
-            .respond_with(|request: &Request| {
+            .respond_with(move |request: &Request| {
+                let mut vendor = state.lock().unwrap();
+                vendor.downloads += 1;
                 let name = request
                     .url
                     .path()
                     .trim_start_matches("/files/")
                     .trim_end_matches(".json");
                 let rows: Vec<Value> = (1..=3).map(|n| json!({"id": format!("{name}-{n}"), "n": n})).collect();
-                ResponseTemplate::new(200).set_body_json(json!({"rows": rows}))
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"rows": rows}))
+                    .set_delay(vendor.download_delay)
             })
             .mount(&server)
             .await;
@@ -239,6 +248,43 @@ async fn a_timed_out_poll_keeps_the_job_and_the_next_run_resumes_it() {
         .find(|manifest| manifest["streams"][0]["status"] == "succeeded")
         .unwrap();
     assert_eq!(last["streams"][0]["async_job"]["resumed"], true);
+}
+
+/// Starts `landfall run` with a short lease, without waiting for it.
+fn spawn(config: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_landfall"))
+        .args(["run", "--config", config.to_str().unwrap(), "--lease-ttl", "400ms"])
+        .env("LANDFALL_LOG_FORMAT", "json")
+        .env("EXPORT_TOKEN", "tok-secret-123")
+        .env_remove("LANDFALL_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("landfall starts")
+}
+
+#[tokio::test]
+async fn a_run_killed_while_downloading_is_resumed_without_a_second_job() {
+    let api = JobApi::start(Some(1)).await;
+    api.vendor().download_delay = Duration::from_secs(20);
+    let ws = Workspace::new();
+    let config = config(&ws, &api, "", URLS, "");
+    let mut child = spawn(&config);
+    let downloading = common::wait_until(Duration::from_secs(30), || api.vendor().downloads >= 1).await;
+    assert!(downloading);
+    common::signal(&child, "KILL");
+    child.wait().await.unwrap();
+    assert!(ws.lines("shop", "report").is_empty());
+    assert_eq!(ws.state("shop", "report").unwrap()["async_job"]["id"], "job-1");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+
+    api.vendor().download_delay = Duration::ZERO;
+    let output = run(&config).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(api.vendor().creates, 1, "no second job");
+    assert_eq!(ids(&ws), expected_ids("job-1"), "everything once");
+    assert!(ws.state("shop", "report").unwrap().get("async_job").is_none());
 }
 
 #[tokio::test]
