@@ -490,3 +490,24 @@ async fn an_operator_forgets_a_stuck_job_and_the_next_run_creates_another() {
     assert_eq!(api.vendor().creates, 2);
     assert_eq!(ids(&ws), expected_ids("job-2"));
 }
+
+#[tokio::test]
+async fn check_creates_no_job() {
+    let api = JobApi::start(Some(0)).await;
+    let ws = Workspace::new();
+    let config = config(&ws, &api, "", URLS, "");
+    let output = common::landfall(
+        &["check", "--config", config.to_str().unwrap()],
+        &[("EXPORT_TOKEN", "x")],
+    )
+    .await;
+    let step = common::events(&output)
+        .into_iter()
+        .find(|event| event["event"] == "check_step" && event["step"] == "stream:report")
+        .unwrap_or_else(|| panic!("{}", stderr(&output)));
+    assert!(
+        step["detail"].as_str().unwrap_or_default().contains("not probed"),
+        "{step}"
+    );
+    assert_eq!(api.vendor().creates, 0);
+}
