@@ -354,4 +354,12 @@ pub enum StateAction {
         #[arg(long)]
         stream: String,
     },
+    /// Forget the asynchronous job (`async_job`) a stream's state holds, keeping its
+    /// checkpoint: the next run creates a new job instead of polling that one.
+    ForgetJob {
+        #[arg(long, env = "LANDFALL_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        stream: String,
+    },
 }

@@ -275,6 +275,14 @@ async fn check_stream(
     parent: Option<&str>,
 ) -> Option<FirstPage> {
     let step = format!("stream:{}", stream.name);
+    if stream.async_job.is_some() {
+        // Creating a job would spend the vendor's export quota and leave a job nobody lands.
+        recorder.skip(
+            step,
+            "an async_job stream is not probed: a probe would create a job (and spend the vendor's quota); `landfall run` creates it",
+        );
+        return None;
+    }
     let builder = match RequestBuilder::new(&loaded.config, stream) {
         Ok(builder) => builder,
         Err(error) => {

@@ -414,6 +414,7 @@ async fn state(action: StateAction) -> Exit {
     let (config, stream) = match &action {
         StateAction::Show { config, stream }
         | StateAction::Reset { config, stream }
+        | StateAction::ForgetJob { config, stream }
         | StateAction::Set { config, stream, .. } => (config.clone(), stream.clone()),
     };
     let loaded = match load(config, Resolve::References) {
@@ -456,6 +457,20 @@ async fn state(action: StateAction) -> Exit {
         StateAction::Set { value, .. } => store.set(&stream, &value, &operator_run).await.map(|state| {
             println!("{}", serde_json::to_string_pretty(&state).expect("state serializes"));
         }),
+        StateAction::ForgetJob { .. } => match store.load(&stream).await {
+            Ok(Some(state)) if state.async_job.is_some() => {
+                let job = state.async_job.map(|job| job.id).unwrap_or_default();
+                store
+                    .set_async_job(&stream, None, &operator_run, &crate::state::lease::Unfenced)
+                    .await
+                    .map(|()| println!("async job {job} of {stream} forgotten; the next run creates a new job"))
+            }
+            Ok(_) => {
+                println!("stream {stream} holds no async job");
+                Ok(())
+            }
+            Err(error) => Err(error),
+        },
         StateAction::Reset { .. } => store.reset(&stream).await.map(|previous| {
             println!(
                 "state of {stream} reset; previous kept as {stream}.json.prev: {}",

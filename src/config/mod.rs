@@ -8,6 +8,7 @@
 //! second resolves `${env:..}` / `${file:..}` references in every string and deserializes
 //! again into the config the run uses. Unknown keys are errors that name their path.
 
+pub mod async_job;
 pub mod schema;
 pub mod secret;
 pub mod spec;
@@ -295,6 +296,10 @@ pub struct StreamConfig {
     /// served as `application/gzip`), for ndjson, csv, tsv and xml. Default: none.
     #[serde(default)]
     pub compression: BodyCompression,
+    /// A report API's asynchronous job (create, poll, download) that yields the stream's
+    /// records instead of `path`. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub async_job: Option<async_job::AsyncJobConfig>,
     /// Set on the companion stream built from another stream's `deletes`: that stream's
     /// name. Never read from the config.
     #[serde(skip)]
@@ -479,6 +484,7 @@ impl StreamConfig {
             xml: None,
             encoding: None,
             compression: BodyCompression::None,
+            async_job: None,
             deletes_of: Some(self.name.clone()),
         })
     }

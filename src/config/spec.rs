@@ -583,6 +583,7 @@ fn stream() -> Value {
                 }),
             ),
             ("deletes", deletes()),
+            ("async_job", async_job()),
             (
                 "format",
                 enumeration(
@@ -607,6 +608,92 @@ fn stream() -> Value {
             ),
         ],
     )
+}
+
+/// `streams[].async_job`: a report API's job, created, polled and downloaded.
+fn async_job() -> Value {
+    let pointer = |description: &str| with(string(description), "pattern", json!(POINTER_PATTERN));
+    let create = object(
+        "Create the job",
+        &["path"],
+        vec![
+            ("method", enumeration("HTTP method", &["GET", "POST"], "POST")),
+            ("path", string("Path appended to source.base_url")),
+            (
+                "body",
+                json!({"type": ["object", "null"], "description": "JSON body (may hold ${env:...} references; never logged); an incremental stream's bounds are placed in it", "default": null}),
+            ),
+        ],
+    );
+    let poll = object(
+        "Poll the job",
+        &["path", "status_path", "done_values"],
+        vec![
+            ("path", string("Path appended to source.base_url, with {job_id}")),
+            ("interval", duration("Pause between polls (at least 10ms)", "5s")),
+            (
+                "timeout",
+                duration(
+                    "How long a run polls before it stops with a retryable error; the job id stays in the state and the next run polls the same job",
+                    "1h",
+                ),
+            ),
+            (
+                "status_path",
+                pointer("JSON pointer to the job's status in the poll response"),
+            ),
+            (
+                "done_values",
+                string_list("Statuses meaning the result is ready (compared as text)"),
+            ),
+            ("failed_values", string_list("Statuses meaning the job failed")),
+        ],
+    );
+    let result = object(
+        "The job's result",
+        &[],
+        vec![
+            (
+                "urls_path",
+                with(
+                    nullable_string(
+                        "JSON pointer, in the final poll response, to the result URL or array of URLs (a URL on another origin gets no source credentials)",
+                    ),
+                    "default",
+                    Value::Null,
+                ),
+            ),
+            (
+                "path",
+                with(
+                    nullable_string(
+                        "Path appended to source.base_url, with {job_id}, read with the stream's params, headers and pagination",
+                    ),
+                    "default",
+                    Value::Null,
+                ),
+            ),
+        ],
+    );
+    let mut schema = object(
+        "Asynchronous job",
+        &["create", "id_path", "poll", "result"],
+        vec![
+            ("create", create),
+            ("id_path", pointer("JSON pointer to the job id in the create response")),
+            ("poll", poll),
+            (
+                "result",
+                with(result, "description", json!("Exactly one of urls_path and path")),
+            ),
+        ],
+    );
+    schema["type"] = json!(["object", "null"]);
+    schema["default"] = Value::Null;
+    schema["description"] = json!(
+        "A report API's asynchronous job: created, its id kept in the stream's state, polled until done, its result landed in the stream's format"
+    );
+    schema
 }
 
 /// `streams[].deletes`: an endpoint listing removed records, landed as `<stream>__deletes`.
@@ -997,6 +1084,26 @@ mod tests {
                 accepted_fields::<crate::landing::config::StorageRetryConfig>(json!({})),
                 published_fields("/properties/landing/properties/retry", None),
             ),
+            (
+                "stream.async_job",
+                accepted_fields::<crate::config::async_job::AsyncJobConfig>(json!({})),
+                published_fields(&format!("{STREAM}/async_job"), None),
+            ),
+            (
+                "stream.async_job.create",
+                accepted_fields::<crate::config::async_job::JobCreate>(json!({})),
+                published_fields(&format!("{STREAM}/async_job/properties/create"), None),
+            ),
+            (
+                "stream.async_job.poll",
+                accepted_fields::<crate::config::async_job::JobPoll>(json!({})),
+                published_fields(&format!("{STREAM}/async_job/properties/poll"), None),
+            ),
+            (
+                "stream.async_job.result",
+                accepted_fields::<crate::config::async_job::JobResult>(json!({})),
+                published_fields(&format!("{STREAM}/async_job/properties/result"), None),
+            ),
         ];
         for kind in [
             "none",
@@ -1125,6 +1232,10 @@ mod tests {
     fn object_context(name: &str) -> Value {
         match name {
             "deletes" => json!({"path": "/deleted", "key": ["id"]}),
+            "async_job" => {
+                json!({"create": {"path": "/jobs"}, "id_path": "/id", "result": {"path": "/jobs/{job_id}/rows"},
+                                  "poll": {"path": "/jobs/{job_id}", "status_path": "/s", "done_values": ["done"]}})
+            }
             _ => json!({}),
         }
     }

@@ -172,6 +172,15 @@ fn validate_rest_stream(at: &str, stream: &StreamConfig) -> Result<(), ConfigErr
         }
         non_empty(&format!("{at}.incremental.param"), &incremental.param)?;
     }
+    if let Some(job) = &stream.async_job {
+        job.validate(at)?;
+        if stream.parent.is_some() {
+            return Err(ConfigError::invalid(
+                format!("{at}.async_job"),
+                "is not read by child streams (one job per parent record is not supported)",
+            ));
+        }
+    }
     validate_format(at, stream)
 }
 
@@ -401,6 +410,7 @@ fn validate_database_stream(
         ("xml", stream.xml.is_some()),
         ("encoding", stream.encoding.is_some()),
         ("compression", stream.compression != super::BodyCompression::None),
+        ("async_job", stream.async_job.is_some()),
     ];
     if let Some((key, _)) = http_only.into_iter().find(|(_, set)| *set) {
         return Err(ConfigError::invalid(

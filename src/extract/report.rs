@@ -81,6 +81,14 @@ impl StreamJob {
                 snapshot,
                 xmin_checkpoint: read.xmin_checkpoint,
             }),
+            async_job: read
+                .async_job_id
+                .clone()
+                .map(|id| crate::report::manifest::AsyncJobReport {
+                    id,
+                    resumed: read.async_job_resumed,
+                    expired: read.async_jobs_expired,
+                }),
         };
         if let (Some(incremental), Some(example)) = (
             self.stream.incremental.as_ref(),

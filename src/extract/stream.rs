@@ -114,13 +114,15 @@ impl StreamJob {
             .as_ref()
             .map(|incremental| incremental.cursor_format())
             .unwrap_or(CursorFormat::Text);
-        let state = match &incremental {
-            Some(_) => match self.state.load_versioned(&self.stream.name).await {
+        // A stream with an async job reads its state for the job an earlier run left.
+        let state = match incremental.is_some() || self.stream.async_job.is_some() {
+            true => match self.state.load_versioned(&self.stream.name).await {
                 Ok(state) => state,
                 Err(error) => return self.failed_before_start(StreamError::State(error)),
             },
-            None => None,
+            false => None,
         };
+        let resume_job = state.as_ref().and_then(|stored| stored.state.async_job.clone());
         // A stored cursor that is not of the stream's type never reaches a request.
         let checkpoint = match state.as_ref().and_then(|stored| stored.state.cursor.as_deref()) {
             Some(text) => match format.parse(text) {
@@ -204,7 +206,7 @@ impl StreamJob {
             cursor_start_text.as_deref(),
         );
 
-        let source = self.source();
+        let source = self.source(resume_job);
         let endpoint = match source.endpoint() {
             Ok(endpoint) => endpoint,
             Err(error) => return self.failed_before_start(error.into()),
@@ -265,7 +267,7 @@ impl StreamJob {
     }
 
     /// The source that reads the stream: where a source family is chosen.
-    fn source(&self) -> Box<dyn Source> {
+    fn source(&self, resume_job: Option<crate::state::AsyncJobState>) -> Box<dyn Source> {
         if self.config.source.kind.is_database() {
             return Box::new(DatabaseSource {
                 config: self.config.clone(),
@@ -282,6 +284,8 @@ impl StreamJob {
             cancel: self.cancel.clone(),
             parents: self.parents.clone(),
             collect_parent_fields: self.collect_parent_fields.clone(),
+            resume_job,
+            run_id: self.run_id.clone(),
         })
     }
 }

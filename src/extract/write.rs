@@ -111,6 +111,16 @@ impl StreamJob {
                             .await?;
                         continue;
                     }
+                    Item::AsyncJob(job) => {
+                        // Forgetting a job comes after its records are stored.
+                        if job.is_none() {
+                            self.store_part(&mut writer, &mut stats, checkpoint).await?;
+                        }
+                        self.state
+                            .set_async_job(&self.stream.name, job, &self.run_id, self.fence.as_ref())
+                            .await?;
+                        continue;
+                    }
                 };
                 let body = std::str::from_utf8(&page.body).expect("pages are checked to be UTF-8 when parsed");
                 let fields = PageFields::new(&page.endpoint, &page.extracted_at, page.number);

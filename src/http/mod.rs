@@ -86,6 +86,9 @@ pub struct RequestSpec {
     pub body: Option<Vec<u8>>,
     /// How a POST may be repeated; ignored for GET.
     pub post: PostPolicy,
+    /// Whether the source's credentials (auth, query key) go with the request: false for a
+    /// URL on another origin that a response named (an async job's pre-signed result URL).
+    pub credentials: bool,
 }
 
 /// A successful response, fully read.
@@ -287,7 +290,9 @@ impl HttpClient {
     pub async fn send(&self, spec: &RequestSpec, context: RequestContext<'_>) -> Result<Response, HttpError> {
         let started = Instant::now();
         let mut url = spec.url.clone();
-        self.auth.apply_to_url(&mut url);
+        if spec.credentials {
+            self.auth.apply_to_url(&mut url);
+        }
         let shown_url = crate::redact::url(&url);
         let method = spec.method.as_str();
         let idempotency_key = match (spec.method, &spec.body) {
@@ -557,7 +562,7 @@ impl HttpClient {
         let mut hop_url = url.clone();
         let mut method = spec.method;
         let mut body = spec.body.as_deref();
-        let mut credentials = true;
+        let mut credentials = spec.credentials;
         let mut hops = 0;
         let response = loop {
             let response = self
@@ -596,7 +601,7 @@ impl HttpClient {
             }
             let hop = redirect::check(self.redirects, &origin, &hop_url, &next)
                 .map_err(|reason| refused(format!("redirect to {} refused: {reason}", crate::redact::url(&next))))?;
-            credentials = hop == redirect::Hop::SameOrigin;
+            credentials = spec.credentials && hop == redirect::Hop::SameOrigin;
             hop_url = next;
             if credentials {
                 // Back at the source's origin: its query credentials go along again.

@@ -45,6 +45,9 @@ pub const METRICS_EXPORTED: &str = "metrics_exported";
 pub const METRICS_EXPORT_FAILED: &str = "metrics_export_failed";
 pub const LINEAGE_EMITTED: &str = "lineage_emitted";
 pub const LINEAGE_EMIT_FAILED: &str = "lineage_emit_failed";
+pub const ASYNC_JOB_CREATED: &str = "async_job_created";
+pub const ASYNC_JOB_RESUMED: &str = "async_job_resumed";
+pub const ASYNC_JOB_EXPIRED: &str = "async_job_expired";
 
 /// Every event name, for docs and the runbook checks.
 pub const ALL: &[&str] = &[
@@ -81,6 +84,9 @@ pub const ALL: &[&str] = &[
     METRICS_EXPORT_FAILED,
     LINEAGE_EMITTED,
     LINEAGE_EMIT_FAILED,
+    ASYNC_JOB_CREATED,
+    ASYNC_JOB_RESUMED,
+    ASYNC_JOB_EXPIRED,
 ];
 
 /// Emits the events of one run; holds what every event carries. Like Vector's internal
@@ -200,6 +206,18 @@ impl Events {
 
     /// `upload` is `single` (one create-only put) or `multipart` (staged, then published
     /// with a create-only copy).
+    pub fn async_job_created(&self, stream: &str, job_id: &str) {
+        info!(event = ASYNC_JOB_CREATED, run_id = %self.run_id, source = %self.source, stream, job_id, "async job created");
+    }
+
+    pub fn async_job_resumed(&self, stream: &str, job_id: &str, created_by: &str) {
+        info!(event = ASYNC_JOB_RESUMED, run_id = %self.run_id, source = %self.source, stream, job_id, created_by, "polling the async job of an earlier run");
+    }
+
+    pub fn async_job_expired(&self, stream: &str, job_id: &str, status: u16, during: &str) {
+        warn!(event = ASYNC_JOB_EXPIRED, run_id = %self.run_id, source = %self.source, stream, job_id, status, during, "async job or its result expired; creating a new job");
+    }
+
     pub fn part_stored(&self, stream: &str, path: &str, rows: u64, bytes: u64, sha256: &str, upload: &str) {
         info!(event = PART_STORED, run_id = %self.run_id, source = %self.source, stream, path, rows, bytes, sha256, upload, "part stored");
     }

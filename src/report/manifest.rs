@@ -79,6 +79,20 @@ pub struct StreamReport {
     /// sources, and when the server names none cheaply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_snapshot: Option<SourceSnapshot>,
+    /// Streams with `async_job`: the job this run polled. Absent for other streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub async_job: Option<AsyncJobReport>,
+}
+
+/// The asynchronous job of a stream's run (`docs/contract.md`, the manifest).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsyncJobReport {
+    /// The vendor's id of the last job the run polled.
+    pub id: String,
+    /// The job was created by an earlier run (read from the stream's state).
+    pub resumed: bool,
+    /// Jobs found expired (404 or 410) and created again in this run (at most 1).
+    pub expired: u64,
 }
 
 /// The consistent snapshot a database stream read in (`docs/contract.md`, the manifest).
@@ -124,6 +138,7 @@ impl StreamReport {
             duration_seconds: 0.0,
             rate_limit_waits_seconds: 0.0,
             source_snapshot: None,
+            async_job: None,
         }
     }
 }

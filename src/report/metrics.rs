@@ -619,6 +619,7 @@ mod tests {
             dead_letter_files: vec![],
             schema_changes: vec![],
             source_snapshot: None,
+            async_job: None,
         }
     }
 

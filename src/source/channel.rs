@@ -69,7 +69,7 @@ fn weight(item: &Item) -> usize {
     match item {
         Item::Page(page) => page.body.len() + page.records.len() * std::mem::size_of::<RecordMeta>(),
         Item::DeadPage(dead) => dead.body.kept().len(),
-        Item::WindowDone(_) | Item::Checkpoint(_) => 0,
+        Item::WindowDone(_) | Item::Checkpoint(_) | Item::AsyncJob(_) => 0,
     }
 }
 

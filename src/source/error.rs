@@ -37,6 +37,10 @@ pub enum ReadError {
     /// local disk error).
     #[error("the parent records kept for child streams in a temporary file under {dir}: {message}")]
     ParentKeys { dir: String, message: String },
+    /// An asynchronous job failed, is still running, expired twice or answered without
+    /// what the config points at.
+    #[error(transparent)]
+    AsyncJob(#[from] crate::source::rest::async_job::JobError),
 }
 
 impl ReadError {
@@ -54,7 +58,8 @@ impl ReadError {
             | ReadError::Cancelled
             | ReadError::Task(_)
             | ReadError::Spill { .. }
-            | ReadError::ParentKeys { .. } => Stage::Fetch,
+            | ReadError::ParentKeys { .. }
+            | ReadError::AsyncJob(_) => Stage::Fetch,
             ReadError::Records { .. } => Stage::Parse,
             ReadError::Pagination(_) => Stage::Paginate,
             ReadError::Database(error) => error.stage,
@@ -73,6 +78,7 @@ impl Classify for ReadError {
             ReadError::Cancelled => ErrorCode::Cancelled,
             ReadError::Task(_) => ErrorCode::Unsupported,
             ReadError::Spill { .. } | ReadError::ParentKeys { .. } => ErrorCode::StorageError,
+            ReadError::AsyncJob(error) => error.code(),
         }
     }
 
@@ -84,6 +90,7 @@ impl Classify for ReadError {
             ReadError::Pagination(error) => error.retryable(),
             ReadError::Database(error) => error.retryable,
             ReadError::Url(_) | ReadError::Task(_) => false,
+            ReadError::AsyncJob(error) => error.retryable(),
         }
     }
 }

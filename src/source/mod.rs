@@ -86,6 +86,10 @@ pub enum Item {
     Checkpoint(crate::cursor::Cursor),
     /// A response that never parsed, after retries: its body goes to the dead letters.
     DeadPage(DeadPage),
+    /// An asynchronous job was created (recorded in the stream's state at once), or is
+    /// to be forgotten (its result landed: sent after the window's [`Item::WindowDone`];
+    /// or it failed or expired).
+    AsyncJob(Option<crate::state::AsyncJobState>),
 }
 
 /// A page that never parsed (or, for a body with invalid UTF-8, the exact bytes of a page
@@ -131,6 +135,11 @@ pub struct ReadStats {
     pub snapshot: Option<(String, String)>,
     /// PostgreSQL `mode: xmin`: the checkpoint the read supplies (its snapshot's xmin).
     pub xmin_checkpoint: Option<u64>,
+    /// `async_job`: the last job polled, whether an earlier run created it, and how many
+    /// were found expired (404 or 410) and created again.
+    pub async_job_id: Option<String>,
+    pub async_job_resumed: bool,
+    pub async_jobs_expired: u64,
 }
 
 /// Drops the records outside `window` (`client_side_filter`); returns how many.

@@ -45,6 +45,27 @@ pub struct StreamState {
     /// checkpoint moves over one as soon as it reaches the range's start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub completed: Vec<CompletedRange>,
+    /// The asynchronous job (`async_job`) this stream created and has not landed yet:
+    /// written as soon as its id is known, removed once its result is stored, so a run
+    /// that was stopped polls the same job again instead of creating another. Absent in
+    /// state written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub async_job: Option<AsyncJobState>,
+}
+
+/// A created asynchronous job whose result is not landed yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsyncJobState {
+    /// The vendor's job id, as text.
+    pub id: String,
+    /// The lower bound of the window the job was created for (incremental streams), in the
+    /// stream's cursor format: a run planning another window does not reuse it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<String>,
+    /// The run that created it.
+    pub run_id: String,
+    /// When it was created.
+    pub created_at: crate::clock::StoredTime,
 }
 
 /// A cursor range `[start, end]` whose records are all stored, in the stream's format.
@@ -288,6 +309,44 @@ impl StateStore {
         })
     }
 
+    /// Records (`Some`) or forgets (`None`) the asynchronous job of `stream`, leaving its
+    /// checkpoint as it is; fenced by the lease and conditional on the version read, as
+    /// every checkpoint write.
+    pub async fn set_async_job(
+        &self,
+        stream: &str,
+        job: Option<AsyncJobState>,
+        run_id: &str,
+        fence: &dyn Fence,
+    ) -> Result<(), StateError> {
+        let path = layout::state(&self.source, stream);
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            fence.confirm().await.map_err(|reason| StateError::LeaseLost {
+                stream: stream.to_owned(),
+                reason,
+            })?;
+            let current = self.load_versioned(stream).await?;
+            let mut state = match &current {
+                Some(current) if current.state.async_job == job => return Ok(()),
+                Some(current) => current.state.clone(),
+                None if job.is_none() => return Ok(()),
+                None => new_state(stream, None, Vec::new(), run_id),
+            };
+            state.async_job = job.clone();
+            state.updated_at = chrono::Utc::now().into();
+            if let Written::Stored(_) = self
+                .write_object(&path, encode(&state), current.as_ref().map(|current| &current.version))
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        Err(StateError::Contended {
+            path,
+            attempts: MAX_CAS_ATTEMPTS,
+        })
+    }
+
     /// Keeps the checkpoint a write replaced as `.prev`, for rollback.
     async fn keep_previous(&self, stream: &str, previous: Option<&Versioned>) -> Result<(), StateError> {
         if let Some(previous) = previous {
@@ -326,6 +385,7 @@ fn new_state(stream: &str, cursor: Option<&str>, recent: Vec<SeenRecord>, run_id
         updated_at: chrono::Utc::now().into(),
         recent,
         completed: Vec::new(),
+        async_job: None,
     }
 }
 
@@ -411,6 +471,8 @@ pub fn next_state(
         current.map(|state| state.recent.clone()).unwrap_or_default()
     };
     let mut state = new_state(stream, cursor.as_deref(), recent, run_id);
+    // A job in flight stays recorded while the checkpoint moves.
+    state.async_job = current.and_then(|state| state.async_job.clone());
     state.completed = merged
         .iter()
         .map(|(start, end)| CompletedRange {
@@ -609,6 +671,39 @@ mod tests {
             store.load("orders").await.unwrap().unwrap().cursor.as_deref(),
             Some("2024-01-09")
         );
+    }
+
+    #[test]
+    fn state_without_an_async_job_reads_and_one_with_it_survives_a_checkpoint_move() {
+        // A state file written before `async_job` existed.
+        let old = br#"{"state_version": 1, "stream": "orders", "cursor": "2024-01-01", "run_id": "r", "updated_at": "2024-01-01T00:00:00Z"}"#;
+        let state = parse("orders.json", old).unwrap();
+        assert_eq!(state.async_job, None);
+        assert!(
+            !String::from_utf8(encode(&state).to_vec())
+                .unwrap()
+                .contains("async_job")
+        );
+
+        let mut current = state;
+        current.async_job = Some(AsyncJobState {
+            id: "job-7".to_owned(),
+            window_start: Some("2024-01-01".to_owned()),
+            run_id: "r".to_owned(),
+            created_at: crate::clock::StoredTime::read("2024-01-02T00:00:00Z"),
+        });
+        let read_back = parse("orders.json", &encode(&current)).unwrap();
+        assert_eq!(read_back, current);
+        let format = crate::cursor::CursorFormat::Text;
+        let stored = StoredRange {
+            start: "2024-01-01",
+            end: "2024-01-05",
+            origin: "2024-01-01",
+            format: &format,
+        };
+        let next = next_state("orders", Some(&current), &stored, &[], "r2").unwrap();
+        assert_eq!(next.cursor.as_deref(), Some("2024-01-05"));
+        assert_eq!(next.async_job, current.async_job);
     }
 
     fn state(cursor: Option<&str>, completed: &[(&str, &str)]) -> StreamState {

@@ -320,6 +320,7 @@ mod tests {
                 updated_at: crate::clock::StoredTime::read("2024-01-01T00:00:00Z"),
                 recent,
                 completed: Vec::new(),
+                async_job: None,
             },
             version: ObjectVersion {
                 e_tag: Some("1".to_owned()),

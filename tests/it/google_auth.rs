@@ -234,6 +234,7 @@ async fn google_service_account_token_is_verified_cached_refreshed_before_expiry
         headers: vec![],
         body: None,
         post: PostPolicy::default(),
+        credentials: true,
     };
     let context = RequestContext {
         stream: "items",

@@ -67,6 +67,7 @@ fn get(config: &ConnectorConfig) -> RequestSpec {
         headers: vec![],
         body: None,
         post: PostPolicy::default(),
+        credentials: true,
     }
 }
 

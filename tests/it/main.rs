@@ -16,6 +16,7 @@
 mod common;
 
 mod architecture;
+mod async_job;
 mod cli;
 mod concurrency;
 mod connectors;

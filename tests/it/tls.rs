@@ -109,6 +109,7 @@ fn client(base: &str, tls: &str) -> (HttpClient, RequestSpec) {
         headers: vec![],
         body: None,
         post: PostPolicy::default(),
+        credentials: true,
     };
     (client, spec)
 }

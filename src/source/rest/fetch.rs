@@ -44,6 +44,10 @@ pub struct RestSource {
     pub parents: Option<ParentKeys>,
     /// Set on a parent stream: the fields its children need.
     pub collect_parent_fields: Option<Vec<String>>,
+    /// The asynchronous job an earlier run created and did not land (`async_job`).
+    pub resume_job: Option<crate::state::AsyncJobState>,
+    /// The run, recorded with a job it creates.
+    pub run_id: String,
 }
 
 impl Source for RestSource {
@@ -66,13 +70,13 @@ const ROWS_PIECE: usize = 256 << 10;
 
 /// One run through a stream's pages: a request builder, its bounds, the parent it belongs
 /// to, and the window records are filtered to (with `client_side_filter`).
-struct PageSequence<'a> {
-    builder: &'a RequestBuilder,
-    bounds: &'a Bounds,
-    parent: Option<&'a ParentKey>,
-    filter: Option<&'a Window>,
+pub(super) struct PageSequence<'a> {
+    pub(super) builder: &'a RequestBuilder,
+    pub(super) bounds: &'a Bounds,
+    pub(super) parent: Option<&'a ParentKey>,
+    pub(super) filter: Option<&'a Window>,
     /// Fetches pages ahead (offset and page-number pagination with concurrency > 1).
-    prefetch: Option<&'a mut Prefetcher<Result<Response, HttpError>>>,
+    pub(super) prefetch: Option<&'a mut Prefetcher<Result<Response, HttpError>>>,
 }
 
 /// How a page's records were read.
@@ -167,6 +171,19 @@ impl RestSource {
             let filter = incremental
                 .as_ref()
                 .is_some_and(|incremental| incremental.client_side_filter);
+            if self.stream.async_job.is_some() {
+                let filter = filter.then_some(&window);
+                if let Err(error) = self.read_job(&bounds, filter, &sender, &validator, &mut stats).await {
+                    return (stats, error);
+                }
+                // The job is forgotten once the window's parts (and checkpoint) are stored.
+                if sender.send(Item::WindowDone(window)).await.is_err()
+                    || sender.send(Item::AsyncJob(None)).await.is_err()
+                {
+                    return (stats, None);
+                }
+                continue;
+            }
             for parent in self.passes() {
                 let parent = match parent {
                     Ok(parent) => parent,
@@ -211,7 +228,7 @@ impl RestSource {
     }
 
     /// Pages through one request sequence. `Err(None)` means the writer went away.
-    async fn fetch_pages(
+    pub(super) async fn fetch_pages(
         &self,
         sequence: PageSequence<'_>,
         sender: &ItemSender,

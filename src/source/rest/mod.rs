@@ -3,6 +3,7 @@
 //! `pagination/inject.rs` gives), pages fetched ahead when the scheme allows it
 //! (`prefetch.rs`). Each pagination scheme is `pagination/`; the HTTP client is `http/`.
 
+pub(crate) mod async_job;
 pub(crate) mod fetch;
 pub(crate) mod prefetch;
 pub mod request;

@@ -28,6 +28,7 @@ pub struct RequestBuilder {
     body: Option<serde_json::Value>,
     pagination: PaginationConfig,
     post: PostPolicy,
+    credentials: bool,
 }
 
 fn param_text(value: &serde_json::Value) -> Option<String> {
@@ -68,7 +69,24 @@ impl RequestBuilder {
                 idempotency_key: stream.idempotency_key,
                 retry: stream.retry_post,
             },
+            credentials: true,
         })
+    }
+
+    /// The builder of `stream` sending to `url` as it is (a URL a response named): no
+    /// params are added, and on another origin than `source.base_url` neither the
+    /// stream's headers nor the source's credentials go along (a pre-signed URL carries
+    /// its own, and must not get the source's).
+    pub fn for_url(config: &ConnectorConfig, stream: &StreamConfig, url: Url) -> Result<Self, url::ParseError> {
+        let mut builder = Self::new(config, stream)?;
+        let same_origin = builder.url.origin() == url.origin();
+        builder.url = url;
+        builder.params.clear();
+        if !same_origin {
+            builder.headers.clear();
+            builder.credentials = false;
+        }
+        Ok(builder)
     }
 
     /// The URL of the stream's first request, without page token.
@@ -121,6 +139,7 @@ impl RequestBuilder {
             headers,
             body: body.map(|body| serde_json::to_vec(&body).expect("JSON serializes")),
             post: self.post,
+            credentials: self.credentials,
         }
     }
 
@@ -323,6 +342,29 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn a_url_on_another_origin_gets_no_params_headers_or_credentials() {
+        let text = "version: 1\nsource: {name: s, base_url: 'https://api.test/v2/', params: {api_version: 3}, headers: {X-Org: o}}\nstreams:\n  - {name: o, path: /o}\n";
+        let config = ConnectorConfig::from_yaml(text, Resolve::References, &|_| None)
+            .unwrap()
+            .config;
+        let stream = &config.streams[0];
+        let signed = Url::parse("https://bucket.s3.test/r.csv?X-Amz-Signature=abc").unwrap();
+        let spec = RequestBuilder::for_url(&config, stream, signed.clone())
+            .unwrap()
+            .build(&PageToken::Initial, &Bounds::default());
+        assert_eq!(spec.url, signed);
+        assert!(spec.headers.is_empty());
+        assert!(!spec.credentials);
+        let own = Url::parse("https://api.test/v2/files/1").unwrap();
+        let spec = RequestBuilder::for_url(&config, stream, own.clone())
+            .unwrap()
+            .build(&PageToken::Initial, &Bounds::default());
+        assert_eq!(spec.url, own);
+        assert_eq!(spec.headers, [("X-Org".to_owned(), "o".to_owned())]);
+        assert!(spec.credentials);
     }
 
     #[test]
