@@ -238,6 +238,18 @@ pub fn certificate_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Op
     None
 }
 
+/// Why a connection failed, when it is the server's certificate that did not verify: met
+/// again by every retry and every rerun, so callers fail with a config error, not retried.
+/// Names the reason and the key that fixes it.
+pub fn untrusted_certificate(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    certificate_error(error).map(|certificate| {
+        format!(
+            "the server's TLS certificate did not verify: {certificate} (trust the CA that signed it with \
+             source.tls.ca_file, and connect with a host name the certificate names)"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

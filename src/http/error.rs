@@ -186,18 +186,6 @@ pub fn effective_status(status: u16, headers: &reqwest::header::HeaderMap) -> u1
     }
 }
 
-/// Why a request failed, when it is the server's certificate that did not verify: met
-/// again by every retry and every rerun, so a config error, not retried. The message names
-/// the reason and the key that fixes it.
-pub fn certificate_failure(failure: &reqwest::Error) -> Option<String> {
-    crate::error::certificate_error(failure).map(|certificate| {
-        format!(
-            "the server's TLS certificate did not verify: {certificate} (trust the CA that signed it with \
-             source.tls.ca_file, and use a host name the certificate names)"
-        )
-    })
-}
-
 /// The code of a transport failure (no response), and whether the request never left.
 pub fn classify_transport(error: &reqwest::Error) -> (ErrorCode, Reason) {
     let code = if error.is_timeout() {

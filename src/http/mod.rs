@@ -697,7 +697,7 @@ impl HttpClient {
                     refused.to_string(),
                 ));
             }
-            if let Some(message) = error::certificate_failure(&failure) {
+            if let Some(message) = crate::error::untrusted_certificate(&failure) {
                 return Failure::from(request.error(
                     ErrorCode::ConfigError,
                     None,

@@ -639,7 +639,7 @@ impl OAuth2 {
             request = request.header(reqwest::header::AUTHORIZATION, value);
         }
         let response = request.body(body).send().await.map_err(|failure| {
-            if let Some(message) = error::certificate_failure(&failure) {
+            if let Some(message) = crate::error::untrusted_certificate(&failure) {
                 return context.error(
                     ErrorCode::ConfigError,
                     None,

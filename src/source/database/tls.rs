@@ -9,11 +9,8 @@ use super::DatabaseError;
 
 /// `Some` when `error` is a server certificate that did not verify.
 pub(super) fn certificate_failure(error: &(dyn Error + 'static), doing: &str) -> Option<DatabaseError> {
-    let certificate = crate::error::certificate_error(error)?;
-    Some(DatabaseError::config(format!(
-        "{doing}: the server's TLS certificate did not verify: {certificate} \
-         (trust the CA that signed it with source.tls.ca_file, and connect with a host name the certificate names)"
-    )))
+    let message = crate::error::untrusted_certificate(error)?;
+    Some(DatabaseError::config(format!("{doing}: {message}")))
 }
 
 #[cfg(test)]
